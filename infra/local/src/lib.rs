@@ -1,0 +1,152 @@
+//! The embedded dev server: every endpoint group's router (the very ones the Lambdas serve),
+//! an in-process store, an outbox instead of delivery, an adjustable clock, and dev-only
+//! `/health`, `/dev/outbox`, `/dev/clock`, `/dev/accounts`. No AWS, no network.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{ConnectInfo, Query, Request, State},
+    http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::Deserialize;
+use serde_json::json;
+use twofa::{
+    adapters::{
+        clock::AdjustableClock,
+        memory::MemoryStore,
+        outbox::{Outbox, OutboxMode},
+    },
+    domain::{account::Account, crypto::Keys, ids, time},
+    http::{self, auth::ClientIp},
+    ports::{AccountStore, Clock, Deps},
+};
+
+/// Handles on the embedded adapters, for the dev routes and for tests.
+#[derive(Clone)]
+pub struct Dev {
+    pub deps: Deps,
+    pub store: Arc<MemoryStore>,
+    pub outbox: Arc<Outbox>,
+    pub clock: Arc<AdjustableClock>,
+}
+
+impl Dev {
+    pub fn new(keys: Keys) -> Self {
+        let clock = Arc::new(AdjustableClock::default());
+        let store = Arc::new(MemoryStore::new());
+        let outbox = Arc::new(Outbox::new(clock.clone()));
+        let deps =
+            Deps { store: store.clone(), dispatcher: outbox.clone(), clock: clock.clone(), keys: Arc::new(keys) };
+        Dev { deps, store, outbox, clock }
+    }
+
+    /// Create an account (a sub-account of `parent` if given) with this token.
+    pub async fn create_account(
+        &self,
+        sid: Option<String>,
+        token: &str,
+        parent: Option<&str>,
+    ) -> twofa::Result<Account> {
+        let parent = match parent {
+            Some(p) => Some(self.store.get_account(p).await?.ok_or(twofa::Error::NotFound)?),
+            None => None,
+        };
+        let sid = sid.unwrap_or_else(|| ids::new_sid(ids::ACCOUNT));
+        let account = Account::new(sid, token, &self.deps.keys, parent.as_ref(), self.clock.now_ms());
+        self.store.put_account(&account).await?;
+        Ok(account)
+    }
+
+    /// Every router, merged, plus the dev routes.
+    pub fn app(&self) -> Router {
+        let api = Router::new().merge(http::otp::router(self.deps.clone()));
+        let dev = Router::new()
+            .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+            .route("/dev/outbox", get(outbox))
+            .route("/dev/outbox/mode", post(outbox_mode))
+            .route("/dev/clock", get(clock_now).post(advance_clock))
+            .route("/dev/accounts", post(create_account))
+            .with_state(self.clone());
+        dev.merge(api).layer(middleware::from_fn(client_ip))
+    }
+}
+
+/// The socket's peer address is the client IP in the dev server.
+async fn client_ip(mut req: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
+        req.extensions_mut().insert(ClientIp(addr.ip()));
+    }
+    next.run(req).await
+}
+
+#[derive(Deserialize)]
+struct OutboxQuery {
+    to: Option<String>,
+}
+
+async fn outbox(State(dev): State<Dev>, Query(q): Query<OutboxQuery>) -> impl IntoResponse {
+    Json(json!({ "messages": dev.outbox.messages(q.to.as_deref()) }))
+}
+
+#[derive(Deserialize)]
+struct ModeBody {
+    mode: String,
+}
+
+async fn outbox_mode(State(dev): State<Dev>, Json(b): Json<ModeBody>) -> Response {
+    let mode = match b.mode.as_str() {
+        "deliver" => OutboxMode::Deliver,
+        "reject" => OutboxMode::Reject,
+        "down" => OutboxMode::Down,
+        _ => {
+            return (StatusCode::BAD_REQUEST, Json(json!({ "error": "mode must be deliver, reject or down" })))
+                .into_response()
+        }
+    };
+    dev.outbox.set_mode(mode);
+    Json(json!({ "mode": b.mode })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AdvanceBody {
+    advance_seconds: i64,
+}
+
+async fn clock_now(State(dev): State<Dev>) -> impl IntoResponse {
+    Json(json!({ "now": time::iso(dev.clock.now_ms()) }))
+}
+
+async fn advance_clock(State(dev): State<Dev>, Json(b): Json<AdvanceBody>) -> impl IntoResponse {
+    dev.clock.advance_secs(b.advance_seconds);
+    Json(json!({ "now": time::iso(dev.clock.now_ms()) }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewAccount {
+    parent_sid: Option<String>,
+}
+
+/// Dev only: make an account (or a sub-account) to try tenant isolation and `accountSid`.
+async fn create_account(State(dev): State<Dev>, body: Option<Json<NewAccount>>) -> Response {
+    let parent = body.and_then(|Json(b)| b.parent_sid);
+    let token = hex_token();
+    match dev.create_account(None, &token, parent.as_deref()).await {
+        Ok(a) => Json(json!({ "accountSid": a.sid, "authToken": token, "parentSid": a.parent() })).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, Json(json!({ "error": "unknown parentSid" }))).into_response(),
+    }
+}
+
+pub fn hex_token() -> String {
+    ids::new_sid("")
+}
+
+/// Serve `app` until the future completes (tests) or forever.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+}

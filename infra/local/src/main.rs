@@ -1,0 +1,31 @@
+//! `make run`: the whole API on 127.0.0.1:3000 (PORT overrides), embedded.
+
+use twofa::domain::{crypto::Keys, ids};
+use twofa_local::{hex_token, serve, Dev};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())).init();
+    let keys = match std::env::var("TWOFA_SECRET_KEY") {
+        Ok(hex_key) => Keys::from_master(&hex::decode(hex_key.trim()).map_err(|_| "TWOFA_SECRET_KEY must be hex")?)
+            .map_err(|_| "TWOFA_SECRET_KEY must be at least 32 bytes (64 hex chars)")?,
+        Err(_) => Keys::random(),
+    };
+    let dev = Dev::new(keys);
+    let sid = std::env::var("TWOFA_DEV_ACCOUNT_SID").unwrap_or_else(|_| ids::new_sid(ids::ACCOUNT));
+    let token = std::env::var("TWOFA_DEV_AUTH_TOKEN").unwrap_or_else(|_| hex_token());
+    dev.create_account(Some(sid.clone()), &token, None).await.map_err(|e| format!("dev account: {e}"))?;
+
+    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("twofa dev server on http://127.0.0.1:{port}");
+    println!("  account sid: {sid}");
+    println!("  auth token:  {token}");
+    println!(
+        "  try: curl -s -u '{sid}:{token}' http://127.0.0.1:{port}/2fa/send -H 'Content-Type: application/json' \\"
+    );
+    println!("         -d '{{\"service\":\"2FA\",\"from\":\"Twofa\",\"to\":\"+14155550100\",\"body\":\"Your code is {{code}}\"}}'");
+    println!("  then: curl -s 'http://127.0.0.1:{port}/dev/outbox?to=%2B14155550100'");
+    serve(listener, dev.app()).await?;
+    Ok(())
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The whole check, as CI runs it: rustfmt, clippy, then every test against a local moto.
+# Extra arguments go to `cargo test` (e.g. `infra/scripts/test.sh -- --nocapture`).
+# Each phase runs even if an earlier one failed; the script exits non-zero if any failed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+MOTO=infra/scripts/moto.sh
+export CARGO_TERM_COLOR=never
+
+T0=$SECONDS
+FAILED=()
+SUMMARY=()
+
+# phase NAME CMD...: run CMD, record its outcome and how long it took.
+phase() {
+    local name="$1"
+    shift
+    local start=$SECONDS rc=0
+    echo "==> ${name}: $*"
+    "$@" || rc=$?
+    local took=$((SECONDS - start))
+    if ((rc == 0)); then
+        SUMMARY+=("ok      ${took}s  ${name}")
+        echo "==> ${name}: ok (${took}s)"
+    else
+        SUMMARY+=("FAILED  ${took}s  ${name} (exit ${rc})")
+        FAILED+=("${name}")
+        echo "==> ${name}: FAILED with exit ${rc} (${took}s)"
+    fi
+    return 0
+}
+
+# --- moto ------------------------------------------------------------------------------
+STARTED_MOTO=0
+cleanup() {
+    if ((STARTED_MOTO)); then
+        bash "${MOTO}" stop || true
+    fi
+}
+trap cleanup EXIT
+
+start=$SECONDS
+bash "${MOTO}" install
+if bash "${MOTO}" status >/dev/null 2>&1; then
+    echo "==> moto: reusing the running moto"
+    bash "${MOTO}" start
+else
+    # Set before starting, so a start that fails half-way is cleaned up too.
+    STARTED_MOTO=1
+    bash "${MOTO}" start
+fi
+eval "$(bash "${MOTO}" env)"
+SUMMARY+=("ok      $((SECONDS - start))s  moto install + start")
+echo "==> moto: ready at ${AWS_ENDPOINT_URL} ($((SECONDS - start))s)"
+
+# --- checks ----------------------------------------------------------------------------
+phase "rustfmt" cargo fmt --all -- --check
+phase "clippy" cargo clippy --workspace --all-targets --features twofa/aws -- -D warnings
+phase "tests" cargo test --workspace --features twofa/aws "$@"
+
+echo
+echo "==> summary (total $((SECONDS - T0))s)"
+printf '    %s\n' "${SUMMARY[@]}"
+if ((${#FAILED[@]})); then
+    echo "==> FAILED: ${FAILED[*]}"
+    exit 1
+fi
+echo "==> all checks passed"

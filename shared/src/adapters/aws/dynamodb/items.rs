@@ -1,0 +1,633 @@
+//! The table's items: keys, and one serde struct per item kind, kept apart from the domain
+//! types and mapped with `From`/`TryFrom` (a corrupt item is `Error::Internal`).
+//!
+//! docs/data-model.md describes every item and access pattern.
+
+use std::{borrow::Cow, collections::HashMap};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::domain::{
+    account::Account,
+    error::{Error, Result},
+    limits::{Bucket, Counter, CounterKey, LimitDef},
+    otp::{Channel, ChannelEvent, ChannelStatus, Check, Delivery, Destination, Otp, OtpStatus, Superseded},
+    send::RETENTION_DAYS,
+    time::Millis,
+    usage::UsageKey,
+};
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// Attribute names used in expressions.
+pub(crate) mod attr {
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+    pub const STATUS: &str = "status";
+    pub const UPDATED_MS: &str = "updated_ms";
+    pub const EXPIRES_MS: &str = "expires_ms";
+    pub const CANCEL_AT_MS: &str = "cancel_at_ms";
+    pub const ATTEMPTS: &str = "attempts";
+    pub const CODE_HASH: &str = "code_hash";
+    pub const CHECKS: &str = "checks";
+    pub const EVENTS: &str = "events";
+    pub const CURRENT: &str = "current";
+    pub const PREVIOUS_SID: &str = "previous_sid";
+    pub const PREVIOUS_CANCEL_AT_MS: &str = "previous_cancel_at_ms";
+    pub const COUNT: &str = "count";
+    pub const WINDOW_END_MS: &str = "window_end_ms";
+    pub const SID: &str = "sid";
+}
+
+const DAY_SECS: i64 = 86_400;
+
+// --- keys ----------------------------------------------------------------------------------
+
+/// A user-supplied key component, made unambiguous: `#` separates components, so `%` and `#`
+/// inside one are percent-escaped (`%25`, `%23`). Everything else goes in verbatim.
+pub(crate) fn esc(s: &str) -> Cow<'_, str> {
+    if s.contains(['#', '%']) {
+        Cow::Owned(s.replace('%', "%25").replace('#', "%23"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// The primary key of an item.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl Key {
+    fn new(pk: String, sk: impl Into<String>) -> Self {
+        Key { pk, sk: sk.into() }
+    }
+
+    pub fn account(sid: &str) -> Self {
+        Key::new(format!("ACCOUNT#{}", esc(sid)), "A")
+    }
+
+    /// An ancestor's copy of a sub-account (direct or deeper), in the ancestor's partition.
+    pub fn sub_account(ancestor_sid: &str, sid: &str) -> Self {
+        Key::new(format!("ACCOUNT#{}", esc(ancestor_sid)), format!("{SUB_ACCOUNT_PREFIX}{}", esc(sid)))
+    }
+
+    /// The partition of an account (its item and its sub-account copies, for `Query`).
+    pub fn account_partition(sid: &str) -> String {
+        Key::account(sid).pk
+    }
+
+    pub fn otp(account_sid: &str, otp_sid: &str) -> Self {
+        Key::new(format!("OTP#{}#{}", esc(account_sid), esc(otp_sid)), "O")
+    }
+
+    pub fn destination(account_sid: &str, service: &str, to: &str) -> Self {
+        Key::new(format!("DEST#{}#{}#{}", esc(account_sid), esc(service), esc(to)), "D")
+    }
+
+    fn limit_pk(account_sid: &str) -> String {
+        format!("LIMIT#{}", esc(account_sid))
+    }
+
+    pub fn limit_by_name(account_sid: &str, name: &str) -> Self {
+        Key::new(Key::limit_pk(account_sid), format!("{LIMIT_NAME_PREFIX}{}", esc(name)))
+    }
+
+    pub fn limit_by_sid(account_sid: &str, sid: &str) -> Self {
+        Key::new(Key::limit_pk(account_sid), format!("SID#{}", esc(sid)))
+    }
+
+    /// The partition holding every limit of an account (for `Query`).
+    pub fn limits_partition(account_sid: &str) -> String {
+        Key::limit_pk(account_sid)
+    }
+
+    pub fn counter(k: &CounterKey) -> Self {
+        Key::new(format!("CTR#{}#{}#{}#{}", esc(&k.account_sid), esc(&k.limit), esc(&k.bucket), esc(&k.value)), "C")
+    }
+
+    pub fn usage(k: &UsageKey) -> Self {
+        Key::new(format!("USAGE#{}", esc(&k.account_sid)), format!("{}#{}", esc(&k.day), k.category.as_str()))
+    }
+
+    pub fn to_item(&self) -> Item {
+        HashMap::from([
+            (attr::PK.to_owned(), AttributeValue::S(self.pk.clone())),
+            (attr::SK.to_owned(), AttributeValue::S(self.sk.clone())),
+        ])
+    }
+
+    /// The key of an item read from the table.
+    pub fn of(item: &Item) -> Option<Self> {
+        let pk = item.get(attr::PK)?.as_s().ok()?;
+        let sk = item.get(attr::SK)?.as_s().ok()?;
+        Some(Key { pk: pk.clone(), sk: sk.clone() })
+    }
+}
+
+/// Sort key prefix of an ancestor's sub-account copies.
+pub(crate) const SUB_ACCOUNT_PREFIX: &str = "SUB#";
+
+/// Sort key prefix of the limit items that hold a limit by name.
+pub(crate) const LIMIT_NAME_PREFIX: &str = "NAME#";
+
+pub(crate) fn gsi1pk(account_sid: &str) -> String {
+    format!("ACCT#{}", esc(account_sid))
+}
+
+pub(crate) fn gsi1sk(created_ms: Millis, otp_sid: &str) -> String {
+    format!("{:015}#{}", created_ms.max(0), esc(otp_sid))
+}
+
+/// Epoch seconds, as DynamoDB TTL wants them.
+fn epoch_secs(ms: Millis) -> i64 {
+    ms.div_euclid(1000)
+}
+
+// --- serde glue ----------------------------------------------------------------------------
+
+pub(crate) fn to_item<T: Serialize>(value: &T) -> Result<Item> {
+    serde_dynamo::to_item(value).map_err(|e| {
+        tracing::error!(error = %e, "cannot serialize an item");
+        Error::Internal
+    })
+}
+
+pub(crate) fn to_value<T: Serialize>(value: &T) -> Result<AttributeValue> {
+    serde_dynamo::to_attribute_value(value).map_err(|e| {
+        tracing::error!(error = %e, "cannot serialize a value");
+        Error::Internal
+    })
+}
+
+/// Read an item into its struct, then into the domain type; anything malformed is `Internal`
+/// (the error names the key, never a value).
+pub(crate) fn from_item<I, T>(item: Item) -> Result<T>
+where
+    I: DeserializeOwned,
+    T: TryFrom<I, Error = Error>,
+{
+    let key = Key::of(&item);
+    let parsed: I = serde_dynamo::from_item(item).map_err(|e| {
+        tracing::error!(pk = ?key.as_ref().map(|k| &k.pk), error = %e, "corrupt item");
+        Error::Internal
+    })?;
+    T::try_from(parsed).inspect_err(|_| tracing::error!(pk = ?key.as_ref().map(|k| &k.pk), "corrupt item"))
+}
+
+/// `Vec<u8>` as a DynamoDB binary (`B`) rather than a list of numbers.
+mod bytes {
+    use serde::{de, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a binary attribute")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+fn corrupt<T>(what: &'static str) -> impl FnOnce() -> Result<T> {
+    move || {
+        tracing::error!(field = what, "corrupt item field");
+        Err(Error::Internal)
+    }
+}
+
+fn channel(s: &str) -> Result<Channel> {
+    Channel::parse(s).map_or_else(corrupt("channel"), Ok)
+}
+
+// --- accounts ------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct AccountItem {
+    pub pk: String,
+    pub sk: String,
+    pub sid: String,
+    #[serde(with = "bytes")]
+    pub token_hash: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub ancestors: Vec<String>,
+    #[serde(default)]
+    pub suspended: bool,
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
+    pub created_ms: Millis,
+}
+
+impl AccountItem {
+    /// The account under `key`: its own (`Key::account`) or an ancestor's copy.
+    pub fn new(key: Key, a: &Account) -> Self {
+        AccountItem {
+            pk: key.pk,
+            sk: key.sk,
+            sid: a.sid.clone(),
+            token_hash: a.token_hash.clone(),
+            email: a.email.clone(),
+            ancestors: a.ancestors.clone(),
+            suspended: a.suspended,
+            allowed_ips: a.allowed_ips.iter().map(ToString::to_string).collect(),
+            created_ms: a.created_ms,
+        }
+    }
+}
+
+impl TryFrom<AccountItem> for Account {
+    type Error = Error;
+    fn try_from(i: AccountItem) -> Result<Self> {
+        let allowed_ips =
+            i.allowed_ips.iter().map(|ip| ip.parse().or_else(|_| corrupt("allowed_ips")())).collect::<Result<_>>()?;
+        Ok(Account {
+            sid: i.sid,
+            token_hash: i.token_hash,
+            email: i.email,
+            ancestors: i.ancestors,
+            suspended: i.suspended,
+            allowed_ips,
+            created_ms: i.created_ms,
+        })
+    }
+}
+
+// --- OTPs ----------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CheckItem {
+    pub sid: String,
+    pub at_ms: Millis,
+    pub valid: bool,
+    #[serde(with = "bytes")]
+    pub sealed_code: Vec<u8>,
+}
+
+impl From<&Check> for CheckItem {
+    fn from(c: &Check) -> Self {
+        CheckItem { sid: c.sid.clone(), at_ms: c.at_ms, valid: c.valid, sealed_code: c.sealed_code.clone() }
+    }
+}
+
+impl From<CheckItem> for Check {
+    fn from(c: CheckItem) -> Self {
+        Check { sid: c.sid, at_ms: c.at_ms, valid: c.valid, sealed_code: c.sealed_code }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct EventItem {
+    pub sid: String,
+    pub at_ms: Millis,
+    pub channel: String,
+    pub sender: String,
+    pub recipient: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_sid: Option<String>,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+impl From<&ChannelEvent> for EventItem {
+    fn from(e: &ChannelEvent) -> Self {
+        EventItem {
+            sid: e.sid.clone(),
+            at_ms: e.at_ms,
+            channel: e.channel.as_str().to_owned(),
+            sender: e.sender.clone(),
+            recipient: e.recipient.clone(),
+            target_sid: e.target_sid.clone(),
+            status: e.status.as_str().to_owned(),
+            error_code: e.error_code.clone(),
+            error_message: e.error_message.clone(),
+        }
+    }
+}
+
+impl TryFrom<EventItem> for ChannelEvent {
+    type Error = Error;
+    fn try_from(e: EventItem) -> Result<Self> {
+        Ok(ChannelEvent {
+            sid: e.sid,
+            at_ms: e.at_ms,
+            channel: channel(&e.channel)?,
+            sender: e.sender,
+            recipient: e.recipient,
+            target_sid: e.target_sid,
+            status: ChannelStatus::parse(&e.status).map_or_else(corrupt("events.status"), Ok)?,
+            error_code: e.error_code,
+            error_message: e.error_message,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct OtpItem {
+    pub pk: String,
+    pub sk: String,
+    pub gsi1pk: String,
+    pub gsi1sk: String,
+    pub ttl: i64,
+    pub sid: String,
+    pub account_sid: String,
+    pub service: String,
+    pub channel: String,
+    pub from: String,
+    pub to: String,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub language: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
+    pub repeat: u8,
+    pub length: u8,
+    #[serde(with = "bytes")]
+    pub code_hash: Vec<u8>,
+    #[serde(with = "bytes")]
+    pub sealed_code: Vec<u8>,
+    pub status: String,
+    pub created_ms: Millis,
+    pub updated_ms: Millis,
+    pub expires_ms: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_time: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_at_ms: Option<Millis>,
+    pub attempts: u32,
+    #[serde(default)]
+    pub checks: Vec<CheckItem>,
+    #[serde(default)]
+    pub events: Vec<EventItem>,
+}
+
+impl From<&Otp> for OtpItem {
+    fn from(o: &Otp) -> Self {
+        let key = Key::otp(&o.account_sid, &o.sid);
+        let d = &o.delivery;
+        OtpItem {
+            pk: key.pk,
+            sk: key.sk,
+            gsi1pk: gsi1pk(&o.account_sid),
+            gsi1sk: gsi1sk(o.created_ms, &o.sid),
+            ttl: epoch_secs(o.created_ms) + RETENTION_DAYS * DAY_SECS,
+            sid: o.sid.clone(),
+            account_sid: o.account_sid.clone(),
+            service: o.service.clone(),
+            channel: d.channel.as_str().to_owned(),
+            from: d.from.clone(),
+            to: d.to.clone(),
+            body: d.body.clone(),
+            subject: d.subject.clone(),
+            language: d.language.clone(),
+            voice: d.voice.clone(),
+            repeat: d.repeat,
+            length: o.length,
+            code_hash: o.code_hash.clone(),
+            sealed_code: o.sealed_code.clone(),
+            status: o.status.as_str().to_owned(),
+            created_ms: o.created_ms,
+            updated_ms: o.updated_ms,
+            expires_ms: o.expires_ms,
+            guard_time: o.guard_time,
+            cancel_at_ms: o.cancel_at_ms,
+            attempts: o.attempts,
+            checks: o.checks.iter().map(CheckItem::from).collect(),
+            events: o.events.iter().map(EventItem::from).collect(),
+        }
+    }
+}
+
+impl TryFrom<OtpItem> for Otp {
+    type Error = Error;
+    fn try_from(i: OtpItem) -> Result<Self> {
+        Ok(Otp {
+            sid: i.sid,
+            account_sid: i.account_sid,
+            service: i.service,
+            delivery: Delivery {
+                channel: channel(&i.channel)?,
+                from: i.from,
+                to: i.to,
+                body: i.body,
+                subject: i.subject,
+                language: i.language,
+                voice: i.voice,
+                repeat: i.repeat,
+            },
+            length: i.length,
+            code_hash: i.code_hash,
+            sealed_code: i.sealed_code,
+            status: OtpStatus::parse(&i.status).map_or_else(corrupt("status"), Ok)?,
+            created_ms: i.created_ms,
+            updated_ms: i.updated_ms,
+            expires_ms: i.expires_ms,
+            guard_time: i.guard_time,
+            cancel_at_ms: i.cancel_at_ms,
+            attempts: i.attempts,
+            checks: i.checks.into_iter().map(Check::from).collect(),
+            events: i.events.into_iter().map(ChannelEvent::try_from).collect::<Result<_>>()?,
+        })
+    }
+}
+
+// --- destination pointers --------------------------------------------------------------------
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct DestinationItem {
+    pub pk: String,
+    pub sk: String,
+    pub ttl: i64,
+    pub current: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_guard: Option<u32>,
+    pub current_expires_ms: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_cancel_at_ms: Option<Millis>,
+}
+
+impl DestinationItem {
+    pub fn new(key: Key, d: &Destination) -> Self {
+        DestinationItem {
+            pk: key.pk,
+            sk: key.sk,
+            ttl: epoch_secs(d.current_expires_ms) + DAY_SECS,
+            current: d.current.clone(),
+            current_guard: d.current_guard,
+            current_expires_ms: d.current_expires_ms,
+            previous_sid: d.previous.as_ref().map(|p| p.sid.clone()),
+            previous_cancel_at_ms: d.previous.as_ref().map(|p| p.cancel_at_ms),
+        }
+    }
+}
+
+impl TryFrom<DestinationItem> for Destination {
+    type Error = Error;
+    fn try_from(i: DestinationItem) -> Result<Self> {
+        let previous = match (i.previous_sid, i.previous_cancel_at_ms) {
+            (Some(sid), Some(cancel_at_ms)) => Some(Superseded { sid, cancel_at_ms }),
+            (None, None) => None,
+            _ => return corrupt("previous")(),
+        };
+        Ok(Destination {
+            current: i.current,
+            current_guard: i.current_guard,
+            current_expires_ms: i.current_expires_ms,
+            previous,
+        })
+    }
+}
+
+// --- limits --------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct BucketItem {
+    pub name: String,
+    pub max: u32,
+    pub interval_secs: u32,
+}
+
+/// A limit. Stored twice, whole, under the same partition: `NAME#{name}` (read by name on
+/// send) and `SID#{sid}` (read by sid on the API); both always written in one transaction.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct LimitItem {
+    pub pk: String,
+    pub sk: String,
+    pub sid: String,
+    pub account_sid: String,
+    pub created_by: String,
+    pub name: String,
+    pub buckets: Vec<BucketItem>,
+    pub buckets_json: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub created_ms: Millis,
+    pub updated_ms: Millis,
+}
+
+impl LimitItem {
+    pub fn new(key: Key, d: &LimitDef) -> Self {
+        LimitItem {
+            pk: key.pk,
+            sk: key.sk,
+            sid: d.sid.clone(),
+            account_sid: d.account_sid.clone(),
+            created_by: d.created_by.clone(),
+            name: d.name.clone(),
+            buckets: d
+                .buckets
+                .iter()
+                .map(|b| BucketItem { name: b.name.clone(), max: b.max, interval_secs: b.interval_secs })
+                .collect(),
+            buckets_json: d.buckets_json.clone(),
+            description: d.description.clone(),
+            created_ms: d.created_ms,
+            updated_ms: d.updated_ms,
+        }
+    }
+}
+
+impl TryFrom<LimitItem> for LimitDef {
+    type Error = Error;
+    fn try_from(i: LimitItem) -> Result<Self> {
+        Ok(LimitDef {
+            sid: i.sid,
+            account_sid: i.account_sid,
+            created_by: i.created_by,
+            name: i.name,
+            buckets: i
+                .buckets
+                .into_iter()
+                .map(|b| Bucket { name: b.name, max: b.max, interval_secs: b.interval_secs })
+                .collect(),
+            buckets_json: i.buckets_json,
+            description: i.description,
+            created_ms: i.created_ms,
+            updated_ms: i.updated_ms,
+        })
+    }
+}
+
+// --- counters ------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CounterItem {
+    pub pk: String,
+    pub sk: String,
+    pub count: u32,
+    pub window_end_ms: Millis,
+    pub ttl: i64,
+}
+
+impl CounterItem {
+    /// A window opened with its first count; the item expires a minute after the window.
+    pub fn opened(key: Key, window_end_ms: Millis) -> Self {
+        CounterItem { pk: key.pk, sk: key.sk, count: 1, window_end_ms, ttl: epoch_secs(window_end_ms) + 60 }
+    }
+}
+
+impl TryFrom<CounterItem> for Counter {
+    type Error = Error;
+    fn try_from(i: CounterItem) -> Result<Self> {
+        Ok(Counter { count: i.count, window_end_ms: i.window_end_ms })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_input_in_keys_cannot_collide_across_components() {
+        let a = CounterKey { account_sid: "AC1".into(), limit: "LM1".into(), bucket: "a#b".into(), value: "c".into() };
+        let b = CounterKey { account_sid: "AC1".into(), limit: "LM1".into(), bucket: "a".into(), value: "b#c".into() };
+        assert_ne!(Key::counter(&a), Key::counter(&b));
+        assert_eq!(Key::counter(&a).pk, "CTR#AC1#LM1#a%23b#c");
+        assert_eq!(esc("100%#"), "100%25%23");
+        assert_eq!(Key::destination("AC1", "2FA", "+14155550100").pk, "DEST#AC1#2FA#+14155550100");
+    }
+
+    #[test]
+    fn otp_round_trips_through_its_item_with_binaries_as_b() {
+        let mut otp = crate::domain::otp::tests::otp_at(1_700_000_000_000);
+        otp.sealed_code = vec![1, 2, 3];
+        otp.cancel_at_ms = Some(1_700_000_001_000);
+        otp.checks.push(Check { sid: "OTC1".into(), at_ms: 5, valid: false, sealed_code: vec![9] });
+        let item = to_item(&OtpItem::from(&otp)).unwrap();
+        assert!(matches!(item.get("code_hash"), Some(AttributeValue::B(_))));
+        assert!(!item.contains_key("subject"), "None is left out, not stored as NULL");
+        assert_eq!(item.get("ttl"), Some(&AttributeValue::N((1_700_000_000 + 90 * 86_400).to_string())));
+        assert_eq!(item.get("gsi1sk"), Some(&AttributeValue::S("001700000000000#OTP0".into())));
+        let back: Otp = from_item::<OtpItem, _>(item).unwrap();
+        assert_eq!(back, otp);
+    }
+
+    #[test]
+    fn a_corrupt_item_is_internal() {
+        let mut item = to_item(&OtpItem::from(&crate::domain::otp::tests::otp_at(0))).unwrap();
+        item.insert("status".into(), AttributeValue::S("bogus".into()));
+        assert_eq!(from_item::<OtpItem, Otp>(item).unwrap_err(), Error::Internal);
+    }
+}

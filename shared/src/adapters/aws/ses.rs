@@ -1,0 +1,82 @@
+//! Email through SES `SendEmail`: a plain-text body from a verified sender.
+
+use async_trait::async_trait;
+use aws_sdk_ses::{
+    error::ProvideErrorMetadata,
+    operation::send_email::SendEmailError,
+    types::{Body, Content, Destination, Message},
+    Client,
+};
+
+use super::unmodeled_is_refusal;
+use crate::ports::{DispatchError, DispatchReceipt, Dispatcher, OutboundMessage};
+
+pub struct SesEmail {
+    client: Client,
+}
+
+impl SesEmail {
+    pub fn new(client: Client) -> Self {
+        SesEmail { client }
+    }
+}
+
+fn content(data: &str) -> Result<Content, DispatchError> {
+    Content::builder().data(data).charset("UTF-8").build().map_err(|e| {
+        tracing::error!(error = %e, "cannot build an SES message");
+        DispatchError::Unavailable
+    })
+}
+
+#[async_trait]
+impl Dispatcher for SesEmail {
+    async fn dispatch(&self, msg: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
+        let message = Message::builder()
+            .subject(content(msg.subject.as_deref().unwrap_or_default())?)
+            .body(Body::builder().text(content(&msg.text)?).build())
+            .build();
+        let result = self
+            .client
+            .send_email()
+            .source(&msg.from)
+            .destination(Destination::builder().to_addresses(&msg.to).build())
+            .message(message)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                tracing::info!(request_id = %msg.request_id, event = %msg.event_sid, message_id = %out.message_id, "email sent");
+                Ok(DispatchReceipt { provider_id: out.message_id })
+            }
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                let Some(err) = e.as_service_error() else {
+                    tracing::warn!(request_id = %msg.request_id, "SES unreachable");
+                    return Err(DispatchError::Unavailable);
+                };
+                let code = err.code().unwrap_or("SES_ERROR").to_owned();
+                let refusal = match err {
+                    SendEmailError::MessageRejected(_) => Some("The email provider refused the message"),
+                    SendEmailError::MailFromDomainNotVerifiedException(_) => {
+                        Some("The sender address or its domain is not verified")
+                    }
+                    // Our account or configuration: not this message's fault.
+                    SendEmailError::AccountSendingPausedException(_)
+                    | SendEmailError::ConfigurationSetDoesNotExistException(_)
+                    | SendEmailError::ConfigurationSetSendingPausedException(_) => None,
+                    _ => unmodeled_is_refusal(err.code(), status).then_some("The email provider refused the message"),
+                };
+                match refusal {
+                    Some(message) => {
+                        tracing::info!(request_id = %msg.request_id, code = %code, "SES refused the email");
+                        Err(DispatchError::Rejected { code, message: message.into() })
+                    }
+                    None => {
+                        tracing::warn!(request_id = %msg.request_id, code = %code, ?status, "SES unavailable");
+                        Err(DispatchError::Unavailable)
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! SMS through SNS `Publish`, transactional, with an alphanumeric sender id where one applies.
+
+use async_trait::async_trait;
+use aws_sdk_sns::{
+    error::ProvideErrorMetadata, operation::publish::PublishError, types::MessageAttributeValue, Client,
+};
+
+use super::unmodeled_is_refusal;
+use crate::ports::{DispatchError, DispatchReceipt, Dispatcher, OutboundMessage};
+
+const SMS_TYPE: &str = "AWS.SNS.SMS.SMSType";
+const SENDER_ID: &str = "AWS.SNS.SMS.SenderID";
+
+pub struct SnsSms {
+    client: Client,
+    default_sender_id: Option<String>,
+}
+
+impl SnsSms {
+    /// `default_sender_id` is used when a message's `from` is not a sender id itself; an
+    /// invalid one is ignored.
+    pub fn new(client: Client, default_sender_id: Option<String>) -> Self {
+        SnsSms { client, default_sender_id: default_sender_id.filter(|s| is_sender_id(s)) }
+    }
+
+    fn sender_id<'a>(&'a self, from: &'a str) -> Option<&'a str> {
+        if is_sender_id(from) {
+            Some(from)
+        } else {
+            self.default_sender_id.as_deref()
+        }
+    }
+}
+
+/// An alphanumeric sender id as SNS takes it: 1 to 11 ASCII letters and digits, at least one
+/// letter (a phone number is not one).
+pub fn is_sender_id(s: &str) -> bool {
+    (1..=11).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric())
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
+/// E.164 with its `+` (the API accepts numbers without it).
+pub fn e164(to: &str) -> String {
+    if to.starts_with('+') {
+        to.to_owned()
+    } else {
+        format!("+{to}")
+    }
+}
+
+fn string_attribute(value: &str) -> Result<MessageAttributeValue, DispatchError> {
+    MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(|e| {
+        tracing::error!(error = %e, "cannot build an SNS message attribute");
+        DispatchError::Unavailable
+    })
+}
+
+#[async_trait]
+impl Dispatcher for SnsSms {
+    async fn dispatch(&self, msg: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
+        let mut publish = self
+            .client
+            .publish()
+            .phone_number(e164(&msg.to))
+            .message(&msg.text)
+            .message_attributes(SMS_TYPE, string_attribute("Transactional")?);
+        if let Some(sender) = self.sender_id(&msg.from) {
+            publish = publish.message_attributes(SENDER_ID, string_attribute(sender)?);
+        }
+        match publish.send().await {
+            Ok(out) => {
+                let provider_id = out.message_id.unwrap_or_default();
+                tracing::info!(request_id = %msg.request_id, event = %msg.event_sid, message_id = %provider_id, "sms published");
+                Ok(DispatchReceipt { provider_id })
+            }
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                let Some(err) = e.as_service_error() else {
+                    tracing::warn!(request_id = %msg.request_id, "SNS unreachable");
+                    return Err(DispatchError::Unavailable);
+                };
+                let code = err.code().unwrap_or("SNS_ERROR").to_owned();
+                let refused = match err {
+                    PublishError::InvalidParameterException(_)
+                    | PublishError::InvalidParameterValueException(_)
+                    | PublishError::EndpointDisabledException(_)
+                    | PublishError::ValidationException(_)
+                    | PublishError::NotFoundException(_)
+                    | PublishError::PlatformApplicationDisabledException(_) => true,
+                    // Transient, or our configuration (permissions, KMS): not this message's fault.
+                    PublishError::InternalErrorException(_)
+                    | PublishError::AuthorizationErrorException(_)
+                    | PublishError::InvalidSecurityException(_)
+                    | PublishError::KmsAccessDeniedException(_)
+                    | PublishError::KmsDisabledException(_)
+                    | PublishError::KmsInvalidStateException(_)
+                    | PublishError::KmsNotFoundException(_)
+                    | PublishError::KmsOptInRequired(_)
+                    | PublishError::KmsThrottlingException(_) => false,
+                    _ => unmodeled_is_refusal(err.code(), status),
+                };
+                if refused {
+                    tracing::info!(request_id = %msg.request_id, code = %code, "SNS refused the sms");
+                    Err(DispatchError::Rejected {
+                        code,
+                        message: "The SMS provider refused the message or the destination number".into(),
+                    })
+                } else {
+                    tracing::warn!(request_id = %msg.request_id, code = %code, ?status, "SNS unavailable");
+                    Err(DispatchError::Unavailable)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sender_ids_are_short_alphanumerics_with_a_letter() {
+        assert!(is_sender_id("Twofa"));
+        assert!(is_sender_id("MyBank24"));
+        assert!(!is_sender_id("14155550100"), "a number is not a sender id");
+        assert!(!is_sender_id("+14155550100"));
+        assert!(!is_sender_id("TwelveChars1"));
+        assert!(!is_sender_id("My Bank"));
+        assert!(!is_sender_id(""));
+    }
+
+    #[test]
+    fn numbers_get_their_plus() {
+        assert_eq!(e164("919960639901"), "+919960639901");
+        assert_eq!(e164("+14155550100"), "+14155550100");
+    }
+}

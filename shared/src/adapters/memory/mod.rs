@@ -1,0 +1,322 @@
+//! The embedded store: everything in one process, behind one mutex, so every multi-item write
+//! is atomic exactly as a DynamoDB transaction is. Same conditions, same answers.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex, MutexGuard,
+    },
+};
+
+use async_trait::async_trait;
+
+use crate::{
+    domain::{
+        account::Account,
+        error::{Error, Result},
+        limits::{Counter, CounterKey, CounterOp, LimitDef},
+        otp::{ChannelEvent, Check, Destination, Otp, OtpStatus, MAX_ATTEMPTS},
+        time::Millis,
+        usage::UsageKey,
+    },
+    ports::{AccountStore, CancelWrite, LimitStore, OtpStore, SendPlan, SendSnapshot, VerifyWrite},
+};
+
+type DestKey = (String, String, String);
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub accounts: HashMap<String, Account>,
+    pub otps: HashMap<(String, String), Otp>,
+    pub destinations: HashMap<DestKey, Destination>,
+    pub limits: HashMap<(String, String), LimitDef>,
+    pub counters: HashMap<CounterKey, Counter>,
+    pub usage: HashMap<UsageKey, u64>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    down: AtomicBool,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Simulate the store being unreachable (every call answers `Unavailable`).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, State>> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable);
+        }
+        self.state.lock().map_err(|_| Error::Internal)
+    }
+}
+
+fn dest_key(account: &str, service: &str, to: &str) -> DestKey {
+    (account.to_owned(), service.to_owned(), to.to_owned())
+}
+
+fn otp_key(account: &str, sid: &str) -> (String, String) {
+    (account.to_owned(), sid.to_owned())
+}
+
+/// Pending at `now`, with no supersede deadline passed: what every state change requires.
+fn live(otp: &Otp, now: Millis) -> bool {
+    otp.status_at(now) == OtpStatus::Pending
+}
+
+#[async_trait]
+impl AccountStore for MemoryStore {
+    async fn get_account(&self, sid: &str) -> Result<Option<Account>> {
+        Ok(self.lock()?.accounts.get(sid).cloned())
+    }
+
+    async fn put_account(&self, account: &Account) -> Result<()> {
+        let mut s = self.lock()?;
+        if s.accounts.contains_key(&account.sid) {
+            return Err(Error::Contended);
+        }
+        s.accounts.insert(account.sid.clone(), account.clone());
+        Ok(())
+    }
+
+    async fn list_sub_accounts(&self, ancestor_sid: &str) -> Result<Vec<Account>> {
+        let s = self.lock()?;
+        Ok(s.accounts.values().filter(|a| a.ancestors.iter().any(|x| x == ancestor_sid)).cloned().collect())
+    }
+}
+
+#[async_trait]
+impl OtpStore for MemoryStore {
+    async fn send_snapshot(
+        &self,
+        account_sid: &str,
+        service: &str,
+        to: &str,
+        limit_names: &[String],
+        counters: &[CounterKey],
+    ) -> Result<SendSnapshot> {
+        let s = self.lock()?;
+        Ok(SendSnapshot {
+            destination: s.destinations.get(&dest_key(account_sid, service, to)).cloned(),
+            limits: limit_names
+                .iter()
+                .map(|n| s.limits.values().find(|l| l.account_sid == account_sid && &l.name == n).cloned())
+                .collect(),
+            counters: counters.iter().map(|k| s.counters.get(k).copied()).collect(),
+        })
+    }
+
+    async fn get_counters(&self, keys: &[CounterKey]) -> Result<Vec<Option<Counter>>> {
+        let s = self.lock()?;
+        Ok(keys.iter().map(|k| s.counters.get(k).copied()).collect())
+    }
+
+    async fn commit_send(&self, plan: &SendPlan) -> Result<()> {
+        let mut s = self.lock()?;
+        let otp = &plan.otp;
+        let acct = &otp.account_sid;
+        let dkey = dest_key(acct, &otp.service, &otp.delivery.to);
+        // Every condition first; nothing is written unless all hold.
+        let conditions = !s.otps.contains_key(&otp_key(acct, &otp.sid))
+            && s.destinations.get(&dkey).map(|d| &d.current) == plan.expected_current.as_ref()
+            && plan.supersede.as_ref().is_none_or(|old| s.otps.contains_key(&otp_key(acct, &old.sid)))
+            && plan.counters.iter().all(|op| counter_condition(&s.counters, op));
+        if !conditions {
+            return Err(Error::Contended);
+        }
+        for op in &plan.counters {
+            match op {
+                CounterOp::Open { key, window_end_ms, .. } => {
+                    s.counters.insert(key.clone(), Counter { count: 1, window_end_ms: *window_end_ms });
+                }
+                CounterOp::Increment { key, .. } => {
+                    if let Some(c) = s.counters.get_mut(key) {
+                        c.count += 1;
+                    }
+                }
+            }
+        }
+        if let Some(old) = &plan.supersede {
+            if let Some(o) = s.otps.get_mut(&otp_key(acct, &old.sid)) {
+                o.cancel_at_ms = Some(old.cancel_at_ms);
+            }
+        }
+        for u in &plan.usage {
+            *s.usage.entry(u.clone()).or_default() += 1;
+        }
+        s.destinations.insert(dkey, plan.destination.clone());
+        s.otps.insert(otp_key(acct, &otp.sid), otp.clone());
+        Ok(())
+    }
+
+    async fn undo_send(&self, plan: &SendPlan) -> Result<()> {
+        let mut s = self.lock()?;
+        let otp = &plan.otp;
+        let acct = &otp.account_sid;
+        s.otps.remove(&otp_key(acct, &otp.sid));
+        let dkey = dest_key(acct, &otp.service, &otp.delivery.to);
+        if s.destinations.get(&dkey).is_some_and(|d| d.current == otp.sid) {
+            match &plan.supersede {
+                // The pointer goes back to the OTP it pointed at; its guard data is gone with
+                // the supersede, which is the state before the send in every way that matters.
+                Some(old) => {
+                    let d = s.destinations.get_mut(&dkey).expect("checked above");
+                    d.current = old.sid.clone();
+                    d.previous = None;
+                }
+                None => {
+                    s.destinations.remove(&dkey);
+                }
+            }
+        }
+        if let Some(old) = &plan.supersede {
+            if let Some(o) = s.otps.get_mut(&otp_key(acct, &old.sid)) {
+                if o.cancel_at_ms == Some(old.cancel_at_ms) {
+                    o.cancel_at_ms = None;
+                }
+            }
+        }
+        for op in &plan.counters {
+            if let Some(c) = s.counters.get_mut(op.key()) {
+                if c.window_end_ms == op.window_end_ms() {
+                    c.count = c.count.saturating_sub(1);
+                }
+            }
+        }
+        for u in &plan.usage {
+            if let Some(n) = s.usage.get_mut(u) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    async fn update_event(&self, account_sid: &str, otp_sid: &str, index: usize, event: &ChannelEvent) -> Result<()> {
+        let mut s = self.lock()?;
+        let otp = s.otps.get_mut(&otp_key(account_sid, otp_sid)).ok_or(Error::Contended)?;
+        let slot = otp.events.get_mut(index).ok_or(Error::Contended)?;
+        *slot = event.clone();
+        Ok(())
+    }
+
+    async fn get_otp(&self, account_sid: &str, otp_sid: &str) -> Result<Option<Otp>> {
+        Ok(self.lock()?.otps.get(&otp_key(account_sid, otp_sid)).cloned())
+    }
+
+    async fn get_destination(&self, account_sid: &str, service: &str, to: &str) -> Result<Option<Destination>> {
+        Ok(self.lock()?.destinations.get(&dest_key(account_sid, service, to)).cloned())
+    }
+
+    async fn verify_code(
+        &self,
+        account_sid: &str,
+        otp_sid: &str,
+        code_hash: &[u8],
+        check: &Check,
+        now: Millis,
+    ) -> Result<VerifyWrite> {
+        let mut s = self.lock()?;
+        let Some(otp) = s.otps.get_mut(&otp_key(account_sid, otp_sid)) else {
+            return Ok(VerifyWrite::Refused(None));
+        };
+        if live(otp, now) && otp.attempts < MAX_ATTEMPTS && crate::domain::crypto::ct_eq(&otp.code_hash, code_hash) {
+            otp.status = OtpStatus::Success;
+            otp.updated_ms = now;
+            otp.checks.push(check.clone());
+            Ok(VerifyWrite::Verified)
+        } else {
+            Ok(VerifyWrite::Refused(Some(otp.clone())))
+        }
+    }
+
+    async fn record_invalid_check(
+        &self,
+        account_sid: &str,
+        otp_sid: &str,
+        check: &Check,
+        seen_attempts: u32,
+        now: Millis,
+    ) -> Result<()> {
+        let mut s = self.lock()?;
+        let otp = s.otps.get_mut(&otp_key(account_sid, otp_sid)).ok_or(Error::Contended)?;
+        if !live(otp, now) || otp.attempts != seen_attempts {
+            return Err(Error::Contended);
+        }
+        otp.attempts += 1;
+        otp.checks.push(check.clone());
+        if otp.attempts >= MAX_ATTEMPTS {
+            otp.status = OtpStatus::Failed;
+            otp.updated_ms = now;
+        }
+        Ok(())
+    }
+
+    async fn cancel_otp(&self, account_sid: &str, otp_sid: &str, now: Millis) -> Result<CancelWrite> {
+        let mut s = self.lock()?;
+        let Some(otp) = s.otps.get_mut(&otp_key(account_sid, otp_sid)) else {
+            return Ok(CancelWrite::Refused(None));
+        };
+        if live(otp, now) {
+            otp.status = OtpStatus::Canceled;
+            otp.updated_ms = now;
+            Ok(CancelWrite::Canceled)
+        } else {
+            Ok(CancelWrite::Refused(Some(otp.clone())))
+        }
+    }
+}
+
+fn counter_condition(counters: &HashMap<CounterKey, Counter>, op: &CounterOp) -> bool {
+    match op {
+        CounterOp::Open { key, now_ms, .. } => counters.get(key).is_none_or(|c| c.window_end_ms <= *now_ms),
+        CounterOp::Increment { key, window_end_ms, max } => {
+            counters.get(key).is_some_and(|c| c.window_end_ms == *window_end_ms && c.count < *max)
+        }
+    }
+}
+
+#[async_trait]
+impl LimitStore for MemoryStore {
+    async fn create_limit(&self, def: &LimitDef) -> Result<()> {
+        let mut s = self.lock()?;
+        if s.limits.values().any(|l| l.account_sid == def.account_sid && l.name == def.name) {
+            return Err(Error::LimitNameExists);
+        }
+        s.limits.insert((def.account_sid.clone(), def.sid.clone()), def.clone());
+        Ok(())
+    }
+
+    async fn get_limit(&self, account_sid: &str, sid: &str) -> Result<Option<LimitDef>> {
+        Ok(self.lock()?.limits.get(&(account_sid.to_owned(), sid.to_owned())).cloned())
+    }
+
+    async fn update_limit(&self, def: &LimitDef) -> Result<()> {
+        let mut s = self.lock()?;
+        match s.limits.get_mut(&(def.account_sid.clone(), def.sid.clone())) {
+            Some(l) => {
+                *l = def.clone();
+                Ok(())
+            }
+            None => Err(Error::LimitNotFound),
+        }
+    }
+
+    async fn delete_limit(&self, account_sid: &str, sid: &str) -> Result<Option<LimitDef>> {
+        Ok(self.lock()?.limits.remove(&(account_sid.to_owned(), sid.to_owned())))
+    }
+
+    async fn list_limits(&self, account_sid: &str) -> Result<Vec<LimitDef>> {
+        let s = self.lock()?;
+        let mut v: Vec<_> = s.limits.values().filter(|l| l.account_sid == account_sid).cloned().collect();
+        v.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then_with(|| a.sid.cmp(&b.sid)));
+        Ok(v)
+    }
+}

@@ -1,0 +1,9 @@
+//! Adapters behind the ports: the embedded ones (in-process store, outbox, adjustable clock)
+//! and, with the `aws` feature, DynamoDB, SNS and SES.
+
+pub mod clock;
+pub mod memory;
+pub mod outbox;
+
+#[cfg(feature = "aws")]
+pub mod aws;

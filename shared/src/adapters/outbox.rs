@@ -1,0 +1,100 @@
+//! The embedded dispatcher: keeps every message in memory instead of delivering it, so a
+//! developer (or a test) reads the code from `/dev/outbox`.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::{
+    domain::{
+        ids::new_sid,
+        otp::Channel,
+        time::{self, Millis},
+    },
+    ports::{Clock, DispatchError, DispatchReceipt, Dispatcher, OutboundMessage},
+};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutboxEntry {
+    pub id: String,
+    pub channel: &'static str,
+    pub from: String,
+    pub to: String,
+    pub subject: Option<String>,
+    pub body: String,
+    #[serde(rename = "requestID")]
+    pub request_id: String,
+    pub time: String,
+    #[serde(skip)]
+    pub at_ms: Millis,
+}
+
+/// What the outbox does with the next messages (tests switch it to see failures handled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutboxMode {
+    #[default]
+    Deliver,
+    /// The provider refuses each message (a failed SDR event).
+    Reject,
+    /// The provider is down (send answers 503).
+    Down,
+}
+
+pub struct Outbox {
+    clock: Arc<dyn Clock>,
+    entries: Mutex<Vec<OutboxEntry>>,
+    mode: Mutex<OutboxMode>,
+}
+
+impl Outbox {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Outbox { clock, entries: Mutex::default(), mode: Mutex::default() }
+    }
+
+    pub fn set_mode(&self, mode: OutboxMode) {
+        *self.mode.lock().expect("outbox lock") = mode;
+    }
+
+    /// Messages, newest first, optionally only those to `to`.
+    pub fn messages(&self, to: Option<&str>) -> Vec<OutboxEntry> {
+        let entries = self.entries.lock().expect("outbox lock");
+        entries.iter().rev().filter(|e| to.is_none_or(|to| e.to == to)).cloned().collect()
+    }
+}
+
+#[async_trait]
+impl Dispatcher for Outbox {
+    async fn dispatch(&self, msg: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
+        match *self.mode.lock().expect("outbox lock") {
+            OutboxMode::Deliver => {}
+            OutboxMode::Reject => {
+                return Err(DispatchError::Rejected { code: "30008".into(), message: "Unknown error".into() })
+            }
+            OutboxMode::Down => return Err(DispatchError::Unavailable),
+        }
+        let prefix = match msg.channel {
+            Channel::Sms => "SM",
+            Channel::Call => "CA",
+            Channel::Email => "EM",
+        };
+        let now = self.clock.now_ms();
+        let body = match msg.channel {
+            Channel::Call => vec![msg.text.as_str(); msg.repeat.max(1) as usize].join(" "),
+            _ => msg.text.clone(),
+        };
+        let entry = OutboxEntry {
+            id: new_sid(prefix),
+            channel: msg.channel.as_str(),
+            from: msg.from.clone(),
+            to: msg.to.clone(),
+            subject: msg.subject.clone(),
+            body,
+            request_id: msg.request_id.clone(),
+            time: time::sdr(now),
+            at_ms: now,
+        };
+        let id = entry.id.clone();
+        self.entries.lock().expect("outbox lock").push(entry);
+        Ok(DispatchReceipt { provider_id: id })
+    }
+}

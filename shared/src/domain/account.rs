@@ -1,0 +1,93 @@
+//! Accounts, authentication and acting for sub-accounts.
+
+use std::net::IpAddr;
+
+use super::{
+    crypto::{ct_eq, Keys},
+    error::{Error, Result},
+    time::Millis,
+};
+use crate::ports::AccountStore;
+
+/// How deep a sub-account tree may go (keeps `ancestors` small and lookups bounded).
+pub const MAX_DEPTH: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub sid: String,
+    /// `Keys::hash_token` of the auth token; the token itself is never stored.
+    pub token_hash: Vec<u8>,
+    pub email: Option<String>,
+    /// Every account above this one, nearest last; empty for a top-level account.
+    pub ancestors: Vec<String>,
+    pub suspended: bool,
+    /// Caller IPs allowed; empty allows any.
+    pub allowed_ips: Vec<IpAddr>,
+    pub created_ms: Millis,
+}
+
+impl Account {
+    pub fn new(sid: String, token: &str, keys: &Keys, parent: Option<&Account>, now: Millis) -> Self {
+        let ancestors = parent
+            .map(|p| {
+                let mut a = p.ancestors.clone();
+                a.push(p.sid.clone());
+                a
+            })
+            .unwrap_or_default();
+        Account {
+            token_hash: keys.hash_token(&sid, token).to_vec(),
+            sid,
+            email: None,
+            ancestors,
+            suspended: false,
+            allowed_ips: vec![],
+            created_ms: now,
+        }
+    }
+
+    pub fn parent(&self) -> Option<&str> {
+        self.ancestors.last().map(String::as_str)
+    }
+
+    /// True when `other` is this account or one below it.
+    pub fn is_self_or_ancestor_of(&self, other: &Account) -> bool {
+        other.sid == self.sid || other.ancestors.iter().any(|a| a == &self.sid)
+    }
+}
+
+/// Check Basic credentials. Unknown account and wrong token answer alike (and take alike: the
+/// hash is computed either way).
+pub async fn authenticate(
+    store: &dyn AccountStore,
+    keys: &Keys,
+    sid: &str,
+    token: &str,
+    ip: Option<IpAddr>,
+) -> Result<Account> {
+    let presented = keys.hash_token(sid, token);
+    let account = store.get_account(sid).await?;
+    let Some(account) = account.filter(|a| ct_eq(&presented, &a.token_hash)) else {
+        return Err(Error::Unauthenticated);
+    };
+    if account.suspended {
+        return Err(Error::Forbidden);
+    }
+    if !account.allowed_ips.is_empty() && !ip.is_some_and(|ip| account.allowed_ips.contains(&ip)) {
+        return Err(Error::Forbidden);
+    }
+    Ok(account)
+}
+
+/// The account a request acts for: the caller, or `accountSid` when that names the caller or
+/// one of its sub-accounts (direct or deeper). Anything else is 403.
+pub async fn act_for(store: &dyn AccountStore, caller: &Account, account_sid: Option<&str>) -> Result<Account> {
+    match account_sid {
+        None => Ok(caller.clone()),
+        Some(sid) if sid == caller.sid => Ok(caller.clone()),
+        Some(sid) => match store.get_account(sid).await? {
+            Some(target) if caller.is_self_or_ancestor_of(&target) && !target.suspended => Ok(target),
+            _ => Err(Error::Forbidden),
+        },
+    }
+}

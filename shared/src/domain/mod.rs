@@ -1,0 +1,12 @@
+//! The domain: plain Rust, no AWS SDK.
+
+pub mod account;
+pub mod crypto;
+pub mod error;
+pub mod ids;
+pub mod limits;
+pub mod otp;
+pub mod send;
+pub mod time;
+pub mod usage;
+pub mod verify;

@@ -1,0 +1,268 @@
+//! The OTP session and its lifecycle: pending → success | canceled | expired | failed.
+
+use super::time::Millis;
+
+/// Invalid checks after which an OTP is `failed`.
+pub const MAX_ATTEMPTS: u32 = 5;
+pub const DEFAULT_LENGTH: u8 = 6;
+pub const DEFAULT_TIMEOUT_SECS: u32 = 300;
+pub const MIN_TIMEOUT_SECS: u32 = 30;
+pub const MAX_TIMEOUT_SECS: u32 = 86_400;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Sms,
+    Call,
+    Email,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Call, Channel::Email];
+
+    /// `voice` is accepted for `call`, as the workflow seeds use it.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "sms" => Some(Channel::Sms),
+            "call" | "voice" => Some(Channel::Call),
+            "email" => Some(Channel::Email),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Call => "call",
+            Channel::Email => "email",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpStatus {
+    Pending,
+    Success,
+    Canceled,
+    Expired,
+    Failed,
+}
+
+impl OtpStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => OtpStatus::Pending,
+            "success" => OtpStatus::Success,
+            "canceled" => OtpStatus::Canceled,
+            "expired" => OtpStatus::Expired,
+            "failed" => OtpStatus::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtpStatus::Pending => "pending",
+            OtpStatus::Success => "success",
+            OtpStatus::Canceled => "canceled",
+            OtpStatus::Expired => "expired",
+            OtpStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelStatus {
+    Queued,
+    Sent,
+    Delivered,
+    Undelivered,
+    Failed,
+}
+
+impl ChannelStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => ChannelStatus::Queued,
+            "sent" => ChannelStatus::Sent,
+            "delivered" => ChannelStatus::Delivered,
+            "undelivered" => ChannelStatus::Undelivered,
+            "failed" => ChannelStatus::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelStatus::Queued => "queued",
+            ChannelStatus::Sent => "sent",
+            ChannelStatus::Delivered => "delivered",
+            ChannelStatus::Undelivered => "undelivered",
+            ChannelStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One verify attempt. The code entered is kept sealed (the SDR shows it, the table must not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub sid: String,
+    pub at_ms: Millis,
+    pub valid: bool,
+    pub sealed_code: Vec<u8>,
+}
+
+/// One dispatch on a channel, and what the provider said of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelEvent {
+    pub sid: String,
+    pub at_ms: Millis,
+    pub channel: Channel,
+    pub sender: String,
+    pub recipient: String,
+    pub target_sid: Option<String>,
+    pub status: ChannelStatus,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// How the code reaches the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub channel: Channel,
+    pub from: String,
+    pub to: String,
+    /// The message template, with `{code}` in it.
+    pub body: String,
+    pub subject: Option<String>,
+    pub language: String,
+    pub voice: Option<String>,
+    pub repeat: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Otp {
+    pub sid: String,
+    pub account_sid: String,
+    pub service: String,
+    pub delivery: Delivery,
+    pub length: u8,
+    /// HMAC of the code (see `Keys::hash_code`); the code itself is never stored in clear.
+    pub code_hash: Vec<u8>,
+    /// The code sealed with AES-GCM, so later channel steps can resend the same code.
+    pub sealed_code: Vec<u8>,
+    /// The status as last written; `status_at` gives the status as it is now.
+    pub status: OtpStatus,
+    pub created_ms: Millis,
+    pub updated_ms: Millis,
+    pub expires_ms: Millis,
+    pub guard_time: Option<u32>,
+    /// Set when a newer send superseded this OTP: from this instant on it is canceled.
+    pub cancel_at_ms: Option<Millis>,
+    pub attempts: u32,
+    pub checks: Vec<Check>,
+    pub events: Vec<ChannelEvent>,
+}
+
+impl Otp {
+    /// The status true at `now`: a pending OTP past its timeout is expired, and one whose
+    /// supersede deadline has passed is canceled, whether or not anything rewrote it yet.
+    pub fn status_at(&self, now: Millis) -> OtpStatus {
+        if self.status != OtpStatus::Pending {
+            return self.status;
+        }
+        match self.cancel_at_ms {
+            Some(at) if now >= at && at < self.expires_ms => OtpStatus::Canceled,
+            _ if now >= self.expires_ms => OtpStatus::Expired,
+            _ => OtpStatus::Pending,
+        }
+    }
+
+    /// When the status last changed, as the SDR's `dateUpdated` shows it.
+    pub fn updated_at(&self, now: Millis) -> Millis {
+        match self.status_at(now) {
+            OtpStatus::Expired if self.status == OtpStatus::Pending => self.expires_ms,
+            OtpStatus::Canceled if self.status == OtpStatus::Pending => self.cancel_at_ms.unwrap_or(self.updated_ms),
+            _ => self.updated_ms,
+        }
+    }
+}
+
+/// What the store keeps per account + service + destination: the newest OTP, and the one it
+/// superseded while that one is still inside its guard time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub current: String,
+    pub current_guard: Option<u32>,
+    pub current_expires_ms: Millis,
+    pub previous: Option<Superseded>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded {
+    pub sid: String,
+    pub cancel_at_ms: Millis,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn otp_at(now: Millis) -> Otp {
+        Otp {
+            sid: "OTP0".into(),
+            account_sid: "AC0".into(),
+            service: "2FA".into(),
+            delivery: Delivery {
+                channel: Channel::Sms,
+                from: "Twofa".into(),
+                to: "+14155550100".into(),
+                body: "code {code}".into(),
+                subject: None,
+                language: "en-US".into(),
+                voice: None,
+                repeat: 1,
+            },
+            length: 6,
+            code_hash: vec![0; 32],
+            sealed_code: vec![],
+            status: OtpStatus::Pending,
+            created_ms: now,
+            updated_ms: now,
+            expires_ms: now + 300_000,
+            guard_time: None,
+            cancel_at_ms: None,
+            attempts: 0,
+            checks: vec![],
+            events: vec![],
+        }
+    }
+
+    #[test]
+    fn pending_otp_reads_expired_after_its_timeout() {
+        let otp = otp_at(0);
+        assert_eq!(otp.status_at(299_999), OtpStatus::Pending);
+        assert_eq!(otp.status_at(300_000), OtpStatus::Expired);
+        assert_eq!(otp.updated_at(400_000), 300_000);
+    }
+
+    #[test]
+    fn superseded_otp_reads_canceled_once_its_guard_time_is_over() {
+        let otp = Otp { cancel_at_ms: Some(30_000), ..otp_at(0) };
+        assert_eq!(otp.status_at(29_999), OtpStatus::Pending);
+        assert_eq!(otp.status_at(30_000), OtpStatus::Canceled);
+        assert_eq!(otp.status_at(900_000), OtpStatus::Canceled);
+    }
+
+    #[test]
+    fn final_statuses_do_not_change_with_time() {
+        let otp = Otp { status: OtpStatus::Success, ..otp_at(0) };
+        assert_eq!(otp.status_at(10_000_000), OtpStatus::Success);
+    }
+
+    #[test]
+    fn voice_is_accepted_for_call() {
+        assert_eq!(Channel::parse("voice"), Some(Channel::Call));
+        assert_eq!(Channel::parse("CALL"), Some(Channel::Call));
+        assert_eq!(Channel::parse("fax"), None);
+    }
+}

@@ -1,0 +1,316 @@
+//! Send: admit the OTP against its limits, supersede the older one, store it, deliver it.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::{
+    account::Account,
+    crypto::{generate_code, Code},
+    error::{Error, Result},
+    ids::{self, new_sid},
+    limits::{admissions, default_admission, plan_counters, Admission, LimitDef},
+    otp::{Channel, ChannelEvent, ChannelStatus, Delivery, Destination, Otp, OtpStatus, Superseded},
+    time::{self, Millis},
+    usage::{UsageCategory, UsageKey},
+};
+use crate::ports::{Deps, DispatchError, OutboundMessage, SendPlan, SendSnapshot};
+
+/// How often a send re-reads and re-plans after losing a conditional write to a concurrent one.
+pub const MAX_COMMIT_ATTEMPTS: u32 = 12;
+/// Most counters one send may touch: with the OTP, destination, supersede and usage items they
+/// must fit in one DynamoDB transaction (100 items).
+pub const MAX_COUNTERS_PER_SEND: usize = 90;
+/// OTP records are kept this long after creation for search and reports.
+pub const RETENTION_DAYS: i64 = 90;
+
+/// A validated send request.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub service: String,
+    pub delivery: Delivery,
+    pub length: u8,
+    pub timeout_secs: u32,
+    pub guard_time: Option<u32>,
+    /// `limitName → key value`, in the order given.
+    pub limits: Vec<(String, String)>,
+}
+
+impl SendRequest {
+    /// Cross-field rules the parser cannot see one parameter at a time.
+    pub fn validate(&self) -> Result<()> {
+        let d = &self.delivery;
+        if !d.body.contains("{code}") {
+            return Err(Error::invalid("body", "must contain {code}"));
+        }
+        match d.channel {
+            Channel::Sms | Channel::Call if !is_e164(&d.to) => {
+                return Err(Error::invalid("to", "must be an E.164 phone number"));
+            }
+            Channel::Email if !is_email(&d.to) => return Err(Error::invalid("to", "must be an email address")),
+            Channel::Email if !is_email(&d.from) => {
+                return Err(Error::invalid("from", "must be a verified sender address for email"));
+            }
+            Channel::Email if d.subject.as_deref().is_none_or(str::is_empty) => {
+                return Err(Error::invalid("subject", "required for email"));
+            }
+            _ => {}
+        }
+        if let Some(guard) = self.guard_time {
+            if guard > self.timeout_secs {
+                return Err(Error::invalid("guardTime", "must not exceed timeout"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `+` (optional, as the seeds show numbers without it) and 7 to 15 digits, no leading zero.
+pub fn is_e164(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
+}
+
+pub fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else { return false };
+    !local.is_empty()
+        && s.len() <= 254
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',')
+}
+
+/// The message text with the code in it. Calls read the digits one by one.
+pub fn render(template: &str, channel: Channel, code: &Code) -> String {
+    let code_text = match channel {
+        Channel::Call => code.reveal().chars().map(String::from).collect::<Vec<_>>().join(" "),
+        _ => code.reveal().to_owned(),
+    };
+    template.replace("{code}", &code_text)
+}
+
+pub async fn send(deps: &Deps, account: &Account, req: SendRequest) -> Result<String> {
+    req.validate()?;
+    let now = deps.clock.now_ms();
+    let sid = new_sid(ids::OTP);
+    let code = generate_code(req.length);
+    let d = &req.delivery;
+    let event = ChannelEvent {
+        sid: new_sid(ids::EVENT),
+        at_ms: now,
+        channel: d.channel,
+        sender: d.from.clone(),
+        recipient: d.to.clone(),
+        target_sid: None,
+        status: ChannelStatus::Queued,
+        error_code: None,
+        error_message: None,
+    };
+    let otp = Otp {
+        code_hash: deps.keys.hash_code(&sid, code.reveal()).to_vec(),
+        sealed_code: deps.keys.seal(code.reveal().as_bytes(), &sid),
+        sid,
+        account_sid: account.sid.clone(),
+        service: req.service.clone(),
+        delivery: req.delivery.clone(),
+        length: req.length,
+        status: OtpStatus::Pending,
+        created_ms: now,
+        updated_ms: now,
+        expires_ms: now + i64::from(req.timeout_secs) * 1000,
+        guard_time: req.guard_time,
+        cancel_at_ms: None,
+        attempts: 0,
+        checks: vec![],
+        events: vec![event.clone()],
+    };
+
+    let plan = admit(deps, &req, otp, now).await?;
+    let otp = &plan.otp;
+    let msg = OutboundMessage {
+        request_id: otp.sid.clone(),
+        event_sid: event.sid.clone(),
+        channel: d.channel,
+        from: d.from.clone(),
+        to: d.to.clone(),
+        subject: d.subject.clone(),
+        text: render(&d.body, d.channel, &code),
+        language: d.language.clone(),
+        voice: d.voice.clone(),
+        repeat: d.repeat,
+    };
+    let mut event = event;
+    match deps.dispatcher.dispatch(&msg).await {
+        Ok(receipt) => {
+            event.status = ChannelStatus::Sent;
+            event.target_sid = Some(receipt.provider_id);
+        }
+        Err(DispatchError::Rejected { code, message }) => {
+            event.status = ChannelStatus::Failed;
+            event.error_code = Some(code);
+            event.error_message = Some(message);
+        }
+        Err(DispatchError::Unavailable) => {
+            // Nothing was delivered: take the whole send back so it leaves no trace.
+            if let Err(e) = deps.store.undo_send(&plan).await {
+                tracing::error!(otp = %otp.sid, error = %e, "undo of an undelivered send failed");
+            }
+            return Err(Error::Unavailable);
+        }
+    }
+    // The message is out; failing to note the provider's id must not fail the send.
+    if let Err(e) = deps.store.update_event(&otp.account_sid, &otp.sid, 0, &event).await {
+        tracing::warn!(otp = %otp.sid, error = %e, "could not record the dispatch result");
+    }
+    tracing::info!(otp = %otp.sid, channel = d.channel.as_str(), status = event.status.as_str(), "otp sent");
+    Ok(otp.sid.clone())
+}
+
+/// Read, plan and commit, again while a concurrent send wins the race.
+async fn admit(deps: &Deps, req: &SendRequest, otp: Otp, now: Millis) -> Result<SendPlan> {
+    let account = otp.account_sid.clone();
+    let names: Vec<String> = req.limits.iter().map(|(n, _)| n.clone()).collect();
+    let default = req.limits.is_empty().then(|| default_admission(&account, &otp.delivery.to));
+    let default_keys: Vec<_> = default.iter().flat_map(|a| a.counters.iter().map(|(k, _)| k.clone())).collect();
+    for attempt in 0..MAX_COMMIT_ATTEMPTS {
+        let snap = deps.store.send_snapshot(&account, &req.service, &otp.delivery.to, &names, &default_keys).await?;
+        let (adm, states) = match &default {
+            Some(d) => (vec![clone_admission(d)], snap.counters.clone()),
+            None => {
+                let adm = admissions(&account, &resolve_limits(&req.limits, &snap)?);
+                let keys: Vec<_> = adm.iter().flat_map(|a| a.counters.iter().map(|(k, _)| k.clone())).collect();
+                if keys.len() > MAX_COUNTERS_PER_SEND {
+                    return Err(Error::invalid(
+                        "limits",
+                        format!("at most {MAX_COUNTERS_PER_SEND} buckets across the limits of one send"),
+                    ));
+                }
+                let states = deps.store.get_counters(&keys).await?;
+                (adm, states)
+            }
+        };
+        let counters = plan_counters(now, &adm, &states)?;
+        let (destination, expected_current, supersede) = supersede(snap.destination, &otp, req.guard_time, now);
+        let plan = SendPlan {
+            otp: otp.clone(),
+            destination,
+            expected_current,
+            supersede,
+            counters,
+            usage: vec![
+                UsageKey { account_sid: account.clone(), day: time::day(now), category: UsageCategory::All },
+                UsageKey {
+                    account_sid: account.clone(),
+                    day: time::day(now),
+                    category: UsageCategory::Channel(otp.delivery.channel),
+                },
+            ],
+        };
+        match deps.store.commit_send(&plan).await {
+            Ok(()) => return Ok(plan),
+            Err(Error::Contended) => backoff(attempt).await,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Unavailable)
+}
+
+fn clone_admission(a: &Admission) -> Admission {
+    Admission { limit_name: a.limit_name.clone(), counters: a.counters.clone() }
+}
+
+fn resolve_limits(named: &[(String, String)], snap: &SendSnapshot) -> Result<Vec<(LimitDef, String)>> {
+    named
+        .iter()
+        .zip(snap.limits.iter().chain(std::iter::repeat(&None)))
+        .map(|((name, value), def)| match def {
+            Some(def) => Ok((def.clone(), value.clone())),
+            None => Err(Error::UnknownLimitName(name.clone())),
+        })
+        .collect()
+}
+
+/// The new destination pointer and what happens to the OTP it replaces: canceled now, or after
+/// a guard time (the new send's, else the older OTP's own).
+fn supersede(
+    current: Option<Destination>,
+    otp: &Otp,
+    guard_time: Option<u32>,
+    now: Millis,
+) -> (Destination, Option<String>, Option<Superseded>) {
+    let fresh = |previous| Destination {
+        current: otp.sid.clone(),
+        current_guard: guard_time,
+        current_expires_ms: otp.expires_ms,
+        previous,
+    };
+    match current {
+        None => (fresh(None), None, None),
+        // The older OTP is past its timeout: nothing to cancel.
+        Some(d) if d.current_expires_ms <= now => (fresh(None), Some(d.current), None),
+        Some(d) => {
+            let guard = guard_time.or(d.current_guard).unwrap_or(0);
+            let old = Superseded { sid: d.current.clone(), cancel_at_ms: now + i64::from(guard) * 1000 };
+            (fresh(Some(old.clone())), Some(d.current), Some(old))
+        }
+    }
+}
+
+async fn backoff(attempt: u32) {
+    let cap_ms = (5u64 << attempt.min(6)).min(250);
+    let ms = rand::thread_rng().gen_range(1..=cap_ms);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e164_accepts_numbers_with_or_without_plus() {
+        assert!(is_e164("+14155550100"));
+        assert!(is_e164("919960639901"));
+        assert!(!is_e164("+0123456789"));
+        assert!(!is_e164("+1-415-555"));
+        assert!(!is_e164("ZZZZZZZZZZZ"));
+        assert!(!is_e164("+1234567890123456"));
+    }
+
+    #[test]
+    fn calls_read_the_code_digit_by_digit() {
+        let code = Code::new("123");
+        assert_eq!(render("Code {code}.", Channel::Sms, &code), "Code 123.");
+        assert_eq!(render("Code {code}.", Channel::Call, &code), "Code 1 2 3.");
+    }
+
+    #[test]
+    fn supersede_uses_the_new_guard_time_else_the_old_one() {
+        let otp = crate::domain::otp::tests::otp_at(1_000);
+        let old = Destination {
+            current: "OTPold".into(),
+            current_guard: Some(30),
+            current_expires_ms: 500_000,
+            previous: None,
+        };
+        let (_, _, s) = supersede(Some(old.clone()), &otp, Some(10), 1_000);
+        assert_eq!(s.unwrap().cancel_at_ms, 11_000);
+        let (_, _, s) = supersede(Some(old.clone()), &otp, None, 1_000);
+        assert_eq!(s.unwrap().cancel_at_ms, 31_000);
+        let (d, expected, s) = supersede(Some(Destination { current_guard: None, ..old }), &otp, None, 1_000);
+        assert_eq!(s.unwrap().cancel_at_ms, 1_000, "no guard time: canceled at once");
+        assert_eq!(expected.as_deref(), Some("OTPold"));
+        assert_eq!(d.current, otp.sid);
+    }
+
+    #[test]
+    fn an_expired_older_otp_is_not_touched() {
+        let otp = crate::domain::otp::tests::otp_at(1_000);
+        let old =
+            Destination { current: "OTPold".into(), current_guard: None, current_expires_ms: 1_000, previous: None };
+        let (d, expected, s) = supersede(Some(old), &otp, None, 1_000);
+        assert!(s.is_none());
+        assert!(d.previous.is_none());
+        assert_eq!(expected.as_deref(), Some("OTPold"));
+    }
+}

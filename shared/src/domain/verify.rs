@@ -1,0 +1,176 @@
+//! Verify and cancel.
+
+use super::{
+    account::Account,
+    error::{Error, Result},
+    ids::{self, new_sid},
+    otp::{Check, Otp, OtpStatus},
+    time::Millis,
+};
+use crate::ports::{CancelWrite, Deps, VerifyWrite};
+
+const MAX_VERIFY_ROUNDS: u32 = 8;
+
+/// An error and the OTP it concerns (the envelope's `requestID`), when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub error: Error,
+    pub request_id: Option<String>,
+}
+
+impl From<Error> for Rejection {
+    fn from(error: Error) -> Self {
+        Rejection { error, request_id: None }
+    }
+}
+
+impl Rejection {
+    fn on(error: Error, sid: &str) -> Self {
+        Rejection { error, request_id: Some(sid.to_owned()) }
+    }
+}
+
+pub enum VerifyTarget {
+    RequestId(String),
+    /// The newest pending OTP for this destination, or one still inside its guard time.
+    Number {
+        service: String,
+        number: String,
+    },
+}
+
+/// Why an OTP that is not pending at `now` refuses a verify.
+fn refusal(status: OtpStatus) -> Option<Error> {
+    match status {
+        OtpStatus::Pending => None,
+        OtpStatus::Success => Some(Error::AlreadyVerified),
+        OtpStatus::Canceled => Some(Error::Canceled),
+        OtpStatus::Expired => Some(Error::Expired),
+        OtpStatus::Failed => Some(Error::MaxAttempts),
+    }
+}
+
+pub async fn verify(deps: &Deps, account: &Account, target: VerifyTarget, code: &str) -> Result<String, Rejection> {
+    if code.is_empty() || code.len() > 10 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::invalid("code", "must be 4 to 10 digits").into());
+    }
+    let now = deps.clock.now_ms();
+    let candidates = match target {
+        VerifyTarget::RequestId(sid) => vec![sid],
+        VerifyTarget::Number { service, number } => {
+            let Some(d) = deps.store.get_destination(&account.sid, &service, &number).await? else {
+                return Err(Error::OtpNotFound.into());
+            };
+            let mut c = vec![d.current];
+            c.extend(d.previous.filter(|p| p.cancel_at_ms > now).map(|p| p.sid));
+            c
+        }
+    };
+    // Try each candidate with a one-round-trip conditional write; only when none takes the
+    // code is an invalid check recorded, on the newest one that is still pending.
+    let mut first_refusal: Option<(Otp, Rejection)> = None;
+    for sid in &candidates {
+        match attempt(deps, &account.sid, sid, code, now).await? {
+            Attempt::Verified => return Ok(sid.clone()),
+            Attempt::Refused(otp, rejection) => {
+                if first_refusal.is_none()
+                    || (first_refusal.as_ref().is_some_and(|(_, r)| r.error != Error::InvalidCode)
+                        && rejection.error == Error::InvalidCode)
+                {
+                    first_refusal = Some((otp, rejection));
+                }
+            }
+            Attempt::Unknown => {
+                if first_refusal.is_none() && candidates.len() == 1 {
+                    return Err(Error::OtpNotFound.into());
+                }
+            }
+        }
+    }
+    match first_refusal {
+        Some((otp, r)) if r.error == Error::InvalidCode => record_invalid(deps, otp, code, now).await,
+        Some((_, r)) => Err(r),
+        None => Err(Error::OtpNotFound.into()),
+    }
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Attempt {
+    Verified,
+    Refused(Otp, Rejection),
+    Unknown,
+}
+
+async fn attempt(deps: &Deps, account_sid: &str, sid: &str, code: &str, now: Millis) -> Result<Attempt> {
+    let check =
+        Check { sid: new_sid(ids::CHECK), at_ms: now, valid: true, sealed_code: deps.keys.seal(code.as_bytes(), sid) };
+    let hash = deps.keys.hash_code(sid, code);
+    for _ in 0..MAX_VERIFY_ROUNDS {
+        match deps.store.verify_code(account_sid, sid, &hash, &check, now).await? {
+            VerifyWrite::Verified => {
+                tracing::info!(otp = %sid, "otp verified");
+                return Ok(Attempt::Verified);
+            }
+            VerifyWrite::Refused(None) => return Ok(Attempt::Unknown),
+            VerifyWrite::Refused(Some(otp)) => {
+                if let Some(e) = refusal(otp.status_at(now)) {
+                    return Ok(Attempt::Refused(otp, Rejection::on(e, sid)));
+                }
+                if !deps.keys.code_matches(sid, code, &otp.code_hash) {
+                    return Ok(Attempt::Refused(otp, Rejection::on(Error::InvalidCode, sid)));
+                }
+                // Right code, pending, yet refused: it changed between the write and the read.
+            }
+        }
+    }
+    Err(Error::Unavailable)
+}
+
+async fn record_invalid(deps: &Deps, mut otp: Otp, code: &str, now: Millis) -> Result<String, Rejection> {
+    let sid = otp.sid.clone();
+    let check = Check {
+        sid: new_sid(ids::CHECK),
+        at_ms: now,
+        valid: false,
+        sealed_code: deps.keys.seal(code.as_bytes(), &sid),
+    };
+    for _ in 0..MAX_VERIFY_ROUNDS {
+        match deps.store.record_invalid_check(&otp.account_sid, &sid, &check, otp.attempts, now).await {
+            Ok(()) => {
+                tracing::info!(otp = %sid, attempts = otp.attempts + 1, "invalid code");
+                return Err(Rejection::on(Error::InvalidCode, &sid));
+            }
+            Err(Error::Contended) => {
+                // Another check landed first: look again, it may have used the last attempt.
+                let Some(fresh) = deps.store.get_otp(&otp.account_sid, &sid).await? else {
+                    return Err(Error::OtpNotFound.into());
+                };
+                if let Some(e) = refusal(fresh.status_at(now)) {
+                    return Err(Rejection::on(e, &sid));
+                }
+                otp = fresh;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Unavailable.into())
+}
+
+pub async fn cancel(deps: &Deps, account: &Account, sid: &str) -> Result<String, Rejection> {
+    let now = deps.clock.now_ms();
+    match deps.store.cancel_otp(&account.sid, sid, now).await? {
+        CancelWrite::Canceled => {
+            tracing::info!(otp = %sid, "otp canceled");
+            Ok(sid.to_owned())
+        }
+        CancelWrite::Refused(None) => Err(Error::CancelNotFound.into()),
+        CancelWrite::Refused(Some(otp)) => match otp.status_at(now) {
+            // Canceling twice is not an error: the OTP is canceled, as asked.
+            OtpStatus::Canceled => Ok(sid.to_owned()),
+            OtpStatus::Success => Err(Rejection::on(Error::AlreadyVerified, sid)),
+            OtpStatus::Expired => Err(Rejection::on(Error::Expired, sid)),
+            OtpStatus::Failed => Err(Rejection::on(Error::MaxAttempts, sid)),
+            OtpStatus::Pending => Err(Error::Contended.into()),
+        },
+    }
+}

@@ -1,0 +1,95 @@
+//! The Lambda entry: build the AWS adapters once per process, then serve a router through
+//! `lambda_http`. Each `functions/<group>/src/main.rs` is one call to `run`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use lambda_http::{request::RequestContext, RequestExt};
+
+use crate::{
+    adapters::aws::{aws_config, dynamodb::DynamoStore, ses::SesEmail, sns::SnsSms, ChannelDispatcher},
+    domain::crypto::Keys,
+    http::auth::ClientIp,
+    ports::{Deps, SystemClock},
+};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Configuration, read once from the environment.
+pub struct Config {
+    pub table: String,
+    pub sms_sender_id: Option<String>,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, BoxError> {
+        Ok(Config {
+            table: std::env::var("TWOFA_TABLE").map_err(|_| "TWOFA_TABLE is not set")?,
+            sms_sender_id: std::env::var("TWOFA_SMS_SENDER_ID").ok().filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+/// The master secret: from Secrets Manager (`TWOFA_SECRET_ARN`, the deployed path) or from
+/// `TWOFA_SECRET_KEY` (hex; local runs against emulators). Never from the table.
+async fn load_keys(sdk: &aws_config::SdkConfig) -> Result<Keys, BoxError> {
+    if let Ok(arn) = std::env::var("TWOFA_SECRET_ARN") {
+        let client = aws_sdk_secretsmanager::Client::new(sdk);
+        let out = client.get_secret_value().secret_id(arn).send().await.map_err(|_| "cannot read the master secret")?;
+        let secret = out.secret_string().ok_or("the master secret is not a string")?;
+        return Keys::from_master(secret.as_bytes()).map_err(|_| "the master secret is shorter than 32 bytes".into());
+    }
+    let hex_key = std::env::var("TWOFA_SECRET_KEY").map_err(|_| "set TWOFA_SECRET_ARN or TWOFA_SECRET_KEY")?;
+    let bytes = hex::decode(hex_key.trim()).map_err(|_| "TWOFA_SECRET_KEY must be hex")?;
+    Keys::from_master(&bytes).map_err(|_| "TWOFA_SECRET_KEY must be at least 32 bytes".into())
+}
+
+/// Every adapter, built once: SDK clients are reused by all invocations of this process.
+pub async fn deps_from_env() -> Result<Deps, BoxError> {
+    let config = Config::from_env()?;
+    let sdk = aws_config().await;
+    let keys = load_keys(&sdk).await?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);
+    let dispatcher = ChannelDispatcher {
+        sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), config.sms_sender_id)),
+        email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk))),
+        call: None,
+    };
+    Ok(Deps {
+        store: Arc::new(store),
+        dispatcher: Arc::new(dispatcher),
+        clock: Arc::new(SystemClock),
+        keys: Arc::new(keys),
+    })
+}
+
+/// Structured logs for CloudWatch; level from `RUST_LOG` (default info).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_current_span(false)
+        .without_time()
+        .try_init();
+}
+
+/// The caller's IP from API Gateway's request context, for accounts with an IP allow-list.
+pub fn with_client_ip(mut req: lambda_http::Request) -> lambda_http::Request {
+    let ip = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
+        _ => None,
+    };
+    if let Some(ip) = ip.and_then(|ip| ip.parse().ok()) {
+        req.extensions_mut().insert(ClientIp(ip));
+    }
+    req
+}
+
+/// Tracing, adapters, then serve `router` for the life of the process.
+pub async fn run(router: fn(Deps) -> Router) -> Result<(), BoxError> {
+    init_tracing();
+    let deps = deps_from_env().await?;
+    let app = tower::ServiceBuilder::new().map_request(with_client_ip).service(router(deps));
+    lambda_http::run(app).await
+}

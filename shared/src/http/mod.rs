@@ -1,0 +1,63 @@
+//! HTTP: one axum router per endpoint group, mounted unchanged by the Lambdas and the dev
+//! server, plus what they share (input, auth, errors, response format).
+
+pub mod auth;
+pub mod error;
+pub mod format;
+#[cfg(feature = "aws")]
+pub mod lambda;
+pub mod otp;
+pub mod params;
+
+use axum::{
+    http::{StatusCode, Uri},
+    middleware,
+    routing::MethodRouter,
+    Router,
+};
+
+use crate::{
+    domain::{account::Account, error::Error},
+    ports::Deps,
+};
+pub use error::ApiError;
+
+/// Register `path` and its `.json` / `.xml` twins.
+pub fn route_with_suffixes(router: Router<Deps>, path: &str, handler: MethodRouter<Deps>) -> Router<Deps> {
+    router
+        .route(path, handler.clone())
+        .route(&format!("{path}.json"), handler.clone())
+        .route(&format!("{path}.xml"), handler)
+}
+
+/// A path segment without its `.json`/`.xml` suffix (`/2fa/search/{sid}.json`).
+pub fn strip_format_suffix(segment: &str) -> &str {
+    segment.strip_suffix(".json").or_else(|| segment.strip_suffix(".xml")).unwrap_or(segment)
+}
+
+/// What every router gets: JSON 404/405 envelopes and XML negotiation, with the state bound.
+pub fn finish(router: Router<Deps>, deps: Deps) -> Router {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(format::negotiate))
+        .with_state(deps)
+}
+
+async fn not_found(_uri: Uri) -> ApiError {
+    Error::NotFound.into()
+}
+
+async fn method_not_allowed() -> ApiError {
+    Error::MethodNotAllowed.into()
+}
+
+/// The account a request acts for (`accountSid`, a sub-account of the caller, or the caller).
+pub async fn acting_for(deps: &Deps, caller: &Account, account_sid: Option<&str>) -> Result<Account, Error> {
+    crate::domain::account::act_for(deps.store.as_ref(), caller, account_sid).await
+}
+
+/// `{"code":200,"message":…,"requestID":…}`, the OTP operations' envelope.
+pub fn otp_ok(message: &str, sid: &str) -> (StatusCode, axum::Json<serde_json::Value>) {
+    (StatusCode::OK, axum::Json(serde_json::json!({ "code": 200, "message": message, "requestID": sid })))
+}

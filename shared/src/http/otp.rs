@@ -1,0 +1,131 @@
+//! The OTP endpoint group: send, verify, cancel.
+
+use axum::{extract::State, response::IntoResponse, routing::post, Router};
+use serde_json::Value;
+
+use crate::{
+    domain::{
+        crypto::{MAX_CODE_LEN, MIN_CODE_LEN},
+        error::{Error, Result},
+        otp::{Channel, Delivery, DEFAULT_LENGTH, DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS},
+        send::{self, SendRequest},
+        verify::{self, VerifyTarget},
+    },
+    http::{acting_for, auth::Caller, finish, otp_ok, params::Params, route_with_suffixes, ApiError},
+    ports::Deps,
+};
+
+/// Most limits one send may name.
+const MAX_LIMITS_PER_SEND: usize = 10;
+
+pub fn router(deps: Deps) -> Router {
+    let r = Router::new();
+    let r = route_with_suffixes(r, "/2fa/send", post(send_otp));
+    let r = route_with_suffixes(r, "/2fa/verify", post(verify_otp));
+    let r = route_with_suffixes(r, "/2fa/cancel", post(cancel_otp));
+    finish(r, deps)
+}
+
+async fn send_otp(State(deps): State<Deps>, Caller(caller): Caller, p: Params) -> Result<impl IntoResponse, ApiError> {
+    let req = parse_send(&p)?;
+    let account = acting_for(&deps, &caller, p.opt("accountSid")?.as_deref()).await?;
+    let sid = send::send(&deps, &account, req).await?;
+    Ok(otp_ok("OK", &sid))
+}
+
+async fn verify_otp(
+    State(deps): State<Deps>,
+    Caller(caller): Caller,
+    p: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    let code = p.required("code")?;
+    // By number when a number is given (the seeds: "the requestId will be ignored").
+    let target = match (p.opt("number")?, p.opt("requestId")?) {
+        (Some(number), _) => {
+            VerifyTarget::Number { service: p.bounded("service", 64, true)?.unwrap_or_default(), number }
+        }
+        (None, Some(sid)) => VerifyTarget::RequestId(sid),
+        (None, None) => return Err(Error::missing("requestId").into()),
+    };
+    let account = acting_for(&deps, &caller, p.opt("accountSid")?.as_deref()).await?;
+    let sid = verify::verify(&deps, &account, target, &code).await?;
+    Ok(otp_ok("OK", &sid))
+}
+
+async fn cancel_otp(
+    State(deps): State<Deps>,
+    Caller(caller): Caller,
+    p: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    let sid = p.required("requestId")?;
+    let account = acting_for(&deps, &caller, p.opt("accountSid")?.as_deref()).await?;
+    let sid = verify::cancel(&deps, &account, &sid).await?;
+    Ok(otp_ok("canceled", &sid))
+}
+
+fn parse_send(p: &Params) -> Result<SendRequest> {
+    let channel = match p.opt("channel")? {
+        None => Channel::Sms,
+        Some(c) => Channel::parse(&c).ok_or_else(|| Error::invalid("channel", "must be sms, call or email"))?,
+    };
+    let service = p.bounded("service", 64, true)?.unwrap_or_default();
+    let from = p.bounded("from", 254, true)?.unwrap_or_default();
+    let to = p.bounded("to", 254, true)?.unwrap_or_default();
+    let body = p.bounded("body", 1600, true)?.unwrap_or_default();
+    let subject = p.bounded("subject", 998, false)?;
+    let language = match p.opt("language")? {
+        None => "en-US".to_owned(),
+        Some(l) => parse_language(&l)?,
+    };
+    let voice = match p.opt("voice")?.map(|v| v.to_ascii_lowercase()) {
+        None => None,
+        Some(v) if v == "man" || v == "male" => Some("man".to_owned()),
+        Some(v) if v == "woman" || v == "female" => Some("woman".to_owned()),
+        Some(_) => return Err(Error::invalid("voice", "must be man or woman")),
+    };
+    let repeat = p.int("repeat", 1, 5)?.unwrap_or(1) as u8;
+    let length = p.int("length", MIN_CODE_LEN.into(), MAX_CODE_LEN.into())?.map_or(DEFAULT_LENGTH, |n| n as u8);
+    let timeout_secs =
+        p.int("timeout", MIN_TIMEOUT_SECS.into(), MAX_TIMEOUT_SECS.into())?.map_or(DEFAULT_TIMEOUT_SECS, |n| n as u32);
+    let guard_time = p.int("guardTime", 0, MAX_TIMEOUT_SECS.into())?.map(|n| n as u32);
+    let limits = parse_limits(p)?;
+    Ok(SendRequest {
+        service,
+        delivery: Delivery { channel, from, to, body, subject, language, voice, repeat },
+        length,
+        timeout_secs,
+        guard_time,
+        limits,
+    })
+}
+
+/// `awspolly.ja-JP` or `ja-JP`.
+fn parse_language(l: &str) -> Result<String> {
+    let code = l.strip_prefix("awspolly.").unwrap_or(l);
+    let ok = code.len() <= 8
+        && code.split('-').count() == 2
+        && code.split('-').all(|part| (2..=3).contains(&part.len()) && part.chars().all(|c| c.is_ascii_alphanumeric()));
+    if ok {
+        Ok(code.to_owned())
+    } else {
+        Err(Error::invalid("language", "must be a language code such as en-US or awspolly.ja-JP"))
+    }
+}
+
+/// `limits`: an ordered map `limitName → key value`, as an object or a string holding one.
+fn parse_limits(p: &Params) -> Result<Vec<(String, String)>> {
+    let Some(value) = p.json("limits")? else { return Ok(vec![]) };
+    let Value::Object(map) = value else {
+        return Err(Error::invalid("limits", "must be an object of limit name to key value"));
+    };
+    if map.len() > MAX_LIMITS_PER_SEND {
+        return Err(Error::invalid("limits", format!("at most {MAX_LIMITS_PER_SEND} limits")));
+    }
+    map.into_iter()
+        .map(|(name, v)| match v {
+            Value::String(s) if !s.is_empty() && s.len() <= 256 => Ok((name, s)),
+            Value::Number(n) => Ok((name, n.to_string())),
+            _ => Err(Error::invalid("limits", format!("the value of {name} must be a non-empty string"))),
+        })
+        .collect()
+}

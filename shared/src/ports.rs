@@ -1,0 +1,204 @@
+//! Ports: the small traits the domain needs from the outside world. Adapters implement them
+//! (embedded ones in `adapters::memory`/`adapters::outbox`, AWS ones behind the `aws` feature).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    account::Account,
+    crypto::Keys,
+    error::Result,
+    limits::{Counter, CounterKey, CounterOp, LimitDef},
+    otp::{Channel, ChannelEvent, Check, Destination, Otp, Superseded},
+    time::Millis,
+    usage::UsageKey,
+};
+
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> Millis;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> Millis {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn get_account(&self, sid: &str) -> Result<Option<Account>>;
+    /// Create-only (a sid already taken is `Error::Contended`).
+    async fn put_account(&self, account: &Account) -> Result<()>;
+    /// Every account below `ancestor_sid`, direct or deeper (those whose `ancestors` hold it),
+    /// not the account itself; in no particular order.
+    async fn list_sub_accounts(&self, ancestor_sid: &str) -> Result<Vec<Account>>;
+}
+
+/// What a send reads before it decides anything, in one round trip.
+#[derive(Debug, Clone, Default)]
+pub struct SendSnapshot {
+    pub destination: Option<Destination>,
+    /// In the order the names were asked for.
+    pub limits: Vec<Option<LimitDef>>,
+    /// In the order the keys were asked for.
+    pub counters: Vec<Option<Counter>>,
+}
+
+/// Every write of one send, applied atomically by `commit_send`.
+#[derive(Debug, Clone)]
+pub struct SendPlan {
+    /// The new OTP, created only if its sid is free.
+    pub otp: Otp,
+    /// The destination pointer after the send...
+    pub destination: Destination,
+    /// ...written only if its `current` is still this (None: no pointer yet).
+    pub expected_current: Option<String>,
+    /// The older OTP this send supersedes: it reads canceled from `cancel_at_ms` on.
+    pub supersede: Option<Superseded>,
+    pub counters: Vec<CounterOp>,
+    pub usage: Vec<UsageKey>,
+}
+
+// One per request, moved once: boxing the OTP would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum VerifyWrite {
+    Verified,
+    /// Nothing was written; the OTP as it is now (None: no such OTP for this account).
+    Refused(Option<Otp>),
+}
+
+#[allow(clippy::large_enum_variant)]
+pub enum CancelWrite {
+    Canceled,
+    Refused(Option<Otp>),
+}
+
+#[async_trait]
+pub trait OtpStore: Send + Sync {
+    async fn send_snapshot(
+        &self,
+        account_sid: &str,
+        service: &str,
+        to: &str,
+        limit_names: &[String],
+        counters: &[CounterKey],
+    ) -> Result<SendSnapshot>;
+
+    async fn get_counters(&self, keys: &[CounterKey]) -> Result<Vec<Option<Counter>>>;
+
+    /// All of the plan or nothing. A failed condition (a concurrent send got there first) is
+    /// `Error::Contended`: read again and re-plan.
+    async fn commit_send(&self, plan: &SendPlan) -> Result<()>;
+
+    /// Reverse a committed plan whose dispatch failed, so the send leaves nothing behind.
+    async fn undo_send(&self, plan: &SendPlan) -> Result<()>;
+
+    /// Replace event number `index` of an OTP (what the provider said of a dispatch).
+    async fn update_event(&self, account_sid: &str, otp_sid: &str, index: usize, event: &ChannelEvent) -> Result<()>;
+
+    async fn get_otp(&self, account_sid: &str, otp_sid: &str) -> Result<Option<Otp>>;
+
+    async fn get_destination(&self, account_sid: &str, service: &str, to: &str) -> Result<Option<Destination>>;
+
+    /// Mark the OTP verified and record `check`, only if it is pending at `now`, has attempts
+    /// left and `code_hash` is its hash. One round trip.
+    async fn verify_code(
+        &self,
+        account_sid: &str,
+        otp_sid: &str,
+        code_hash: &[u8],
+        check: &Check,
+        now: Millis,
+    ) -> Result<VerifyWrite>;
+
+    /// Record an invalid check, only if the OTP still has `seen_attempts` attempts and is
+    /// pending at `now`; the check that uses the last attempt also marks it failed.
+    /// `Error::Contended` when the OTP changed meanwhile.
+    async fn record_invalid_check(
+        &self,
+        account_sid: &str,
+        otp_sid: &str,
+        check: &Check,
+        seen_attempts: u32,
+        now: Millis,
+    ) -> Result<()>;
+
+    /// Cancel the OTP only if it is pending at `now`.
+    async fn cancel_otp(&self, account_sid: &str, otp_sid: &str, now: Millis) -> Result<CancelWrite>;
+}
+
+#[async_trait]
+pub trait LimitStore: Send + Sync {
+    /// `Error::LimitNameExists` when the account has a limit of that name.
+    async fn create_limit(&self, def: &LimitDef) -> Result<()>;
+    async fn get_limit(&self, account_sid: &str, sid: &str) -> Result<Option<LimitDef>>;
+    /// Replace buckets/description of an existing limit; `Error::LimitNotFound` if it is gone.
+    async fn update_limit(&self, def: &LimitDef) -> Result<()>;
+    /// The deleted limit, or None if there was none.
+    async fn delete_limit(&self, account_sid: &str, sid: &str) -> Result<Option<LimitDef>>;
+    async fn list_limits(&self, account_sid: &str) -> Result<Vec<LimitDef>>;
+}
+
+/// The whole store.
+pub trait Store: AccountStore + OtpStore + LimitStore {}
+impl<T: AccountStore + OtpStore + LimitStore> Store for T {}
+
+/// A message to deliver. `Debug` leaves the text out: it carries the code.
+#[derive(Clone)]
+pub struct OutboundMessage {
+    pub request_id: String,
+    pub event_sid: String,
+    pub channel: Channel,
+    pub from: String,
+    pub to: String,
+    pub subject: Option<String>,
+    pub text: String,
+    pub language: String,
+    pub voice: Option<String>,
+    pub repeat: u8,
+}
+
+impl std::fmt::Debug for OutboundMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundMessage")
+            .field("request_id", &self.request_id)
+            .field("event_sid", &self.event_sid)
+            .field("channel", &self.channel)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchReceipt {
+    /// The provider's message id (SNS/SES MessageId, call id): the SDR's `targetSid`.
+    pub provider_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DispatchError {
+    /// The provider refused this message (bad number, opted out...): recorded as a failed event.
+    #[error("rejected by provider: {code}")]
+    Rejected { code: String, message: String },
+    /// The provider could not be reached or throttled: the send is undone and answers 503.
+    #[error("channel unavailable")]
+    Unavailable,
+}
+
+#[async_trait]
+pub trait Dispatcher: Send + Sync {
+    async fn dispatch(&self, msg: &OutboundMessage) -> std::result::Result<DispatchReceipt, DispatchError>;
+}
+
+/// Everything the use cases need, built once per process.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub dispatcher: Arc<dyn Dispatcher>,
+    pub clock: Arc<dyn Clock>,
+    pub keys: Arc<Keys>,
+}

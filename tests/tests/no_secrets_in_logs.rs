@@ -1,0 +1,59 @@
+//! No code, token or key ever reaches a log line, at any level.
+
+mod common;
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+use common::{wrong, Api};
+use serde_json::json;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn codes_and_tokens_never_appear_in_logs() {
+    // Given every log line at TRACE level captured
+    let captured = Captured::default();
+    let sink = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .without_time()
+        .init();
+    let api = Api::start().await;
+
+    // When OTPs are sent, checked wrongly and rightly, canceled, and a provider fails
+    let to = "+14155550100";
+    let sid = api.sent(to).await;
+    let code = api.code_of(&sid).await;
+    api.verify(&sid, &wrong(&code)).await;
+    api.verify(&sid, &code).await;
+    let second = api.send_to("+14155550101", json!({ "length": 10 })).await.request_id();
+    let second_code = api.code_of(&second).await;
+    api.post("/2fa/cancel", &json!({ "requestId": second })).await;
+    api.dev.outbox.set_mode(twofa::adapters::outbox::OutboxMode::Down);
+    api.send_to("+14155550102", json!({})).await;
+
+    // Then the logs say what happened...
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains(&sid), "the OTP sid is logged: {logs}");
+    assert!(logs.contains("otp verified") && logs.contains("invalid code"), "{logs}");
+    // ...and hold no code and no token
+    for secret in [code.as_str(), wrong(&code).as_str(), second_code.as_str(), api.token.as_str()] {
+        assert!(!logs.contains(secret), "a secret leaked into the logs");
+    }
+}
