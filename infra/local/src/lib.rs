@@ -63,7 +63,10 @@ impl Dev {
 
     /// Every router, merged, plus the dev routes.
     pub fn app(&self) -> Router {
-        let api = Router::new().merge(http::otp::router(self.deps.clone()));
+        let api = Router::new()
+            .merge(http::otp::router(self.deps.clone()))
+            // Each router carries the JSON 404 fallback (the Lambdas need it); one is enough here.
+            .merge(http::limits::router(self.deps.clone()).reset_fallback());
         let dev = Router::new()
             .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
             .route("/dev/outbox", get(outbox))

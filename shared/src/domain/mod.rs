@@ -4,6 +4,7 @@ pub mod account;
 pub mod crypto;
 pub mod error;
 pub mod ids;
+pub mod limit_admin;
 pub mod limits;
 pub mod otp;
 pub mod send;

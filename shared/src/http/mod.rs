@@ -6,6 +6,7 @@ pub mod error;
 pub mod format;
 #[cfg(feature = "aws")]
 pub mod lambda;
+pub mod limits;
 pub mod otp;
 pub mod params;
 
