@@ -11,6 +11,7 @@ use crate::domain::{
     error::Result,
     limits::{Counter, CounterKey, CounterOp, LimitDef},
     otp::{Channel, ChannelEvent, Check, Destination, Otp, Superseded},
+    records::{OtpQuery, SearchFilter},
     time::Millis,
     usage::UsageKey,
 };
@@ -143,9 +144,25 @@ pub trait LimitStore: Send + Sync {
     async fn list_limits(&self, account_sid: &str) -> Result<Vec<LimitDef>>;
 }
 
+/// Session detail records and usage records: reads only (the OTP writes put everything there).
+#[async_trait]
+pub trait RecordStore: Send + Sync {
+    /// Up to `q.limit` OTPs of `account_sid` that match `q.filter` at `q.now`, from `q.start`:
+    /// newest first, or oldest first for `Start::NewerThan` (by `records::Mark`, ties
+    /// impossible).
+    async fn search_otps(&self, account_sid: &str, q: &OtpQuery<'_>) -> Result<Vec<Otp>>;
+
+    /// How many OTPs of `account_sid` match `filter` at `now`.
+    async fn count_otps(&self, account_sid: &str, filter: &SearchFilter, now: Millis) -> Result<u64>;
+
+    /// The usage counters of `account_sid` for the days `from_day..=to_day` (`YYYY-MM-DD`),
+    /// every category, in no particular order; days without a counter are absent.
+    async fn usage(&self, account_sid: &str, from_day: &str, to_day: &str) -> Result<Vec<(UsageKey, u64)>>;
+}
+
 /// The whole store.
-pub trait Store: AccountStore + OtpStore + LimitStore {}
-impl<T: AccountStore + OtpStore + LimitStore> Store for T {}
+pub trait Store: AccountStore + OtpStore + LimitStore + RecordStore {}
+impl<T: AccountStore + OtpStore + LimitStore + RecordStore> Store for T {}
 
 /// A message to deliver. `Debug` leaves the text out: it carries the code.
 #[derive(Clone)]

@@ -66,7 +66,8 @@ impl Dev {
         let api = Router::new()
             .merge(http::otp::router(self.deps.clone()))
             // Each router carries the JSON 404 fallback (the Lambdas need it); one is enough here.
-            .merge(http::limits::router(self.deps.clone()).reset_fallback());
+            .merge(http::limits::router(self.deps.clone()).reset_fallback())
+            .merge(http::records::router(self.deps.clone()).reset_fallback());
         let dev = Router::new()
             .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
             .route("/dev/outbox", get(outbox))

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod limit_admin;
 pub mod limits;
 pub mod otp;
+pub mod records;
 pub mod send;
 pub mod time;
 pub mod usage;

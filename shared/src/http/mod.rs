@@ -9,6 +9,7 @@ pub mod lambda;
 pub mod limits;
 pub mod otp;
 pub mod params;
+pub mod records;
 
 use axum::{
     http::{StatusCode, Uri},

@@ -1,6 +1,8 @@
 //! The embedded store: everything in one process, behind one mutex, so every multi-item write
 //! is atomic exactly as a DynamoDB transaction is. Same conditions, same answers.
 
+mod records;
+
 use std::{
     collections::HashMap,
     sync::{

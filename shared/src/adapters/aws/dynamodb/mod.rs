@@ -6,6 +6,7 @@
 mod calls;
 mod errors;
 mod items;
+mod records;
 mod table;
 
 use std::{

@@ -1,0 +1,319 @@
+//! Session detail and usage records on DynamoDB (docs/data-model.md, "Records").
+//!
+//! - Search: `Query` on `gsi1` (`gsi1pk = ACCT#{account}`, `gsi1sk = {created_ms:015}#{sid}`),
+//!   newest first (`ScanIndexForward=false`), the time range as `gsi1sk BETWEEN`, everything
+//!   else (service, to, channel, and the status as it is at read time) as a `FilterExpression`.
+//!   A page position is turned back into the `ExclusiveStartKey` DynamoDB itself would give.
+//! - Count: the same query with `Select=COUNT`.
+//! - Usage: one `Query` of the account's usage partition, `sk BETWEEN {from}# AND {to}#~`.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
+
+use super::{
+    errors,
+    items::{attr, esc, from_item, gsi1pk, gsi1sk, Item, Key, OtpItem},
+    n, s,
+    table::GSI1,
+    DynamoStore, Expr, PENDING_AT_NOW,
+};
+use crate::{
+    domain::{
+        error::{Error, Result},
+        otp::{Otp, OtpStatus},
+        records::{Mark, OtpQuery, SearchFilter, Start},
+        time::Millis,
+        usage::{UsageCategory, UsageKey},
+    },
+    ports::RecordStore,
+};
+
+/// Above every `gsi1sk` (`~` sorts after the digits and `#`).
+const GSI1SK_MAX: &str = "999999999999999~";
+
+/// The key condition, filter and their placeholders of one search over one account.
+struct SearchPlan {
+    key_condition: &'static str,
+    filter: Option<String>,
+    expr: Expr,
+    /// The `gsi1sk` bounds of the time range, inclusive.
+    lo: String,
+    hi: String,
+}
+
+impl SearchPlan {
+    /// None when the time range is empty.
+    fn new(account_sid: &str, f: &SearchFilter, now: Millis) -> Option<Self> {
+        let lo = format!("{:015}", f.start_ms.unwrap_or(0).max(0));
+        let hi = match f.end_ms {
+            Some(end) if end < 0 => return None,
+            Some(end) => format!("{end:015}~"),
+            None => GSI1SK_MAX.to_owned(),
+        };
+        if lo > hi {
+            return None;
+        }
+        let mut expr = Expr::default()
+            .name("gsi1pk")
+            .name("gsi1sk")
+            .value(":gsi1pk", s(gsi1pk(account_sid)))
+            .value(":lo", s(lo.clone()))
+            .value(":hi", s(hi.clone()));
+        let mut parts: Vec<String> = vec![];
+        if let Some(service) = &f.service {
+            parts.push("#service = :service".into());
+            expr = expr.name("service").value(":service", s(service));
+        }
+        let to = f.to_variants();
+        if !to.is_empty() {
+            let placeholders: Vec<String> = (0..to.len()).map(|i| format!(":to{i}")).collect();
+            parts.push(format!("#to IN ({})", placeholders.join(", ")));
+            expr = expr.name("to");
+            for (p, v) in placeholders.iter().zip(to) {
+                expr = expr.value(p, s(v));
+            }
+        }
+        if let Some(channel) = f.channel {
+            parts.push("#channel = :channel".into());
+            expr = expr.name("channel").value(":channel", s(channel.as_str()));
+        }
+        if let Some(status) = f.status {
+            let (condition, e) = status_at(status, now, expr);
+            parts.push(condition);
+            expr = e;
+        }
+        Some(SearchPlan {
+            key_condition: "#gsi1pk = :gsi1pk AND #gsi1sk BETWEEN :lo AND :hi",
+            filter: (!parts.is_empty()).then(|| parts.join(" AND ")),
+            expr,
+            lo,
+            hi,
+        })
+    }
+}
+
+/// The condition under which an OTP's status at `:now` is `status` (`Otp::status_at`): a
+/// stored `pending` reads `canceled` from its supersede deadline on (if that came before its
+/// expiry), else `expired` from its expiry on.
+fn status_at(status: OtpStatus, now: Millis, expr: Expr) -> (String, Expr) {
+    let expr = expr.name(attr::STATUS);
+    let this = |e: Expr| e.value(":status", s(status.as_str()));
+    let read_time = |e: Expr| {
+        e.name(attr::EXPIRES_MS)
+            .name(attr::CANCEL_AT_MS)
+            .value(":pending", s(OtpStatus::Pending.as_str()))
+            .value(":now", n(now))
+    };
+    match status {
+        OtpStatus::Pending => (format!("({PENDING_AT_NOW})"), read_time(expr)),
+        OtpStatus::Success | OtpStatus::Failed => ("#status = :status".into(), this(expr)),
+        OtpStatus::Canceled => (
+            "(#status = :status OR (#status = :pending AND #cancel_at_ms <= :now AND #cancel_at_ms < #expires_ms))"
+                .into(),
+            read_time(this(expr)),
+        ),
+        OtpStatus::Expired => (
+            "(#status = :status OR (#status = :pending AND #expires_ms <= :now AND (attribute_not_exists(#cancel_at_ms) \
+             OR #cancel_at_ms > :now OR #cancel_at_ms >= #expires_ms)))"
+                .into(),
+            read_time(this(expr)),
+        ),
+    }
+}
+
+/// The `ExclusiveStartKey` of a position: what DynamoDB answers as `LastEvaluatedKey` after
+/// the OTP at `mark` (index keys and table keys).
+fn start_key(account_sid: &str, mark: &Mark) -> Item {
+    let mut item = Key::otp(account_sid, &mark.sid).to_item();
+    item.insert("gsi1pk".into(), s(gsi1pk(account_sid)));
+    item.insert("gsi1sk".into(), s(gsi1sk(mark.created_ms, &mark.sid)));
+    item
+}
+
+impl DynamoStore {
+    fn search_query(&self, plan: &SearchPlan) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression(plan.key_condition)
+            .set_filter_expression(plan.filter.clone())
+            .set_expression_attribute_names(plan.expr.names())
+            .set_expression_attribute_values(plan.expr.values())
+    }
+}
+
+#[async_trait]
+impl RecordStore for DynamoStore {
+    async fn search_otps(&self, account_sid: &str, q: &OtpQuery<'_>) -> Result<Vec<Otp>> {
+        let Some(plan) = SearchPlan::new(account_sid, q.filter, q.now) else { return Ok(vec![]) };
+        if q.limit == 0 {
+            return Ok(vec![]);
+        }
+        // DynamoDB refuses a start key outside the key condition: one beyond the range's
+        // reading end starts from the top, one before its start means nothing is left.
+        let (forward, mut start) = match q.start {
+            Start::Newest => (false, None),
+            Start::OlderThan(m) => {
+                let sk = gsi1sk(m.created_ms, &m.sid);
+                if sk < plan.lo {
+                    return Ok(vec![]);
+                }
+                (false, (sk <= plan.hi).then(|| start_key(account_sid, m)))
+            }
+            Start::NewerThan(m) => {
+                let sk = gsi1sk(m.created_ms, &m.sid);
+                if sk > plan.hi {
+                    return Ok(vec![]);
+                }
+                (true, (sk >= plan.lo).then(|| start_key(account_sid, m)))
+            }
+        };
+        let mut found = Vec::with_capacity(q.limit.min(1000));
+        loop {
+            // Without a filter every item read is a match: read exactly what is missing.
+            // With one, `Limit` would count non-matches too; let each call read up to 1 MB.
+            let limit = plan.filter.is_none().then(|| i32::try_from(q.limit - found.len()).unwrap_or(i32::MAX));
+            let out = self
+                .search_query(&plan)
+                .scan_index_forward(forward)
+                .set_limit(limit)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| errors::sdk("Query(search)", &e))?;
+            for item in out.items.unwrap_or_default() {
+                found.push(from_item::<OtpItem, Otp>(item)?);
+                if found.len() == q.limit {
+                    return Ok(found);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    async fn count_otps(&self, account_sid: &str, filter: &SearchFilter, now: Millis) -> Result<u64> {
+        let Some(plan) = SearchPlan::new(account_sid, filter, now) else { return Ok(0) };
+        let mut total = 0u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .search_query(&plan)
+                .select(Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| errors::sdk("Query(count)", &e))?;
+            total += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    async fn usage(&self, account_sid: &str, from_day: &str, to_day: &str) -> Result<Vec<(UsageKey, u64)>> {
+        if from_day > to_day {
+            return Ok(vec![]);
+        }
+        let probe = UsageKey { account_sid: account_sid.to_owned(), day: String::new(), category: UsageCategory::All };
+        let pk = Key::usage(&probe).pk;
+        let mut rows = vec![];
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":from", s(format!("{}#", esc(from_day))))
+                .expression_attribute_values(":to", s(format!("{}#~", esc(to_day))))
+                // Counters are updated in place: read them as the last send left them.
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| errors::sdk("Query(usage)", &e))?;
+            for item in out.items.unwrap_or_default() {
+                rows.push(usage_row(account_sid, &item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(rows),
+            }
+        }
+    }
+}
+
+/// A usage item (`sk = {day}#{category}`, `count`) as a row.
+fn usage_row(account_sid: &str, item: &Item) -> Result<(UsageKey, u64)> {
+    let corrupt = || {
+        tracing::error!(pk = ?item.get(attr::PK), "corrupt usage item");
+        Error::Internal
+    };
+    let sk = item.get(attr::SK).and_then(|v| v.as_s().ok()).ok_or_else(corrupt)?;
+    let (day, category) = sk.split_once('#').ok_or_else(corrupt)?;
+    let category = UsageCategory::parse(category).ok_or_else(corrupt)?;
+    let count = match item.get(attr::COUNT) {
+        Some(AttributeValue::N(v)) => v.parse::<i64>().map_err(|_| corrupt())?.max(0) as u64,
+        None => 0,
+        Some(_) => return Err(corrupt()),
+    };
+    Ok((UsageKey { account_sid: account_sid.to_owned(), day: day.to_owned(), category }, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_range_becomes_gsi1sk_bounds_that_hold_exactly_its_otps() {
+        let f = SearchFilter { start_ms: Some(1_000), end_ms: Some(2_000), ..Default::default() };
+        let plan = SearchPlan::new("AC1", &f, 0).unwrap();
+        assert!(plan.filter.is_none(), "a time range alone needs no filter");
+        for (created, inside) in [(999, false), (1_000, true), (2_000, true), (2_001, false)] {
+            let sk = gsi1sk(created, "OTPffffffffffffffffffffffffffffffff");
+            assert_eq!(plan.lo <= sk && sk <= plan.hi, inside, "created {created}");
+        }
+        let empty = SearchFilter { start_ms: Some(2_000), end_ms: Some(1_000), ..Default::default() };
+        assert!(SearchPlan::new("AC1", &empty, 0).is_none());
+    }
+
+    #[test]
+    fn every_placeholder_a_filter_names_is_defined_and_every_defined_one_used() {
+        for status in
+            [OtpStatus::Pending, OtpStatus::Success, OtpStatus::Canceled, OtpStatus::Expired, OtpStatus::Failed]
+        {
+            let f = SearchFilter {
+                status: Some(status),
+                service: Some("2FA".into()),
+                to: Some("14155550100".into()),
+                channel: Some(crate::domain::otp::Channel::Sms),
+                ..Default::default()
+            };
+            let plan = SearchPlan::new("AC1", &f, 5).unwrap();
+            let text = format!("{} {}", plan.key_condition, plan.filter.as_deref().unwrap());
+            let names = plan.expr.names().unwrap();
+            let values = plan.expr.values().unwrap();
+            for name in names.keys() {
+                assert!(text.contains(name.as_str()), "{status:?}: unused {name}");
+            }
+            for value in values.keys() {
+                assert!(text.contains(value.as_str()), "{status:?}: unused {value}");
+            }
+            for token in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '#' || c == ':')) {
+                if token.starts_with('#') {
+                    assert!(names.contains_key(token), "{status:?}: undefined {token}");
+                } else if token.starts_with(':') {
+                    assert!(values.contains_key(token), "{status:?}: undefined {token}");
+                }
+            }
+        }
+    }
+}

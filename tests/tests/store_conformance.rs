@@ -1,0 +1,1018 @@
+//! The store conformance suite: every test is written once against `Arc<dyn Store>` and runs
+//! twice, on the embedded store (`memory::…`) and on DynamoDB (`dynamodb::…`, moto at
+//! `AWS_ENDPOINT_URL`; each test gets its own table, so they run in parallel).
+//!
+//! The DynamoDB half fails, it does not skip, when `AWS_ENDPOINT_URL` is not set.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use twofa::{
+    adapters::{
+        aws::{
+            aws_config,
+            dynamodb::{create_table, CallCounts, DynamoStore},
+        },
+        memory::MemoryStore,
+        outbox::Outbox,
+    },
+    domain::{
+        account::Account,
+        crypto::Keys,
+        ids,
+        limits::{Bucket, Counter, CounterKey, CounterOp, LimitDef, DEFAULT_LIMIT},
+        otp::{
+            Channel, ChannelEvent, ChannelStatus, Check, Delivery, Destination, Otp, OtpStatus, Superseded,
+            MAX_ATTEMPTS,
+        },
+        send::{send, SendRequest},
+        time::{self, Millis},
+        usage::{UsageCategory, UsageKey},
+        verify::{verify, VerifyTarget},
+    },
+    ports::{CancelWrite, Clock, Deps, SendPlan, Store, SystemClock, VerifyWrite},
+    Error,
+};
+
+// --- fixtures --------------------------------------------------------------------------------
+
+/// A store under test; `dynamo` is the same store when it is the DynamoDB one.
+struct Fixture {
+    store: Arc<dyn Store>,
+    dynamo: Option<Arc<DynamoStore>>,
+}
+
+impl Fixture {
+    fn memory() -> Self {
+        Fixture { store: Arc::new(MemoryStore::new()), dynamo: None }
+    }
+
+    async fn dynamodb() -> Self {
+        let store = Arc::new(dynamo_store().await);
+        Fixture { store: store.clone(), dynamo: Some(store) }
+    }
+
+    /// The usage count of one key through the store's usage reader (0 when there is none);
+    /// on DynamoDB also checked against a direct read of the item.
+    async fn usage(&self, key: &UsageKey) -> u64 {
+        let rows = self.store.usage(&key.account_sid, &key.day, &key.day).await.expect("usage");
+        let n = rows.into_iter().find(|(k, _)| k == key).map_or(0, |(_, n)| n);
+        if let Some(d) = &self.dynamo {
+            assert_eq!(d.usage_count(key).await.expect("usage item"), n, "{key:?}");
+        }
+        n
+    }
+}
+
+/// Drop a passed test's table, so moto's state (and `/moto-api/data.json`, which other tests
+/// read) stays small. A failed test keeps its table for a look.
+async fn drop_table(store: &DynamoStore) {
+    let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
+    client.delete_table().table_name(store.table()).send().await.expect("delete the table");
+}
+
+/// A DynamoDB store on a fresh table in moto.
+async fn dynamo_store() -> DynamoStore {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| !u.is_empty()),
+        "AWS_ENDPOINT_URL is not set: the DynamoDB conformance tests need moto. Run `make test`, or start \
+         moto (`python3 -m moto.server -p 5055`) and export AWS_ENDPOINT_URL=http://127.0.0.1:5055 \
+         AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1"
+    );
+    let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
+    let table = format!("conformance-{}", ids::new_sid(""));
+    create_table(&client, &table).await.expect("create the table in moto");
+    DynamoStore::new(client, table)
+}
+
+const T0: Millis = 1_700_000_000_000;
+
+fn account_sid() -> String {
+    ids::new_sid(ids::ACCOUNT)
+}
+
+fn phone() -> String {
+    let digits: String = ids::new_sid("").bytes().map(|b| char::from(b'0' + b % 10)).take(9).collect();
+    format!("+1415{digits}")
+}
+
+/// A pending SMS OTP created at `now`, expiring 5 minutes later.
+fn otp(account: &str, to: &str, now: Millis) -> Otp {
+    let sid = ids::new_sid(ids::OTP);
+    Otp {
+        code_hash: vec![7; 32],
+        sealed_code: vec![1, 2, 3, 4],
+        account_sid: account.to_owned(),
+        service: "2FA".into(),
+        delivery: Delivery {
+            channel: Channel::Sms,
+            from: "Twofa".into(),
+            to: to.to_owned(),
+            body: "Your code: {code}".into(),
+            subject: None,
+            language: "en-US".into(),
+            voice: None,
+            repeat: 1,
+        },
+        length: 6,
+        status: OtpStatus::Pending,
+        created_ms: now,
+        updated_ms: now,
+        expires_ms: now + 300_000,
+        guard_time: None,
+        cancel_at_ms: None,
+        attempts: 0,
+        checks: vec![],
+        events: vec![event(&sid, now)],
+        sid,
+    }
+}
+
+fn event(otp_sid: &str, now: Millis) -> ChannelEvent {
+    ChannelEvent {
+        sid: ids::new_sid(ids::EVENT),
+        at_ms: now,
+        channel: Channel::Sms,
+        sender: "Twofa".into(),
+        recipient: otp_sid.to_owned(),
+        target_sid: None,
+        status: ChannelStatus::Queued,
+        error_code: None,
+        error_message: None,
+    }
+}
+
+fn usage_keys(account: &str, now: Millis) -> Vec<UsageKey> {
+    vec![
+        UsageKey { account_sid: account.to_owned(), day: time::day(now), category: UsageCategory::All },
+        UsageKey {
+            account_sid: account.to_owned(),
+            day: time::day(now),
+            category: UsageCategory::Channel(Channel::Sms),
+        },
+    ]
+}
+
+/// The plan of a send of `otp`, superseding `supersede` if given.
+fn plan(otp: Otp, expected_current: Option<&str>, supersede: Option<Superseded>, counters: Vec<CounterOp>) -> SendPlan {
+    SendPlan {
+        destination: Destination {
+            current: otp.sid.clone(),
+            current_guard: otp.guard_time,
+            current_expires_ms: otp.expires_ms,
+            previous: supersede.clone(),
+        },
+        expected_current: expected_current.map(str::to_owned),
+        supersede,
+        counters,
+        usage: usage_keys(&otp.account_sid, otp.created_ms),
+        otp,
+    }
+}
+
+fn default_counter(otp: &Otp) -> CounterKey {
+    CounterKey::default_for(&otp.account_sid, &otp.delivery.to)
+}
+
+fn open(key: &CounterKey, now: Millis, window_secs: i64) -> CounterOp {
+    CounterOp::Open { key: key.clone(), window_end_ms: now + window_secs * 1000, now_ms: now }
+}
+
+fn limit(account: &str, name: &str, buckets: &[(&str, u32, u32)], created_ms: Millis) -> LimitDef {
+    LimitDef {
+        sid: ids::new_sid(ids::LIMIT),
+        account_sid: account.to_owned(),
+        created_by: account.to_owned(),
+        name: name.to_owned(),
+        buckets: buckets
+            .iter()
+            .map(|(n, max, interval)| Bucket { name: (*n).into(), max: *max, interval_secs: *interval })
+            .collect(),
+        buckets_json: r#"[{"name":"b","max":1,"interval":60}]"#.into(),
+        description: Some("a limit".into()),
+        created_ms,
+        updated_ms: created_ms,
+    }
+}
+
+fn deps(store: Arc<dyn Store>) -> (Deps, Arc<Outbox>) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let outbox = Arc::new(Outbox::new(clock.clone()));
+    let deps = Deps { store, dispatcher: outbox.clone(), clock, keys: Arc::new(Keys::random()) };
+    (deps, outbox)
+}
+
+async fn new_account(deps: &Deps) -> Account {
+    let account = Account::new(account_sid(), "token", &deps.keys, None, T0);
+    deps.store.put_account(&account).await.expect("account");
+    account
+}
+
+fn sms(to: &str, limits: Vec<(String, String)>) -> SendRequest {
+    SendRequest {
+        service: "2FA".into(),
+        delivery: Delivery {
+            channel: Channel::Sms,
+            from: "Twofa".into(),
+            to: to.to_owned(),
+            body: "Your code: {code}".into(),
+            subject: None,
+            language: "en-US".into(),
+            voice: None,
+            repeat: 1,
+        },
+        length: 6,
+        timeout_secs: 300,
+        guard_time: None,
+        limits,
+    }
+}
+
+fn code_sent_to(outbox: &Outbox, to: &str) -> String {
+    let msg = outbox.messages(Some(to)).into_iter().next().expect("a message to the number");
+    msg.body.chars().filter(char::is_ascii_digit).collect()
+}
+
+fn verified(w: VerifyWrite) -> bool {
+    matches!(w, VerifyWrite::Verified)
+}
+
+fn refused(w: VerifyWrite) -> Option<Otp> {
+    match w {
+        VerifyWrite::Verified => panic!("expected a refusal, the OTP was verified"),
+        VerifyWrite::Refused(otp) => otp,
+    }
+}
+
+fn check(valid: bool, now: Millis) -> Check {
+    Check { sid: ids::new_sid(ids::CHECK), at_ms: now, valid, sealed_code: vec![42; 28] }
+}
+
+// --- the suite, instantiated per store --------------------------------------------------------
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Fixture::memory()).await
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let f = super::Fixture::dynamodb().await;
+                    let store = f.dynamo.clone().expect("a DynamoDB store");
+                    super::$name(f).await;
+                    super::drop_table(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    committed_otp_reads_back_with_every_field,
+    second_otp_with_the_same_sid_is_contended_and_writes_nothing,
+    only_the_first_of_two_sends_expecting_the_same_destination_commits,
+    supersede_marks_the_older_otp_and_needs_it_to_exist,
+    counter_opens_only_when_no_window_is_open,
+    counter_increments_only_in_the_same_window_below_max,
+    concurrent_sends_against_one_limit_admit_exactly_its_max,
+    concurrent_sends_to_one_destination_admit_exactly_one,
+    concurrent_verifies_with_the_right_code_succeed_exactly_once,
+    verify_refusals_answer_the_otp_as_it_is,
+    five_invalid_checks_fail_the_otp,
+    invalid_check_with_a_stale_attempt_count_is_contended,
+    cancel_cancels_only_a_pending_otp,
+    expiry_is_enforced_in_code_though_the_item_remains,
+    superseded_otp_refuses_verify_from_its_cancel_time,
+    undo_send_leaves_no_otp_and_puts_pointer_counters_and_usage_back,
+    undo_of_an_older_send_leaves_the_newer_pointer_alone,
+    update_event_replaces_one_event_in_place,
+    usage_counts_every_committed_send,
+    snapshot_reads_pointer_limits_and_counters_in_the_order_asked,
+    limits_create_get_update_list_delete,
+    limit_name_clash_in_one_account_is_492,
+    limits_of_another_account_are_not_found,
+    limits_list_by_creation_then_sid,
+    accounts_are_create_only,
+    sub_accounts_list_direct_and_deeper_ones,
+);
+
+// --- OTPs and sends --------------------------------------------------------------------------
+
+async fn committed_otp_reads_back_with_every_field(f: Fixture) {
+    // Given an OTP with every optional field set
+    let acct = account_sid();
+    let mut o = otp(&acct, "someone@example.com", T0);
+    o.delivery = Delivery {
+        channel: Channel::Email,
+        from: "otp@example.com".into(),
+        to: "someone@example.com".into(),
+        body: "Code {code}".into(),
+        subject: Some("Your code".into()),
+        language: "fr-FR".into(),
+        voice: Some("Lea".into()),
+        repeat: 3,
+    };
+    o.length = 8;
+    o.guard_time = Some(30);
+    o.cancel_at_ms = Some(T0 + 250_000);
+    o.attempts = 2;
+    o.checks = vec![check(false, T0 + 1), check(false, T0 + 2)];
+    o.events.push(ChannelEvent {
+        target_sid: Some("SM123".into()),
+        status: ChannelStatus::Failed,
+        error_code: Some("30008".into()),
+        error_message: Some("Unknown error".into()),
+        ..event(&o.sid, T0 + 3)
+    });
+    let p = plan(o.clone(), None, None, vec![open(&default_counter(&o), T0, 60)]);
+    // When it is committed
+    f.store.commit_send(&p).await.expect("commit");
+    // Then it reads back exactly, and so does its destination pointer
+    assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap(), Some(o.clone()));
+    assert_eq!(f.store.get_destination(&acct, "2FA", &o.delivery.to).await.unwrap(), Some(p.destination.clone()));
+    // And another account does not see it
+    assert_eq!(f.store.get_otp(&account_sid(), &o.sid).await.unwrap(), None);
+}
+
+async fn second_otp_with_the_same_sid_is_contended_and_writes_nothing(f: Fixture) {
+    // Given a committed OTP
+    let acct = account_sid();
+    let first = otp(&acct, &phone(), T0);
+    f.store.commit_send(&plan(first.clone(), None, None, vec![open(&default_counter(&first), T0, 60)])).await.unwrap();
+    // When another send to another number reuses its sid
+    let mut second = otp(&acct, &phone(), T0);
+    second.sid = first.sid.clone();
+    let counter = default_counter(&second);
+    let result = f.store.commit_send(&plan(second.clone(), None, None, vec![open(&counter, T0, 60)])).await;
+    // Then it is refused and none of its writes happened
+    assert_eq!(result, Err(Error::Contended));
+    assert_eq!(f.store.get_otp(&acct, &first.sid).await.unwrap(), Some(first));
+    assert_eq!(f.store.get_destination(&acct, "2FA", &second.delivery.to).await.unwrap(), None);
+    assert_eq!(f.store.get_counters(&[counter]).await.unwrap(), vec![None]);
+}
+
+async fn only_the_first_of_two_sends_expecting_the_same_destination_commits(f: Fixture) {
+    // Given two sends to one new destination, both planned when it had no pointer
+    let acct = account_sid();
+    let to = phone();
+    let a = otp(&acct, &to, T0);
+    let b = otp(&acct, &to, T0);
+    // When both commit
+    f.store.commit_send(&plan(a.clone(), None, None, vec![])).await.expect("first");
+    let second = f.store.commit_send(&plan(b.clone(), None, None, vec![])).await;
+    // Then the second is contended and the pointer is the first's
+    assert_eq!(second, Err(Error::Contended));
+    assert_eq!(f.store.get_destination(&acct, "2FA", &to).await.unwrap().unwrap().current, a.sid);
+    assert_eq!(f.store.get_otp(&acct, &b.sid).await.unwrap(), None);
+    // And the same holds for two sends expecting the first as current
+    let c = otp(&acct, &to, T0 + 1);
+    let d = otp(&acct, &to, T0 + 1);
+    f.store.commit_send(&plan(c.clone(), Some(&a.sid), None, vec![])).await.expect("third");
+    assert_eq!(f.store.commit_send(&plan(d, Some(&a.sid), None, vec![])).await, Err(Error::Contended));
+    assert_eq!(f.store.get_destination(&acct, "2FA", &to).await.unwrap().unwrap().current, c.sid);
+}
+
+async fn supersede_marks_the_older_otp_and_needs_it_to_exist(f: Fixture) {
+    // Given a pending OTP to a number
+    let acct = account_sid();
+    let to = phone();
+    let old = otp(&acct, &to, T0);
+    f.store.commit_send(&plan(old.clone(), None, None, vec![])).await.unwrap();
+    // When a newer send supersedes it with a 30 s guard time
+    let new = otp(&acct, &to, T0 + 1_000);
+    let s = Superseded { sid: old.sid.clone(), cancel_at_ms: T0 + 31_000 };
+    f.store.commit_send(&plan(new.clone(), Some(&old.sid), Some(s.clone()), vec![])).await.unwrap();
+    // Then the older one reads canceled from then on, and the pointer remembers it
+    let stored = f.store.get_otp(&acct, &old.sid).await.unwrap().unwrap();
+    assert_eq!(stored.cancel_at_ms, Some(T0 + 31_000));
+    assert_eq!(stored.status_at(T0 + 30_999), OtpStatus::Pending);
+    assert_eq!(stored.status_at(T0 + 31_000), OtpStatus::Canceled);
+    let d = f.store.get_destination(&acct, "2FA", &to).await.unwrap().unwrap();
+    assert_eq!((d.current, d.previous), (new.sid.clone(), Some(s)));
+    // And superseding an OTP that does not exist is refused
+    let ghost = Superseded { sid: ids::new_sid(ids::OTP), cancel_at_ms: T0 };
+    let newer = otp(&acct, &to, T0 + 2_000);
+    assert_eq!(f.store.commit_send(&plan(newer, Some(&new.sid), Some(ghost), vec![])).await, Err(Error::Contended));
+}
+
+async fn counter_opens_only_when_no_window_is_open(f: Fixture) {
+    let acct = account_sid();
+    let key =
+        CounterKey { account_sid: acct.clone(), limit: "LM1".into(), bucket: "b".into(), value: "10.0.0.1".into() };
+    // Given a window opened at T0 for 60 s
+    f.store.commit_send(&plan(otp(&acct, &phone(), T0), None, None, vec![open(&key, T0, 60)])).await.unwrap();
+    // When another send tries to open it again inside the window
+    let again =
+        f.store.commit_send(&plan(otp(&acct, &phone(), T0), None, None, vec![open(&key, T0 + 59_999, 60)])).await;
+    // Then it is contended
+    assert_eq!(again, Err(Error::Contended));
+    // And once the window has ended, a new one opens with a count of 1
+    let later = T0 + 60_000;
+    f.store.commit_send(&plan(otp(&acct, &phone(), later), None, None, vec![open(&key, later, 60)])).await.unwrap();
+    assert_eq!(
+        f.store.get_counters(&[key]).await.unwrap(),
+        vec![Some(Counter { count: 1, window_end_ms: later + 60_000 })]
+    );
+}
+
+async fn counter_increments_only_in_the_same_window_below_max(f: Fixture) {
+    let acct = account_sid();
+    let key = CounterKey { account_sid: acct.clone(), limit: "LM1".into(), bucket: "b".into(), value: "x#y%z".into() };
+    let end = T0 + 60_000;
+    let inc = |end, max| CounterOp::Increment { key: key.clone(), window_end_ms: end, max };
+    let send = |ops| plan(otp(&acct, &phone(), T0), None, None, ops);
+    // Given an open window with one send in it
+    f.store.commit_send(&send(vec![open(&key, T0, 60)])).await.unwrap();
+    // When sends increment it up to max 2
+    f.store.commit_send(&send(vec![inc(end, 2)])).await.expect("room for one more");
+    // Then the next is refused, as is one that saw another window
+    assert_eq!(f.store.commit_send(&send(vec![inc(end, 2)])).await, Err(Error::Contended));
+    assert_eq!(f.store.commit_send(&send(vec![inc(end + 1, 10)])).await, Err(Error::Contended));
+    // And incrementing a counter that does not exist is refused too
+    let missing = CounterKey { value: "nobody".into(), ..key.clone() };
+    let op = CounterOp::Increment { key: missing, window_end_ms: end, max: 10 };
+    assert_eq!(f.store.commit_send(&send(vec![op])).await, Err(Error::Contended));
+    assert_eq!(f.store.get_counters(&[key]).await.unwrap(), vec![Some(Counter { count: 2, window_end_ms: end })]);
+}
+
+async fn concurrent_sends_against_one_limit_admit_exactly_its_max(f: Fixture) {
+    // Given a limit of 7 sends per hour per IP
+    let (deps, _outbox) = deps(f.store.clone());
+    let account = new_account(&deps).await;
+    let now = deps.clock.now_ms();
+    let def = limit(&account.sid, "per_ip", &[("hourly", 7, 3600)], now);
+    f.store.create_limit(&def).await.unwrap();
+    // When 100 sends from one IP to 100 numbers run at once
+    let results = join_all((0..100).map(|_| {
+        let deps = deps.clone();
+        let account = account.clone();
+        async move {
+            let req = sms(&phone(), vec![("per_ip".into(), "10.0.0.1".into())]);
+            send(&deps, &account, req).await
+        }
+    }))
+    .await;
+    // Then exactly 7 are admitted and every other one is told the limit is full
+    let admitted = results.iter().filter(|r| r.is_ok()).count();
+    let others: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(admitted, 7, "errors: {others:?}");
+    assert!(others.iter().all(|e| **e == Error::LimitExceeded("per_ip".into())), "{others:?}");
+    let key = CounterKey {
+        account_sid: account.sid.clone(),
+        limit: def.sid,
+        bucket: "hourly".into(),
+        value: "10.0.0.1".into(),
+    };
+    assert_eq!(f.store.get_counters(&[key]).await.unwrap()[0].map(|c| c.count), Some(7));
+}
+
+async fn concurrent_sends_to_one_destination_admit_exactly_one(f: Fixture) {
+    // Given the default limit (1 per minute per destination)
+    let (deps, outbox) = deps(f.store.clone());
+    let account = new_account(&deps).await;
+    let to = phone();
+    // When 50 sends to the same number run at once
+    let results = join_all((0..50).map(|_| {
+        let (deps, account, to) = (deps.clone(), account.clone(), to.clone());
+        async move { send(&deps, &account, sms(&to, vec![])).await }
+    }))
+    .await;
+    // Then exactly one is sent and the others answer 453
+    let sent: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let others: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(sent.len(), 1, "errors: {others:?}");
+    assert!(others.iter().all(|e| **e == Error::TooManyToDestination), "{others:?}");
+    assert_eq!(outbox.messages(Some(&to)).len(), 1);
+    assert_eq!(f.store.get_destination(&account.sid, "2FA", &to).await.unwrap().unwrap().current, *sent[0]);
+}
+
+async fn concurrent_verifies_with_the_right_code_succeed_exactly_once(f: Fixture) {
+    // Given an OTP sent through the domain
+    let (deps, outbox) = deps(f.store.clone());
+    let account = new_account(&deps).await;
+    let to = phone();
+    let sid = send(&deps, &account, sms(&to, vec![])).await.expect("send");
+    let code = code_sent_to(&outbox, &to);
+    // When 50 verifies with the right code run at once
+    let results = join_all((0..50).map(|_| {
+        let (deps, account, sid, code) = (deps.clone(), account.clone(), sid.clone(), code.clone());
+        async move { verify(&deps, &account, VerifyTarget::RequestId(sid), &code).await }
+    }))
+    .await;
+    // Then exactly one succeeds and the others are told it is already verified
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|r| r.error == Error::AlreadyVerified), "{results:?}");
+    let stored = f.store.get_otp(&account.sid, &sid).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.checks.len()), (OtpStatus::Success, 1));
+}
+
+async fn verify_refusals_answer_the_otp_as_it_is(f: Fixture) {
+    // Given a pending OTP
+    let acct = account_sid();
+    let o = otp(&acct, &phone(), T0);
+    f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
+    // When the wrong hash is presented, it is refused with the OTP unchanged (no second read)
+    let w = f.store.verify_code(&acct, &o.sid, &[0; 32], &check(true, T0 + 1), T0 + 1).await.unwrap();
+    assert_eq!(refused(w), Some(o.clone()));
+    // And an unknown sid, or another account's, is refused with nothing
+    let w = f.store.verify_code(&acct, &ids::new_sid(ids::OTP), &o.code_hash, &check(true, T0), T0).await.unwrap();
+    assert_eq!(refused(w), None);
+    let w = f.store.verify_code(&account_sid(), &o.sid, &o.code_hash, &check(true, T0), T0).await.unwrap();
+    assert_eq!(refused(w), None);
+    // When the right hash is presented it verifies, recording the check
+    let c = check(true, T0 + 2);
+    assert!(verified(f.store.verify_code(&acct, &o.sid, &o.code_hash, &c, T0 + 2).await.unwrap()));
+    // Then a second verify is refused with the verified OTP
+    let again = refused(f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, T0 + 3), T0 + 3).await.unwrap())
+        .expect("the OTP");
+    assert_eq!((again.status, again.updated_ms, again.checks), (OtpStatus::Success, T0 + 2, vec![c]));
+}
+
+async fn five_invalid_checks_fail_the_otp(f: Fixture) {
+    // Given a pending OTP
+    let acct = account_sid();
+    let o = otp(&acct, &phone(), T0);
+    f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
+    // When five invalid checks are recorded
+    for seen in 0..MAX_ATTEMPTS {
+        let now = T0 + 1 + i64::from(seen);
+        f.store.record_invalid_check(&acct, &o.sid, &check(false, now), seen, now).await.expect("recorded");
+        let stored = f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap();
+        let expected = if seen + 1 < MAX_ATTEMPTS { OtpStatus::Pending } else { OtpStatus::Failed };
+        assert_eq!((stored.attempts, stored.status), (seen + 1, expected));
+    }
+    // Then it is failed, with the time of the last check, and takes no more checks or codes
+    let stored = f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap();
+    assert_eq!((stored.updated_ms, stored.checks.len()), (T0 + 5, 5));
+    let more = f.store.record_invalid_check(&acct, &o.sid, &check(false, T0 + 9), MAX_ATTEMPTS, T0 + 9).await;
+    assert_eq!(more, Err(Error::Contended));
+    let w = f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, T0 + 9), T0 + 9).await.unwrap();
+    assert_eq!(refused(w).map(|o| o.status), Some(OtpStatus::Failed));
+}
+
+async fn invalid_check_with_a_stale_attempt_count_is_contended(f: Fixture) {
+    // Given an OTP with one invalid check
+    let acct = account_sid();
+    let o = otp(&acct, &phone(), T0);
+    f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
+    f.store.record_invalid_check(&acct, &o.sid, &check(false, T0), 0, T0).await.unwrap();
+    // When a check that saw no attempts lands, or one on an expired or unknown OTP
+    let stale = f.store.record_invalid_check(&acct, &o.sid, &check(false, T0), 0, T0).await;
+    let expired = f.store.record_invalid_check(&acct, &o.sid, &check(false, o.expires_ms), 1, o.expires_ms).await;
+    let unknown = f.store.record_invalid_check(&acct, &ids::new_sid(ids::OTP), &check(false, T0), 0, T0).await;
+    // Then each is contended and nothing changed
+    assert_eq!((stale, expired, unknown), (Err(Error::Contended), Err(Error::Contended), Err(Error::Contended)));
+    assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap().attempts, 1);
+}
+
+async fn cancel_cancels_only_a_pending_otp(f: Fixture) {
+    let acct = account_sid();
+    let o = otp(&acct, &phone(), T0);
+    f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
+    // When a pending OTP is canceled
+    assert!(matches!(f.store.cancel_otp(&acct, &o.sid, T0 + 5).await.unwrap(), CancelWrite::Canceled));
+    // Then it is canceled, and canceling again is refused with the canceled OTP
+    match f.store.cancel_otp(&acct, &o.sid, T0 + 6).await.unwrap() {
+        CancelWrite::Refused(Some(c)) => {
+            assert_eq!((c.status, c.updated_ms), (OtpStatus::Canceled, T0 + 5))
+        }
+        _ => panic!("expected a refusal with the OTP"),
+    }
+    // And a verify of it is refused
+    let w = f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, T0 + 7), T0 + 7).await.unwrap();
+    assert_eq!(refused(w).map(|o| o.status), Some(OtpStatus::Canceled));
+    // And an unknown OTP, or another account's, is refused with nothing
+    assert!(matches!(
+        f.store.cancel_otp(&acct, &ids::new_sid(ids::OTP), T0).await.unwrap(),
+        CancelWrite::Refused(None)
+    ));
+    assert!(matches!(f.store.cancel_otp(&account_sid(), &o.sid, T0).await.unwrap(), CancelWrite::Refused(None)));
+    // And an expired or verified OTP is not canceled
+    let e = otp(&acct, &phone(), T0);
+    f.store.commit_send(&plan(e.clone(), None, None, vec![])).await.unwrap();
+    match f.store.cancel_otp(&acct, &e.sid, e.expires_ms).await.unwrap() {
+        CancelWrite::Refused(Some(x)) => assert_eq!(x.status_at(e.expires_ms), OtpStatus::Expired),
+        _ => panic!("expected a refusal with the OTP"),
+    }
+    let v = otp(&acct, &phone(), T0);
+    f.store.commit_send(&plan(v.clone(), None, None, vec![])).await.unwrap();
+    assert!(verified(f.store.verify_code(&acct, &v.sid, &v.code_hash, &check(true, T0), T0).await.unwrap()));
+    match f.store.cancel_otp(&acct, &v.sid, T0 + 1).await.unwrap() {
+        CancelWrite::Refused(Some(x)) => assert_eq!(x.status, OtpStatus::Success),
+        _ => panic!("expected a refusal with the OTP"),
+    }
+}
+
+async fn expiry_is_enforced_in_code_though_the_item_remains(f: Fixture) {
+    // Given an OTP whose timeout has passed (moto, like DynamoDB for up to days, keeps the item)
+    let acct = account_sid();
+    let o = otp(&acct, &phone(), T0);
+    f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
+    let late = o.expires_ms;
+    // When the right code is presented at its expiry instant
+    let w = f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, late), late).await.unwrap();
+    // Then it is refused, the OTP reads expired and is still stored as written
+    let stored = refused(w).expect("the OTP");
+    assert_eq!((stored.status, stored.status_at(late)), (OtpStatus::Pending, OtpStatus::Expired));
+    assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap(), Some(o.clone()));
+    // And a millisecond earlier it would have verified
+    assert!(verified(
+        f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, late - 1), late - 1).await.unwrap()
+    ));
+}
+
+async fn superseded_otp_refuses_verify_from_its_cancel_time(f: Fixture) {
+    // Given an OTP superseded with a guard time ending at T0 + 10 s
+    let acct = account_sid();
+    let to = phone();
+    let old = otp(&acct, &to, T0);
+    f.store.commit_send(&plan(old.clone(), None, None, vec![])).await.unwrap();
+    let s = Superseded { sid: old.sid.clone(), cancel_at_ms: T0 + 10_000 };
+    f.store.commit_send(&plan(otp(&acct, &to, T0 + 1), Some(&old.sid), Some(s), vec![])).await.unwrap();
+    // When its code is presented after the guard time
+    let w = f.store.verify_code(&acct, &old.sid, &old.code_hash, &check(true, T0 + 10_000), T0 + 10_000).await.unwrap();
+    // Then it is refused as canceled
+    assert_eq!(refused(w).map(|o| o.status_at(T0 + 10_000)), Some(OtpStatus::Canceled));
+    // And inside the guard time it still verifies
+    let w = f.store.verify_code(&acct, &old.sid, &old.code_hash, &check(true, T0 + 9_999), T0 + 9_999).await.unwrap();
+    assert!(verified(w));
+}
+
+async fn undo_send_leaves_no_otp_and_puts_pointer_counters_and_usage_back(f: Fixture) {
+    // Given a first send (pointer, counter opened, usage 1)
+    let acct = account_sid();
+    let to = phone();
+    let first = otp(&acct, &to, T0);
+    let key = default_counter(&first);
+    f.store.commit_send(&plan(first.clone(), None, None, vec![open(&key, T0, 60)])).await.unwrap();
+    // And a second send that supersedes it and counts in the same window
+    let second = otp(&acct, &to, T0 + 1_000);
+    let s = Superseded { sid: first.sid.clone(), cancel_at_ms: T0 + 1_000 };
+    let inc = CounterOp::Increment { key: key.clone(), window_end_ms: T0 + 60_000, max: 5 };
+    let p = plan(second.clone(), Some(&first.sid), Some(s), vec![inc]);
+    f.store.commit_send(&p).await.unwrap();
+    assert_eq!(f.store.get_counters(std::slice::from_ref(&key)).await.unwrap()[0].unwrap().count, 2);
+    // When the second send is undone (its dispatch failed)
+    f.store.undo_send(&p).await.expect("undo");
+    // Then its OTP is gone, the pointer and the first OTP are as before, the counter is back
+    assert_eq!(f.store.get_otp(&acct, &second.sid).await.unwrap(), None);
+    let d = f.store.get_destination(&acct, "2FA", &to).await.unwrap().unwrap();
+    assert_eq!((d.current.as_str(), d.previous), (first.sid.as_str(), None));
+    assert_eq!(f.store.get_otp(&acct, &first.sid).await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        f.store.get_counters(std::slice::from_ref(&key)).await.unwrap(),
+        vec![Some(Counter { count: 1, window_end_ms: T0 + 60_000 })]
+    );
+    // And usage is back to the first send only
+    for k in usage_keys(&acct, T0) {
+        assert_eq!(f.usage(&k).await, 1, "{k:?}");
+    }
+    // And undoing the first send as well leaves no pointer and a zero count
+    f.store.undo_send(&plan(first.clone(), None, None, vec![open(&key, T0, 60)])).await.expect("undo");
+    assert_eq!(f.store.get_otp(&acct, &first.sid).await.unwrap(), None);
+    assert_eq!(f.store.get_destination(&acct, "2FA", &to).await.unwrap(), None);
+    assert_eq!(f.store.get_counters(&[key]).await.unwrap()[0].map(|c| c.count), Some(0));
+}
+
+async fn undo_of_an_older_send_leaves_the_newer_pointer_alone(f: Fixture) {
+    // Given two sends to one number, the second superseding the first in a new window
+    let acct = account_sid();
+    let to = phone();
+    let first = otp(&acct, &to, T0);
+    let key = default_counter(&first);
+    let first_plan = plan(first.clone(), None, None, vec![open(&key, T0, 60)]);
+    f.store.commit_send(&first_plan).await.unwrap();
+    let second = otp(&acct, &to, T0 + 60_000);
+    let s = Superseded { sid: first.sid.clone(), cancel_at_ms: T0 + 60_000 };
+    f.store
+        .commit_send(&plan(second.clone(), Some(&first.sid), Some(s), vec![open(&key, T0 + 60_000, 60)]))
+        .await
+        .unwrap();
+    // When the first send is undone late
+    f.store.undo_send(&first_plan).await.expect("undo");
+    // Then only what is still the first send's is undone: its OTP goes, the newer pointer and
+    // the newer window stay
+    assert_eq!(f.store.get_otp(&acct, &first.sid).await.unwrap(), None);
+    assert_eq!(f.store.get_destination(&acct, "2FA", &to).await.unwrap().unwrap().current, second.sid);
+    assert_eq!(
+        f.store.get_counters(&[key]).await.unwrap(),
+        vec![Some(Counter { count: 1, window_end_ms: T0 + 120_000 })]
+    );
+}
+
+async fn update_event_replaces_one_event_in_place(f: Fixture) {
+    // Given an OTP with its queued event
+    let acct = account_sid();
+    let o = otp(&acct, &phone(), T0);
+    f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
+    // When the provider's answer is recorded
+    let sent = ChannelEvent { status: ChannelStatus::Sent, target_sid: Some("SM1".into()), ..o.events[0].clone() };
+    f.store.update_event(&acct, &o.sid, 0, &sent).await.expect("update");
+    // Then the event is replaced and nothing else changed
+    assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap(), Some(Otp { events: vec![sent.clone()], ..o.clone() }));
+    // And an event that does not exist, or an unknown OTP, is contended
+    assert_eq!(f.store.update_event(&acct, &o.sid, 1, &sent).await, Err(Error::Contended));
+    assert_eq!(f.store.update_event(&acct, &ids::new_sid(ids::OTP), 0, &sent).await, Err(Error::Contended));
+    assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap().events.len(), 1);
+}
+
+async fn usage_counts_every_committed_send(f: Fixture) {
+    // Given four committed sends, and one refused (the last one again)
+    let acct = account_sid();
+    let plans: Vec<_> = (0..4).map(|i| plan(otp(&acct, &phone(), T0 + i), None, None, vec![])).collect();
+    for p in &plans {
+        f.store.commit_send(p).await.unwrap();
+    }
+    assert_eq!(f.store.commit_send(&plans[3]).await, Err(Error::Contended));
+    // Then usage counts the four committed ones, per category, and nothing for another day
+    for k in usage_keys(&acct, T0) {
+        assert_eq!(f.usage(&k).await, 4, "{k:?}");
+    }
+    let other_day = UsageKey { day: "2001-01-01".into(), ..usage_keys(&acct, T0)[0].clone() };
+    assert_eq!(f.usage(&other_day).await, 0);
+}
+
+async fn snapshot_reads_pointer_limits_and_counters_in_the_order_asked(f: Fixture) {
+    // Given a pointer, two limits and a counter
+    let acct = account_sid();
+    let o = otp(&acct, &phone(), T0);
+    let key = default_counter(&o);
+    let p = plan(o.clone(), None, None, vec![open(&key, T0, 60)]);
+    f.store.commit_send(&p).await.unwrap();
+    let a = limit(&acct, "a", &[("b", 1, 60)], T0);
+    let b = limit(&acct, "b", &[("b", 1, 60)], T0);
+    f.store.create_limit(&a).await.unwrap();
+    f.store.create_limit(&b).await.unwrap();
+    // When a send reads them, with an unknown name and an unknown counter in between
+    let names = ["b", "nope", "a", "b"].map(String::from);
+    let missing = CounterKey { limit: DEFAULT_LIMIT.into(), ..CounterKey::default_for(&acct, "+10000000") };
+    let snap = f.store.send_snapshot(&acct, "2FA", &o.delivery.to, &names, &[missing, key.clone()]).await.unwrap();
+    // Then everything comes back in the order asked
+    assert_eq!(snap.destination, Some(p.destination));
+    assert_eq!(snap.limits, vec![Some(b.clone()), None, Some(a), Some(b)]);
+    assert_eq!(snap.counters, vec![None, Some(Counter { count: 1, window_end_ms: T0 + 60_000 })]);
+    // And another service or account sees no pointer
+    let other = f.store.send_snapshot(&acct, "other", &o.delivery.to, &[], &[]).await.unwrap();
+    assert_eq!(other.destination, None);
+}
+
+// --- limits ----------------------------------------------------------------------------------
+
+async fn limits_create_get_update_list_delete(f: Fixture) {
+    let acct = account_sid();
+    // Given a created limit
+    let def = limit(&acct, "per_phone", &[("minute", 1, 60), ("hour", 5, 3600)], T0);
+    f.store.create_limit(&def).await.expect("create");
+    // Then it reads back by sid and in the list
+    assert_eq!(f.store.get_limit(&acct, &def.sid).await.unwrap(), Some(def.clone()));
+    assert_eq!(f.store.list_limits(&acct).await.unwrap(), vec![def.clone()]);
+    // When its buckets are updated
+    let updated = LimitDef {
+        buckets: vec![Bucket { name: "day".into(), max: 10, interval_secs: 86_400 }],
+        description: None,
+        updated_ms: T0 + 5,
+        ..def.clone()
+    };
+    f.store.update_limit(&updated).await.expect("update");
+    // Then every read sees the new buckets, by sid, by name (what a send reads) and in the list
+    assert_eq!(f.store.get_limit(&acct, &def.sid).await.unwrap(), Some(updated.clone()));
+    let snap = f.store.send_snapshot(&acct, "2FA", "+1", &["per_phone".into()], &[]).await.unwrap();
+    assert_eq!(snap.limits, vec![Some(updated.clone())]);
+    assert_eq!(f.store.list_limits(&acct).await.unwrap(), vec![updated.clone()]);
+    // When it is deleted
+    assert_eq!(f.store.delete_limit(&acct, &def.sid).await.unwrap(), Some(updated.clone()));
+    // Then it is gone everywhere, updating it is 493 and deleting it again answers nothing
+    assert_eq!(f.store.get_limit(&acct, &def.sid).await.unwrap(), None);
+    assert_eq!(f.store.list_limits(&acct).await.unwrap(), vec![]);
+    let snap = f.store.send_snapshot(&acct, "2FA", "+1", &["per_phone".into()], &[]).await.unwrap();
+    assert_eq!(snap.limits, vec![None]);
+    assert_eq!(f.store.update_limit(&updated).await, Err(Error::LimitNotFound));
+    assert_eq!(f.store.delete_limit(&acct, &def.sid).await.unwrap(), None);
+    // And the name is free again
+    f.store.create_limit(&limit(&acct, "per_phone", &[("m", 1, 60)], T0 + 9)).await.expect("name reused");
+}
+
+async fn limit_name_clash_in_one_account_is_492(f: Fixture) {
+    // Given a limit named per_ip
+    let acct = account_sid();
+    let first = limit(&acct, "per_ip", &[("m", 1, 60)], T0);
+    f.store.create_limit(&first).await.unwrap();
+    // When another limit of the same account takes the name
+    let clash = f.store.create_limit(&limit(&acct, "per_ip", &[("h", 9, 3600)], T0 + 1)).await;
+    // Then it is refused and the first one is untouched
+    assert_eq!(clash, Err(Error::LimitNameExists));
+    assert_eq!(f.store.list_limits(&acct).await.unwrap(), vec![first]);
+    // And another account may use the name
+    f.store.create_limit(&limit(&account_sid(), "per_ip", &[("m", 1, 60)], T0)).await.expect("other account");
+}
+
+async fn limits_of_another_account_are_not_found(f: Fixture) {
+    // Given a limit of one account
+    let (acct, other) = (account_sid(), account_sid());
+    let def = limit(&acct, "per_ip", &[("m", 1, 60)], T0);
+    f.store.create_limit(&def).await.unwrap();
+    // Then another account cannot read, list, update, delete or send with it
+    assert_eq!(f.store.get_limit(&other, &def.sid).await.unwrap(), None);
+    assert_eq!(f.store.list_limits(&other).await.unwrap(), vec![]);
+    let foreign = LimitDef { account_sid: other.clone(), ..def.clone() };
+    assert_eq!(f.store.update_limit(&foreign).await, Err(Error::LimitNotFound));
+    assert_eq!(f.store.delete_limit(&other, &def.sid).await.unwrap(), None);
+    let snap = f.store.send_snapshot(&other, "2FA", "+1", &["per_ip".into()], &[]).await.unwrap();
+    assert_eq!(snap.limits, vec![None]);
+    // And the owner still has it
+    assert_eq!(f.store.get_limit(&acct, &def.sid).await.unwrap(), Some(def));
+}
+
+async fn limits_list_by_creation_then_sid(f: Fixture) {
+    // Given limits created out of order, two at the same instant
+    let acct = account_sid();
+    let late = limit(&acct, "late", &[("m", 1, 60)], T0 + 10);
+    let mut tie_a = limit(&acct, "tie_a", &[("m", 1, 60)], T0);
+    let mut tie_b = limit(&acct, "tie_b", &[("m", 1, 60)], T0);
+    tie_a.sid = format!("{}0", &tie_a.sid[..tie_a.sid.len() - 1]);
+    tie_b.sid = format!("{}1", &tie_a.sid[..tie_a.sid.len() - 1]);
+    for d in [&late, &tie_b, &tie_a] {
+        f.store.create_limit(d).await.unwrap();
+    }
+    // Then the list is by creation time, then sid
+    assert_eq!(f.store.list_limits(&acct).await.unwrap(), vec![tie_a, tie_b, late]);
+}
+
+// --- accounts --------------------------------------------------------------------------------
+
+async fn accounts_are_create_only(f: Fixture) {
+    // Given an account with every field set
+    let keys = Keys::random();
+    let mut account = Account::new(account_sid(), "token", &keys, None, T0);
+    account.email = Some("ops@example.com".into());
+    account.allowed_ips = vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+    account.suspended = true;
+    f.store.put_account(&account).await.expect("create");
+    // Then it reads back
+    assert_eq!(f.store.get_account(&account.sid).await.unwrap(), Some(account.clone()));
+    // And its sid cannot be taken again
+    let again = Account::new(account.sid.clone(), "other", &keys, None, T0 + 1);
+    assert_eq!(f.store.put_account(&again).await, Err(Error::Contended));
+    assert_eq!(f.store.get_account(&account.sid).await.unwrap(), Some(account));
+    assert_eq!(f.store.get_account(&account_sid()).await.unwrap(), None);
+}
+
+async fn sub_accounts_list_direct_and_deeper_ones(f: Fixture) {
+    // Given a root with a child and a grandchild, and an unrelated account
+    let keys = Keys::random();
+    let root = Account::new(account_sid(), "t", &keys, None, T0);
+    let child = Account::new(account_sid(), "t", &keys, Some(&root), T0);
+    let grandchild = Account::new(account_sid(), "t", &keys, Some(&child), T0);
+    let stranger = Account::new(account_sid(), "t", &keys, None, T0);
+    for a in [&root, &child, &grandchild, &stranger] {
+        f.store.put_account(a).await.unwrap();
+    }
+    // Then the root lists both, the child lists the grandchild, the grandchild none
+    let sids = |v: Vec<Account>| {
+        let mut s: Vec<String> = v.into_iter().map(|a| a.sid).collect();
+        s.sort();
+        s
+    };
+    let mut both = vec![child.sid.clone(), grandchild.sid.clone()];
+    both.sort();
+    assert_eq!(sids(f.store.list_sub_accounts(&root.sid).await.unwrap()), both);
+    assert_eq!(f.store.list_sub_accounts(&child.sid).await.unwrap(), vec![grandchild.clone()]);
+    assert_eq!(f.store.list_sub_accounts(&grandchild.sid).await.unwrap(), vec![]);
+    assert_eq!(f.store.get_account(&grandchild.sid).await.unwrap(), Some(grandchild.clone()));
+    // And a sub-account sid cannot be taken again either
+    assert_eq!(f.store.put_account(&grandchild).await, Err(Error::Contended));
+}
+
+// --- DynamoDB only: round trips and TTL ----------------------------------------------------------
+
+mod dynamodb_costs {
+    use twofa::ports::{LimitStore, OtpStore};
+
+    use super::*;
+
+    async fn measured<T>(store: &DynamoStore, f: impl std::future::Future<Output = T>) -> (T, CallCounts) {
+        let before = store.calls();
+        let out = f.await;
+        (out, store.calls() - before)
+    }
+
+    fn counts(c: CallCounts) -> (u64, u64, u64) {
+        (c.reads(), c.transact_write_items, c.writes())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_operation_costs_its_budget_of_round_trips() {
+        // Given the domain on a DynamoDB store and two limits of two buckets each
+        let store = Arc::new(dynamo_store().await);
+        let (deps, outbox) = deps(store.clone());
+        let account = new_account(&deps).await;
+        let now = deps.clock.now_ms();
+        for name in ["per_ip", "per_phone"] {
+            let def = limit(&account.sid, name, &[("minute", 5, 60), ("hour", 50, 3600)], now);
+            store.create_limit(&def).await.unwrap();
+        }
+
+        // Send with the default limit: one BatchGetItem, one TransactWriteItems, then the
+        // event update once the channel answered
+        let to = phone();
+        let (sid, c) = measured(&store, send(&deps, &account, sms(&to, vec![]))).await;
+        let sid = sid.expect("send");
+        println!("send (default limit): {c:?}");
+        assert_eq!((c.batch_get_item, c.transact_write_items, c.update_item), (1, 1, 1));
+        assert_eq!(counts(c), (1, 1, 2));
+
+        // Send with 2 limits x 2 buckets: the snapshot, the 4 counters in one more batch, and
+        // still one transaction for all the writes
+        let limits = vec![("per_ip".into(), "10.0.0.1".into()), ("per_phone".into(), "+14155550100".into())];
+        let (r, c) = measured(&store, send(&deps, &account, sms(&phone(), limits))).await;
+        r.expect("send with limits");
+        println!("send (2 limits x 2 buckets): {c:?}");
+        assert_eq!((c.batch_get_item, c.transact_write_items, c.update_item), (2, 1, 1));
+        assert_eq!(counts(c), (2, 1, 2));
+
+        // Verify with a wrong code: the refused conditional write answers the OTP, then the
+        // invalid check is recorded
+        let code = code_sent_to(&outbox, &to);
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        let (r, c) = measured(&store, verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), wrong)).await;
+        assert_eq!(r.unwrap_err().error, Error::InvalidCode);
+        println!("verify (wrong code): {c:?}");
+        assert_eq!((c.reads(), c.update_item, c.writes()), (0, 2, 2));
+
+        // Verify with the right code: one conditional write, nothing else
+        let (r, c) = measured(&store, verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), &code)).await;
+        r.expect("verify");
+        println!("verify (right code): {c:?}");
+        assert_eq!((c.reads(), c.update_item, c.writes()), (0, 1, 1));
+
+        // Cancel: one conditional write
+        let to2 = phone();
+        let sid2 = send(&deps, &account, sms(&to2, vec![])).await.unwrap();
+        let (r, c) = measured(&store, twofa::domain::verify::cancel(&deps, &account, &sid2)).await;
+        r.expect("cancel");
+        println!("cancel: {c:?}");
+        assert_eq!((c.reads(), c.update_item, c.writes()), (0, 1, 1));
+        drop_table(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreachable_dynamodb_is_unavailable_and_a_missing_table_is_internal() {
+        let sdk = aws_config().await;
+        let acct = account_sid();
+        let o = otp(&acct, &phone(), T0);
+        // Given a store whose endpoint refuses connections
+        let conf = aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .endpoint_url("http://127.0.0.1:9")
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+            .build();
+        let down = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), "any");
+        // Then reads and writes answer Unavailable (503), not Internal
+        assert_eq!(down.get_otp(&acct, &o.sid).await, Err(Error::Unavailable));
+        let p = plan(o.clone(), None, None, vec![]);
+        assert_eq!(down.commit_send(&p).await, Err(Error::Unavailable));
+        // Given a store on a table that does not exist
+        let missing = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), format!("missing-{}", ids::new_sid("")));
+        // Then that is a configuration bug: Internal
+        assert_eq!(missing.get_otp(&acct, &o.sid).await, Err(Error::Internal));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn items_carry_their_ttl_and_the_table_has_ttl_on() {
+        // Given a committed send on a fresh table
+        let store = dynamo_store().await;
+        let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
+        let acct = account_sid();
+        let o = otp(&acct, &phone(), T0);
+        let key = default_counter(&o);
+        store.commit_send(&plan(o.clone(), None, None, vec![open(&key, T0, 60)])).await.unwrap();
+        // Then TTL is enabled on `ttl`
+        let ttl = client.describe_time_to_live().table_name(store.table()).send().await.unwrap();
+        let d = ttl.time_to_live_description().expect("ttl description");
+        assert_eq!(d.attribute_name(), Some("ttl"));
+        // And the OTP expires 90 days after creation, its pointer a day after the OTP, the
+        // counter a minute after its window
+        let ttl_of = |pk: String, sk: &str| {
+            let client = client.clone();
+            let table = store.table().to_owned();
+            let sk = sk.to_owned();
+            async move {
+                use aws_sdk_dynamodb::types::AttributeValue::S;
+                let out = client.get_item().table_name(table).key("pk", S(pk)).key("sk", S(sk)).send().await.unwrap();
+                out.item.expect("item")["ttl"].as_n().unwrap().parse::<i64>().unwrap()
+            }
+        };
+        let secs = T0 / 1000;
+        assert_eq!(ttl_of(format!("OTP#{acct}#{}", o.sid), "O").await, secs + 90 * 86_400);
+        assert_eq!(ttl_of(format!("DEST#{acct}#2FA#{}", o.delivery.to), "D").await, secs + 300 + 86_400);
+        let ctr = format!("CTR#{acct}#{DEFAULT_LIMIT}#per_minute#{}", o.delivery.to);
+        assert_eq!(ttl_of(ctr, "C").await, secs + 60 + 60);
+        drop_table(&store).await;
+    }
+}
