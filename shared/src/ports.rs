@@ -9,6 +9,7 @@ use crate::domain::{
     account::Account,
     crypto::Keys,
     error::Result,
+    idempotency::IdempotencyRecord,
     limits::{Counter, CounterKey, CounterOp, LimitDef},
     otp::{Channel, ChannelEvent, Check, Destination, Otp, Superseded},
     records::{OtpQuery, SearchFilter},
@@ -47,6 +48,9 @@ pub struct SendSnapshot {
     pub limits: Vec<Option<LimitDef>>,
     /// In the order the keys were asked for.
     pub counters: Vec<Option<Counter>>,
+    /// The record of the idempotency key asked for, if the account has one, whatever its age
+    /// (the domain checks `live_at`).
+    pub idempotency: Option<IdempotencyRecord>,
 }
 
 /// Every write of one send, applied atomically by `commit_send`.
@@ -62,6 +66,9 @@ pub struct SendPlan {
     pub supersede: Option<Superseded>,
     pub counters: Vec<CounterOp>,
     pub usage: Vec<UsageKey>,
+    /// The send's idempotency record (its account is the OTP's), written only if the account
+    /// has no record of that key younger than `idempotency::WINDOW_MS` at `created_ms`.
+    pub idempotency: Option<IdempotencyRecord>,
 }
 
 // One per request, moved once: boxing the OTP would buy nothing.
@@ -87,6 +94,7 @@ pub trait OtpStore: Send + Sync {
         to: &str,
         limit_names: &[String],
         counters: &[CounterKey],
+        idempotency_key: Option<&str>,
     ) -> Result<SendSnapshot>;
 
     async fn get_counters(&self, keys: &[CounterKey]) -> Result<Vec<Option<Counter>>>;
@@ -95,7 +103,8 @@ pub trait OtpStore: Send + Sync {
     /// `Error::Contended`: read again and re-plan.
     async fn commit_send(&self, plan: &SendPlan) -> Result<()>;
 
-    /// Reverse a committed plan whose dispatch failed, so the send leaves nothing behind.
+    /// Reverse a committed plan whose dispatch failed, so the send leaves nothing behind (its
+    /// idempotency record too, while it still names this OTP: the key can be used again).
     async fn undo_send(&self, plan: &SendPlan) -> Result<()>;
 
     /// Replace event number `index` of an OTP (what the provider said of a dispatch).

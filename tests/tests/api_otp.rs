@@ -6,7 +6,11 @@ use common::{wrong, Api};
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::json;
-use twofa::{adapters::outbox::OutboxMode, domain::ids, ports::OtpStore};
+use twofa::{
+    adapters::outbox::OutboxMode,
+    domain::{ids, time, usage::UsageCategory},
+    ports::{Clock, OtpStore, RecordStore},
+};
 
 const TO: &str = "+14155550100";
 
@@ -301,6 +305,169 @@ async fn fifty_concurrent_sends_to_one_destination_admit_exactly_one() {
     let limited = results.iter().filter(|r| r.code() == 453).count();
     assert_eq!((ok, limited), (1, 49));
     assert_eq!(api.dev.outbox.messages(Some(TO)).len(), 1, "exactly one message left");
+}
+
+// ---- Idempotency-Key ----------------------------------------------------------------------
+
+/// OTPs the dev account created today, as usage counts them.
+async fn created_today(api: &Api) -> u64 {
+    let day = time::day(api.dev.clock.now_ms());
+    let rows = RecordStore::usage(&*api.dev.store, &api.sid, &day, &day).await.expect("usage");
+    rows.into_iter().find(|(k, _)| k.category == UsageCategory::All).map_or(0, |(_, n)| n)
+}
+
+#[tokio::test]
+async fn same_idempotency_key_twice_answers_the_first_request_id_and_sends_once() {
+    // Given a send with an Idempotency-Key
+    let api = Api::start().await;
+    let first = api.send_keyed("order-42", TO, json!({})).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    // When the very same request comes again within the minute of the default limit
+    let again = api.send_keyed("order-42", TO, json!({})).await;
+    // Then it answers the first response byte for byte, not 453
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.text, first.text);
+    // And exactly one message went out, and usage counts one OTP
+    assert_eq!(api.dev.outbox.messages(Some(TO)).len(), 1);
+    assert_eq!(created_today(&api).await, 1);
+    // And the first OTP is the one that verifies
+    let sid = first.request_id();
+    assert_eq!(api.verify(&sid, &api.code_of(&sid).await).await.status, 200);
+    // And a send without the key is still held by the default limit
+    assert_eq!(api.send_to(TO, json!({})).await.code(), 453);
+}
+
+#[tokio::test]
+async fn same_idempotency_key_with_another_request_answers_400_naming_the_header() {
+    // Given a send with an Idempotency-Key
+    let api = Api::start().await;
+    let first = api.send_keyed("k-1", TO, json!({})).await;
+    assert_eq!(first.status, 200);
+    // When the key comes back with another body, or the same body to another number
+    let other_body = api.send_keyed("k-1", TO, json!({ "body": "Code: {code}" })).await;
+    let other_to = api.send_keyed("k-1", "+14155550199", json!({})).await;
+    // Then each is refused, naming the header, and nothing more was sent
+    for r in [other_body, other_to] {
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(
+            r.text,
+            r#"{"code":400,"message":"Invalid parameter: Idempotency-Key (already used for a different request)","requestID":null}"#
+        );
+    }
+    assert_eq!(api.dev.outbox.messages(None).len(), 1);
+}
+
+#[tokio::test]
+async fn idempotency_keys_belong_to_the_account_that_sends() {
+    // Given a send with key "k-1"
+    let api = Api::start().await;
+    let mine = api.send_keyed("k-1", TO, json!({})).await.request_id();
+    // When another account sends the same request with the same key
+    let (other, token) = api.other_account().await;
+    let r = api.send_keyed_as(&other, &token, "k-1", TO, json!({})).await;
+    // Then it is a send of its own
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_ne!(r.request_id(), mine);
+    assert_eq!(api.dev.outbox.messages(Some(TO)).len(), 2);
+    // And a sub-account the first account acts for has keys of its own too
+    let (sub, _) = api.sub_account(&api.sid).await;
+    let r = api.send_keyed("k-1", TO, json!({ "accountSid": sub })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_ne!(r.request_id(), mine);
+    assert_eq!(api.dev.outbox.messages(Some(TO)).len(), 3);
+}
+
+#[tokio::test]
+async fn idempotency_key_answers_for_24_hours_then_sends_anew() {
+    // Given a send with a key, and its repeat a second before the 24 h are over
+    let api = Api::start().await;
+    let first = api.send_keyed("daily", TO, json!({})).await.request_id();
+    api.advance(24 * 3600 - 1).await;
+    assert_eq!(api.send_keyed("daily", TO, json!({})).await.request_id(), first);
+    // When the same request comes after the 24 h (and past the default limit's minute)
+    api.advance(2).await;
+    let r = api.send_keyed("daily", TO, json!({})).await;
+    // Then it is a new OTP, delivered
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_ne!(r.request_id(), first);
+    assert_eq!(api.dev.outbox.messages(Some(TO)).len(), 2);
+    // And from then on the key answers the new one
+    assert_eq!(api.send_keyed("daily", TO, json!({})).await.request_id(), r.request_id());
+}
+
+#[tokio::test]
+async fn send_undone_for_a_down_channel_can_be_retried_with_the_same_key() {
+    // Given the SMS provider is down and a keyed send answers 503
+    let api = Api::start().await;
+    api.dev.outbox.set_mode(OutboxMode::Down);
+    assert_eq!(api.send_keyed("retry-me", TO, json!({})).await.status, 503);
+    // When the provider is back and the client retries with the same key
+    api.dev.outbox.set_mode(OutboxMode::Deliver);
+    let r = api.send_keyed("retry-me", TO, json!({})).await;
+    // Then the send happens for real
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(api.dev.outbox.messages(Some(TO)).len(), 1);
+    let sid = r.request_id();
+    assert_eq!(api.verify(&sid, &api.code_of(&sid).await).await.status, 200);
+    // And a further repeat answers it
+    assert_eq!(api.send_keyed("retry-me", TO, json!({})).await.request_id(), sid);
+}
+
+#[tokio::test]
+async fn twenty_concurrent_sends_with_one_idempotency_key_answer_one_request_id() {
+    // Given 20 identical keyed sends at once
+    let api = Api::start().await;
+    let results = join_all((0..20).map(|_| api.send_keyed("burst", TO, json!({})))).await;
+    // Then every one answers 200 with the same requestID, and one message went out
+    assert!(results.iter().all(|r| r.status == 200), "{:?}", results.iter().map(|r| &r.text).collect::<Vec<_>>());
+    let sid = results[0].request_id();
+    assert!(results.iter().all(|r| r.request_id() == sid));
+    assert_eq!(api.dev.outbox.messages(Some(TO)).len(), 1);
+    assert_eq!(created_today(&api).await, 1);
+}
+
+#[tokio::test]
+async fn keyed_send_whose_commit_answer_was_lost_still_sends_once() {
+    // Given a store that applies the next send's transaction but loses its answer
+    let api = Api::start().await;
+    api.dev.store.lose_next_commit_answer();
+    // When a keyed send comes
+    let r = api.send_keyed("lost-answer", TO, json!({})).await;
+    // Then on reading again it finds its own record: the OTP is sent, once, and verifies
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sid = r.request_id();
+    assert_eq!(api.dev.outbox.messages(Some(TO)).len(), 1);
+    assert_eq!(api.verify(&sid, &api.code_of(&sid).await).await.status, 200);
+    assert_eq!(created_today(&api).await, 1);
+}
+
+#[tokio::test]
+async fn malformed_idempotency_key_answers_400_and_sends_nothing() {
+    // Given keys that are empty, have a space, are not ASCII, are too long, or come twice
+    let api = Api::start().await;
+    let body = json!({ "service": "2FA", "from": "X", "to": TO, "body": "{code}" });
+    let post = |values: Vec<&[u8]>| {
+        let mut req = api.http.post(format!("{}/2fa/send", api.base)).basic_auth(&api.sid, Some(&api.token));
+        for v in values {
+            req = req.header("Idempotency-Key", reqwest::header::HeaderValue::from_bytes(v).expect("header"));
+        }
+        let req = req.json(&body);
+        async move {
+            let r = req.send().await.expect("request");
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.expect("json")["message"].clone())
+        }
+    };
+    let long = "k".repeat(256);
+    let form = json!("Invalid parameter: Idempotency-Key (must be 1 to 255 visible ASCII characters)");
+    for bad in [&b""[..], b"two words", "\u{e9}t\u{e9}".as_bytes(), long.as_bytes()] {
+        // Then each answers 400 naming the header
+        assert_eq!(post(vec![bad]).await, (400, form.clone()), "{bad:?}");
+    }
+    let twice = post(vec![b"a", b"b"]).await;
+    assert_eq!(twice, (400, json!("Invalid parameter: Idempotency-Key (must be given once)")));
+    // And nothing was sent, while a 255-character key is fine
+    assert_eq!(api.dev.outbox.messages(None).len(), 0);
+    assert_eq!(post(vec!["k".repeat(255).as_bytes()]).await.0, 200);
 }
 
 // ---- input -------------------------------------------------------------------------------

@@ -45,6 +45,10 @@ async fn codes_and_tokens_never_appear_in_logs() {
     let second = api.send_to("+14155550101", json!({ "length": 10 })).await.request_id();
     let second_code = api.code_of(&second).await;
     api.post("/2fa/cancel", &json!({ "requestId": second })).await;
+    let idempotency_key = "idem-7f3a9c";
+    for _ in 0..2 {
+        api.send_keyed(idempotency_key, "+14155550103", json!({})).await;
+    }
     api.dev.outbox.set_mode(twofa::adapters::outbox::OutboxMode::Down);
     api.send_to("+14155550102", json!({})).await;
 
@@ -52,8 +56,9 @@ async fn codes_and_tokens_never_appear_in_logs() {
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains(&sid), "the OTP sid is logged: {logs}");
     assert!(logs.contains("otp verified") && logs.contains("invalid code"), "{logs}");
-    // ...and hold no code and no token
-    for secret in [code.as_str(), wrong(&code).as_str(), second_code.as_str(), api.token.as_str()] {
-        assert!(!logs.contains(secret), "a secret leaked into the logs");
+    assert!(logs.contains("idempotent repeat"), "{logs}");
+    // ...and hold no code, no token and no idempotency key
+    for secret in [code.as_str(), wrong(&code).as_str(), second_code.as_str(), api.token.as_str(), idempotency_key] {
+        assert!(!logs.contains(secret), "a secret or key leaked into the logs");
     }
 }

@@ -19,6 +19,7 @@ use twofa::{
     domain::{
         account::Account,
         crypto::Keys,
+        idempotency::{IdempotencyRecord, WINDOW_MS},
         ids,
         limits::{Bucket, Counter, CounterKey, CounterOp, LimitDef, DEFAULT_LIMIT},
         otp::{
@@ -166,8 +167,20 @@ fn plan(otp: Otp, expected_current: Option<&str>, supersede: Option<Superseded>,
         supersede,
         counters,
         usage: usage_keys(&otp.account_sid, otp.created_ms),
+        idempotency: None,
         otp,
     }
+}
+
+/// `plan` of `otp` that also records idempotency `key` for it.
+fn keyed(otp: Otp, key: &str) -> SendPlan {
+    let record = IdempotencyRecord {
+        key: key.to_owned(),
+        otp_sid: otp.sid.clone(),
+        fingerprint: vec![0xfe; 32],
+        created_ms: otp.created_ms,
+    };
+    SendPlan { idempotency: Some(record), ..plan(otp, None, None, vec![]) }
 }
 
 fn default_counter(otp: &Otp) -> CounterKey {
@@ -225,6 +238,7 @@ fn sms(to: &str, limits: Vec<(String, String)>) -> SendRequest {
         timeout_secs: 300,
         guard_time: None,
         limits,
+        idempotency_key: None,
     }
 }
 
@@ -295,6 +309,10 @@ conformance!(
     update_event_replaces_one_event_in_place,
     usage_counts_every_committed_send,
     snapshot_reads_pointer_limits_and_counters_in_the_order_asked,
+    snapshot_returns_the_idempotency_record_of_the_account_and_key,
+    second_plan_with_a_recorded_idempotency_key_is_contended_until_the_window_ends,
+    undo_send_removes_its_idempotency_record_and_only_its_own,
+    concurrent_sends_with_one_idempotency_key_send_once_and_answer_alike,
     limits_create_get_update_list_delete,
     limit_name_clash_in_one_account_is_492,
     limits_of_another_account_are_not_found,
@@ -753,14 +771,112 @@ async fn snapshot_reads_pointer_limits_and_counters_in_the_order_asked(f: Fixtur
     // When a send reads them, with an unknown name and an unknown counter in between
     let names = ["b", "nope", "a", "b"].map(String::from);
     let missing = CounterKey { limit: DEFAULT_LIMIT.into(), ..CounterKey::default_for(&acct, "+10000000") };
-    let snap = f.store.send_snapshot(&acct, "2FA", &o.delivery.to, &names, &[missing, key.clone()]).await.unwrap();
+    let snap =
+        f.store.send_snapshot(&acct, "2FA", &o.delivery.to, &names, &[missing, key.clone()], None).await.unwrap();
     // Then everything comes back in the order asked
     assert_eq!(snap.destination, Some(p.destination));
     assert_eq!(snap.limits, vec![Some(b.clone()), None, Some(a), Some(b)]);
     assert_eq!(snap.counters, vec![None, Some(Counter { count: 1, window_end_ms: T0 + 60_000 })]);
     // And another service or account sees no pointer
-    let other = f.store.send_snapshot(&acct, "other", &o.delivery.to, &[], &[]).await.unwrap();
+    let other = f.store.send_snapshot(&acct, "other", &o.delivery.to, &[], &[], None).await.unwrap();
     assert_eq!(other.destination, None);
+}
+
+// --- idempotency keys ------------------------------------------------------------------------
+
+async fn snapshot_returns_the_idempotency_record_of_the_account_and_key(f: Fixture) {
+    // Given a send committed with idempotency key "order#42%" (characters that keys escape)
+    let acct = account_sid();
+    let o = otp(&acct, &phone(), T0);
+    let p = keyed(o.clone(), "order#42%");
+    f.store.commit_send(&p).await.unwrap();
+    let snap = |acct: String, key: Option<&'static str>| {
+        let (store, to) = (f.store.clone(), o.delivery.to.clone());
+        async move { store.send_snapshot(&acct, "2FA", &to, &[], &[], key).await.unwrap() }
+    };
+    // When a send reads the key
+    let found = snap(acct.clone(), Some("order#42%")).await;
+    // Then the record comes back whole, with the pointer
+    assert_eq!(found.idempotency, p.idempotency);
+    assert_eq!(found.destination, Some(p.destination.clone()));
+    // And another key, no key, or the same key from another account reads none
+    assert_eq!(snap(acct.clone(), Some("order#42")).await.idempotency, None);
+    assert_eq!(snap(acct, None).await.idempotency, None);
+    assert_eq!(snap(account_sid(), Some("order#42%")).await.idempotency, None);
+}
+
+async fn second_plan_with_a_recorded_idempotency_key_is_contended_until_the_window_ends(f: Fixture) {
+    // Given a send committed with key "k1"
+    let acct = account_sid();
+    let first = otp(&acct, &phone(), T0);
+    f.store.commit_send(&keyed(first.clone(), "k1")).await.unwrap();
+    // When another send (another number, nothing else in common) plans with the same key
+    let second = otp(&acct, &phone(), T0 + 1);
+    let result = f.store.commit_send(&keyed(second.clone(), "k1")).await;
+    // Then it is contended, none of its writes happened and the record is the first's
+    assert_eq!(result, Err(Error::Contended));
+    assert_eq!(f.store.get_otp(&acct, &second.sid).await.unwrap(), None);
+    assert_eq!(f.store.get_destination(&acct, "2FA", &second.delivery.to).await.unwrap(), None);
+    let read = |acct: String, key: &'static str| {
+        let store = f.store.clone();
+        async move { store.send_snapshot(&acct, "2FA", "+1", &[], &[], Some(key)).await.unwrap().idempotency }
+    };
+    assert_eq!(read(acct.clone(), "k1").await.map(|r| r.otp_sid), Some(first.sid.clone()));
+    // And another account may use the key
+    let stranger = otp(&account_sid(), &phone(), T0 + 1);
+    f.store.commit_send(&keyed(stranger, "k1")).await.expect("another account's key");
+    // And once the window is over (the record may still be stored) the key takes a new send
+    let late = otp(&acct, &phone(), T0 + WINDOW_MS - 1);
+    assert_eq!(f.store.commit_send(&keyed(late, "k1")).await, Err(Error::Contended));
+    let next_day = otp(&acct, &phone(), T0 + WINDOW_MS);
+    f.store.commit_send(&keyed(next_day.clone(), "k1")).await.expect("the key after 24 h");
+    assert_eq!(read(acct, "k1").await.map(|r| r.otp_sid), Some(next_day.sid));
+}
+
+async fn undo_send_removes_its_idempotency_record_and_only_its_own(f: Fixture) {
+    // Given a send committed with key "k1"
+    let acct = account_sid();
+    let first = keyed(otp(&acct, &phone(), T0), "k1");
+    f.store.commit_send(&first).await.unwrap();
+    // When it is undone (its dispatch failed)
+    f.store.undo_send(&first).await.expect("undo");
+    // Then the record is gone and the key takes another send at once
+    let read = || {
+        let (store, acct) = (f.store.clone(), acct.clone());
+        async move { store.send_snapshot(&acct, "2FA", "+1", &[], &[], Some("k1")).await.unwrap().idempotency }
+    };
+    assert_eq!(read().await, None);
+    let retry = keyed(otp(&acct, &phone(), T0 + 1), "k1");
+    f.store.commit_send(&retry).await.expect("the key again");
+    // And undoing the first send again, late, leaves the record of the retry alone
+    f.store.undo_send(&first).await.expect("late undo");
+    assert_eq!(read().await, retry.idempotency);
+}
+
+async fn concurrent_sends_with_one_idempotency_key_send_once_and_answer_alike(f: Fixture) {
+    // Given the same send, with one idempotency key, 20 times at once through the domain
+    let (deps, outbox) = deps(f.store.clone());
+    let account = new_account(&deps).await;
+    let to = phone();
+    let req = SendRequest { idempotency_key: Some("signup-7".into()), ..sms(&to, vec![]) };
+    let results = join_all((0..20).map(|_| {
+        let (deps, account, req) = (deps.clone(), account.clone(), req.clone());
+        async move { send(&deps, &account, req).await }
+    }))
+    .await;
+    // Then every one answers the same OTP sid (none is limited), and one message went out
+    let sids: Vec<_> = results.iter().map(|r| r.clone().expect("every send answers")).collect();
+    assert!(sids.iter().all(|s| *s == sids[0]), "{sids:?}");
+    assert_eq!(outbox.messages(Some(&to)).len(), 1);
+    // And usage counts one send: the repeats touched nothing
+    let created = f.store.get_otp(&account.sid, &sids[0]).await.unwrap().expect("the OTP").created_ms;
+    assert_eq!(f.usage(&usage_keys(&account.sid, created)[0]).await, 1);
+    // And the same key with another body is refused, naming the header
+    let other = SendRequest { delivery: Delivery { body: "Other {code}".into(), ..req.delivery.clone() }, ..req };
+    assert_eq!(
+        send(&deps, &account, other).await,
+        Err(Error::invalid("Idempotency-Key", "already used for a different request"))
+    );
 }
 
 // --- limits ----------------------------------------------------------------------------------
@@ -783,7 +899,7 @@ async fn limits_create_get_update_list_delete(f: Fixture) {
     f.store.update_limit(&updated).await.expect("update");
     // Then every read sees the new buckets, by sid, by name (what a send reads) and in the list
     assert_eq!(f.store.get_limit(&acct, &def.sid).await.unwrap(), Some(updated.clone()));
-    let snap = f.store.send_snapshot(&acct, "2FA", "+1", &["per_phone".into()], &[]).await.unwrap();
+    let snap = f.store.send_snapshot(&acct, "2FA", "+1", &["per_phone".into()], &[], None).await.unwrap();
     assert_eq!(snap.limits, vec![Some(updated.clone())]);
     assert_eq!(f.store.list_limits(&acct).await.unwrap(), vec![updated.clone()]);
     // When it is deleted
@@ -791,7 +907,7 @@ async fn limits_create_get_update_list_delete(f: Fixture) {
     // Then it is gone everywhere, updating it is 493 and deleting it again answers nothing
     assert_eq!(f.store.get_limit(&acct, &def.sid).await.unwrap(), None);
     assert_eq!(f.store.list_limits(&acct).await.unwrap(), vec![]);
-    let snap = f.store.send_snapshot(&acct, "2FA", "+1", &["per_phone".into()], &[]).await.unwrap();
+    let snap = f.store.send_snapshot(&acct, "2FA", "+1", &["per_phone".into()], &[], None).await.unwrap();
     assert_eq!(snap.limits, vec![None]);
     assert_eq!(f.store.update_limit(&updated).await, Err(Error::LimitNotFound));
     assert_eq!(f.store.delete_limit(&acct, &def.sid).await.unwrap(), None);
@@ -824,7 +940,7 @@ async fn limits_of_another_account_are_not_found(f: Fixture) {
     let foreign = LimitDef { account_sid: other.clone(), ..def.clone() };
     assert_eq!(f.store.update_limit(&foreign).await, Err(Error::LimitNotFound));
     assert_eq!(f.store.delete_limit(&other, &def.sid).await.unwrap(), None);
-    let snap = f.store.send_snapshot(&other, "2FA", "+1", &["per_ip".into()], &[]).await.unwrap();
+    let snap = f.store.send_snapshot(&other, "2FA", "+1", &["per_ip".into()], &[], None).await.unwrap();
     assert_eq!(snap.limits, vec![None]);
     // And the owner still has it
     assert_eq!(f.store.get_limit(&acct, &def.sid).await.unwrap(), Some(def));
@@ -959,6 +1075,21 @@ mod dynamodb_costs {
         r.expect("cancel");
         println!("cancel: {c:?}");
         assert_eq!((c.reads(), c.update_item, c.writes()), (0, 1, 1));
+
+        // Send with an Idempotency-Key: the record rides in the same transaction, so it costs
+        // what a send without one costs
+        let keyed = SendRequest { idempotency_key: Some("k-1".into()), ..sms(&phone(), vec![]) };
+        let (first, c) = measured(&store, send(&deps, &account, keyed.clone())).await;
+        println!("send (Idempotency-Key, first): {c:?}");
+        assert_eq!((c.batch_get_item, c.transact_write_items, c.update_item), (1, 1, 1));
+        assert_eq!(counts(c), (1, 1, 2));
+
+        // Its repeat: the snapshot alone answers it, nothing is written
+        let (again, c) = measured(&store, send(&deps, &account, keyed)).await;
+        println!("send (Idempotency-Key, repeat): {c:?}");
+        assert_eq!(again.expect("repeat"), first.expect("first"));
+        assert_eq!(counts(c), (1, 0, 0));
+        assert_eq!(c.batch_get_item, 1);
         drop_table(&store).await;
     }
 

@@ -8,6 +8,7 @@ use super::{
     account::Account,
     crypto::{generate_code, Code},
     error::{Error, Result},
+    idempotency::{self, IdempotencyRecord},
     ids::{self, new_sid},
     limits::{admissions, default_admission, plan_counters, Admission, LimitDef},
     otp::{Channel, ChannelEvent, ChannelStatus, Delivery, Destination, Otp, OtpStatus, Superseded},
@@ -18,8 +19,8 @@ use crate::ports::{Deps, DispatchError, OutboundMessage, SendPlan, SendSnapshot}
 
 /// How often a send re-reads and re-plans after losing a conditional write to a concurrent one.
 pub const MAX_COMMIT_ATTEMPTS: u32 = 12;
-/// Most counters one send may touch: with the OTP, destination, supersede and usage items they
-/// must fit in one DynamoDB transaction (100 items).
+/// Most counters one send may touch: with the OTP, destination, supersede, usage and
+/// idempotency items they must fit in one DynamoDB transaction (100 items).
 pub const MAX_COUNTERS_PER_SEND: usize = 90;
 /// OTP records are kept this long after creation for search and reports.
 pub const RETENTION_DAYS: i64 = 90;
@@ -34,6 +35,8 @@ pub struct SendRequest {
     pub guard_time: Option<u32>,
     /// `limitName → key value`, in the order given.
     pub limits: Vec<(String, String)>,
+    /// The `Idempotency-Key` header, scoped to the acting account.
+    pub idempotency_key: Option<String>,
 }
 
 impl SendRequest {
@@ -60,6 +63,9 @@ impl SendRequest {
             if guard > self.timeout_secs {
                 return Err(Error::invalid("guardTime", "must not exceed timeout"));
             }
+        }
+        if let Some(key) = &self.idempotency_key {
+            idempotency::validate_key(key)?;
         }
         Ok(())
     }
@@ -126,7 +132,13 @@ pub async fn send(deps: &Deps, account: &Account, req: SendRequest) -> Result<St
         events: vec![event.clone()],
     };
 
-    let plan = admit(deps, &req, otp, now).await?;
+    let plan = match admit(deps, &req, otp, now).await? {
+        Admitted::Plan(plan) => plan,
+        Admitted::Replay(sid) => {
+            tracing::info!(otp = %sid, "idempotent repeat: first response, nothing sent");
+            return Ok(sid);
+        }
+    };
     let otp = &plan.otp;
     let msg = OutboundMessage {
         request_id: otp.sid.clone(),
@@ -167,14 +179,46 @@ pub async fn send(deps: &Deps, account: &Account, req: SendRequest) -> Result<St
     Ok(otp.sid.clone())
 }
 
+/// What admission decided.
+// One per request, moved once.
+#[allow(clippy::large_enum_variant)]
+enum Admitted {
+    /// Committed: dispatch it.
+    Plan(SendPlan),
+    /// The idempotency key was used for this very request within 24 h: its OTP sid, nothing
+    /// written and nothing to send.
+    Replay(String),
+}
+
 /// Read, plan and commit, again while a concurrent send wins the race.
-async fn admit(deps: &Deps, req: &SendRequest, otp: Otp, now: Millis) -> Result<SendPlan> {
+async fn admit(deps: &Deps, req: &SendRequest, otp: Otp, now: Millis) -> Result<Admitted> {
     let account = otp.account_sid.clone();
+    let key = req.idempotency_key.as_deref();
+    let fingerprint = key.map(|_| idempotency::fingerprint(req));
+    // A batch read is not isolated from a concurrent transaction (DynamoDB reads each item
+    // committed, not the batch): a limit refusal of a keyed send is confirmed by one more read,
+    // in case it saw the counters of a send with the same key but not yet its record.
+    let mut confirmed = false;
+    // The last plan that answered `Contended`: if the record then names its OTP, that commit was
+    // applied after all (an answer lost and retried), and it is this send's to dispatch.
+    let mut contended: Option<SendPlan> = None;
     let names: Vec<String> = req.limits.iter().map(|(n, _)| n.clone()).collect();
     let default = req.limits.is_empty().then(|| default_admission(&account, &otp.delivery.to));
     let default_keys: Vec<_> = default.iter().flat_map(|a| a.counters.iter().map(|(k, _)| k.clone())).collect();
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
-        let snap = deps.store.send_snapshot(&account, &req.service, &otp.delivery.to, &names, &default_keys).await?;
+        let snap =
+            deps.store.send_snapshot(&account, &req.service, &otp.delivery.to, &names, &default_keys, key).await?;
+        // A repeat is answered before anything else is looked at: it touches no limit or usage.
+        if let (Some(record), Some(fp)) = (snap.idempotency.as_ref().filter(|r| r.live_at(now)), &fingerprint) {
+            if record.otp_sid == otp.sid {
+                return contended.map(Admitted::Plan).ok_or(Error::Internal);
+            }
+            return if record.fingerprint == *fp {
+                Ok(Admitted::Replay(record.otp_sid.clone()))
+            } else {
+                Err(idempotency::reused())
+            };
+        }
         let (adm, states) = match &default {
             Some(d) => (vec![clone_admission(d)], snap.counters.clone()),
             None => {
@@ -190,7 +234,17 @@ async fn admit(deps: &Deps, req: &SendRequest, otp: Otp, now: Millis) -> Result<
                 (adm, states)
             }
         };
-        let counters = plan_counters(now, &adm, &states)?;
+        let counters = match plan_counters(now, &adm, &states) {
+            Ok(c) => c,
+            Err(Error::TooManyToDestination | Error::LimitExceeded(_))
+                if key.is_some() && !confirmed && attempt + 1 < MAX_COMMIT_ATTEMPTS =>
+            {
+                confirmed = true;
+                backoff(attempt).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let (destination, expected_current, supersede) = supersede(snap.destination, &otp, req.guard_time, now);
         let plan = SendPlan {
             otp: otp.clone(),
@@ -206,10 +260,19 @@ async fn admit(deps: &Deps, req: &SendRequest, otp: Otp, now: Millis) -> Result<
                     category: UsageCategory::Channel(otp.delivery.channel),
                 },
             ],
+            idempotency: key.zip(fingerprint.clone()).map(|(key, fingerprint)| IdempotencyRecord {
+                key: key.to_owned(),
+                otp_sid: otp.sid.clone(),
+                fingerprint,
+                created_ms: now,
+            }),
         };
         match deps.store.commit_send(&plan).await {
-            Ok(()) => return Ok(plan),
-            Err(Error::Contended) => backoff(attempt).await,
+            Ok(()) => return Ok(Admitted::Plan(plan)),
+            Err(Error::Contended) => {
+                contended = Some(plan);
+                backoff(attempt).await;
+            }
             Err(e) => return Err(e),
         }
     }

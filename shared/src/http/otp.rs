@@ -1,12 +1,13 @@
 //! The OTP endpoint group: send, verify, cancel.
 
-use axum::{extract::State, response::IntoResponse, routing::post, Router};
+use axum::{extract::State, http::HeaderMap, response::IntoResponse, routing::post, Router};
 use serde_json::Value;
 
 use crate::{
     domain::{
         crypto::{MAX_CODE_LEN, MIN_CODE_LEN},
         error::{Error, Result},
+        idempotency,
         otp::{Channel, Delivery, DEFAULT_LENGTH, DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS},
         send::{self, SendRequest},
         verify::{self, VerifyTarget},
@@ -26,8 +27,14 @@ pub fn router(deps: Deps) -> Router {
     finish(r, deps)
 }
 
-async fn send_otp(State(deps): State<Deps>, Caller(caller): Caller, p: Params) -> Result<impl IntoResponse, ApiError> {
-    let req = parse_send(&p)?;
+async fn send_otp(
+    State(deps): State<Deps>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut req = parse_send(&p)?;
+    req.idempotency_key = idempotency_key(&headers)?;
     let account = acting_for(&deps, &caller, p.opt("accountSid")?.as_deref()).await?;
     let sid = send::send(&deps, &account, req).await?;
     Ok(otp_ok("OK", &sid))
@@ -96,7 +103,19 @@ fn parse_send(p: &Params) -> Result<SendRequest> {
         timeout_secs,
         guard_time,
         limits,
+        idempotency_key: None,
     })
+}
+
+/// The `Idempotency-Key` header, given once at most. Its form (1–255 visible ASCII) is checked
+/// with the rest of the request: bytes that are not ASCII come through as non-ASCII text.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
+    let mut values = headers.get_all(idempotency::HEADER).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(Error::invalid(idempotency::HEADER, "must be given once"));
+    }
+    Ok(Some(String::from_utf8_lossy(value.as_bytes()).into_owned()))
 }
 
 /// `awspolly.ja-JP` or `ja-JP`.

@@ -72,7 +72,11 @@ impl Api {
         body: Option<&str>,
         content_type: &str,
     ) -> Resp {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path)).basic_auth(sid, Some(token));
+        let req = self.http.request(method, format!("{}{}", self.base, path)).basic_auth(sid, Some(token));
+        Self::finish(req, body, content_type).await
+    }
+
+    async fn finish(mut req: reqwest::RequestBuilder, body: Option<&str>, content_type: &str) -> Resp {
         if let Some(b) = body {
             req = req.header("Content-Type", content_type).body(b.to_owned());
         }
@@ -103,6 +107,26 @@ impl Api {
             b.extend(e.clone());
         }
         self.post("/2fa/send", &body).await
+    }
+
+    /// `send_to` as account (sid, token), with an `Idempotency-Key` header.
+    pub async fn send_keyed_as(&self, sid: &str, token: &str, key: &str, to: &str, extra: Value) -> Resp {
+        let mut body =
+            json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "Your verification code is: {code}" });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let req = self
+            .http
+            .post(format!("{}/2fa/send", self.base))
+            .basic_auth(sid, Some(token))
+            .header("Idempotency-Key", key);
+        Self::finish(req, Some(&body.to_string()), "application/json").await
+    }
+
+    /// `send_to` with an `Idempotency-Key` header.
+    pub async fn send_keyed(&self, key: &str, to: &str, extra: Value) -> Resp {
+        self.send_keyed_as(&self.sid, &self.token, key, to, extra).await
     }
 
     /// Send and expect 200; returns the requestID.

@@ -17,6 +17,7 @@ use crate::{
     domain::{
         account::Account,
         error::{Error, Result},
+        idempotency::IdempotencyRecord,
         limits::{Counter, CounterKey, CounterOp, LimitDef},
         otp::{ChannelEvent, Check, Destination, Otp, OtpStatus, MAX_ATTEMPTS},
         time::Millis,
@@ -35,12 +36,15 @@ pub(crate) struct State {
     pub limits: HashMap<(String, String), LimitDef>,
     pub counters: HashMap<CounterKey, Counter>,
     pub usage: HashMap<UsageKey, u64>,
+    /// (account, idempotency key) → record.
+    pub idempotency: HashMap<(String, String), IdempotencyRecord>,
 }
 
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
     down: AtomicBool,
+    lose_commit_answer: AtomicBool,
 }
 
 impl MemoryStore {
@@ -51,6 +55,12 @@ impl MemoryStore {
     /// Simulate the store being unreachable (every call answers `Unavailable`).
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Simulate the answer of the next `commit_send` being lost: it is applied, then answers
+    /// `Contended` (as a DynamoDB transaction retried after a lost answer fails its conditions).
+    pub fn lose_next_commit_answer(&self) {
+        self.lose_commit_answer.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn lock(&self) -> Result<MutexGuard<'_, State>> {
@@ -67,6 +77,10 @@ fn dest_key(account: &str, service: &str, to: &str) -> DestKey {
 
 fn otp_key(account: &str, sid: &str) -> (String, String) {
     (account.to_owned(), sid.to_owned())
+}
+
+fn idem_key(account: &str, key: &str) -> (String, String) {
+    (account.to_owned(), key.to_owned())
 }
 
 /// Pending at `now`, with no supersede deadline passed: what every state change requires.
@@ -104,6 +118,7 @@ impl OtpStore for MemoryStore {
         to: &str,
         limit_names: &[String],
         counters: &[CounterKey],
+        idempotency_key: Option<&str>,
     ) -> Result<SendSnapshot> {
         let s = self.lock()?;
         Ok(SendSnapshot {
@@ -113,6 +128,7 @@ impl OtpStore for MemoryStore {
                 .map(|n| s.limits.values().find(|l| l.account_sid == account_sid && &l.name == n).cloned())
                 .collect(),
             counters: counters.iter().map(|k| s.counters.get(k).copied()).collect(),
+            idempotency: idempotency_key.and_then(|k| s.idempotency.get(&idem_key(account_sid, k)).cloned()),
         })
     }
 
@@ -130,7 +146,10 @@ impl OtpStore for MemoryStore {
         let conditions = !s.otps.contains_key(&otp_key(acct, &otp.sid))
             && s.destinations.get(&dkey).map(|d| &d.current) == plan.expected_current.as_ref()
             && plan.supersede.as_ref().is_none_or(|old| s.otps.contains_key(&otp_key(acct, &old.sid)))
-            && plan.counters.iter().all(|op| counter_condition(&s.counters, op));
+            && plan.counters.iter().all(|op| counter_condition(&s.counters, op))
+            && plan.idempotency.as_ref().is_none_or(|r| {
+                s.idempotency.get(&idem_key(acct, &r.key)).is_none_or(|old| !old.live_at(r.created_ms))
+            });
         if !conditions {
             return Err(Error::Contended);
         }
@@ -154,8 +173,14 @@ impl OtpStore for MemoryStore {
         for u in &plan.usage {
             *s.usage.entry(u.clone()).or_default() += 1;
         }
+        if let Some(r) = &plan.idempotency {
+            s.idempotency.insert(idem_key(acct, &r.key), r.clone());
+        }
         s.destinations.insert(dkey, plan.destination.clone());
         s.otps.insert(otp_key(acct, &otp.sid), otp.clone());
+        if self.lose_commit_answer.swap(false, Ordering::SeqCst) {
+            return Err(Error::Contended);
+        }
         Ok(())
     }
 
@@ -196,6 +221,12 @@ impl OtpStore for MemoryStore {
         for u in &plan.usage {
             if let Some(n) = s.usage.get_mut(u) {
                 *n = n.saturating_sub(1);
+            }
+        }
+        if let Some(r) = &plan.idempotency {
+            let key = idem_key(acct, &r.key);
+            if s.idempotency.get(&key).is_some_and(|old| old.otp_sid == otp.sid) {
+                s.idempotency.remove(&key);
             }
         }
         Ok(())

@@ -11,6 +11,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::domain::{
     account::Account,
     error::{Error, Result},
+    idempotency::{IdempotencyRecord, WINDOW_MS},
     limits::{Bucket, Counter, CounterKey, LimitDef},
     otp::{Channel, ChannelEvent, ChannelStatus, Check, Delivery, Destination, Otp, OtpStatus, Superseded},
     send::RETENTION_DAYS,
@@ -38,6 +39,8 @@ pub(crate) mod attr {
     pub const COUNT: &str = "count";
     pub const WINDOW_END_MS: &str = "window_end_ms";
     pub const SID: &str = "sid";
+    pub const OTP_SID: &str = "otp_sid";
+    pub const CREATED_MS: &str = "created_ms";
 }
 
 const DAY_SECS: i64 = 86_400;
@@ -107,6 +110,11 @@ impl Key {
 
     pub fn counter(k: &CounterKey) -> Self {
         Key::new(format!("CTR#{}#{}#{}#{}", esc(&k.account_sid), esc(&k.limit), esc(&k.bucket), esc(&k.value)), "C")
+    }
+
+    /// A send's `Idempotency-Key`, in the partition of the account it acted for.
+    pub fn idempotency(account_sid: &str, key: &str) -> Self {
+        Key::new(format!("IDEM#{}#{}", esc(account_sid), esc(key)), "I")
     }
 
     pub fn usage(k: &UsageKey) -> Self {
@@ -595,6 +603,45 @@ impl TryFrom<CounterItem> for Counter {
     }
 }
 
+// --- idempotency records -------------------------------------------------------------------
+
+/// Kept an hour past the 24 h window (TTL deletion is lazy anyway; the age is checked in code).
+const IDEMPOTENCY_TTL_SLACK_SECS: i64 = 3600;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct IdempotencyItem {
+    pub pk: String,
+    pub sk: String,
+    pub ttl: i64,
+    pub key: String,
+    pub otp_sid: String,
+    #[serde(with = "bytes")]
+    pub fingerprint: Vec<u8>,
+    pub created_ms: Millis,
+}
+
+impl IdempotencyItem {
+    pub fn new(account_sid: &str, r: &IdempotencyRecord) -> Self {
+        let key = Key::idempotency(account_sid, &r.key);
+        IdempotencyItem {
+            pk: key.pk,
+            sk: key.sk,
+            ttl: epoch_secs(r.created_ms + WINDOW_MS) + IDEMPOTENCY_TTL_SLACK_SECS,
+            key: r.key.clone(),
+            otp_sid: r.otp_sid.clone(),
+            fingerprint: r.fingerprint.clone(),
+            created_ms: r.created_ms,
+        }
+    }
+}
+
+impl TryFrom<IdempotencyItem> for IdempotencyRecord {
+    type Error = Error;
+    fn try_from(i: IdempotencyItem) -> Result<Self> {
+        Ok(IdempotencyRecord { key: i.key, otp_sid: i.otp_sid, fingerprint: i.fingerprint, created_ms: i.created_ms })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,6 +654,7 @@ mod tests {
         assert_eq!(Key::counter(&a).pk, "CTR#AC1#LM1#a%23b#c");
         assert_eq!(esc("100%#"), "100%25%23");
         assert_eq!(Key::destination("AC1", "2FA", "+14155550100").pk, "DEST#AC1#2FA#+14155550100");
+        assert_eq!(Key::idempotency("AC1", "order#42%").pk, "IDEM#AC1#order%2342%25");
     }
 
     #[test]

@@ -32,14 +32,15 @@ use self::{
     calls::{CountCalls, Counters},
     errors::{canceled, Reason},
     items::{
-        attr, from_item, to_item, to_value, AccountItem, CheckItem, CounterItem, DestinationItem, EventItem, Item, Key,
-        LimitItem, OtpItem, LIMIT_NAME_PREFIX, SUB_ACCOUNT_PREFIX,
+        attr, from_item, to_item, to_value, AccountItem, CheckItem, CounterItem, DestinationItem, EventItem,
+        IdempotencyItem, Item, Key, LimitItem, OtpItem, LIMIT_NAME_PREFIX, SUB_ACCOUNT_PREFIX,
     },
 };
 use crate::{
     domain::{
         account::Account,
         error::{Error, Result},
+        idempotency::WINDOW_MS,
         limits::{Counter, CounterKey, CounterOp, LimitDef},
         otp::{ChannelEvent, Check, Destination, Otp, OtpStatus, MAX_ATTEMPTS},
         time::Millis,
@@ -154,13 +155,32 @@ impl DynamoStore {
     }
 
     async fn transact(&self, op: &'static str, items: Vec<TransactWriteItem>) -> Result<(), TransactError> {
+        self.transact_with_token(op, items, None).await
+    }
+
+    /// With a client request token, the SDK's own retry of a transaction whose first attempt
+    /// was applied but whose answer was lost succeeds instead of failing its conditions (which
+    /// would make a committed send look contended and answer 503).
+    async fn transact_with_token(
+        &self,
+        op: &'static str,
+        items: Vec<TransactWriteItem>,
+        token: Option<String>,
+    ) -> Result<(), TransactError> {
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(TransactError::Other(Error::invalid(
                 "limits",
                 "too many buckets in one send (a send changes at most 100 items at once)",
             )));
         }
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .set_client_request_token(token)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
@@ -212,8 +232,17 @@ impl DynamoStore {
     fn commit_items(&self, plan: &SendPlan) -> Result<Vec<TransactWriteItem>> {
         let otp = &plan.otp;
         let acct = &otp.account_sid;
-        let mut tx = Vec::with_capacity(5 + plan.counters.len());
+        let mut tx = Vec::with_capacity(6 + plan.counters.len());
         tx.push(self.put(to_item(&OtpItem::from(otp))?, "attribute_not_exists(pk)", Expr::default())?);
+
+        // The key's first use, or a use after its record's window ended (TTL is lazy).
+        if let Some(r) = &plan.idempotency {
+            tx.push(self.put(
+                to_item(&IdempotencyItem::new(acct, r))?,
+                "attribute_not_exists(pk) OR #created_ms <= :stale",
+                Expr::default().name(attr::CREATED_MS).value(":stale", n(r.created_ms - WINDOW_MS)),
+            )?);
+        }
 
         let dkey = Key::destination(acct, &otp.service, &otp.delivery.to);
         let dest = to_item(&DestinationItem::new(dkey, &plan.destination))?;
@@ -271,8 +300,16 @@ impl DynamoStore {
     fn undo_items(&self, plan: &SendPlan) -> Result<Vec<TransactWriteItem>> {
         let otp = &plan.otp;
         let acct = &otp.account_sid;
-        let mut tx = Vec::with_capacity(5 + plan.counters.len());
+        let mut tx = Vec::with_capacity(6 + plan.counters.len());
         tx.push(self.delete(&Key::otp(acct, &otp.sid), None, Expr::default())?);
+
+        if let Some(r) = &plan.idempotency {
+            tx.push(self.delete(
+                &Key::idempotency(acct, &r.key),
+                Some("#otp_sid = :sid"),
+                Expr::default().name(attr::OTP_SID).value(":sid", s(&otp.sid)),
+            )?);
+        }
 
         // The pointer goes back to the OTP it pointed at (without guard data, as the memory
         // store does), or away, but only while it still points at this send's OTP.
@@ -526,12 +563,17 @@ impl OtpStore for DynamoStore {
         to: &str,
         limit_names: &[String],
         counters: &[CounterKey],
+        idempotency_key: Option<&str>,
     ) -> Result<SendSnapshot> {
         let dkey = Key::destination(account_sid, service, to);
         let lkeys: Vec<Key> = limit_names.iter().map(|name| Key::limit_by_name(account_sid, name)).collect();
         let ckeys: Vec<Key> = counters.iter().map(Key::counter).collect();
-        let all: Vec<Key> =
-            std::iter::once(dkey.clone()).chain(lkeys.iter().cloned()).chain(ckeys.iter().cloned()).collect();
+        let ikey = idempotency_key.map(|k| Key::idempotency(account_sid, k));
+        let all: Vec<Key> = std::iter::once(dkey.clone())
+            .chain(lkeys.iter().cloned())
+            .chain(ckeys.iter().cloned())
+            .chain(ikey.iter().cloned())
+            .collect();
         let found = self.batch_get(&all).await?;
         let get = |k: &Key| found.get(k).cloned();
         Ok(SendSnapshot {
@@ -541,6 +583,7 @@ impl OtpStore for DynamoStore {
                 .iter()
                 .map(|k| get(k).map(from_item::<CounterItem, _>).transpose())
                 .collect::<Result<_>>()?,
+            idempotency: ikey.as_ref().and_then(get).map(from_item::<IdempotencyItem, _>).transpose()?,
         })
     }
 
@@ -555,7 +598,9 @@ impl OtpStore for DynamoStore {
 
     async fn commit_send(&self, plan: &SendPlan) -> Result<()> {
         let items = self.commit_items(plan)?;
-        Ok(self.transact("TransactWriteItems(commit_send)", items).await?)
+        // A fresh token per commit attempt: a re-planned attempt is a different transaction.
+        let token = Some(crate::domain::ids::new_sid(""));
+        Ok(self.transact_with_token("TransactWriteItems(commit_send)", items, token).await?)
     }
 
     async fn undo_send(&self, plan: &SendPlan) -> Result<()> {
