@@ -57,13 +57,29 @@ echo "==> moto: ready at ${AWS_ENDPOINT_URL} ($((SECONDS - start))s)"
 # --- checks ----------------------------------------------------------------------------
 phase "rustfmt" cargo fmt --all -- --check
 phase "clippy" cargo clippy --workspace --all-targets --features twofa/aws -- -D warnings
-phase "tests" cargo test --workspace --features twofa/aws "$@"
+# The output is kept so the totals of every test binary can be summed at the end.
+TEST_LOG=.run/cargo-test.log
+run_tests() {
+    mkdir -p .run
+    cargo test --workspace --features twofa/aws "$@" 2>&1 | tee "${TEST_LOG}"
+}
+phase "tests" run_tests "$@"
+
+# One plain closing line: cargo prints a result per test binary (the last one is the doc-tests,
+# often "0 passed"), so the sum over all of them is what this run actually tested.
+totals() {
+    local passed failed
+    read -r passed failed < <(awk '/^test result:/ {p += $4; f += $6} END {print p + 0, f + 0}' "${TEST_LOG}" 2>/dev/null || echo "0 0")
+    echo "tests: ${passed} passed, ${failed} failed"
+}
 
 echo
 echo "==> summary (total $((SECONDS - T0))s)"
 printf '    %s\n' "${SUMMARY[@]}"
 if ((${#FAILED[@]})); then
     echo "==> FAILED: ${FAILED[*]}"
+    totals
     exit 1
 fi
 echo "==> all checks passed"
+totals
