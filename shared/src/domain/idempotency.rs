@@ -114,16 +114,7 @@ mod tests {
     fn req() -> SendRequest {
         SendRequest {
             service: "2FA".into(),
-            delivery: Delivery {
-                channel: Channel::Sms,
-                from: "Twofa".into(),
-                to: "+14155550100".into(),
-                body: "Code {code}".into(),
-                subject: None,
-                language: "en-US".into(),
-                voice: None,
-                repeat: 1,
-            },
+            delivery: Delivery::sms("Twofa", "+14155550100", "Code {code}"),
             length: 6,
             timeout_secs: 300,
             guard_time: None,

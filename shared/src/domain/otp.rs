@@ -5,6 +5,7 @@ use super::time::Millis;
 /// Invalid checks after which an OTP is `failed`.
 pub const MAX_ATTEMPTS: u32 = 5;
 pub const DEFAULT_LENGTH: u8 = 6;
+pub const DEFAULT_LANGUAGE: &str = "en-US";
 pub const DEFAULT_TIMEOUT_SECS: u32 = 300;
 pub const MIN_TIMEOUT_SECS: u32 = 30;
 pub const MAX_TIMEOUT_SECS: u32 = 86_400;
@@ -139,6 +140,22 @@ pub struct Delivery {
     pub repeat: u8,
 }
 
+impl Delivery {
+    /// An SMS with the defaults of a send that names nothing else.
+    pub fn sms(from: impl Into<String>, to: impl Into<String>, body: impl Into<String>) -> Self {
+        Delivery {
+            channel: Channel::Sms,
+            from: from.into(),
+            to: to.into(),
+            body: body.into(),
+            subject: None,
+            language: DEFAULT_LANGUAGE.into(),
+            voice: None,
+            repeat: 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Otp {
     pub sid: String,
@@ -212,16 +229,7 @@ pub(crate) mod tests {
             sid: "OTP0".into(),
             account_sid: "AC0".into(),
             service: "2FA".into(),
-            delivery: Delivery {
-                channel: Channel::Sms,
-                from: "Twofa".into(),
-                to: "+14155550100".into(),
-                body: "code {code}".into(),
-                subject: None,
-                language: "en-US".into(),
-                voice: None,
-                repeat: 1,
-            },
+            delivery: Delivery::sms("Twofa", "+14155550100", "code {code}"),
             length: 6,
             code_hash: vec![0; 32],
             sealed_code: vec![],

@@ -8,7 +8,10 @@ use crate::{
         crypto::{MAX_CODE_LEN, MIN_CODE_LEN},
         error::{Error, Result},
         idempotency,
-        otp::{Channel, Delivery, DEFAULT_LENGTH, DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS},
+        otp::{
+            Channel, Delivery, DEFAULT_LANGUAGE, DEFAULT_LENGTH, DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS,
+            MIN_TIMEOUT_SECS,
+        },
         send::{self, SendRequest},
         verify::{self, VerifyTarget},
     },
@@ -81,7 +84,7 @@ fn parse_send(p: &Params) -> Result<SendRequest> {
     let body = p.bounded("body", 1600, true)?.unwrap_or_default();
     let subject = p.bounded("subject", 998, false)?;
     let language = match p.opt("language")? {
-        None => "en-US".to_owned(),
+        None => DEFAULT_LANGUAGE.to_owned(),
         Some(l) => parse_language(&l)?,
     };
     let voice = match p.opt("voice")?.map(|v| v.to_ascii_lowercase()) {
