@@ -165,7 +165,7 @@ pub trait RecordStore: Send + Sync {
     async fn count_otps(&self, account_sid: &str, filter: &SearchFilter, now: Millis) -> Result<u64>;
 
     /// The usage counters of `account_sid` for the days `from_day..=to_day` (`YYYY-MM-DD`),
-    /// every category, in no particular order; days without a counter are absent.
+    /// one row per day and category, in no particular order; days without a counter are absent.
     async fn usage(&self, account_sid: &str, from_day: &str, to_day: &str) -> Result<Vec<(UsageKey, u64)>>;
 }
 

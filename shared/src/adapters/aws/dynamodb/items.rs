@@ -117,8 +117,9 @@ impl Key {
         Key::new(format!("IDEM#{}#{}", esc(account_sid), esc(key)), "I")
     }
 
-    pub fn usage(k: &UsageKey) -> Self {
-        Key::new(format!("USAGE#{}", esc(&k.account_sid)), format!("{}#{}", esc(&k.day), k.category.as_str()))
+    /// One of the `USAGE_SHARDS` counters of a day and category (see `usage_shard`).
+    pub fn usage(k: &UsageKey, shard: u8) -> Self {
+        Key::new(format!("USAGE#{}", esc(&k.account_sid)), format!("{}#{}#{shard}", esc(&k.day), k.category.as_str()))
     }
 
     pub fn to_item(&self) -> Item {
@@ -134,6 +135,16 @@ impl Key {
         let sk = item.get(attr::SK)?.as_s().ok()?;
         Some(Key { pk: pk.clone(), sk: sk.clone() })
     }
+}
+
+/// Each day and category of an account's usage is counted in this many items: every send's
+/// transaction updates usage, and one item per account would make all of an account's
+/// concurrent sends conflict on it (TransactionConflict) and retry.
+pub(crate) const USAGE_SHARDS: u32 = 8;
+
+/// The usage shard a send counts in: fixed by its OTP sid, so `undo_send` finds the same one.
+pub(crate) fn usage_shard(otp_sid: &str) -> u8 {
+    (otp_sid.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % USAGE_SHARDS) as u8
 }
 
 /// Sort key prefix of an ancestor's sub-account copies.
@@ -645,6 +656,25 @@ impl TryFrom<IdempotencyItem> for IdempotencyRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_shards_spread_sends_and_stay_fixed_per_otp() {
+        // Given many OTP sids, each always maps to the same shard, and together they use all
+        let mut seen = [0u32; USAGE_SHARDS as usize];
+        for _ in 0..800 {
+            let sid = crate::domain::ids::new_sid(crate::domain::ids::OTP);
+            let shard = usage_shard(&sid);
+            assert_eq!(shard, usage_shard(&sid));
+            seen[shard as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 40), "uneven shards: {seen:?}");
+        let k = UsageKey {
+            account_sid: "AC1".into(),
+            day: "2026-11-23".into(),
+            category: crate::domain::usage::UsageCategory::All,
+        };
+        assert_eq!(Key::usage(&k, 3).sk, "2026-11-23#All#3");
+    }
 
     #[test]
     fn user_input_in_keys_cannot_collide_across_components() {

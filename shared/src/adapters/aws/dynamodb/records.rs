@@ -220,8 +220,8 @@ impl RecordStore for DynamoStore {
             return Ok(vec![]);
         }
         let probe = UsageKey { account_sid: account_sid.to_owned(), day: String::new(), category: UsageCategory::All };
-        let pk = Key::usage(&probe).pk;
-        let mut rows = vec![];
+        let pk = Key::usage(&probe, 0).pk;
+        let mut rows = std::collections::HashMap::new();
         let mut start = None;
         loop {
             let out = self
@@ -241,24 +241,30 @@ impl RecordStore for DynamoStore {
                 .await
                 .map_err(|e| errors::sdk("Query(usage)", &e))?;
             for item in out.items.unwrap_or_default() {
-                rows.push(usage_row(account_sid, &item)?);
+                let (key, count) = usage_row(account_sid, &item)?;
+                // Shards are this adapter's business: the port gets one row per day and category.
+                *rows.entry(key).or_insert(0) += count;
             }
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(rows),
+                _ => return Ok(rows.into_iter().collect()),
             }
         }
     }
 }
 
-/// A usage item (`sk = {day}#{category}`, `count`) as a row.
+/// A usage item (`sk = {day}#{category}#{shard}`, `count`) as a row; the caller sums shards.
 fn usage_row(account_sid: &str, item: &Item) -> Result<(UsageKey, u64)> {
     let corrupt = || {
         tracing::error!(pk = ?item.get(attr::PK), "corrupt usage item");
         Error::Internal
     };
     let sk = item.get(attr::SK).and_then(|v| v.as_s().ok()).ok_or_else(corrupt)?;
-    let (day, category) = sk.split_once('#').ok_or_else(corrupt)?;
+    let mut parts = sk.split('#');
+    let (Some(day), Some(category), Some(_shard), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(corrupt());
+    };
     let category = UsageCategory::parse(category).ok_or_else(corrupt)?;
     let count = match item.get(attr::COUNT) {
         Some(AttributeValue::N(v)) => v.parse::<i64>().map_err(|_| corrupt())?.max(0) as u64,
