@@ -26,6 +26,7 @@ fn moto_url() -> String {
 
 struct AwsApi {
     app: axum::Router,
+    store: Arc<DynamoStore>,
     sid: String,
     token: String,
 }
@@ -48,8 +49,13 @@ async fn start() -> AwsApi {
         email: Arc::new(SesEmail::new(ses)),
         call: None,
     };
-    let deps = Deps { store, dispatcher: Arc::new(dispatcher), clock: Arc::new(SystemClock), keys: Arc::new(keys) };
-    AwsApi { app: twofa::http::otp::router(deps), sid: account.sid, token }
+    let deps = Deps {
+        store: store.clone(),
+        dispatcher: Arc::new(dispatcher),
+        clock: Arc::new(SystemClock),
+        keys: Arc::new(keys),
+    };
+    AwsApi { app: twofa::http::otp::router(deps), store, sid: account.sid, token }
 }
 
 impl AwsApi {
@@ -141,4 +147,25 @@ async fn unverified_email_sender_is_a_failed_event_not_a_crash() {
         .await;
     // SES refuses the sender: the OTP exists with a failed event (seen in the SDR, issue 4)
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn verify_costs_one_dynamodb_round_trip_on_a_warm_process() {
+    // Given an OTP sent by this process (which has read the account once)
+    let api = start().await;
+    let to = format!("+1650{}", &digits(&ids::new_sid(""))[..7]);
+    let (_, body) =
+        api.post("/2fa/send", json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "{code}" })).await;
+    let sid = body["requestID"].as_str().unwrap().to_owned();
+    let data = moto_data().await;
+    let sms = data["sns"]["SMS"].as_array().unwrap();
+    let code =
+        digits(sms.iter().rev().find(|m| m["phone_number"] == to.as_str()).unwrap()["message"].as_str().unwrap());
+    // When it is verified, authentication included
+    let before = api.store.calls();
+    let (status, _) = api.post("/2fa/verify", json!({ "requestId": sid, "code": code })).await;
+    let cost = api.store.calls() - before;
+    // Then the whole request was one UpdateItem
+    assert_eq!(status, 200);
+    assert_eq!((cost.reads(), cost.writes(), cost.update_item), (0, 1, 1), "{cost:?}");
 }

@@ -65,6 +65,40 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     calls: Arc<Counters>,
+    accounts: AccountCache,
+}
+
+/// How long a process keeps an account it read. Accounts are read on every request (auth) and
+/// change rarely; caching them makes verify one round trip on a warm Lambda. The price: a
+/// suspension or token change takes up to this long to reach every process.
+pub const ACCOUNT_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Beyond this many cached accounts the cache starts afresh (a Lambda serves few accounts).
+const ACCOUNT_CACHE_MAX: usize = 10_000;
+
+#[derive(Default)]
+struct AccountCache {
+    ttl: Duration,
+    entries: std::sync::Mutex<HashMap<String, (std::time::Instant, Account)>>,
+}
+
+impl AccountCache {
+    fn get(&self, sid: &str) -> Option<Account> {
+        let entries = self.entries.lock().ok()?;
+        let (at, account) = entries.get(sid)?;
+        (at.elapsed() < self.ttl).then(|| account.clone())
+    }
+
+    fn put(&self, account: &Account) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= ACCOUNT_CACHE_MAX {
+                entries.clear();
+            }
+            entries.insert(account.sid.clone(), (std::time::Instant::now(), account.clone()));
+        }
+    }
 }
 
 impl DynamoStore {
@@ -73,7 +107,18 @@ impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         let calls = Arc::new(Counters::default());
         let conf = client.config().to_builder().interceptor(CountCalls(calls.clone())).build();
-        DynamoStore { client: Client::from_conf(conf), table: table.into(), calls }
+        DynamoStore {
+            client: Client::from_conf(conf),
+            table: table.into(),
+            calls,
+            accounts: AccountCache { ttl: ACCOUNT_CACHE_TTL, ..Default::default() },
+        }
+    }
+
+    /// The same store with accounts cached for `ttl` (zero: read on every request).
+    pub fn with_account_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.accounts.ttl = ttl;
+        self
     }
 
     pub fn table(&self) -> &str {
@@ -517,8 +562,20 @@ fn with_check(expr: Expr, check: &Check) -> Result<Expr> {
 #[async_trait]
 impl AccountStore for DynamoStore {
     async fn get_account(&self, sid: &str) -> Result<Option<Account>> {
-        // Eventually consistent: accounts are written once and read on every request.
-        self.get("GetItem(account)", &Key::account(sid), false).await?.map(from_item::<AccountItem, _>).transpose()
+        if let Some(account) = self.accounts.get(sid) {
+            return Ok(Some(account));
+        }
+        // Eventually consistent: accounts are written once and read on every request. Unknown
+        // sids are not cached, so an account created meanwhile is found on the next request.
+        let account: Option<Account> = self
+            .get("GetItem(account)", &Key::account(sid), false)
+            .await?
+            .map(from_item::<AccountItem, _>)
+            .transpose()?;
+        if let Some(a) = &account {
+            self.accounts.put(a);
+        }
+        Ok(account)
     }
 
     async fn put_account(&self, account: &Account) -> Result<()> {
