@@ -217,6 +217,12 @@ pub enum DispatchError {
 
 #[async_trait]
 pub trait Dispatcher: Send + Sync {
+    /// Whether this deployment can deliver on `channel` at all; a send on one it cannot is a
+    /// 400 up front rather than an OTP that nobody will receive.
+    fn delivers(&self, _channel: Channel) -> bool {
+        true
+    }
+
     async fn dispatch(&self, msg: &OutboundMessage) -> std::result::Result<DispatchReceipt, DispatchError>;
 }
 

@@ -169,3 +169,19 @@ async fn verify_costs_one_dynamodb_round_trip_on_a_warm_process() {
     assert_eq!(status, 200);
     assert_eq!((cost.reads(), cost.writes(), cost.update_item), (0, 1, 1), "{cost:?}");
 }
+
+#[tokio::test]
+async fn call_channel_without_a_call_placer_answers_400_and_sends_nothing() {
+    // Given the AWS adapters, which place no voice calls yet
+    let api = start().await;
+    // When a call OTP is asked for
+    let (status, body) = api
+        .post(
+            "/2fa/send",
+            json!({ "service": "2FA", "channel": "call", "from": "Twofa", "to": "+14155550100", "body": "{code}" }),
+        )
+        .await;
+    // Then the client is told at once, naming the parameter
+    assert_eq!(status, 400);
+    assert_eq!(body["message"], "Invalid parameter: channel (call is not available in this deployment)");
+}

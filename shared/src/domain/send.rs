@@ -98,6 +98,12 @@ pub fn render(template: &str, channel: Channel, code: &Code) -> String {
 
 pub async fn send(deps: &Deps, account: &Account, req: SendRequest) -> Result<String> {
     req.validate()?;
+    if !deps.dispatcher.delivers(req.delivery.channel) {
+        return Err(Error::invalid(
+            "channel",
+            format!("{} is not available in this deployment", req.delivery.channel.as_str()),
+        ));
+    }
     let now = deps.clock.now_ms();
     let sid = new_sid(ids::OTP);
     let code = generate_code(req.length);

@@ -34,6 +34,10 @@ pub struct ChannelDispatcher {
 
 #[async_trait]
 impl Dispatcher for ChannelDispatcher {
+    fn delivers(&self, channel: Channel) -> bool {
+        channel != Channel::Call || self.call.is_some()
+    }
+
     async fn dispatch(&self, msg: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
         match msg.channel {
             Channel::Sms => self.sms.dispatch(msg).await,
@@ -90,6 +94,7 @@ mod tests {
         let d = ChannelDispatcher { sms: Arc::new(Fixed("sms")), email: Arc::new(Fixed("email")), call: None };
         assert_eq!(d.dispatch(&msg(Channel::Sms)).await.unwrap().provider_id, "sms");
         assert_eq!(d.dispatch(&msg(Channel::Email)).await.unwrap().provider_id, "email");
+        assert!(d.delivers(Channel::Sms) && d.delivers(Channel::Email) && !d.delivers(Channel::Call));
         assert_eq!(
             d.dispatch(&msg(Channel::Call)).await,
             Err(DispatchError::Rejected {
