@@ -119,7 +119,12 @@ impl Key {
 
     /// One of the `USAGE_SHARDS` counters of a day and category (see `usage_shard`).
     pub fn usage(k: &UsageKey, shard: u8) -> Self {
-        Key::new(format!("USAGE#{}", esc(&k.account_sid)), format!("{}#{}#{shard}", esc(&k.day), k.category.as_str()))
+        Key::new(Self::usage_partition(&k.account_sid), format!("{}#{}#{shard}", esc(&k.day), k.category.as_str()))
+    }
+
+    /// The partition of an account's usage counters.
+    pub fn usage_partition(account_sid: &str) -> String {
+        format!("USAGE#{}", esc(account_sid))
     }
 
     pub fn to_item(&self) -> Item {

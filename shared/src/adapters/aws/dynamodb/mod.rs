@@ -414,23 +414,37 @@ impl DynamoStore {
 
     /// Every item of partition `pk` whose sort key starts with `prefix` (consistent, all pages).
     async fn query_prefix(&self, op: &'static str, pk: String, prefix: &str) -> Result<Vec<Item>> {
+        self.query_all(op, pk, "begins_with(#sk, :a)", s(prefix), None).await
+    }
+
+    /// Every item of partition `pk` whose sort key meets `sk_condition` (over `#sk`, `:a` and
+    /// optionally `:b`), strongly consistent, following every page.
+    async fn query_all(
+        &self,
+        op: &'static str,
+        pk: String,
+        sk_condition: &str,
+        a: AttributeValue,
+        b: Option<AttributeValue>,
+    ) -> Result<Vec<Item>> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let out = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .key_condition_expression(format!("#pk = :pk AND {sk_condition}"))
                 .expression_attribute_names("#pk", attr::PK)
                 .expression_attribute_names("#sk", attr::SK)
                 .expression_attribute_values(":pk", s(pk.clone()))
-                .expression_attribute_values(":prefix", s(prefix))
+                .expression_attribute_values(":a", a.clone())
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| errors::sdk(op, &e))?;
+                .set_exclusive_start_key(start.take());
+            if let Some(b) = &b {
+                query = query.expression_attribute_values(":b", b.clone());
+            }
+            let out = query.send().await.map_err(|e| errors::sdk(op, &e))?;
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),

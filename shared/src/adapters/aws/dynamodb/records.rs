@@ -219,37 +219,23 @@ impl RecordStore for DynamoStore {
         if from_day > to_day {
             return Ok(vec![]);
         }
-        let probe = UsageKey { account_sid: account_sid.to_owned(), day: String::new(), category: UsageCategory::All };
-        let pk = Key::usage(&probe, 0).pk;
+        // Counters are updated in place: read them (strongly) as the last send left them.
+        let items = self
+            .query_all(
+                "Query(usage)",
+                Key::usage_partition(account_sid),
+                "#sk BETWEEN :a AND :b",
+                s(format!("{}#", esc(from_day))),
+                Some(s(format!("{}#~", esc(to_day)))),
+            )
+            .await?;
+        // Shards are this adapter's business: the port gets one row per day and category.
         let mut rows = std::collections::HashMap::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#sk", attr::SK)
-                .expression_attribute_values(":pk", s(pk.clone()))
-                .expression_attribute_values(":from", s(format!("{}#", esc(from_day))))
-                .expression_attribute_values(":to", s(format!("{}#~", esc(to_day))))
-                // Counters are updated in place: read them as the last send left them.
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| errors::sdk("Query(usage)", &e))?;
-            for item in out.items.unwrap_or_default() {
-                let (key, count) = usage_row(account_sid, &item)?;
-                // Shards are this adapter's business: the port gets one row per day and category.
-                *rows.entry(key).or_insert(0) += count;
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(rows.into_iter().collect()),
-            }
+        for item in &items {
+            let (key, count) = usage_row(account_sid, item)?;
+            *rows.entry(key).or_insert(0) += count;
         }
+        Ok(rows.into_iter().collect())
     }
 }
 
