@@ -13,9 +13,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use super::{
     errors,
     items::{attr, esc, from_item, gsi1pk, gsi1sk, Item, Key, OtpItem},
-    n, s,
+    n,
+    otps::PENDING_AT_NOW,
+    s,
     table::GSI1,
-    DynamoStore, Expr, PENDING_AT_NOW,
+    DynamoStore, Expr,
 };
 use crate::{
     domain::{
