@@ -92,9 +92,10 @@ fn account_sid() -> String {
     ids::new_sid(ids::ACCOUNT)
 }
 
+/// A random number that can exist (+1 415 5xx xxxx).
 fn phone() -> String {
-    let digits: String = ids::new_sid("").bytes().map(|b| char::from(b'0' + b % 10)).take(9).collect();
-    format!("+1415{digits}")
+    let digits: String = ids::new_sid("").bytes().map(|b| char::from(b'0' + b % 10)).take(6).collect();
+    format!("+14155{digits}")
 }
 
 /// A pending SMS OTP created at `now`, expiring 5 minutes later.
@@ -107,6 +108,7 @@ fn otp(account: &str, to: &str, now: Millis) -> Otp {
         service: "2FA".into(),
         delivery: Delivery::sms("Twofa", to, "Your code: {code}"),
         length: 6,
+        country: Some("US".into()),
         status: OtpStatus::Pending,
         created_ms: now,
         updated_ms: now,

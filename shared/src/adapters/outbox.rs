@@ -58,7 +58,9 @@ impl Outbox {
     /// Messages, newest first, optionally only those to `to`.
     pub fn messages(&self, to: Option<&str>) -> Vec<OutboxEntry> {
         let entries = self.entries.lock().expect("outbox lock");
-        entries.iter().rev().filter(|e| to.is_none_or(|to| e.to == to)).cloned().collect()
+        // Numbers are stored in E.164; `14155550100` asks for the same one.
+        let same = |a: &str, b: &str| a.strip_prefix('+').unwrap_or(a) == b.strip_prefix('+').unwrap_or(b);
+        entries.iter().rev().filter(|e| to.is_none_or(|to| same(&e.to, to))).cloned().collect()
     }
 }
 

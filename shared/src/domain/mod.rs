@@ -8,6 +8,7 @@ pub mod ids;
 pub mod limit_admin;
 pub mod limits;
 pub mod otp;
+pub mod phone;
 pub mod records;
 pub mod send;
 pub mod time;

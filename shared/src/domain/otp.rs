@@ -163,6 +163,9 @@ pub struct Otp {
     pub service: String,
     pub delivery: Delivery,
     pub length: u8,
+    /// ISO 3166-1 alpha-2 code of a phone destination's country (`phone::Phone::country`);
+    /// None for email.
+    pub country: Option<String>,
     /// HMAC of the code (see `Keys::hash_code`); the code itself is never stored in clear.
     pub code_hash: Vec<u8>,
     /// The code sealed with AES-GCM, so later channel steps can resend the same code.
@@ -231,6 +234,7 @@ pub(crate) mod tests {
             service: "2FA".into(),
             delivery: Delivery::sms("Twofa", "+14155550100", "code {code}"),
             length: 6,
+            country: Some("US".into()),
             code_hash: vec![0; 32],
             sealed_code: vec![],
             status: OtpStatus::Pending,

@@ -313,6 +313,8 @@ pub struct Sdr {
     pub status: OtpStatus,
     pub checks: Vec<SdrCheck>,
     pub events: Vec<ChannelEvent>,
+    /// The destination's country (ISO 3166-1 alpha-2), for phone numbers.
+    pub country: Option<String>,
 }
 
 impl Sdr {
@@ -342,6 +344,7 @@ impl Sdr {
             status: otp.status_at(now),
             checks,
             events: otp.events.clone(),
+            country: otp.country.clone(),
         }
     }
 }

@@ -12,6 +12,7 @@ use super::{
     ids::{self, new_sid},
     limits::{admissions, default_admission, plan_counters, Admission, LimitDef},
     otp::{Channel, ChannelEvent, ChannelStatus, Delivery, Destination, Otp, OtpStatus, Superseded},
+    phone,
     time::{self, Millis},
     usage::{UsageCategory, UsageKey},
 };
@@ -40,16 +41,20 @@ pub struct SendRequest {
 }
 
 impl SendRequest {
-    /// Cross-field rules the parser cannot see one parameter at a time.
-    pub fn validate(&self) -> Result<()> {
+    /// Cross-field rules the parser cannot see one parameter at a time, and the destination put
+    /// in its one form: a phone number in E.164 (whose country it answers), an address as given.
+    pub fn validate(&mut self) -> Result<Option<String>> {
+        let mut country = None;
+        if matches!(self.delivery.channel, Channel::Sms | Channel::Call) {
+            let number = phone::parse(&self.delivery.to, "to")?;
+            self.delivery.to = number.e164;
+            country = Some(number.country);
+        }
         let d = &self.delivery;
         if !d.body.contains("{code}") {
             return Err(Error::invalid("body", "must contain {code}"));
         }
         match d.channel {
-            Channel::Sms | Channel::Call if !is_e164(&d.to) => {
-                return Err(Error::invalid("to", "must be an E.164 phone number"));
-            }
             Channel::Email if !is_email(&d.to) => return Err(Error::invalid("to", "must be an email address")),
             Channel::Email if !is_email(&d.from) => {
                 return Err(Error::invalid("from", "must be a verified sender address for email"));
@@ -67,14 +72,8 @@ impl SendRequest {
         if let Some(key) = &self.idempotency_key {
             idempotency::validate_key(key)?;
         }
-        Ok(())
+        Ok(country)
     }
-}
-
-/// `+` (optional, as the seeds show numbers without it) and 7 to 15 digits, no leading zero.
-pub fn is_e164(s: &str) -> bool {
-    let digits = s.strip_prefix('+').unwrap_or(s);
-    (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
 }
 
 pub fn is_email(s: &str) -> bool {
@@ -96,8 +95,8 @@ pub fn render(template: &str, channel: Channel, code: &Code) -> String {
     template.replace("{code}", &code_text)
 }
 
-pub async fn send(deps: &Deps, account: &Account, req: SendRequest) -> Result<String> {
-    req.validate()?;
+pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Result<String> {
+    let country = req.validate()?;
     if !deps.dispatcher.delivers(req.delivery.channel) {
         return Err(Error::invalid(
             "channel",
@@ -127,6 +126,7 @@ pub async fn send(deps: &Deps, account: &Account, req: SendRequest) -> Result<St
         service: req.service.clone(),
         delivery: req.delivery.clone(),
         length: req.length,
+        country,
         status: OtpStatus::Pending,
         created_ms: now,
         updated_ms: now,
@@ -335,16 +335,6 @@ async fn backoff(attempt: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn e164_accepts_numbers_with_or_without_plus() {
-        assert!(is_e164("+14155550100"));
-        assert!(is_e164("919960639901"));
-        assert!(!is_e164("+0123456789"));
-        assert!(!is_e164("+1-415-555"));
-        assert!(!is_e164("ZZZZZZZZZZZ"));
-        assert!(!is_e164("+1234567890123456"));
-    }
 
     #[test]
     fn calls_read_the_code_digit_by_digit() {

@@ -5,6 +5,7 @@ use super::{
     error::{Error, Result},
     ids::{self, new_sid},
     otp::{Check, Otp, OtpStatus},
+    phone,
     time::Millis,
 };
 use crate::ports::{CancelWrite, Deps, VerifyWrite};
@@ -58,6 +59,9 @@ pub async fn verify(deps: &Deps, account: &Account, target: VerifyTarget, code: 
     let candidates = match target {
         VerifyTarget::RequestId(sid) => vec![sid],
         VerifyTarget::Number { service, number } => {
+            // Stored in E.164: `919960639901` names the OTP sent to it as much as `+919960639901`.
+            // Anything else (an email address) is looked up as given.
+            let number = phone::parse(&number, "number").map_or(number, |p| p.e164);
             let Some(d) = deps.store.get_destination(&account.sid, &service, &number).await? else {
                 return Err(Error::OtpNotFound.into());
             };

@@ -211,6 +211,7 @@ fn sdr_value(otp: &Otp, caller: &Account, now: Millis, keys: &Keys) -> Value {
         "uri": uri,
         "checks": checks,
         "events": events,
+        "country": sdr.country,
     })
 }
 

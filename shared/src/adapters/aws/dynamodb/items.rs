@@ -386,6 +386,8 @@ pub(crate) struct OtpItem {
     pub voice: Option<String>,
     pub repeat: u8,
     pub length: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
     #[serde(with = "bytes")]
     pub code_hash: Vec<u8>,
     #[serde(with = "bytes")]
@@ -427,6 +429,7 @@ impl From<&Otp> for OtpItem {
             voice: d.voice.clone(),
             repeat: d.repeat,
             length: o.length,
+            country: o.country.clone(),
             code_hash: o.code_hash.clone(),
             sealed_code: o.sealed_code.clone(),
             status: o.status.as_str().to_owned(),
@@ -460,6 +463,7 @@ impl TryFrom<OtpItem> for Otp {
                 repeat: i.repeat,
             },
             length: i.length,
+            country: i.country,
             code_hash: i.code_hash,
             sealed_code: i.sealed_code,
             status: OtpStatus::parse(&i.status).map_or_else(corrupt("status"), Ok)?,

@@ -1,0 +1,72 @@
+//! Black-box tests of what a send's destination decides: phone numbers validated per country
+//! and stored in E.164, geo permissions, the pumping guard, test numbers, WebOTP / SMS Retriever.
+
+mod common;
+
+use common::Api;
+use serde_json::json;
+use twofa::domain::time;
+use twofa::ports::{Clock, RecordStore};
+
+// ---- phone numbers ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_number_that_cannot_exist_in_its_country_is_a_400_naming_to_and_costs_nothing() {
+    // Given an account
+    let api = Api::start().await;
+    for to in ["+15551234567", "+447700900123", "+910123456789", "+4900000000000", "+8100000000", "+1415555"] {
+        // When it sends to a number its country's numbering plan does not have
+        let r = api.send_to(to, json!({})).await;
+        // Then the answer is a 400 naming `to`
+        assert_eq!(r.status, 400, "{to}: {}", r.text);
+        assert_eq!(r.json()["message"], "Invalid parameter: to (is not a valid phone number for its country)", "{to}");
+    }
+    // And nothing was sent or counted
+    assert!(api.dev.outbox.messages(None).is_empty());
+    let day = time::day(api.dev.clock.now_ms());
+    assert!(api.dev.store.usage(&api.sid, &day, &day).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn valid_numbers_of_us_gb_in_de_jp_are_sent_and_their_country_is_in_the_sdr() {
+    let api = Api::start().await;
+    for (to, cc) in [
+        ("+14155550100", "US"),
+        ("+447400123456", "GB"),
+        ("+919960639901", "IN"),
+        ("+4915123456789", "DE"),
+        ("+819012345678", "JP"),
+    ] {
+        let sid = api.sent(to).await;
+        let sdr = api.get(&format!("/2fa/search/{sid}")).await.json();
+        assert_eq!(sdr["country"], cc, "{to}");
+        assert_eq!(sdr["events"][0]["recipient"], to);
+    }
+}
+
+#[tokio::test]
+async fn a_number_without_plus_is_stored_in_e164_and_verifies_by_either_spelling() {
+    // Given the seeds' spelling of a number (no `+`)
+    let api = Api::start().await;
+    let sid = api.sent("919960639901").await;
+    let code = api.code_of(&sid).await;
+    // Then the OTP holds it in E.164
+    let sdr = api.get(&format!("/2fa/search/{sid}")).await.json();
+    assert_eq!(sdr["events"][0]["recipient"], "+919960639901");
+    assert_eq!(sdr["country"], "IN");
+    // And the same number with `+` is the same destination: verify by number finds it
+    let r = api.post("/2fa/verify", &json!({ "service": "2FA", "number": "+919960639901", "code": code })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.request_id(), sid);
+    // And a second send within the minute, spelled with `+`, meets the default limit
+    assert_eq!(api.send_to("+919960639901", json!({})).await.code(), 453);
+}
+
+#[tokio::test]
+async fn email_otps_have_no_country() {
+    let api = Api::start().await;
+    let body = json!({ "channel": "email", "from": "otp@example.com", "subject": "Code", "to": "u@example.com" });
+    let sid = api.send_to("u@example.com", body).await.request_id();
+    let sdr = api.get(&format!("/2fa/search/{sid}")).await.json();
+    assert_eq!(sdr["country"], serde_json::Value::Null);
+}
