@@ -74,8 +74,9 @@ pub fn assert_400_naming(r: &Resp, param: &str) {
     assert!(message.starts_with(&format!("Invalid parameter: {param} (")), "{message}");
 }
 
-const SDR_KEYS: [&str; 9] =
-    ["sid", "service", "accountSid", "dateCreated", "dateUpdated", "status", "uri", "checks", "events"];
+/// The seed's nine fields, then ours (`country`: the destination's ISO code, null for email).
+const SDR_KEYS: [&str; 10] =
+    ["sid", "service", "accountSid", "dateCreated", "dateUpdated", "status", "uri", "checks", "events", "country"];
 const EVENT_KEYS: [&str; 9] = [
     "sid",
     "dateCreated",
