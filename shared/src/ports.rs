@@ -12,6 +12,7 @@ use crate::domain::{
     idempotency::IdempotencyRecord,
     limits::{Counter, CounterKey, CounterOp, LimitDef},
     otp::{Channel, ChannelEvent, Check, Destination, Otp, Superseded},
+    policy::AccountPolicy,
     records::{OtpQuery, SearchFilter},
     time::Millis,
     usage::UsageKey,
@@ -38,6 +39,9 @@ pub trait AccountStore: Send + Sync {
     /// Every account below `ancestor_sid`, direct or deeper (those whose `ancestors` hold it),
     /// not the account itself; in no particular order.
     async fn list_sub_accounts(&self, ancestor_sid: &str) -> Result<Vec<Account>>;
+    /// Replace the policy of `account` (and of its copies under its ancestors), nothing else;
+    /// `Error::NotFound` when the account does not exist.
+    async fn set_policy(&self, account: &Account, policy: &AccountPolicy) -> Result<()>;
 }
 
 /// What a send reads before it decides anything, in one round trip.

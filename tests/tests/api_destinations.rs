@@ -70,3 +70,44 @@ async fn email_otps_have_no_country() {
     let sdr = api.get(&format!("/2fa/search/{sid}")).await.json();
     assert_eq!(sdr["country"], serde_json::Value::Null);
 }
+
+// ---- geo permissions --------------------------------------------------------------------------
+
+/// `POST /dev/accounts` (no auth: dev only) with `body`; answers the JSON.
+async fn dev_accounts(api: &Api, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let r = api.http.post(format!("{}/dev/accounts", api.base)).json(&body).send().await.expect("dev/accounts");
+    (r.status().as_u16(), r.json().await.expect("JSON"))
+}
+
+#[tokio::test]
+async fn a_send_to_a_country_outside_the_accounts_geo_permissions_is_476_with_403() {
+    // Given an account created on the dev server that may send SMS to GB only
+    let api = Api::start().await;
+    let (status, acct) = dev_accounts(&api, json!({ "allowedCountries": { "sms": ["GB"] } })).await;
+    assert_eq!(status, 200, "{acct}");
+    assert_eq!(acct["policy"]["allowedCountries"], json!({ "sms": ["GB"], "call": null }));
+    let (sid, token) = (acct["accountSid"].as_str().unwrap(), acct["authToken"].as_str().unwrap());
+    let body = |to: &str| json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "Code {code}" });
+    // When it sends to a US number
+    let r = api.post_as(sid, token, "/2fa/send", &body("+14155550100")).await;
+    // Then the answer is 403 with code 476 naming the country, and nothing went out
+    assert_eq!(r.status, 403);
+    assert_eq!(r.text, r#"{"code":476,"message":"Destination country not allowed: US","requestID":null}"#);
+    assert!(api.dev.outbox.messages(None).is_empty());
+    // And a GB number goes out
+    assert_eq!(api.post_as(sid, token, "/2fa/send", &body("+447400123456")).await.status, 200);
+    // And the list can be changed on the existing account
+    let (status, _) = dev_accounts(&api, json!({ "accountSid": sid, "allowedCountries": { "sms": null } })).await;
+    assert_eq!(status, 200);
+    assert_eq!(api.post_as(sid, token, "/2fa/send", &body("+14155550100")).await.status, 200);
+}
+
+#[tokio::test]
+async fn bad_policies_on_the_dev_server_are_400s_that_say_why() {
+    let api = Api::start().await;
+    let (status, r) = dev_accounts(&api, json!({ "allowedCountries": { "sms": ["USA"] } })).await;
+    assert_eq!(status, 400);
+    assert!(r["error"].as_str().unwrap().contains("allowedCountries"), "{r}");
+    let (status, _) = dev_accounts(&api, json!({ "accountSid": "ACnope", "pumpingGuard": {} })).await;
+    assert_eq!(status, 404);
+}

@@ -13,14 +13,20 @@ use axum::{
     Json, Router,
 };
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use twofa::{
     adapters::{
         clock::AdjustableClock,
         memory::MemoryStore,
         outbox::{Outbox, OutboxMode},
     },
-    domain::{account::Account, crypto::Keys, ids, time},
+    domain::{
+        account::Account,
+        crypto::Keys,
+        ids,
+        policy::{self, AccountPolicy, PolicyUpdate},
+        time,
+    },
     http::{self, auth::ClientIp},
     ports::{AccountStore, Clock, Deps},
 };
@@ -51,12 +57,24 @@ impl Dev {
         token: &str,
         parent: Option<&str>,
     ) -> twofa::Result<Account> {
+        self.create_account_with(sid, token, parent, PolicyUpdate::default()).await
+    }
+
+    /// `create_account` with a policy; nothing is created when the policy is invalid.
+    pub async fn create_account_with(
+        &self,
+        sid: Option<String>,
+        token: &str,
+        parent: Option<&str>,
+        policy: PolicyUpdate,
+    ) -> twofa::Result<Account> {
         let parent = match parent {
             Some(p) => Some(self.store.get_account(p).await?.ok_or(twofa::Error::NotFound)?),
             None => None,
         };
         let sid = sid.unwrap_or_else(|| ids::new_sid(ids::ACCOUNT));
-        let account = Account::new(sid, token, &self.deps.keys, parent.as_ref(), self.clock.now_ms());
+        let mut account = Account::new(sid, token, &self.deps.keys, parent.as_ref(), self.clock.now_ms());
+        account.policy = policy.apply(&self.deps.keys, &account.sid, account.policy)?;
         self.store.put_account(&account).await?;
         Ok(account)
     }
@@ -130,20 +148,58 @@ async fn advance_clock(State(dev): State<Dev>, Json(b): Json<AdvanceBody>) -> im
     Json(json!({ "now": time::iso(dev.clock.now_ms()) }))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NewAccount {
-    parent_sid: Option<String>,
+/// Dev only: make an account (or a sub-account, `parentSid`) to try tenant isolation and
+/// `accountSid`, with a policy (`allowedCountries`, `pumpingGuard`, `testNumbers`: see
+/// `domain::policy::PolicyUpdate`); or, given `accountSid`, change that account's policy.
+async fn create_account(State(dev): State<Dev>, body: Option<Json<Value>>) -> Response {
+    let fail = |status: StatusCode, msg: String| (status, Json(json!({ "error": msg }))).into_response();
+    let mut body = match body.map(|Json(b)| b).unwrap_or_else(|| json!({})) {
+        Value::Object(map) => map,
+        _ => return fail(StatusCode::BAD_REQUEST, "the body must be a JSON object".into()),
+    };
+    let mut take = |name: &str| body.remove(name).and_then(|v| v.as_str().map(str::to_owned));
+    let (parent, existing) = (take("parentSid"), take("accountSid"));
+    let update: PolicyUpdate = match serde_json::from_value(Value::Object(body)) {
+        Ok(u) => u,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let (account, token) = match existing {
+        Some(sid) => match policy::update_policy(dev.store.as_ref(), &dev.deps.keys, &sid, update).await {
+            Ok(_) => match dev.store.get_account(&sid).await {
+                Ok(Some(a)) => (a, None),
+                _ => return fail(StatusCode::NOT_FOUND, "unknown accountSid".into()),
+            },
+            Err(twofa::Error::NotFound) => return fail(StatusCode::NOT_FOUND, "unknown accountSid".into()),
+            Err(e) => return fail(StatusCode::BAD_REQUEST, e.to_string()),
+        },
+        None => {
+            let token = hex_token();
+            match dev.create_account_with(None, &token, parent.as_deref(), update).await {
+                Ok(a) => (a, Some(token)),
+                Err(twofa::Error::NotFound) => return fail(StatusCode::NOT_FOUND, "unknown parentSid".into()),
+                Err(e) => return fail(StatusCode::BAD_REQUEST, e.to_string()),
+            }
+        }
+    };
+    let policy = account.policy.clone();
+    let mut out = json!({ "accountSid": account.sid, "parentSid": account.parent(), "policy": policy_json(&policy) });
+    if let Some(token) = token {
+        out["authToken"] = json!(token);
+    }
+    Json(out).into_response()
 }
 
-/// Dev only: make an account (or a sub-account) to try tenant isolation and `accountSid`.
-async fn create_account(State(dev): State<Dev>, body: Option<Json<NewAccount>>) -> Response {
-    let parent = body.and_then(|Json(b)| b.parent_sid);
-    let token = hex_token();
-    match dev.create_account(None, &token, parent.as_deref()).await {
-        Ok(a) => Json(json!({ "accountSid": a.sid, "authToken": token, "parentSid": a.parent() })).into_response(),
-        Err(_) => (StatusCode::NOT_FOUND, Json(json!({ "error": "unknown parentSid" }))).into_response(),
-    }
+/// A policy as the dev server shows it: test destinations without their codes.
+pub fn policy_json(p: &AccountPolicy) -> Value {
+    json!({
+        "allowedCountries": { "sms": p.sms_countries, "call": p.call_countries },
+        "pumpingGuard": {
+            "enabled": p.guard.enabled,
+            "minSends": p.guard.min_sends,
+            "minVerifyPercent": p.guard.min_verify_percent,
+        },
+        "testNumbers": p.test_destinations.iter().map(|t| t.to.clone()).collect::<Vec<_>>(),
+    })
 }
 
 pub fn hex_token() -> String {

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use super::{
     crypto::{ct_eq, Keys},
     error::{Error, Result},
+    policy::AccountPolicy,
     time::Millis,
 };
 use crate::ports::AccountStore;
@@ -24,6 +25,8 @@ pub struct Account {
     /// Caller IPs allowed; empty allows any.
     pub allowed_ips: Vec<IpAddr>,
     pub created_ms: Millis,
+    /// Geo permissions, pumping guard settings, test destinations.
+    pub policy: AccountPolicy,
 }
 
 impl Account {
@@ -43,6 +46,7 @@ impl Account {
             suspended: false,
             allowed_ips: vec![],
             created_ms: now,
+            policy: AccountPolicy::default(),
         }
     }
 

@@ -23,6 +23,12 @@ pub enum Error {
     TooManyToDestination,
     #[error("Too many OTP requests: limit {0} exceeded")]
     LimitExceeded(String),
+    /// The account's geo permissions do not include the destination's country (ISO code).
+    #[error("Destination country not allowed: {0}")]
+    CountryNotAllowed(String),
+    /// The pumping guard paused sends to this country for the account.
+    #[error("Sends to {0} paused: low verification rate")]
+    SendsPaused(String),
     #[error("Invalid OTP Unique Id")]
     OtpNotFound,
     #[error("OTP is already verified")]

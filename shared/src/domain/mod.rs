@@ -9,6 +9,7 @@ pub mod limit_admin;
 pub mod limits;
 pub mod otp;
 pub mod phone;
+pub mod policy;
 pub mod records;
 pub mod send;
 pub mod time;

@@ -103,6 +103,11 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
             format!("{} is not available in this deployment", req.delivery.channel.as_str()),
         ));
     }
+    if let Some(cc) = &country {
+        if !account.policy.allows(req.delivery.channel, cc) {
+            return Err(Error::CountryNotAllowed(cc.clone()));
+        }
+    }
     let now = deps.clock.now_ms();
     let sid = new_sid(ids::OTP);
     let code = generate_code(req.length);

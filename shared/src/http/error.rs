@@ -22,6 +22,8 @@ pub fn status_and_code(e: &Error) -> (StatusCode, u16) {
         TooManyToDestination => (404, 453),
         LimitExceeded(_) => (404, 454),
         OtpNotFound => (404, 470),
+        CountryNotAllowed(_) => (403, 476),
+        SendsPaused(_) => (429, 477),
         AlreadyVerified => (409, 471),
         Expired => (410, 472),
         Canceled => (409, 473),

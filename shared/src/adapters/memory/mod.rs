@@ -20,6 +20,7 @@ use crate::{
         idempotency::IdempotencyRecord,
         limits::{Counter, CounterKey, CounterOp, LimitDef},
         otp::{ChannelEvent, Check, Destination, Otp, OtpStatus, MAX_ATTEMPTS},
+        policy::AccountPolicy,
         time::Millis,
         usage::UsageKey,
     },
@@ -106,6 +107,13 @@ impl AccountStore for MemoryStore {
     async fn list_sub_accounts(&self, ancestor_sid: &str) -> Result<Vec<Account>> {
         let s = self.lock()?;
         Ok(s.accounts.values().filter(|a| a.ancestors.iter().any(|x| x == ancestor_sid)).cloned().collect())
+    }
+
+    async fn set_policy(&self, account: &Account, policy: &AccountPolicy) -> Result<()> {
+        let mut s = self.lock()?;
+        let stored = s.accounts.get_mut(&account.sid).ok_or(Error::NotFound)?;
+        stored.policy = policy.clone();
+        Ok(())
     }
 }
 

@@ -6,14 +6,15 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 
 use super::{
-    errors,
-    items::{from_item, to_item, AccountItem, Key, SUB_ACCOUNT_PREFIX},
-    DynamoStore, Expr,
+    errors::{self, Reason},
+    items::{from_item, to_item, AccountItem, Key, PolicyItem, SUB_ACCOUNT_PREFIX},
+    DynamoStore, Expr, TransactError,
 };
 use crate::{
     domain::{
         account::Account,
         error::{Error, Result},
+        policy::AccountPolicy,
     },
     ports::AccountStore,
 };
@@ -36,6 +37,13 @@ impl AccountCache {
         let entries = self.entries.lock().ok()?;
         let (at, account) = entries.get(sid)?;
         (at.elapsed() < self.ttl).then(|| account.clone())
+    }
+
+    /// Drop `sid` from this process's cache (after this process changed it).
+    fn forget(&self, sid: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(sid);
+        }
     }
 
     fn put(&self, account: &Account) {
@@ -106,5 +114,42 @@ impl AccountStore for DynamoStore {
         let items =
             self.query_prefix("Query(sub_accounts)", Key::account_partition(ancestor_sid), SUB_ACCOUNT_PREFIX).await?;
         items.into_iter().map(from_item::<AccountItem, _>).collect()
+    }
+
+    async fn set_policy(&self, account: &Account, policy: &AccountPolicy) -> Result<()> {
+        // The policy's attributes: those it has are set, the others removed (back to default).
+        let values = to_item(&PolicyItem::from(policy))?;
+        let mut expr = Expr::default();
+        let (mut set, mut remove) = (vec![], vec![]);
+        for name in PolicyItem::ATTRIBUTES {
+            expr = expr.name(name);
+            match values.get(name) {
+                Some(v) => {
+                    set.push(format!("#{name} = :{name}"));
+                    expr = expr.value(&format!(":{name}"), v.clone());
+                }
+                None => remove.push(format!("#{name}")),
+            }
+        }
+        let mut update = String::new();
+        if !set.is_empty() {
+            update = format!("SET {}", set.join(", "));
+        }
+        if !remove.is_empty() {
+            update = format!("{update} REMOVE {}", remove.join(", "));
+        }
+        // The account and its copies under its ancestors, together.
+        let keys = std::iter::once(Key::account(&account.sid))
+            .chain(account.ancestors.iter().map(|a| Key::sub_account(a, &account.sid)));
+        let tx = keys
+            .map(|k| self.update(&k, update.trim(), Some("attribute_exists(pk)"), expr.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let result = self.transact("TransactWriteItems(set_policy)", tx).await;
+        self.accounts.forget(&account.sid);
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactError::Canceled(reasons)) if reasons.contains(&Reason::ConditionFailed) => Err(Error::NotFound),
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -14,6 +14,7 @@ use crate::domain::{
     idempotency::{IdempotencyRecord, WINDOW_MS},
     limits::{Bucket, Counter, CounterKey, LimitDef},
     otp::{Channel, ChannelEvent, ChannelStatus, Check, Delivery, Destination, Otp, OtpStatus, Superseded},
+    policy::{AccountPolicy, GuardSettings, TestDestination},
     send::RETENTION_DAYS,
     time::Millis,
     usage::UsageKey,
@@ -257,6 +258,82 @@ pub(crate) struct AccountItem {
     #[serde(default)]
     pub allowed_ips: Vec<String>,
     pub created_ms: Millis,
+    #[serde(flatten)]
+    pub policy: PolicyItem,
+}
+
+/// An account's policy, as attributes of its item (all absent for the default policy, so
+/// accounts written before it read back with it). `set_policy` rewrites exactly these.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct PolicyItem {
+    /// Absent: every country; a list (possibly empty): only those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_countries: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_countries: Option<Vec<String>>,
+    /// Absent: the default settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardItem>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_destinations: Vec<TestDestinationItem>,
+}
+
+impl PolicyItem {
+    /// Every attribute a policy may have (what `set_policy` sets or removes).
+    pub const ATTRIBUTES: [&'static str; 4] = ["sms_countries", "call_countries", "guard", "test_destinations"];
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct GuardItem {
+    pub enabled: bool,
+    pub min_sends: u32,
+    pub min_verify_percent: u8,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TestDestinationItem {
+    pub to: String,
+    #[serde(with = "bytes")]
+    pub sealed_code: Vec<u8>,
+}
+
+impl From<&AccountPolicy> for PolicyItem {
+    fn from(p: &AccountPolicy) -> Self {
+        let g = p.guard;
+        PolicyItem {
+            sms_countries: p.sms_countries.clone(),
+            call_countries: p.call_countries.clone(),
+            guard: (g != GuardSettings::default()).then_some(GuardItem {
+                enabled: g.enabled,
+                min_sends: g.min_sends,
+                min_verify_percent: g.min_verify_percent,
+            }),
+            test_destinations: p
+                .test_destinations
+                .iter()
+                .map(|t| TestDestinationItem { to: t.to.clone(), sealed_code: t.sealed_code.clone() })
+                .collect(),
+        }
+    }
+}
+
+impl From<PolicyItem> for AccountPolicy {
+    fn from(i: PolicyItem) -> Self {
+        AccountPolicy {
+            sms_countries: i.sms_countries,
+            call_countries: i.call_countries,
+            guard: i.guard.map_or_else(GuardSettings::default, |g| GuardSettings {
+                enabled: g.enabled,
+                min_sends: g.min_sends,
+                min_verify_percent: g.min_verify_percent,
+            }),
+            test_destinations: i
+                .test_destinations
+                .into_iter()
+                .map(|t| TestDestination { to: t.to, sealed_code: t.sealed_code })
+                .collect(),
+        }
+    }
 }
 
 impl AccountItem {
@@ -272,6 +349,7 @@ impl AccountItem {
             suspended: a.suspended,
             allowed_ips: a.allowed_ips.iter().map(ToString::to_string).collect(),
             created_ms: a.created_ms,
+            policy: PolicyItem::from(&a.policy),
         }
     }
 }
@@ -289,6 +367,7 @@ impl TryFrom<AccountItem> for Account {
             suspended: i.suspended,
             allowed_ips,
             created_ms: i.created_ms,
+            policy: i.policy.into(),
         })
     }
 }

@@ -1,0 +1,309 @@
+//! What an account allows beyond its credentials: the countries it sends to per channel (geo
+//! permissions), its pumping guard settings, and its test destinations with their fixed codes.
+//!
+//! Kept on the account (read at authentication, so a send reads nothing more for it). Set on
+//! the dev server with `POST /dev/accounts` and by the admin command, both through
+//! `update_policy`.
+
+use serde::Deserialize;
+
+use super::{
+    account::Account,
+    crypto::{Code, Keys, MAX_CODE_LEN, MIN_CODE_LEN},
+    error::{Error, Result},
+    otp::Channel,
+    phone,
+    send::is_email,
+};
+use crate::ports::AccountStore;
+
+/// Most test destinations an account may declare (they live in the account item).
+pub const MAX_TEST_DESTINATIONS: usize = 20;
+/// Most countries in one allow list (there are 249 ISO codes).
+pub const MAX_COUNTRIES: usize = 250;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountPolicy {
+    /// Countries SMS may go to; None: every country.
+    pub sms_countries: Option<Vec<String>>,
+    /// Countries calls may go to; None: every country.
+    pub call_countries: Option<Vec<String>>,
+    pub guard: GuardSettings,
+    pub test_destinations: Vec<TestDestination>,
+}
+
+/// The pumping guard: when, over the last hour, an account's sends to one country reach
+/// `min_sends` and fewer than `min_verify_percent` % of them were verified, further sends
+/// there are refused (477) until the rate recovers (see `domain::guard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardSettings {
+    pub enabled: bool,
+    pub min_sends: u32,
+    pub min_verify_percent: u8,
+}
+
+impl GuardSettings {
+    pub const DEFAULT_MIN_SENDS: u32 = 100;
+    pub const DEFAULT_MIN_VERIFY_PERCENT: u8 = 20;
+}
+
+impl Default for GuardSettings {
+    fn default() -> Self {
+        GuardSettings {
+            enabled: true,
+            min_sends: Self::DEFAULT_MIN_SENDS,
+            min_verify_percent: Self::DEFAULT_MIN_VERIFY_PERCENT,
+        }
+    }
+}
+
+/// A destination that receives nothing: a send to it costs nothing and its OTP verifies with a
+/// fixed code (for app-store reviewers and CI). The code is kept sealed, bound to the account
+/// and destination; the OTP stores its HMAC like any other code.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TestDestination {
+    /// E.164 for a number, lower case for an address.
+    pub to: String,
+    pub sealed_code: Vec<u8>,
+}
+
+impl std::fmt::Debug for TestDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDestination").field("to", &self.to).finish_non_exhaustive()
+    }
+}
+
+impl TestDestination {
+    pub fn new(keys: &Keys, account_sid: &str, to: &str, code: &str) -> Result<Self> {
+        let to = canonical_destination(to).ok_or_else(|| {
+            Error::invalid("testNumbers", "each `to` must be a valid phone number or an email address")
+        })?;
+        let len = code.len();
+        if !(usize::from(MIN_CODE_LEN)..=usize::from(MAX_CODE_LEN)).contains(&len)
+            || !code.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(Error::invalid("testNumbers", "each `code` must be 4 to 10 digits"));
+        }
+        let sealed_code = keys.seal(code.as_bytes(), &Self::aad(account_sid, &to));
+        Ok(TestDestination { to, sealed_code })
+    }
+
+    /// The fixed code (None if the sealed copy does not open: another key, or a bug).
+    pub fn code(&self, keys: &Keys, account_sid: &str) -> Option<Code> {
+        let bytes = keys.open(&self.sealed_code, &Self::aad(account_sid, &self.to)).ok()?;
+        String::from_utf8(bytes).ok().map(Code::new)
+    }
+
+    fn aad(account_sid: &str, to: &str) -> String {
+        format!("test-destination|{account_sid}|{to}")
+    }
+}
+
+/// A destination in the form sends store it: numbers in E.164, addresses in lower case.
+fn canonical_destination(to: &str) -> Option<String> {
+    if to.contains('@') {
+        is_email(to).then(|| to.to_ascii_lowercase())
+    } else {
+        phone::parse(to, "to").ok().map(|p| p.e164)
+    }
+}
+
+impl AccountPolicy {
+    /// Whether `channel` may deliver to `country` (email has no country and no geo list).
+    pub fn allows(&self, channel: Channel, country: &str) -> bool {
+        let list = match channel {
+            Channel::Sms => &self.sms_countries,
+            Channel::Call => &self.call_countries,
+            Channel::Email => return true,
+        };
+        list.as_ref().is_none_or(|l| l.iter().any(|c| c == country))
+    }
+
+    /// The test destination `to` (already canonical for phone numbers), if it is one.
+    pub fn test_destination(&self, to: &str) -> Option<&TestDestination> {
+        self.test_destinations.iter().find(|t| t.to == to || (to.contains('@') && t.to.eq_ignore_ascii_case(to)))
+    }
+}
+
+/// A change of policy as the dev server and the admin command take it (JSON): every field is
+/// optional and replaces only its part; `null` in `allowedCountries.sms`/`.call` means "all".
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyUpdate {
+    #[serde(default)]
+    pub allowed_countries: Option<CountriesUpdate>,
+    #[serde(default)]
+    pub pumping_guard: Option<GuardUpdate>,
+    /// Replaces the whole list.
+    #[serde(default)]
+    pub test_numbers: Option<Vec<TestNumberInput>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountriesUpdate {
+    /// Absent: unchanged; `null`: every country; a list: only those.
+    #[serde(default, with = "double_option")]
+    pub sms: Option<Option<Vec<String>>>,
+    #[serde(default, with = "double_option")]
+    pub call: Option<Option<Vec<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GuardUpdate {
+    pub enabled: Option<bool>,
+    pub min_sends: Option<u32>,
+    pub min_verify_percent: Option<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestNumberInput {
+    pub to: String,
+    pub code: String,
+}
+
+impl std::fmt::Debug for TestNumberInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestNumberInput").field("to", &self.to).finish_non_exhaustive()
+    }
+}
+
+/// `Option<Option<T>>` that tells an absent field (None) from `null` (Some(None)).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+impl PolicyUpdate {
+    /// `policy` with this update applied; 400 naming the part that is wrong.
+    pub fn apply(self, keys: &Keys, account_sid: &str, mut policy: AccountPolicy) -> Result<AccountPolicy> {
+        if let Some(c) = self.allowed_countries {
+            if let Some(sms) = c.sms {
+                policy.sms_countries = sms.map(|l| countries(&l)).transpose()?;
+            }
+            if let Some(call) = c.call {
+                policy.call_countries = call.map(|l| countries(&l)).transpose()?;
+            }
+        }
+        if let Some(g) = self.pumping_guard {
+            policy.guard.enabled = g.enabled.unwrap_or(policy.guard.enabled);
+            policy.guard.min_sends = g.min_sends.unwrap_or(policy.guard.min_sends);
+            if let Some(p) = g.min_verify_percent {
+                if p > 100 {
+                    return Err(Error::invalid("pumpingGuard", "minVerifyPercent must be 0 to 100"));
+                }
+                policy.guard.min_verify_percent = p;
+            }
+            if policy.guard.min_sends == 0 {
+                return Err(Error::invalid("pumpingGuard", "minSends must be at least 1"));
+            }
+        }
+        if let Some(list) = self.test_numbers {
+            if list.len() > MAX_TEST_DESTINATIONS {
+                return Err(Error::invalid("testNumbers", format!("at most {MAX_TEST_DESTINATIONS}")));
+            }
+            let mut out: Vec<TestDestination> = Vec::with_capacity(list.len());
+            for t in list {
+                let t = TestDestination::new(keys, account_sid, &t.to, &t.code)?;
+                if out.iter().any(|o| o.to == t.to) {
+                    return Err(Error::invalid("testNumbers", "each destination once"));
+                }
+                out.push(t);
+            }
+            policy.test_destinations = out;
+        }
+        Ok(policy)
+    }
+}
+
+fn countries(list: &[String]) -> Result<Vec<String>> {
+    if list.len() > MAX_COUNTRIES {
+        return Err(Error::invalid("allowedCountries", format!("at most {MAX_COUNTRIES} countries")));
+    }
+    let mut out: Vec<String> =
+        list.iter().map(|c| phone::country_code(c, "allowedCountries")).collect::<Result<_>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Apply `update` to the policy of account `sid` and store it; answers the new policy.
+/// `Error::NotFound` when there is no such account. The whole policy is written at once (what
+/// the update left alone is written back as read).
+pub async fn update_policy(
+    store: &dyn AccountStore,
+    keys: &Keys,
+    sid: &str,
+    update: PolicyUpdate,
+) -> Result<AccountPolicy> {
+    let account: Account = store.get_account(sid).await?.ok_or(Error::NotFound)?;
+    let policy = update.apply(keys, sid, account.policy.clone())?;
+    store.set_policy(&account, &policy).await?;
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(json: &str) -> PolicyUpdate {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn by_default_every_country_is_allowed_on_every_channel() {
+        let p = AccountPolicy::default();
+        assert!(p.allows(Channel::Sms, "US") && p.allows(Channel::Call, "JP"));
+        assert_eq!(p.guard, GuardSettings { enabled: true, min_sends: 100, min_verify_percent: 20 });
+    }
+
+    #[test]
+    fn allow_lists_are_per_channel_and_null_means_all_again() {
+        let keys = Keys::random();
+        let p = update(r#"{"allowedCountries":{"sms":["us","GB","gb"]}}"#)
+            .apply(&keys, "AC1", AccountPolicy::default())
+            .unwrap();
+        assert_eq!(p.sms_countries, Some(vec!["GB".to_owned(), "US".to_owned()]));
+        assert!(p.allows(Channel::Sms, "GB") && !p.allows(Channel::Sms, "IN"));
+        assert!(p.allows(Channel::Call, "IN"), "call keeps its own list (all)");
+        assert!(p.allows(Channel::Email, "IN"));
+        let p = update(r#"{"allowedCountries":{"sms":null}}"#).apply(&keys, "AC1", p).unwrap();
+        assert!(p.allows(Channel::Sms, "IN"));
+        let none = update(r#"{"allowedCountries":{"call":[]}}"#).apply(&keys, "AC1", p).unwrap();
+        assert!(!none.allows(Channel::Call, "US"), "an empty list allows nothing");
+    }
+
+    #[test]
+    fn bad_policy_input_names_the_part() {
+        let keys = Keys::random();
+        let err = |json: &str| update(json).apply(&keys, "AC1", AccountPolicy::default()).unwrap_err();
+        assert!(matches!(err(r#"{"allowedCountries":{"sms":["USA"]}}"#),
+            Error::InvalidParameter { param, .. } if param == "allowedCountries"));
+        assert!(matches!(err(r#"{"pumpingGuard":{"minVerifyPercent":101}}"#),
+            Error::InvalidParameter { param, .. } if param == "pumpingGuard"));
+        assert!(matches!(err(r#"{"testNumbers":[{"to":"+15551234567","code":"123456"}]}"#),
+            Error::InvalidParameter { param, .. } if param == "testNumbers"));
+        assert!(matches!(err(r#"{"testNumbers":[{"to":"+14155550100","code":"12"}]}"#),
+            Error::InvalidParameter { param, .. } if param == "testNumbers"));
+        assert!(serde_json::from_str::<PolicyUpdate>(r#"{"allowedCountry":{}}"#).is_err());
+    }
+
+    #[test]
+    fn test_codes_are_sealed_to_their_account_and_destination() {
+        let keys = Keys::random();
+        let t = TestDestination::new(&keys, "AC1", "14155550100", "246810").unwrap();
+        assert_eq!(t.to, "+14155550100", "stored as sends store numbers");
+        assert!(!t.sealed_code.windows(6).any(|w| w == b"246810"), "never in clear");
+        assert_eq!(t.code(&keys, "AC1").unwrap().reveal(), "246810");
+        assert!(t.code(&keys, "AC2").is_none());
+        let p = AccountPolicy { test_destinations: vec![t], ..Default::default() };
+        assert!(p.test_destination("+14155550100").is_some());
+        assert!(p.test_destination("+14155550101").is_none());
+        assert!(!format!("{p:?}").contains("sealed"), "Debug leaves the sealed code out");
+    }
+}
