@@ -9,6 +9,7 @@ use crate::domain::{
     account::Account,
     crypto::Keys,
     error::Result,
+    guard::{GuardCount, GuardKey},
     idempotency::IdempotencyRecord,
     limits::{Counter, CounterKey, CounterOp, LimitDef},
     otp::{Channel, ChannelEvent, Check, Destination, Otp, Superseded},
@@ -55,6 +56,20 @@ pub struct SendSnapshot {
     /// The record of the idempotency key asked for, if the account has one, whatever its age
     /// (the domain checks `live_at`).
     pub idempotency: Option<IdempotencyRecord>,
+    /// The pumping-guard counters asked for, in that order.
+    pub guard: Vec<Option<GuardCount>>,
+}
+
+/// What `OtpStore::snapshot` reads, all in one round trip.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotRequest<'a> {
+    pub account_sid: &'a str,
+    pub service: &'a str,
+    pub to: &'a str,
+    pub limit_names: &'a [String],
+    pub counters: &'a [CounterKey],
+    pub idempotency_key: Option<&'a str>,
+    pub guard: &'a [GuardKey],
 }
 
 /// Every write of one send, applied atomically by `commit_send`.
@@ -73,6 +88,8 @@ pub struct SendPlan {
     /// The send's idempotency record (its account is the OTP's), written only if the account
     /// has no record of that key younger than `idempotency::WINDOW_MS` at `created_ms`.
     pub idempotency: Option<IdempotencyRecord>,
+    /// The pumping-guard counter this send counts in (`sends + 1`), if it is guarded.
+    pub guard: Option<GuardKey>,
 }
 
 // One per request, moved once: boxing the OTP would buy nothing.
@@ -91,6 +108,10 @@ pub enum CancelWrite {
 
 #[async_trait]
 pub trait OtpStore: Send + Sync {
+    /// Everything a send reads before it decides, in one round trip.
+    async fn snapshot(&self, req: &SnapshotRequest<'_>) -> Result<SendSnapshot>;
+
+    /// `snapshot` without pumping-guard counters.
     async fn send_snapshot(
         &self,
         account_sid: &str,
@@ -99,7 +120,10 @@ pub trait OtpStore: Send + Sync {
         limit_names: &[String],
         counters: &[CounterKey],
         idempotency_key: Option<&str>,
-    ) -> Result<SendSnapshot>;
+    ) -> Result<SendSnapshot> {
+        self.snapshot(&SnapshotRequest { account_sid, service, to, limit_names, counters, idempotency_key, guard: &[] })
+            .await
+    }
 
     async fn get_counters(&self, keys: &[CounterKey]) -> Result<Vec<Option<Counter>>>;
 
@@ -127,6 +151,21 @@ pub trait OtpStore: Send + Sync {
         code_hash: &[u8],
         check: &Check,
         now: Millis,
+    ) -> Result<VerifyWrite> {
+        self.verify_code_counted(account_sid, otp_sid, code_hash, check, now, None).await
+    }
+
+    /// `verify_code` that, with `guard`, also counts the verify in that pumping-guard counter,
+    /// in the same write, and then requires the OTP's country to be `guard.country` (refused
+    /// otherwise, answering the OTP as it is). `Error::Contended` on a conflicting write.
+    async fn verify_code_counted(
+        &self,
+        account_sid: &str,
+        otp_sid: &str,
+        code_hash: &[u8],
+        check: &Check,
+        now: Millis,
+        guard: Option<&GuardKey>,
     ) -> Result<VerifyWrite>;
 
     /// Record an invalid check, only if the OTP still has `seen_attempts` attempts and is

@@ -111,3 +111,27 @@ async fn bad_policies_on_the_dev_server_are_400s_that_say_why() {
     let (status, _) = dev_accounts(&api, json!({ "accountSid": "ACnope", "pumpingGuard": {} })).await;
     assert_eq!(status, 404);
 }
+
+// ---- pumping guard ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_pumping_guard_answers_477_with_429_and_lifts_an_hour_later_on_the_dev_clock() {
+    // Given an account whose guard pauses a country after 2 sends in the hour below 50 % verified
+    let api = Api::start().await;
+    let (_, acct) = dev_accounts(&api, json!({ "pumpingGuard": { "minSends": 2, "minVerifyPercent": 50 } })).await;
+    assert_eq!(acct["policy"]["pumpingGuard"], json!({ "enabled": true, "minSends": 2, "minVerifyPercent": 50 }));
+    let (sid, token) = (acct["accountSid"].as_str().unwrap(), acct["authToken"].as_str().unwrap());
+    let body = |to: &str| json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "Code {code}" });
+    // And 2 unverified SMS to Germany
+    for to in ["+4915123456781", "+4915123456782"] {
+        assert_eq!(api.post_as(sid, token, "/2fa/send", &body(to)).await.status, 200);
+    }
+    // When a 3rd goes to Germany
+    let r = api.post_as(sid, token, "/2fa/send", &body("+4915123456783")).await;
+    // Then it answers 429 with code 477
+    assert_eq!(r.status, 429);
+    assert_eq!(r.text, r#"{"code":477,"message":"Sends to DE paused: low verification rate","requestID":null}"#);
+    // And an hour later (dev clock) the unverified sends have left the window
+    api.advance(3600).await;
+    assert_eq!(api.post_as(sid, token, "/2fa/send", &body("+4915123456783")).await.status, 200);
+}

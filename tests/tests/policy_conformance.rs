@@ -17,18 +17,21 @@ use twofa::{
     domain::{
         account::Account,
         crypto::Keys,
+        guard::GuardKey,
         ids,
-        otp::Delivery,
+        otp::{Delivery, Destination, Otp, OtpStatus},
         policy::{update_policy, PolicyUpdate},
         send::{send, SendRequest},
+        verify::{verify, VerifyTarget},
     },
-    ports::{Deps, Store},
+    ports::{Clock, Deps, SendPlan, Store},
     Error,
 };
 
 struct Fixture {
     deps: Deps,
     outbox: Arc<Outbox>,
+    clock: Arc<AdjustableClock>,
     dynamo: Option<Arc<DynamoStore>>,
 }
 
@@ -36,8 +39,8 @@ impl Fixture {
     fn new(store: Arc<dyn Store>, dynamo: Option<Arc<DynamoStore>>) -> Self {
         let clock = Arc::new(AdjustableClock::default());
         let outbox = Arc::new(Outbox::new(clock.clone()));
-        let deps = Deps { store, dispatcher: outbox.clone(), clock, keys: Arc::new(Keys::random()) };
-        Fixture { deps, outbox, dynamo }
+        let deps = Deps { store, dispatcher: outbox.clone(), clock: clock.clone(), keys: Arc::new(Keys::random()) };
+        Fixture { deps, outbox, clock, dynamo }
     }
 
     fn memory() -> Self {
@@ -73,6 +76,18 @@ impl Fixture {
     async fn send_sms(&self, account: &Account, to: &str) -> Result<String, Error> {
         send(&self.deps, account, sms(to)).await
     }
+
+    /// Verify OTP `sid` with the code the outbox shows for `to`.
+    async fn verify_sent(&self, account: &Account, sid: &str, to: &str) {
+        let msg = self.outbox.messages(Some(to)).into_iter().next().expect("a message");
+        let code: String = msg.body.chars().filter(char::is_ascii_digit).collect();
+        verify(&self.deps, account, VerifyTarget::RequestId(sid.to_owned()), &code).await.expect("verified");
+    }
+}
+
+/// The `i`-th of some US numbers that can exist.
+fn us(i: usize) -> String {
+    format!("+1415555{i:04}")
 }
 
 fn sms(to: &str) -> SendRequest {
@@ -120,6 +135,10 @@ on_both_stores!(
     a_send_outside_the_allowed_countries_is_refused_and_writes_nothing,
     policy_of_an_unknown_account_is_not_found,
     a_sub_accounts_policy_is_its_own_and_reaches_its_copies,
+    the_pumping_guard_pauses_a_country_with_few_verifies_and_resumes_as_verifies_come_in,
+    the_pumping_guard_forgets_sends_older_than_an_hour,
+    concurrent_sends_and_verifies_are_all_counted_by_the_guard,
+    a_verify_whose_sid_names_another_country_counts_in_the_otps_own,
 );
 
 // --- geo permissions ---------------------------------------------------------------------------
@@ -168,4 +187,122 @@ async fn a_sub_accounts_policy_is_its_own_and_reaches_its_copies(f: Fixture) {
     let copies = f.deps.store.list_sub_accounts(&parent.sid).await.unwrap();
     assert_eq!(copies.len(), 1);
     assert_eq!(copies[0].policy, sub.policy);
+}
+
+// --- pumping guard -----------------------------------------------------------------------------
+
+async fn the_pumping_guard_pauses_a_country_with_few_verifies_and_resumes_as_verifies_come_in(f: Fixture) {
+    // Given an account whose guard pauses a country after 4 sends in the hour below 50 % verified
+    let account = f.account(None).await;
+    let account =
+        f.set(&account, serde_json::json!({ "pumpingGuard": { "minSends": 4, "minVerifyPercent": 50 } })).await;
+    // And 4 SMS to US numbers, none verified
+    let mut sent = vec![];
+    for i in 0..4 {
+        sent.push((f.send_sms(&account, &us(i)).await.expect("send"), us(i)));
+    }
+    // When it sends a 5th to the US
+    let r = f.send_sms(&account, &us(4)).await;
+    // Then it is refused with 477 naming the country, and nothing was sent
+    assert_eq!(r, Err(Error::SendsPaused("US".into())));
+    assert_eq!(r.unwrap_err().to_string(), "Sends to US paused: low verification rate");
+    assert!(f.outbox.messages(Some(&us(4))).is_empty());
+    // And other countries are not affected
+    f.send_sms(&account, "+447400123456").await.expect("GB is not paused");
+    // When one US OTP is verified (1 of 4: 25 %), still paused; at 2 of 4 (50 %), resumed
+    f.verify_sent(&account, &sent[0].0, &sent[0].1).await;
+    assert_eq!(f.send_sms(&account, &us(4)).await, Err(Error::SendsPaused("US".into())));
+    f.verify_sent(&account, &sent[1].0, &sent[1].1).await;
+    f.send_sms(&account, &us(4)).await.expect("resumed at 50 %");
+    // And the send that went out counts: 2 of 5 is below 50 % again
+    assert_eq!(f.send_sms(&account, &us(5)).await, Err(Error::SendsPaused("US".into())));
+}
+
+async fn the_pumping_guard_forgets_sends_older_than_an_hour(f: Fixture) {
+    // Given a country paused by 3 unverified sends (guard: 3 sends, 10 %)
+    let account = f.account(None).await;
+    let account =
+        f.set(&account, serde_json::json!({ "pumpingGuard": { "minSends": 3, "minVerifyPercent": 10 } })).await;
+    for i in 0..3 {
+        f.send_sms(&account, &us(i)).await.expect("send");
+        f.clock.advance_secs(600);
+    }
+    assert_eq!(f.send_sms(&account, &us(3)).await, Err(Error::SendsPaused("US".into())));
+    // When the first send slides out of the hour (its bucket leaves the window of 6 x 10 min)
+    f.clock.advance_secs(3 * 600);
+    // Then sends resume
+    f.send_sms(&account, &us(3)).await.expect("resumed once the oldest send left the hour");
+    // And an account with the guard off is never paused
+    let off = f.account(None).await;
+    let off = f.set(&off, serde_json::json!({ "pumpingGuard": { "enabled": false, "minSends": 1 } })).await;
+    for i in 10..14 {
+        f.send_sms(&off, &us(i)).await.expect("no guard");
+    }
+}
+
+async fn concurrent_sends_and_verifies_are_all_counted_by_the_guard(f: Fixture) {
+    // Given an account whose guard pauses after 12 sends below 50 % verified
+    let account = f.account(None).await;
+    let account =
+        f.set(&account, serde_json::json!({ "pumpingGuard": { "minSends": 12, "minVerifyPercent": 50 } })).await;
+    // When 12 sends to the US run at once, then 6 of them are verified at once
+    let numbers: Vec<String> = (0..12).map(us).collect();
+    let sends = futures::future::join_all(numbers.iter().map(|to| f.send_sms(&account, to))).await;
+    let sids: Vec<String> = sends.into_iter().map(|r| r.expect("send")).collect();
+    futures::future::join_all(sids.iter().zip(&numbers).take(5).map(|(sid, to)| f.verify_sent(&account, sid, to)))
+        .await;
+    // Then every send counted: 5 of 12 verified pauses the US
+    assert_eq!(f.send_sms(&account, &us(12)).await, Err(Error::SendsPaused("US".into())));
+    // And every verify counted: the 6th makes 6 of 12, and sends resume
+    f.verify_sent(&account, &sids[5], &us(5)).await;
+    f.send_sms(&account, &us(12)).await.expect("resumed at 50 %");
+}
+
+async fn a_verify_whose_sid_names_another_country_counts_in_the_otps_own(f: Fixture) {
+    // Given a US OTP whose sid names GB (as an OTP from before the guard may, by chance)
+    let account = f.account(None).await;
+    let account =
+        f.set(&account, serde_json::json!({ "pumpingGuard": { "minSends": 1, "minVerifyPercent": 100 } })).await;
+    let now = f.clock.now_ms();
+    let sid = f.deps.keys.otp_sid(Some("GB"));
+    let otp = Otp {
+        code_hash: f.deps.keys.hash_code(&sid, "123456").to_vec(),
+        sealed_code: vec![],
+        account_sid: account.sid.clone(),
+        service: "2FA".into(),
+        delivery: Delivery::sms("Twofa", us(1), "Your code: {code}"),
+        length: 6,
+        country: Some("US".into()),
+        status: OtpStatus::Pending,
+        created_ms: now,
+        updated_ms: now,
+        expires_ms: now + 300_000,
+        guard_time: None,
+        cancel_at_ms: None,
+        attempts: 0,
+        checks: vec![],
+        events: vec![],
+        sid: sid.clone(),
+    };
+    let destination =
+        Destination { current: sid.clone(), current_guard: None, current_expires_ms: otp.expires_ms, previous: None };
+    let guard = Some(GuardKey::at(&account.sid, "US", now, &sid));
+    let plan = SendPlan {
+        otp,
+        destination,
+        expected_current: None,
+        supersede: None,
+        counters: vec![],
+        usage: vec![],
+        idempotency: None,
+        guard,
+    };
+    f.deps.store.commit_send(&plan).await.expect("commit");
+    // The US has 1 send and no verify: paused
+    assert_eq!(f.send_sms(&account, &us(2)).await, Err(Error::SendsPaused("US".into())));
+    // When it is verified (the first write names GB and is refused; the second names the US)
+    verify(&f.deps, &account, VerifyTarget::RequestId(sid.clone()), "123456").await.expect("verified");
+    // Then the verify counted for the US: 1 of 1, sends there resume
+    f.send_sms(&account, &us(2)).await.expect("resumed");
+    assert_eq!(f.deps.store.get_otp(&account.sid, &sid).await.unwrap().unwrap().status, OtpStatus::Success);
 }

@@ -161,6 +161,7 @@ fn plan(otp: Otp, expected_current: Option<&str>, supersede: Option<Superseded>,
         counters,
         usage: usage_keys(&otp.account_sid, otp.created_ms),
         idempotency: None,
+        guard: None,
         otp,
     }
 }
@@ -1037,20 +1038,20 @@ mod dynamodb_costs {
         assert_eq!((c.batch_get_item, c.transact_write_items, c.update_item), (2, 1, 1));
         assert_eq!(counts(c), (2, 1, 2));
 
-        // Verify with a wrong code: the refused conditional write answers the OTP, then the
-        // invalid check is recorded
+        // Verify with a wrong code: the refused conditional write (a transaction with the pumping
+        // guard's counter) answers the OTP, then the invalid check is recorded
         let code = code_sent_to(&outbox, &to);
         let wrong = if code == "000000" { "111111" } else { "000000" };
         let (r, c) = measured(&store, verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), wrong)).await;
         assert_eq!(r.unwrap_err().error, Error::InvalidCode);
         println!("verify (wrong code): {c:?}");
-        assert_eq!((c.reads(), c.update_item, c.writes()), (0, 2, 2));
+        assert_eq!((c.reads(), c.transact_write_items, c.update_item, c.writes()), (0, 1, 1, 2));
 
-        // Verify with the right code: one conditional write, nothing else
+        // Verify with the right code: one conditional write (OTP + guard counter), nothing else
         let (r, c) = measured(&store, verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), &code)).await;
         r.expect("verify");
         println!("verify (right code): {c:?}");
-        assert_eq!((c.reads(), c.update_item, c.writes()), (0, 1, 1));
+        assert_eq!((c.reads(), c.transact_write_items, c.writes()), (0, 1, 1));
 
         // Cancel: one conditional write
         let to2 = phone();

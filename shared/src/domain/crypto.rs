@@ -56,11 +56,16 @@ pub fn generate_code(len: u8) -> Code {
     Code(digits)
 }
 
+/// Marks an OTP sid that carries a country (`Keys::otp_sid`).
+const SID_COUNTRY_TAG: u8 = 0xC7;
+
 /// Keys derived from the master secret.
 #[derive(Clone)]
 pub struct Keys {
     code_mac: [u8; 32],
     token_mac: [u8; 32],
+    /// Masks the country an OTP sid carries (`otp_sid`).
+    sid_mac: [u8; 32],
     seal: Aes256Gcm,
 }
 
@@ -86,6 +91,7 @@ impl Keys {
         Ok(Keys {
             code_mac: derive(master, "twofa/v1/code"),
             token_mac: derive(master, "twofa/v1/token"),
+            sid_mac: derive(master, "twofa/v1/otp-sid-country"),
             seal: Aes256Gcm::new_from_slice(&seal_key).map_err(|_| Error::Internal)?,
         })
     }
@@ -118,6 +124,43 @@ impl Keys {
         mac.update(account_sid.as_bytes());
         mac.update(b"\0");
         mac.update(token.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// A fresh OTP sid (`OTP` + 32 hex, as always) that carries `country` (two letters) so that
+    /// verify, which has only the sid, knows which country's pumping-guard counter to count in
+    /// without reading the OTP first. The first 3 of the 16 random bytes become a tag and the
+    /// two letters, masked with an HMAC of the other 13: the sid still looks uniformly random
+    /// (104 random bits remain) and only the server can read the country back.
+    pub fn otp_sid(&self, country: Option<&str>) -> String {
+        let mut bytes = [0u8; 16];
+        OsRng.fill_bytes(&mut bytes);
+        if let Some(cc) = country.map(str::as_bytes).filter(|cc| cc.len() == 2 && cc.iter().all(u8::is_ascii_uppercase))
+        {
+            let mask = self.sid_mask(&bytes[3..]);
+            bytes[0] = SID_COUNTRY_TAG ^ mask[0];
+            bytes[1] = cc[0] ^ mask[1];
+            bytes[2] = cc[1] ^ mask[2];
+        }
+        format!("{}{}", super::ids::OTP, hex::encode(bytes))
+    }
+
+    /// The country `otp_sid` put in `sid`, if it carries one. A sid minted without one reads as
+    /// None except by chance (1 in ~25,000); verify then learns the OTP's real country from the
+    /// refused write and counts there.
+    pub fn otp_sid_country(&self, sid: &str) -> Option<String> {
+        let hex_part = sid.strip_prefix(super::ids::OTP)?;
+        let mut bytes = [0u8; 16];
+        hex::decode_to_slice(hex_part, &mut bytes).ok()?;
+        let mask = self.sid_mask(&bytes[3..]);
+        let cc = [bytes[1] ^ mask[1], bytes[2] ^ mask[2]];
+        (bytes[0] ^ mask[0] == SID_COUNTRY_TAG && cc.iter().all(u8::is_ascii_uppercase))
+            .then(|| String::from_utf8_lossy(&cc).into_owned())
+    }
+
+    fn sid_mask(&self, rest: &[u8]) -> [u8; 32] {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.sid_mac).expect("32-byte key");
+        mac.update(rest);
         mac.finalize().into_bytes().into()
     }
 
@@ -207,5 +250,19 @@ mod tests {
     #[test]
     fn short_master_secrets_are_refused() {
         assert!(Keys::from_master(b"short").is_err());
+    }
+
+    #[test]
+    fn otp_sids_carry_their_country_readable_only_with_the_key() {
+        let keys = Keys::random();
+        let sid = keys.otp_sid(Some("GB"));
+        assert!(crate::domain::ids::is_sid("OTP", &sid), "{sid}");
+        assert_eq!(keys.otp_sid_country(&sid).as_deref(), Some("GB"));
+        assert_eq!(Keys::random().otp_sid_country(&sid), None, "another key reads nothing (or noise)");
+        let plain = keys.otp_sid(None);
+        assert!(crate::domain::ids::is_sid("OTP", &plain));
+        let misread = (0..2000).filter(|_| keys.otp_sid_country(&keys.otp_sid(None)).is_some()).count();
+        assert!(misread <= 2, "{misread} of 2000 plain sids read as carrying a country");
+        assert_ne!(keys.otp_sid(Some("GB")), keys.otp_sid(Some("GB")));
     }
 }

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod crypto;
 pub mod error;
+pub mod guard;
 pub mod idempotency;
 pub mod ids;
 pub mod limit_admin;

@@ -8,15 +8,17 @@ use super::{
     account::Account,
     crypto::{generate_code, Code},
     error::{Error, Result},
+    guard::{self, GuardKey},
     idempotency::{self, IdempotencyRecord},
     ids::{self, new_sid},
     limits::{admissions, default_admission, plan_counters, Admission, LimitDef},
     otp::{Channel, ChannelEvent, ChannelStatus, Delivery, Destination, Otp, OtpStatus, Superseded},
     phone,
+    policy::GuardSettings,
     time::{self, Millis},
     usage::{UsageCategory, UsageKey},
 };
-use crate::ports::{Deps, DispatchError, OutboundMessage, SendPlan, SendSnapshot};
+use crate::ports::{Deps, DispatchError, OutboundMessage, SendPlan, SendSnapshot, SnapshotRequest};
 
 /// How often a send re-reads and re-plans after losing a conditional write to a concurrent one.
 pub const MAX_COMMIT_ATTEMPTS: u32 = 12;
@@ -108,8 +110,10 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
             return Err(Error::CountryNotAllowed(cc.clone()));
         }
     }
+    // The pumping guard watches this send's country (None: not guarded).
+    let guarded = country.as_deref().filter(|cc| guard::guards(&account.policy.guard, cc));
     let now = deps.clock.now_ms();
-    let sid = new_sid(ids::OTP);
+    let sid = deps.keys.otp_sid(country.as_deref());
     let code = generate_code(req.length);
     let d = &req.delivery;
     let event = ChannelEvent {
@@ -131,7 +135,7 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         service: req.service.clone(),
         delivery: req.delivery.clone(),
         length: req.length,
-        country,
+        country: country.clone(),
         status: OtpStatus::Pending,
         created_ms: now,
         updated_ms: now,
@@ -143,7 +147,7 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         events: vec![event.clone()],
     };
 
-    let plan = match admit(deps, &req, otp, now).await? {
+    let plan = match admit(deps, &req, otp, now, guarded.map(|cc| (cc, &account.policy.guard))).await? {
         Admitted::Plan(plan) => plan,
         Admitted::Replay(sid) => {
             tracing::info!(otp = %sid, "idempotent repeat: first response, nothing sent");
@@ -201,8 +205,15 @@ enum Admitted {
     Replay(String),
 }
 
-/// Read, plan and commit, again while a concurrent send wins the race.
-async fn admit(deps: &Deps, req: &SendRequest, otp: Otp, now: Millis) -> Result<Admitted> {
+/// Read, plan and commit, again while a concurrent send wins the race. `guarded`: the country
+/// the pumping guard watches for this send, and the account's settings.
+async fn admit(
+    deps: &Deps,
+    req: &SendRequest,
+    otp: Otp,
+    now: Millis,
+    guarded: Option<(&str, &GuardSettings)>,
+) -> Result<Admitted> {
     let account = otp.account_sid.clone();
     let key = req.idempotency_key.as_deref();
     let fingerprint = key.map(|_| idempotency::fingerprint(req));
@@ -216,9 +227,20 @@ async fn admit(deps: &Deps, req: &SendRequest, otp: Otp, now: Millis) -> Result<
     let names: Vec<String> = req.limits.iter().map(|(n, _)| n.clone()).collect();
     let default = req.limits.is_empty().then(|| default_admission(&account, &otp.delivery.to));
     let default_keys: Vec<_> = default.iter().flat_map(|a| a.counters.iter().map(|(k, _)| k.clone())).collect();
+    let guard_keys = guarded.map(|(cc, _)| guard::window(&account, cc, now)).unwrap_or_default();
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
-        let snap =
-            deps.store.send_snapshot(&account, &req.service, &otp.delivery.to, &names, &default_keys, key).await?;
+        let snap = deps
+            .store
+            .snapshot(&SnapshotRequest {
+                account_sid: &account,
+                service: &req.service,
+                to: &otp.delivery.to,
+                limit_names: &names,
+                counters: &default_keys,
+                idempotency_key: key,
+                guard: &guard_keys,
+            })
+            .await?;
         // A repeat is answered before anything else is looked at: it touches no limit or usage.
         if let (Some(record), Some(fp)) = (snap.idempotency.as_ref().filter(|r| r.live_at(now)), &fingerprint) {
             if record.otp_sid == otp.sid {
@@ -229,6 +251,12 @@ async fn admit(deps: &Deps, req: &SendRequest, otp: Otp, now: Millis) -> Result<
             } else {
                 Err(idempotency::reused())
             };
+        }
+        if let Some((cc, settings)) = guarded {
+            if guard::paused(settings, guard::total(&snap.guard)) {
+                tracing::warn!(account = %account, country = cc, "pumping guard: sends paused");
+                return Err(Error::SendsPaused(cc.to_owned()));
+            }
         }
         let (adm, states) = match &default {
             Some(d) => (vec![clone_admission(d)], snap.counters.clone()),
@@ -277,6 +305,7 @@ async fn admit(deps: &Deps, req: &SendRequest, otp: Otp, now: Millis) -> Result<
                 fingerprint,
                 created_ms: now,
             }),
+            guard: guarded.map(|(cc, _)| GuardKey::at(&account, cc, now, &otp.sid)),
         };
         match deps.store.commit_send(&plan).await {
             Ok(()) => return Ok(Admitted::Plan(plan)),

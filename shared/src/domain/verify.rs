@@ -3,6 +3,7 @@
 use super::{
     account::Account,
     error::{Error, Result},
+    guard::{self, GuardKey},
     ids::{self, new_sid},
     otp::{Check, Otp, OtpStatus},
     phone,
@@ -74,7 +75,7 @@ pub async fn verify(deps: &Deps, account: &Account, target: VerifyTarget, code: 
     // code is an invalid check recorded, on the newest one that is still pending.
     let mut first_refusal: Option<(Otp, Rejection)> = None;
     for sid in &candidates {
-        match attempt(deps, &account.sid, sid, code, now).await? {
+        match attempt(deps, account, sid, code, now).await? {
             Attempt::Verified => return Ok(sid.clone()),
             Attempt::Refused(otp, rejection) => {
                 if first_refusal.is_none()
@@ -105,29 +106,47 @@ enum Attempt {
     Unknown,
 }
 
-async fn attempt(deps: &Deps, account_sid: &str, sid: &str, code: &str, now: Millis) -> Result<Attempt> {
+async fn attempt(deps: &Deps, account: &Account, sid: &str, code: &str, now: Millis) -> Result<Attempt> {
     let check =
         Check { sid: new_sid(ids::CHECK), at_ms: now, valid: true, sealed_code: deps.keys.seal(code.as_bytes(), sid) };
     let hash = deps.keys.hash_code(sid, code);
-    for _ in 0..MAX_VERIFY_ROUNDS {
-        match deps.store.verify_code(account_sid, sid, &hash, &check, now).await? {
-            VerifyWrite::Verified => {
+    // The pumping guard counts the verify in the OTP's country, which the sid carries; the
+    // store checks it against the OTP in the same write.
+    let counter = |country: Option<&str>| {
+        country.filter(|cc| guard::guards(&account.policy.guard, cc)).map(|cc| GuardKey::at(&account.sid, cc, now, sid))
+    };
+    let mut guard = counter(deps.keys.otp_sid_country(sid).as_deref());
+    for round in 0..MAX_VERIFY_ROUNDS {
+        let written = deps.store.verify_code_counted(&account.sid, sid, &hash, &check, now, guard.as_ref()).await;
+        match written {
+            Ok(VerifyWrite::Verified) => {
                 tracing::info!(otp = %sid, "otp verified");
                 return Ok(Attempt::Verified);
             }
-            VerifyWrite::Refused(None) => return Ok(Attempt::Unknown),
-            VerifyWrite::Refused(Some(otp)) => {
+            Ok(VerifyWrite::Refused(None)) => return Ok(Attempt::Unknown),
+            Ok(VerifyWrite::Refused(Some(otp))) => {
                 if let Some(e) = refusal(otp.status_at(now)) {
                     return Ok(Attempt::Refused(otp, Rejection::on(e, sid)));
                 }
                 if !deps.keys.code_matches(sid, code, &otp.code_hash) {
                     return Ok(Attempt::Refused(otp, Rejection::on(Error::InvalidCode, sid)));
                 }
-                // Right code, pending, yet refused: it changed between the write and the read.
+                // Right code, pending, yet refused: the sid named another country than the OTP
+                // has (an OTP from before the guard), or it changed between write and read.
+                guard = counter(otp.country.as_deref());
             }
+            // A concurrent write to the guard's counter.
+            Err(Error::Contended) => backoff(round).await,
+            Err(e) => return Err(e),
         }
     }
     Err(Error::Unavailable)
+}
+
+async fn backoff(round: u32) {
+    let cap_ms = (5u64 << round.min(5)).min(100);
+    let ms = rand::Rng::gen_range(&mut rand::thread_rng(), 1..=cap_ms);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
 async fn record_invalid(deps: &Deps, mut otp: Otp, code: &str, now: Millis) -> Result<String, Rejection> {

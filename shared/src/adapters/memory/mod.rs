@@ -17,6 +17,7 @@ use crate::{
     domain::{
         account::Account,
         error::{Error, Result},
+        guard::{GuardCount, GuardKey},
         idempotency::IdempotencyRecord,
         limits::{Counter, CounterKey, CounterOp, LimitDef},
         otp::{ChannelEvent, Check, Destination, Otp, OtpStatus, MAX_ATTEMPTS},
@@ -24,7 +25,7 @@ use crate::{
         time::Millis,
         usage::UsageKey,
     },
-    ports::{AccountStore, CancelWrite, LimitStore, OtpStore, SendPlan, SendSnapshot, VerifyWrite},
+    ports::{AccountStore, CancelWrite, LimitStore, OtpStore, SendPlan, SendSnapshot, SnapshotRequest, VerifyWrite},
 };
 
 type DestKey = (String, String, String);
@@ -39,6 +40,7 @@ pub(crate) struct State {
     pub usage: HashMap<UsageKey, u64>,
     /// (account, idempotency key) → record.
     pub idempotency: HashMap<(String, String), IdempotencyRecord>,
+    pub guard: HashMap<GuardKey, GuardCount>,
 }
 
 #[derive(Default)]
@@ -119,24 +121,18 @@ impl AccountStore for MemoryStore {
 
 #[async_trait]
 impl OtpStore for MemoryStore {
-    async fn send_snapshot(
-        &self,
-        account_sid: &str,
-        service: &str,
-        to: &str,
-        limit_names: &[String],
-        counters: &[CounterKey],
-        idempotency_key: Option<&str>,
-    ) -> Result<SendSnapshot> {
+    async fn snapshot(&self, r: &SnapshotRequest<'_>) -> Result<SendSnapshot> {
         let s = self.lock()?;
         Ok(SendSnapshot {
-            destination: s.destinations.get(&dest_key(account_sid, service, to)).cloned(),
-            limits: limit_names
+            destination: s.destinations.get(&dest_key(r.account_sid, r.service, r.to)).cloned(),
+            limits: r
+                .limit_names
                 .iter()
-                .map(|n| s.limits.values().find(|l| l.account_sid == account_sid && &l.name == n).cloned())
+                .map(|n| s.limits.values().find(|l| l.account_sid == r.account_sid && &l.name == n).cloned())
                 .collect(),
-            counters: counters.iter().map(|k| s.counters.get(k).copied()).collect(),
-            idempotency: idempotency_key.and_then(|k| s.idempotency.get(&idem_key(account_sid, k)).cloned()),
+            counters: r.counters.iter().map(|k| s.counters.get(k).copied()).collect(),
+            idempotency: r.idempotency_key.and_then(|k| s.idempotency.get(&idem_key(r.account_sid, k)).cloned()),
+            guard: r.guard.iter().map(|k| s.guard.get(k).copied()).collect(),
         })
     }
 
@@ -180,6 +176,9 @@ impl OtpStore for MemoryStore {
         }
         for u in &plan.usage {
             *s.usage.entry(u.clone()).or_default() += 1;
+        }
+        if let Some(g) = &plan.guard {
+            s.guard.entry(g.clone()).or_default().sends += 1;
         }
         if let Some(r) = &plan.idempotency {
             s.idempotency.insert(idem_key(acct, &r.key), r.clone());
@@ -231,6 +230,9 @@ impl OtpStore for MemoryStore {
                 *n = n.saturating_sub(1);
             }
         }
+        if let Some(c) = plan.guard.as_ref().and_then(|g| s.guard.get_mut(g)) {
+            c.sends = c.sends.saturating_sub(1);
+        }
         if let Some(r) = &plan.idempotency {
             let key = idem_key(acct, &r.key);
             if s.idempotency.get(&key).is_some_and(|old| old.otp_sid == otp.sid) {
@@ -256,22 +258,30 @@ impl OtpStore for MemoryStore {
         Ok(self.lock()?.destinations.get(&dest_key(account_sid, service, to)).cloned())
     }
 
-    async fn verify_code(
+    async fn verify_code_counted(
         &self,
         account_sid: &str,
         otp_sid: &str,
         code_hash: &[u8],
         check: &Check,
         now: Millis,
+        guard: Option<&GuardKey>,
     ) -> Result<VerifyWrite> {
         let mut s = self.lock()?;
         let Some(otp) = s.otps.get_mut(&otp_key(account_sid, otp_sid)) else {
             return Ok(VerifyWrite::Refused(None));
         };
-        if live(otp, now) && otp.attempts < MAX_ATTEMPTS && crate::domain::crypto::ct_eq(&otp.code_hash, code_hash) {
+        if live(otp, now)
+            && otp.attempts < MAX_ATTEMPTS
+            && crate::domain::crypto::ct_eq(&otp.code_hash, code_hash)
+            && guard.is_none_or(|g| otp.country.as_deref() == Some(g.country.as_str()))
+        {
             otp.status = OtpStatus::Success;
             otp.updated_ms = now;
             otp.checks.push(check.clone());
+            if let Some(g) = guard {
+                s.guard.entry(g.clone()).or_default().verifies += 1;
+            }
             Ok(VerifyWrite::Verified)
         } else {
             Ok(VerifyWrite::Refused(Some(otp.clone())))

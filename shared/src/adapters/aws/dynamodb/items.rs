@@ -11,6 +11,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::domain::{
     account::Account,
     error::{Error, Result},
+    guard::{GuardCount, GuardKey, BUCKET_MS, WINDOW_BUCKETS},
     idempotency::{IdempotencyRecord, WINDOW_MS},
     limits::{Bucket, Counter, CounterKey, LimitDef},
     otp::{Channel, ChannelEvent, ChannelStatus, Check, Delivery, Destination, Otp, OtpStatus, Superseded},
@@ -42,6 +43,10 @@ pub(crate) mod attr {
     pub const SID: &str = "sid";
     pub const OTP_SID: &str = "otp_sid";
     pub const CREATED_MS: &str = "created_ms";
+    pub const COUNTRY: &str = "country";
+    pub const SENDS: &str = "sends";
+    pub const VERIFIES: &str = "verifies";
+    pub const TTL: &str = "ttl";
 }
 
 const DAY_SECS: i64 = 86_400;
@@ -121,6 +126,11 @@ impl Key {
     /// One of the `USAGE_SHARDS` counters of a day and category (see `usage_shard`).
     pub fn usage(k: &UsageKey, shard: u8) -> Self {
         Key::new(Self::usage_partition(&k.account_sid), format!("{}#{}#{shard}", esc(&k.day), k.category.as_str()))
+    }
+
+    /// One pumping-guard counter (account, country, ten-minute bucket, shard).
+    pub fn guard(k: &GuardKey) -> Self {
+        Key::new(format!("GUARD#{}#{}#{}#{}", esc(&k.account_sid), esc(&k.country), k.bucket, k.shard), "G")
     }
 
     /// The partition of an account's usage counters.
@@ -273,7 +283,7 @@ pub(crate) struct PolicyItem {
     pub call_countries: Option<Vec<String>>,
     /// Absent: the default settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guard: Option<GuardItem>,
+    pub guard: Option<GuardSettingsItem>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_destinations: Vec<TestDestinationItem>,
 }
@@ -284,7 +294,7 @@ impl PolicyItem {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct GuardItem {
+pub(crate) struct GuardSettingsItem {
     pub enabled: bool,
     pub min_sends: u32,
     pub min_verify_percent: u8,
@@ -303,7 +313,7 @@ impl From<&AccountPolicy> for PolicyItem {
         PolicyItem {
             sms_countries: p.sms_countries.clone(),
             call_countries: p.call_countries.clone(),
-            guard: (g != GuardSettings::default()).then_some(GuardItem {
+            guard: (g != GuardSettings::default()).then_some(GuardSettingsItem {
                 enabled: g.enabled,
                 min_sends: g.min_sends,
                 min_verify_percent: g.min_verify_percent,
@@ -699,6 +709,29 @@ impl TryFrom<CounterItem> for Counter {
     type Error = Error;
     fn try_from(i: CounterItem) -> Result<Self> {
         Ok(Counter { count: i.count, window_end_ms: i.window_end_ms })
+    }
+}
+
+// --- pumping-guard counters ------------------------------------------------------------------
+
+/// A pumping-guard counter, only ever changed with `ADD` (so it needs no read to write).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct GuardCounterItem {
+    #[serde(default)]
+    pub sends: i64,
+    #[serde(default)]
+    pub verifies: i64,
+}
+
+/// When a guard counter may go: an hour after its bucket left the window.
+pub(crate) fn guard_ttl(k: &GuardKey) -> i64 {
+    epoch_secs(k.bucket_end_ms() + WINDOW_BUCKETS * BUCKET_MS) + 3600
+}
+
+impl TryFrom<GuardCounterItem> for GuardCount {
+    type Error = Error;
+    fn try_from(i: GuardCounterItem) -> Result<Self> {
+        Ok(GuardCount { sends: i.sends.max(0) as u64, verifies: i.verifies.max(0) as u64 })
     }
 }
 

@@ -4,28 +4,29 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
-    operation::update_item::UpdateItemError,
-    types::{AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem},
+    operation::{transact_write_items::TransactWriteItemsError, update_item::UpdateItemError},
+    types::{AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update},
 };
 
 use super::{
     backoff, errors,
     errors::{canceled, Reason},
     items::{
-        attr, from_item, to_item, to_value, usage_shard, CheckItem, CounterItem, DestinationItem, EventItem,
-        IdempotencyItem, Key, LimitItem, OtpItem,
+        attr, from_item, guard_ttl, to_item, to_value, usage_shard, CheckItem, CounterItem, DestinationItem, EventItem,
+        GuardCounterItem, IdempotencyItem, Key, LimitItem, OtpItem,
     },
     n, s, DynamoStore, Expr, TransactError,
 };
 use crate::{
     domain::{
         error::{Error, Result},
+        guard::GuardKey,
         idempotency::WINDOW_MS,
         limits::{Counter, CounterKey, CounterOp},
         otp::{ChannelEvent, Check, Destination, Otp, OtpStatus, MAX_ATTEMPTS},
         time::Millis,
     },
-    ports::{CancelWrite, OtpStore, SendPlan, SendSnapshot, VerifyWrite},
+    ports::{CancelWrite, OtpStore, SendPlan, SendSnapshot, SnapshotRequest, VerifyWrite},
 };
 
 /// Rounds of an undo that drops the parts whose condition no longer holds.
@@ -119,6 +120,15 @@ impl DynamoStore {
                 Expr::default().name(attr::COUNT).value(":one", n(1)),
             )?);
         }
+
+        if let Some(g) = &plan.guard {
+            tx.push(self.update(
+                &Key::guard(g),
+                "ADD #sends :one SET #ttl = :ttl",
+                None,
+                Expr::default().name(attr::SENDS).name(attr::TTL).value(":one", n(1)).value(":ttl", n(guard_ttl(g))),
+            )?);
+        }
         Ok(tx)
     }
 
@@ -184,7 +194,66 @@ impl DynamoStore {
                 Expr::default().name(attr::COUNT).value(":minus_one", n(-1)).value(":zero", n(0)),
             )?);
         }
+
+        if let Some(g) = &plan.guard {
+            tx.push(self.update(
+                &Key::guard(g),
+                "ADD #sends :minus_one",
+                Some("#sends > :zero"),
+                Expr::default().name(attr::SENDS).value(":minus_one", n(-1)).value(":zero", n(0)),
+            )?);
+        }
         Ok(tx)
+    }
+
+    /// Verify as one `TransactWriteItems`: the OTP's conditional update (which also requires the
+    /// OTP's country to be the counter's) and `ADD verifies 1` on the pumping-guard counter. Still
+    /// one round trip; a refused OTP comes back from the cancellation reason (`ALL_OLD`).
+    async fn verify_and_count(
+        &self,
+        account_sid: &str,
+        otp_sid: &str,
+        expr: Expr,
+        g: &GuardKey,
+    ) -> Result<VerifyWrite> {
+        let expr = expr.name(attr::COUNTRY).value(":country", s(&g.country));
+        let otp_update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Key::otp(account_sid, otp_sid).to_item()))
+            .update_expression(
+                "SET #status = :success, #updated_ms = :now, #checks = list_append(if_not_exists(#checks, :empty), :check)",
+            )
+            .condition_expression(format!(
+                "attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts < :max AND #code_hash = :hash AND #country = :country"
+            ))
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(super::build_error)?;
+        let count = self.update(
+            &Key::guard(g),
+            "ADD #verifies :one SET #ttl = :ttl",
+            None,
+            Expr::default().name(attr::VERIFIES).name(attr::TTL).value(":one", n(1)).value(":ttl", n(guard_ttl(g))),
+        )?;
+        let items = vec![TransactWriteItem::builder().update(otp_update).build(), count];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(VerifyWrite::Verified),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    let reasons = c.cancellation_reasons();
+                    match reasons.first() {
+                        Some(r) if Reason::from(r) == Reason::ConditionFailed => match r.item() {
+                            Some(item) => Ok(VerifyWrite::Refused(Some(from_item::<OtpItem, _>(item.clone())?))),
+                            None => Ok(VerifyWrite::Refused(None)),
+                        },
+                        _ => Err(canceled(&reasons.iter().map(Reason::from).collect::<Vec<_>>())),
+                    }
+                }
+                _ => Err(errors::sdk("TransactWriteItems(verify)", &e)),
+            },
+        }
     }
 
     /// One conditional `UpdateItem` of an OTP that answers the item as it was when the
@@ -225,23 +294,17 @@ impl DynamoStore {
 
 #[async_trait]
 impl OtpStore for DynamoStore {
-    async fn send_snapshot(
-        &self,
-        account_sid: &str,
-        service: &str,
-        to: &str,
-        limit_names: &[String],
-        counters: &[CounterKey],
-        idempotency_key: Option<&str>,
-    ) -> Result<SendSnapshot> {
-        let dkey = Key::destination(account_sid, service, to);
-        let lkeys: Vec<Key> = limit_names.iter().map(|name| Key::limit_by_name(account_sid, name)).collect();
-        let ckeys: Vec<Key> = counters.iter().map(Key::counter).collect();
-        let ikey = idempotency_key.map(|k| Key::idempotency(account_sid, k));
+    async fn snapshot(&self, r: &SnapshotRequest<'_>) -> Result<SendSnapshot> {
+        let dkey = Key::destination(r.account_sid, r.service, r.to);
+        let lkeys: Vec<Key> = r.limit_names.iter().map(|name| Key::limit_by_name(r.account_sid, name)).collect();
+        let ckeys: Vec<Key> = r.counters.iter().map(Key::counter).collect();
+        let ikey = r.idempotency_key.map(|k| Key::idempotency(r.account_sid, k));
+        let gkeys: Vec<Key> = r.guard.iter().map(Key::guard).collect();
         let all: Vec<Key> = std::iter::once(dkey.clone())
             .chain(lkeys.iter().cloned())
             .chain(ckeys.iter().cloned())
             .chain(ikey.iter().cloned())
+            .chain(gkeys.iter().cloned())
             .collect();
         let found = self.batch_get(&all).await?;
         let get = |k: &Key| found.get(k).cloned();
@@ -253,6 +316,10 @@ impl OtpStore for DynamoStore {
                 .map(|k| get(k).map(from_item::<CounterItem, _>).transpose())
                 .collect::<Result<_>>()?,
             idempotency: ikey.as_ref().and_then(get).map(from_item::<IdempotencyItem, _>).transpose()?,
+            guard: gkeys
+                .iter()
+                .map(|k| get(k).map(from_item::<GuardCounterItem, _>).transpose())
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -337,13 +404,14 @@ impl OtpStore for DynamoStore {
             .transpose()
     }
 
-    async fn verify_code(
+    async fn verify_code_counted(
         &self,
         account_sid: &str,
         otp_sid: &str,
         code_hash: &[u8],
         check: &Check,
         now: Millis,
+        guard: Option<&GuardKey>,
     ) -> Result<VerifyWrite> {
         let expr = with_check(pending_at(now), check)?
             .name(attr::UPDATED_MS)
@@ -352,6 +420,9 @@ impl OtpStore for DynamoStore {
             .value(":success", s(OtpStatus::Success.as_str()))
             .value(":max", n(MAX_ATTEMPTS))
             .value(":hash", AttributeValue::B(code_hash.to_vec().into()));
+        if let Some(g) = guard {
+            return self.verify_and_count(account_sid, otp_sid, expr, g).await;
+        }
         let written = self
             .update_otp_or_old(
                 "UpdateItem(verify)",

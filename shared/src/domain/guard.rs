@@ -1,0 +1,133 @@
+//! The pumping guard (SMS pumping / toll fraud): per account and destination country, sends and
+//! successful verifies over a sliding hour. When, after `min_sends` sends in that hour, fewer
+//! than `min_verify_percent` % were verified, further sends there answer 477 until the rate
+//! recovers: verifies come in, or the unverified sends slide out of the hour.
+//!
+//! The hour is 6 ten-minute buckets (the current one and the 5 before, so 50 to 60 minutes);
+//! each bucket is counted in `SHARDS` counters (by OTP sid) so that concurrent sends of one
+//! account to one country do not all touch one item in their transactions. A send reads the
+//! 24 counters in its snapshot and counts itself in its commit; verify counts in the write that
+//! marks the OTP verified. No extra round trip on either.
+
+use super::{policy::GuardSettings, time::Millis};
+
+pub const BUCKET_MS: Millis = 10 * 60 * 1000;
+/// Buckets in the window: the current one and the 5 before it.
+pub const WINDOW_BUCKETS: i64 = 6;
+/// Counters per bucket.
+pub const SHARDS: u8 = 4;
+
+/// One counter: an account's sends to / verifies of one country in one bucket and shard.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GuardKey {
+    pub account_sid: String,
+    pub country: String,
+    /// `now / BUCKET_MS`.
+    pub bucket: i64,
+    pub shard: u8,
+}
+
+impl GuardKey {
+    /// The counter a send or verify of OTP `otp_sid` at `now` counts in.
+    pub fn at(account_sid: &str, country: &str, now: Millis, otp_sid: &str) -> Self {
+        GuardKey {
+            account_sid: account_sid.to_owned(),
+            country: country.to_owned(),
+            bucket: bucket(now),
+            shard: shard(otp_sid),
+        }
+    }
+
+    /// When the bucket ends: its counter may go after that plus the window.
+    pub fn bucket_end_ms(&self) -> Millis {
+        (self.bucket + 1) * BUCKET_MS
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuardCount {
+    pub sends: u64,
+    pub verifies: u64,
+}
+
+pub fn bucket(now: Millis) -> i64 {
+    now.div_euclid(BUCKET_MS)
+}
+
+fn shard(otp_sid: &str) -> u8 {
+    (otp_sid.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % u32::from(SHARDS)) as u8
+}
+
+/// Whether sends to `country` are guarded at all: a two-letter country (not libphonenumber's
+/// non-geographic `001`), an enabled guard.
+pub fn guards(settings: &GuardSettings, country: &str) -> bool {
+    settings.enabled && country.len() == 2
+}
+
+/// Every counter of the window ending at `now` (what a send reads).
+pub fn window(account_sid: &str, country: &str, now: Millis) -> Vec<GuardKey> {
+    let current = bucket(now);
+    (current - WINDOW_BUCKETS + 1..=current)
+        .flat_map(|b| {
+            (0..SHARDS).map(move |shard| GuardKey {
+                account_sid: account_sid.to_owned(),
+                country: country.to_owned(),
+                bucket: b,
+                shard,
+            })
+        })
+        .collect()
+}
+
+/// The window's totals from its counters as read (absent ones count zero).
+pub fn total(counts: &[Option<GuardCount>]) -> GuardCount {
+    counts
+        .iter()
+        .flatten()
+        .fold(GuardCount::default(), |t, c| GuardCount { sends: t.sends + c.sends, verifies: t.verifies + c.verifies })
+}
+
+/// Whether the next send is refused: enough sends, too few of them verified.
+pub fn paused(settings: &GuardSettings, window: GuardCount) -> bool {
+    window.sends >= u64::from(settings.min_sends)
+        && window.verifies.min(window.sends) * 100 < window.sends * u64::from(settings.min_verify_percent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ON: GuardSettings = GuardSettings { enabled: true, min_sends: 10, min_verify_percent: 20 };
+
+    fn count(sends: u64, verifies: u64) -> GuardCount {
+        GuardCount { sends, verifies }
+    }
+
+    #[test]
+    fn pauses_only_after_the_minimum_volume_and_below_the_rate() {
+        assert!(!paused(&ON, count(9, 0)), "below the minimum volume");
+        assert!(paused(&ON, count(10, 1)), "10 % < 20 %");
+        assert!(!paused(&ON, count(10, 2)), "20 % is enough");
+        assert!(!paused(&ON, count(100, 40)));
+        assert!(paused(&ON, count(100, 19)));
+    }
+
+    #[test]
+    fn the_window_is_the_current_bucket_and_the_five_before_in_every_shard() {
+        let now = 10 * BUCKET_MS + 5;
+        let keys = window("AC1", "US", now);
+        assert_eq!(keys.len(), 24);
+        assert_eq!(keys.first().unwrap().bucket, 5);
+        assert_eq!(keys.last().unwrap().bucket, 10);
+        let mine = GuardKey::at("AC1", "US", now, "OTPabc");
+        assert!(keys.contains(&mine), "a send's own counter is in the window it reads");
+        assert_eq!(total(&[Some(count(3, 1)), None, Some(count(2, 2))]), count(5, 3));
+    }
+
+    #[test]
+    fn non_geographic_numbers_and_a_disabled_guard_are_not_guarded() {
+        assert!(guards(&ON, "US"));
+        assert!(!guards(&ON, "001"));
+        assert!(!guards(&GuardSettings { enabled: false, ..ON }, "US"));
+    }
+}
