@@ -135,3 +135,57 @@ async fn the_pumping_guard_answers_477_with_429_and_lifts_an_hour_later_on_the_d
     api.advance(3600).await;
     assert_eq!(api.post_as(sid, token, "/2fa/send", &body("+4915123456783")).await.status, 200);
 }
+
+// ---- test numbers -----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_test_number_gets_nothing_costs_nothing_and_verifies_its_fixed_code() {
+    // Given an account allowed to send to GB only, with a US test number and a test address
+    let api = Api::start().await;
+    let policy = json!({
+        "allowedCountries": { "sms": ["GB"] },
+        "testNumbers": [ { "to": "14155550123", "code": "246810" }, { "to": "Reviewer@Example.com", "code": "1357" } ],
+    });
+    let (status, acct) = dev_accounts(&api, policy).await;
+    assert_eq!(status, 200, "{acct}");
+    assert_eq!(acct["policy"]["testNumbers"], json!(["+14155550123", "reviewer@example.com"]), "codes are not shown");
+    let (sid, token) = (acct["accountSid"].as_str().unwrap(), acct["authToken"].as_str().unwrap());
+    let sms = json!({ "service": "2FA", "from": "Twofa", "to": "+14155550123", "body": "Code {code}" });
+    // When it sends to the test number twice in a row (no per-minute limit: nothing is delivered)
+    let first = api.post_as(sid, token, "/2fa/send", &sms).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let r = api.post_as(sid, token, "/2fa/send", &sms).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let otp = r.request_id();
+    // Then nothing was delivered, though the US is outside its geo permissions
+    assert!(api.dev.outbox.messages(None).is_empty());
+    // And a wrong code is refused, the fixed code verifies (by requestId and, for the newest, by number)
+    let api = &api;
+    let verify = |body: serde_json::Value| async move { api.post_as(sid, token, "/2fa/verify", &body).await };
+    assert_eq!(verify(json!({ "requestId": otp, "code": "135799" })).await.code(), 474);
+    let r = verify(json!({ "service": "2FA", "number": "+14155550123", "code": "246810" })).await;
+    assert_eq!((r.status.as_u16(), r.request_id()), (200, otp.clone()));
+    // And the session record shows a send to nobody
+    let sdr = api.call_as(sid, token, reqwest::Method::GET, &format!("/2fa/search/{otp}"), None, "").await.json();
+    assert_eq!((&sdr["status"], &sdr["events"][0]["channelStatus"]), (&json!("success"), &json!("sent")));
+    assert_eq!(sdr["events"][0]["targetSid"], "test");
+    // And the test address works the same on email, whatever the case
+    let email = json!({ "service": "2FA", "channel": "email", "from": "otp@example.com", "subject": "Code",
+        "to": "reviewer@example.COM", "body": "Code {code}" });
+    let r = api.post_as(sid, token, "/2fa/send", &email).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(verify(json!({ "requestId": r.request_id(), "code": "1357" })).await.status, 200);
+    assert!(api.dev.outbox.messages(None).is_empty());
+    // And usage counts them as `test` only: no OTP in All, no SMS or email
+    let usage = |channel: &'static str| async move {
+        let path = format!("/2fa/usage/records/today?channel={channel}");
+        api.call_as(sid, token, reqwest::Method::GET, &path, None, "").await.json()
+    };
+    let test = usage("test").await;
+    assert_eq!(test["usageRecords"][0]["count"], "3", "{test}");
+    assert_eq!(test["usageRecords"][0]["category"], "test");
+    for channel in ["All", "sms", "email"] {
+        let v = usage(channel).await;
+        assert_eq!(v["usageRecords"][0]["count"], "0", "{channel}: {v}");
+    }
+}

@@ -22,6 +22,8 @@ use twofa::{
         otp::{Delivery, Destination, Otp, OtpStatus},
         policy::{update_policy, PolicyUpdate},
         send::{send, SendRequest},
+        time,
+        usage::UsageCategory,
         verify::{verify, VerifyTarget},
     },
     ports::{Clock, Deps, SendPlan, Store},
@@ -139,6 +141,7 @@ on_both_stores!(
     the_pumping_guard_forgets_sends_older_than_an_hour,
     concurrent_sends_and_verifies_are_all_counted_by_the_guard,
     a_verify_whose_sid_names_another_country_counts_in_the_otps_own,
+    a_test_number_delivers_nothing_counts_as_test_and_verifies_its_fixed_code,
 );
 
 // --- geo permissions ---------------------------------------------------------------------------
@@ -305,4 +308,27 @@ async fn a_verify_whose_sid_names_another_country_counts_in_the_otps_own(f: Fixt
     // Then the verify counted for the US: 1 of 1, sends there resume
     f.send_sms(&account, &us(2)).await.expect("resumed");
     assert_eq!(f.deps.store.get_otp(&account.sid, &sid).await.unwrap().unwrap().status, OtpStatus::Success);
+}
+
+// --- test destinations -------------------------------------------------------------------------
+
+async fn a_test_number_delivers_nothing_counts_as_test_and_verifies_its_fixed_code(f: Fixture) {
+    // Given an account with a test number (its code sealed in the stored account)
+    let account = f.account(None).await;
+    let policy = serde_json::json!({ "testNumbers": [ { "to": "+14155550123", "code": "97531" } ] });
+    let account = f.set(&account, policy).await;
+    assert_eq!(account.policy.test_destinations.len(), 1);
+    // When it sends to it
+    let sid = f.send_sms(&account, "14155550123").await.expect("send");
+    // Then nothing is delivered, the OTP holds the fixed code's HMAC, and usage counts `test` only
+    assert!(f.outbox.messages(None).is_empty());
+    let otp = f.deps.store.get_otp(&account.sid, &sid).await.unwrap().unwrap();
+    assert!(f.deps.keys.code_matches(&sid, "97531", &otp.code_hash));
+    assert_eq!(otp.length, 5);
+    let day = time::day(f.clock.now_ms());
+    let usage = f.deps.store.usage(&account.sid, &day, &day).await.unwrap();
+    let categories: Vec<_> = usage.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.category, *n)).collect();
+    assert_eq!(categories, [(UsageCategory::Test, 1)]);
+    // And the fixed code verifies it
+    verify(&f.deps, &account, VerifyTarget::RequestId(sid.clone()), "97531").await.expect("verified");
 }

@@ -25,6 +25,8 @@ pub const MAX_COMMIT_ATTEMPTS: u32 = 12;
 /// Most counters one send may touch: with the OTP, destination, supersede, usage and
 /// idempotency items they must fit in one DynamoDB transaction (100 items).
 pub const MAX_COUNTERS_PER_SEND: usize = 90;
+/// The `targetSid` of a send to a test destination (nothing was handed to a provider).
+pub const TEST_PROVIDER_ID: &str = "test";
 /// OTP records are kept this long after creation for search and reports.
 pub const RETENTION_DAYS: i64 = 90;
 
@@ -105,16 +107,21 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
             format!("{} is not available in this deployment", req.delivery.channel.as_str()),
         ));
     }
-    if let Some(cc) = &country {
+    // A test destination receives nothing and verifies with its fixed code: no geo check, no
+    // guard, no default limit, no delivery; counted as `test` usage only.
+    let test = account.policy.test_destination(&req.delivery.to);
+    if let (Some(cc), None) = (&country, test) {
         if !account.policy.allows(req.delivery.channel, cc) {
             return Err(Error::CountryNotAllowed(cc.clone()));
         }
     }
     // The pumping guard watches this send's country (None: not guarded).
-    let guarded = country.as_deref().filter(|cc| guard::guards(&account.policy.guard, cc));
+    let guarded = country.as_deref().filter(|cc| test.is_none() && guard::guards(&account.policy.guard, cc));
     let now = deps.clock.now_ms();
-    let sid = deps.keys.otp_sid(country.as_deref());
-    let code = generate_code(req.length);
+    let (sid, code) = match test {
+        Some(t) => (deps.keys.otp_sid(None), t.code(&deps.keys, &account.sid).ok_or(Error::Internal)?),
+        None => (deps.keys.otp_sid(country.as_deref()), generate_code(req.length)),
+    };
     let d = &req.delivery;
     let event = ChannelEvent {
         sid: new_sid(ids::EVENT),
@@ -122,8 +129,9 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         channel: d.channel,
         sender: d.from.clone(),
         recipient: d.to.clone(),
-        target_sid: None,
-        status: ChannelStatus::Queued,
+        // A test send is done once stored: "sent" to nobody, by the "test" provider.
+        target_sid: test.map(|_| TEST_PROVIDER_ID.to_owned()),
+        status: if test.is_some() { ChannelStatus::Sent } else { ChannelStatus::Queued },
         error_code: None,
         error_message: None,
     };
@@ -134,7 +142,7 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         account_sid: account.sid.clone(),
         service: req.service.clone(),
         delivery: req.delivery.clone(),
-        length: req.length,
+        length: code.reveal().len() as u8,
         country: country.clone(),
         status: OtpStatus::Pending,
         created_ms: now,
@@ -147,7 +155,8 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         events: vec![event.clone()],
     };
 
-    let plan = match admit(deps, &req, otp, now, guarded.map(|cc| (cc, &account.policy.guard))).await? {
+    let guarded = guarded.map(|cc| (cc, &account.policy.guard));
+    let plan = match admit(deps, &req, otp, now, guarded, test.is_some()).await? {
         Admitted::Plan(plan) => plan,
         Admitted::Replay(sid) => {
             tracing::info!(otp = %sid, "idempotent repeat: first response, nothing sent");
@@ -155,6 +164,10 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         }
     };
     let otp = &plan.otp;
+    if test.is_some() {
+        tracing::info!(otp = %otp.sid, "otp to a test destination: stored, nothing delivered");
+        return Ok(otp.sid.clone());
+    }
     let msg = OutboundMessage {
         request_id: otp.sid.clone(),
         event_sid: event.sid.clone(),
@@ -213,6 +226,7 @@ async fn admit(
     otp: Otp,
     now: Millis,
     guarded: Option<(&str, &GuardSettings)>,
+    test: bool,
 ) -> Result<Admitted> {
     let account = otp.account_sid.clone();
     let key = req.idempotency_key.as_deref();
@@ -225,7 +239,7 @@ async fn admit(
     // applied after all (an answer lost and retried), and it is this send's to dispatch.
     let mut contended: Option<SendPlan> = None;
     let names: Vec<String> = req.limits.iter().map(|(n, _)| n.clone()).collect();
-    let default = req.limits.is_empty().then(|| default_admission(&account, &otp.delivery.to));
+    let default = (req.limits.is_empty() && !test).then(|| default_admission(&account, &otp.delivery.to));
     let default_keys: Vec<_> = default.iter().flat_map(|a| a.counters.iter().map(|(k, _)| k.clone())).collect();
     let guard_keys = guarded.map(|(cc, _)| guard::window(&account, cc, now)).unwrap_or_default();
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
@@ -291,14 +305,18 @@ async fn admit(
             expected_current,
             supersede,
             counters,
-            usage: vec![
-                UsageKey { account_sid: account.clone(), day: time::day(now), category: UsageCategory::All },
-                UsageKey {
-                    account_sid: account.clone(),
-                    day: time::day(now),
-                    category: UsageCategory::Channel(otp.delivery.channel),
-                },
-            ],
+            usage: if test {
+                vec![UsageKey { account_sid: account.clone(), day: time::day(now), category: UsageCategory::Test }]
+            } else {
+                vec![
+                    UsageKey { account_sid: account.clone(), day: time::day(now), category: UsageCategory::All },
+                    UsageKey {
+                        account_sid: account.clone(),
+                        day: time::day(now),
+                        category: UsageCategory::Channel(otp.delivery.channel),
+                    },
+                ]
+            },
             idempotency: key.zip(fingerprint.clone()).map(|(key, fingerprint)| IdempotencyRecord {
                 key: key.to_owned(),
                 otp_sid: otp.sid.clone(),

@@ -8,6 +8,9 @@ pub enum UsageCategory {
     All,
     /// Messages dispatched on a channel (retries and workflow steps included).
     Channel(Channel),
+    /// OTPs sent to an account's test destinations: nothing delivered, nothing billed (and not
+    /// in `All` or a channel).
+    Test,
 }
 
 impl UsageCategory {
@@ -15,12 +18,15 @@ impl UsageCategory {
         match self {
             UsageCategory::All => "All",
             UsageCategory::Channel(c) => c.as_str(),
+            UsageCategory::Test => "test",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         if s.eq_ignore_ascii_case("all") {
             Some(UsageCategory::All)
+        } else if s.eq_ignore_ascii_case("test") {
+            Some(UsageCategory::Test)
         } else {
             Channel::parse(s).map(UsageCategory::Channel)
         }

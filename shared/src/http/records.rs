@@ -236,7 +236,7 @@ async fn usage(deps: Deps, caller: Account, p: Params, period: UsagePeriod) -> A
     let category = match channel_text.as_deref() {
         None => UsageCategory::All,
         Some(c) => {
-            UsageCategory::parse(c).ok_or_else(|| Error::invalid("channel", "must be sms, call, email or All"))?
+            UsageCategory::parse(c).ok_or_else(|| Error::invalid("channel", "must be sms, call, email, test or All"))?
         }
     };
     // The seed's record URIs say startTime/endTime: following one must work too.
@@ -300,12 +300,14 @@ fn usage_value(r: &UsageRecord, account_sid: &str, path: &str, named_channel: bo
                 "uri": format!("{path}?{}", query(&pairs)),
             })
         }
-        UsageCategory::Channel(c) => {
-            let (description, unit) = match c {
-                Channel::Sms => ("Total SMS sent for OTP", "SMS"),
-                Channel::Call => ("Total calls made for OTP", "Calls"),
-                Channel::Email => ("Total emails sent for OTP", "Emails"),
+        UsageCategory::Channel(_) | UsageCategory::Test => {
+            let (description, unit) = match r.category {
+                UsageCategory::Channel(Channel::Sms) => ("Total SMS sent for OTP", "SMS"),
+                UsageCategory::Channel(Channel::Call) => ("Total calls made for OTP", "Calls"),
+                UsageCategory::Channel(Channel::Email) => ("Total emails sent for OTP", "Emails"),
+                _ => ("Total OTPs sent to test destinations: nothing delivered, not billed", "OTP"),
             };
+            let c = r.category;
             let pairs = [
                 ("channel", c.as_str().to_owned()),
                 ("startDate", start.clone()),
