@@ -189,3 +189,47 @@ async fn a_test_number_gets_nothing_costs_nothing_and_verifies_its_fixed_code() 
         assert_eq!(v["usageRecords"][0]["count"], "0", "{channel}: {v}");
     }
 }
+
+// ---- WebOTP and Android SMS Retriever ---------------------------------------------------------
+
+#[tokio::test]
+async fn webotp_domain_and_app_hash_end_the_sms_in_the_forms_browsers_and_android_read() {
+    // Given a send that asks for both
+    let api = Api::start().await;
+    let extra =
+        json!({ "body": "Your code is {code}.", "webOtpDomain": "Login.Example.com", "appHash": "FA+9qCX9VSu" });
+    let sid = api.send_to("+14155550100", extra).await.request_id();
+    // Then the SMS ends with the app hash on its own line, then `@domain #code` as the last line
+    let msg = &api.dev.outbox.messages(Some("+14155550100"))[0];
+    let code = msg.body.lines().next().unwrap().trim_start_matches("Your code is ").trim_end_matches('.').to_owned();
+    assert_eq!(code.len(), 6);
+    assert_eq!(msg.body, format!("Your code is {code}.\n\nFA+9qCX9VSu\n@login.example.com #{code}"));
+    // And the code verifies as usual
+    assert_eq!(api.verify(&sid, &code).await.status, 200);
+    // And WebOTP alone makes the last line only
+    let sid = api.send_to("+14155550101", json!({ "webOtpDomain": "example.com" })).await.request_id();
+    let msg = &api.dev.outbox.messages(Some("+14155550101"))[0];
+    let code = api.code_of(&sid).await;
+    assert!(msg.body.ends_with(&format!("\n\n@example.com #{}", &code[..6])), "{}", msg.body);
+}
+
+#[tokio::test]
+async fn bad_webotp_domains_and_app_hashes_are_400s_naming_them() {
+    let api = Api::start().await;
+    for (extra, param) in [
+        (json!({ "webOtpDomain": "https://example.com" }), "webOtpDomain"),
+        (json!({ "webOtpDomain": "example.com:8443" }), "webOtpDomain"),
+        (json!({ "appHash": "tooshort" }), "appHash"),
+        (json!({ "appHash": "FA+9qCX9VS!" }), "appHash"),
+        (json!({ "webOtpDomain": "example.com", "channel": "call" }), "webOtpDomain"),
+    ] {
+        let r = api.send_to("+14155550100", extra.clone()).await;
+        assert_eq!(r.status, 400, "{extra}: {}", r.text);
+        assert!(
+            r.json()["message"].as_str().unwrap().starts_with(&format!("Invalid parameter: {param} (")),
+            "{}",
+            r.text
+        );
+    }
+    assert!(api.dev.outbox.messages(None).is_empty());
+}

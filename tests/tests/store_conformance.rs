@@ -321,6 +321,8 @@ async fn committed_otp_reads_back_with_every_field(f: Fixture) {
         language: "fr-FR".into(),
         voice: Some("Lea".into()),
         repeat: 3,
+        web_otp_domain: None,
+        app_hash: None,
     };
     o.length = 8;
     o.guard_time = Some(30);

@@ -103,6 +103,12 @@ pub fn fingerprint(req: &SendRequest) -> Vec<u8> {
         fp.str(name);
         fp.str(value);
     }
+    // Only when given, so the fingerprints of requests without them stay what they were.
+    if d.web_otp_domain.is_some() || d.app_hash.is_some() {
+        fp.str("autofill");
+        fp.opt(d.web_otp_domain.as_deref());
+        fp.opt(d.app_hash.as_deref());
+    }
     fp.0.finalize().to_vec()
 }
 

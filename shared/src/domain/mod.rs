@@ -1,6 +1,7 @@
 //! The domain: plain Rust, no AWS SDK.
 
 pub mod account;
+pub mod autofill;
 pub mod crypto;
 pub mod error;
 pub mod guard;

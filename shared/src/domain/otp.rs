@@ -138,6 +138,10 @@ pub struct Delivery {
     pub language: String,
     pub voice: Option<String>,
     pub repeat: u8,
+    /// WebOTP: the host whose `@host #code` line ends the SMS (`domain::autofill`).
+    pub web_otp_domain: Option<String>,
+    /// Android SMS Retriever: the app's 11-character hash, added to the SMS.
+    pub app_hash: Option<String>,
 }
 
 impl Delivery {
@@ -152,6 +156,8 @@ impl Delivery {
             language: DEFAULT_LANGUAGE.into(),
             voice: None,
             repeat: 1,
+            web_otp_domain: None,
+            app_hash: None,
         }
     }
 }

@@ -6,6 +6,7 @@ use rand::Rng;
 
 use super::{
     account::Account,
+    autofill,
     crypto::{generate_code, Code},
     error::{Error, Result},
     guard::{self, GuardKey},
@@ -68,6 +69,7 @@ impl SendRequest {
             }
             _ => {}
         }
+        autofill::validate(d)?;
         if let Some(guard) = self.guard_time {
             if guard > self.timeout_secs {
                 return Err(Error::invalid("guardTime", "must not exceed timeout"));
@@ -88,6 +90,12 @@ pub fn is_email(s: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !s.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',')
+}
+
+/// The whole text of a delivery: the body with the code, and the autofill lines an SMS asked
+/// for (WebOTP, SMS Retriever).
+pub fn message(d: &Delivery, code: &Code) -> String {
+    autofill::append(render(&d.body, d.channel, code), d, code)
 }
 
 /// The message text with the code in it. Calls read the digits one by one.
@@ -175,7 +183,7 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         from: d.from.clone(),
         to: d.to.clone(),
         subject: d.subject.clone(),
-        text: render(&d.body, d.channel, &code),
+        text: message(d, &code),
         language: d.language.clone(),
         voice: d.voice.clone(),
         repeat: d.repeat,

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::{
     domain::{
+        autofill,
         crypto::{MAX_CODE_LEN, MIN_CODE_LEN},
         error::{Error, Result},
         idempotency,
@@ -99,9 +100,11 @@ fn parse_send(p: &Params) -> Result<SendRequest> {
         p.int("timeout", MIN_TIMEOUT_SECS.into(), MAX_TIMEOUT_SECS.into())?.map_or(DEFAULT_TIMEOUT_SECS, |n| n as u32);
     let guard_time = p.int("guardTime", 0, MAX_TIMEOUT_SECS.into())?.map(|n| n as u32);
     let limits = parse_limits(p)?;
+    let web_otp_domain = p.opt("webOtpDomain")?.map(|d| autofill::web_otp_domain(&d)).transpose()?;
+    let app_hash = p.opt("appHash")?.map(|h| autofill::app_hash(&h)).transpose()?;
     Ok(SendRequest {
         service,
-        delivery: Delivery { channel, from, to, body, subject, language, voice, repeat },
+        delivery: Delivery { channel, from, to, body, subject, language, voice, repeat, web_otp_domain, app_hash },
         length,
         timeout_secs,
         guard_time,

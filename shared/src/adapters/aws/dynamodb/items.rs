@@ -474,6 +474,10 @@ pub(crate) struct OtpItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice: Option<String>,
     pub repeat: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_otp_domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_hash: Option<String>,
     pub length: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
@@ -517,6 +521,8 @@ impl From<&Otp> for OtpItem {
             language: d.language.clone(),
             voice: d.voice.clone(),
             repeat: d.repeat,
+            web_otp_domain: d.web_otp_domain.clone(),
+            app_hash: d.app_hash.clone(),
             length: o.length,
             country: o.country.clone(),
             code_hash: o.code_hash.clone(),
@@ -550,6 +556,8 @@ impl TryFrom<OtpItem> for Otp {
                 language: i.language,
                 voice: i.voice,
                 repeat: i.repeat,
+                web_otp_domain: i.web_otp_domain,
+                app_hash: i.app_hash,
             },
             length: i.length,
             country: i.country,
@@ -813,6 +821,8 @@ mod tests {
         let mut otp = crate::domain::otp::tests::otp_at(1_700_000_000_000);
         otp.sealed_code = vec![1, 2, 3];
         otp.cancel_at_ms = Some(1_700_000_001_000);
+        otp.delivery.web_otp_domain = Some("example.com".into());
+        otp.delivery.app_hash = Some("FA+9qCX9VSu".into());
         otp.checks.push(Check { sid: "OTC1".into(), at_ms: 5, valid: false, sealed_code: vec![9] });
         let item = to_item(&OtpItem::from(&otp)).unwrap();
         assert!(matches!(item.get("code_hash"), Some(AttributeValue::B(_))));
