@@ -49,6 +49,16 @@ async fn codes_and_tokens_never_appear_in_logs() {
     for _ in 0..2 {
         api.send_keyed(idempotency_key, "+14155550103", json!({})).await;
     }
+    // An account with a test number: its fixed code is set, used and verified
+    let test_code = "86420975";
+    let policy = json!({ "testNumbers": [ { "to": "+14155550150", "code": test_code } ] });
+    let r = api.http.post(format!("{}/dev/accounts", api.base)).json(&policy).send().await.unwrap();
+    let acct: serde_json::Value = r.json().await.unwrap();
+    let (tsid, ttoken) = (acct["accountSid"].as_str().unwrap(), acct["authToken"].as_str().unwrap());
+    let body = json!({ "service": "2FA", "from": "Twofa", "to": "+14155550150", "body": "Code {code}" });
+    let test_otp = api.post_as(tsid, ttoken, "/2fa/send", &body).await.request_id();
+    let r = api.post_as(tsid, ttoken, "/2fa/verify", &json!({ "requestId": test_otp, "code": test_code })).await;
+    assert_eq!(r.status, 200);
     api.dev.outbox.set_mode(twofa::adapters::outbox::OutboxMode::Down);
     api.send_to("+14155550102", json!({})).await;
 
@@ -58,7 +68,9 @@ async fn codes_and_tokens_never_appear_in_logs() {
     assert!(logs.contains("otp verified") && logs.contains("invalid code"), "{logs}");
     assert!(logs.contains("idempotent repeat"), "{logs}");
     // ...and hold no code, no token and no idempotency key
-    for secret in [code.as_str(), wrong(&code).as_str(), second_code.as_str(), api.token.as_str(), idempotency_key] {
+    for secret in
+        [code.as_str(), wrong(&code).as_str(), second_code.as_str(), api.token.as_str(), idempotency_key, test_code]
+    {
         assert!(!logs.contains(secret), "a secret or key leaked into the logs");
     }
 }

@@ -11,6 +11,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|_| "TWOFA_SECRET_KEY must be at least 32 bytes (64 hex chars)")?,
         Err(_) => Keys::random(),
     };
+    // libphonenumber's metadata is loaded and compiled once, before the first request.
+    twofa::domain::phone::warm_up();
     let dev = Dev::new(keys);
     let sid = std::env::var("TWOFA_DEV_ACCOUNT_SID").unwrap_or_else(|_| ids::new_sid(ids::ACCOUNT));
     let token = std::env::var("TWOFA_DEV_AUTH_TOKEN").unwrap_or_else(|_| hex_token());

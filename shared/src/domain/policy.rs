@@ -119,6 +119,20 @@ impl AccountPolicy {
         list.as_ref().is_none_or(|l| l.iter().any(|c| c == country))
     }
 
+    /// The policy in the JSON shape `PolicyUpdate` takes, test destinations without their codes
+    /// (what the dev server and the admin command show).
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "allowedCountries": { "sms": self.sms_countries, "call": self.call_countries },
+            "pumpingGuard": {
+                "enabled": self.guard.enabled,
+                "minSends": self.guard.min_sends,
+                "minVerifyPercent": self.guard.min_verify_percent,
+            },
+            "testNumbers": self.test_destinations.iter().map(|t| t.to.clone()).collect::<Vec<_>>(),
+        })
+    }
+
     /// The test destination `to` (already canonical for phone numbers), if it is one.
     pub fn test_destination(&self, to: &str) -> Option<&TestDestination> {
         self.test_destinations.iter().find(|t| t.to == to || (to.contains('@') && t.to.eq_ignore_ascii_case(to)))
