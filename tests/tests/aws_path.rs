@@ -87,8 +87,8 @@ fn digits(s: &str) -> String {
 async fn sms_otp_is_published_through_sns_and_verifies_against_dynamodb() {
     // Given the OTP router on the AWS adapters
     let api = start().await;
-    // A random number that can exist (+1 415 555 xxxx): numbers are checked per country.
-    let to = format!("+1415555{}", &digits(&ids::new_sid(""))[..4]);
+    // A random number that can exist (+1 415 5xx xxxx): numbers are checked per country.
+    let to = format!("+14155{}", &digits(&ids::new_sid(""))[..6]);
     // When an SMS OTP is sent
     let (status, body) = api
         .post("/2fa/send", json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "Your code: {code}" }))
@@ -154,7 +154,7 @@ async fn unverified_email_sender_is_a_failed_event_not_a_crash() {
 async fn verify_costs_one_dynamodb_round_trip_on_a_warm_process() {
     // Given an OTP sent by this process (which has read the account once)
     let api = start().await;
-    let to = format!("+1650555{}", &digits(&ids::new_sid(""))[..4]);
+    let to = format!("+16505{}", &digits(&ids::new_sid(""))[..6]);
     let (_, body) =
         api.post("/2fa/send", json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "{code}" })).await;
     let sid = body["requestID"].as_str().unwrap().to_owned();

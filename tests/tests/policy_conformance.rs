@@ -205,7 +205,13 @@ async fn the_pumping_guard_pauses_a_country_with_few_verifies_and_resumes_as_ver
         sent.push((f.send_sms(&account, &us(i)).await.expect("send"), us(i)));
     }
     // When it sends a 5th to the US
+    let before = f.dynamo.as_ref().map(|d| d.calls());
     let r = f.send_sms(&account, &us(4)).await;
+    // (on DynamoDB the 24 guard counters were read in the send's one BatchGetItem, and nothing written)
+    if let (Some(d), Some(before)) = (&f.dynamo, before) {
+        let c = d.calls() - before;
+        assert_eq!((c.batch_get_item, c.reads(), c.writes()), (1, 1, 0), "{c:?}");
+    }
     // Then it is refused with 477 naming the country, and nothing was sent
     assert_eq!(r, Err(Error::SendsPaused("US".into())));
     assert_eq!(r.unwrap_err().to_string(), "Sends to US paused: low verification rate");
@@ -213,7 +219,13 @@ async fn the_pumping_guard_pauses_a_country_with_few_verifies_and_resumes_as_ver
     // And other countries are not affected
     f.send_sms(&account, "+447400123456").await.expect("GB is not paused");
     // When one US OTP is verified (1 of 4: 25 %), still paused; at 2 of 4 (50 %), resumed
+    let before = f.dynamo.as_ref().map(|d| d.calls());
     f.verify_sent(&account, &sent[0].0, &sent[0].1).await;
+    // (on DynamoDB the verify and its count are one TransactWriteItems, nothing else)
+    if let (Some(d), Some(before)) = (&f.dynamo, before) {
+        let c = d.calls() - before;
+        assert_eq!((c.reads(), c.writes(), c.transact_write_items), (0, 1, 1), "{c:?}");
+    }
     assert_eq!(f.send_sms(&account, &us(4)).await, Err(Error::SendsPaused("US".into())));
     f.verify_sent(&account, &sent[1].0, &sent[1].1).await;
     f.send_sms(&account, &us(4)).await.expect("resumed at 50 %");
@@ -319,7 +331,13 @@ async fn a_test_number_delivers_nothing_counts_as_test_and_verifies_its_fixed_co
     let account = f.set(&account, policy).await;
     assert_eq!(account.policy.test_destinations.len(), 1);
     // When it sends to it
+    let before = f.dynamo.as_ref().map(|d| d.calls());
     let sid = f.send_sms(&account, "14155550123").await.expect("send");
+    // (on DynamoDB: the snapshot and the commit, and no event update: nothing was dispatched)
+    if let (Some(d), Some(before)) = (&f.dynamo, before) {
+        let c = d.calls() - before;
+        assert_eq!((c.batch_get_item, c.transact_write_items, c.update_item, c.get_item), (1, 1, 0, 0), "{c:?}");
+    }
     // Then nothing is delivered, the OTP holds the fixed code's HMAC, and usage counts `test` only
     assert!(f.outbox.messages(None).is_empty());
     let otp = f.deps.store.get_otp(&account.sid, &sid).await.unwrap().unwrap();
