@@ -133,6 +133,8 @@ pub trait OtpStore: Send + Sync {
 
     /// Reverse a committed plan whose dispatch failed, so the send leaves nothing behind (its
     /// idempotency record too, while it still names this OTP: the key can be used again).
+    /// `Err(NotFound)` and nothing changed when the plan's OTP is not there (never committed,
+    /// or already undone): safe to call for a commit whose outcome is unknown.
     async fn undo_send(&self, plan: &SendPlan) -> Result<()>;
 
     /// Replace event number `index` of an OTP (what the provider said of a dispatch).

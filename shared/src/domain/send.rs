@@ -202,7 +202,8 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         Err(DispatchError::Unavailable) => {
             // Nothing was delivered: take the whole send back so it leaves no trace.
             if let Err(e) = deps.store.undo_send(&plan).await {
-                tracing::error!(otp = %otp.sid, error = %e, "undo of an undelivered send failed");
+                tracing::warn!(otp = %otp.sid, error = %e, "undo of an undelivered send failed; trying again later");
+                tokio::spawn(undo_if_it_lands(deps.clone(), plan.clone()));
             }
             return Err(Error::Unavailable);
         }
@@ -339,6 +340,12 @@ async fn admit(
                 contended = Some(plan);
                 backoff(attempt).await;
             }
+            Err(Error::Unavailable) => {
+                // A timed-out commit may still be applied later (the request reached the store
+                // before it stopped answering): the caller hears 503, so take it back if it lands.
+                tokio::spawn(undo_if_it_lands(deps.clone(), plan));
+                return Err(Error::Unavailable);
+            }
             Err(e) => return Err(e),
         }
     }
@@ -382,6 +389,28 @@ fn supersede(
             let guard = guard_time.or(d.current_guard).unwrap_or(0);
             let old = Superseded { sid: d.current.clone(), cancel_at_ms: now + i64::from(guard) * 1000 };
             (fresh(Some(old.clone())), Some(d.current), Some(old))
+        }
+    }
+}
+
+/// How long after a commit whose outcome is unknown its undo is tried (seconds after the
+/// failure): past the operation timeout and any pause of the store a request can survive.
+pub const UNDO_IF_IT_LANDS_AFTER_S: [u64; 7] = [1, 2, 3, 5, 8, 13, 21];
+
+/// Undo a commit that answered "unavailable" once it shows up, for about half a minute: a send
+/// answered 503 leaves nothing behind. `NotFound`: not (yet) applied.
+async fn undo_if_it_lands(deps: Deps, plan: SendPlan) {
+    let mut waited = 0;
+    for at in UNDO_IF_IT_LANDS_AFTER_S {
+        tokio::time::sleep(Duration::from_secs(at - waited)).await;
+        waited = at;
+        match deps.store.undo_send(&plan).await {
+            Ok(()) => {
+                tracing::warn!(otp = %plan.otp.sid, "a commit answered as failed landed later: undone");
+                return;
+            }
+            Err(Error::NotFound) => {}
+            Err(e) => tracing::warn!(otp = %plan.otp.sid, error = %e, "undo of an unknown commit failed; trying again"),
         }
     }
 }

@@ -5,7 +5,7 @@ pub mod dynamodb;
 pub mod ses;
 pub mod sns;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
@@ -15,13 +15,61 @@ use crate::{
     ports::{DispatchError, DispatchReceipt, Dispatcher, OutboundMessage},
 };
 
+/// How long one attempt of any SDK call may take (connect, send, read the whole answer).
+/// DynamoDB, SNS and SES answer in tens of milliseconds from inside the region.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(600);
+/// Attempts of one call (the first and one retry, for throttling, 5xx and timeouts).
+pub const MAX_ATTEMPTS: u32 = 2;
+/// One call, every attempt and the backoff between them included: a dependency that hangs
+/// costs a request at most this per call before it answers 503.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(1200);
+/// Opening a connection (TCP + TLS).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(400);
+
+/// The timeouts every SDK client shares: the constants above, unless
+/// `TWOFA_AWS_ATTEMPT_TIMEOUT_MS` / `TWOFA_AWS_OPERATION_TIMEOUT_MS` say otherwise (a slow
+/// emulator on a loaded machine; the fault tests use the constants).
+pub fn timeout_config() -> aws_config::timeout::TimeoutConfig {
+    let ms = |var: &str, default: Duration| {
+        std::env::var(var).ok().and_then(|v| v.parse().ok()).map(Duration::from_millis).unwrap_or(default)
+    };
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ms("TWOFA_AWS_ATTEMPT_TIMEOUT_MS", ATTEMPT_TIMEOUT))
+        .operation_timeout(ms("TWOFA_AWS_OPERATION_TIMEOUT_MS", OPERATION_TIMEOUT))
+        .build()
+}
+
+/// The production timeouts, whatever the environment says.
+pub fn production_timeout_config() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
 /// The SDK configuration from the environment: region, credentials, and `AWS_ENDPOINT_URL`
-/// (moto, LocalStack) when set. Call it once per process and build every client from it.
+/// (moto, LocalStack) when set, with the one HTTP client (hyper 1, rustls with ring) and the
+/// timeouts and bounded retries every client shares. Call it once per process and build every
+/// client from it.
 ///
 /// Not cached in a static on purpose: the HTTP connection pool inside belongs to the Tokio
 /// runtime that first used it, and tests run one runtime each.
 pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .timeout_config(timeout_config())
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(Duration::from_millis(20))
+                .with_max_backoff(Duration::from_millis(100)),
+        )
+        .load()
+        .await
 }
 
 /// Routes each message to the dispatcher of its channel.

@@ -195,7 +195,9 @@ impl OtpStore for MemoryStore {
         let mut s = self.lock()?;
         let otp = &plan.otp;
         let acct = &otp.account_sid;
-        s.otps.remove(&otp_key(acct, &otp.sid));
+        if s.otps.remove(&otp_key(acct, &otp.sid)).is_none() {
+            return Err(Error::NotFound);
+        }
         let dkey = dest_key(acct, &otp.service, &otp.delivery.to);
         if s.destinations.get(&dkey).is_some_and(|d| d.current == otp.sid) {
             match &plan.supersede {

@@ -137,7 +137,8 @@ impl DynamoStore {
         let otp = &plan.otp;
         let acct = &otp.account_sid;
         let mut tx = Vec::with_capacity(6 + plan.counters.len());
-        tx.push(self.delete(&Key::otp(acct, &otp.sid), None, Expr::default())?);
+        // First, and never dropped: while the OTP is there the commit is applied and not undone.
+        tx.push(self.delete(&Key::otp(acct, &otp.sid), Some("attribute_exists(pk)"), Expr::default())?);
 
         if let Some(r) = &plan.idempotency {
             tx.push(self.delete(
@@ -350,6 +351,9 @@ impl OtpStore for DynamoStore {
             }
             match self.transact("TransactWriteItems(undo_send)", items.clone()).await {
                 Ok(()) => return Ok(()),
+                Err(TransactError::Canceled(reasons)) if reasons.first() == Some(&Reason::ConditionFailed) => {
+                    return Err(Error::NotFound)
+                }
                 Err(TransactError::Canceled(reasons)) => match canceled(&reasons) {
                     Error::Contended => {
                         let before = items.len();
