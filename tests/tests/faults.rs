@@ -170,11 +170,8 @@ impl World {
         let otps = items.iter().filter(|i| s(i, "pk").starts_with("OTP#")).count();
         let dests = items.iter().filter(|i| s(i, "pk").starts_with("DEST#")).count();
         let counters = items.iter().filter(|i| s(i, "pk").starts_with("CTR#")).map(count).sum();
-        let usage = items
-            .iter()
-            .filter(|i| s(i, "pk").starts_with("USAGE#") && s(i, "sk").contains("#All#"))
-            .map(count)
-            .sum();
+        let usage =
+            items.iter().filter(|i| s(i, "pk").starts_with("USAGE#") && s(i, "sk").contains("#All#")).map(count).sum();
         (otps, dests, counters, usage)
     }
 }
@@ -270,7 +267,11 @@ async fn dynamodb_paused_mid_flight_answers_503_in_budget_leaves_nothing_and_rec
     }
     // Then every request answered 200, 4xx or 503 within the budget, some of them 503
     check_answers(&answers);
-    assert!(answers.iter().any(|a| a.0 == 503), "the pause was felt: {:?}", answers.iter().map(|a| a.0).collect::<Vec<_>>());
+    assert!(
+        answers.iter().any(|a| a.0 == 503),
+        "the pause was felt: {:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
     // And a send while DynamoDB is still frozen answers 503 in budget
     tokio::time::sleep(Duration::from_secs(4).saturating_sub(paused_at.elapsed())).await;
     let (status, body, took) = w.send(&number(900)).await;
