@@ -51,6 +51,11 @@ else
     bash "${MOTO}" start
 fi
 eval "$(bash "${MOTO}" env)"
+# moto serves one request at a time and shares 2 cores with the tests: it can take seconds
+# where DynamoDB takes milliseconds, so the suite gives the SDK generous timeouts. The fault
+# tests (tests/tests/faults.rs) use the production ones, against motos of their own.
+export TWOFA_AWS_ATTEMPT_TIMEOUT_MS="${TWOFA_AWS_ATTEMPT_TIMEOUT_MS:-10000}"
+export TWOFA_AWS_OPERATION_TIMEOUT_MS="${TWOFA_AWS_OPERATION_TIMEOUT_MS:-30000}"
 SUMMARY+=("ok      $((SECONDS - start))s  moto install + start")
 echo "==> moto: ready at ${AWS_ENDPOINT_URL} ($((SECONDS - start))s)"
 
