@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use twofa::{
     adapters::{
         clock::AdjustableClock,
-        memory::MemoryStore,
-        outbox::{Outbox, OutboxMode},
+        memory::{MemoryStore, DEFAULT_MAX_OTPS},
+        outbox::{Outbox, OutboxMode, DEFAULT_OUTBOX_MAX},
     },
     domain::{
         account::Account,
@@ -42,9 +42,14 @@ pub struct Dev {
 
 impl Dev {
     pub fn new(keys: Keys) -> Self {
+        Self::bounded(keys, DEFAULT_MAX_OTPS, DEFAULT_OUTBOX_MAX)
+    }
+
+    /// Keeping at most `max_otps` OTPs and `outbox_max` messages, the newest.
+    pub fn bounded(keys: Keys, max_otps: usize, outbox_max: usize) -> Self {
         let clock = Arc::new(AdjustableClock::default());
-        let store = Arc::new(MemoryStore::new());
-        let outbox = Arc::new(Outbox::new(clock.clone()));
+        let store = Arc::new(MemoryStore::new().with_max_otps(max_otps));
+        let outbox = Arc::new(Outbox::new(clock.clone()).with_max(outbox_max));
         let deps =
             Deps { store: store.clone(), dispatcher: outbox.clone(), clock: clock.clone(), keys: Arc::new(keys) };
         Dev { deps, store, outbox, clock }

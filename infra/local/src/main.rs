@@ -1,6 +1,10 @@
 //! `make run`: the whole API on 127.0.0.1:3000 (PORT overrides), embedded.
 
-use twofa::domain::{crypto::Keys, ids};
+use twofa::{
+    adapters::{memory::DEFAULT_MAX_OTPS, outbox::DEFAULT_OUTBOX_MAX},
+    domain::{crypto::Keys, ids},
+    ports::AccountStore,
+};
 use twofa_local::{hex_token, serve, Dev};
 
 #[tokio::main]
@@ -13,10 +17,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     // libphonenumber's metadata is loaded and compiled once, before the first request.
     twofa::domain::phone::warm_up();
-    let dev = Dev::new(keys);
+    // Memory stays bounded: the newest OTPs and outbox messages only (README "Dev server").
+    let env_usize = |var: &str| std::env::var(var).ok().and_then(|v| v.parse().ok());
+    let dev = Dev::bounded(
+        keys,
+        env_usize("TWOFA_DEV_MAX_OTPS").unwrap_or(DEFAULT_MAX_OTPS),
+        env_usize("TWOFA_DEV_OUTBOX_MAX").unwrap_or(DEFAULT_OUTBOX_MAX),
+    );
     let sid = std::env::var("TWOFA_DEV_ACCOUNT_SID").unwrap_or_else(|_| ids::new_sid(ids::ACCOUNT));
     let token = std::env::var("TWOFA_DEV_AUTH_TOKEN").unwrap_or_else(|_| hex_token());
-    dev.create_account(Some(sid.clone()), &token, None).await.map_err(|e| format!("dev account: {e}"))?;
+    let account = dev.create_account(Some(sid.clone()), &token, None).await.map_err(|e| format!("dev account: {e}"))?;
+    // Load tests send to many numbers and verify few: the pumping guard would pause them.
+    if std::env::var("TWOFA_DEV_PUMPING_GUARD").is_ok_and(|v| v == "off") {
+        let mut policy = account.policy.clone();
+        policy.guard.enabled = false;
+        dev.store.set_policy(&account, &policy).await.map_err(|e| format!("dev account policy: {e}"))?;
+    }
 
     let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

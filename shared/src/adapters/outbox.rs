@@ -1,7 +1,10 @@
 //! The embedded dispatcher: keeps every message in memory instead of delivering it, so a
 //! developer (or a test) reads the code from `/dev/outbox`.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+};
 
 use async_trait::async_trait;
 
@@ -40,15 +43,25 @@ pub enum OutboxMode {
     Down,
 }
 
+/// Messages the outbox keeps by default: the newest (a developer reads the last few).
+pub const DEFAULT_OUTBOX_MAX: usize = 10_000;
+
 pub struct Outbox {
     clock: Arc<dyn Clock>,
-    entries: Mutex<Vec<OutboxEntry>>,
+    entries: Mutex<VecDeque<OutboxEntry>>,
     mode: Mutex<OutboxMode>,
+    max: usize,
 }
 
 impl Outbox {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Outbox { clock, entries: Mutex::default(), mode: Mutex::default() }
+        Outbox { clock, entries: Mutex::default(), mode: Mutex::default(), max: DEFAULT_OUTBOX_MAX }
+    }
+
+    /// The same outbox keeping at most `max` messages (the newest).
+    pub fn with_max(mut self, max: usize) -> Self {
+        self.max = max.max(1);
+        self
     }
 
     pub fn set_mode(&self, mode: OutboxMode) {
@@ -96,7 +109,11 @@ impl Dispatcher for Outbox {
             at_ms: now,
         };
         let id = entry.id.clone();
-        self.entries.lock().expect("outbox lock").push(entry);
+        let mut entries = self.entries.lock().expect("outbox lock");
+        entries.push_back(entry);
+        while entries.len() > self.max {
+            entries.pop_front();
+        }
         Ok(DispatchReceipt { provider_id: id })
     }
 }

@@ -4,7 +4,7 @@
 mod records;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicBool, Ordering},
         Mutex, MutexGuard,
@@ -41,18 +41,75 @@ pub(crate) struct State {
     /// (account, idempotency key) → record.
     pub idempotency: HashMap<(String, String), IdempotencyRecord>,
     pub guard: HashMap<GuardKey, GuardCount>,
+    /// OTP keys in commit order, for the cap on how many are kept.
+    pub order: VecDeque<(String, String)>,
+    /// Commits since the last sweep of expired counters, pointers, keys and guard buckets.
+    pub since_sweep: u32,
 }
 
-#[derive(Default)]
+/// OTPs the embedded store keeps by default: the newest; older ones (and their destination
+/// pointers) are dropped, so a long-running dev server stays within a few hundred MB.
+pub const DEFAULT_MAX_OTPS: usize = 50_000;
+/// Commits between two sweeps of what DynamoDB's TTL would have deleted.
+const SWEEP_EVERY: u32 = 1024;
+/// A destination pointer outlives its OTP's expiry by this much (its DynamoDB TTL).
+const POINTER_GRACE_MS: Millis = 24 * 3600 * 1000;
+
+impl State {
+    /// Keep at most `max` OTPs (the newest), and every `SWEEP_EVERY` commits drop what is past
+    /// its use at `now` and would be gone by TTL on DynamoDB: expired counter windows (an
+    /// expired window reads as no window), pointers a day past their OTP's expiry, idempotency
+    /// keys past 24 h, guard buckets out of the hour window.
+    fn bound(&mut self, max: usize, now: Millis) {
+        while self.order.len() > max {
+            let Some(key) = self.order.pop_front() else { break };
+            if let Some(otp) = self.otps.remove(&key) {
+                let dkey = dest_key(&otp.account_sid, &otp.service, &otp.delivery.to);
+                if self.destinations.get(&dkey).is_some_and(|d| d.current == otp.sid) {
+                    self.destinations.remove(&dkey);
+                }
+            }
+        }
+        self.since_sweep += 1;
+        if self.since_sweep < SWEEP_EVERY {
+            return;
+        }
+        self.since_sweep = 0;
+        self.counters.retain(|_, c| c.window_end_ms > now);
+        self.destinations.retain(|_, d| d.current_expires_ms + POINTER_GRACE_MS > now);
+        self.idempotency.retain(|_, r| r.live_at(now));
+        let window = crate::domain::guard::WINDOW_BUCKETS * crate::domain::guard::BUCKET_MS;
+        self.guard.retain(|k, _| k.bucket_end_ms() + window > now);
+    }
+}
+
 pub struct MemoryStore {
     state: Mutex<State>,
     down: AtomicBool,
     lose_commit_answer: AtomicBool,
+    max_otps: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            state: Mutex::default(),
+            down: AtomicBool::default(),
+            lose_commit_answer: AtomicBool::default(),
+            max_otps: DEFAULT_MAX_OTPS,
+        }
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same store keeping at most `max` OTPs (the newest).
+    pub fn with_max_otps(mut self, max: usize) -> Self {
+        self.max_otps = max.max(1);
+        self
     }
 
     /// Simulate the store being unreachable (every call answers `Unavailable`).
@@ -185,6 +242,8 @@ impl OtpStore for MemoryStore {
         }
         s.destinations.insert(dkey, plan.destination.clone());
         s.otps.insert(otp_key(acct, &otp.sid), otp.clone());
+        s.order.push_back(otp_key(acct, &otp.sid));
+        s.bound(self.max_otps, otp.created_ms);
         if self.lose_commit_answer.swap(false, Ordering::SeqCst) {
             return Err(Error::Contended);
         }
