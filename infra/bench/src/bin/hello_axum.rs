@@ -1,0 +1,14 @@
+//! Baseline for the dev server's throughput: axum answering a small JSON to any POST or GET,
+//! on the same runtime and profile as `twofa-local`. `PORT` (default 3001).
+
+use axum::{routing::any, Json, Router};
+use serde_json::{json, Value};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3001);
+    let app = Router::new().fallback(any(|| async { Json::<Value>(json!({ "code": 200, "message": "OK" })) }));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
