@@ -268,7 +268,7 @@ mod tests {
         let stuck = position_counts(1_000_000, 4, |l| {
             i += 1;
             let mut code = generate_code(l).reveal().to_owned();
-            if i % 100 == 0 {
+            if i.is_multiple_of(100) {
                 code.replace_range(2..3, "7");
             }
             code

@@ -12,6 +12,8 @@ pub mod limits;
 pub mod otp;
 pub mod phone;
 pub mod policy;
+#[cfg(test)]
+mod properties;
 pub mod records;
 pub mod send;
 pub mod time;
