@@ -2,6 +2,7 @@
 #
 #   make run       local dev server (infra/local, dev profile); PORT=8080 make run to change port 3000
 #   make test      fmt + clippy + the whole test suite against a local moto (infra/scripts/test.sh)
+#   make fuzz      cargo-fuzz (libFuzzer) on every target, 10 min each (infra/scripts/fuzz.sh)
 #   make bench     release builds, then every performance figure as a ratio to its baseline (infra/scripts/bench.sh)
 #   make build     build the workspace with the AWS backends
 #   make lambda    release builds of the three Lambda binaries (plain cargo)
@@ -17,7 +18,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 MOTO := infra/scripts/moto.sh
 
-.PHONY: all run test bench build lambda lint fmt moto-up moto-down moto-env
+.PHONY: all run test bench fuzz build lambda lint fmt moto-up moto-down moto-env
 
 all: build
 
@@ -29,6 +30,9 @@ test:
 
 bench:
 	bash infra/scripts/bench.sh
+
+fuzz:
+	bash infra/scripts/fuzz.sh
 
 build:
 	$(CARGO) build --workspace --features twofa/aws

@@ -72,7 +72,7 @@ def main():
             state["event"] = threading.Event()
             t0 = time.perf_counter()
             p = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            ok = state["event"].wait(10)
+            ok = state["event"].wait(float(os.environ.get("INIT_WAIT_S", "10")))
             p.kill()
             p.wait()
             if not ok:

@@ -58,6 +58,7 @@ bash "$MOTO" install >/dev/null 2>&1
 PY="$ROOT/.venv/bin/python"
 "$PY" infra/bench/init_time.py 30 "$TARGET/hello-lambda" "$TARGET/twofa-otp" "$TARGET/twofa-limits" \
     "$TARGET/twofa-records" | tee "$WORK/init.txt" | sed 's/^/    /'
+"$TARGET/init-parts" | sed 's/^/    where the time goes (one process, each step alone): /'
 hello_ms=$(awk '/^hello-lambda/ { sub("median_ms=", "", $2); print $2 }' "$WORK/init.txt")
 awk -v h="$hello_ms" '!/^hello/ { m = $2; sub("median_ms=", "", m); c = $4; sub("calls=", "", c);
     printf "    %-14s %.2fx the hello (goal <= 2x: %s), %d network call(s) before the first poll (goal <= 1)\n",
@@ -113,14 +114,14 @@ for round in 1 2 3; do
     echo "    send round $round: $(rps "$WORK/send$round.txt") req/s ($(non2xx "$WORK/send$round.txt") not 2xx), p50 $(pct "$WORK/send$round.txt" 50) p99 $(pct "$WORK/send$round.txt" 99), RSS after: $(( $(rss_kb "$DEV_PID") / 1024 )) MB"
 done
 SEND_RPS=$(rps "$WORK/send1.txt")
-echo "    send vs axum hello: $(ratio "$SEND_RPS" "$HELLO_RPS") (goal >= 0.5x)"
+echo "    send vs axum hello: $(ratio "$SEND_RPS" "$HELLO_RPS") (goal >= 0.5x); RSS stays put once 50 000 OTPs are kept"
 kill "$DEV_PID"
 
 # Verify: a dev server that keeps every OTP and message of a round of sends, then the right
 # code of each, once.
 VERIFY_PORT=$((BENCH_PORT_BASE + 2))
 start_dev "$VERIFY_PORT" TWOFA_DEV_OUTBOX_MAX=2000000 TWOFA_DEV_MAX_OTPS=2000000
-BENCH_AREA=212 load "$WORK/prep.txt" infra/bench/wrk/send.lua "http://127.0.0.1:$VERIFY_PORT" 4
+BENCH_AREA=212 load "$WORK/prep.txt" infra/bench/wrk/send.lua "http://127.0.0.1:$VERIFY_PORT"
 "$PY" - "http://127.0.0.1:$VERIFY_PORT/dev/outbox" "$WORK/pairs.txt" <<'PY'
 import json, re, sys, urllib.request
 msgs = json.load(urllib.request.urlopen(sys.argv[1], timeout=60))["messages"]
@@ -129,7 +130,7 @@ with open(sys.argv[2], "w") as f:
         f.write(f"{m['requestID']} {re.sub(r'[^0-9]', '', m['body'])}\n")
 PY
 PAIRS=$(wc -l <"$WORK/pairs.txt")
-BENCH_PAIRS="$WORK/pairs.txt" load "$WORK/verify.txt" infra/bench/wrk/verify.lua "http://127.0.0.1:$VERIFY_PORT" 3
+BENCH_PAIRS="$WORK/pairs.txt" load "$WORK/verify.txt" infra/bench/wrk/verify.lua "http://127.0.0.1:$VERIFY_PORT" 2
 echo "    verify: $(rps "$WORK/verify.txt") req/s over ${PAIRS} OTPs ($(non2xx "$WORK/verify.txt") not 2xx: codes used twice once the OTPs run out), p50 $(pct "$WORK/verify.txt" 50) p99 $(pct "$WORK/verify.txt" 99)"
 kill "$DEV_PID"
 
