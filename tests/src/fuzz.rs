@@ -19,8 +19,11 @@ use twofa::{
     ports::{AccountStore, Deps},
 };
 
+/// A target: arbitrary bytes in, a panic on a bug.
+pub type Target = fn(&[u8]);
+
 /// The targets, by the name of their corpus directory.
-pub const TARGETS: [(&str, fn(&[u8])); 4] =
+pub const TARGETS: [(&str, Target); 4] =
     [("params", params), ("limit_buckets", limit_buckets), ("page_token", page_token), ("lambda_event", lambda_event)];
 
 /// Request parameters: query string and body (JSON, form, the seeds' `\{code}` escapes),
@@ -118,10 +121,12 @@ pub fn lambda_event(data: &[u8]) {
         Some(i) => (uri_query(&rest[..i]), &rest[i + 1..]),
         None => (String::new(), rest),
     };
-    let paths = ["/2fa/send", "/2fa/verify.json", "/2fa/cancel.xml", "/2fa/limits", "/2fa/search", "/2fa/usage/records"];
+    let paths =
+        ["/2fa/send", "/2fa/verify.json", "/2fa/cancel.xml", "/2fa/limits", "/2fa/search", "/2fa/usage/records"];
     let path = paths[usize::from(flags >> 3) % paths.len()];
     let method = if path.starts_with("/2fa/search") || path.starts_with("/2fa/usage") { "GET" } else { "POST" };
-    let content_type = ["application/json", "application/x-www-form-urlencoded", "text/plain", ""][usize::from(flags >> 1) & 3];
+    let content_type =
+        ["application/json", "application/x-www-form-urlencoded", "text/plain", ""][usize::from(flags >> 1) & 3];
     let base64 = flags & 1 == 1;
     let body = if base64 {
         base64::engine::general_purpose::STANDARD.encode(body)
