@@ -47,7 +47,6 @@ async fn load_keys(sdk: &aws_config::SdkConfig) -> Result<Keys, BoxError> {
 /// Every adapter, built once: SDK clients are reused by all invocations of this process.
 pub async fn deps_from_env() -> Result<Deps, BoxError> {
     let config = Config::from_env()?;
-    crate::domain::phone::warm_up();
     let sdk = aws_config().await;
     let keys = load_keys(&sdk).await?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);

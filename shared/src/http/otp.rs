@@ -23,7 +23,11 @@ use crate::{
 /// Most limits one send may name.
 const MAX_LIMITS_PER_SEND: usize = 10;
 
+/// The send/verify/cancel router. Builds libphonenumber's metadata first (about 0.1 s, most of
+/// this function's cold start; see README "Performance"), so no request pays for it; the
+/// limits and records functions parse no numbers and skip it.
 pub fn router(deps: Deps) -> Router {
+    crate::domain::phone::warm_up();
     let r = Router::new();
     let r = route_with_suffixes(r, "/2fa/send", post(send_otp));
     let r = route_with_suffixes(r, "/2fa/verify", post(verify_otp));
