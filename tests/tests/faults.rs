@@ -1,6 +1,7 @@
-//! Failing fast, on moto: DynamoDB (or SNS) paused with SIGSTOP or stopped in the middle of
+//! Failing fast, on moto: DynamoDB (or SNS) paused with SIGSTOP in the middle of
 //! concurrent sends and verifies. Every answer is 200, 4xx or 503 within the budget, a send
-//! answered 503 leaves no OTP, counter or usage behind, and service comes back by itself.
+//! answered 503 leaves no OTP, counter or usage behind, and service comes back by itself; and
+//! with the dependency stopped altogether, requests answer 503 at once.
 //!
 //! Each test starts its own moto processes (DynamoDB and SNS apart, so one can fail alone) on
 //! free loopback ports, and signals only those pids. The SDK clients use the production
@@ -286,6 +287,15 @@ async fn dynamodb_paused_mid_flight_answers_503_in_budget_leaves_nothing_and_rec
     sent_ok += 1;
     // And the sends answered 503 left no OTP, no pointer, no counter, no usage
     nothing_half_written(&w, sent_ok).await;
+    // And with DynamoDB gone altogether (connection refused), a send and a verify answer 503
+    let mut ddb = ddb;
+    ddb.stop();
+    let (status, body, took) = w.send(&number(2000)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(took <= budget(), "{took:?}");
+    let (status, body, took) = w.post("/2fa/verify", json!({ "requestId": pending[0], "code": "000000" })).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(took <= budget(), "{took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
