@@ -442,6 +442,21 @@ async fn keyed_send_whose_commit_answer_was_lost_still_sends_once() {
 }
 
 #[tokio::test]
+async fn send_without_a_key_whose_commit_answer_was_lost_still_sends_once() {
+    // Given a store that applies the next send's transaction but loses its answer
+    let api = Api::start().await;
+    api.dev.store.lose_next_commit_answer();
+    // When a send without an idempotency key comes
+    let r = api.send_to(TO, json!({})).await;
+    // Then on reading again it finds its OTP under the destination: sent once, and it verifies
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sid = r.request_id();
+    assert_eq!(api.dev.outbox.messages(Some(TO)).len(), 1);
+    assert_eq!(api.verify(&sid, &api.code_of(&sid).await).await.status, 200);
+    assert_eq!(created_today(&api).await, 1);
+}
+
+#[tokio::test]
 async fn malformed_idempotency_key_answers_400_and_sends_nothing() {
     // Given keys that are empty, have a space, are not ASCII, are too long, or come twice
     let api = Api::start().await;

@@ -264,6 +264,13 @@ async fn admit(
                 guard: &guard_keys,
             })
             .await?;
+        // The pointer names this very OTP: a commit answered `Contended` was applied after all
+        // (its answer lost and the retry refused; DynamoDB's request token usually hides that).
+        if let Some(plan) =
+            contended.as_ref().filter(|_| snap.destination.as_ref().is_some_and(|d| d.current == otp.sid))
+        {
+            return Ok(Admitted::Plan(plan.clone()));
+        }
         // A repeat is answered before anything else is looked at: it touches no limit or usage.
         if let (Some(record), Some(fp)) = (snap.idempotency.as_ref().filter(|r| r.live_at(now)), &fingerprint) {
             if record.otp_sid == otp.sid {
@@ -348,6 +355,10 @@ async fn admit(
             }
             Err(e) => return Err(e),
         }
+    }
+    // Out of attempts: if one of them was applied after all, take it back once it shows.
+    if let Some(plan) = contended {
+        tokio::spawn(undo_if_it_lands(deps.clone(), plan));
     }
     Err(Error::Unavailable)
 }
