@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     account::Account,
+    callbacks::{CallFailure, UrlRules, WebhookRequest},
     crypto::Keys,
     error::Result,
     guard::{GuardCount, GuardKey},
@@ -214,6 +215,27 @@ pub trait RecordStore: Send + Sync {
     async fn usage(&self, account_sid: &str, from_day: &str, to_day: &str) -> Result<Vec<(UsageKey, u64)>>;
 }
 
+/// What the expiry sweeper needs: OTPs stored pending whose timeout (or supersede deadline)
+/// has passed, and a conditional write of the status they have now, so the change (and its
+/// `expired` / `canceled` callback) happens within a sweep of the deadline.
+#[async_trait]
+pub trait ExpiryStore: Send + Sync {
+    /// Up to `limit` OTPs stored pending and due at `now`: (account sid, OTP sid).
+    async fn due_otps(&self, now: Millis, limit: usize) -> Result<Vec<(String, String)>>;
+
+    /// Store the status the OTP has at `now` (expired, or canceled when superseded), with the
+    /// instant it took it, only if it is stored pending and due; false when it was not (verified
+    /// meanwhile, already settled, gone).
+    async fn settle(&self, account_sid: &str, otp_sid: &str, now: Millis) -> Result<bool>;
+}
+
+/// One call to a callback URL.
+#[async_trait]
+pub trait Webhooks: Send + Sync {
+    /// Ok on a 2xx answer within `callbacks::TIMEOUT_SECS`.
+    async fn call(&self, req: &WebhookRequest) -> std::result::Result<(), CallFailure>;
+}
+
 /// The whole store.
 pub trait Store: AccountStore + OtpStore + LimitStore + RecordStore {}
 impl<T: AccountStore + OtpStore + LimitStore + RecordStore> Store for T {}
@@ -266,6 +288,12 @@ pub trait Dispatcher: Send + Sync {
     /// 400 up front rather than an OTP that nobody will receive.
     fn delivers(&self, _channel: Channel) -> bool {
         true
+    }
+
+    /// Which callback URLs this deployment takes: the dev server's outbox any host (a local
+    /// receiver must work), a deployment only https to public addresses.
+    fn callback_url_rules(&self) -> UrlRules {
+        UrlRules::Public
     }
 
     async fn dispatch(&self, msg: &OutboundMessage) -> std::result::Result<DispatchReceipt, DispatchError>;

@@ -142,7 +142,56 @@ on_both_stores!(
     concurrent_sends_and_verifies_are_all_counted_by_the_guard,
     a_verify_whose_sid_names_another_country_counts_in_the_otps_own,
     a_test_number_delivers_nothing_counts_as_test_and_verifies_its_fixed_code,
+    an_account_callback_and_its_sealed_secret_are_stored_and_rotated,
 );
+
+// --- callbacks -------------------------------------------------------------------------------
+
+async fn an_account_callback_and_its_sealed_secret_are_stored_and_rotated(f: Fixture) {
+    use twofa::domain::{
+        callbacks::{open_key, secret_key, CallbackMethod, UrlRules},
+        policy::update_policy_with,
+    };
+    // Given an account without a callback
+    let account = f.account(None).await;
+    assert!(account.policy.callback.is_none() && account.policy.webhook_secret.is_none());
+    // When it gets a GET callback
+    let update: PolicyUpdate = serde_json::from_value(
+        serde_json::json!({ "callbackUrl": "https://hooks.example.com/otp", "callbackMethod": "get" }),
+    )
+    .unwrap();
+    let change =
+        update_policy_with(f.deps.store.as_ref(), &f.deps.keys, &account.sid, update, UrlRules::Public).await.unwrap();
+    // Then a secret is made and shown this once, and the account reads back with both
+    let first = change.webhook_secret.expect("a secret with the first callback").0;
+    let read = f.deps.store.get_account(&account.sid).await.unwrap().unwrap();
+    let target = read.policy.callback.clone().expect("the callback");
+    assert_eq!((target.url.as_str(), target.method), ("https://hooks.example.com/otp", CallbackMethod::Get));
+    let sealed = read.policy.webhook_secret.clone().expect("the sealed secret").0;
+    assert!(!sealed.windows(16).any(|w| first.as_bytes().windows(16).any(|s| s == w)), "stored sealed, not in clear");
+    assert_eq!(open_key(&f.deps.keys, &account.sid, &sealed).unwrap(), secret_key(&first).unwrap());
+    // When the secret is rotated, Then another one replaces it and the callback stays
+    let rotate: PolicyUpdate = serde_json::from_value(serde_json::json!({ "rotateWebhookSecret": true })).unwrap();
+    let second = update_policy_with(f.deps.store.as_ref(), &f.deps.keys, &account.sid, rotate, UrlRules::Public)
+        .await
+        .unwrap()
+        .webhook_secret
+        .expect("a rotated secret")
+        .0;
+    assert_ne!(first, second);
+    let read = f.deps.store.get_account(&account.sid).await.unwrap().unwrap();
+    assert_eq!(read.policy.callback, Some(target));
+    let key = open_key(&f.deps.keys, &account.sid, &read.policy.webhook_secret.unwrap().0).unwrap();
+    assert_eq!(key, secret_key(&second).unwrap());
+    // And `null` removes the callback (the secret stays for per-send callbacks)
+    let read = f.set(&account, serde_json::json!({ "callbackUrl": null })).await;
+    assert!(read.policy.callback.is_none() && read.policy.webhook_secret.is_some());
+    // And an http callback is refused outside dev, naming the parameter
+    let http: PolicyUpdate =
+        serde_json::from_value(serde_json::json!({ "callbackUrl": "http://hooks.example.com/otp" })).unwrap();
+    let err = update_policy_with(f.deps.store.as_ref(), &f.deps.keys, &account.sid, http, UrlRules::Public).await;
+    assert!(matches!(err, Err(Error::InvalidParameter { param, .. }) if param == "callbackUrl"));
+}
 
 // --- geo permissions ---------------------------------------------------------------------------
 

@@ -323,6 +323,10 @@ async fn committed_otp_reads_back_with_every_field(f: Fixture) {
         repeat: 3,
         web_otp_domain: None,
         app_hash: None,
+        callback: Some(twofa::domain::callbacks::CallbackTarget {
+            url: "https://hooks.example.com/otp?t=1".into(),
+            method: twofa::domain::callbacks::CallbackMethod::Get,
+        }),
     };
     o.length = 8;
     o.guard_time = Some(30);

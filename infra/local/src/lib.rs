@@ -1,8 +1,14 @@
 //! The embedded dev server: every endpoint group's router (the very ones the Lambdas serve),
 //! an in-process store, an outbox instead of delivery, an adjustable clock, and dev-only
-//! `/health`, `/dev/outbox`, `/dev/clock`, `/dev/accounts`. No AWS, no network.
+//! `/health`, `/dev/outbox`, `/dev/clock`, `/dev/accounts`, `/dev/callbacks`; callbacks made
+//! by a background task (`callbacks`). No AWS; no network but the callback URLs you give.
 
-use std::{net::SocketAddr, sync::Arc};
+pub mod callbacks;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Once},
+};
 
 use axum::{
     extract::{ConnectInfo, Query, Request, State},
@@ -19,17 +25,21 @@ use twofa::{
         clock::AdjustableClock,
         memory::{MemoryStore, DEFAULT_MAX_OTPS},
         outbox::{Outbox, OutboxMode, DEFAULT_OUTBOX_MAX},
+        webhook::HttpWebhooks,
     },
     domain::{
         account::Account,
+        callbacks as cb,
         crypto::Keys,
         ids,
-        policy::{self, PolicyUpdate},
+        policy::{self, PolicyUpdate, SealedSecret},
         time,
     },
     http::{self, auth::ClientIp},
-    ports::{AccountStore, Clock, Deps},
+    ports::{AccountStore, Clock, Deps, Dispatcher},
 };
+
+use crate::callbacks::DevCallbacks;
 
 /// Handles on the embedded adapters, for the dev routes and for tests.
 #[derive(Clone)]
@@ -38,6 +48,8 @@ pub struct Dev {
     pub store: Arc<MemoryStore>,
     pub outbox: Arc<Outbox>,
     pub clock: Arc<AdjustableClock>,
+    pub callbacks: Arc<DevCallbacks>,
+    started: Arc<Once>,
 }
 
 impl Dev {
@@ -52,40 +64,58 @@ impl Dev {
         let outbox = Arc::new(Outbox::new(clock.clone()).with_max(outbox_max));
         let deps =
             Deps { store: store.clone(), dispatcher: outbox.clone(), clock: clock.clone(), keys: Arc::new(keys) };
-        Dev { deps, store, outbox, clock }
+        let webhooks = Arc::new(HttpWebhooks::new(outbox.callback_url_rules()));
+        let callbacks = Arc::new(DevCallbacks::new(deps.clone(), store.clone(), clock.clone(), webhooks));
+        Dev { deps, store, outbox, clock, callbacks, started: Arc::new(Once::new()) }
     }
 
-    /// Create an account (a sub-account of `parent` if given) with this token.
+    /// Create an account (a sub-account of `parent` if given) with this token (and a webhook
+    /// secret of its own: `POST /dev/accounts` with `rotateWebhookSecret` shows a new one).
     pub async fn create_account(
         &self,
         sid: Option<String>,
         token: &str,
         parent: Option<&str>,
     ) -> twofa::Result<Account> {
-        self.create_account_with(sid, token, parent, PolicyUpdate::default()).await
+        Ok(self.create_account_with(sid, token, parent, PolicyUpdate::default(), None).await?.0)
     }
 
-    /// `create_account` with a policy; nothing is created when the policy is invalid.
+    /// `create_account` with a policy and webhook secret (a new one when None); answers the
+    /// account and its webhook secret. Nothing is created when the policy is invalid.
     pub async fn create_account_with(
         &self,
         sid: Option<String>,
         token: &str,
         parent: Option<&str>,
         policy: PolicyUpdate,
-    ) -> twofa::Result<Account> {
+        webhook_secret: Option<String>,
+    ) -> twofa::Result<(Account, String)> {
+        if let Some(s) = &webhook_secret {
+            cb::secret_key(s)?;
+        }
         let parent = match parent {
             Some(p) => Some(self.store.get_account(p).await?.ok_or(twofa::Error::NotFound)?),
             None => None,
         };
         let sid = sid.unwrap_or_else(|| ids::new_sid(ids::ACCOUNT));
         let mut account = Account::new(sid, token, &self.deps.keys, parent.as_ref(), self.clock.now_ms());
-        account.policy = policy.apply(&self.deps.keys, &account.sid, account.policy)?;
+        let change =
+            policy.apply_with(&self.deps.keys, &account.sid, account.policy, self.outbox.callback_url_rules())?;
+        account.policy = change.policy;
+        let secret = match (webhook_secret, change.webhook_secret) {
+            (Some(given), _) => given,
+            (None, Some(made)) => made.0,
+            (None, None) => cb::new_secret(),
+        };
+        account.policy.webhook_secret = Some(SealedSecret(cb::seal_secret(&self.deps.keys, &account.sid, &secret)));
         self.store.put_account(&account).await?;
-        Ok(account)
+        Ok((account, secret))
     }
 
     /// Every router, merged, plus the dev routes.
     pub fn app(&self) -> Router {
+        // The callbacks task runs on the runtime that serves the app, once.
+        self.started.call_once(|| self.callbacks.start());
         let api = Router::new()
             .merge(http::otp::router(self.deps.clone()))
             // Each router carries the JSON 404 fallback (the Lambdas need it); one is enough here.
@@ -97,6 +127,7 @@ impl Dev {
             .route("/dev/outbox/mode", post(outbox_mode))
             .route("/dev/clock", get(clock_now).post(advance_clock))
             .route("/dev/accounts", post(create_account))
+            .route("/dev/callbacks", get(callbacks_view))
             .with_state(self.clone());
         dev.merge(api).layer(middleware::from_fn(client_ip))
     }
@@ -148,14 +179,22 @@ async fn clock_now(State(dev): State<Dev>) -> impl IntoResponse {
     Json(json!({ "now": time::iso(dev.clock.now_ms()) }))
 }
 
+async fn callbacks_view(State(dev): State<Dev>) -> impl IntoResponse {
+    Json(dev.callbacks.view())
+}
+
 async fn advance_clock(State(dev): State<Dev>, Json(b): Json<AdvanceBody>) -> impl IntoResponse {
     dev.clock.advance_secs(b.advance_seconds);
+    // What fell due (expiries, retries) happens now, not at the next tick.
+    dev.callbacks.wake();
     Json(json!({ "now": time::iso(dev.clock.now_ms()) }))
 }
 
 /// Dev only: make an account (or a sub-account, `parentSid`) to try tenant isolation and
-/// `accountSid`, with a policy (`allowedCountries`, `pumpingGuard`, `testNumbers`: see
-/// `domain::policy::PolicyUpdate`); or, given `accountSid`, change that account's policy.
+/// `accountSid`, with a policy (`allowedCountries`, `pumpingGuard`, `testNumbers`,
+/// `callbackUrl`, `callbackMethod`: see `domain::policy::PolicyUpdate`); or, given
+/// `accountSid`, change that account's policy (`rotateWebhookSecret: true` for a new secret).
+/// A new account's webhook secret, or a new one, is answered as `webhookSecret`, this once.
 async fn create_account(State(dev): State<Dev>, body: Option<Json<Value>>) -> Response {
     let fail = |status: StatusCode, msg: String| (status, Json(json!({ "error": msg }))).into_response();
     let mut body = match body.map(|Json(b)| b).unwrap_or_else(|| json!({})) {
@@ -168,10 +207,11 @@ async fn create_account(State(dev): State<Dev>, body: Option<Json<Value>>) -> Re
         Ok(u) => u,
         Err(e) => return fail(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let (account, token) = match existing {
-        Some(sid) => match policy::update_policy(dev.store.as_ref(), &dev.deps.keys, &sid, update).await {
-            Ok(_) => match dev.store.get_account(&sid).await {
-                Ok(Some(a)) => (a, None),
+    let rules = dev.outbox.callback_url_rules();
+    let (account, token, secret) = match existing {
+        Some(sid) => match policy::update_policy_with(dev.store.as_ref(), &dev.deps.keys, &sid, update, rules).await {
+            Ok(change) => match dev.store.get_account(&sid).await {
+                Ok(Some(a)) => (a, None, change.webhook_secret.map(|s| s.0)),
                 _ => return fail(StatusCode::NOT_FOUND, "unknown accountSid".into()),
             },
             Err(twofa::Error::NotFound) => return fail(StatusCode::NOT_FOUND, "unknown accountSid".into()),
@@ -179,8 +219,8 @@ async fn create_account(State(dev): State<Dev>, body: Option<Json<Value>>) -> Re
         },
         None => {
             let token = hex_token();
-            match dev.create_account_with(None, &token, parent.as_deref(), update).await {
-                Ok(a) => (a, Some(token)),
+            match dev.create_account_with(None, &token, parent.as_deref(), update, None).await {
+                Ok((a, secret)) => (a, Some(token), Some(secret)),
                 Err(twofa::Error::NotFound) => return fail(StatusCode::NOT_FOUND, "unknown parentSid".into()),
                 Err(e) => return fail(StatusCode::BAD_REQUEST, e.to_string()),
             }
@@ -190,6 +230,10 @@ async fn create_account(State(dev): State<Dev>, body: Option<Json<Value>>) -> Re
     let mut out = json!({ "accountSid": account.sid, "parentSid": account.parent(), "policy": policy.view() });
     if let Some(token) = token {
         out["authToken"] = json!(token);
+    }
+    // Shown this once; stored only sealed.
+    if let Some(secret) = secret {
+        out["webhookSecret"] = json!(secret);
     }
     Json(out).into_response()
 }

@@ -26,7 +26,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let sid = std::env::var("TWOFA_DEV_ACCOUNT_SID").unwrap_or_else(|_| ids::new_sid(ids::ACCOUNT));
     let token = std::env::var("TWOFA_DEV_AUTH_TOKEN").unwrap_or_else(|_| hex_token());
-    let account = dev.create_account(Some(sid.clone()), &token, None).await.map_err(|e| format!("dev account: {e}"))?;
+    let secret = std::env::var("TWOFA_DEV_WEBHOOK_SECRET").ok();
+    let (account, secret) = dev
+        .create_account_with(Some(sid.clone()), &token, None, Default::default(), secret)
+        .await
+        .map_err(|e| format!("dev account: {e}"))?;
     // Load tests send to many numbers and verify few: the pumping guard would pause them.
     if std::env::var("TWOFA_DEV_PUMPING_GUARD").is_ok_and(|v| v == "off") {
         let mut policy = account.policy.clone();
@@ -39,6 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("twofa dev server on http://127.0.0.1:{port}");
     println!("  account sid: {sid}");
     println!("  auth token:  {token}");
+    println!("  webhook secret: {secret}  (callbacks: POST /dev/accounts {{\"accountSid\":\"{sid}\",\"callbackUrl\":\"http://127.0.0.1:9000/cb\"}})");
     println!(
         "  try: curl -s -u '{sid}:{token}' http://127.0.0.1:{port}/2fa/send -H 'Content-Type: application/json' \\"
     );

@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod memory;
 pub mod outbox;
+pub mod webhook;
 
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use crate::{
     domain::{
+        callbacks::UrlRules,
         ids::new_sid,
         otp::Channel,
         time::{self, Millis},
@@ -51,16 +52,30 @@ pub struct Outbox {
     entries: Mutex<VecDeque<OutboxEntry>>,
     mode: Mutex<OutboxMode>,
     max: usize,
+    url_rules: UrlRules,
 }
 
 impl Outbox {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Outbox { clock, entries: Mutex::default(), mode: Mutex::default(), max: DEFAULT_OUTBOX_MAX }
+        Outbox {
+            clock,
+            entries: Mutex::default(),
+            mode: Mutex::default(),
+            max: DEFAULT_OUTBOX_MAX,
+            url_rules: UrlRules::AnyHost,
+        }
     }
 
     /// The same outbox keeping at most `max` messages (the newest).
     pub fn with_max(mut self, max: usize) -> Self {
         self.max = max.max(1);
+        self
+    }
+
+    /// The same outbox taking only the callback URLs a deployment takes (https, public hosts),
+    /// for tests of those rules.
+    pub fn with_url_rules(mut self, rules: UrlRules) -> Self {
+        self.url_rules = rules;
         self
     }
 
@@ -79,6 +94,10 @@ impl Outbox {
 
 #[async_trait]
 impl Dispatcher for Outbox {
+    fn callback_url_rules(&self) -> UrlRules {
+        self.url_rules
+    }
+
     async fn dispatch(&self, msg: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
         match *self.mode.lock().expect("outbox lock") {
             OutboxMode::Deliver => {}

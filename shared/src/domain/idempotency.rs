@@ -109,6 +109,11 @@ pub fn fingerprint(req: &SendRequest) -> Vec<u8> {
         fp.opt(d.web_otp_domain.as_deref());
         fp.opt(d.app_hash.as_deref());
     }
+    if let Some(c) = &d.callback {
+        fp.str("callback");
+        fp.str(&c.url);
+        fp.str(c.method.as_str());
+    }
     fp.0.finalize().to_vec()
 }
 

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod autofill;
+pub mod callbacks;
 pub mod crypto;
 pub mod error;
 pub mod guard;

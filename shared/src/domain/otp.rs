@@ -1,6 +1,6 @@
 //! The OTP session and its lifecycle: pending → success | canceled | expired | failed.
 
-use super::time::Millis;
+use super::{callbacks::CallbackTarget, time::Millis};
 
 /// Invalid checks after which an OTP is `failed`.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -142,6 +142,8 @@ pub struct Delivery {
     pub web_otp_domain: Option<String>,
     /// Android SMS Retriever: the app's 11-character hash, added to the SMS.
     pub app_hash: Option<String>,
+    /// Where this OTP's events are told instead of the account's callback (`callbackUrl`).
+    pub callback: Option<CallbackTarget>,
 }
 
 impl Delivery {
@@ -158,6 +160,7 @@ impl Delivery {
             repeat: 1,
             web_otp_domain: None,
             app_hash: None,
+            callback: None,
         }
     }
 }

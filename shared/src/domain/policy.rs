@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::{
     account::Account,
+    callbacks::{self, CallbackMethod, CallbackTarget, UrlRules},
     crypto::{Code, Keys, MAX_CODE_LEN, MIN_CODE_LEN},
     error::{Error, Result},
     otp::Channel,
@@ -30,6 +31,21 @@ pub struct AccountPolicy {
     pub call_countries: Option<Vec<String>>,
     pub guard: GuardSettings,
     pub test_destinations: Vec<TestDestination>,
+    /// Where the account's OTP events are told (a send may name its own).
+    pub callback: Option<CallbackTarget>,
+    /// The `whsec_` secret callbacks are signed with, sealed to the account; None until one is
+    /// made (the dev server makes one with each account).
+    pub webhook_secret: Option<SealedSecret>,
+}
+
+/// A sealed webhook secret (`callbacks::seal_secret`). `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret(pub Vec<u8>);
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealedSecret(..)")
+    }
 }
 
 /// The pumping guard: when, over the last hour, an account's sends to one country reach
@@ -130,6 +146,9 @@ impl AccountPolicy {
                 "minVerifyPercent": self.guard.min_verify_percent,
             },
             "testNumbers": self.test_destinations.iter().map(|t| t.to.clone()).collect::<Vec<_>>(),
+            "callbackUrl": self.callback.as_ref().map(|c| c.url.clone()),
+            "callbackMethod": self.callback.as_ref().map(|c| c.method.as_str()),
+            "webhookSecret": if self.webhook_secret.is_some() { "set" } else { "none" },
         })
     }
 
@@ -151,6 +170,32 @@ pub struct PolicyUpdate {
     /// Replaces the whole list.
     #[serde(default)]
     pub test_numbers: Option<Vec<TestNumberInput>>,
+    /// Absent: unchanged; `null`: no account callback; a URL: events go there.
+    #[serde(default, with = "double_option")]
+    pub callback_url: Option<Option<String>>,
+    /// `GET` or `POST` (the default), with `callbackUrl`.
+    #[serde(default)]
+    pub callback_method: Option<String>,
+    /// `true`: a new webhook secret replaces the old one (answered once).
+    #[serde(default)]
+    pub rotate_webhook_secret: bool,
+}
+
+/// A policy after an update, and the webhook secret the update made, if it made one: shown
+/// this once, stored only sealed.
+#[derive(Debug)]
+pub struct PolicyChange {
+    pub policy: AccountPolicy,
+    pub webhook_secret: Option<WebhookSecret>,
+}
+
+/// A webhook secret in clear, to show once. `Debug` shows nothing of it.
+pub struct WebhookSecret(pub String);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(..)")
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,8 +239,38 @@ mod double_option {
 }
 
 impl PolicyUpdate {
-    /// `policy` with this update applied; 400 naming the part that is wrong.
-    pub fn apply(self, keys: &Keys, account_sid: &str, mut policy: AccountPolicy) -> Result<AccountPolicy> {
+    /// `policy` with this update applied (callback URLs as a deployment takes them); 400 naming
+    /// the part that is wrong. A webhook secret it makes is lost: use `apply_with` for those.
+    pub fn apply(self, keys: &Keys, account_sid: &str, policy: AccountPolicy) -> Result<AccountPolicy> {
+        self.apply_with(keys, account_sid, policy, UrlRules::Public).map(|c| c.policy)
+    }
+
+    /// `apply`, taking callback URLs by `rules`, and answering the webhook secret it made: on
+    /// `rotateWebhookSecret`, or with the first callback URL of an account that has none.
+    pub fn apply_with(
+        self,
+        keys: &Keys,
+        account_sid: &str,
+        mut policy: AccountPolicy,
+        rules: UrlRules,
+    ) -> Result<PolicyChange> {
+        match (self.callback_url, self.callback_method.as_deref()) {
+            (Some(Some(url)), method) => {
+                policy.callback = Some(callbacks::target(&url, method, rules, "callbackUrl", "callbackMethod")?);
+            }
+            (Some(None), _) => policy.callback = None,
+            (None, Some(method)) => match &mut policy.callback {
+                Some(c) => c.method = CallbackMethod::parse(method, "callbackMethod")?,
+                None => return Err(Error::invalid("callbackMethod", "needs callbackUrl")),
+            },
+            (None, None) => {}
+        }
+        let mut webhook_secret = None;
+        if self.rotate_webhook_secret || (policy.callback.is_some() && policy.webhook_secret.is_none()) {
+            let secret = callbacks::new_secret();
+            policy.webhook_secret = Some(SealedSecret(callbacks::seal_secret(keys, account_sid, &secret)));
+            webhook_secret = Some(WebhookSecret(secret));
+        }
         if let Some(c) = self.allowed_countries {
             if let Some(sms) = c.sms {
                 policy.sms_countries = sms.map(|l| countries(&l)).transpose()?;
@@ -231,7 +306,7 @@ impl PolicyUpdate {
             }
             policy.test_destinations = out;
         }
-        Ok(policy)
+        Ok(PolicyChange { policy, webhook_secret })
     }
 }
 
@@ -246,19 +321,31 @@ fn countries(list: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Apply `update` to the policy of account `sid` and store it; answers the new policy.
-/// `Error::NotFound` when there is no such account. The whole policy is written at once (what
-/// the update left alone is written back as read).
+/// Apply `update` to the policy of account `sid` (callback URLs taken by `rules`) and store
+/// it; answers the new policy and the webhook secret it made, if any. `Error::NotFound` when
+/// there is no such account. The whole policy is written at once (what the update left alone
+/// is written back as read).
+pub async fn update_policy_with(
+    store: &dyn AccountStore,
+    keys: &Keys,
+    sid: &str,
+    update: PolicyUpdate,
+    rules: UrlRules,
+) -> Result<PolicyChange> {
+    let account: Account = store.get_account(sid).await?.ok_or(Error::NotFound)?;
+    let change = update.apply_with(keys, sid, account.policy.clone(), rules)?;
+    store.set_policy(&account, &change.policy).await?;
+    Ok(change)
+}
+
+/// `update_policy_with` as a deployment takes callback URLs, answering the policy.
 pub async fn update_policy(
     store: &dyn AccountStore,
     keys: &Keys,
     sid: &str,
     update: PolicyUpdate,
 ) -> Result<AccountPolicy> {
-    let account: Account = store.get_account(sid).await?.ok_or(Error::NotFound)?;
-    let policy = update.apply(keys, sid, account.policy.clone())?;
-    store.set_policy(&account, &policy).await?;
-    Ok(policy)
+    Ok(update_policy_with(store, keys, sid, update, UrlRules::Public).await?.policy)
 }
 
 #[cfg(test)]

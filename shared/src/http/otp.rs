@@ -6,6 +6,7 @@ use serde_json::Value;
 use crate::{
     domain::{
         autofill,
+        callbacks::{self, UrlRules},
         crypto::{MAX_CODE_LEN, MIN_CODE_LEN},
         error::{Error, Result},
         idempotency,
@@ -41,7 +42,7 @@ async fn send_otp(
     headers: HeaderMap,
     p: Params,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut req = parse_send(&p)?;
+    let mut req = parse_send(&p, deps.dispatcher.callback_url_rules())?;
     req.idempotency_key = idempotency_key(&headers)?;
     let account = acting_for(&deps, &caller, p.opt("accountSid")?.as_deref()).await?;
     let sid = send::send(&deps, &account, req).await?;
@@ -78,7 +79,8 @@ async fn cancel_otp(
     Ok(otp_ok("canceled", &sid))
 }
 
-fn parse_send(p: &Params) -> Result<SendRequest> {
+/// `rules`: which callback URLs this deployment takes.
+fn parse_send(p: &Params, rules: UrlRules) -> Result<SendRequest> {
     let channel = match p.opt("channel")? {
         None => Channel::Sms,
         Some(c) => Channel::parse(&c).ok_or_else(|| Error::invalid("channel", "must be sms, call or email"))?,
@@ -106,9 +108,28 @@ fn parse_send(p: &Params) -> Result<SendRequest> {
     let limits = parse_limits(p)?;
     let web_otp_domain = p.opt("webOtpDomain")?.map(|d| autofill::web_otp_domain(&d)).transpose()?;
     let app_hash = p.opt("appHash")?.map(|h| autofill::app_hash(&h)).transpose()?;
+    let callback = match (p.opt("callbackUrl")?, p.opt("callbackMethod")?) {
+        (Some(url), method) => {
+            Some(callbacks::target(&url, method.as_deref(), rules, "callbackUrl", "callbackMethod")?)
+        }
+        (None, Some(_)) => return Err(Error::invalid("callbackMethod", "needs callbackUrl")),
+        (None, None) => None,
+    };
     Ok(SendRequest {
         service,
-        delivery: Delivery { channel, from, to, body, subject, language, voice, repeat, web_otp_domain, app_hash },
+        delivery: Delivery {
+            channel,
+            from,
+            to,
+            body,
+            subject,
+            language,
+            voice,
+            repeat,
+            web_otp_domain,
+            app_hash,
+            callback,
+        },
         length,
         timeout_secs,
         guard_time,

@@ -1,6 +1,8 @@
 //! The black-box harness: a dev server on an ephemeral loopback port, driven over HTTP.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use twofa::domain::crypto::Keys;

@@ -7,9 +7,11 @@ use std::{
     collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Mutex, MutexGuard,
+        Mutex, MutexGuard, OnceLock,
     },
 };
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use async_trait::async_trait;
 
@@ -25,7 +27,10 @@ use crate::{
         time::Millis,
         usage::UsageKey,
     },
-    ports::{AccountStore, CancelWrite, LimitStore, OtpStore, SendPlan, SendSnapshot, SnapshotRequest, VerifyWrite},
+    ports::{
+        AccountStore, CancelWrite, ExpiryStore, LimitStore, OtpStore, SendPlan, SendSnapshot, SnapshotRequest,
+        VerifyWrite,
+    },
 };
 
 type DestKey = (String, String, String);
@@ -88,6 +93,16 @@ pub struct MemoryStore {
     down: AtomicBool,
     lose_commit_answer: AtomicBool,
     max_otps: usize,
+    /// Where each stored change of an OTP goes, once someone subscribed (the dev server's
+    /// callbacks): what the DynamoDB Stream is to the table.
+    feed: OnceLock<UnboundedSender<OtpChange>>,
+}
+
+/// One stored change of an OTP: the version before (None: just created) and after.
+#[derive(Debug, Clone)]
+pub struct OtpChange {
+    pub old: Option<Otp>,
+    pub new: Otp,
 }
 
 impl Default for MemoryStore {
@@ -97,6 +112,7 @@ impl Default for MemoryStore {
             down: AtomicBool::default(),
             lose_commit_answer: AtomicBool::default(),
             max_otps: DEFAULT_MAX_OTPS,
+            feed: OnceLock::new(),
         }
     }
 }
@@ -121,6 +137,24 @@ impl MemoryStore {
     /// `Contended` (as a DynamoDB transaction retried after a lost answer fails its conditions).
     pub fn lose_next_commit_answer(&self) {
         self.lose_commit_answer.store(true, Ordering::SeqCst);
+    }
+
+    /// Every change of an OTP from now on, in the order stored (one subscriber: the first).
+    pub fn subscribe(&self) -> Option<UnboundedReceiver<OtpChange>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.feed.set(tx).ok().map(|()| rx)
+    }
+
+    /// Tell a change to the subscriber, if any (called under the state lock, so in order).
+    fn tell(&self, old: Option<Otp>, new: &Otp) {
+        if let Some(feed) = self.feed.get() {
+            // A subscriber gone (its runtime ended) only means nobody listens any more.
+            let _ = feed.send(OtpChange { old, new: new.clone() });
+        }
+    }
+
+    fn watching(&self) -> bool {
+        self.feed.get().is_some()
     }
 
     pub(crate) fn lock(&self) -> Result<MutexGuard<'_, State>> {
@@ -242,6 +276,7 @@ impl OtpStore for MemoryStore {
         }
         s.destinations.insert(dkey, plan.destination.clone());
         s.otps.insert(otp_key(acct, &otp.sid), otp.clone());
+        self.tell(None, otp);
         s.order.push_back(otp_key(acct, &otp.sid));
         s.bound(self.max_otps, otp.created_ms);
         if self.lose_commit_answer.swap(false, Ordering::SeqCst) {
@@ -306,8 +341,12 @@ impl OtpStore for MemoryStore {
     async fn update_event(&self, account_sid: &str, otp_sid: &str, index: usize, event: &ChannelEvent) -> Result<()> {
         let mut s = self.lock()?;
         let otp = s.otps.get_mut(&otp_key(account_sid, otp_sid)).ok_or(Error::Contended)?;
+        let old = self.watching().then(|| otp.clone());
         let slot = otp.events.get_mut(index).ok_or(Error::Contended)?;
         *slot = event.clone();
+        if old.is_some() {
+            self.tell(old, otp);
+        }
         Ok(())
     }
 
@@ -337,9 +376,13 @@ impl OtpStore for MemoryStore {
             && crate::domain::crypto::ct_eq(&otp.code_hash, code_hash)
             && guard.is_none_or(|g| otp.country.as_deref() == Some(g.country.as_str()))
         {
+            let old = self.watching().then(|| otp.clone());
             otp.status = OtpStatus::Success;
             otp.updated_ms = now;
             otp.checks.push(check.clone());
+            if old.is_some() {
+                self.tell(old, otp);
+            }
             if let Some(g) = guard {
                 s.guard.entry(g.clone()).or_default().verifies += 1;
             }
@@ -362,11 +405,15 @@ impl OtpStore for MemoryStore {
         if !live(otp, now) || otp.attempts != seen_attempts {
             return Err(Error::Contended);
         }
+        let old = self.watching().then(|| otp.clone());
         otp.attempts += 1;
         otp.checks.push(check.clone());
         if otp.attempts >= MAX_ATTEMPTS {
             otp.status = OtpStatus::Failed;
             otp.updated_ms = now;
+        }
+        if old.is_some() {
+            self.tell(old, otp);
         }
         Ok(())
     }
@@ -377,8 +424,12 @@ impl OtpStore for MemoryStore {
             return Ok(CancelWrite::Refused(None));
         };
         if live(otp, now) {
+            let old = self.watching().then(|| otp.clone());
             otp.status = OtpStatus::Canceled;
             otp.updated_ms = now;
+            if old.is_some() {
+                self.tell(old, otp);
+            }
             Ok(CancelWrite::Canceled)
         } else {
             Ok(CancelWrite::Refused(Some(otp.clone())))
@@ -430,5 +481,34 @@ impl LimitStore for MemoryStore {
         let mut v: Vec<_> = s.limits.values().filter(|l| l.account_sid == account_sid).cloned().collect();
         v.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then_with(|| a.sid.cmp(&b.sid)));
         Ok(v)
+    }
+}
+
+#[async_trait]
+impl ExpiryStore for MemoryStore {
+    async fn due_otps(&self, now: Millis, limit: usize) -> Result<Vec<(String, String)>> {
+        let s = self.lock()?;
+        Ok(s.otps
+            .values()
+            .filter(|o| o.status == OtpStatus::Pending && o.status_at(now) != OtpStatus::Pending)
+            .take(limit)
+            .map(|o| (o.account_sid.clone(), o.sid.clone()))
+            .collect())
+    }
+
+    async fn settle(&self, account_sid: &str, otp_sid: &str, now: Millis) -> Result<bool> {
+        let mut s = self.lock()?;
+        let Some(otp) = s.otps.get_mut(&otp_key(account_sid, otp_sid)) else { return Ok(false) };
+        let status = otp.status_at(now);
+        if otp.status != OtpStatus::Pending || status == OtpStatus::Pending {
+            return Ok(false);
+        }
+        let old = self.watching().then(|| otp.clone());
+        otp.updated_ms = otp.updated_at(now);
+        otp.status = status;
+        if old.is_some() {
+            self.tell(old, otp);
+        }
+        Ok(true)
     }
 }

@@ -10,12 +10,13 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::domain::{
     account::Account,
+    callbacks::{CallbackMethod, CallbackTarget},
     error::{Error, Result},
     guard::{GuardCount, GuardKey, BUCKET_MS, WINDOW_BUCKETS},
     idempotency::{IdempotencyRecord, WINDOW_MS},
     limits::{Bucket, Counter, CounterKey, LimitDef},
     otp::{Channel, ChannelEvent, ChannelStatus, Check, Delivery, Destination, Otp, OtpStatus, Superseded},
-    policy::{AccountPolicy, GuardSettings, TestDestination},
+    policy::{AccountPolicy, GuardSettings, SealedSecret, TestDestination},
     send::RETENTION_DAYS,
     time::Millis,
     usage::UsageKey,
@@ -239,6 +240,33 @@ mod bytes {
     }
 }
 
+/// `Option<Vec<u8>>` as an optional DynamoDB binary.
+mod opt_bytes {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(&serde_bytes_ref(v)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// A byte slice that serializes as bytes.
+    fn serde_bytes_ref(v: &[u8]) -> impl serde::Serialize + '_ {
+        struct B<'a>(&'a [u8]);
+        impl serde::Serialize for B<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        B(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        super::bytes::deserialize(d).map(Some)
+    }
+}
+
 fn corrupt<T>(what: &'static str) -> impl FnOnce() -> Result<T> {
     move || {
         tracing::error!(field = what, "corrupt item field");
@@ -286,11 +314,26 @@ pub(crate) struct PolicyItem {
     pub guard: Option<GuardSettingsItem>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_destinations: Vec<TestDestinationItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_method: Option<CallbackMethod>,
+    /// Sealed (`callbacks::seal_secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
+    pub webhook_secret: Option<Vec<u8>>,
 }
 
 impl PolicyItem {
     /// Every attribute a policy may have (what `set_policy` sets or removes).
-    pub const ATTRIBUTES: [&'static str; 4] = ["sms_countries", "call_countries", "guard", "test_destinations"];
+    pub const ATTRIBUTES: [&'static str; 7] = [
+        "sms_countries",
+        "call_countries",
+        "guard",
+        "test_destinations",
+        "callback_url",
+        "callback_method",
+        "webhook_secret",
+    ];
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -323,6 +366,9 @@ impl From<&AccountPolicy> for PolicyItem {
                 .iter()
                 .map(|t| TestDestinationItem { to: t.to.clone(), sealed_code: t.sealed_code.clone() })
                 .collect(),
+            callback_url: p.callback.as_ref().map(|c| c.url.clone()),
+            callback_method: p.callback.as_ref().map(|c| c.method),
+            webhook_secret: p.webhook_secret.as_ref().map(|s| s.0.clone()),
         }
     }
 }
@@ -342,6 +388,10 @@ impl From<PolicyItem> for AccountPolicy {
                 .into_iter()
                 .map(|t| TestDestination { to: t.to, sealed_code: t.sealed_code })
                 .collect(),
+            callback: i
+                .callback_url
+                .map(|url| CallbackTarget { url, method: i.callback_method.unwrap_or(CallbackMethod::Post) }),
+            webhook_secret: i.webhook_secret.map(SealedSecret),
         }
     }
 }
@@ -478,6 +528,10 @@ pub(crate) struct OtpItem {
     pub web_otp_domain: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_method: Option<CallbackMethod>,
     pub length: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
@@ -523,6 +577,8 @@ impl From<&Otp> for OtpItem {
             repeat: d.repeat,
             web_otp_domain: d.web_otp_domain.clone(),
             app_hash: d.app_hash.clone(),
+            callback_url: d.callback.as_ref().map(|c| c.url.clone()),
+            callback_method: d.callback.as_ref().map(|c| c.method),
             length: o.length,
             country: o.country.clone(),
             code_hash: o.code_hash.clone(),
@@ -558,6 +614,9 @@ impl TryFrom<OtpItem> for Otp {
                 repeat: i.repeat,
                 web_otp_domain: i.web_otp_domain,
                 app_hash: i.app_hash,
+                callback: i
+                    .callback_url
+                    .map(|url| CallbackTarget { url, method: i.callback_method.unwrap_or(CallbackMethod::Post) }),
             },
             length: i.length,
             country: i.country,
