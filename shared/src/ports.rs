@@ -18,6 +18,7 @@ use crate::domain::{
     records::{OtpQuery, SearchFilter},
     time::Millis,
     usage::UsageKey,
+    voice::{builtin_voices, Voice},
 };
 
 pub trait Clock: Send + Sync {
@@ -249,7 +250,14 @@ pub struct OutboundMessage {
     pub from: String,
     pub to: String,
     pub subject: Option<String>,
+    /// The plain text: the SMS, the email's text part, what a call says.
     pub text: String,
+    /// Email: the HTML part (the caller's text escaped, the code set apart).
+    pub html: Option<String>,
+    /// Call: the SSML to read (`domain::voice::ssml`).
+    pub ssml: Option<String>,
+    /// Call: the Polly voice chosen for `language` and `voice`.
+    pub voice_id: Option<String>,
     pub language: String,
     pub voice: Option<String>,
     pub repeat: u8,
@@ -296,7 +304,26 @@ pub trait Dispatcher: Send + Sync {
         UrlRules::Public
     }
 
+    /// The voices a call can be read in (asked of Polly once per process on AWS); a
+    /// deployment that asks nobody has Polly's voices built in.
+    async fn voices(&self) -> std::result::Result<Arc<Vec<Voice>>, DispatchError> {
+        static BUILTIN: std::sync::OnceLock<Arc<Vec<Voice>>> = std::sync::OnceLock::new();
+        Ok(BUILTIN.get_or_init(|| Arc::new(builtin_voices())).clone())
+    }
+
     async fn dispatch(&self, msg: &OutboundMessage) -> std::result::Result<DispatchReceipt, DispatchError>;
+}
+
+/// The voices calls can use: Polly's `DescribeVoices` on AWS.
+#[async_trait]
+pub trait VoiceCatalog: Send + Sync {
+    async fn voices(&self) -> std::result::Result<Arc<Vec<Voice>>, DispatchError>;
+}
+
+/// Places a voice call that reads `msg.ssml` in the voice `msg.voice_id`.
+#[async_trait]
+pub trait CallPlacer: Send + Sync {
+    async fn place_call(&self, msg: &OutboundMessage) -> std::result::Result<DispatchReceipt, DispatchError>;
 }
 
 /// Everything the use cases need, built once per process.

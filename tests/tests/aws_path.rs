@@ -46,7 +46,7 @@ async fn start() -> AwsApi {
     store.put_account(&account).await.expect("account");
     let dispatcher = ChannelDispatcher {
         sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
-        email: Arc::new(SesEmail::new(ses)),
+        email: Arc::new(SesEmail::new(ses, None)),
         call: None,
     };
     let deps = Deps {

@@ -121,8 +121,11 @@ async fn world(ddb_url: &str, sns_url: &str) -> World {
     let token = ids::new_sid("");
     let account = Account::new(ids::new_sid(ids::ACCOUNT), &token, &keys, None, 0);
     store.put_account(&account).await.expect("account");
-    let dispatcher =
-        ChannelDispatcher { sms: Arc::new(SnsSms::new(sns, None)), email: Arc::new(SesEmail::new(ses)), call: None };
+    let dispatcher = ChannelDispatcher {
+        sms: Arc::new(SnsSms::new(sns, None)),
+        email: Arc::new(SesEmail::new(ses, None)),
+        call: None,
+    };
     let deps = Deps { store, dispatcher: Arc::new(dispatcher), clock: Arc::new(SystemClock), keys: Arc::new(keys) };
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{token}", account.sid));

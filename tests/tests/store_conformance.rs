@@ -27,6 +27,7 @@ use twofa::{
             MAX_ATTEMPTS,
         },
         send::{send, SendRequest},
+        sms::Encoding,
         time::{self, Millis},
         usage::{UsageCategory, UsageKey},
         verify::{verify, VerifyTarget},
@@ -133,6 +134,8 @@ fn event(otp_sid: &str, now: Millis) -> ChannelEvent {
         status: ChannelStatus::Queued,
         error_code: None,
         error_message: None,
+        encoding: Some(Encoding::Gsm7),
+        segments: Some(1),
     }
 }
 

@@ -26,6 +26,16 @@ pub struct OutboxEntry {
     pub to: String,
     pub subject: Option<String>,
     pub body: String,
+    /// Email: the HTML part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    /// Call: exactly what would be spoken (SSML), in which Polly voice and language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssml: Option<String>,
+    #[serde(rename = "voiceId", skip_serializing_if = "Option::is_none")]
+    pub voice_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     #[serde(rename = "requestID")]
     pub request_id: String,
     pub time: String,
@@ -112,17 +122,18 @@ impl Dispatcher for Outbox {
             Channel::Email => "EM",
         };
         let now = self.clock.now_ms();
-        let body = match msg.channel {
-            Channel::Call => vec![msg.text.as_str(); msg.repeat.max(1) as usize].join(" "),
-            _ => msg.text.clone(),
-        };
         let entry = OutboxEntry {
             id: new_sid(prefix),
             channel: msg.channel.as_str(),
             from: msg.from.clone(),
             to: msg.to.clone(),
             subject: msg.subject.clone(),
-            body,
+            // What a listener hears, for a call (the SSML beside it).
+            body: msg.text.clone(),
+            html: msg.html.clone(),
+            ssml: msg.ssml.clone(),
+            voice_id: msg.voice_id.clone(),
+            language: (msg.channel == Channel::Call).then(|| msg.language.clone()),
             request_id: msg.request_id.clone(),
             time: time::sdr(now),
             at_ms: now,

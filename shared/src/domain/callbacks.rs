@@ -445,6 +445,8 @@ mod tests {
             status,
             error_code: None,
             error_message: None,
+            encoding: None,
+            segments: None,
         }];
         otp
     }

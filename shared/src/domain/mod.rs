@@ -3,6 +3,7 @@
 pub mod account;
 pub mod autofill;
 pub mod callbacks;
+pub mod content;
 pub mod crypto;
 pub mod error;
 pub mod guard;
@@ -17,6 +18,8 @@ pub mod policy;
 mod properties;
 pub mod records;
 pub mod send;
+pub mod sms;
 pub mod time;
 pub mod usage;
 pub mod verify;
+pub mod voice;

@@ -1,6 +1,6 @@
 //! The OTP session and its lifecycle: pending → success | canceled | expired | failed.
 
-use super::{callbacks::CallbackTarget, time::Millis};
+use super::{callbacks::CallbackTarget, sms::Encoding, time::Millis};
 
 /// Invalid checks after which an OTP is `failed`.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -124,6 +124,9 @@ pub struct ChannelEvent {
     pub status: ChannelStatus,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// SMS: how the text was encoded and how many segments it took (each is billed).
+    pub encoding: Option<Encoding>,
+    pub segments: Option<u32>,
 }
 
 /// How the code reaches the user.

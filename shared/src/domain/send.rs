@@ -6,7 +6,7 @@ use rand::Rng;
 
 use super::{
     account::Account,
-    autofill,
+    autofill, content,
     crypto::{generate_code, Code},
     error::{Error, Result},
     guard::{self, GuardKey},
@@ -18,6 +18,7 @@ use super::{
     policy::GuardSettings,
     time::{self, Millis},
     usage::{UsageCategory, UsageKey},
+    voice::{self, Gender},
 };
 use crate::ports::{Deps, DispatchError, OutboundMessage, SendPlan, SendSnapshot, SnapshotRequest};
 
@@ -131,6 +132,16 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         None => (deps.keys.otp_sid(country.as_deref()), generate_code(req.length)),
     };
     let d = &req.delivery;
+    // What the channel will say, checked before anything is written: an SMS over its segment
+    // budget or a call in a language no voice speaks costs nothing.
+    let chosen = match d.channel {
+        Channel::Call => {
+            let voices = deps.dispatcher.voices().await.map_err(|_| Error::Unavailable)?;
+            Some(voice::choose(&voices, &d.language, Gender::from_param(d.voice.as_deref()))?.clone())
+        }
+        _ => None,
+    };
+    let content = content::compose(d, &code, chosen.as_ref())?;
     let event = ChannelEvent {
         sid: new_sid(ids::EVENT),
         at_ms: now,
@@ -142,6 +153,8 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         status: if test.is_some() { ChannelStatus::Sent } else { ChannelStatus::Queued },
         error_code: None,
         error_message: None,
+        encoding: content.sms.map(|m| m.encoding),
+        segments: content.sms.map(|m| m.segments),
     };
     let otp = Otp {
         code_hash: deps.keys.hash_code(&sid, code.reveal()).to_vec(),
@@ -183,7 +196,10 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         from: d.from.clone(),
         to: d.to.clone(),
         subject: d.subject.clone(),
-        text: message(d, &code),
+        text: content.text,
+        html: content.html,
+        ssml: content.ssml,
+        voice_id: content.voice_id,
         language: d.language.clone(),
         voice: d.voice.clone(),
         repeat: d.repeat,

@@ -7,7 +7,15 @@ use axum::Router;
 use lambda_http::{request::RequestContext, RequestExt};
 
 use crate::{
-    adapters::aws::{aws_config, dynamodb::DynamoStore, ses::SesEmail, sns::SnsSms, ChannelDispatcher},
+    adapters::aws::{
+        aws_config, dispatch_config,
+        dynamodb::DynamoStore,
+        polly::PollyVoices,
+        ses::SesEmail,
+        sns::SnsSms,
+        voice::{usable_voices, SmsVoiceCalls},
+        Calls, ChannelDispatcher,
+    },
     domain::crypto::Keys,
     http::auth::ClientIp,
     ports::{Deps, SystemClock},
@@ -19,14 +27,36 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Config {
     pub table: String,
     pub sms_sender_id: Option<String>,
+    /// What voice calls come from (an SMS Voice v2 phone number, its id or ARN, or a pool);
+    /// without one the deployment places no calls (`channel=call` is a 400).
+    pub voice_origination: Option<String>,
+    /// The SES configuration set emails are sent in (delivery, bounce and complaint events).
+    pub ses_configuration_set: Option<String>,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, BoxError> {
+        let opt = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
         Ok(Config {
             table: std::env::var("TWOFA_TABLE").map_err(|_| "TWOFA_TABLE is not set")?,
-            sms_sender_id: std::env::var("TWOFA_SMS_SENDER_ID").ok().filter(|s| !s.is_empty()),
+            sms_sender_id: opt("TWOFA_SMS_SENDER_ID"),
+            voice_origination: opt("TWOFA_VOICE_ORIGINATION"),
+            ses_configuration_set: opt("TWOFA_SES_CONFIGURATION_SET"),
         })
+    }
+}
+
+/// The dispatcher of every channel, its clients built from `sdk` with the delivery retries.
+pub fn dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> ChannelDispatcher {
+    let sdk = dispatch_config(sdk);
+    let call = config.voice_origination.clone().map(|origination| Calls {
+        voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&sdk)).usable(usable_voices())),
+        placer: Arc::new(SmsVoiceCalls::new(aws_sdk_pinpointsmsvoicev2::Client::new(&sdk), origination, None)),
+    });
+    ChannelDispatcher {
+        sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), config.sms_sender_id.clone())),
+        email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), config.ses_configuration_set.clone())),
+        call,
     }
 }
 
@@ -49,12 +79,8 @@ pub async fn deps_from_env() -> Result<Deps, BoxError> {
     let config = Config::from_env()?;
     let sdk = aws_config().await;
     let keys = load_keys(&sdk).await?;
+    let dispatcher = dispatcher(&sdk, &config);
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);
-    let dispatcher = ChannelDispatcher {
-        sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), config.sms_sender_id)),
-        email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk))),
-        call: None,
-    };
     Ok(Deps {
         store: Arc::new(store),
         dispatcher: Arc::new(dispatcher),

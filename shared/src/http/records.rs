@@ -188,7 +188,7 @@ fn sdr_value(otp: &Otp, caller: &Account, now: Millis, keys: &Keys) -> Value {
         .events
         .iter()
         .map(|e| {
-            json!({
+            let mut event = json!({
                 "sid": e.sid,
                 "dateCreated": time::sdr(e.at_ms),
                 "channel": e.channel.as_str(),
@@ -198,7 +198,13 @@ fn sdr_value(otp: &Otp, caller: &Account, now: Millis, keys: &Keys) -> Value {
                 "channelStatus": e.status.as_str(),
                 "channelErrorCode": e.error_code,
                 "channelErrorMessage": e.error_message,
-            })
+            });
+            // Ours, after the seed's nine: what an SMS took on the air.
+            if let (Some(encoding), Some(segments), Some(map)) = (e.encoding, e.segments, event.as_object_mut()) {
+                map.insert("encoding".into(), encoding.as_str().into());
+                map.insert("segments".into(), segments.into());
+            }
+            event
         })
         .collect();
     json!({

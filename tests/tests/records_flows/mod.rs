@@ -77,7 +77,8 @@ pub fn assert_400_naming(r: &Resp, param: &str) {
 /// The seed's nine fields, then ours (`country`: the destination's ISO code, null for email).
 const SDR_KEYS: [&str; 10] =
     ["sid", "service", "accountSid", "dateCreated", "dateUpdated", "status", "uri", "checks", "events", "country"];
-const EVENT_KEYS: [&str; 9] = [
+/// The seed's nine, then ours for an SMS: its encoding and segments.
+const EVENT_KEYS: [&str; 11] = [
     "sid",
     "dateCreated",
     "channel",
@@ -87,6 +88,8 @@ const EVENT_KEYS: [&str; 9] = [
     "channelStatus",
     "channelErrorCode",
     "channelErrorMessage",
+    "encoding",
+    "segments",
 ];
 const PAGE_KEYS: [&str; 11] = [
     "page",
@@ -173,6 +176,8 @@ pub async fn seed_flow(api: &Api) {
             "channelStatus": "sent",
             "channelErrorCode": null,
             "channelErrorMessage": null,
+            "encoding": "GSM-7",
+            "segments": 1,
         }])
     );
     assert!(v["events"][0]["sid"].as_str().unwrap().starts_with("OTE"));

@@ -2,8 +2,10 @@
 //! dispatcher that routes each message to its channel's.
 
 pub mod dynamodb;
+pub mod polly;
 pub mod ses;
 pub mod sns;
+pub mod voice;
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,8 +13,8 @@ use async_trait::async_trait;
 use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
 
 use crate::{
-    domain::otp::Channel,
-    ports::{DispatchError, DispatchReceipt, Dispatcher, OutboundMessage},
+    domain::{otp::Channel, voice::Voice},
+    ports::{CallPlacer, DispatchError, DispatchReceipt, Dispatcher, OutboundMessage, VoiceCatalog},
 };
 
 /// How long one attempt of any SDK call may take (connect, send, read the whole answer).
@@ -37,6 +39,35 @@ pub fn timeout_config() -> aws_config::timeout::TimeoutConfig {
         .connect_timeout(CONNECT_TIMEOUT)
         .operation_attempt_timeout(ms("TWOFA_AWS_ATTEMPT_TIMEOUT_MS", ATTEMPT_TIMEOUT))
         .operation_timeout(ms("TWOFA_AWS_OPERATION_TIMEOUT_MS", OPERATION_TIMEOUT))
+        .build()
+}
+
+/// Attempts of one provider call (SNS, SES, SMS Voice): throttling and transient faults are
+/// retried with the SDK's jittered exponential backoff, within `DISPATCH_OPERATION_TIMEOUT`.
+pub const DISPATCH_MAX_ATTEMPTS: u32 = 3;
+pub const DISPATCH_OPERATION_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// `sdk` for the clients that deliver messages: up to 3 attempts, 1.5 s in all (or
+/// `TWOFA_AWS_OPERATION_TIMEOUT_MS`, for a slow emulator), backoff 50–400 ms with full jitter.
+pub fn dispatch_config(sdk: &aws_config::SdkConfig) -> aws_config::SdkConfig {
+    let operation = std::env::var("TWOFA_AWS_OPERATION_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(DISPATCH_OPERATION_TIMEOUT);
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(timeout_config().operation_attempt_timeout().unwrap_or(ATTEMPT_TIMEOUT))
+        .operation_timeout(operation)
+        .build();
+    sdk.to_builder()
+        .timeout_config(timeouts)
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(DISPATCH_MAX_ATTEMPTS)
+                .with_initial_backoff(Duration::from_millis(50))
+                .with_max_backoff(Duration::from_millis(400)),
+        )
         .build()
 }
 
@@ -72,12 +103,18 @@ pub async fn aws_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// Voice calls: the voices they can be read in, and what places them.
+pub struct Calls {
+    pub voices: Arc<dyn VoiceCatalog>,
+    pub placer: Arc<dyn CallPlacer>,
+}
+
 /// Routes each message to the dispatcher of its channel.
 pub struct ChannelDispatcher {
     pub sms: Arc<dyn Dispatcher>,
     pub email: Arc<dyn Dispatcher>,
-    /// Voice calls, when a call placer is configured.
-    pub call: Option<Arc<dyn Dispatcher>>,
+    /// Voice calls, when an origination identity is configured.
+    pub call: Option<Calls>,
 }
 
 #[async_trait]
@@ -86,12 +123,19 @@ impl Dispatcher for ChannelDispatcher {
         channel != Channel::Call || self.call.is_some()
     }
 
+    async fn voices(&self) -> Result<Arc<Vec<Voice>>, DispatchError> {
+        match &self.call {
+            Some(calls) => calls.voices.voices().await,
+            None => Ok(Arc::new(Vec::new())),
+        }
+    }
+
     async fn dispatch(&self, msg: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
         match msg.channel {
             Channel::Sms => self.sms.dispatch(msg).await,
             Channel::Email => self.email.dispatch(msg).await,
             Channel::Call => match &self.call {
-                Some(call) => call.dispatch(msg).await,
+                Some(calls) => calls.placer.place_call(msg).await,
                 None => Err(DispatchError::Rejected {
                     code: "CALL_UNSUPPORTED".into(),
                     message: "voice calls are not configured".into(),
@@ -131,6 +175,9 @@ mod tests {
             to: "+14155550100".into(),
             subject: None,
             text: "123456".into(),
+            html: None,
+            ssml: None,
+            voice_id: None,
             language: "en-US".into(),
             voice: None,
             repeat: 1,

@@ -1,4 +1,5 @@
-//! Email through SES `SendEmail`: a plain-text body from a verified sender.
+//! Email through SES `SendEmail`: a text part and a small HTML part from a verified sender, in
+//! the configuration set the deployment names (its delivery, bounce and complaint events).
 
 use async_trait::async_trait;
 use aws_sdk_ses::{
@@ -13,11 +14,12 @@ use crate::ports::{DispatchError, DispatchReceipt, Dispatcher, OutboundMessage};
 
 pub struct SesEmail {
     client: Client,
+    configuration_set: Option<String>,
 }
 
 impl SesEmail {
-    pub fn new(client: Client) -> Self {
-        SesEmail { client }
+    pub fn new(client: Client, configuration_set: Option<String>) -> Self {
+        SesEmail { client, configuration_set }
     }
 }
 
@@ -33,7 +35,12 @@ impl Dispatcher for SesEmail {
     async fn dispatch(&self, msg: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
         let message = Message::builder()
             .subject(content(msg.subject.as_deref().unwrap_or_default())?)
-            .body(Body::builder().text(content(&msg.text)?).build())
+            .body(
+                Body::builder()
+                    .text(content(&msg.text)?)
+                    .set_html(msg.html.as_deref().map(content).transpose()?)
+                    .build(),
+            )
             .build();
         let result = self
             .client
@@ -41,6 +48,7 @@ impl Dispatcher for SesEmail {
             .source(&msg.from)
             .destination(Destination::builder().to_addresses(&msg.to).build())
             .message(message)
+            .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await;
         match result {

@@ -10,6 +10,7 @@ use crate::ports::{DispatchError, DispatchReceipt, Dispatcher, OutboundMessage};
 
 const SMS_TYPE: &str = "AWS.SNS.SMS.SMSType";
 const SENDER_ID: &str = "AWS.SNS.SMS.SenderID";
+const ORIGINATION_NUMBER: &str = "AWS.MM.SMS.OriginationNumber";
 
 pub struct SnsSms {
     client: Client,
@@ -40,6 +41,23 @@ pub fn is_sender_id(s: &str) -> bool {
         && s.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
+/// A phone number to send from (a long code, toll-free number or short code): digits with an
+/// optional `+`, 3 to 15 of them.
+pub fn is_origination_number(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    (3..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The `from` of an SMS as SNS takes it: a number as the origination number (E.164 when it is
+/// a full number, a short code as it is), an alphanumeric as the sender id.
+fn origination(from: &str) -> String {
+    if from.len() > 6 {
+        e164(from)
+    } else {
+        from.to_owned()
+    }
+}
+
 /// E.164 with its `+` (the API accepts numbers without it).
 pub fn e164(to: &str) -> String {
     if to.starts_with('+') {
@@ -65,7 +83,9 @@ impl Dispatcher for SnsSms {
             .phone_number(e164(&msg.to))
             .message(&msg.text)
             .message_attributes(SMS_TYPE, string_attribute("Transactional")?);
-        if let Some(sender) = self.sender_id(&msg.from) {
+        if is_origination_number(&msg.from) {
+            publish = publish.message_attributes(ORIGINATION_NUMBER, string_attribute(&origination(&msg.from))?);
+        } else if let Some(sender) = self.sender_id(&msg.from) {
             publish = publish.message_attributes(SENDER_ID, string_attribute(sender)?);
         }
         match publish.send().await {
@@ -128,6 +148,17 @@ mod tests {
         assert!(!is_sender_id("TwelveChars1"));
         assert!(!is_sender_id("My Bank"));
         assert!(!is_sender_id(""));
+    }
+
+    #[test]
+    fn numeric_senders_are_origination_numbers() {
+        assert!(is_origination_number("+14155550100"));
+        assert!(is_origination_number("14155550100"));
+        assert!(is_origination_number("24365"), "a short code");
+        assert!(!is_origination_number("Twofa"));
+        assert!(!is_origination_number("+1 415"));
+        assert_eq!(origination("14155550100"), "+14155550100");
+        assert_eq!(origination("24365"), "24365");
     }
 
     #[test]

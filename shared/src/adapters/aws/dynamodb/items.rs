@@ -18,6 +18,7 @@ use crate::domain::{
     otp::{Channel, ChannelEvent, ChannelStatus, Check, Delivery, Destination, Otp, OtpStatus, Superseded},
     policy::{AccountPolicy, GuardSettings, SealedSecret, TestDestination},
     send::RETENTION_DAYS,
+    sms::Encoding,
     time::Millis,
     usage::UsageKey,
 };
@@ -469,6 +470,11 @@ pub(crate) struct EventItem {
     pub error_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// SMS: `GSM-7` or `UCS-2`, and the segments taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<u32>,
 }
 
 impl From<&ChannelEvent> for EventItem {
@@ -483,6 +489,8 @@ impl From<&ChannelEvent> for EventItem {
             status: e.status.as_str().to_owned(),
             error_code: e.error_code.clone(),
             error_message: e.error_message.clone(),
+            encoding: e.encoding.map(|x| x.as_str().to_owned()),
+            segments: e.segments,
         }
     }
 }
@@ -500,6 +508,12 @@ impl TryFrom<EventItem> for ChannelEvent {
             status: ChannelStatus::parse(&e.status).map_or_else(corrupt("events.status"), Ok)?,
             error_code: e.error_code,
             error_message: e.error_message,
+            encoding: e
+                .encoding
+                .as_deref()
+                .map(|x| Encoding::parse(x).map_or_else(corrupt("events.encoding"), Ok))
+                .transpose()?,
+            segments: e.segments,
         })
     }
 }
