@@ -19,22 +19,22 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 use twofa::{
     adapters::aws::{
-        aws_config,
+        aws_config, dispatch_config_with,
         dynamodb::{create_table, DynamoStore},
         production_timeout_config,
         ses::SesEmail,
         sns::SnsSms,
-        ChannelDispatcher, OPERATION_TIMEOUT,
+        ChannelDispatcher, ATTEMPT_TIMEOUT, DISPATCH_OPERATION_TIMEOUT, OPERATION_TIMEOUT,
     },
     domain::{account::Account, crypto::Keys, ids},
     ports::{AccountStore, Deps, SystemClock},
 };
 
 /// The longest a send may take to answer while a dependency hangs: a commit that times out
-/// (one operation timeout after a snapshot that made it), or a publish that times out and its
-/// undo that times out too; plus the scheduling slack of a loaded 2-core machine.
+/// (one operation timeout after a snapshot that made it), or a publish that uses up its tries
+/// and its undo that times out too; plus the scheduling slack of a loaded 2-core machine.
 fn budget() -> Duration {
-    OPERATION_TIMEOUT * 2 + Duration::from_millis(900)
+    (OPERATION_TIMEOUT * 2).max(DISPATCH_OPERATION_TIMEOUT + OPERATION_TIMEOUT) + Duration::from_millis(900)
 }
 
 /// A moto server of our own; killed (by its pid) when dropped.
@@ -112,8 +112,12 @@ async fn world(ddb_url: &str, sns_url: &str) -> World {
     let ddb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(ddb_url).build(),
     );
-    let sns = aws_sdk_sns::Client::from_conf(aws_sdk_sns::config::Builder::from(&sdk).endpoint_url(sns_url).build());
-    let ses = aws_sdk_ses::Client::from_conf(aws_sdk_ses::config::Builder::from(&sdk).endpoint_url(sns_url).build());
+    // The delivery clients as the Lambda builds them: 3 tries within 1.5 s.
+    let delivery = dispatch_config_with(&sdk, ATTEMPT_TIMEOUT, DISPATCH_OPERATION_TIMEOUT);
+    let sns =
+        aws_sdk_sns::Client::from_conf(aws_sdk_sns::config::Builder::from(&delivery).endpoint_url(sns_url).build());
+    let ses =
+        aws_sdk_ses::Client::from_conf(aws_sdk_ses::config::Builder::from(&delivery).endpoint_url(sns_url).build());
     let table = format!("twofa-{}", ids::new_sid(""));
     create_table(&ddb, &table).await.expect("create table");
     let keys = Keys::random();

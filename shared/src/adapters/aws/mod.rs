@@ -47,17 +47,28 @@ pub fn timeout_config() -> aws_config::timeout::TimeoutConfig {
 pub const DISPATCH_MAX_ATTEMPTS: u32 = 3;
 pub const DISPATCH_OPERATION_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// `sdk` for the clients that deliver messages: up to 3 attempts, 1.5 s in all (or
-/// `TWOFA_AWS_OPERATION_TIMEOUT_MS`, for a slow emulator), backoff 50–400 ms with full jitter.
+/// `sdk` for the clients that deliver messages: up to 3 attempts in 1.5 s (the attempt and
+/// operation timeouts can be raised with `TWOFA_AWS_ATTEMPT_TIMEOUT_MS` /
+/// `TWOFA_AWS_OPERATION_TIMEOUT_MS`, for a slow emulator).
 pub fn dispatch_config(sdk: &aws_config::SdkConfig) -> aws_config::SdkConfig {
-    let operation = std::env::var("TWOFA_AWS_OPERATION_TIMEOUT_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(DISPATCH_OPERATION_TIMEOUT);
+    let env = timeout_config();
+    let operation = match std::env::var("TWOFA_AWS_OPERATION_TIMEOUT_MS") {
+        Ok(_) => env.operation_timeout().unwrap_or(DISPATCH_OPERATION_TIMEOUT),
+        Err(_) => DISPATCH_OPERATION_TIMEOUT,
+    };
+    dispatch_config_with(sdk, env.operation_attempt_timeout().unwrap_or(ATTEMPT_TIMEOUT), operation)
+}
+
+/// `dispatch_config` with these timeouts; backoff 50–400 ms, full jitter (the SDK's standard
+/// retry: throttling, transient errors, 5xx and timeouts).
+pub fn dispatch_config_with(
+    sdk: &aws_config::SdkConfig,
+    attempt: Duration,
+    operation: Duration,
+) -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(CONNECT_TIMEOUT)
-        .operation_attempt_timeout(timeout_config().operation_attempt_timeout().unwrap_or(ATTEMPT_TIMEOUT))
+        .operation_attempt_timeout(attempt)
         .operation_timeout(operation)
         .build();
     sdk.to_builder()
