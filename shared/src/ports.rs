@@ -237,6 +237,57 @@ pub trait Webhooks: Send + Sync {
     async fn call(&self, req: &WebhookRequest) -> std::result::Result<(), CallFailure>;
 }
 
+/// Where a workflow stands between two steps: the next step to send (0-based) and the seconds
+/// to wait before it. The same JSON is the Step Functions execution's input, the state between
+/// its states, and the step Lambda's event and answer (`more`: whether there is a next step).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRun {
+    pub account_sid: String,
+    pub otp_sid: String,
+    pub step: u32,
+    pub wait: u32,
+    #[serde(default)]
+    pub more: bool,
+}
+
+/// Runs a workflow's later steps on time: Step Functions wait states on AWS, an in-process
+/// timer queue on the dev clock in the dev server.
+#[async_trait]
+pub trait Scheduler: Send + Sync {
+    /// Whether this deployment can run workflows past their first step.
+    fn runs_workflows(&self) -> bool {
+        true
+    }
+
+    /// Run the OTP's workflow from `run.step` on (`domain::workflows::run_step` sends each
+    /// step). Idempotent per OTP: starting the same OTP's run twice runs it once.
+    async fn start(&self, run: &StepRun) -> Result<()>;
+
+    /// Stop the OTP's run, if any. Best effort: each step checks that the OTP is still pending
+    /// before it sends, which is the guarantee.
+    async fn stop(&self, account_sid: &str, otp_sid: &str) -> Result<()>;
+}
+
+/// A deployment that runs no workflows (a send naming a workflow of more than one step is a
+/// 400 naming `workflow`).
+pub struct NoScheduler;
+
+#[async_trait]
+impl Scheduler for NoScheduler {
+    fn runs_workflows(&self) -> bool {
+        false
+    }
+
+    async fn start(&self, _: &StepRun) -> Result<()> {
+        Err(crate::domain::error::Error::Internal)
+    }
+
+    async fn stop(&self, _: &str, _: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// The whole store.
 pub trait Store: AccountStore + OtpStore + LimitStore + RecordStore {}
 impl<T: AccountStore + OtpStore + LimitStore + RecordStore> Store for T {}
