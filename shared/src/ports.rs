@@ -19,6 +19,7 @@ use crate::domain::{
     time::Millis,
     usage::UsageKey,
     voice::{builtin_voices, Voice},
+    workflows::WorkflowDef,
 };
 
 pub trait Clock: Send + Sync {
@@ -186,6 +187,33 @@ pub trait OtpStore: Send + Sync {
 
     /// Cancel the OTP only if it is pending at `now`.
     async fn cancel_otp(&self, account_sid: &str, otp_sid: &str, now: Millis) -> Result<CancelWrite>;
+
+    /// Claim workflow step `step` of the OTP: append `event`, count `usage`, and mark `step + 1`
+    /// steps sent, all in one write, only if the OTP is pending at `now` and exactly `step`
+    /// steps were sent before. False (nothing written) otherwise.
+    async fn claim_step(
+        &self,
+        account_sid: &str,
+        otp_sid: &str,
+        step: u32,
+        event: &ChannelEvent,
+        usage: &[UsageKey],
+        now: Millis,
+    ) -> Result<bool>;
+}
+
+/// Workflow definitions, stored like limits: unique names per account.
+#[async_trait]
+pub trait WorkflowStore: Send + Sync {
+    /// `Error::WorkflowNameExists` when the account has a workflow of that name.
+    async fn create_workflow(&self, def: &WorkflowDef) -> Result<()>;
+    async fn get_workflow(&self, account_sid: &str, sid: &str) -> Result<Option<WorkflowDef>>;
+    async fn get_workflow_by_name(&self, account_sid: &str, name: &str) -> Result<Option<WorkflowDef>>;
+    /// Replace steps/description of an existing workflow; `Error::WorkflowNotFound` if gone.
+    async fn update_workflow(&self, def: &WorkflowDef) -> Result<()>;
+    /// The deleted workflow, or None if there was none.
+    async fn delete_workflow(&self, account_sid: &str, sid: &str) -> Result<Option<WorkflowDef>>;
+    async fn list_workflows(&self, account_sid: &str) -> Result<Vec<WorkflowDef>>;
 }
 
 #[async_trait]
@@ -289,8 +317,8 @@ impl Scheduler for NoScheduler {
 }
 
 /// The whole store.
-pub trait Store: AccountStore + OtpStore + LimitStore + RecordStore {}
-impl<T: AccountStore + OtpStore + LimitStore + RecordStore> Store for T {}
+pub trait Store: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore {}
+impl<T: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore> Store for T {}
 
 /// A message to deliver. `Debug` leaves the text out: it carries the code.
 #[derive(Clone)]
@@ -384,4 +412,6 @@ pub struct Deps {
     pub dispatcher: Arc<dyn Dispatcher>,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<Keys>,
+    /// Runs workflows past their first step (`NoScheduler`: a deployment that runs none).
+    pub scheduler: Arc<dyn Scheduler>,
 }

@@ -16,7 +16,7 @@ use twofa::{
         records::{Mark, PageToken, Start},
     },
     http::params::Params,
-    ports::{AccountStore, Deps},
+    ports::{AccountStore, Deps, NoScheduler},
 };
 
 /// A target: arbitrary bytes in, a panic on a bug.
@@ -103,7 +103,8 @@ fn lambda() -> &'static Lambda {
         let account = Account::new(SID.into(), TOKEN, keys(), None, 0);
         rt.block_on(store.put_account(&account)).expect("account");
         let outbox = Arc::new(Outbox::new(clock.clone()));
-        let deps = Deps { store, dispatcher: outbox, clock, keys: Arc::new(keys().clone()) };
+        let deps =
+            Deps { store, dispatcher: outbox, clock, keys: Arc::new(keys().clone()), scheduler: Arc::new(NoScheduler) };
         let router = axum::Router::new()
             .merge(twofa::http::otp::router(deps.clone()))
             .merge(twofa::http::limits::router(deps.clone()).reset_fallback())

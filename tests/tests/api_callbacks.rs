@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use twofa::{
     adapters::{clock::AdjustableClock, memory::MemoryStore, outbox::Outbox},
     domain::{account::Account, callbacks::UrlRules, crypto::Keys},
-    ports::{AccountStore, Deps},
+    ports::{AccountStore, Deps, NoScheduler},
 };
 
 /// Set the account's callback (and a new webhook secret) over the dev route; the secret.
@@ -187,7 +187,8 @@ async fn outside_dev_a_callback_must_be_https_to_a_public_address() {
     let account = Account::new("AC0123456789abcdef0123456789abcdef".into(), "secret-token", &keys, None, 0);
     store.put_account(&account).await.unwrap();
     let outbox = Arc::new(Outbox::new(clock.clone()).with_url_rules(UrlRules::Public));
-    let deps = Deps { store, dispatcher: outbox.clone(), clock, keys: Arc::new(keys) };
+    let deps =
+        Deps { store, dispatcher: outbox.clone(), clock, keys: Arc::new(keys), scheduler: Arc::new(NoScheduler) };
     let router = twofa::http::otp::router(deps);
     let send = |url: &str| {
         let body = json!({ "service": "2FA", "from": "Twofa", "to": "+14155550100", "body": "Code {code}", "callbackUrl": url });

@@ -16,7 +16,7 @@ use twofa::{
         ChannelDispatcher,
     },
     domain::{account::Account, crypto::Keys, ids},
-    ports::{AccountStore, Deps, SystemClock},
+    ports::{AccountStore, Deps, NoScheduler, SystemClock},
 };
 
 fn moto_url() -> String {
@@ -54,6 +54,7 @@ async fn start() -> AwsApi {
         dispatcher: Arc::new(dispatcher),
         clock: Arc::new(SystemClock),
         keys: Arc::new(keys),
+        scheduler: Arc::new(NoScheduler),
     };
     AwsApi { app: twofa::http::otp::router(deps), store, sid: account.sid, token }
 }

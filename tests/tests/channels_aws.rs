@@ -29,7 +29,7 @@ use twofa::{
         otp::ChannelStatus,
         voice::{choose, Gender},
     },
-    ports::{AccountStore, Deps, OtpStore, SystemClock, VoiceCatalog},
+    ports::{AccountStore, Deps, NoScheduler, OtpStore, SystemClock, VoiceCatalog},
 };
 
 const ORIGINATION: &str = "+18005550199";
@@ -153,6 +153,7 @@ async fn start(voice_url: &str, sns_url: Option<&str>) -> AwsApi {
         dispatcher: Arc::new(dispatcher),
         clock: Arc::new(SystemClock),
         keys: Arc::new(keys),
+        scheduler: Arc::new(NoScheduler),
     };
     AwsApi { app: twofa::http::otp::router(deps), store, sid: account.sid, token }
 }

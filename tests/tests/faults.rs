@@ -27,7 +27,7 @@ use twofa::{
         ChannelDispatcher, ATTEMPT_TIMEOUT, DISPATCH_OPERATION_TIMEOUT, OPERATION_TIMEOUT,
     },
     domain::{account::Account, crypto::Keys, ids},
-    ports::{AccountStore, Deps, SystemClock},
+    ports::{AccountStore, Deps, NoScheduler, SystemClock},
 };
 
 /// The longest a send may take to answer while a dependency hangs: a commit that times out
@@ -130,7 +130,13 @@ async fn world(ddb_url: &str, sns_url: &str) -> World {
         email: Arc::new(SesEmail::new(ses, None)),
         call: None,
     };
-    let deps = Deps { store, dispatcher: Arc::new(dispatcher), clock: Arc::new(SystemClock), keys: Arc::new(keys) };
+    let deps = Deps {
+        store,
+        dispatcher: Arc::new(dispatcher),
+        clock: Arc::new(SystemClock),
+        keys: Arc::new(keys),
+        scheduler: Arc::new(NoScheduler),
+    };
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{token}", account.sid));
     World { app: twofa::http::otp::router(deps), ddb, table, auth }

@@ -7,7 +7,7 @@ use tower::ServiceExt;
 use twofa::{
     adapters::{clock::AdjustableClock, memory::MemoryStore, outbox::Outbox},
     domain::{account::Account, crypto::Keys},
-    ports::{AccountStore, Deps},
+    ports::{AccountStore, Deps, NoScheduler},
 };
 
 #[tokio::test]
@@ -20,7 +20,8 @@ async fn otp_router_answers_an_api_gateway_v2_send_event() {
     account.allowed_ips = vec!["203.0.113.9".parse().unwrap()];
     store.put_account(&account).await.unwrap();
     let outbox = Arc::new(Outbox::new(clock.clone()));
-    let deps = Deps { store, dispatcher: outbox.clone(), clock, keys: Arc::new(keys) };
+    let deps =
+        Deps { store, dispatcher: outbox.clone(), clock, keys: Arc::new(keys), scheduler: Arc::new(NoScheduler) };
     let router = twofa::http::otp::router(deps);
 
     let event = |ip: &str| {

@@ -26,7 +26,7 @@ use twofa::{
         usage::UsageCategory,
         verify::{verify, VerifyTarget},
     },
-    ports::{Clock, Deps, SendPlan, Store},
+    ports::{Clock, Deps, NoScheduler, SendPlan, Store},
     Error,
 };
 
@@ -41,7 +41,13 @@ impl Fixture {
     fn new(store: Arc<dyn Store>, dynamo: Option<Arc<DynamoStore>>) -> Self {
         let clock = Arc::new(AdjustableClock::default());
         let outbox = Arc::new(Outbox::new(clock.clone()));
-        let deps = Deps { store, dispatcher: outbox.clone(), clock: clock.clone(), keys: Arc::new(Keys::random()) };
+        let deps = Deps {
+            store,
+            dispatcher: outbox.clone(),
+            clock: clock.clone(),
+            keys: Arc::new(Keys::random()),
+            scheduler: Arc::new(NoScheduler),
+        };
         Fixture { deps, outbox, clock, dynamo }
     }
 
@@ -101,6 +107,9 @@ fn sms(to: &str) -> SendRequest {
         guard_time: None,
         limits: vec![],
         idempotency_key: None,
+        workflow: None,
+        email: None,
+        email_from: None,
     }
 }
 
@@ -346,6 +355,7 @@ async fn a_verify_whose_sid_names_another_country_counts_in_the_otps_own(f: Fixt
         attempts: 0,
         checks: vec![],
         events: vec![],
+        workflow: None,
         sid: sid.clone(),
     };
     let destination =

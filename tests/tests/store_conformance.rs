@@ -32,7 +32,7 @@ use twofa::{
         usage::{UsageCategory, UsageKey},
         verify::{verify, VerifyTarget},
     },
-    ports::{CancelWrite, Clock, Deps, SendPlan, Store, SystemClock, VerifyWrite},
+    ports::{CancelWrite, Clock, Deps, NoScheduler, SendPlan, Store, SystemClock, VerifyWrite},
     Error,
 };
 
@@ -119,6 +119,7 @@ fn otp(account: &str, to: &str, now: Millis) -> Otp {
         attempts: 0,
         checks: vec![],
         events: vec![event(&sid, now)],
+        workflow: None,
         sid,
     }
 }
@@ -208,7 +209,13 @@ fn limit(account: &str, name: &str, buckets: &[(&str, u32, u32)], created_ms: Mi
 fn deps(store: Arc<dyn Store>) -> (Deps, Arc<Outbox>) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let outbox = Arc::new(Outbox::new(clock.clone()));
-    let deps = Deps { store, dispatcher: outbox.clone(), clock, keys: Arc::new(Keys::random()) };
+    let deps = Deps {
+        store,
+        dispatcher: outbox.clone(),
+        clock,
+        keys: Arc::new(Keys::random()),
+        scheduler: Arc::new(NoScheduler),
+    };
     (deps, outbox)
 }
 
@@ -227,6 +234,9 @@ fn sms(to: &str, limits: Vec<(String, String)>) -> SendRequest {
         guard_time: None,
         limits,
         idempotency_key: None,
+        workflow: None,
+        email: None,
+        email_from: None,
     }
 }
 

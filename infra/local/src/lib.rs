@@ -4,6 +4,7 @@
 //! by a background task (`callbacks`). No AWS; no network but the callback URLs you give.
 
 pub mod callbacks;
+pub mod scheduler;
 
 use std::{
     net::SocketAddr,
@@ -39,7 +40,7 @@ use twofa::{
     ports::{AccountStore, Clock, Deps, Dispatcher},
 };
 
-use crate::callbacks::DevCallbacks;
+use crate::{callbacks::DevCallbacks, scheduler::DevScheduler};
 
 /// Handles on the embedded adapters, for the dev routes and for tests.
 #[derive(Clone)]
@@ -49,6 +50,7 @@ pub struct Dev {
     pub outbox: Arc<Outbox>,
     pub clock: Arc<AdjustableClock>,
     pub callbacks: Arc<DevCallbacks>,
+    pub scheduler: Arc<DevScheduler>,
     started: Arc<Once>,
 }
 
@@ -62,11 +64,17 @@ impl Dev {
         let clock = Arc::new(AdjustableClock::default());
         let store = Arc::new(MemoryStore::new().with_max_otps(max_otps));
         let outbox = Arc::new(Outbox::new(clock.clone()).with_max(outbox_max));
-        let deps =
-            Deps { store: store.clone(), dispatcher: outbox.clone(), clock: clock.clone(), keys: Arc::new(keys) };
+        let scheduler = Arc::new(DevScheduler::new(clock.clone()));
+        let deps = Deps {
+            store: store.clone(),
+            dispatcher: outbox.clone(),
+            clock: clock.clone(),
+            keys: Arc::new(keys),
+            scheduler: scheduler.clone(),
+        };
         let webhooks = Arc::new(HttpWebhooks::new(outbox.callback_url_rules()));
         let callbacks = Arc::new(DevCallbacks::new(deps.clone(), store.clone(), clock.clone(), webhooks));
-        Dev { deps, store, outbox, clock, callbacks, started: Arc::new(Once::new()) }
+        Dev { deps, store, outbox, clock, callbacks, scheduler, started: Arc::new(Once::new()) }
     }
 
     /// Create an account (a sub-account of `parent` if given) with this token (and a webhook
@@ -115,11 +123,15 @@ impl Dev {
     /// Every router, merged, plus the dev routes.
     pub fn app(&self) -> Router {
         // The callbacks task runs on the runtime that serves the app, once.
-        self.started.call_once(|| self.callbacks.start());
+        self.started.call_once(|| {
+            self.callbacks.start();
+            self.scheduler.start_ticking(self.deps.clone());
+        });
         let api = Router::new()
             .merge(http::otp::router(self.deps.clone()))
             // Each router carries the JSON 404 fallback (the Lambdas need it); one is enough here.
             .merge(http::limits::router(self.deps.clone()).reset_fallback())
+            .merge(http::workflows::router(self.deps.clone()).reset_fallback())
             .merge(http::records::router(self.deps.clone()).reset_fallback());
         let dev = Router::new()
             .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
@@ -128,9 +140,21 @@ impl Dev {
             .route("/dev/clock", get(clock_now).post(advance_clock))
             .route("/dev/accounts", post(create_account))
             .route("/dev/callbacks", get(callbacks_view))
+            .route("/dev/workflows", get(workflows_view))
             .with_state(self.clone());
         dev.merge(api).layer(middleware::from_fn(client_ip))
     }
+}
+
+/// Dev only: workflow steps waiting for the clock (OTP, step from 0, when).
+async fn workflows_view(State(dev): State<Dev>) -> Json<Value> {
+    let waiting: Vec<Value> = dev
+        .scheduler
+        .waiting()
+        .into_iter()
+        .map(|(otp, step, at)| json!({ "requestID": otp, "step": step, "due": time::iso(at) }))
+        .collect();
+    Json(json!({ "waiting": waiting }))
 }
 
 /// The socket's peer address is the client IP in the dev server.
@@ -185,7 +209,8 @@ async fn callbacks_view(State(dev): State<Dev>) -> impl IntoResponse {
 
 async fn advance_clock(State(dev): State<Dev>, Json(b): Json<AdvanceBody>) -> impl IntoResponse {
     dev.clock.advance_secs(b.advance_seconds);
-    // What fell due (expiries, retries) happens now, not at the next tick.
+    // What fell due (workflow steps, expiries, retries) happens now, not at the next tick.
+    dev.scheduler.run_due(&dev.deps).await;
     dev.callbacks.wake();
     Json(json!({ "now": time::iso(dev.clock.now_ms()) }))
 }

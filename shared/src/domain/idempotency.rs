@@ -104,6 +104,12 @@ pub fn fingerprint(req: &SendRequest) -> Vec<u8> {
         fp.str(value);
     }
     // Only when given, so the fingerprints of requests without them stay what they were.
+    if req.workflow.is_some() || req.email.is_some() || req.email_from.is_some() {
+        fp.str("workflow");
+        fp.opt(req.workflow.as_deref());
+        fp.opt(req.email.as_deref());
+        fp.opt(req.email_from.as_deref());
+    }
     if d.web_otp_domain.is_some() || d.app_hash.is_some() {
         fp.str("autofill");
         fp.opt(d.web_otp_domain.as_deref());
@@ -131,6 +137,9 @@ mod tests {
             guard_time: None,
             limits: vec![],
             idempotency_key: Some("k1".into()),
+            workflow: None,
+            email: None,
+            email_from: None,
         }
     }
 

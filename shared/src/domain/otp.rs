@@ -1,6 +1,6 @@
 //! The OTP session and its lifecycle: pending → success | canceled | expired | failed.
 
-use super::{callbacks::CallbackTarget, sms::Encoding, time::Millis};
+use super::{callbacks::CallbackTarget, sms::Encoding, time::Millis, workflows::WorkflowRun};
 
 /// Invalid checks after which an OTP is `failed`.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -193,6 +193,8 @@ pub struct Otp {
     pub attempts: u32,
     pub checks: Vec<Check>,
     pub events: Vec<ChannelEvent>,
+    /// The workflow delivering it, when the send named one.
+    pub workflow: Option<WorkflowRun>,
 }
 
 impl Otp {
@@ -258,6 +260,7 @@ pub(crate) mod tests {
             attempts: 0,
             checks: vec![],
             events: vec![],
+            workflow: None,
         }
     }
 

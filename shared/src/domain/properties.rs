@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     adapters::{clock::AdjustableClock, memory::MemoryStore, outbox::Outbox},
-    ports::{AccountStore, Clock, Deps, OtpStore},
+    ports::{AccountStore, Clock, Deps, NoScheduler, OtpStore},
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -28,7 +28,13 @@ fn deps() -> (Deps, Arc<MemoryStore>, Arc<AdjustableClock>) {
     let clock = Arc::new(AdjustableClock::default());
     let store = Arc::new(MemoryStore::new());
     let outbox = Arc::new(Outbox::new(clock.clone()));
-    let deps = Deps { store: store.clone(), dispatcher: outbox, clock: clock.clone(), keys: Arc::new(Keys::random()) };
+    let deps = Deps {
+        store: store.clone(),
+        dispatcher: outbox,
+        clock: clock.clone(),
+        keys: Arc::new(Keys::random()),
+        scheduler: Arc::new(NoScheduler),
+    };
     (deps, store, clock)
 }
 
@@ -135,6 +141,9 @@ proptest! {
                     guard_time: guard,
                     limits: vec![],
                     idempotency_key: None,
+                    workflow: None,
+                    email: None,
+                    email_from: None,
                 };
                 let sid = send(&deps, &account, req).await.expect("send");
                 let new = store.get_otp("AC1", &sid).await.unwrap().unwrap();

@@ -19,8 +19,9 @@ use super::{
     time::{self, Millis},
     usage::{UsageCategory, UsageKey},
     voice::{self, Gender},
+    workflows::{self, WorkflowRun},
 };
-use crate::ports::{Deps, DispatchError, OutboundMessage, SendPlan, SendSnapshot, SnapshotRequest};
+use crate::ports::{Deps, DispatchError, OutboundMessage, SendPlan, SendSnapshot, SnapshotRequest, StepRun};
 
 /// How often a send re-reads and re-plans after losing a conditional write to a concurrent one.
 pub const MAX_COMMIT_ATTEMPTS: u32 = 12;
@@ -44,6 +45,11 @@ pub struct SendRequest {
     pub limits: Vec<(String, String)>,
     /// The `Idempotency-Key` header, scoped to the acting account.
     pub idempotency_key: Option<String>,
+    /// `workflow`: the sid or name of the workflow that delivers the OTP.
+    pub workflow: Option<String>,
+    /// `email` / `emailFrom`: where a workflow's email steps go, and from whom.
+    pub email: Option<String>,
+    pub email_from: Option<String>,
 }
 
 impl SendRequest {
@@ -109,19 +115,48 @@ pub fn render(template: &str, channel: Channel, code: &Code) -> String {
 }
 
 pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Result<String> {
+    // A workflow decides the channels: `to` is a phone number when any step is sms or call.
+    let workflow = match req.workflow.as_deref() {
+        Some(w) => Some(workflows::resolve(deps, account, w).await?),
+        None => None,
+    };
+    if let Some(wf) = &workflow {
+        if wf.steps.len() > 1 && !deps.scheduler.runs_workflows() {
+            return Err(Error::invalid(
+                "workflow",
+                "workflows of more than one step are not available in this deployment",
+            ));
+        }
+        let phone = wf.steps.iter().map(|s| s.channel).find(|c| *c != Channel::Email);
+        req.delivery.channel = phone.unwrap_or(Channel::Email);
+        if phone.is_none() {
+            if let Some(from) = &req.email_from {
+                req.delivery.from = from.clone();
+            }
+        }
+    }
     let country = req.validate()?;
-    if !deps.dispatcher.delivers(req.delivery.channel) {
-        return Err(Error::invalid(
-            "channel",
-            format!("{} is not available in this deployment", req.delivery.channel.as_str()),
-        ));
+    let channels: Vec<Channel> = match &workflow {
+        Some(wf) => {
+            workflows::check_send(&req.delivery, &wf.steps, req.email.as_deref(), req.email_from.as_deref())?;
+            wf.steps.iter().map(|s| s.channel).collect()
+        }
+        None => vec![req.delivery.channel],
+    };
+    for channel in &channels {
+        if !deps.dispatcher.delivers(*channel) {
+            let param = if workflow.is_some() { "workflow" } else { "channel" };
+            return Err(Error::invalid(param, format!("{} is not available in this deployment", channel.as_str())));
+        }
     }
     // A test destination receives nothing and verifies with its fixed code: no geo check, no
     // guard, no default limit, no delivery; counted as `test` usage only.
     let test = account.policy.test_destination(&req.delivery.to);
     if let (Some(cc), None) = (&country, test) {
-        if !account.policy.allows(req.delivery.channel, cc) {
-            return Err(Error::CountryNotAllowed(cc.clone()));
+        for channel in channels.iter().filter(|c| **c != Channel::Email) {
+            if !account.policy.allows(*channel, cc) {
+                return Err(Error::CountryNotAllowed(cc.clone()));
+            }
         }
     }
     // The pumping guard watches this send's country (None: not guarded).
@@ -131,17 +166,38 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         Some(t) => (deps.keys.otp_sid(None), t.code(&deps.keys, &account.sid).ok_or(Error::Internal)?),
         None => (deps.keys.otp_sid(country.as_deref()), generate_code(req.length)),
     };
-    let d = &req.delivery;
-    // What the channel will say, checked before anything is written: an SMS over its segment
+    let run = workflow.map(|wf| WorkflowRun {
+        workflow_sid: wf.sid,
+        email: req.email.clone().or_else(|| is_email(&req.delivery.to).then(|| req.delivery.to.clone())),
+        email_from: req.email_from.clone().or_else(|| is_email(&req.delivery.from).then(|| req.delivery.from.clone())),
+        steps: wf.steps,
+        sent: 0,
+    });
+    // What each channel will say, checked before anything is written: an SMS over its segment
     // budget or a call in a language no voice speaks costs nothing.
-    let chosen = match d.channel {
-        Channel::Call => {
-            let voices = deps.dispatcher.voices().await.map_err(|_| Error::Unavailable)?;
-            Some(voice::choose(&voices, &d.language, Gender::from_param(d.voice.as_deref()))?.clone())
-        }
-        _ => None,
+    let steps: Vec<Delivery> = match &run {
+        Some(run) => run.steps.iter().map(|s| workflows::step_delivery(&req.delivery, run, *s)).collect(),
+        None => vec![req.delivery.clone()],
     };
-    let content = content::compose(d, &code, chosen.as_ref())?;
+    let mut voices = None;
+    let mut contents = Vec::with_capacity(steps.len());
+    for d in &steps {
+        let chosen = match d.channel {
+            Channel::Call => {
+                if voices.is_none() {
+                    voices = Some(deps.dispatcher.voices().await.map_err(|_| Error::Unavailable)?);
+                }
+                let all = voices.as_deref().map(Vec::as_slice).unwrap_or_default();
+                Some(voice::choose(all, &d.language, Gender::from_param(d.voice.as_deref()))?.clone())
+            }
+            _ => None,
+        };
+        contents.push(content::compose(d, &code, chosen.as_ref())?);
+    }
+    // The first step goes out with the send unless it waits.
+    let inline = run.as_ref().is_none_or(|r| r.steps[0].interval_secs == 0);
+    let d = &steps[0];
+    let content = contents.swap_remove(0);
     let event = ChannelEvent {
         sid: new_sid(ids::EVENT),
         at_ms: now,
@@ -156,6 +212,8 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         encoding: content.sms.map(|m| m.encoding),
         segments: content.sms.map(|m| m.segments),
     };
+    // A test destination takes no workflow: it is sent (to nobody) once.
+    let run = run.filter(|_| test.is_none()).map(|r| WorkflowRun { sent: u32::from(inline), ..r });
     let otp = Otp {
         code_hash: deps.keys.hash_code(&sid, code.reveal()).to_vec(),
         sealed_code: deps.keys.seal(code.reveal().as_bytes(), &sid),
@@ -173,7 +231,8 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         cancel_at_ms: None,
         attempts: 0,
         checks: vec![],
-        events: vec![event.clone()],
+        events: if inline || test.is_some() { vec![event.clone()] } else { vec![] },
+        workflow: run,
     };
 
     let guarded = guarded.map(|cc| (cc, &account.policy.guard));
@@ -187,6 +246,19 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
     let otp = &plan.otp;
     if test.is_some() {
         tracing::info!(otp = %otp.sid, "otp to a test destination: stored, nothing delivered");
+        return Ok(otp.sid.clone());
+    }
+    // The later steps are scheduled before the first goes out: a scheduler that is down
+    // undoes the send rather than leave an OTP without its fallbacks.
+    if let Some(next) = otp.workflow.as_ref().and_then(|w| first_scheduled(otp, w)) {
+        if let Err(e) = deps.scheduler.start(&next).await {
+            tracing::warn!(otp = %otp.sid, error = %e, "workflow could not be scheduled: send undone");
+            undo(deps, &plan).await;
+            return Err(Error::Unavailable);
+        }
+    }
+    if !inline {
+        tracing::info!(otp = %otp.sid, "otp stored; its workflow's first step waits");
         return Ok(otp.sid.clone());
     }
     let msg = OutboundMessage {
@@ -216,10 +288,11 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
             event.error_message = Some(message);
         }
         Err(DispatchError::Unavailable) => {
-            // Nothing was delivered: take the whole send back so it leaves no trace.
-            if let Err(e) = deps.store.undo_send(&plan).await {
-                tracing::warn!(otp = %otp.sid, error = %e, "undo of an undelivered send failed; trying again later");
-                tokio::spawn(undo_if_it_lands(deps.clone(), plan.clone()));
+            // Nothing was delivered: take the whole send back so it leaves no trace (a
+            // scheduled step finds no OTP and sends nothing).
+            undo(deps, &plan).await;
+            if otp.workflow.is_some() {
+                let _ = deps.scheduler.stop(&otp.account_sid, &otp.sid).await;
             }
             return Err(Error::Unavailable);
         }
@@ -230,6 +303,28 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
     }
     tracing::info!(otp = %otp.sid, channel = d.channel.as_str(), status = event.status.as_str(), "otp sent");
     Ok(otp.sid.clone())
+}
+
+/// The first step the scheduler runs, if any falls before the OTP's expiry.
+fn first_scheduled(otp: &Otp, w: &WorkflowRun) -> Option<StepRun> {
+    let step = w.sent as usize;
+    let s = w.steps.get(step)?;
+    (w.due_ms(otp.created_ms, step) < otp.expires_ms).then(|| StepRun {
+        account_sid: otp.account_sid.clone(),
+        otp_sid: otp.sid.clone(),
+        step: w.sent,
+        wait: s.interval_secs,
+        more: true,
+    })
+}
+
+/// Take a committed send back; if the store cannot be reached now, keep trying in the
+/// background.
+async fn undo(deps: &Deps, plan: &SendPlan) {
+    if let Err(e) = deps.store.undo_send(plan).await {
+        tracing::warn!(otp = %plan.otp.sid, error = %e, "undo of an undelivered send failed; trying again later");
+        tokio::spawn(undo_if_it_lands(deps.clone(), plan.clone()));
+    }
 }
 
 /// What admission decided.
@@ -340,14 +435,12 @@ async fn admit(
             usage: if test {
                 vec![UsageKey { account_sid: account.clone(), day: time::day(now), category: UsageCategory::Test }]
             } else {
-                vec![
-                    UsageKey { account_sid: account.clone(), day: time::day(now), category: UsageCategory::All },
-                    UsageKey {
-                        account_sid: account.clone(),
-                        day: time::day(now),
-                        category: UsageCategory::Channel(otp.delivery.channel),
-                    },
-                ]
+                // All, and the channel of what goes out with the send (a workflow step that
+                // waits is counted when it is sent).
+                std::iter::once(UsageCategory::All)
+                    .chain(otp.events.first().map(|e| UsageCategory::Channel(e.channel)))
+                    .map(|category| UsageKey { account_sid: account.clone(), day: time::day(now), category })
+                    .collect()
             },
             idempotency: key.zip(fingerprint.clone()).map(|(key, fingerprint)| IdempotencyRecord {
                 key: key.to_owned(),

@@ -76,7 +76,10 @@ pub async fn verify(deps: &Deps, account: &Account, target: VerifyTarget, code: 
     let mut first_refusal: Option<(Otp, Rejection)> = None;
     for sid in &candidates {
         match attempt(deps, account, sid, code, now).await? {
-            Attempt::Verified => return Ok(sid.clone()),
+            Attempt::Verified => {
+                stop_workflow(deps, &account.sid, sid);
+                return Ok(sid.clone());
+            }
             Attempt::Refused(otp, rejection) => {
                 if first_refusal.is_none()
                     || (first_refusal.as_ref().is_some_and(|(_, r)| r.error != Error::InvalidCode)
@@ -179,11 +182,27 @@ async fn record_invalid(deps: &Deps, mut otp: Otp, code: &str, now: Millis) -> R
     Err(Error::Unavailable.into())
 }
 
+/// A verified or canceled OTP's workflow has nothing left to send: stop its run, off the
+/// request's path and best effort (each step checks the OTP before it sends, which is the
+/// guarantee; a run not stopped ends at its next step without sending).
+fn stop_workflow(deps: &Deps, account_sid: &str, otp_sid: &str) {
+    if !deps.scheduler.runs_workflows() {
+        return;
+    }
+    let (scheduler, account_sid, otp_sid) = (deps.scheduler.clone(), account_sid.to_owned(), otp_sid.to_owned());
+    tokio::spawn(async move {
+        if let Err(e) = scheduler.stop(&account_sid, &otp_sid).await {
+            tracing::debug!(otp = %otp_sid, error = %e, "workflow run not stopped; its next step will end it");
+        }
+    });
+}
+
 pub async fn cancel(deps: &Deps, account: &Account, sid: &str) -> Result<String, Rejection> {
     let now = deps.clock.now_ms();
     match deps.store.cancel_otp(&account.sid, sid, now).await? {
         CancelWrite::Canceled => {
             tracing::info!(otp = %sid, "otp canceled");
+            stop_workflow(deps, &account.sid, sid);
             Ok(sid.to_owned())
         }
         CancelWrite::Refused(None) => Err(Error::CancelNotFound.into()),

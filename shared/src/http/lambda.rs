@@ -18,7 +18,7 @@ use crate::{
     },
     domain::crypto::Keys,
     http::auth::ClientIp,
-    ports::{Deps, SystemClock},
+    ports::{Deps, NoScheduler, SystemClock},
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -86,6 +86,8 @@ pub async fn deps_from_env() -> Result<Deps, BoxError> {
         dispatcher: Arc::new(dispatcher),
         clock: Arc::new(SystemClock),
         keys: Arc::new(keys),
+        // Workflows run on Step Functions once the scheduler is configured (issue 8).
+        scheduler: Arc::new(NoScheduler),
     })
 }
 

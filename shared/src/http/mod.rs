@@ -2,6 +2,7 @@
 //! server, plus what they share (input, auth, errors, response format).
 
 pub mod auth;
+pub mod definitions;
 pub mod error;
 pub mod format;
 #[cfg(feature = "aws")]
@@ -10,6 +11,7 @@ pub mod limits;
 pub mod otp;
 pub mod params;
 pub mod records;
+pub mod workflows;
 
 use axum::{
     http::{StatusCode, Uri},

@@ -135,6 +135,9 @@ fn parse_send(p: &Params, rules: UrlRules) -> Result<SendRequest> {
         guard_time,
         limits,
         idempotency_key: None,
+        workflow: p.bounded("workflow", 64, false)?,
+        email: p.bounded("email", 254, false)?,
+        email_from: p.bounded("emailFrom", 254, false)?,
     })
 }
 

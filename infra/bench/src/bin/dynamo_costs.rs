@@ -35,7 +35,7 @@ use twofa::{
         outbox::Outbox,
     },
     domain::{account::Account, crypto::Keys, ids},
-    ports::{AccountStore, Deps, SystemClock},
+    ports::{AccountStore, Deps, NoScheduler, SystemClock},
 };
 
 /// On-demand prices, us-east-1 (USD per million request units), as of 2024-11.
@@ -299,7 +299,13 @@ async fn main() {
     account.policy.guard.enabled = false;
     store.put_account(&account).await.expect("account");
     let outbox = Arc::new(Outbox::new(Arc::new(SystemClock)));
-    let deps = Deps { store, dispatcher: outbox.clone(), clock: Arc::new(SystemClock), keys: Arc::new(keys) };
+    let deps = Deps {
+        store,
+        dispatcher: outbox.clone(),
+        clock: Arc::new(SystemClock),
+        keys: Arc::new(keys),
+        scheduler: Arc::new(NoScheduler),
+    };
     let app = axum::Router::new()
         .merge(twofa::http::otp::router(deps.clone()))
         .merge(twofa::http::limits::router(deps.clone()).reset_fallback())

@@ -2,6 +2,7 @@
 //! is atomic exactly as a DynamoDB transaction is. Same conditions, same answers.
 
 mod records;
+mod workflows;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -26,6 +27,7 @@ use crate::{
         policy::AccountPolicy,
         time::Millis,
         usage::UsageKey,
+        workflows::WorkflowDef,
     },
     ports::{
         AccountStore, CancelWrite, ExpiryStore, LimitStore, OtpStore, SendPlan, SendSnapshot, SnapshotRequest,
@@ -41,6 +43,7 @@ pub(crate) struct State {
     pub otps: HashMap<(String, String), Otp>,
     pub destinations: HashMap<DestKey, Destination>,
     pub limits: HashMap<(String, String), LimitDef>,
+    pub workflows: HashMap<(String, String), WorkflowDef>,
     pub counters: HashMap<CounterKey, Counter>,
     pub usage: HashMap<UsageKey, u64>,
     /// (account, idempotency key) → record.
@@ -416,6 +419,34 @@ impl OtpStore for MemoryStore {
             self.tell(old, otp);
         }
         Ok(())
+    }
+
+    async fn claim_step(
+        &self,
+        account_sid: &str,
+        otp_sid: &str,
+        step: u32,
+        event: &ChannelEvent,
+        usage: &[UsageKey],
+        now: Millis,
+    ) -> Result<bool> {
+        let mut s = self.lock()?;
+        let Some(otp) = s.otps.get_mut(&otp_key(account_sid, otp_sid)) else { return Ok(false) };
+        if !live(otp, now) || otp.workflow.as_ref().is_none_or(|w| w.sent != step) {
+            return Ok(false);
+        }
+        let old = self.watching().then(|| otp.clone());
+        otp.events.push(event.clone());
+        if let Some(w) = otp.workflow.as_mut() {
+            w.sent = step + 1;
+        }
+        if old.is_some() {
+            self.tell(old, otp);
+        }
+        for key in usage {
+            *s.usage.entry(key.clone()).or_default() += 1;
+        }
+        Ok(true)
     }
 
     async fn cancel_otp(&self, account_sid: &str, otp_sid: &str, now: Millis) -> Result<CancelWrite> {

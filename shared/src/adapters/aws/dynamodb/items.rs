@@ -21,6 +21,7 @@ use crate::domain::{
     sms::Encoding,
     time::Millis,
     usage::UsageKey,
+    workflows::{Step, WorkflowDef, WorkflowRun},
 };
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -49,6 +50,8 @@ pub(crate) mod attr {
     pub const SENDS: &str = "sends";
     pub const VERIFIES: &str = "verifies";
     pub const TTL: &str = "ttl";
+    pub const WORKFLOW: &str = "workflow";
+    pub const SENT: &str = "sent";
 }
 
 const DAY_SECS: i64 = 86_400;
@@ -116,6 +119,19 @@ impl Key {
         Key::limit_pk(account_sid)
     }
 
+    /// Workflows, as limits: by name and by sid in the account's `WF#` partition.
+    pub fn workflows_partition(account_sid: &str) -> String {
+        format!("WF#{}", esc(account_sid))
+    }
+
+    pub fn workflow_by_name(account_sid: &str, name: &str) -> Self {
+        Key::new(Key::workflows_partition(account_sid), format!("{LIMIT_NAME_PREFIX}{}", esc(name)))
+    }
+
+    pub fn workflow_by_sid(account_sid: &str, sid: &str) -> Self {
+        Key::new(Key::workflows_partition(account_sid), format!("SID#{}", esc(sid)))
+    }
+
     pub fn counter(k: &CounterKey) -> Self {
         Key::new(format!("CTR#{}#{}#{}#{}", esc(&k.account_sid), esc(&k.limit), esc(&k.bucket), esc(&k.value)), "C")
     }
@@ -168,7 +184,7 @@ pub(crate) fn usage_shard(otp_sid: &str) -> u8 {
 /// Sort key prefix of an ancestor's sub-account copies.
 pub(crate) const SUB_ACCOUNT_PREFIX: &str = "SUB#";
 
-/// Sort key prefix of the limit items that hold a limit by name.
+/// Sort key prefix of the limit (and workflow) items that hold one by name.
 pub(crate) const LIMIT_NAME_PREFIX: &str = "NAME#";
 
 pub(crate) fn gsi1pk(account_sid: &str) -> String {
@@ -566,6 +582,118 @@ pub(crate) struct OtpItem {
     pub checks: Vec<CheckItem>,
     #[serde(default)]
     pub events: Vec<EventItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<WorkflowRunItem>,
+}
+
+/// One step of a workflow: its channel and interval.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StepItem {
+    pub channel: String,
+    pub interval_secs: u32,
+}
+
+impl From<&Step> for StepItem {
+    fn from(s: &Step) -> Self {
+        StepItem { channel: s.channel.as_str().to_owned(), interval_secs: s.interval_secs }
+    }
+}
+
+impl TryFrom<StepItem> for Step {
+    type Error = Error;
+    fn try_from(s: StepItem) -> Result<Self> {
+        Ok(Step { channel: channel(&s.channel)?, interval_secs: s.interval_secs })
+    }
+}
+
+/// The workflow an OTP runs, in the OTP item (`sent` is what a step's claim conditions on).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WorkflowRunItem {
+    pub workflow_sid: String,
+    pub steps: Vec<StepItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_from: Option<String>,
+    pub sent: u32,
+}
+
+impl From<&WorkflowRun> for WorkflowRunItem {
+    fn from(w: &WorkflowRun) -> Self {
+        WorkflowRunItem {
+            workflow_sid: w.workflow_sid.clone(),
+            steps: w.steps.iter().map(StepItem::from).collect(),
+            email: w.email.clone(),
+            email_from: w.email_from.clone(),
+            sent: w.sent,
+        }
+    }
+}
+
+impl TryFrom<WorkflowRunItem> for WorkflowRun {
+    type Error = Error;
+    fn try_from(w: WorkflowRunItem) -> Result<Self> {
+        Ok(WorkflowRun {
+            workflow_sid: w.workflow_sid,
+            steps: w.steps.into_iter().map(Step::try_from).collect::<Result<_>>()?,
+            email: w.email,
+            email_from: w.email_from,
+            sent: w.sent,
+        })
+    }
+}
+
+/// A workflow definition, stored twice like a limit: `NAME#{name}` (a send names it) and
+/// `SID#{sid}` (the API), always written together.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WorkflowItem {
+    pub pk: String,
+    pub sk: String,
+    pub sid: String,
+    pub account_sid: String,
+    pub created_by: String,
+    pub name: String,
+    pub steps: Vec<StepItem>,
+    pub channels_json: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub created_ms: Millis,
+    pub updated_ms: Millis,
+}
+
+impl WorkflowItem {
+    pub fn new(key: Key, d: &WorkflowDef) -> Self {
+        WorkflowItem {
+            pk: key.pk,
+            sk: key.sk,
+            sid: d.sid.clone(),
+            account_sid: d.account_sid.clone(),
+            created_by: d.created_by.clone(),
+            name: d.name.clone(),
+            steps: d.steps.iter().map(StepItem::from).collect(),
+            channels_json: d.channels_json.clone(),
+            description: d.description.clone(),
+            created_ms: d.created_ms,
+            updated_ms: d.updated_ms,
+        }
+    }
+}
+
+impl TryFrom<WorkflowItem> for WorkflowDef {
+    type Error = Error;
+    fn try_from(i: WorkflowItem) -> Result<Self> {
+        Ok(WorkflowDef {
+            sid: i.sid,
+            account_sid: i.account_sid,
+            created_by: i.created_by,
+            name: i.name,
+            steps: i.steps.into_iter().map(Step::try_from).collect::<Result<_>>()?,
+            channels_json: i.channels_json,
+            description: i.description,
+            created_ms: i.created_ms,
+            updated_ms: i.updated_ms,
+        })
+    }
 }
 
 impl From<&Otp> for OtpItem {
@@ -606,6 +734,7 @@ impl From<&Otp> for OtpItem {
             attempts: o.attempts,
             checks: o.checks.iter().map(CheckItem::from).collect(),
             events: o.events.iter().map(EventItem::from).collect(),
+            workflow: o.workflow.as_ref().map(WorkflowRunItem::from),
         }
     }
 }
@@ -645,6 +774,7 @@ impl TryFrom<OtpItem> for Otp {
             attempts: i.attempts,
             checks: i.checks.into_iter().map(Check::from).collect(),
             events: i.events.into_iter().map(ChannelEvent::try_from).collect::<Result<_>>()?,
+            workflow: i.workflow.map(WorkflowRun::try_from).transpose()?,
         })
     }
 }

@@ -8,9 +8,11 @@ mod calls;
 mod errors;
 mod items;
 mod limits;
+mod named;
 mod otps;
 mod records;
 mod table;
+mod workflows;
 
 use std::{
     collections::{HashMap, HashSet},

@@ -25,6 +25,7 @@ use crate::{
         limits::{Counter, CounterKey, CounterOp},
         otp::{ChannelEvent, Check, Destination, Otp, OtpStatus, MAX_ATTEMPTS},
         time::Millis,
+        usage::UsageKey,
     },
     ports::{CancelWrite, OtpStore, SendPlan, SendSnapshot, SnapshotRequest, VerifyWrite},
 };
@@ -482,6 +483,45 @@ impl OtpStore for DynamoStore {
                 ) => Err(Error::Contended),
                 _ => Err(errors::sdk("UpdateItem(invalid_check)", &e)),
             },
+        }
+    }
+
+    async fn claim_step(
+        &self,
+        account_sid: &str,
+        otp_sid: &str,
+        step: u32,
+        event: &ChannelEvent,
+        usage: &[UsageKey],
+        now: Millis,
+    ) -> Result<bool> {
+        // One transaction: the OTP's conditional update and the step's usage counters.
+        let expr = pending_at(now)
+            .name(attr::EVENTS)
+            .name(attr::WORKFLOW)
+            .name(attr::SENT)
+            .value(":event", AttributeValue::L(vec![to_value(&EventItem::from(event))?]))
+            .value(":step", n(step))
+            .value(":next", n(step + 1));
+        let mut tx = vec![self.update(
+            &Key::otp(account_sid, otp_sid),
+            "SET #events = list_append(#events, :event), #workflow.#sent = :next",
+            Some(&format!("attribute_exists(pk) AND {PENDING_AT_NOW} AND #workflow.#sent = :step")),
+            expr,
+        )?];
+        let shard = usage_shard(otp_sid);
+        for key in usage {
+            tx.push(self.update(
+                &Key::usage(key, shard),
+                "ADD #count :one",
+                None,
+                Expr::default().name(attr::COUNT).value(":one", n(1)),
+            )?);
+        }
+        match self.transact("TransactWriteItems(claim_step)", tx).await {
+            Ok(()) => Ok(true),
+            Err(TransactError::Canceled(reasons)) if reasons.first() == Some(&Reason::ConditionFailed) => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 
