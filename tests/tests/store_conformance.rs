@@ -31,8 +31,9 @@ use twofa::{
         time::{self, Millis},
         usage::{UsageCategory, UsageKey},
         verify::{verify, VerifyTarget},
+        workflows::{run_step, Step, WorkflowDef},
     },
-    ports::{CancelWrite, Clock, Deps, NoScheduler, SendPlan, Store, SystemClock, VerifyWrite},
+    ports::{CancelWrite, Clock, Deps, NoScheduler, Scheduler, SendPlan, StepRun, Store, SystemClock, VerifyWrite},
     Error,
 };
 
@@ -317,6 +318,10 @@ conformance!(
     limits_list_by_creation_then_sid,
     accounts_are_create_only,
     sub_accounts_list_direct_and_deeper_ones,
+    workflows_create_get_by_name_update_list_delete,
+    workflow_name_clash_in_one_account_is_495,
+    concurrent_runs_of_one_workflow_step_send_it_once,
+    a_workflow_step_of_a_verified_otp_is_not_sent,
 );
 
 // --- OTPs and sends --------------------------------------------------------------------------
@@ -1150,4 +1155,126 @@ mod dynamodb_costs {
         assert_eq!(ttl_of(ctr, "C").await, secs + 60 + 60);
         drop_table(&store).await;
     }
+}
+
+// --- workflows ---------------------------------------------------------------------------------
+
+/// A scheduler that only records what it was asked to run (the tests run the steps).
+#[derive(Default)]
+struct RecordingScheduler(std::sync::Mutex<Vec<StepRun>>);
+
+#[async_trait::async_trait]
+impl Scheduler for RecordingScheduler {
+    async fn start(&self, run: &StepRun) -> twofa::Result<()> {
+        self.0.lock().unwrap().push(run.clone());
+        Ok(())
+    }
+    async fn stop(&self, _: &str, _: &str) -> twofa::Result<()> {
+        Ok(())
+    }
+}
+
+fn workflow(account: &str, name: &str, steps: &[(Channel, u32)], created_ms: Millis) -> WorkflowDef {
+    WorkflowDef {
+        sid: ids::new_sid(ids::WORKFLOW),
+        account_sid: account.to_owned(),
+        created_by: account.to_owned(),
+        name: name.to_owned(),
+        steps: steps
+            .iter()
+            .map(|(channel, interval_secs)| Step { channel: *channel, interval_secs: *interval_secs })
+            .collect(),
+        channels_json: r#"[{"channel":"sms","interval":0}]"#.into(),
+        description: Some("a workflow".into()),
+        created_ms,
+        updated_ms: created_ms,
+    }
+}
+
+async fn workflows_create_get_by_name_update_list_delete(f: Fixture) {
+    // Given a workflow created in an account
+    let acct = account_sid();
+    let w = workflow(&acct, "Workflow SSV", &[(Channel::Sms, 0), (Channel::Sms, 60), (Channel::Call, 60)], T0);
+    f.store.create_workflow(&w).await.expect("create");
+    // Then it reads back by sid and by name, and lists
+    assert_eq!(f.store.get_workflow(&acct, &w.sid).await.unwrap(), Some(w.clone()));
+    assert_eq!(f.store.get_workflow_by_name(&acct, "Workflow SSV").await.unwrap(), Some(w.clone()));
+    assert_eq!(f.store.get_workflow_by_name(&account_sid(), "Workflow SSV").await.unwrap(), None);
+    // When its steps change, Then both reads see the change
+    let changed = WorkflowDef {
+        steps: vec![Step { channel: Channel::Email, interval_secs: 5 }],
+        updated_ms: T0 + 1,
+        ..w.clone()
+    };
+    f.store.update_workflow(&changed).await.expect("update");
+    assert_eq!(f.store.get_workflow_by_name(&acct, "Workflow SSV").await.unwrap(), Some(changed.clone()));
+    assert_eq!(f.store.list_workflows(&acct).await.unwrap(), vec![changed.clone()]);
+    // When it is deleted, Then it is gone by sid and by name, and a second delete finds nothing
+    assert_eq!(f.store.delete_workflow(&acct, &w.sid).await.unwrap(), Some(changed));
+    assert_eq!(f.store.get_workflow(&acct, &w.sid).await.unwrap(), None);
+    assert_eq!(f.store.get_workflow_by_name(&acct, "Workflow SSV").await.unwrap(), None);
+    assert_eq!(f.store.delete_workflow(&acct, &w.sid).await.unwrap(), None);
+    assert_eq!(f.store.update_workflow(&w).await, Err(Error::WorkflowNotFound));
+}
+
+async fn workflow_name_clash_in_one_account_is_495(f: Fixture) {
+    let acct = account_sid();
+    f.store.create_workflow(&workflow(&acct, "w", &[(Channel::Sms, 0)], T0)).await.unwrap();
+    let again = workflow(&acct, "w", &[(Channel::Call, 0)], T0);
+    assert_eq!(f.store.create_workflow(&again).await, Err(Error::WorkflowNameExists));
+    assert_eq!(f.store.get_workflow(&acct, &again.sid).await.unwrap(), None, "nothing half-written");
+    f.store.create_workflow(&workflow(&account_sid(), "w", &[(Channel::Sms, 0)], T0)).await.expect("another account");
+}
+
+/// An OTP sent with a two-step workflow (sms now, sms after 30 s), the deps and the outbox.
+async fn sent_with_workflow(f: &Fixture) -> (Deps, Arc<Outbox>, Arc<RecordingScheduler>, Account, String, String) {
+    let (deps, outbox) = deps(f.store.clone());
+    let scheduler = Arc::new(RecordingScheduler::default());
+    let deps = Deps { scheduler: scheduler.clone(), ..deps };
+    let account = new_account(&deps).await;
+    let w = workflow(&account.sid, "two", &[(Channel::Sms, 0), (Channel::Sms, 30)], T0);
+    f.store.create_workflow(&w).await.unwrap();
+    let to = phone();
+    let req = SendRequest { workflow: Some("two".into()), ..sms(&to, vec![]) };
+    let sid = send(&deps, &account, req).await.expect("send");
+    (deps, outbox, scheduler, account, to, sid)
+}
+
+async fn concurrent_runs_of_one_workflow_step_send_it_once(f: Fixture) {
+    // Given an OTP whose first step went out with the send and whose second is scheduled
+    let (deps, outbox, scheduler, account, to, sid) = sent_with_workflow(&f).await;
+    let runs = scheduler.0.lock().unwrap().clone();
+    assert_eq!(runs.len(), 1);
+    assert_eq!((runs[0].step, runs[0].wait, runs[0].otp_sid.as_str()), (1, 30, sid.as_str()));
+    // When the second step is run 20 times at once (a retried Lambda, a duplicated execution)
+    let results = join_all((0..20).map(|_| run_step(&deps, &runs[0]))).await;
+    // Then every run answers that nothing is left, and the step went out exactly once
+    assert!(results.iter().all(|r| r.as_ref().is_ok_and(|next| !next.more)), "{results:?}");
+    assert_eq!(outbox.messages(Some(&to)).len(), 2);
+    let otp = f.store.get_otp(&account.sid, &sid).await.unwrap().unwrap();
+    assert_eq!(otp.events.len(), 2);
+    assert_eq!(otp.events[1].status, ChannelStatus::Sent);
+    assert_eq!(otp.workflow.as_ref().unwrap().sent, 2);
+    // And usage counted each step once
+    let day = time::day(deps.clock.now_ms());
+    let sms = UsageKey { account_sid: account.sid.clone(), day, category: UsageCategory::Channel(Channel::Sms) };
+    assert_eq!(f.usage(&sms).await, 2);
+    // And the same code went out twice
+    let codes: Vec<String> =
+        outbox.messages(Some(&to)).iter().map(|m| m.body.chars().filter(char::is_ascii_digit).collect()).collect();
+    assert_eq!(codes[0], codes[1]);
+}
+
+async fn a_workflow_step_of_a_verified_otp_is_not_sent(f: Fixture) {
+    // Given an OTP with a scheduled second step, verified after its first
+    let (deps, outbox, scheduler, account, to, sid) = sent_with_workflow(&f).await;
+    let code = code_sent_to(&outbox, &to);
+    verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), &code).await.expect("verify");
+    // When the second step comes due
+    let run = scheduler.0.lock().unwrap()[0].clone();
+    let next = run_step(&deps, &run).await.unwrap();
+    // Then nothing is sent and the run ends
+    assert!(!next.more);
+    assert_eq!(outbox.messages(Some(&to)).len(), 1);
+    assert_eq!(f.store.get_otp(&account.sid, &sid).await.unwrap().unwrap().events.len(), 1);
 }
