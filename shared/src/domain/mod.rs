@@ -23,3 +23,5 @@ pub mod time;
 pub mod usage;
 pub mod verify;
 pub mod voice;
+// TEMPORARY STAND-IN on issue8-sfn: see the file; the lead's module replaces it.
+pub mod workflows;

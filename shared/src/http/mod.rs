@@ -10,6 +10,8 @@ pub mod limits;
 pub mod otp;
 pub mod params;
 pub mod records;
+#[cfg(feature = "aws")]
+pub mod step_lambda;
 
 use axum::{
     http::{StatusCode, Uri},
