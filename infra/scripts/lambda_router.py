@@ -13,7 +13,12 @@ router then:
       the Lambda's errorType. No answer from cargo lambda is a 500 ServiceException
       (Lambda.ServiceException for the state machine).
   GET /_router/invocations
-      every invoke so far (function, status, error type, milliseconds), for the tests.
+      every invoke so far (function, event, answer, status, error type, milliseconds), for the tests.
+  POST /_router/faults {"otpSid": ..., "faults": [{"errorType": "Retryable"} |
+                        {"awsError": "TooManyRequestsException", "status": 429}, ...]}
+      the next invokes for that OTP are answered with these, in order, without calling the
+      Lambda: a function error of that type, or a Lambda service error (for the tests of the
+      state machine's Retry/Catch; recorded with "injected": true).
   anything else
       is forwarded unchanged to moto.
 
@@ -25,6 +30,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 INVOKE_PREFIX = "/2015-03-31/functions/"
@@ -34,6 +40,8 @@ LAMBDA_TIMEOUT_S = 600
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 invocations = []
+# otpSid -> faults still to answer, in order.
+faults = {}
 invocations_lock = threading.Lock()
 
 
@@ -70,8 +78,11 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _answer(self, status: int, headers, body: bytes):
+    def _answer(self, status: int, headers, body: bytes, lambda_answer: bool = False):
         self.send_response(status)
+        if lambda_answer:
+            # AWS Lambda names every answer; moto reads it from a Lambda error's metadata.
+            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
         for k, v in headers:
             if k.lower() not in HOP_BY_HOP and k.lower() != "content-length":
                 self.send_header(k, v)
@@ -84,6 +95,11 @@ class Handler(BaseHTTPRequestHandler):
         body = self._body()
         if self.command == "POST" and path.startswith(INVOKE_PREFIX) and path.endswith(INVOKE_SUFFIX):
             return self._invoke(path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)], body)
+        if self.command == "POST" and path == "/_router/faults":
+            doc = json.loads(body)
+            with invocations_lock:
+                faults.setdefault(doc["otpSid"], []).extend(doc["faults"])
+            return self._answer(204, [], b"")
         if self.command == "GET" and path == "/_router/invocations":
             with invocations_lock:
                 out = json.dumps(invocations).encode()
@@ -99,6 +115,9 @@ class Handler(BaseHTTPRequestHandler):
         name = function_name(raw_name)
         started = time.monotonic()
         record = {"function": name, "payload": payload.decode("utf-8", "replace")}
+        fault = _next_fault(payload)
+        if fault is not None:
+            return self._inject(record, fault)
         try:
             status, _, body = forward(
                 self.lambda_url,
@@ -128,9 +147,34 @@ class Handler(BaseHTTPRequestHandler):
         with invocations_lock:
             invocations.append(record)
         self.log_message("invoke %s -> %s %s (%d ms)", name, answer[0], error_type or "", record["ms"])
-        self._answer(*answer)
+        self._answer(*answer, lambda_answer=True)
+
+    def _inject(self, record: dict, fault: dict):
+        headers = [("Content-Type", "application/json")]
+        if "errorType" in fault:
+            body = json.dumps({"errorType": fault["errorType"], "errorMessage": "injected by the router"}).encode()
+            answer = (200, headers + [("X-Amz-Function-Error", "Unhandled")], body)
+            error_type = fault["errorType"]
+        else:
+            error_type = fault["awsError"]
+            answer = _aws_error(int(fault.get("status", 500)), error_type, b"injected by the router")
+        record.update(status=answer[0], errorType=error_type, answer=answer[2].decode(), ms=0, injected=True)
+        with invocations_lock:
+            invocations.append(record)
+        self.log_message("invoke %s -> injected %s", record["function"], error_type)
+        self._answer(*answer, lambda_answer=True)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
+
+
+def _next_fault(payload: bytes):
+    try:
+        otp = json.loads(payload).get("otpSid")
+    except (ValueError, AttributeError):
+        return None
+    with invocations_lock:
+        queue = faults.get(otp)
+        return queue.pop(0) if queue else None
 
 
 def _error_type(body: bytes):

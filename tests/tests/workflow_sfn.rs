@@ -86,6 +86,17 @@ impl Machine {
         out.events().to_vec()
     }
 
+    /// The router answers the next invokes for this OTP with `faults` instead of the Lambda.
+    async fn inject(&self, otp_sid: &str, faults: Value) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/_router/faults", self.router))
+            .json(&json!({"otpSid": otp_sid, "faults": faults}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+    }
+
     /// What the router handed to the step Lambda for this OTP: (event, answer, error type).
     async fn invocations(&self, otp_sid: &str) -> Vec<(Value, Value, Option<String>)> {
         let all: Vec<Value> =
@@ -180,6 +191,35 @@ async fn a_step_lambda_failure_ends_in_the_fail_state_without_retries() {
     let history = m.history(&otp).await;
     assert_eq!(count(&history, HistoryEventType::TaskFailed), 1);
     assert_eq!(count(&history, HistoryEventType::FailStateEntered), 1);
+}
+
+#[tokio::test]
+async fn retryable_step_errors_and_lambda_throttling_are_retried_then_the_step_runs() {
+    // The step Lambda answering Retryable (nothing sent), then Lambda throttling the invoke:
+    // both retried by the Task's Retry, then the real Lambda runs the step.
+    let m = machine().await;
+    let otp = ids::new_sid("OTP");
+    m.inject(&otp, json!([{"errorType": "Retryable"}, {"awsError": "TooManyRequestsException", "status": 429}])).await;
+    m.scheduler().start(&run(&otp, 0)).await.expect("start");
+    let done = m.finished(&otp, Duration::from_secs(90)).await;
+    assert_eq!(done.status(), &ExecutionStatus::Succeeded, "{:?}", done.cause());
+    let calls = m.invocations(&otp).await;
+    let errors: Vec<Option<&str>> = calls.iter().map(|(_, _, e)| e.as_deref()).collect();
+    assert_eq!(errors, [Some("Retryable"), Some("TooManyRequestsException"), None, None]);
+    let steps: Vec<u64> = calls.iter().map(|(event, _, _)| event["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [1, 1, 1, 2], "the same step is retried, then the next one runs");
+    assert_eq!(count(&m.history(&otp).await, HistoryEventType::TaskFailed), 2);
+}
+
+#[tokio::test]
+async fn a_step_failed_for_good_is_not_retried() {
+    let m = machine().await;
+    let otp = ids::new_sid("OTP");
+    m.inject(&otp, json!([{"errorType": "StepFailed"}])).await;
+    m.scheduler().start(&run(&otp, 0)).await.expect("start");
+    let done = m.finished(&otp, Duration::from_secs(60)).await;
+    assert_eq!((done.status(), done.error()), (&ExecutionStatus::Failed, Some("StepFailed")));
+    assert_eq!(m.invocations(&otp).await.len(), 1);
 }
 
 #[tokio::test]
