@@ -16,6 +16,10 @@ MOTO_VERSION="5.2.5"
 # Everything pip installs, pinned; the stamp records it so a change re-installs.
 MOTO_SPEC="moto[server]==${MOTO_VERSION}"
 MOTO_PORT="${MOTO_PORT:-5055}"
+# moto's Step Functions executor calls AWS (a Task's Lambda invoke) at http://localhost:$MOTO_PORT
+# of its own environment: that is pointed at the Lambda router of workflow_e2e.sh, which sends
+# Lambda invokes to the real step Lambda and everything else back to this moto.
+LAMBDA_ROUTER_PORT="${TWOFA_LAMBDA_ROUTER_PORT:-$((MOTO_PORT + 1))}"
 PYTHON="${PYTHON:-python3}"
 
 VENV="${ROOT}/.venv"
@@ -129,7 +133,8 @@ cmd_start() {
     log "starting moto on ${BASE_URL} (log: .run/moto.log)"
     # setsid: its own session, so it outlives the caller's process group (make moto-up).
     # Serialised requests: see moto_serial_server.py for why.
-    setsid "${VENV}/bin/python" "${SCRIPT_DIR}/moto_serial_server.py" 127.0.0.1 "${MOTO_PORT}" </dev/null >"${LOG_FILE}" 2>&1 &
+    env MOTO_PORT="${LAMBDA_ROUTER_PORT}" setsid "${VENV}/bin/python" "${SCRIPT_DIR}/moto_serial_server.py" 127.0.0.1 "${MOTO_PORT}" \
+        </dev/null >"${LOG_FILE}" 2>&1 &
     pid=$!
     echo "${pid}" >"${PID_FILE}"
 

@@ -33,7 +33,12 @@ phase() {
 
 # --- moto ------------------------------------------------------------------------------
 STARTED_MOTO=0
+STARTED_WORKFLOW=0
+WORKFLOW=infra/scripts/workflow_e2e.sh
 cleanup() {
+    if ((STARTED_WORKFLOW)); then
+        bash "${WORKFLOW}" stop || true
+    fi
     if ((STARTED_MOTO)); then
         bash "${MOTO}" stop || true
     fi
@@ -62,6 +67,14 @@ echo "==> moto: ready at ${AWS_ENDPOINT_URL} ($((SECONDS - start))s)"
 # --- checks ----------------------------------------------------------------------------
 phase "rustfmt" cargo fmt --all -- --check
 phase "clippy" cargo clippy --workspace --all-targets --features twofa/aws -- -D warnings
+# The workflow state machine's harness (tests/tests/workflow_sfn.rs): the real step Lambda under
+# cargo lambda watch, behind the router moto's Step Functions Task invokes. Its first start
+# builds the step Lambda. If it does not come up, those tests fail on its missing env.
+start_workflow() {
+    STARTED_WORKFLOW=1
+    bash "${WORKFLOW}" start && eval "$(bash "${WORKFLOW}" env)"
+}
+phase "workflow harness (cargo lambda watch + router)" start_workflow
 # The output is kept so the totals of every test binary can be summed at the end.
 TEST_LOG=.run/cargo-test.log
 run_tests() {

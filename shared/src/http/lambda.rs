@@ -12,13 +12,14 @@ use crate::{
         dynamodb::DynamoStore,
         polly::PollyVoices,
         ses::SesEmail,
+        sfn::SfnScheduler,
         sns::SnsSms,
         voice::{usable_voices, SmsVoiceCalls},
         Calls, ChannelDispatcher,
     },
     domain::crypto::Keys,
     http::auth::ClientIp,
-    ports::{Deps, NoScheduler, SystemClock},
+    ports::{Deps, NoScheduler, Scheduler, SystemClock},
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -32,6 +33,9 @@ pub struct Config {
     pub voice_origination: Option<String>,
     /// The SES configuration set emails are sent in (delivery, bounce and complaint events).
     pub ses_configuration_set: Option<String>,
+    /// The workflow state machine (`TWOFA_WORKFLOW_STATE_MACHINE_ARN`); without it workflows
+    /// past their first step are not run.
+    pub workflow_state_machine_arn: Option<String>,
 }
 
 impl Config {
@@ -42,6 +46,7 @@ impl Config {
             sms_sender_id: opt("TWOFA_SMS_SENDER_ID"),
             voice_origination: opt("TWOFA_VOICE_ORIGINATION"),
             ses_configuration_set: opt("TWOFA_SES_CONFIGURATION_SET"),
+            workflow_state_machine_arn: opt("TWOFA_WORKFLOW_STATE_MACHINE_ARN"),
         })
     }
 }
@@ -57,6 +62,15 @@ pub fn dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> ChannelDispat
         sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), config.sms_sender_id.clone())),
         email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), config.ses_configuration_set.clone())),
         call,
+    }
+}
+
+/// What runs a workflow's later steps: Step Functions executions of the configured state
+/// machine, or none.
+pub fn scheduler(sdk: &aws_config::SdkConfig, config: &Config) -> Arc<dyn Scheduler> {
+    match &config.workflow_state_machine_arn {
+        Some(arn) => Arc::new(SfnScheduler::new(aws_sdk_sfn::Client::new(sdk), arn.clone())),
+        None => Arc::new(NoScheduler),
     }
 }
 
@@ -80,14 +94,14 @@ pub async fn deps_from_env() -> Result<Deps, BoxError> {
     let sdk = aws_config().await;
     let keys = load_keys(&sdk).await?;
     let dispatcher = dispatcher(&sdk, &config);
+    let scheduler = scheduler(&sdk, &config);
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);
     Ok(Deps {
         store: Arc::new(store),
         dispatcher: Arc::new(dispatcher),
         clock: Arc::new(SystemClock),
         keys: Arc::new(keys),
-        // Workflows run on Step Functions once the scheduler is configured (issue 8).
-        scheduler: Arc::new(NoScheduler),
+        scheduler,
     })
 }
 

@@ -11,6 +11,8 @@ pub mod limits;
 pub mod otp;
 pub mod params;
 pub mod records;
+#[cfg(feature = "aws")]
+pub mod step_lambda;
 pub mod workflows;
 
 use axum::{

@@ -4,6 +4,7 @@
 pub mod dynamodb;
 pub mod polly;
 pub mod ses;
+pub mod sfn;
 pub mod sns;
 pub mod voice;
 
