@@ -19,6 +19,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Config {
     pub table: String,
     pub sms_sender_id: Option<String>,
+    /// SES configuration set for email receipts (template.yaml's `EmailEvents`).
+    pub ses_configuration_set: Option<String>,
 }
 
 impl Config {
@@ -26,13 +28,14 @@ impl Config {
         Ok(Config {
             table: std::env::var("TWOFA_TABLE").map_err(|_| "TWOFA_TABLE is not set")?,
             sms_sender_id: std::env::var("TWOFA_SMS_SENDER_ID").ok().filter(|s| !s.is_empty()),
+            ses_configuration_set: std::env::var("TWOFA_SES_CONFIGURATION_SET").ok().filter(|s| !s.is_empty()),
         })
     }
 }
 
 /// The master secret: from Secrets Manager (`TWOFA_SECRET_ARN`, the deployed path) or from
 /// `TWOFA_SECRET_KEY` (hex; local runs against emulators). Never from the table.
-async fn load_keys(sdk: &aws_config::SdkConfig) -> Result<Keys, BoxError> {
+pub(crate) async fn load_keys(sdk: &aws_config::SdkConfig) -> Result<Keys, BoxError> {
     if let Ok(arn) = std::env::var("TWOFA_SECRET_ARN") {
         let client = aws_sdk_secretsmanager::Client::new(sdk);
         let out = client.get_secret_value().secret_id(arn).send().await.map_err(|_| "cannot read the master secret")?;
@@ -52,7 +55,9 @@ pub async fn deps_from_env() -> Result<Deps, BoxError> {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);
     let dispatcher = ChannelDispatcher {
         sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), config.sms_sender_id)),
-        email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk))),
+        email: Arc::new(
+            SesEmail::new(aws_sdk_ses::Client::new(&sdk)).with_configuration_set(config.ses_configuration_set),
+        ),
         call: None,
     };
     Ok(Deps {

@@ -4,6 +4,7 @@
 pub mod dynamodb;
 pub mod ses;
 pub mod sns;
+pub mod sqs;
 
 use std::{sync::Arc, time::Duration};
 

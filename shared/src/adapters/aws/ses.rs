@@ -13,11 +13,19 @@ use crate::ports::{DispatchError, DispatchReceipt, Dispatcher, OutboundMessage};
 
 pub struct SesEmail {
     client: Client,
+    /// The configuration set whose event destination publishes deliveries, bounces and
+    /// complaints (to the receipts function); None sends without one (no receipts).
+    configuration_set: Option<String>,
 }
 
 impl SesEmail {
     pub fn new(client: Client) -> Self {
-        SesEmail { client }
+        SesEmail { client, configuration_set: None }
+    }
+
+    pub fn with_configuration_set(mut self, name: Option<String>) -> Self {
+        self.configuration_set = name;
+        self
     }
 }
 
@@ -41,6 +49,7 @@ impl Dispatcher for SesEmail {
             .source(&msg.from)
             .destination(Destination::builder().to_addresses(&msg.to).build())
             .message(message)
+            .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await;
         match result {
