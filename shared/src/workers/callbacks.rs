@@ -30,7 +30,7 @@ use crate::{
         error::Result,
         time::Millis,
     },
-    ports::{CallbackQueue, Clock, SystemClock, Webhooks},
+    ports::{CallbackQueue, Clock, ExpiryStore, SystemClock, Webhooks},
 };
 
 /// Calls in flight at once within one batch (a receiver may take 5 s to answer).
@@ -184,24 +184,40 @@ impl CallbackWorker {
         Ok(())
     }
 
-    /// Settle what is due, round after round while rounds come back full, within the budget.
+    /// The expiry sweep (see `sweep_all`).
     pub async fn sweep(&self) -> Result<usize> {
-        let started = tokio::time::Instant::now();
-        let mut total = 0;
-        loop {
-            let settled = callbacks::sweep(self.store.as_ref(), self.clock.now_ms()).await?;
-            total += settled;
-            if settled < SWEEP_BATCH || started.elapsed() >= SWEEP_BUDGET {
-                tracing::info!(settled = total, "expiry sweep");
-                return Ok(total);
-            }
+        sweep_all(self.store.as_ref(), self.clock.as_ref()).await
+    }
+}
+
+/// Settle what is due, round after round while rounds come back full, within the budget.
+pub async fn sweep_all(store: &dyn ExpiryStore, clock: &dyn Clock) -> Result<usize> {
+    let started = tokio::time::Instant::now();
+    let mut total = 0;
+    loop {
+        let settled = callbacks::sweep(store, clock.now_ms()).await?;
+        total += settled;
+        if settled < SWEEP_BATCH || started.elapsed() >= SWEEP_BUDGET {
+            tracing::info!(settled = total, "expiry sweep");
+            return Ok(total);
         }
     }
 }
 
-/// `functions/callbacks`.
+/// `functions/callbacks`: the stream and retry-queue worker, or with
+/// `TWOFA_CALLBACKS_MODE=sweep` the scheduled sweeper, which needs the table and nothing else
+/// (no secret, no queue), so its function holds only those permissions.
 pub async fn run() -> std::result::Result<(), BoxError> {
     crate::http::lambda::init_tracing();
+    if std::env::var("TWOFA_CALLBACKS_MODE").as_deref() == Ok("sweep") {
+        let sdk = aws_config().await;
+        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), env("TWOFA_TABLE")?));
+        return super::serve(move |_schedule| {
+            let store = store.clone();
+            async move { Ok(json!({ "settled": sweep_all(store.as_ref(), &SystemClock).await? })) }
+        })
+        .await;
+    }
     let worker = Arc::new(CallbackWorker::from_env().await?);
     super::serve(move |payload| {
         let worker = worker.clone();
