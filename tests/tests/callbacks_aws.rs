@@ -528,6 +528,53 @@ async fn a_call_failing_its_last_retry_is_a_dead_letter_and_one_not_due_goes_bac
     assert_eq!(back, 1, "no call for the one not due");
 }
 
+#[tokio::test]
+async fn a_record_whose_call_cannot_be_queued_is_reported_so_the_stream_resumes_from_it() {
+    // Given a receiver answering 500, and a worker whose retry queue does not exist
+    let mut w = world(&[500], CallbackMethod::Post).await;
+    let missing = format!("{}/123456789012/no-such-queue-{}", moto_url(), ids::new_sid(""));
+    w.worker.queue = Arc::new(SqsCallbackQueue::new(w.sqs.clone(), missing.clone(), missing, w.clock.clone()));
+    let sid = w.send(&random_us_number(), json!({})).await;
+    // When the stream is handed on: the `sent` call fails and cannot be queued
+    let event = w.new_stream_records().await;
+    let response = w.worker.handle(event.clone()).await.unwrap();
+    // Then the batch names that record (the OTP's update to `sent`), not the ones before it
+    let sent_record = event["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dynamodb"]["NewImage"]["events"]["L"][0]["M"]["status"]["S"] == "sent")
+        .expect("the record of the dispatch");
+    assert_eq!(sent_record["dynamodb"]["NewImage"]["sid"]["S"], sid.as_str());
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{ "itemIdentifier": sent_record["dynamodb"]["SequenceNumber"] }]),
+        "{response}"
+    );
+    assert_eq!(w.rx.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn the_deployed_worker_never_calls_a_loopback_url_and_dead_letters_the_event() {
+    // Given an account whose callback URL is on loopback (only a store write could put it
+    // there: the API refuses it), and the worker as deployed
+    let mut w = world(&[], CallbackMethod::Post).await;
+    let sdk = aws_config().await;
+    w.worker =
+        CallbackWorker::deployed(&sdk, w.table.clone(), w.worker.keys.clone(), w.retry_url.clone(), w.dead_url.clone());
+    w.send(&random_us_number(), json!({})).await;
+    // When the stream is handed on
+    assert!(no_failures(&w.feed_stream().await));
+    // Then the receiver is never called, and the event is a dead letter saying why
+    assert!(w.rx.calls().is_empty());
+    let dead = w.receive(&w.dead_url).await;
+    assert_eq!(dead.len(), 1);
+    let letter: DeadLetter = serde_json::from_str(dead[0].body().unwrap()).unwrap();
+    assert_eq!((letter.event.status.as_str(), letter.attempts), ("sent", 1));
+    assert_eq!(letter.reason, "not a public https URL");
+    assert_eq!(w.queued(&w.retry_url).await, 0, "a refused URL is not retried");
+}
+
 // ---- receipts --------------------------------------------------------------------------------
 
 #[tokio::test]

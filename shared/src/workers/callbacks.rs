@@ -53,25 +53,34 @@ fn env(name: &str) -> std::result::Result<String, BoxError> {
 }
 
 impl CallbackWorker {
-    /// The deployed worker: the table, the master secret, the two queues, and callback URLs
-    /// held to the public rules (https, public addresses only). Never loopback here.
+    /// The deployed worker, configured from the environment (`TWOFA_TABLE`, the master secret,
+    /// `TWOFA_CALLBACK_RETRY_QUEUE_URL`, `TWOFA_CALLBACK_DEAD_LETTER_QUEUE_URL`).
     pub async fn from_env() -> std::result::Result<Self, BoxError> {
         let sdk = aws_config().await;
         let keys = crate::http::lambda::load_keys(&sdk).await?;
+        let (retry_url, dead_url) =
+            (env("TWOFA_CALLBACK_RETRY_QUEUE_URL")?, env("TWOFA_CALLBACK_DEAD_LETTER_QUEUE_URL")?);
+        Ok(Self::deployed(&sdk, env("TWOFA_TABLE")?, Arc::new(keys), retry_url, dead_url))
+    }
+
+    /// The worker as deployed: callback URLs held to the public rules (https, public resolved
+    /// addresses only), whatever the account says. Never loopback here.
+    pub fn deployed(
+        sdk: &aws_config::SdkConfig,
+        table: String,
+        keys: Arc<Keys>,
+        retry_url: String,
+        dead_url: String,
+    ) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let queue = SqsCallbackQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            env("TWOFA_CALLBACK_RETRY_QUEUE_URL")?,
-            env("TWOFA_CALLBACK_DEAD_LETTER_QUEUE_URL")?,
-            clock.clone(),
-        );
-        Ok(CallbackWorker {
-            store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), env("TWOFA_TABLE")?)),
-            keys: Arc::new(keys),
+        let queue = SqsCallbackQueue::new(aws_sdk_sqs::Client::new(sdk), retry_url, dead_url, clock.clone());
+        CallbackWorker {
+            store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table)),
+            keys,
             webhooks: Arc::new(HttpWebhooks::new(UrlRules::Public)),
             queue: Arc::new(queue),
             clock,
-        })
+        }
     }
 
     /// One invocation, whichever source it came from.
