@@ -5,7 +5,7 @@
 #   make fuzz      cargo-fuzz (libFuzzer) on every target, 10 min each (infra/scripts/fuzz.sh)
 #   make bench     release builds, then every performance figure as a ratio to its baseline (infra/scripts/bench.sh)
 #   make build     build the workspace with the AWS backends
-#   make lambda    release builds of the four Lambda binaries (plain cargo)
+#   make lambda    release builds of the seven Lambda binaries (plain cargo)
 #   make lint      rustfmt check + clippy, warnings are errors
 #   make moto-up / moto-down   start / stop the local moto server (infra/scripts/moto.sh)
 #
@@ -38,7 +38,7 @@ build:
 	$(CARGO) build --workspace --features twofa/aws
 
 lambda:
-	$(CARGO) build --release -p twofa-otp -p twofa-limits -p twofa-records -p twofa-workflows -p twofa-workflow-step
+	$(CARGO) build --release -p twofa-otp -p twofa-limits -p twofa-records -p twofa-workflows -p twofa-workflow-step -p twofa-callbacks -p twofa-receipts
 
 lint:
 	$(CARGO) fmt --all -- --check

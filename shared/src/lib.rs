@@ -8,5 +8,7 @@ pub mod adapters;
 pub mod domain;
 pub mod http;
 pub mod ports;
+#[cfg(feature = "aws")]
+pub mod workers;
 
 pub use domain::error::{Error, Result};

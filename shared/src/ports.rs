@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     account::Account,
-    callbacks::{CallFailure, UrlRules, WebhookRequest},
+    callbacks::{CallFailure, DeadLetter, PendingCall, UrlRules, WebhookRequest},
     crypto::Keys,
     error::Result,
     guard::{GuardCount, GuardKey},
@@ -15,6 +15,7 @@ use crate::domain::{
     limits::{Counter, CounterKey, CounterOp, LimitDef},
     otp::{Channel, ChannelEvent, Check, Destination, Otp, Superseded},
     policy::AccountPolicy,
+    receipts::{Receipt, ReceiptOutcome},
     records::{OtpQuery, SearchFilter},
     time::Millis,
     usage::UsageKey,
@@ -256,6 +257,24 @@ pub trait ExpiryStore: Send + Sync {
     /// instant it took it, only if it is stored pending and due; false when it was not (verified
     /// meanwhile, already settled, gone).
     async fn settle(&self, account_sid: &str, otp_sid: &str, now: Millis) -> Result<bool>;
+}
+
+/// Delivery receipts: the channel event a provider message id names, moved forward.
+#[async_trait]
+pub trait ReceiptStore: Send + Sync {
+    /// Set the event whose `target_sid` is `r.provider_id` to `r.status` (with its error),
+    /// only if it is still `sent`, in one conditional write: `Unchanged` when it is not (a
+    /// duplicate or late receipt, or a concurrent one won), `Unknown` when no OTP has it.
+    async fn apply_receipt(&self, r: &Receipt) -> Result<ReceiptOutcome>;
+}
+
+/// Where callback calls wait for their next attempt, and where the ones given up go.
+#[async_trait]
+pub trait CallbackQueue: Send + Sync {
+    /// Make `call` again at `call.due_ms` (however far ahead).
+    async fn later(&self, call: &PendingCall) -> Result<()>;
+    /// Keep a call given up where an operator sees it.
+    async fn dead(&self, letter: &DeadLetter) -> Result<()>;
 }
 
 /// One call to a callback URL.

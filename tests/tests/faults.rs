@@ -119,7 +119,12 @@ async fn world(ddb_url: &str, sns_url: &str) -> World {
     let ses =
         aws_sdk_ses::Client::from_conf(aws_sdk_ses::config::Builder::from(&delivery).endpoint_url(sns_url).build());
     let table = format!("twofa-{}", ids::new_sid(""));
-    create_table(&ddb, &table).await.expect("create table");
+    // Setting up is not under test: the table is made with the suite's timeouts (a fresh moto
+    // on a loaded machine can take longer than one production attempt to create it).
+    let setup = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&aws_config().await).endpoint_url(ddb_url).build(),
+    );
+    create_table(&setup, &table).await.expect("create table");
     let keys = Keys::random();
     let store = Arc::new(DynamoStore::new(ddb.clone(), table.clone()));
     let token = ids::new_sid("");

@@ -22,7 +22,7 @@ use super::{
     otp::{ChannelStatus, Otp, OtpStatus},
     time::{self, Millis},
 };
-use crate::ports::ExpiryStore;
+use crate::ports::{AccountStore, CallbackQueue, ExpiryStore, Webhooks};
 
 /// A webhook secret is `whsec_` and the base64 of this many random bytes.
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -413,6 +413,92 @@ pub fn route(
     Ok(Some((target, key)))
 }
 
+/// One call of an event, waiting for its attempt (what a retry queue holds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingCall {
+    pub event: CallbackEvent,
+    /// Calls made so far.
+    pub attempts: u32,
+    /// Not before this instant.
+    pub due_ms: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl PendingCall {
+    /// The first call of a new event, due at once.
+    pub fn first(event: CallbackEvent, now_ms: Millis) -> Self {
+        PendingCall { event, attempts: 0, due_ms: now_ms, last_error: None }
+    }
+}
+
+/// Seconds to wait after a failed call, `attempts` calls having been made; None once the last
+/// retry has failed (a dead letter).
+pub fn retry_delay(attempts: u32) -> Option<u64> {
+    let i = usize::try_from(attempts).ok()?.checked_sub(1)?;
+    RETRY_DELAYS_S.get(i).copied()
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    Delivered,
+    /// Neither the send nor the account names a callback.
+    NoCallback,
+    RetryLater,
+    DeadLetter,
+}
+
+/// Make one attempt of `call` now: route it (the send's callback, else the account's), sign it
+/// with the account's secret at `now_secs` (the wall clock: receivers check it against theirs),
+/// call, and on failure queue it for later or, out of retries or refused, as a dead letter. An
+/// error (the account or the queue unreachable) means the attempt must be made again.
+pub async fn deliver(
+    accounts: &dyn AccountStore,
+    keys: &Keys,
+    webhooks: &dyn Webhooks,
+    queue: &dyn CallbackQueue,
+    mut call: PendingCall,
+    now_ms: Millis,
+) -> Result<CallOutcome> {
+    let account = accounts.get_account(&call.event.account_sid).await?;
+    let dead = |call: PendingCall, url: Option<String>, reason: String| {
+        tracing::warn!(event = %call.event.sid, attempts = call.attempts, %reason, "callback given up: dead letter");
+        DeadLetter { event: call.event, url, attempts: call.attempts, reason, at_ms: now_ms }
+    };
+    let (target, key) = match route(&call.event, account.as_ref(), keys) {
+        Ok(Some(route)) => route,
+        Ok(None) => return Ok(CallOutcome::NoCallback),
+        Err(reason) => {
+            queue.dead(&dead(call, None, reason)).await?;
+            return Ok(CallOutcome::DeadLetter);
+        }
+    };
+    let req = request(&call.event, &target, &key, now_ms.div_euclid(1000));
+    call.attempts += 1;
+    match webhooks.call(&req).await {
+        Ok(()) => Ok(CallOutcome::Delivered),
+        Err(CallFailure::Refused(reason)) => {
+            queue.dead(&dead(call, Some(target.url), reason)).await?;
+            Ok(CallOutcome::DeadLetter)
+        }
+        Err(CallFailure::Retry(reason)) => match retry_delay(call.attempts) {
+            Some(delay) => {
+                tracing::info!(event = %call.event.sid, attempts = call.attempts, %reason, "callback failed; retrying later");
+                call.due_ms = now_ms + delay as Millis * 1000;
+                call.last_error = Some(reason);
+                queue.later(&call).await?;
+                Ok(CallOutcome::RetryLater)
+            }
+            None => {
+                queue.dead(&dead(call, Some(target.url), reason)).await?;
+                Ok(CallOutcome::DeadLetter)
+            }
+        },
+    }
+}
+
 /// Most OTPs one sweep settles before it returns (the next sweep takes the rest).
 pub const SWEEP_BATCH: usize = 500;
 
@@ -527,6 +613,16 @@ mod tests {
         ));
         assert!(is_public("8.8.8.8".parse().unwrap()) && is_public("2606:4700::1111".parse().unwrap()));
         assert!(!is_public("100.64.0.1".parse().unwrap()) && !is_public("64:ff9b::a00:1".parse().unwrap()));
+    }
+
+    #[test]
+    fn eleven_calls_are_made_before_an_event_is_a_dead_letter() {
+        assert_eq!(retry_delay(0), None, "no call made yet: nothing to wait for");
+        assert_eq!(retry_delay(1), Some(5));
+        assert_eq!(retry_delay(10), Some(28_800));
+        assert_eq!(retry_delay(11), None);
+        let total: u64 = (1..=10).filter_map(retry_delay).sum();
+        assert_eq!(total, 85_355, "23.7 h of retries");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod phone;
 pub mod policy;
 #[cfg(test)]
 mod properties;
+pub mod receipts;
 pub mod records;
 pub mod send;
 pub mod sms;

@@ -6,6 +6,7 @@ pub mod polly;
 pub mod ses;
 pub mod sfn;
 pub mod sns;
+pub mod sqs;
 pub mod voice;
 
 use std::{sync::Arc, time::Duration};

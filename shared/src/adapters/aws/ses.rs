@@ -14,6 +14,8 @@ use crate::ports::{DispatchError, DispatchReceipt, Dispatcher, OutboundMessage};
 
 pub struct SesEmail {
     client: Client,
+    /// The configuration set whose event destination publishes deliveries, bounces and
+    /// complaints (to the receipts function); None sends without one (no receipts).
     configuration_set: Option<String>,
 }
 

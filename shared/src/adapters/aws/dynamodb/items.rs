@@ -52,6 +52,10 @@ pub(crate) mod attr {
     pub const TTL: &str = "ttl";
     pub const WORKFLOW: &str = "workflow";
     pub const SENT: &str = "sent";
+    pub const GSI2PK: &str = "gsi2pk";
+    pub const GSI2SK: &str = "gsi2sk";
+    pub const GSI3PK: &str = "gsi3pk";
+    pub const PROVIDER_EVENT: &str = "provider_event";
 }
 
 const DAY_SECS: i64 = 86_400;
@@ -95,7 +99,7 @@ impl Key {
     }
 
     pub fn otp(account_sid: &str, otp_sid: &str) -> Self {
-        Key::new(format!("OTP#{}#{}", esc(account_sid), esc(otp_sid)), "O")
+        Key::new(format!("{OTP_PREFIX}{}#{}", esc(account_sid), esc(otp_sid)), "O")
     }
 
     pub fn destination(account_sid: &str, service: &str, to: &str) -> Self {
@@ -181,6 +185,9 @@ pub(crate) fn usage_shard(otp_sid: &str) -> u8 {
     (otp_sid.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % USAGE_SHARDS) as u8
 }
 
+/// Partition key prefix of OTP items.
+pub(crate) const OTP_PREFIX: &str = "OTP#";
+
 /// Sort key prefix of an ancestor's sub-account copies.
 pub(crate) const SUB_ACCOUNT_PREFIX: &str = "SUB#";
 
@@ -193,6 +200,34 @@ pub(crate) fn gsi1pk(account_sid: &str) -> String {
 
 pub(crate) fn gsi1sk(created_ms: Millis, otp_sid: &str) -> String {
     format!("{:015}#{}", created_ms.max(0), esc(otp_sid))
+}
+
+/// The one partition of `gsi2`, the sparse index of OTPs stored pending (see `expiry.rs`).
+pub(crate) const DUE_PARTITION: &str = "DUE";
+
+/// `gsi2sk` of a pending OTP: its deadline (expiry, or the end of its guard time once
+/// superseded), then its sid, so "due at now" is one key range.
+pub(crate) fn gsi2sk(due_ms: Millis, otp_sid: &str) -> String {
+    format!("{:015}#{}", due_ms.max(0), esc(otp_sid))
+}
+
+/// The upper bound (exclusive) of the `gsi2sk` of OTPs due at `now`.
+pub(crate) fn gsi2sk_due_before(now: Millis) -> String {
+    format!("{:015}", now.saturating_add(1).max(0))
+}
+
+/// When a pending OTP stops being pending if nothing else happens (`Otp::status_at`).
+pub(crate) fn deadline(o: &Otp) -> Millis {
+    match o.cancel_at_ms {
+        Some(at) if at < o.expires_ms => at,
+        _ => o.expires_ms,
+    }
+}
+
+/// `gsi3pk` of an OTP whose dispatch the provider acknowledged: its message id, so a receipt
+/// finds its OTP with one `Query`.
+pub(crate) fn gsi3pk(provider_id: &str) -> String {
+    format!("MSG#{}", esc(provider_id))
 }
 
 /// Epoch seconds, as DynamoDB TTL wants them.
@@ -540,6 +575,17 @@ pub(crate) struct OtpItem {
     pub sk: String,
     pub gsi1pk: String,
     pub gsi1sk: String,
+    /// Only while stored pending: the sparse index the expiry sweeper reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi2pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi2sk: Option<String>,
+    /// Set with the provider's message id of a dispatch (`update_event`), for receipts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi3pk: Option<String>,
+    /// Which event `gsi3pk` belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_event: Option<u32>,
     pub ttl: i64,
     pub sid: String,
     pub account_sid: String,
@@ -705,6 +751,10 @@ impl From<&Otp> for OtpItem {
             sk: key.sk,
             gsi1pk: gsi1pk(&o.account_sid),
             gsi1sk: gsi1sk(o.created_ms, &o.sid),
+            gsi2pk: (o.status == OtpStatus::Pending).then(|| DUE_PARTITION.to_owned()),
+            gsi2sk: (o.status == OtpStatus::Pending).then(|| gsi2sk(deadline(o), &o.sid)),
+            gsi3pk: None,
+            provider_event: None,
             ttl: epoch_secs(o.created_ms) + RETENTION_DAYS * DAY_SECS,
             sid: o.sid.clone(),
             account_sid: o.account_sid.clone(),

@@ -6,11 +6,14 @@
 mod accounts;
 mod calls;
 mod errors;
+mod expiry;
 mod items;
 mod limits;
 mod named;
 mod otps;
+mod receipts;
 mod records;
+mod stream;
 mod table;
 mod workflows;
 
@@ -29,7 +32,8 @@ use rand::Rng;
 
 pub use accounts::ACCOUNT_CACHE_TTL;
 pub use calls::CallCounts;
-pub use table::create_table;
+pub use stream::otp_from_image;
+pub use table::{create_table, create_table_with_stream, GSI2, GSI3};
 
 use self::{
     accounts::AccountCache,

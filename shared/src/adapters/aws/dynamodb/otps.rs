@@ -12,8 +12,8 @@ use super::{
     backoff, errors,
     errors::{canceled, Reason},
     items::{
-        attr, from_item, guard_ttl, to_item, to_value, usage_shard, CheckItem, CounterItem, DestinationItem, EventItem,
-        GuardCounterItem, IdempotencyItem, Key, LimitItem, OtpItem,
+        attr, from_item, gsi2sk, gsi3pk, guard_ttl, to_item, to_value, usage_shard, CheckItem, CounterItem,
+        DestinationItem, EventItem, GuardCounterItem, IdempotencyItem, Key, LimitItem, OtpItem,
     },
     n, s, DynamoStore, Expr, TransactError,
 };
@@ -24,6 +24,7 @@ use crate::{
         idempotency::WINDOW_MS,
         limits::{Counter, CounterKey, CounterOp},
         otp::{ChannelEvent, Check, Destination, Otp, OtpStatus, MAX_ATTEMPTS},
+        send::TEST_PROVIDER_ID,
         time::Millis,
         usage::UsageKey,
     },
@@ -36,6 +37,12 @@ const MAX_UNDO_ROUNDS: u32 = 8;
 /// The condition under which an OTP is pending at `:now` (what every OTP state change needs).
 pub(super) const PENDING_AT_NOW: &str =
     "#status = :pending AND #expires_ms > :now AND (attribute_not_exists(#cancel_at_ms) OR #cancel_at_ms > :now)";
+
+/// A settled OTP leaves the sparse index of pending ones (`gsi2`, the expiry sweeper's).
+pub(super) const LEAVE_DUE_INDEX: &str = "REMOVE gsi2pk, gsi2sk";
+
+const VERIFIED_UPDATE: &str = "SET #status = :success, #updated_ms = :now, \
+    #checks = list_append(if_not_exists(#checks, :empty), :check) REMOVE gsi2pk, gsi2sk";
 
 fn pending_at(now: Millis) -> Expr {
     Expr::default()
@@ -82,13 +89,21 @@ impl DynamoStore {
             None => self.put(dest, "attribute_not_exists(pk)", Expr::default())?,
         });
 
+        // Its deadline in the due index moves to the end of the guard time (an OTP no longer
+        // pending has no `gsi2pk`, so the key alone puts nothing in the index).
         if let Some(old) = &plan.supersede {
-            tx.push(self.update(
-                &Key::otp(acct, &old.sid),
-                "SET #cancel_at_ms = :t",
-                Some("attribute_exists(pk)"),
-                Expr::default().name(attr::CANCEL_AT_MS).value(":t", n(old.cancel_at_ms)),
-            )?);
+            tx.push(
+                self.update(
+                    &Key::otp(acct, &old.sid),
+                    "SET #cancel_at_ms = :t, #gsi2sk = :due",
+                    Some("attribute_exists(pk)"),
+                    Expr::default()
+                        .name(attr::CANCEL_AT_MS)
+                        .name(attr::GSI2SK)
+                        .value(":t", n(old.cancel_at_ms))
+                        .value(":due", s(gsi2sk(old.cancel_at_ms, &old.sid))),
+                )?,
+            );
         }
 
         for op in &plan.counters {
@@ -223,7 +238,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(Key::otp(account_sid, otp_sid).to_item()))
             .update_expression(
-                "SET #status = :success, #updated_ms = :now, #checks = list_append(if_not_exists(#checks, :empty), :check)",
+                VERIFIED_UPDATE,
             )
             .condition_expression(format!(
                 "attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts < :max AND #code_hash = :hash AND #country = :country"
@@ -374,18 +389,27 @@ impl OtpStore for DynamoStore {
     }
 
     async fn update_event(&self, account_sid: &str, otp_sid: &str, index: usize, event: &ChannelEvent) -> Result<()> {
-        let result = self
+        // The provider's message id goes into the receipts index (`gsi3`) in the same write; a
+        // test destination's "test" is no message id (and would make one hot key).
+        let provider = event.target_sid.as_deref().filter(|id| *id != TEST_PROVIDER_ID);
+        let mut update = format!("SET #events[{index}] = :event");
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Key::otp(account_sid, otp_sid).to_item()))
-            .update_expression(format!("SET #events[{index}] = :event"))
             .condition_expression("attribute_exists(pk) AND size(#events) > :index")
             .expression_attribute_names("#events", attr::EVENTS)
             .expression_attribute_values(":event", to_value(&EventItem::from(event))?)
-            .expression_attribute_values(":index", n(index))
-            .send()
-            .await;
+            .expression_attribute_values(":index", n(index));
+        if let Some(id) = provider {
+            update.push_str(", #gsi3pk = :provider, #provider_event = :index");
+            request = request
+                .expression_attribute_names("#gsi3pk", attr::GSI3PK)
+                .expression_attribute_names("#provider_event", attr::PROVIDER_EVENT)
+                .expression_attribute_values(":provider", s(gsi3pk(id)));
+        }
+        let result = request.update_expression(update).send().await;
         match result {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
@@ -432,7 +456,7 @@ impl OtpStore for DynamoStore {
             .update_otp_or_old(
                 "UpdateItem(verify)",
                 &Key::otp(account_sid, otp_sid),
-                "SET #status = :success, #updated_ms = :now, #checks = list_append(if_not_exists(#checks, :empty), :check)",
+                VERIFIED_UPDATE,
                 &format!("attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts < :max AND #code_hash = :hash"),
                 expr,
             )
@@ -461,7 +485,8 @@ impl OtpStore for DynamoStore {
         );
         if fails {
             expr = expr.name(attr::UPDATED_MS).value(":failed", s(OtpStatus::Failed.as_str()));
-            update.push_str(", #status = :failed, #updated_ms = :now");
+            update.push_str(", #status = :failed, #updated_ms = :now ");
+            update.push_str(LEAVE_DUE_INDEX);
         }
         let result = self
             .client
@@ -531,7 +556,7 @@ impl OtpStore for DynamoStore {
             .update_otp_or_old(
                 "UpdateItem(cancel)",
                 &Key::otp(account_sid, otp_sid),
-                "SET #status = :canceled, #updated_ms = :now",
+                "SET #status = :canceled, #updated_ms = :now REMOVE gsi2pk, gsi2sk",
                 PENDING_AT_NOW,
                 expr,
             )

@@ -7,7 +7,8 @@ use aws_sdk_dynamodb::{
     operation::create_table::CreateTableError,
     types::{
         AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-        ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+        ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
+        TimeToLiveStatus,
     },
     Client,
 };
@@ -18,6 +19,10 @@ use super::build_error;
 use crate::domain::error::{Error, Result};
 
 pub const GSI1: &str = "gsi1";
+/// Sparse: OTPs stored pending, by deadline (the expiry sweeper).
+pub const GSI2: &str = "gsi2";
+/// Sparse: OTPs by their provider's message id (delivery receipts).
+pub const GSI3: &str = "gsi3";
 pub const TTL_ATTRIBUTE: &str = "ttl";
 
 /// How long to wait for a new table to become ACTIVE.
@@ -42,15 +47,53 @@ fn unavailable(what: &'static str) -> impl FnOnce(String) -> Error {
     }
 }
 
-/// Create the table `name` (pay per request; keys `pk`/`sk`; GSI `gsi1` on `gsi1pk`/`gsi1sk`,
-/// projecting everything), wait until it is active, then turn TTL on for `ttl`. An existing
-/// table is left as it is (TTL is still ensured), so this can run at every local start.
+fn include(attributes: &[&str]) -> Projection {
+    attributes
+        .iter()
+        .fold(Projection::builder().projection_type(ProjectionType::Include), |p, a| p.non_key_attributes(*a))
+        .build()
+}
+
+/// Create the table `name` (pay per request; keys `pk`/`sk`; GSI `gsi1` on `gsi1pk`/`gsi1sk`
+/// projecting everything, the sparse `gsi2` (pending OTPs by deadline) and `gsi3` (OTPs by
+/// provider message id); a stream of new and old images), wait until it is active, then turn
+/// TTL on for `ttl`. An existing table is left as it is (TTL is still ensured), so this can run
+/// at every local start. template.yaml declares the same.
 pub async fn create_table(client: &Client, name: &str) -> Result<()> {
+    create(client, name, false).await
+}
+
+/// `create_table` with the stream on, as deployed. Only where the stream is read: moto copies
+/// the whole table, stream records included, at every transaction, which makes the
+/// concurrency tests crawl.
+pub async fn create_table_with_stream(client: &Client, name: &str) -> Result<()> {
+    create(client, name, true).await
+}
+
+async fn create(client: &Client, name: &str, with_stream: bool) -> Result<()> {
     let gsi = GlobalSecondaryIndex::builder()
         .index_name(GSI1)
         .key_schema(key("gsi1pk", KeyType::Hash)?)
         .key_schema(key("gsi1sk", KeyType::Range)?)
         .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .map_err(build_error)?;
+    let due = GlobalSecondaryIndex::builder()
+        .index_name(GSI2)
+        .key_schema(key("gsi2pk", KeyType::Hash)?)
+        .key_schema(key("gsi2sk", KeyType::Range)?)
+        .projection(include(&["account_sid", "sid"]))
+        .build()
+        .map_err(build_error)?;
+    let provider = GlobalSecondaryIndex::builder()
+        .index_name(GSI3)
+        .key_schema(key("gsi3pk", KeyType::Hash)?)
+        .projection(include(&["provider_event"]))
+        .build()
+        .map_err(build_error)?;
+    let stream = StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewAndOldImages)
         .build()
         .map_err(build_error)?;
     let created = client
@@ -61,9 +104,15 @@ pub async fn create_table(client: &Client, name: &str) -> Result<()> {
         .attribute_definitions(string_attribute("sk")?)
         .attribute_definitions(string_attribute("gsi1pk")?)
         .attribute_definitions(string_attribute("gsi1sk")?)
+        .attribute_definitions(string_attribute("gsi2pk")?)
+        .attribute_definitions(string_attribute("gsi2sk")?)
+        .attribute_definitions(string_attribute("gsi3pk")?)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
         .global_secondary_indexes(gsi)
+        .global_secondary_indexes(due)
+        .global_secondary_indexes(provider)
+        .set_stream_specification(with_stream.then_some(stream))
         .send()
         .await;
     match created {

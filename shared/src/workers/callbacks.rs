@@ -1,0 +1,236 @@
+//! `functions/callbacks`: OTP changes off the table's stream turned into signed callback calls
+//! (`domain::callbacks::events`, the same events the dev server derives from its store feed),
+//! calls that failed made again off the SQS retry queue, and the expiry sweep on a schedule.
+//! One binary, three event shapes; template.yaml deploys it twice (stream + queue, schedule)
+//! so each function holds only the permissions its part needs.
+
+use std::{sync::Arc, time::Duration};
+
+use aws_lambda_events::{
+    dynamodb,
+    sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent},
+    streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse},
+};
+use futures::{stream, StreamExt};
+use serde_json::{json, Value};
+
+use super::{record_source, BoxError};
+use crate::{
+    adapters::{
+        aws::{
+            aws_config,
+            dynamodb::{otp_from_image, DynamoStore},
+            sqs::SqsCallbackQueue,
+        },
+        webhook::HttpWebhooks,
+    },
+    domain::{
+        callbacks::{self, CallbackEvent, PendingCall, UrlRules, SWEEP_BATCH},
+        crypto::Keys,
+        error::Result,
+        time::Millis,
+    },
+    ports::{CallbackQueue, Clock, ExpiryStore, SystemClock, Webhooks},
+};
+
+/// Calls in flight at once within one batch (a receiver may take 5 s to answer).
+const CONCURRENCY: usize = 16;
+/// A sweep stops starting rounds after this long; the next one is a minute away.
+const SWEEP_BUDGET: Duration = Duration::from_secs(40);
+/// A queued call this close to its due time is made now (SQS delays in whole seconds).
+const DUE_SLACK_MS: Millis = 1_000;
+
+pub struct CallbackWorker {
+    pub store: Arc<DynamoStore>,
+    pub keys: Arc<Keys>,
+    pub webhooks: Arc<dyn Webhooks>,
+    pub queue: Arc<dyn CallbackQueue>,
+    pub clock: Arc<dyn Clock>,
+}
+
+fn env(name: &str) -> std::result::Result<String, BoxError> {
+    std::env::var(name).map_err(|_| format!("{name} is not set").into())
+}
+
+impl CallbackWorker {
+    /// The deployed worker, configured from the environment (`TWOFA_TABLE`, the master secret,
+    /// `TWOFA_CALLBACK_RETRY_QUEUE_URL`, `TWOFA_CALLBACK_DEAD_LETTER_QUEUE_URL`).
+    pub async fn from_env() -> std::result::Result<Self, BoxError> {
+        let sdk = aws_config().await;
+        let keys = crate::http::lambda::load_keys(&sdk).await?;
+        let (retry_url, dead_url) =
+            (env("TWOFA_CALLBACK_RETRY_QUEUE_URL")?, env("TWOFA_CALLBACK_DEAD_LETTER_QUEUE_URL")?);
+        Ok(Self::deployed(&sdk, env("TWOFA_TABLE")?, Arc::new(keys), retry_url, dead_url))
+    }
+
+    /// The worker as deployed: callback URLs held to the public rules (https, public resolved
+    /// addresses only), whatever the account says. Never loopback here.
+    pub fn deployed(
+        sdk: &aws_config::SdkConfig,
+        table: String,
+        keys: Arc<Keys>,
+        retry_url: String,
+        dead_url: String,
+    ) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let queue = SqsCallbackQueue::new(aws_sdk_sqs::Client::new(sdk), retry_url, dead_url, clock.clone());
+        CallbackWorker {
+            store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table)),
+            keys,
+            webhooks: Arc::new(HttpWebhooks::new(UrlRules::Public)),
+            queue: Arc::new(queue),
+            clock,
+        }
+    }
+
+    /// One invocation, whichever source it came from.
+    pub async fn handle(&self, payload: Value) -> std::result::Result<Value, BoxError> {
+        match record_source(&payload) {
+            Some("aws:dynamodb") => Ok(serde_json::to_value(self.stream(serde_json::from_value(payload)?).await)?),
+            Some("aws:sqs") => Ok(serde_json::to_value(self.retries(serde_json::from_value(payload)?).await)?),
+            _ if payload.get("source").and_then(Value::as_str) == Some("aws.events") => {
+                Ok(json!({ "settled": self.sweep().await? }))
+            }
+            _ => Err("not a stream, queue or schedule event".into()),
+        }
+    }
+
+    /// The events of one stream record: none for other items, removals and unreadable images
+    /// (logged; retrying an image that cannot be read would only stop the shard).
+    fn events_of(record: &dynamodb::EventRecord, now: Millis) -> Vec<CallbackEvent> {
+        let change = &record.change;
+        let read = |image: &serde_dynamo::Item| {
+            if image.is_empty() {
+                return None;
+            }
+            otp_from_image(image.clone())
+                .inspect_err(|_| tracing::error!(event_id = %record.event_id, "unreadable OTP image in the stream"))
+                .ok()
+                .flatten()
+        };
+        let Some(new) = read(&change.new_image) else { return vec![] };
+        let old = read(&change.old_image);
+        // When the change was stored: a replayed record tells the same time.
+        let observed = change.approximate_creation_date_time.timestamp_millis();
+        callbacks::events(old.as_ref(), &new, if observed > 0 { observed } else { now })
+    }
+
+    /// A stream batch: every event's first call, concurrently; the first record whose event
+    /// could not be handed on (account or queue unreachable) is reported, so the stream
+    /// resumes from it (records before it are done; later ones may be told twice, with the
+    /// same `webhook-id`).
+    pub async fn stream(&self, event: dynamodb::Event) -> DynamoDbEventResponse {
+        let now = self.clock.now_ms();
+        let work: Vec<(usize, CallbackEvent)> = event
+            .records
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| Self::events_of(r, now).into_iter().map(move |e| (i, e)))
+            .collect();
+        let failed = stream::iter(work)
+            .map(|(i, e)| async move { (i, self.attempt(PendingCall::first(e, self.clock.now_ms())).await) })
+            .buffer_unordered(CONCURRENCY)
+            .filter_map(|(i, r)| async move { r.is_err().then_some(i) })
+            .collect::<Vec<usize>>()
+            .await
+            .into_iter()
+            .min();
+        let mut response = DynamoDbEventResponse::default();
+        if let Some(i) = failed {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = event.records[i].change.sequence_number.clone();
+            response.batch_item_failures.push(failure);
+        }
+        response
+    }
+
+    /// A batch off the retry queue: calls that are due are made; the others go back for the
+    /// rest of their delay (a long delay is several SQS hops). Messages that could not be
+    /// handled are reported and come back after the queue's visibility timeout.
+    pub async fn retries(&self, event: SqsEvent) -> SqsBatchResponse {
+        let failed: Vec<String> = stream::iter(event.records)
+            .map(|m| async move {
+                let id = m.message_id.clone().unwrap_or_default();
+                let call: Option<PendingCall> = m.body.as_deref().and_then(|b| serde_json::from_str(b).ok());
+                let Some(call) = call else {
+                    // The queue's own redrive moves it to the dead letters after a few receives.
+                    tracing::error!(message_id = %id, "unreadable callback retry message");
+                    return Some(id);
+                };
+                let result = if call.due_ms > self.clock.now_ms() + DUE_SLACK_MS {
+                    self.queue.later(&call).await
+                } else {
+                    self.attempt(call).await
+                };
+                result.is_err().then_some(id)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .filter_map(|f| async move { f })
+            .collect()
+            .await;
+        let mut response = SqsBatchResponse::default();
+        for id in failed {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+        response
+    }
+
+    async fn attempt(&self, call: PendingCall) -> Result<()> {
+        let sid = call.event.sid.clone();
+        let outcome = callbacks::deliver(
+            self.store.as_ref(),
+            &self.keys,
+            self.webhooks.as_ref(),
+            self.queue.as_ref(),
+            call,
+            self.clock.now_ms(),
+        )
+        .await
+        .inspect_err(|e| tracing::warn!(event = %sid, error = %e, "callback not handed on; the batch retries it"))?;
+        tracing::debug!(event = %sid, ?outcome, "callback attempt");
+        Ok(())
+    }
+
+    /// The expiry sweep (see `sweep_all`).
+    pub async fn sweep(&self) -> Result<usize> {
+        sweep_all(self.store.as_ref(), self.clock.as_ref()).await
+    }
+}
+
+/// Settle what is due, round after round while rounds come back full, within the budget.
+pub async fn sweep_all(store: &dyn ExpiryStore, clock: &dyn Clock) -> Result<usize> {
+    let started = tokio::time::Instant::now();
+    let mut total = 0;
+    loop {
+        let settled = callbacks::sweep(store, clock.now_ms()).await?;
+        total += settled;
+        if settled < SWEEP_BATCH || started.elapsed() >= SWEEP_BUDGET {
+            tracing::info!(settled = total, "expiry sweep");
+            return Ok(total);
+        }
+    }
+}
+
+/// `functions/callbacks`: the stream and retry-queue worker, or with
+/// `TWOFA_CALLBACKS_MODE=sweep` the scheduled sweeper, which needs the table and nothing else
+/// (no secret, no queue), so its function holds only those permissions.
+pub async fn run() -> std::result::Result<(), BoxError> {
+    crate::http::lambda::init_tracing();
+    if std::env::var("TWOFA_CALLBACKS_MODE").as_deref() == Ok("sweep") {
+        let sdk = aws_config().await;
+        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), env("TWOFA_TABLE")?));
+        return super::serve(move |_schedule| {
+            let store = store.clone();
+            async move { Ok(json!({ "settled": sweep_all(store.as_ref(), &SystemClock).await? })) }
+        })
+        .await;
+    }
+    let worker = Arc::new(CallbackWorker::from_env().await?);
+    super::serve(move |payload| {
+        let worker = worker.clone();
+        async move { worker.handle(payload).await }
+    })
+    .await
+}

@@ -1,0 +1,230 @@
+//! `functions/receipts`: delivery receipts from the providers, in the formats they send them.
+//!
+//! - SMS: SNS writes one delivery-status log line per message to CloudWatch Logs
+//!   (`sns/<region>/<account>/DirectPublishToPhoneNumber[/Failure]`); a subscription filter
+//!   hands them here (base64 of gzip of `{"logEvents": [{"message": …}]}`, decoded by
+//!   `aws_lambda_events`). Each message is `{"notification": {"messageId"}, "delivery":
+//!   {"destination", "providerResponse", …}, "status": "SUCCESS" | "FAILURE"}`.
+//! - Email: SES event publishing (a configuration set) → an SNS topic → here; each SNS message
+//!   is `{"eventType": "Delivery" | "Bounce" | "Complaint" | …, "mail": {"messageId"}, …}`
+//!   (identity notifications say `notificationType` instead; both are read).
+//!
+//! Each becomes a `domain::receipts::Receipt` on the event whose `targetSid` is that id.
+
+use std::sync::Arc;
+
+use aws_lambda_events::{cloudwatch_logs::LogsEvent, sns::SnsEvent};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{record_source, BoxError};
+use crate::{
+    adapters::aws::{aws_config, dynamodb::DynamoStore},
+    domain::{
+        otp::ChannelStatus,
+        receipts::{self, Receipt, ReceiptOutcome},
+    },
+    ports::ReceiptStore,
+};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SmsLog {
+    notification: SmsNotification,
+    #[serde(default)]
+    delivery: SmsDelivery,
+    status: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SmsNotification {
+    message_id: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SmsDelivery {
+    provider_response: Option<String>,
+}
+
+/// The receipt in one SNS SMS delivery-status log message; None for anything else.
+pub fn sms_receipt(message: &str) -> Option<Receipt> {
+    let log: SmsLog = serde_json::from_str(message).ok()?;
+    let (status, error_code) = match log.status.as_str() {
+        "SUCCESS" => (ChannelStatus::Delivered, None),
+        // SNS handed it to the carrier, which did not deliver it (unreachable, blocked,
+        // invalid, opted out: the provider response says which).
+        "FAILURE" => (ChannelStatus::Undelivered, Some("SMS_FAILURE".to_owned())),
+        _ => return None,
+    };
+    let error_message = error_code.as_ref().and(log.delivery.provider_response);
+    Some(Receipt { provider_id: log.notification.message_id, status, error_code, error_message })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SesNotification {
+    event_type: Option<String>,
+    notification_type: Option<String>,
+    mail: SesMail,
+    bounce: Option<SesBounce>,
+    reject: Option<SesReject>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SesMail {
+    message_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SesBounce {
+    bounce_type: Option<String>,
+    bounce_sub_type: Option<String>,
+    #[serde(default)]
+    bounced_recipients: Vec<SesBouncedRecipient>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SesBouncedRecipient {
+    diagnostic_code: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SesReject {
+    reason: Option<String>,
+}
+
+/// The receipt in one SES notification; None for events that say nothing of delivery
+/// (send, open, click, delivery delay: still on its way).
+pub fn ses_receipt(message: &str) -> Option<Receipt> {
+    let n: SesNotification = serde_json::from_str(message).ok()?;
+    let kind = n.event_type.or(n.notification_type)?;
+    let (status, error_code, error_message) = match kind.as_str() {
+        "Delivery" => (ChannelStatus::Delivered, None, None),
+        // A complaint comes from a mailbox the message reached.
+        "Complaint" => (ChannelStatus::Delivered, None, None),
+        "Bounce" => {
+            let b = n.bounce?;
+            let kind = b.bounce_type.unwrap_or_else(|| "Undetermined".into());
+            let detail = b.bounced_recipients.into_iter().find_map(|r| r.diagnostic_code).or(b.bounce_sub_type);
+            (ChannelStatus::Undelivered, Some(format!("SES_BOUNCE_{}", kind.to_ascii_uppercase())), detail)
+        }
+        "Reject" => (ChannelStatus::Failed, Some("SES_REJECT".to_owned()), n.reject.and_then(|r| r.reason)),
+        "Rendering Failure" | "RenderingFailure" => {
+            (ChannelStatus::Failed, Some("SES_RENDERING_FAILURE".to_owned()), None)
+        }
+        _ => return None,
+    };
+    Some(Receipt { provider_id: n.mail.message_id, status, error_code, error_message })
+}
+
+/// How one invocation went.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub applied: usize,
+    pub unchanged: usize,
+    pub unknown: usize,
+    /// Messages that carry no receipt.
+    pub ignored: usize,
+}
+
+pub struct ReceiptWorker {
+    pub store: Arc<dyn ReceiptStore>,
+}
+
+impl ReceiptWorker {
+    pub async fn from_env() -> Result<Self, BoxError> {
+        let table = std::env::var("TWOFA_TABLE").map_err(|_| "TWOFA_TABLE is not set")?;
+        let sdk = aws_config().await;
+        Ok(ReceiptWorker { store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)) })
+    }
+
+    /// Every receipt of one invocation. Each is applied even if an earlier one failed; then
+    /// a failure fails the invocation, so Lambda delivers it again (the receipts already
+    /// applied then change nothing).
+    pub async fn handle(&self, payload: Value) -> Result<Value, BoxError> {
+        let receipts: Vec<Option<Receipt>> = if payload.get("awslogs").is_some() {
+            // Its decoder (base64, gzip, JSON) borrows from the text: read it from text.
+            let event: LogsEvent = serde_json::from_str(&payload.to_string())?;
+            event.aws_logs.data.log_events.iter().map(|e| sms_receipt(&e.message)).collect()
+        } else if record_source(&payload) == Some("aws:sns") {
+            let event: SnsEvent = serde_json::from_value(payload)?;
+            event.records.iter().map(|r| ses_receipt(&r.sns.message)).collect()
+        } else {
+            return Err("not a CloudWatch Logs or SNS event".into());
+        };
+        let mut tally = Tally::default();
+        let mut failed = None;
+        for receipt in receipts {
+            let Some(receipt) = receipt else {
+                tally.ignored += 1;
+                continue;
+            };
+            match receipts::apply(self.store.as_ref(), &receipt).await {
+                Ok(ReceiptOutcome::Applied) => tally.applied += 1,
+                Ok(ReceiptOutcome::Unchanged) => tally.unchanged += 1,
+                Ok(ReceiptOutcome::Unknown) => tally.unknown += 1,
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(format!("a receipt could not be recorded: {e}").into());
+        }
+        Ok(
+            json!({ "applied": tally.applied, "unchanged": tally.unchanged, "unknown": tally.unknown, "ignored": tally.ignored }),
+        )
+    }
+}
+
+/// `functions/receipts`.
+pub async fn run() -> Result<(), BoxError> {
+    crate::http::lambda::init_tracing();
+    let worker = Arc::new(ReceiptWorker::from_env().await?);
+    super::serve(move |payload| {
+        let worker = worker.clone();
+        async move { worker.handle(payload).await }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sns_sms_delivery_logs_read_as_delivered_or_undelivered() {
+        let ok = r#"{"notification":{"messageId":"34d9b400-c6dd-5444-820d-fbeb0f1f54cf","timestamp":"2026-12-01 10:00:00.558"},
+            "delivery":{"phoneCarrier":"My Phone Carrier","mnc":270,"numberOfMessageParts":1,"destination":"+14155550100",
+            "priceInUSD":0.00645,"smsType":"Transactional","mcc":310,"providerResponse":"Message has been accepted by phone carrier",
+            "dwellTimeMs":599,"dwellTimeMsUntilDeviceAck":1344},"status":"SUCCESS"}"#;
+        let r = sms_receipt(ok).unwrap();
+        assert_eq!(
+            (r.provider_id.as_str(), r.status, r.error_code),
+            ("34d9b400-c6dd-5444-820d-fbeb0f1f54cf", ChannelStatus::Delivered, None)
+        );
+        let failed = ok
+            .replace("SUCCESS", "FAILURE")
+            .replace("Message has been accepted by phone carrier", "Phone is currently unreachable/unavailable");
+        let r = sms_receipt(&failed).unwrap();
+        assert_eq!(r.status, ChannelStatus::Undelivered);
+        assert_eq!(r.error_message.as_deref(), Some("Phone is currently unreachable/unavailable"));
+        assert_eq!(sms_receipt("not json"), None);
+    }
+
+    #[test]
+    fn ses_events_read_as_receipts_and_others_are_ignored() {
+        let bounce = r#"{"eventType":"Bounce","bounce":{"bounceType":"Permanent","bounceSubType":"General",
+            "bouncedRecipients":[{"emailAddress":"x@example.com","action":"failed","status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"}]},
+            "mail":{"messageId":"0100018c-abc","destination":["x@example.com"]}}"#;
+        let r = ses_receipt(bounce).unwrap();
+        assert_eq!((r.status, r.error_code.as_deref()), (ChannelStatus::Undelivered, Some("SES_BOUNCE_PERMANENT")));
+        assert_eq!(r.error_message.as_deref(), Some("smtp; 550 5.1.1 user unknown"));
+        let delivered = r#"{"notificationType":"Delivery","mail":{"messageId":"0100018c-abc"},"delivery":{"smtpResponse":"250 ok"}}"#;
+        assert_eq!(ses_receipt(delivered).unwrap().status, ChannelStatus::Delivered);
+        assert_eq!(ses_receipt(r#"{"eventType":"Open","mail":{"messageId":"m"}}"#), None);
+    }
+}

@@ -1,0 +1,735 @@
+//! Callbacks, delivery receipts and expiry on the AWS path, all on moto: the OTP router over
+//! DynamoDB + SNS + SES writes; the table's stream (read from moto's DynamoDB Streams API) is
+//! fed to the callbacks handler, which calls a receiver on loopback (the test rules: deployed
+//! workers take only public https URLs); failed calls go through SQS queues on moto; receipts in
+//! the providers' own formats are fed to the receipts handler; the sweeper runs on a schedule
+//! event. What is checked is what a user sees: the calls, their signatures, the session record.
+
+mod common;
+
+use std::{io::Write, sync::Arc, time::Duration};
+
+use axum::{body::Body, http::Request};
+use base64::{engine::general_purpose::STANDARD as B64, Engine};
+use common::receiver::{Call, Receiver};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use twofa::{
+    adapters::{
+        aws::{
+            aws_config,
+            dynamodb::{create_table_with_stream, DynamoStore},
+            ses::SesEmail,
+            sns::SnsSms,
+            sqs::SqsCallbackQueue,
+            ChannelDispatcher,
+        },
+        clock::AdjustableClock,
+        webhook::HttpWebhooks,
+    },
+    domain::{
+        account::Account,
+        callbacks::{self, CallbackEvent, CallbackMethod, CallbackTarget, DeadLetter, PendingCall, UrlRules},
+        crypto::Keys,
+        ids,
+        policy::SealedSecret,
+    },
+    ports::{AccountStore, Clock, Deps, NoScheduler},
+    workers::{callbacks::CallbackWorker, receipts::ReceiptWorker},
+};
+
+fn moto_url() -> String {
+    std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL must point at moto: run `make test` (or `make moto-up` and eval `make moto-env`)")
+}
+
+/// One deployment on moto: a table with its stream, the two callback queues, an account whose
+/// callback is a receiver on loopback, and the handlers as the Lambdas run them.
+struct World {
+    otp: axum::Router,
+    records: axum::Router,
+    ddb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    table: String,
+    retry_url: String,
+    dead_url: String,
+    clock: Arc<AdjustableClock>,
+    worker: CallbackWorker,
+    receipts: ReceiptWorker,
+    sid: String,
+    token: String,
+    secret: String,
+    rx: Receiver,
+    /// Stream records already fed to the worker (by sequence number).
+    fed: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+async fn world(answers: &[u16], method: CallbackMethod) -> World {
+    let _ = moto_url();
+    let sdk = aws_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = format!("twofa-cb-{}", ids::new_sid(""));
+    create_table_with_stream(&ddb, &table).await.expect("create table");
+    let ses = aws_sdk_ses::Client::new(&sdk);
+    ses.verify_email_identity().email_address("otp@example.com").send().await.expect("verify sender");
+    let keys = Arc::new(Keys::random());
+    let store = Arc::new(DynamoStore::new(ddb.clone(), table.clone()));
+    let rx = Receiver::start(answers).await;
+    let token = ids::new_sid("");
+    let mut account = Account::new(ids::new_sid(ids::ACCOUNT), &token, &keys, None, 0);
+    let secret = callbacks::new_secret();
+    account.policy.callback = Some(CallbackTarget { url: rx.url.clone(), method });
+    account.policy.webhook_secret = Some(SealedSecret(callbacks::seal_secret(&keys, &account.sid, &secret)));
+    store.put_account(&account).await.expect("account");
+    let clock = Arc::new(AdjustableClock::default());
+    let deps = Deps {
+        store: store.clone(),
+        dispatcher: Arc::new(ChannelDispatcher {
+            sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
+            email: Arc::new(SesEmail::new(ses, None)),
+            call: None,
+        }),
+        clock: clock.clone(),
+        keys: keys.clone(),
+        scheduler: Arc::new(NoScheduler),
+    };
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = |name: String| {
+        let sqs = sqs.clone();
+        async move { sqs.create_queue().queue_name(name).send().await.expect("queue").queue_url.expect("url") }
+    };
+    let retry_url = queue(format!("retry-{}", ids::new_sid(""))).await;
+    let dead_url = queue(format!("dead-{}", ids::new_sid(""))).await;
+    let worker = CallbackWorker {
+        store: store.clone(),
+        keys: keys.clone(),
+        // A receiver on loopback needs the dev/test rules; `from_env` (deployed) is Public only.
+        webhooks: Arc::new(HttpWebhooks::new(UrlRules::AnyHost)),
+        queue: Arc::new(SqsCallbackQueue::new(sqs.clone(), retry_url.clone(), dead_url.clone(), clock.clone())),
+        clock: clock.clone(),
+    };
+    World {
+        otp: twofa::http::otp::router(deps.clone()),
+        records: twofa::http::records::router(deps),
+        ddb,
+        sqs,
+        table,
+        retry_url,
+        dead_url,
+        clock,
+        worker,
+        receipts: ReceiptWorker { store },
+        sid: account.sid,
+        token,
+        secret,
+        rx,
+        fed: Default::default(),
+    }
+}
+
+impl World {
+    async fn call(&self, app: &axum::Router, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let auth = B64.encode(format!("{}:{}", self.sid, self.token));
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Authorization", format!("Basic {auth}"))
+            .header("Content-Type", "application/json")
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Send an OTP to `to` (SMS, or email for an address); its sid.
+    async fn send(&self, to: &str, extra: Value) -> String {
+        let mut body = json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "Your code: {code}" });
+        if to.contains('@') {
+            body["from"] = json!("otp@example.com");
+            body["channel"] = json!("email");
+            body["subject"] = json!("Your code");
+        }
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let (status, body) = self.call(&self.otp, "POST", "/2fa/send", Some(body)).await;
+        assert_eq!(status, 200, "{body}");
+        body["requestID"].as_str().unwrap().to_owned()
+    }
+
+    /// The session record, as `GET /2fa/search/{sid}` shows it.
+    async fn record(&self, sid: &str) -> Value {
+        let (status, body) = self.call(&self.records, "GET", &format!("/2fa/search/{sid}"), None).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// The first event of the session record: (channelStatus, targetSid, channelErrorCode).
+    async fn channel_status(&self, sid: &str) -> (String, String, Value) {
+        let r = self.record(sid).await;
+        let e = &r["events"][0];
+        (
+            e["channelStatus"].as_str().unwrap().to_owned(),
+            e["targetSid"].as_str().unwrap_or("").to_owned(),
+            e["channelErrorCode"].clone(),
+        )
+    }
+
+    /// Every stream record of the table not fed yet, as a Lambda DynamoDB event.
+    async fn new_stream_records(&self) -> Value {
+        let arn = self
+            .ddb
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .and_then(|t| t.latest_stream_arn)
+            .expect("the table has a stream");
+        let described = streams("DescribeStream", json!({ "StreamArn": arn })).await;
+        let mut records = vec![];
+        for shard in described["StreamDescription"]["Shards"].as_array().expect("shards") {
+            let it = streams(
+                "GetShardIterator",
+                json!({ "StreamArn": arn, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON" }),
+            )
+            .await;
+            let mut iterator = it["ShardIterator"].clone();
+            loop {
+                let page = streams("GetRecords", json!({ "ShardIterator": iterator })).await;
+                let got = page["Records"].as_array().cloned().unwrap_or_default();
+                if got.is_empty() {
+                    break;
+                }
+                records.extend(got);
+                iterator = page["NextShardIterator"].clone();
+            }
+        }
+        let mut fed = self.fed.lock().unwrap();
+        let fresh: Vec<Value> = records
+            .into_iter()
+            .filter(|r| fed.insert(r["dynamodb"]["SequenceNumber"].as_str().unwrap().to_owned()))
+            .map(|mut r| {
+                // DynamoDB (and so Lambda) gives epoch seconds here; moto an ISO date.
+                r["dynamodb"]["ApproximateCreationDateTime"] = json!(self.clock.now_ms() / 1000);
+                r["eventSourceARN"] = json!(arn);
+                r
+            })
+            .collect();
+        json!({ "Records": fresh })
+    }
+
+    /// Feed the stream's new records to the callbacks handler; its batch response.
+    async fn feed_stream(&self) -> Value {
+        let event = self.new_stream_records().await;
+        self.worker.handle(event).await.expect("stream batch handled")
+    }
+
+    async fn receive(&self, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(10)
+            .send()
+            .await
+            .expect("receive");
+        out.messages.unwrap_or_default()
+    }
+
+    /// Messages on the queue right now (visible or delayed).
+    async fn queued(&self, url: &str) -> u64 {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        let n =
+            |k: aws_sdk_sqs::types::QueueAttributeName| attrs.get(&k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            + n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+    }
+
+    /// Messages as Lambda's SQS event source hands them over.
+    fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> Value {
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                json!({ "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                        "attributes": {}, "messageAttributes": {}, "md5OfBody": m.md5_of_body(),
+                        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:retry",
+                        "awsRegion": "us-east-1" })
+            })
+            .collect();
+        json!({ "Records": records })
+    }
+}
+
+/// A raw DynamoDB Streams call to moto (the JSON protocol; moto does not check signatures).
+async fn streams(target: &str, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(moto_url())
+        .header("X-Amz-Target", format!("DynamoDBStreams_20120810.{target}"))
+        .header("Content-Type", "application/x-amz-json-1.0")
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("moto streams");
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "{target}: {status} {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn random_us_number() -> String {
+    let digits: String =
+        ids::new_sid("").chars().filter(char::is_ascii_digit).chain("0123456789".chars()).take(6).collect();
+    format!("+14155{digits}")
+}
+
+/// The code in the last SMS moto's SNS "delivered" to `to`.
+async fn sms_code(to: &str) -> String {
+    let data: Value = reqwest::get(format!("{}/moto-api/data.json", moto_url())).await.unwrap().json().await.unwrap();
+    let sms = data["sns"]["SMS"].as_array().expect("sns SMS list");
+    let msg = sms.iter().rev().find(|m| m["phone_number"] == to).expect("an SMS to the number");
+    msg["message"].as_str().unwrap().chars().filter(char::is_ascii_digit).collect()
+}
+
+fn statuses(calls: &[Call]) -> Vec<String> {
+    calls.iter().map(Call::status).collect()
+}
+
+fn no_failures(response: &Value) -> bool {
+    response["batchItemFailures"].as_array().is_some_and(Vec::is_empty)
+}
+
+/// The SNS message id of the last SMS moto "delivered" to `to`... is the SDR's targetSid: read
+/// it from there, as an operator matching logs would.
+async fn sms_log_line(w: &World, sid: &str, status: &str, response: &str) -> String {
+    let (_, target, _) = w.channel_status(sid).await;
+    let to = w.record(sid).await["events"][0]["recipient"].as_str().unwrap().to_owned();
+    json!({
+        "notification": { "messageId": target, "timestamp": "2026-12-01 19:40:34.558" },
+        "delivery": { "phoneCarrier": "My Phone Carrier", "mnc": 270, "numberOfMessageParts": 1, "destination": to,
+                      "priceInUSD": 0.00645, "smsType": "Transactional", "mcc": 310, "providerResponse": response,
+                      "dwellTimeMs": 599, "dwellTimeMsUntilDeviceAck": 1344 },
+        "status": status
+    })
+    .to_string()
+}
+
+/// A CloudWatch Logs subscription event: base64 of gzip of the log data, as Lambda gets it.
+fn logs_event(lines: &[String]) -> Value {
+    let events: Vec<Value> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, m)| json!({ "id": format!("3719574358236401650{i}"), "timestamp": 1_764_617_634_558_i64, "message": m }))
+        .collect();
+    let data = json!({
+        "messageType": "DATA_MESSAGE", "owner": "123456789012",
+        "logGroup": "sns/us-east-1/123456789012/DirectPublishToPhoneNumber",
+        "logStream": "8b3d2c6e-5c6b-4f0c-9d7e-0a1b2c3d4e5f", "subscriptionFilters": ["twofa-sms-receipts"],
+        "logEvents": events
+    });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(data.to_string().as_bytes()).unwrap();
+    json!({ "awslogs": { "data": B64.encode(gz.finish().unwrap()) } })
+}
+
+/// SES event publishing through SNS, as Lambda gets it from the topic.
+fn ses_sns_event(notifications: &[Value]) -> Value {
+    let records: Vec<Value> = notifications
+        .iter()
+        .map(|n| {
+            json!({ "EventSource": "aws:sns", "EventVersion": "1.0",
+                "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:twofa-email-events:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55",
+                "Sns": { "Type": "Notification", "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+                    "TopicArn": "arn:aws:sns:us-east-1:123456789012:twofa-email-events", "Subject": null,
+                    "Message": n.to_string(), "Timestamp": "2026-12-01T19:40:00.000Z", "SignatureVersion": "1",
+                    "Signature": "EXAMPLE", "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/cert.pem",
+                    "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe", "MessageAttributes": {} } })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+fn ses_event(kind: &str, message_id: &str, extra: Value) -> Value {
+    let mut n = json!({ "eventType": kind, "mail": { "timestamp": "2026-12-01T19:39:58.000Z", "source": "otp@example.com",
+        "messageId": message_id, "destination": ["user@example.com"], "tags": { "ses:configuration-set": ["twofa-email-events"] } } });
+    n.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    n
+}
+
+// ---- callbacks off the stream --------------------------------------------------------------
+
+#[tokio::test]
+async fn the_stream_of_a_send_and_a_verify_posts_signed_sent_and_verified_callbacks() {
+    // Given an account whose callback is a POST receiver
+    let w = world(&[], CallbackMethod::Post).await;
+    let to = random_us_number();
+    // When an SMS OTP is sent and verified through DynamoDB, SNS
+    let sid = w.send(&to, json!({})).await;
+    let code = sms_code(&to).await;
+    let (status, _) = w.call(&w.otp, "POST", "/2fa/verify", Some(json!({ "requestId": sid, "code": code }))).await;
+    assert_eq!(status, 200);
+    // And the table's stream is handed to the callbacks function
+    let response = w.feed_stream().await;
+    // Then the receiver got `sent` and `verified`, both signed with the account's secret
+    assert!(no_failures(&response), "{response}");
+    let calls = w.rx.calls();
+    let mut got = statuses(&calls);
+    got.sort();
+    assert_eq!(got, ["sent", "verified"], "one call per event, nothing for the account or counters");
+    let (_, target, _) = w.channel_status(&sid).await;
+    for call in &calls {
+        assert!(call.signed_by(&w.secret), "{:?}", call.headers);
+        assert_eq!(call.header("content-type"), "application/json");
+        let f = call.fields();
+        assert_eq!((f["requestID"].as_str(), f["accountSid"].as_str()), (Some(sid.as_str()), Some(w.sid.as_str())));
+        assert_eq!((f["channel"].as_str(), f["to"].as_str()), (Some("sms"), Some(to.as_str())));
+        assert_eq!(f["sid"], call.header("webhook-id"));
+    }
+    assert!(!target.is_empty(), "the SNS message id is the event's targetSid");
+    // And a replay of the same records (a retried batch) tells the same events again, with the
+    // same webhook-ids, so a receiver can drop the copies
+    w.fed.lock().unwrap().clear();
+    assert!(no_failures(&w.feed_stream().await));
+    let again = w.rx.calls();
+    assert_eq!(again.len(), 4);
+    let ids = |c: &[Call]| {
+        let mut v: Vec<String> = c.iter().map(|c| c.header("webhook-id").to_owned()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&again[2..]), ids(&again[..2]));
+}
+
+#[tokio::test]
+async fn a_get_callback_carries_the_fields_in_a_signed_query_string() {
+    // Given an account whose callback is a GET receiver
+    let w = world(&[], CallbackMethod::Get).await;
+    // When an email OTP is sent and canceled, and the stream is handed on
+    let sid = w.send(&format!("{}@example.com", ids::new_sid("u")), json!({})).await;
+    let (status, _) = w.call(&w.otp, "POST", "/2fa/cancel", Some(json!({ "requestId": sid }))).await;
+    assert_eq!(status, 200);
+    assert!(no_failures(&w.feed_stream().await));
+    // Then the receiver got `sent` and `canceled` as GET calls signed over the raw query string
+    let calls = w.rx.calls();
+    let mut got = statuses(&calls);
+    got.sort();
+    assert_eq!(got, ["canceled", "sent"]);
+    for call in &calls {
+        assert_eq!(call.method, "GET");
+        assert!(call.body.is_empty());
+        assert!(call.signed_by(&w.secret), "{}", call.query);
+        assert_eq!(call.fields()["channel"], "email");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_the_call_again_off_the_retry_queue_with_the_same_webhook_id() {
+    // Given a receiver that answers 500 once, then 200
+    let w = world(&[500], CallbackMethod::Post).await;
+    let sid = w.send(&random_us_number(), json!({})).await;
+    // When the stream is handed on: the first call fails
+    let t0 = w.clock.now_ms();
+    assert!(no_failures(&w.feed_stream().await), "a failed call is queued, not a failed batch");
+    let first = w.rx.calls();
+    assert_eq!(statuses(&first), ["sent"]);
+    // Then the call waits on the retry queue: attempt 1 made, due 5 s later
+    let messages = w.receive(&w.retry_url).await;
+    assert_eq!(messages.len(), 1);
+    let call: PendingCall = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+    assert_eq!((call.attempts, call.event.request_id.as_str()), (1, sid.as_str()));
+    assert_eq!(call.last_error.as_deref(), Some("answered 500"));
+    assert!((4_000..8_000).contains(&(call.due_ms - t0)), "due in about 5 s: {}", call.due_ms - t0);
+    // When its time has come and the queue hands it to the function
+    w.clock.advance_secs(5);
+    let response = w.worker.handle(World::sqs_event(&messages)).await.unwrap();
+    // Then the receiver gets the same event again, same webhook-id, and nothing is queued after
+    assert!(no_failures(&response), "{response}");
+    let calls = w.rx.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].header("webhook-id"), first[0].header("webhook-id"));
+    assert_eq!(calls[1].body, first[0].body, "the same payload; only the signature's timestamp is new");
+    assert!(calls[1].signed_by(&w.secret));
+    for m in &messages {
+        w.sqs
+            .delete_message()
+            .queue_url(&w.retry_url)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(w.queued(&w.retry_url).await, 0);
+    assert_eq!(w.queued(&w.dead_url).await, 0);
+}
+
+fn pending(w: &World, attempts: u32, due_in_s: i64) -> PendingCall {
+    PendingCall {
+        event: CallbackEvent {
+            sid: format!("EV{}", ids::new_sid("")),
+            request_id: ids::new_sid("OTP"),
+            account_sid: w.sid.clone(),
+            status: "sent".into(),
+            channel: "sms".into(),
+            to: "+14155550100".into(),
+            at_ms: w.clock.now_ms(),
+            error_code: None,
+            error_message: None,
+            target: None,
+        },
+        attempts,
+        due_ms: w.clock.now_ms() + due_in_s * 1000,
+        last_error: Some("answered 503".into()),
+    }
+}
+
+fn message(call: &PendingCall) -> aws_sdk_sqs::types::Message {
+    aws_sdk_sqs::types::Message::builder()
+        .message_id(ids::new_sid(""))
+        .receipt_handle("handle")
+        .body(serde_json::to_string(call).unwrap())
+        .build()
+}
+
+#[tokio::test]
+async fn a_call_failing_its_last_retry_is_a_dead_letter_and_one_not_due_goes_back_without_a_call() {
+    // Given a receiver that always answers 500
+    let w = world(&[500; 4], CallbackMethod::Post).await;
+    // When the queue hands over a call on its last retry (10 made) and one due in 2 hours
+    let last = pending(&w, 10, 0);
+    let later = pending(&w, 8, 7_200);
+    let response = w.worker.handle(World::sqs_event(&[message(&last), message(&later)])).await.unwrap();
+    assert!(no_failures(&response), "{response}");
+    // Then only the due one is called, and it becomes a dead letter after its 11th call
+    assert_eq!(w.rx.calls().len(), 1);
+    assert_eq!(w.rx.calls()[0].header("webhook-id"), last.event.sid);
+    let dead = w.receive(&w.dead_url).await;
+    assert_eq!(dead.len(), 1);
+    let letter: DeadLetter = serde_json::from_str(dead[0].body().unwrap()).unwrap();
+    assert_eq!((letter.event.sid.as_str(), letter.attempts), (last.event.sid.as_str(), 11));
+    assert_eq!((letter.url.as_deref(), letter.reason.as_str()), (Some(w.rx.url.as_str()), "answered 500"));
+    // And the one not due is back on the retry queue unchanged (SQS delays 15 min at most: hops)
+    assert_eq!(w.queued(&w.retry_url).await, 1);
+    let back = tokio::time::timeout(Duration::from_secs(1), async { w.rx.calls().len() }).await.unwrap();
+    assert_eq!(back, 1, "no call for the one not due");
+}
+
+#[tokio::test]
+async fn a_record_whose_call_cannot_be_queued_is_reported_so_the_stream_resumes_from_it() {
+    // Given a receiver answering 500, and a worker whose retry queue does not exist
+    let mut w = world(&[500], CallbackMethod::Post).await;
+    let missing = format!("{}/123456789012/no-such-queue-{}", moto_url(), ids::new_sid(""));
+    w.worker.queue = Arc::new(SqsCallbackQueue::new(w.sqs.clone(), missing.clone(), missing, w.clock.clone()));
+    let sid = w.send(&random_us_number(), json!({})).await;
+    // When the stream is handed on: the `sent` call fails and cannot be queued
+    let event = w.new_stream_records().await;
+    let response = w.worker.handle(event.clone()).await.unwrap();
+    // Then the batch names that record (the OTP's update to `sent`), not the ones before it
+    let sent_record = event["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dynamodb"]["NewImage"]["events"]["L"][0]["M"]["status"]["S"] == "sent")
+        .expect("the record of the dispatch");
+    assert_eq!(sent_record["dynamodb"]["NewImage"]["sid"]["S"], sid.as_str());
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{ "itemIdentifier": sent_record["dynamodb"]["SequenceNumber"] }]),
+        "{response}"
+    );
+    assert_eq!(w.rx.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn the_deployed_worker_never_calls_a_loopback_url_and_dead_letters_the_event() {
+    // Given an account whose callback URL is on loopback (only a store write could put it
+    // there: the API refuses it), and the worker as deployed
+    let mut w = world(&[], CallbackMethod::Post).await;
+    let sdk = aws_config().await;
+    w.worker =
+        CallbackWorker::deployed(&sdk, w.table.clone(), w.worker.keys.clone(), w.retry_url.clone(), w.dead_url.clone());
+    w.send(&random_us_number(), json!({})).await;
+    // When the stream is handed on
+    assert!(no_failures(&w.feed_stream().await));
+    // Then the receiver is never called, and the event is a dead letter saying why
+    assert!(w.rx.calls().is_empty());
+    let dead = w.receive(&w.dead_url).await;
+    assert_eq!(dead.len(), 1);
+    let letter: DeadLetter = serde_json::from_str(dead[0].body().unwrap()).unwrap();
+    assert_eq!((letter.event.status.as_str(), letter.attempts), ("sent", 1));
+    assert_eq!(letter.reason, "not a public https URL");
+    assert_eq!(w.queued(&w.retry_url).await, 0, "a refused URL is not retried");
+}
+
+// ---- receipts --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sns_sms_delivery_logs_move_the_event_to_delivered_once_and_late_receipts_change_nothing() {
+    // Given an SMS OTP sent through SNS: its event is `sent`, with SNS's message id
+    let w = world(&[], CallbackMethod::Post).await;
+    let sid = w.send(&random_us_number(), json!({})).await;
+    assert_eq!(w.channel_status(&sid).await.0, "sent");
+    // When SNS's delivery-status log line reaches the receipts function (subscription filter)
+    let ok = sms_log_line(&w, &sid, "SUCCESS", "Message has been accepted by phone carrier").await;
+    let tally = w.receipts.handle(logs_event(std::slice::from_ref(&ok))).await.unwrap();
+    // Then the session record shows it delivered
+    assert_eq!(tally["applied"], 1, "{tally}");
+    assert_eq!(w.channel_status(&sid).await.0, "delivered");
+    // When the same line comes again, and a late failure for the same message
+    let late = sms_log_line(&w, &sid, "FAILURE", "Phone is currently unreachable/unavailable").await;
+    let tally = w.receipts.handle(logs_event(&[ok, late])).await.unwrap();
+    // Then nothing changes
+    assert_eq!((tally["applied"].as_u64(), tally["unchanged"].as_u64()), (Some(0), Some(2)), "{tally}");
+    let (status, _, error) = w.channel_status(&sid).await;
+    assert_eq!((status.as_str(), error), ("delivered", Value::Null));
+    // And the stream tells the receiver `sent` and `delivered`, once each
+    assert!(no_failures(&w.feed_stream().await));
+    let mut got = statuses(&w.rx.calls());
+    got.sort();
+    assert_eq!(got, ["delivered", "sent"]);
+}
+
+#[tokio::test]
+async fn an_sms_failure_log_is_undelivered_with_the_carriers_reason() {
+    let w = world(&[], CallbackMethod::Post).await;
+    let sid = w.send(&random_us_number(), json!({})).await;
+    let line = sms_log_line(&w, &sid, "FAILURE", "Phone carrier has blocked this message").await;
+    let tally = w.receipts.handle(logs_event(&[line])).await.unwrap();
+    assert_eq!(tally["applied"], 1);
+    let r = w.record(&sid).await;
+    assert_eq!(r["events"][0]["channelStatus"], "undelivered");
+    assert_eq!(r["events"][0]["channelErrorCode"], "SMS_FAILURE");
+    assert_eq!(r["events"][0]["channelErrorMessage"], "Phone carrier has blocked this message");
+}
+
+#[tokio::test]
+async fn ses_bounce_notifications_make_the_email_undelivered_and_a_late_delivery_changes_nothing() {
+    // Given an email OTP sent through SES
+    let w = world(&[], CallbackMethod::Post).await;
+    let sid = w.send(&format!("{}@example.com", ids::new_sid("u")), json!({})).await;
+    let (status, message_id, _) = w.channel_status(&sid).await;
+    assert_eq!(status, "sent");
+    // When SES publishes a permanent bounce (configuration set → SNS → the function)
+    let bounce = ses_event(
+        "Bounce",
+        &message_id,
+        json!({ "bounce": { "bounceType": "Permanent", "bounceSubType": "General", "timestamp": "2026-12-01T19:40:00.000Z",
+            "feedbackId": "0100018c-feedback", "bouncedRecipients": [{ "emailAddress": "user@example.com", "action": "failed",
+            "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown" }] } }),
+    );
+    let tally = w.receipts.handle(ses_sns_event(&[bounce])).await.unwrap();
+    assert_eq!(tally["applied"], 1, "{tally}");
+    // Then the record shows it undelivered with the bounce
+    let r = w.record(&sid).await;
+    assert_eq!(r["events"][0]["channelStatus"], "undelivered");
+    assert_eq!(r["events"][0]["channelErrorCode"], "SES_BOUNCE_PERMANENT");
+    assert_eq!(r["events"][0]["channelErrorMessage"], "smtp; 550 5.1.1 user unknown");
+    // When a delivery and a complaint for it arrive late, plus an open (no delivery news) and a
+    // receipt for a message that is not ours
+    let late = [
+        ses_event("Delivery", &message_id, json!({ "delivery": { "smtpResponse": "250 ok" } })),
+        ses_event("Complaint", &message_id, json!({ "complaint": { "complainedRecipients": [] } })),
+        ses_event("Open", &message_id, json!({ "open": {} })),
+        ses_event("Delivery", "0100018c-not-ours", json!({ "delivery": {} })),
+    ];
+    let tally = w.receipts.handle(ses_sns_event(&late)).await.unwrap();
+    // Then nothing changes
+    assert_eq!(tally, json!({ "applied": 0, "unchanged": 2, "unknown": 1, "ignored": 1 }));
+    assert_eq!(w.record(&sid).await["events"][0]["channelStatus"], "undelivered");
+}
+
+#[tokio::test]
+async fn concurrent_receipts_for_one_event_change_it_exactly_once() {
+    // Given an SMS OTP sent through SNS
+    let w = world(&[], CallbackMethod::Post).await;
+    let sid = w.send(&random_us_number(), json!({})).await;
+    let ok = sms_log_line(&w, &sid, "SUCCESS", "Message has been accepted by phone carrier").await;
+    let failed = sms_log_line(&w, &sid, "FAILURE", "Unknown error attempting to reach phone").await;
+    // When eight receipts for it (four of each outcome) are handled at once
+    let handled = futures::future::join_all(
+        (0..8usize)
+            .map(|i| w.receipts.handle(logs_event(&[if i.is_multiple_of(2) { ok.clone() } else { failed.clone() }]))),
+    )
+    .await;
+    // Then exactly one changed the event, and the record shows that one's outcome
+    let applied: Vec<usize> =
+        handled.iter().enumerate().filter(|(_, t)| t.as_ref().unwrap()["applied"] == 1).map(|(i, _)| i).collect();
+    assert_eq!(applied.len(), 1, "{handled:?}");
+    let expected = if applied[0].is_multiple_of(2) { "delivered" } else { "undelivered" };
+    assert_eq!(w.channel_status(&sid).await.0, expected);
+    // And the stream tells that one change once
+    assert!(no_failures(&w.feed_stream().await));
+    let mut got = statuses(&w.rx.calls());
+    got.sort();
+    let mut want = vec![expected.to_owned(), "sent".to_owned()];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+// ---- the expiry sweeper ----------------------------------------------------------------------
+
+fn schedule() -> Value {
+    json!({ "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": "123456789012", "time": "2026-12-01T19:41:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/twofa-sweeper"], "detail": {} })
+}
+
+#[tokio::test]
+async fn the_sweeper_expires_what_is_due_cancels_what_was_superseded_and_touches_nothing_else() {
+    // Given four OTPs: one with a 30 s timeout, one verified, one superseded once the 20 s
+    // guard time of its send is over, and the 10-minute one that superseded it
+    let w = world(&[], CallbackMethod::Post).await;
+    let short = w.send(&random_us_number(), json!({ "timeout": 30 })).await;
+    let verified_to = random_us_number();
+    let verified = w.send(&verified_to, json!({ "timeout": 30 })).await;
+    let code = sms_code(&verified_to).await;
+    let (status, _) = w.call(&w.otp, "POST", "/2fa/verify", Some(json!({ "requestId": verified, "code": code }))).await;
+    assert_eq!(status, 200);
+    let to = random_us_number();
+    let old = w.send(&to, json!({ "timeout": 600, "guardTime": 20 })).await;
+    w.clock.advance_secs(61); // past the default limit's minute
+    let newer = w.send(&to, json!({ "timeout": 600 })).await;
+    assert!(no_failures(&w.feed_stream().await));
+    let before = w.rx.calls().len();
+    // When the schedule runs the sweeper while the 30 s timeout and the guard time are over
+    w.clock.advance_secs(30);
+    let swept = w.worker.handle(schedule()).await.unwrap();
+    // Then the short one is expired and the superseded one canceled; the others are as they were
+    assert_eq!(swept, json!({ "settled": 2 }));
+    let status = |sid: String| {
+        let w = &w;
+        async move { w.record(&sid).await["status"].as_str().unwrap().to_owned() }
+    };
+    assert_eq!(status(short.clone()).await, "expired");
+    assert_eq!(status(old.clone()).await, "canceled");
+    assert_eq!(status(verified.clone()).await, "success");
+    assert_eq!(status(newer.clone()).await, "pending");
+    // And the receiver is told `expired` and `canceled`, nothing else
+    assert!(no_failures(&w.feed_stream().await));
+    let told: Vec<(String, String)> = w.rx.calls()[before..]
+        .iter()
+        .map(|c| (c.status(), c.fields()["requestID"].as_str().unwrap().to_owned()))
+        .collect();
+    let mut told = told;
+    told.sort();
+    let mut want = vec![("canceled".to_owned(), old), ("expired".to_owned(), short)];
+    want.sort();
+    assert_eq!(told, want);
+    // And the next sweep finds nothing
+    assert_eq!(w.worker.handle(schedule()).await.unwrap(), json!({ "settled": 0 }));
+}
