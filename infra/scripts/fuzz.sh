@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 CARGO_FUZZ_VERSION=0.13.2
 SECONDS_EACH="${FUZZ_SECONDS:-600}"
-TARGETS=(params limit_buckets page_token lambda_event)
+TARGETS=(params limit_buckets workflow_channels page_token lambda_event)
 
 if [[ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz ${CARGO_FUZZ_VERSION}" ]]; then
     echo "==> installing cargo-fuzz ${CARGO_FUZZ_VERSION}"

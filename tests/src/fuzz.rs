@@ -14,6 +14,7 @@ use twofa::{
         crypto::Keys,
         limits::parse_buckets,
         records::{Mark, PageToken, Start},
+        workflows::parse_channels,
     },
     http::params::Params,
     ports::{AccountStore, Deps, NoScheduler},
@@ -23,8 +24,13 @@ use twofa::{
 pub type Target = fn(&[u8]);
 
 /// The targets, by the name of their corpus directory.
-pub const TARGETS: [(&str, Target); 4] =
-    [("params", params), ("limit_buckets", limit_buckets), ("page_token", page_token), ("lambda_event", lambda_event)];
+pub const TARGETS: [(&str, Target); 5] = [
+    ("params", params),
+    ("limit_buckets", limit_buckets),
+    ("workflow_channels", workflow_channels),
+    ("page_token", page_token),
+    ("lambda_event", lambda_event),
+];
 
 /// Request parameters: query string and body (JSON, form, the seeds' `\{code}` escapes),
 /// split at the first 0xFF byte, and every accessor on what they parse to.
@@ -49,6 +55,21 @@ pub fn limit_buckets(data: &[u8]) {
     if let Ok(v) = serde_json::from_slice::<Value>(data) {
         let _ = parse_buckets(&v);
         let _ = parse_buckets(&json!({ "buckets": v }));
+    }
+}
+
+/// Workflow steps as a client sends them (JSON, or a string holding it): what parses has 1 to
+/// 10 steps whose waits fit an OTP's life, and echoes back as JSON that parses the same.
+pub fn workflow_channels(data: &[u8]) {
+    let Ok(v) = serde_json::from_slice::<Value>(data) else { return };
+    for given in [v.clone(), Value::String(v.to_string())] {
+        if let Ok((steps, echo)) = parse_channels(&given) {
+            assert!((1..=10).contains(&steps.len()));
+            assert!(steps.iter().map(|s| u64::from(s.interval_secs)).sum::<u64>() <= 86_400);
+            let again = parse_channels(&serde_json::from_str::<Value>(&echo).expect("the echo is JSON"))
+                .expect("the echo parses");
+            assert_eq!(again.0, steps);
+        }
     }
 }
 

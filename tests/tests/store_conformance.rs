@@ -1033,6 +1033,32 @@ mod dynamodb_costs {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_workflow_send_and_each_later_step_cost_their_budget_of_round_trips() {
+        // Given the domain on a DynamoDB store and a workflow sms now, sms after 30 s
+        let store = Arc::new(dynamo_store().await);
+        let f = Fixture { store: store.clone(), dynamo: Some(store.clone()) };
+        // When it is sent: the workflow's one GetItem, then what any send costs
+        let before = store.calls();
+        let (deps, outbox, scheduler, _account, to, _sid) = sent_with_workflow(&f).await;
+        let c = store.calls() - before;
+        println!("workflow create + send: {c:?}");
+        // (the workflow's create is one TransactWriteItems, the account's put one PutItem)
+        assert_eq!((c.get_item, c.batch_get_item, c.transact_write_items, c.update_item), (1, 1, 2, 1), "{c:?}");
+        // When its second step runs: read the OTP, claim the step (event + usage in one
+        // transaction), note the provider's answer
+        let run = scheduler.0.lock().unwrap()[0].clone();
+        let (next, c) = measured(&store, run_step(&deps, &run)).await;
+        assert!(!next.unwrap().more);
+        println!("workflow step: {c:?}");
+        assert_eq!((c.get_item, c.transact_write_items, c.update_item, c.reads(), c.writes()), (1, 1, 1, 1, 2));
+        // And a step run again costs its one read and sends nothing
+        let (_, c) = measured(&store, run_step(&deps, &run)).await;
+        assert_eq!((c.reads(), c.writes()), (1, 0));
+        assert_eq!(outbox.messages(Some(&to)).len(), 2);
+        drop_table(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn each_operation_costs_its_budget_of_round_trips() {
         // Given the domain on a DynamoDB store and two limits of two buckets each
         let store = Arc::new(dynamo_store().await);
