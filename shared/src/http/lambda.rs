@@ -62,7 +62,7 @@ pub fn dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> ChannelDispat
 
 /// The master secret: from Secrets Manager (`TWOFA_SECRET_ARN`, the deployed path) or from
 /// `TWOFA_SECRET_KEY` (hex; local runs against emulators). Never from the table.
-async fn load_keys(sdk: &aws_config::SdkConfig) -> Result<Keys, BoxError> {
+pub async fn load_keys(sdk: &aws_config::SdkConfig) -> Result<Keys, BoxError> {
     if let Ok(arn) = std::env::var("TWOFA_SECRET_ARN") {
         let client = aws_sdk_secretsmanager::Client::new(sdk);
         let out = client.get_secret_value().secret_id(arn).send().await.map_err(|_| "cannot read the master secret")?;
