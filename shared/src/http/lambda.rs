@@ -16,6 +16,7 @@ use crate::{
         voice::{usable_voices, SmsVoiceCalls},
         Calls, ChannelDispatcher,
     },
+    adapters::emf::{stdout_sink, MeteredDispatcher, NAMESPACE},
     domain::crypto::Keys,
     http::auth::ClientIp,
     ports::{Deps, SystemClock},
@@ -79,7 +80,8 @@ pub async fn deps_from_env() -> Result<Deps, BoxError> {
     let config = Config::from_env()?;
     let sdk = aws_config().await;
     let keys = load_keys(&sdk).await?;
-    let dispatcher = dispatcher(&sdk, &config);
+    // Every delivery attempt also writes a dispatch metric line (adapters::emf).
+    let dispatcher = MeteredDispatcher::new(Arc::new(dispatcher(&sdk, &config)), stdout_sink(), metrics_namespace());
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);
     Ok(Deps {
         store: Arc::new(store),
@@ -87,6 +89,11 @@ pub async fn deps_from_env() -> Result<Deps, BoxError> {
         clock: Arc::new(SystemClock),
         keys: Arc::new(keys),
     })
+}
+
+/// The CloudWatch namespace of the EMF lines: `TWOFA_METRICS_NAMESPACE`, else `twofa`.
+pub fn metrics_namespace() -> String {
+    std::env::var("TWOFA_METRICS_NAMESPACE").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| NAMESPACE.to_owned())
 }
 
 /// Structured logs for CloudWatch; level from `RUST_LOG` (default info).
@@ -116,6 +123,7 @@ pub fn with_client_ip(mut req: lambda_http::Request) -> lambda_http::Request {
 pub async fn run(router: fn(Deps) -> Router) -> Result<(), BoxError> {
     init_tracing();
     let deps = deps_from_env().await?;
-    let app = tower::ServiceBuilder::new().map_request(with_client_ip).service(router(deps));
+    let app = crate::http::metrics::with_metrics(router(deps), stdout_sink(), metrics_namespace());
+    let app = tower::ServiceBuilder::new().map_request(with_client_ip).service(app);
     lambda_http::run(app).await
 }

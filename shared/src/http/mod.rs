@@ -7,6 +7,7 @@ pub mod format;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod limits;
+pub mod metrics;
 pub mod otp;
 pub mod params;
 pub mod records;
