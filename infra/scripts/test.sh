@@ -82,6 +82,8 @@ run_tests() {
     cargo test --workspace --features twofa/aws "$@" 2>&1 | tee "${TEST_LOG}"
 }
 phase "tests" run_tests "$@"
+# The dev server against openapi.yaml (starts and stops its own server, by pid).
+phase "schemathesis" bash infra/scripts/schemathesis.sh run
 
 # One plain closing line: cargo prints a result per test binary (the last one is the doc-tests,
 # often "0 passed"), so the sum over all of them is what this run actually tested.

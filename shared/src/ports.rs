@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use crate::domain::{
     account::Account,
     callbacks::{CallFailure, DeadLetter, PendingCall, UrlRules, WebhookRequest},
+    cidr::Cidr,
     crypto::Keys,
     error::Result,
     guard::{GuardCount, GuardKey},
@@ -48,6 +49,25 @@ pub trait AccountStore: Send + Sync {
     /// `Error::NotFound` when the account does not exist.
     async fn set_policy(&self, account: &Account, policy: &AccountPolicy) -> Result<()>;
 }
+
+/// What the admin command needs beyond `AccountStore`. Each change is written to the account
+/// and to its copies under its ancestors together, only if the account exists
+/// (`Error::NotFound` otherwise).
+#[async_trait]
+pub trait AccountAdminStore: Send + Sync {
+    /// Every account, top-level and sub-accounts, oldest first (then by sid).
+    async fn list_accounts(&self) -> Result<Vec<Account>>;
+    async fn set_suspended(&self, account: &Account, suspended: bool) -> Result<()>;
+    /// Replace the token hash, only if it is still `account.token_hash`: of two concurrent
+    /// rotations one wins and the other is `Error::Contended`.
+    async fn replace_token_hash(&self, account: &Account, token_hash: &[u8]) -> Result<()>;
+    /// Replace the caller allow-list (empty: any caller).
+    async fn set_allowed_ips(&self, account: &Account, allowed: &[Cidr]) -> Result<()>;
+}
+
+/// The store the admin command works on.
+pub trait AdminStore: AccountStore + AccountAdminStore {}
+impl<T: AccountStore + AccountAdminStore> AdminStore for T {}
 
 /// What a send reads before it decides anything, in one round trip.
 #[derive(Debug, Clone, Default)]

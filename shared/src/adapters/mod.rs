@@ -2,6 +2,7 @@
 //! and, with the `aws` feature, DynamoDB, SNS and SES.
 
 pub mod clock;
+pub mod emf;
 pub mod memory;
 pub mod outbox;
 pub mod webhook;

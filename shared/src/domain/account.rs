@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use super::{
+    cidr::Cidr,
     crypto::{ct_eq, Keys},
     error::{Error, Result},
     policy::AccountPolicy,
@@ -22,8 +23,8 @@ pub struct Account {
     /// Every account above this one, nearest last; empty for a top-level account.
     pub ancestors: Vec<String>,
     pub suspended: bool,
-    /// Caller IPs allowed; empty allows any.
-    pub allowed_ips: Vec<IpAddr>,
+    /// Caller networks allowed (CIDR blocks; a bare address is one host); empty allows any.
+    pub allowed_ips: Vec<Cidr>,
     pub created_ms: Millis,
     /// Geo permissions, pumping guard settings, test destinations.
     pub policy: AccountPolicy,
@@ -77,7 +78,7 @@ pub async fn authenticate(
     if account.suspended {
         return Err(Error::Forbidden);
     }
-    if !account.allowed_ips.is_empty() && !ip.is_some_and(|ip| account.allowed_ips.contains(&ip)) {
+    if !account.allowed_ips.is_empty() && !ip.is_some_and(|ip| account.allowed_ips.iter().any(|n| n.contains(ip))) {
         return Err(Error::Forbidden);
     }
     Ok(account)

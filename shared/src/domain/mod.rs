@@ -1,8 +1,10 @@
 //! The domain: plain Rust, no AWS SDK.
 
 pub mod account;
+pub mod account_admin;
 pub mod autofill;
 pub mod callbacks;
+pub mod cidr;
 pub mod content;
 pub mod crypto;
 pub mod definitions;

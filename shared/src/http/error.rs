@@ -40,6 +40,10 @@ pub fn status_and_code(e: &Error) -> (StatusCode, u16) {
     (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), code)
 }
 
+/// The API code a response carries (its `code`), for the request metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiCode(pub u16);
+
 /// An error as the client sees it: `{"code":N,"message":"…","requestID":null|"OTP…"}`.
 #[derive(Debug)]
 pub struct ApiError(pub Rejection);
@@ -65,6 +69,7 @@ impl IntoResponse for ApiError {
         }
         let body = json!({ "code": code, "message": error.to_string(), "requestID": request_id });
         let mut resp = (status, Json(body)).into_response();
+        resp.extensions_mut().insert(ApiCode(code));
         if error == Error::Unauthenticated {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"2fa\""));
         }

@@ -17,6 +17,7 @@ use crate::{
         voice::{usable_voices, SmsVoiceCalls},
         Calls, ChannelDispatcher,
     },
+    adapters::emf::{stdout_sink, MeteredDispatcher, NAMESPACE},
     domain::crypto::Keys,
     http::auth::ClientIp,
     ports::{Deps, NoScheduler, Scheduler, SystemClock},
@@ -76,7 +77,7 @@ pub fn scheduler(sdk: &aws_config::SdkConfig, config: &Config) -> Arc<dyn Schedu
 
 /// The master secret: from Secrets Manager (`TWOFA_SECRET_ARN`, the deployed path) or from
 /// `TWOFA_SECRET_KEY` (hex; local runs against emulators). Never from the table.
-pub(crate) async fn load_keys(sdk: &aws_config::SdkConfig) -> Result<Keys, BoxError> {
+pub async fn load_keys(sdk: &aws_config::SdkConfig) -> Result<Keys, BoxError> {
     if let Ok(arn) = std::env::var("TWOFA_SECRET_ARN") {
         let client = aws_sdk_secretsmanager::Client::new(sdk);
         let out = client.get_secret_value().secret_id(arn).send().await.map_err(|_| "cannot read the master secret")?;
@@ -93,7 +94,8 @@ pub async fn deps_from_env() -> Result<Deps, BoxError> {
     let config = Config::from_env()?;
     let sdk = aws_config().await;
     let keys = load_keys(&sdk).await?;
-    let dispatcher = dispatcher(&sdk, &config);
+    // Every delivery attempt also writes a dispatch metric line (adapters::emf).
+    let dispatcher = MeteredDispatcher::new(Arc::new(dispatcher(&sdk, &config)), stdout_sink(), metrics_namespace());
     let scheduler = scheduler(&sdk, &config);
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);
     Ok(Deps {
@@ -103,6 +105,11 @@ pub async fn deps_from_env() -> Result<Deps, BoxError> {
         keys: Arc::new(keys),
         scheduler,
     })
+}
+
+/// The CloudWatch namespace of the EMF lines: `TWOFA_METRICS_NAMESPACE`, else `twofa`.
+pub fn metrics_namespace() -> String {
+    std::env::var("TWOFA_METRICS_NAMESPACE").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| NAMESPACE.to_owned())
 }
 
 /// Structured logs for CloudWatch; level from `RUST_LOG` (default info).
@@ -132,6 +139,7 @@ pub fn with_client_ip(mut req: lambda_http::Request) -> lambda_http::Request {
 pub async fn run(router: fn(Deps) -> Router) -> Result<(), BoxError> {
     init_tracing();
     let deps = deps_from_env().await?;
-    let app = tower::ServiceBuilder::new().map_request(with_client_ip).service(router(deps));
+    let app = crate::http::metrics::with_metrics(router(deps), stdout_sink(), metrics_namespace());
+    let app = tower::ServiceBuilder::new().map_request(with_client_ip).service(app);
     lambda_http::run(app).await
 }

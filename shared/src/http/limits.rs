@@ -24,9 +24,8 @@ use crate::{
         acting_for,
         auth::Caller,
         definitions::{description_change, explicit_account, list_page, one, scope, Answer},
-        finish,
         params::Params,
-        route_with_suffixes, strip_format_suffix,
+        strip_format_suffix, Routes,
     },
     ports::Deps,
 };
@@ -35,14 +34,18 @@ use crate::{
 const SEARCH_PATH: &str = "/2fa/limits/search";
 
 pub fn router(deps: Deps) -> Router {
-    let r = Router::new();
-    let r = route_with_suffixes(r, "/2fa/limits", post(create_limit).get(list_limits));
-    let r = route_with_suffixes(r, SEARCH_PATH, get(list_limits));
-    // The seeds' page URIs end the path with a slash.
-    let r = r.route("/2fa/limits/search/", get(list_limits));
-    let r = r.route("/2fa/limits/search/{sid}", get(fetch_limit));
-    let r = r.route("/2fa/limits/{sid}", get(fetch_limit).put(update_limit).delete(delete_limit));
-    finish(r, deps)
+    routes().finish(deps)
+}
+
+/// Every route of the group (and its paths, for the OpenAPI check).
+pub fn routes() -> Routes {
+    Routes::new()
+        .with_suffixes("/2fa/limits", post(create_limit).get(list_limits))
+        .with_suffixes(SEARCH_PATH, get(list_limits))
+        // The seeds' page URIs end the path with a slash.
+        .route("/2fa/limits/search/", get(list_limits))
+        .route("/2fa/limits/search/{sid}", get(fetch_limit))
+        .route("/2fa/limits/{sid}", get(fetch_limit).put(update_limit).delete(delete_limit))
 }
 
 async fn create_limit(State(deps): State<Deps>, Caller(caller): Caller, p: Params) -> Answer {

@@ -8,6 +8,7 @@ pub mod format;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod limits;
+pub mod metrics;
 pub mod otp;
 pub mod params;
 pub mod records;
@@ -27,6 +28,43 @@ use crate::{
     ports::Deps,
 };
 pub use error::ApiError;
+
+/// A router and every path it routes, so the paths can be held against `openapi.yaml`
+/// (`tests/tests/openapi.rs`): each router module builds its router from `routes()`.
+#[derive(Default)]
+pub struct Routes {
+    router: Router<Deps>,
+    paths: Vec<String>,
+}
+
+impl Routes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn route(mut self, path: &str, handler: MethodRouter<Deps>) -> Self {
+        self.router = self.router.route(path, handler);
+        self.paths.push(path.to_owned());
+        self
+    }
+
+    /// `path` and its `.json` / `.xml` twins.
+    pub fn with_suffixes(self, path: &str, handler: MethodRouter<Deps>) -> Self {
+        self.route(path, handler.clone())
+            .route(&format!("{path}.json"), handler.clone())
+            .route(&format!("{path}.xml"), handler)
+    }
+
+    /// Every path routed, as given to axum (`{sid}` for a parameter).
+    pub fn paths(&self) -> &[String] {
+        &self.paths
+    }
+
+    /// The router, finished as every router is (`finish`).
+    pub fn finish(self, deps: Deps) -> Router {
+        finish(self.router, deps)
+    }
+}
 
 /// Register `path` and its `.json` / `.xml` twins.
 pub fn route_with_suffixes(router: Router<Deps>, path: &str, handler: MethodRouter<Deps>) -> Router<Deps> {

@@ -17,7 +17,7 @@ use crate::{
         send::{self, SendRequest},
         verify::{self, VerifyTarget},
     },
-    http::{acting_for, auth::Caller, finish, otp_ok, params::Params, route_with_suffixes, ApiError},
+    http::{acting_for, auth::Caller, otp_ok, params::Params, ApiError, Routes},
     ports::Deps,
 };
 
@@ -29,11 +29,15 @@ const MAX_LIMITS_PER_SEND: usize = 10;
 /// limits and records functions parse no numbers and skip it.
 pub fn router(deps: Deps) -> Router {
     crate::domain::phone::warm_up();
-    let r = Router::new();
-    let r = route_with_suffixes(r, "/2fa/send", post(send_otp));
-    let r = route_with_suffixes(r, "/2fa/verify", post(verify_otp));
-    let r = route_with_suffixes(r, "/2fa/cancel", post(cancel_otp));
-    finish(r, deps)
+    routes().finish(deps)
+}
+
+/// Every route of the group (and its paths, for the OpenAPI check).
+pub fn routes() -> Routes {
+    Routes::new()
+        .with_suffixes("/2fa/send", post(send_otp))
+        .with_suffixes("/2fa/verify", post(verify_otp))
+        .with_suffixes("/2fa/cancel", post(cancel_otp))
 }
 
 async fn send_otp(

@@ -24,7 +24,7 @@ use crate::{
         time::{self, Millis},
         usage::UsageCategory,
     },
-    http::{acting_for, auth::Caller, finish, params::Params, route_with_suffixes, strip_format_suffix, ApiError},
+    http::{acting_for, auth::Caller, params::Params, strip_format_suffix, ApiError, Routes},
     ports::Deps,
 };
 
@@ -32,12 +32,16 @@ const SEARCH_PATH: &str = "/2fa/search";
 const USAGE_PATH: &str = "/2fa/usage/records";
 
 pub fn router(deps: Deps) -> Router {
-    let r = Router::new();
-    let r = route_with_suffixes(r, SEARCH_PATH, get(search).post(search));
-    let r = r.route("/2fa/search/{sid}", get(one_record));
-    let r = route_with_suffixes(r, USAGE_PATH, get(usage_range).post(usage_range));
-    let r = r.route("/2fa/usage/records/{subresource}", get(usage_period));
-    finish(r, deps)
+    routes().finish(deps)
+}
+
+/// Every route of the group (and its paths, for the OpenAPI check).
+pub fn routes() -> Routes {
+    Routes::new()
+        .with_suffixes(SEARCH_PATH, get(search).post(search))
+        .route("/2fa/search/{sid}", get(one_record))
+        .with_suffixes(USAGE_PATH, get(usage_range).post(usage_range))
+        .route("/2fa/usage/records/{subresource}", get(usage_period))
 }
 
 type Answer = std::result::Result<Json<Value>, ApiError>;

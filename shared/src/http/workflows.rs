@@ -26,9 +26,8 @@ use crate::{
         acting_for,
         auth::Caller,
         definitions::{description_change, explicit_account, list_page, one, scope, Answer},
-        finish,
         params::Params,
-        route_with_suffixes, strip_format_suffix,
+        strip_format_suffix, Routes,
     },
     ports::Deps,
 };
@@ -36,14 +35,18 @@ use crate::{
 const SEARCH_PATH: &str = "/2fa/workflows/search";
 
 pub fn router(deps: Deps) -> Router {
-    let r = Router::new();
-    let r = route_with_suffixes(r, "/2fa/workflows", post(create_workflow).get(list_workflows));
-    let r = route_with_suffixes(r, SEARCH_PATH, get(list_workflows));
-    // The seeds' page URIs end the path with a slash.
-    let r = r.route("/2fa/workflows/search/", get(list_workflows));
-    let r = r.route("/2fa/workflows/search/{sid}", get(fetch_workflow));
-    let r = r.route("/2fa/workflows/{sid}", get(fetch_workflow).put(update_workflow).delete(delete_workflow));
-    finish(r, deps)
+    routes().finish(deps)
+}
+
+/// Every route of the group (and its paths, for the OpenAPI check).
+pub fn routes() -> Routes {
+    Routes::new()
+        .with_suffixes("/2fa/workflows", post(create_workflow).get(list_workflows))
+        .with_suffixes(SEARCH_PATH, get(list_workflows))
+        // The seeds' page URIs end the path with a slash.
+        .route("/2fa/workflows/search/", get(list_workflows))
+        .route("/2fa/workflows/search/{sid}", get(fetch_workflow))
+        .route("/2fa/workflows/{sid}", get(fetch_workflow).put(update_workflow).delete(delete_workflow))
 }
 
 async fn create_workflow(State(deps): State<Deps>, Caller(caller): Caller, p: Params) -> Answer {

@@ -1,6 +1,7 @@
 //! The embedded store: everything in one process, behind one mutex, so every multi-item write
 //! is atomic exactly as a DynamoDB transaction is. Same conditions, same answers.
 
+mod account_admin;
 mod records;
 mod workflows;
 

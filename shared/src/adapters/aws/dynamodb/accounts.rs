@@ -40,7 +40,7 @@ impl AccountCache {
     }
 
     /// Drop `sid` from this process's cache (after this process changed it).
-    fn forget(&self, sid: &str) {
+    pub(super) fn forget(&self, sid: &str) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.remove(sid);
         }

@@ -230,6 +230,10 @@ pub(crate) fn gsi3pk(provider_id: &str) -> String {
     format!("MSG#{}", esc(provider_id))
 }
 
+/// The `gsi1` partition that lists every account (only account items carry it, not their
+/// copies under ancestors): `list_accounts` is one Query, never a Scan of the OTPs.
+pub(crate) const ACCOUNTS_GSI1PK: &str = "ACCOUNTS";
+
 /// Epoch seconds, as DynamoDB TTL wants them.
 fn epoch_secs(ms: Millis) -> i64 {
     ms.div_euclid(1000)
@@ -350,6 +354,11 @@ pub(crate) struct AccountItem {
     pub created_ms: Millis,
     #[serde(flatten)]
     pub policy: PolicyItem,
+    /// `ACCOUNTS_GSI1PK` / `gsi1sk(created_ms, sid)` on the account's own item; absent on copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi1pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi1sk: Option<String>,
 }
 
 /// An account's policy, as attributes of its item (all absent for the default policy, so
@@ -451,7 +460,10 @@ impl From<PolicyItem> for AccountPolicy {
 impl AccountItem {
     /// The account under `key`: its own (`Key::account`) or an ancestor's copy.
     pub fn new(key: Key, a: &Account) -> Self {
+        let own = key == Key::account(&a.sid);
         AccountItem {
+            gsi1pk: own.then(|| ACCOUNTS_GSI1PK.to_owned()),
+            gsi1sk: own.then(|| gsi1sk(a.created_ms, &a.sid)),
             pk: key.pk,
             sk: key.sk,
             sid: a.sid.clone(),

@@ -3,6 +3,7 @@
 //!
 //! docs/data-model.md lists the items, keys and access patterns with their round trips.
 
+mod account_admin;
 mod accounts;
 mod calls;
 mod errors;

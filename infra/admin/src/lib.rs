@@ -1,0 +1,407 @@
+//! `twofa-admin`: accounts on the configured table. Arguments are parsed here (`parse`), the
+//! work is the domain's (`domain::account_admin`, `domain::policy`) on the store's ports, so
+//! the same commands run on the embedded store in tests and on DynamoDB for real.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use twofa::{
+    adapters::aws::{aws_config, dynamodb::DynamoStore},
+    domain::{
+        account::Account,
+        account_admin,
+        callbacks::UrlRules,
+        crypto::Keys,
+        error::Error,
+        policy::{self, PolicyUpdate},
+        time,
+    },
+    http::lambda::{load_keys, Config},
+    ports::{AdminStore, Clock, SystemClock},
+};
+
+pub const USAGE: &str = "\
+usage: twofa-admin account <command>
+
+  create --email ADDRESS [--parent AC…]   a new account (a sub-account of --parent); prints its
+                                          sid, auth token and webhook secret, this once
+  list [--json]                           every account
+  show SID                                one account, its policy included (JSON)
+  suspend SID | resume SID                its credentials answer 403 / work again
+  rotate-token SID                        a new auth token (printed once); the old one stops
+  set-callback SID --url URL [--method GET|POST] [--rotate-secret]
+  set-callback SID --clear                where the account's OTP events are told
+  allow-ips SID CIDR… | --any             only callers from these networks (or any again)
+  policy SID --json '{…}'                 geo permissions, pumping guard, test numbers
+                                          (allowedCountries, pumpingGuard, testNumbers)
+
+Environment: TWOFA_TABLE (the table), TWOFA_SECRET_ARN (Secrets Manager) or TWOFA_SECRET_KEY
+(hex) for the master key, the usual AWS variables (AWS_REGION, AWS_PROFILE…, AWS_ENDPOINT_URL
+for a local emulator). Changes reach running functions within 30 s (their account cache).
+";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Create { email: String, parent: Option<String> },
+    List { json: bool },
+    Show { sid: String },
+    Suspend { sid: String, suspended: bool },
+    RotateToken { sid: String },
+    SetCallback { sid: String, url: Option<String>, method: Option<String>, rotate_secret: bool },
+    AllowIps { sid: String, blocks: Vec<String> },
+    Policy { sid: String, json: String },
+}
+
+/// The arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let mut it = args.iter().map(String::as_str);
+    match it.next() {
+        None | Some("help" | "-h" | "--help") => return Ok(Command::Help),
+        Some("account") => {}
+        Some(other) => return Err(format!("unknown command {other:?}")),
+    }
+    let Some(sub) = it.next() else { return Err("account needs a command".into()) };
+    if matches!(sub, "help" | "-h" | "--help") {
+        return Ok(Command::Help);
+    }
+    let a = Args::split(it.collect(), sub)?;
+    let cmd = match sub {
+        "create" => {
+            a.only(&["email", "parent"], &[], 0)?;
+            Command::Create { email: a.required("email")?, parent: a.value("parent") }
+        }
+        "list" => {
+            a.only(&[], &["json"], 0)?;
+            Command::List { json: a.flag("json") }
+        }
+        "show" => {
+            a.only(&[], &[], 1)?;
+            Command::Show { sid: a.sid()? }
+        }
+        "suspend" | "resume" => {
+            a.only(&[], &[], 1)?;
+            Command::Suspend { sid: a.sid()?, suspended: sub == "suspend" }
+        }
+        "rotate-token" => {
+            a.only(&[], &[], 1)?;
+            Command::RotateToken { sid: a.sid()? }
+        }
+        "set-callback" => {
+            a.only(&["url", "method"], &["clear", "rotate-secret"], 1)?;
+            let url = a.value("url");
+            if url.is_some() == a.flag("clear") {
+                return Err("set-callback needs --url URL or --clear".into());
+            }
+            if url.is_none() && a.value("method").is_some() {
+                return Err("--method goes with --url".into());
+            }
+            Command::SetCallback {
+                sid: a.sid()?,
+                url,
+                method: a.value("method"),
+                rotate_secret: a.flag("rotate-secret"),
+            }
+        }
+        "allow-ips" => {
+            a.only(&[], &["any"], usize::MAX)?;
+            let sid = a.sid()?;
+            let blocks = a.positional[1..].to_vec();
+            if blocks.is_empty() != a.flag("any") {
+                return Err("allow-ips needs CIDR blocks, or --any to allow any caller".into());
+            }
+            Command::AllowIps { sid, blocks }
+        }
+        "policy" => {
+            a.only(&["json"], &[], 1)?;
+            Command::Policy { sid: a.sid()?, json: a.required("json")? }
+        }
+        other => return Err(format!("unknown account command {other:?}")),
+    };
+    Ok(cmd)
+}
+
+/// A command's arguments: `--name value` / `--name=value` options, `--flag`s, positionals.
+struct Args {
+    command: String,
+    options: Vec<(String, Option<String>)>,
+    positional: Vec<String>,
+}
+
+/// Options that take no value.
+const FLAGS: [&str; 4] = ["json", "clear", "rotate-secret", "any"];
+
+impl Args {
+    fn split(raw: Vec<&str>, command: &str) -> Result<Self, String> {
+        let mut a = Args { command: command.to_owned(), options: vec![], positional: vec![] };
+        let mut raw = raw.into_iter();
+        while let Some(arg) = raw.next() {
+            let Some(name) = arg.strip_prefix("--") else {
+                a.positional.push(arg.to_owned());
+                continue;
+            };
+            let (name, value) = match name.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_owned())),
+                // `policy --json` takes a value; `list --json` is a flag.
+                None if FLAGS.contains(&name) && !(name == "json" && command == "policy") => (name, None),
+                None => (name, Some(raw.next().ok_or_else(|| format!("--{name} needs a value"))?.to_owned())),
+            };
+            if a.options.iter().any(|(n, _)| n == name) {
+                return Err(format!("--{name} given twice"));
+            }
+            a.options.push((name.to_owned(), value));
+        }
+        Ok(a)
+    }
+
+    /// Refuse options not in `valued`/`flags` and more than `max_positional` positionals.
+    fn only(&self, valued: &[&str], flags: &[&str], max_positional: usize) -> Result<(), String> {
+        for (name, value) in &self.options {
+            let ok = if value.is_some() { valued.contains(&name.as_str()) } else { flags.contains(&name.as_str()) };
+            if !ok {
+                return Err(format!(
+                    "{} does not take --{name}{}",
+                    self.command,
+                    if value.is_some() { " VALUE" } else { "" }
+                ));
+            }
+        }
+        if self.positional.len() > max_positional {
+            return Err(format!("{}: unexpected argument {:?}", self.command, self.positional[max_positional]));
+        }
+        Ok(())
+    }
+
+    fn value(&self, name: &str) -> Option<String> {
+        self.options.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.clone())
+    }
+
+    fn required(&self, name: &str) -> Result<String, String> {
+        self.value(name).ok_or_else(|| format!("{} needs --{name}", self.command))
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.options.iter().any(|(n, v)| n == name && v.is_none())
+    }
+
+    fn sid(&self) -> Result<String, String> {
+        self.positional.first().cloned().ok_or_else(|| format!("{} needs an account SID", self.command))
+    }
+}
+
+/// Build the DynamoDB store and the keys from the environment (as the functions do), then run.
+pub async fn run_from_env(command: Command) -> Result<String, String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let sdk = aws_config().await;
+    let keys = load_keys(&sdk).await.map_err(|e| e.to_string())?;
+    // No cache: each command reads what is stored now.
+    let store =
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table).with_account_cache_ttl(Duration::ZERO);
+    run(command, &store, &keys, &SystemClock).await
+}
+
+/// Run `command` on `store`; what to print.
+pub async fn run(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &dyn Clock) -> Result<String, String> {
+    let sid_of = |c: &Command| match c {
+        Command::Show { sid }
+        | Command::Suspend { sid, .. }
+        | Command::RotateToken { sid }
+        | Command::SetCallback { sid, .. }
+        | Command::AllowIps { sid, .. }
+        | Command::Policy { sid, .. } => Some(sid.clone()),
+        Command::Create { parent, .. } => parent.clone(),
+        _ => None,
+    };
+    let sid = sid_of(&command);
+    execute(command, store, keys, clock).await.map_err(|e| match (e, sid) {
+        (Error::NotFound, Some(sid)) => format!("no account {sid}"),
+        (Error::Contended, _) => "the account changed meanwhile; run the command again".to_owned(),
+        (e, _) => e.to_string(),
+    })
+}
+
+async fn execute(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &dyn Clock) -> twofa::Result<String> {
+    Ok(match command {
+        Command::Help => USAGE.to_owned(),
+        Command::Create { email, parent } => {
+            let c = account_admin::create(store, keys, clock.now_ms(), &email, parent.as_deref()).await?;
+            // Shell assignments: `eval "$(twofa-admin account create …)"` works.
+            format!("ACCOUNT_SID={}\nAUTH_TOKEN={}\nWEBHOOK_SECRET={}\n", c.account.sid, c.token.0, c.webhook_secret.0)
+        }
+        Command::List { json } => {
+            let accounts = store.list_accounts().await?;
+            if json {
+                let all: Vec<Value> = accounts.iter().map(view).collect();
+                format!("{}\n", serde_json::to_string_pretty(&all).unwrap_or_default())
+            } else {
+                table(&accounts)
+            }
+        }
+        Command::Show { sid } => {
+            let account = store.get_account(&sid).await?.ok_or(Error::NotFound)?;
+            format!("{}\n", serde_json::to_string_pretty(&view(&account)).unwrap_or_default())
+        }
+        Command::Suspend { sid, suspended } => {
+            let a = account_admin::set_suspended(store, &sid, suspended).await?;
+            format!("{} {}\n", a.sid, status(&a))
+        }
+        Command::RotateToken { sid } => {
+            let token = account_admin::rotate_token(store, keys, &sid).await?;
+            format!("AUTH_TOKEN={}\n", token.0)
+        }
+        Command::SetCallback { sid, url, method, rotate_secret } => {
+            let update = PolicyUpdate {
+                callback_url: Some(url),
+                callback_method: method,
+                rotate_webhook_secret: rotate_secret,
+                ..Default::default()
+            };
+            let change = policy::update_policy_with(store, keys, &sid, update, UrlRules::Public).await?;
+            let mut out = match &change.policy.callback {
+                Some(c) => format!("{sid} callback {} {}\n", c.method.as_str(), c.url),
+                None => format!("{sid} callback none\n"),
+            };
+            if let Some(secret) = change.webhook_secret {
+                out.push_str(&format!("WEBHOOK_SECRET={}\n", secret.0));
+            }
+            out
+        }
+        Command::AllowIps { sid, blocks } => {
+            let list = account_admin::allow_ips(store, &sid, &blocks).await?;
+            if list.is_empty() {
+                format!("{sid} allows any caller\n")
+            } else {
+                format!("{sid} allows {}\n", list.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))
+            }
+        }
+        Command::Policy { sid, json } => {
+            let update: PolicyUpdate =
+                serde_json::from_str(&json).map_err(|e| Error::invalid("json", format!("not a policy: {e}")))?;
+            let change = policy::update_policy_with(store, keys, &sid, update, UrlRules::Public).await?;
+            let mut out = format!("{}\n", serde_json::to_string_pretty(&change.policy.view()).unwrap_or_default());
+            if let Some(secret) = change.webhook_secret {
+                out.push_str(&format!("WEBHOOK_SECRET={}\n", secret.0));
+            }
+            out
+        }
+    })
+}
+
+fn status(a: &Account) -> &'static str {
+    if a.suspended {
+        "suspended"
+    } else {
+        "active"
+    }
+}
+
+/// An account as `show` and `list --json` print it: never its token hash or sealed secrets.
+fn view(a: &Account) -> Value {
+    json!({
+        "sid": a.sid,
+        "parentSid": a.parent(),
+        "email": a.email,
+        "status": status(a),
+        "allowedIps": a.allowed_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "dateCreated": time::iso(a.created_ms),
+        "policy": a.policy.view(),
+    })
+}
+
+fn table(accounts: &[Account]) -> String {
+    let mut rows = vec![[
+        "SID".to_owned(),
+        "PARENT".into(),
+        "EMAIL".into(),
+        "STATUS".into(),
+        "ALLOWED IPS".into(),
+        "CREATED".into(),
+    ]];
+    for a in accounts {
+        let ips = if a.allowed_ips.is_empty() {
+            "any".to_owned()
+        } else {
+            a.allowed_ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        };
+        rows.push([
+            a.sid.clone(),
+            a.parent().unwrap_or("-").to_owned(),
+            a.email.clone().unwrap_or_else(|| "-".into()),
+            status(a).to_owned(),
+            ips,
+            time::iso(a.created_ms),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn every_command_parses_with_its_options() {
+        assert_eq!(
+            parse(&args("account create --email a@example.com --parent ACp")).unwrap(),
+            Command::Create { email: "a@example.com".into(), parent: Some("ACp".into()) }
+        );
+        assert_eq!(
+            parse(&args("account create --email=a@example.com")).unwrap(),
+            Command::Create { email: "a@example.com".into(), parent: None }
+        );
+        assert_eq!(parse(&args("account list --json")).unwrap(), Command::List { json: true });
+        assert_eq!(
+            parse(&args("account resume AC1")).unwrap(),
+            Command::Suspend { sid: "AC1".into(), suspended: false }
+        );
+        assert_eq!(
+            parse(&args("account set-callback AC1 --url https://h.example.com/cb --method GET")).unwrap(),
+            Command::SetCallback {
+                sid: "AC1".into(),
+                url: Some("https://h.example.com/cb".into()),
+                method: Some("GET".into()),
+                rotate_secret: false
+            }
+        );
+        assert_eq!(
+            parse(&args("account allow-ips AC1 10.0.0.0/8 192.0.2.1")).unwrap(),
+            Command::AllowIps { sid: "AC1".into(), blocks: vec!["10.0.0.0/8".into(), "192.0.2.1".into()] }
+        );
+        assert_eq!(
+            parse(&args("account allow-ips AC1 --any")).unwrap(),
+            Command::AllowIps { sid: "AC1".into(), blocks: vec![] }
+        );
+        let policy =
+            vec!["account".into(), "policy".into(), "AC1".into(), "--json".into(), r#"{"testNumbers":[]}"#.into()];
+        assert_eq!(
+            parse(&policy).unwrap(),
+            Command::Policy { sid: "AC1".into(), json: r#"{"testNumbers":[]}"#.into() }
+        );
+        assert_eq!(parse(&args("--help")).unwrap(), Command::Help);
+    }
+
+    #[test]
+    fn malformed_command_lines_say_what_is_wrong() {
+        let err = |line: &str| parse(&args(line)).unwrap_err();
+        assert_eq!(err("account create"), "create needs --email");
+        assert_eq!(err("account suspend"), "suspend needs an account SID");
+        assert_eq!(err("account suspend AC1 AC2"), "suspend: unexpected argument \"AC2\"");
+        assert_eq!(err("account list --email x"), "list does not take --email VALUE");
+        assert_eq!(err("account set-callback AC1"), "set-callback needs --url URL or --clear");
+        assert_eq!(err("account allow-ips AC1"), "allow-ips needs CIDR blocks, or --any to allow any caller");
+        assert_eq!(err("account policy AC1 --json"), "--json needs a value");
+        assert_eq!(err("account frobnicate"), "unknown account command \"frobnicate\"");
+        assert_eq!(err("account create --email a --email b"), "--email given twice");
+    }
+}

@@ -1,0 +1,197 @@
+//! Account administration (the `twofa-admin` command): create, list, suspend and resume,
+//! rotate the token, restrict caller IPs. Policies and callbacks go through
+//! `policy::update_policy_with` like the dev server's.
+
+use super::{
+    account::{Account, MAX_DEPTH},
+    callbacks,
+    cidr::Cidr,
+    crypto::Keys,
+    error::{Error, Result},
+    ids,
+    policy::{SealedSecret, WebhookSecret},
+    send::is_email,
+    time::Millis,
+};
+use crate::ports::AdminStore;
+
+/// Most CIDR blocks in one allow-list (they live in the account item).
+pub const MAX_ALLOWED_IPS: usize = 100;
+
+/// An auth token in clear, to show once. `Debug` shows nothing of it.
+pub struct AuthToken(pub String);
+
+impl std::fmt::Debug for AuthToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthToken(..)")
+    }
+}
+
+/// A new account, with the credentials shown this once (stored only hashed or sealed).
+#[derive(Debug)]
+pub struct Created {
+    pub account: Account,
+    pub token: AuthToken,
+    pub webhook_secret: WebhookSecret,
+}
+
+/// A new token: 128 bits from the OS CSPRNG, as hex.
+fn new_token() -> AuthToken {
+    AuthToken(ids::new_sid(""))
+}
+
+/// Create an account (a sub-account of `parent` when given) with `email`, a new token and a
+/// new webhook secret. `Error::NotFound` when the parent does not exist.
+pub async fn create(
+    store: &dyn AdminStore,
+    keys: &Keys,
+    now: Millis,
+    email: &str,
+    parent: Option<&str>,
+) -> Result<Created> {
+    let email = email.trim();
+    if !is_email(email) {
+        return Err(Error::invalid("email", "must be an email address"));
+    }
+    let parent = match parent {
+        Some(sid) => Some(store.get_account(sid).await?.ok_or(Error::NotFound)?),
+        None => None,
+    };
+    if parent.as_ref().is_some_and(|p| p.ancestors.len() + 1 > MAX_DEPTH) {
+        return Err(Error::invalid("parent", format!("sub-accounts go at most {MAX_DEPTH} deep")));
+    }
+    let token = new_token();
+    let mut account = Account::new(ids::new_sid(ids::ACCOUNT), &token.0, keys, parent.as_ref(), now);
+    account.email = Some(email.to_owned());
+    let secret = callbacks::new_secret();
+    account.policy.webhook_secret = Some(SealedSecret(callbacks::seal_secret(keys, &account.sid, &secret)));
+    store.put_account(&account).await?;
+    Ok(Created { account, token, webhook_secret: WebhookSecret(secret) })
+}
+
+async fn existing(store: &dyn AdminStore, sid: &str) -> Result<Account> {
+    store.get_account(sid).await?.ok_or(Error::NotFound)
+}
+
+/// Suspend (every request with its credentials answers 403) or resume an account.
+pub async fn set_suspended(store: &dyn AdminStore, sid: &str, suspended: bool) -> Result<Account> {
+    let mut account = existing(store, sid).await?;
+    store.set_suspended(&account, suspended).await?;
+    account.suspended = suspended;
+    Ok(account)
+}
+
+/// A new token for the account; the old one stops working.
+pub async fn rotate_token(store: &dyn AdminStore, keys: &Keys, sid: &str) -> Result<AuthToken> {
+    let account = existing(store, sid).await?;
+    let token = new_token();
+    store.replace_token_hash(&account, &keys.hash_token(&account.sid, &token.0)).await?;
+    Ok(token)
+}
+
+/// Only callers from these networks may use the account's credentials; none: any caller.
+pub async fn allow_ips(store: &dyn AdminStore, sid: &str, blocks: &[String]) -> Result<Vec<Cidr>> {
+    if blocks.len() > MAX_ALLOWED_IPS {
+        return Err(Error::invalid("cidr", format!("at most {MAX_ALLOWED_IPS} blocks")));
+    }
+    let mut list = blocks
+        .iter()
+        .map(|b| b.parse::<Cidr>().map_err(|e| Error::invalid("cidr", e.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    list.dedup();
+    let account = existing(store, sid).await?;
+    store.set_allowed_ips(&account, &list).await?;
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        adapters::memory::MemoryStore,
+        domain::account::authenticate,
+        ports::{AccountAdminStore, AccountStore},
+    };
+
+    async fn given_an_account() -> (MemoryStore, Keys, Created) {
+        let store = MemoryStore::new();
+        let keys = Keys::random();
+        let created = create(&store, &keys, 1_000, "ops@example.com", None).await.unwrap();
+        (store, keys, created)
+    }
+
+    #[tokio::test]
+    async fn a_created_account_authenticates_with_its_token_and_keeps_it_only_hashed() {
+        let (store, keys, c) = given_an_account().await;
+        let sid = &c.account.sid;
+        assert!(ids::is_sid(ids::ACCOUNT, sid));
+        let stored = store.get_account(sid).await.unwrap().unwrap();
+        assert_eq!(stored.email.as_deref(), Some("ops@example.com"));
+        assert_eq!(stored.token_hash, keys.hash_token(sid, &c.token.0).to_vec(), "the keyed hash, not the token");
+        assert!(authenticate(&store, &keys, sid, &c.token.0, None).await.is_ok());
+        assert_eq!(authenticate(&store, &keys, sid, "nope", None).await.unwrap_err(), Error::Unauthenticated);
+        let sealed = stored.policy.webhook_secret.expect("a webhook secret");
+        assert_eq!(
+            callbacks::open_key(&keys, sid, &sealed.0).unwrap(),
+            callbacks::secret_key(&c.webhook_secret.0).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sub_account_sits_under_its_parent_and_an_unknown_parent_is_refused() {
+        let (store, keys, parent) = given_an_account().await;
+        let sub = create(&store, &keys, 2_000, "team@example.com", Some(&parent.account.sid)).await.unwrap();
+        assert_eq!(sub.account.ancestors, vec![parent.account.sid.clone()]);
+        let err = create(&store, &keys, 2_000, "x@example.com", Some("ACnope")).await.unwrap_err();
+        assert_eq!(err, Error::NotFound);
+        assert!(matches!(create(&store, &keys, 0, "not an address", None).await.unwrap_err(),
+            Error::InvalidParameter { param, .. } if param == "email"));
+        let all = store.list_accounts().await.unwrap();
+        assert_eq!(all.iter().map(|a| &a.sid).collect::<Vec<_>>(), vec![&parent.account.sid, &sub.account.sid]);
+    }
+
+    #[tokio::test]
+    async fn suspended_accounts_are_forbidden_until_resumed() {
+        let (store, keys, c) = given_an_account().await;
+        let sid = &c.account.sid;
+        set_suspended(&store, sid, true).await.unwrap();
+        assert_eq!(authenticate(&store, &keys, sid, &c.token.0, None).await.unwrap_err(), Error::Forbidden);
+        set_suspended(&store, sid, false).await.unwrap();
+        assert!(authenticate(&store, &keys, sid, &c.token.0, None).await.is_ok());
+        assert_eq!(set_suspended(&store, "ACnope", true).await.unwrap_err(), Error::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_rotated_token_replaces_the_old_one() {
+        let (store, keys, c) = given_an_account().await;
+        let sid = &c.account.sid;
+        let new = rotate_token(&store, &keys, sid).await.unwrap();
+        assert_ne!(new.0, c.token.0);
+        assert_eq!(authenticate(&store, &keys, sid, &c.token.0, None).await.unwrap_err(), Error::Unauthenticated);
+        assert!(authenticate(&store, &keys, sid, &new.0, None).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_rotation_from_a_stale_read_loses_to_the_one_that_landed() {
+        let (store, keys, c) = given_an_account().await;
+        let stale = store.get_account(&c.account.sid).await.unwrap().unwrap();
+        rotate_token(&store, &keys, &c.account.sid).await.unwrap();
+        assert_eq!(store.replace_token_hash(&stale, b"whatever").await.unwrap_err(), Error::Contended);
+    }
+
+    #[tokio::test]
+    async fn only_callers_in_the_allowed_blocks_get_in() {
+        let (store, keys, c) = given_an_account().await;
+        let sid = &c.account.sid;
+        let list = allow_ips(&store, sid, &["203.0.113.0/24".into(), "2001:db8::1".into()]).await.unwrap();
+        assert_eq!(list.len(), 2);
+        let auth = |ip: &str| authenticate(&store, &keys, sid, &c.token.0, Some(ip.parse().unwrap()));
+        assert!(auth("203.0.113.77").await.is_ok());
+        assert!(auth("2001:db8::1").await.is_ok());
+        assert_eq!(auth("198.51.100.1").await.unwrap_err(), Error::Forbidden);
+        assert!(matches!(allow_ips(&store, sid, &["10.0.0.0/40".into()]).await.unwrap_err(),
+            Error::InvalidParameter { param, .. } if param == "cidr"));
+        allow_ips(&store, sid, &[]).await.unwrap();
+        assert!(auth("198.51.100.1").await.is_ok(), "an empty list allows any caller again");
+    }
+}
