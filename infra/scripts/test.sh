@@ -62,6 +62,8 @@ echo "==> moto: ready at ${AWS_ENDPOINT_URL} ($((SECONDS - start))s)"
 # --- checks ----------------------------------------------------------------------------
 phase "rustfmt" cargo fmt --all -- --check
 phase "clippy" cargo clippy --workspace --all-targets --features twofa/aws -- -D warnings
+# cfn-lint and sam validate --lint, from the pinned .venv-sam (no Docker, no AWS account).
+phase "template lint" bash infra/scripts/sam.sh validate
 # The output is kept so the totals of every test binary can be summed at the end.
 TEST_LOG=.run/cargo-test.log
 run_tests() {
