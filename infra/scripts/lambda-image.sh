@@ -35,6 +35,8 @@ RAPID="${REPO}:rapid-${ARCH}"
 WORK="${ROOT}/.run/lambda-image"
 
 log() { printf '[lambda-image] %s\n' "$*" >&2; }
+# ldconfig lives in /sbin, which a user's PATH may not hold.
+LDCONFIG=$(command -v ldconfig || echo /sbin/ldconfig)
 die() { printf '[lambda-image] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # Programs SAM's Dockerfile runs, and the libraries a Rust binary built for *-linux-gnu links.
@@ -50,7 +52,7 @@ files() {
         ldd "$p" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
     done
     for lib in "${LIBS[@]}"; do
-        path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64|AArch64|aarch64/ { print $NF; exit }')
+        path=$("$LDCONFIG" -p | awk -v l="$lib" '$1 == l && /x86-64|AArch64|aarch64/ { print $NF; exit }')
         [[ -n "$path" ]] && echo "$path"
     done
     for path in /etc/ssl/certs/ca-certificates.crt; do
@@ -62,7 +64,7 @@ check() {
     [[ "$ARCH" == "$(host_arch)" ]] || die "ARCH=$ARCH: this image is made of the host's own files, which are $(host_arch); a $ARCH emulation image needs a $ARCH machine (or a registry to pull public.ecr.aws/lambda/provided:al2023-$ARCH from)"
     command -v docker >/dev/null || die "docker is not installed (Debian: apt-get install docker.io)"
     docker info >/dev/null 2>&1 || die "the Docker engine does not answer (is dockerd running? docker info says: $(docker info 2>&1 | tail -1))"
-    command -v ldd >/dev/null && command -v ldconfig >/dev/null || die "ldd/ldconfig missing (libc-bin)"
+    command -v ldd >/dev/null && [[ -x "$LDCONFIG" ]] || die "ldd/ldconfig missing (libc-bin)"
 }
 
 inputs_hash() {
