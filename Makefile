@@ -4,23 +4,30 @@
 #   make test      fmt + clippy + the whole test suite against a local moto (infra/scripts/test.sh)
 #   make fuzz      cargo-fuzz (libFuzzer) on every target, 10 min each (infra/scripts/fuzz.sh)
 #   make bench     release builds, then every performance figure as a ratio to its baseline (infra/scripts/bench.sh)
-#   make build     build the workspace with the AWS backends
-#   make lambda    release builds of the seven Lambda binaries (plain cargo)
+#   make build     sam build: every function of template.yaml (cargo-lambda, release profile), ARCH=x86_64|arm64
+#   make local-aws the whole API on sam local start-api (Lambda containers, AWS from moto); local-aws-down stops it
+#   make test-sam  black-box API tests against make local-aws, then stops all it started (needs Docker)
+#   make deploy    sam build + sam deploy (--guided the first time, writing samconfig.toml)
+#   make validate  cfn-lint + sam validate --lint on template.yaml (also part of make test)
+#   make check-build  debug build of the workspace with the AWS backends
+#   make lambda    release builds of the Lambda binaries (plain cargo, no cargo-lambda)
 #   make lint      rustfmt check + clippy, warnings are errors
 #   make moto-up / moto-down   start / stop the local moto server (infra/scripts/moto.sh)
 #
-# Deploying: the Lambda artefacts for template.yaml are built by cargo-lambda, which
-# `sam build` runs for each function (BuildMethod: rust-cargolambda), equivalent to
-#   cargo lambda build --release --arm64
-# then `sam deploy --guided`. `make lambda` only checks that the binaries build here.
+# aws-sam-cli, cargo-lambda and cfn-lint are installed pinned (infra/sam/requirements.txt) into
+# .venv-sam by infra/scripts/sam.sh; moto into .venv by infra/scripts/moto.sh.
 
 SHELL := /bin/bash
 CARGO ?= cargo
 MOTO := infra/scripts/moto.sh
 
-.PHONY: all run test bench fuzz build lambda lint fmt moto-up moto-down moto-env
+SAM := infra/scripts/sam.sh
+ARCH ?=
 
-all: build
+.PHONY: all run test bench fuzz build check-build lambda lint fmt moto-up moto-down moto-env \
+	local-aws local-aws-down test-sam deploy validate
+
+all: check-build
 
 run:
 	$(CARGO) run -p twofa-local
@@ -35,10 +42,28 @@ fuzz:
 	bash infra/scripts/fuzz.sh
 
 build:
+	ARCH=$(ARCH) bash $(SAM) build
+
+check-build:
 	$(CARGO) build --workspace --features twofa/aws
 
 lambda:
 	$(CARGO) build --release -p twofa-otp -p twofa-limits -p twofa-records -p twofa-workflows -p twofa-workflow-step -p twofa-callbacks -p twofa-receipts
+
+local-aws:
+	ARCH=$(ARCH) bash $(SAM) up
+
+local-aws-down:
+	bash $(SAM) down
+
+test-sam:
+	ARCH=$(ARCH) bash infra/scripts/test-sam.sh
+
+deploy:
+	ARCH=$(ARCH) bash $(SAM) deploy
+
+validate:
+	bash $(SAM) validate
 
 lint:
 	$(CARGO) fmt --all -- --check

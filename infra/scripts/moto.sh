@@ -2,9 +2,9 @@
 # Local AWS for the integration tests: a pinned moto server in a project-local virtualenv.
 #
 #   infra/scripts/moto.sh install   create .venv and install the pinned moto[server] (idempotent)
-#   infra/scripts/moto.sh start     start moto on 127.0.0.1:$MOTO_PORT (default 5055), or reuse ours
-#   infra/scripts/moto.sh stop      stop the moto recorded in .run/moto.pid
-#   infra/scripts/moto.sh status    exit 0 if the moto recorded in .run/moto.pid is alive
+#   infra/scripts/moto.sh start     start moto on $MOTO_HOST:$MOTO_PORT (127.0.0.1:5055), or reuse ours
+#   infra/scripts/moto.sh stop      stop the moto recorded in .run/${MOTO_NAME}.pid
+#   infra/scripts/moto.sh status    exit 0 if the moto recorded in .run/${MOTO_NAME}.pid is alive
 #   infra/scripts/moto.sh env       print the export lines the tests need
 #
 # Never kills anything by name: only the pid this script recorded.
@@ -20,14 +20,20 @@ MOTO_PORT="${MOTO_PORT:-5055}"
 # of its own environment: that is pointed at the Lambda router of workflow_e2e.sh, which sends
 # Lambda invokes to the real step Lambda and everything else back to this moto.
 LAMBDA_ROUTER_PORT="${TWOFA_LAMBDA_ROUTER_PORT:-$((MOTO_PORT + 1))}"
+# The address moto listens on: loopback, or (make local-aws) the gateway of the project's own
+# Docker network, which the Lambda containers reach and which is an address of this machine.
+MOTO_HOST="${MOTO_HOST:-127.0.0.1}"
 PYTHON="${PYTHON:-python3}"
 
 VENV="${ROOT}/.venv"
 STAMP="${VENV}/.moto-stamp"
 RUN_DIR="${ROOT}/.run"
-PID_FILE="${RUN_DIR}/moto.pid"
-LOG_FILE="${RUN_DIR}/moto.log"
-BASE_URL="http://127.0.0.1:${MOTO_PORT}"
+# MOTO_NAME names the pid and log files, so a second moto (make local-aws's) can run beside
+# make test's.
+MOTO_NAME="${MOTO_NAME:-moto}"
+PID_FILE="${RUN_DIR}/${MOTO_NAME}.pid"
+LOG_FILE="${RUN_DIR}/${MOTO_NAME}.log"
+BASE_URL="http://${MOTO_HOST}:${MOTO_PORT}"
 
 log() { printf '[moto] %s\n' "$*" >&2; }
 die() { printf '[moto] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -130,10 +136,10 @@ cmd_start() {
         die "something not started by this script already answers on ${BASE_URL}; stop it or set MOTO_PORT"
     fi
 
-    log "starting moto on ${BASE_URL} (log: .run/moto.log)"
+    log "starting moto on ${BASE_URL} (log: .run/${MOTO_NAME}.log)"
     # setsid: its own session, so it outlives the caller's process group (make moto-up).
     # Serialised requests: see moto_serial_server.py for why.
-    env MOTO_PORT="${LAMBDA_ROUTER_PORT}" setsid "${VENV}/bin/python" "${SCRIPT_DIR}/moto_serial_server.py" 127.0.0.1 "${MOTO_PORT}" \
+    env MOTO_PORT="${LAMBDA_ROUTER_PORT}" setsid "${VENV}/bin/python" "${SCRIPT_DIR}/moto_serial_server.py" "${MOTO_HOST}" "${MOTO_PORT}" \
         </dev/null >"${LOG_FILE}" 2>&1 &
     pid=$!
     echo "${pid}" >"${PID_FILE}"
@@ -142,12 +148,12 @@ cmd_start() {
     until http GET "${BASE_URL}/moto-api/" >/dev/null 2>&1; do
         if ! kill -0 "${pid}" 2>/dev/null; then
             rm -f "${PID_FILE}"
-            printf '[moto] moto exited during start-up; last lines of .run/moto.log:\n' >&2
+            printf '[moto] moto exited during start-up; last lines of %s:\n' "${LOG_FILE}" >&2
             tail -n 30 "${LOG_FILE}" >&2 || true
             exit 1
         fi
         if ((SECONDS >= deadline)); then
-            printf '[moto] moto did not answer on %s within 30 s; last lines of .run/moto.log:\n' "${BASE_URL}" >&2
+            printf '[moto] moto did not answer on %s within 30 s; last lines of %s:\n' "${BASE_URL}" "${LOG_FILE}" >&2
             tail -n 30 "${LOG_FILE}" >&2 || true
             cmd_stop
             exit 1
@@ -162,7 +168,7 @@ cmd_stop() {
     local pid
     pid="$(recorded_pid)"
     if [[ -z "${pid}" ]]; then
-        log "no .run/moto.pid: nothing to stop"
+        log "no .run/${MOTO_NAME}.pid: nothing to stop"
         return 0
     fi
     if is_moto_pid "${pid}"; then
@@ -178,7 +184,7 @@ cmd_stop() {
             kill -9 "${pid}" 2>/dev/null || true
         fi
     else
-        log "pid ${pid} in .run/moto.pid is not a live moto; removing the stale pid file"
+        log "pid ${pid} in .run/${MOTO_NAME}.pid is not a live moto; removing the stale pid file"
     fi
     rm -f "${PID_FILE}"
 }

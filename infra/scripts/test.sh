@@ -67,6 +67,8 @@ echo "==> moto: ready at ${AWS_ENDPOINT_URL} ($((SECONDS - start))s)"
 # --- checks ----------------------------------------------------------------------------
 phase "rustfmt" cargo fmt --all -- --check
 phase "clippy" cargo clippy --workspace --all-targets --features twofa/aws -- -D warnings
+# cfn-lint and sam validate --lint, from the pinned .venv-sam (no Docker, no AWS account).
+phase "template lint" bash infra/scripts/sam.sh validate
 # The workflow state machine's harness (tests/tests/workflow_sfn.rs): the real step Lambda under
 # cargo lambda watch, behind the router moto's Step Functions Task invokes. Its first start
 # builds the step Lambda. If it does not come up, those tests fail on its missing env.

@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# AWS SAM for twofa: the pinned tools, the builds, the local stack, validation and deploys.
+#
+#   infra/scripts/sam.sh install    .venv-sam with the pinned aws-sam-cli, cargo-lambda, cfn-lint
+#                                   (infra/sam/requirements.txt, every package pinned; idempotent)
+#   infra/scripts/sam.sh build      sam build: every function of template.yaml (BuildMethod
+#                                   rust-cargolambda, the release profile) for ARCH, then sizes
+#   infra/scripts/sam.sh sizes      each built function's binary and zip (deflate -9) size
+#   infra/scripts/sam.sh validate   cfn-lint and sam validate --lint on template.yaml
+#   infra/scripts/sam.sh up         make local-aws: the whole API on sam local start-api, each
+#                                   function in its Lambda container, AWS from moto (see below)
+#   infra/scripts/sam.sh down       stop what `up` started (by pid, container id, network name)
+#   infra/scripts/sam.sh env        the export lines of the running local stack (URL, account)
+#   infra/scripts/sam.sh deploy     sam build + sam deploy (--guided the first time: samconfig.toml)
+#
+# Environment: ARCH (x86_64 | arm64; default the host's), SAM_PORT (local API port, 3001),
+# MOTO_PORT (5055; the local stack's moto listens on the project network's gateway on it).
+#
+# `up` on this machine kind (a Docker engine, no container registry): the Lambda base image is
+# built from the host's own files (infra/scripts/lambda-image.sh) and given to SAM with
+# --invoke-image/--skip-pull-image; SAM adds the runtime interface emulator it ships. The
+# containers are on a Docker network of ours (twofa-sam-$MOTO_PORT), whose gateway is an
+# address of this machine: moto listens there, and the functions reach it through the
+# template's AwsEndpointUrl parameter.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+ROOT=$PWD
+export SAM_CLI_TELEMETRY=0
+VENV="$ROOT/.venv-sam"
+REQUIREMENTS=infra/sam/requirements.txt
+STAMP="$VENV/.stamp"
+RUN="$ROOT/.run"
+PYTHON="${PYTHON:-python3}"
+SAM_PORT="${SAM_PORT:-3001}"
+MOTO_PORT="${MOTO_PORT:-5055}"
+export MOTO_PORT
+NETWORK="twofa-sam-${MOTO_PORT}"
+SAM_PID="$RUN/sam-local.pid"
+SAM_LOG="$RUN/sam-local.log"
+LOCAL_ENV="$RUN/local-aws.env"
+# The local stack's moto: its own pid/log files, beside make test's.
+export MOTO_NAME=moto-sam
+BUILD_DIR="$ROOT/.aws-sam/build"
+
+host_arch() {
+    case "$(uname -m)" in
+        x86_64) echo x86_64 ;;
+        aarch64 | arm64) echo arm64 ;;
+        *) uname -m ;;
+    esac
+}
+ARCH="${ARCH:-$(host_arch)}"
+case "$ARCH" in x86_64 | arm64) ;; *) echo "[sam] ARCH must be x86_64 or arm64, not $ARCH" >&2; exit 2 ;; esac
+
+log() { printf '[sam] %s\n' "$*" >&2; }
+die() { printf '[sam] ERROR: %s\n' "$*" >&2; exit 1; }
+
+cmd_install() {
+    local want
+    want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+    if [[ -x "$VENV/bin/sam" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+        return 0
+    fi
+    local start=$SECONDS
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        log "creating .venv-sam with $(command -v "$PYTHON" || echo "$PYTHON")"
+        "$PYTHON" -m venv "$VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    fi
+    log "installing $REQUIREMENTS (aws-sam-cli, cargo-lambda, cfn-lint and their dependencies, pinned)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" >&2
+    "$VENV/bin/sam" --version >&2
+    "$VENV/bin/cargo-lambda" lambda --version >&2
+    echo "$want" >"$STAMP"
+    log "installed in $((SECONDS - start)) s"
+}
+
+# The tools on PATH: sam finds cargo-lambda there, cargo-lambda finds zig (ziglang) there.
+use_venv() {
+    cmd_install
+    export PATH="$VENV/bin:$PATH"
+}
+
+# The Binary of every rust-cargolambda function of template.yaml, one a line.
+template_binaries() {
+    "$VENV/bin/python" - template.yaml <<'PY'
+import sys
+from samcli.yamlhelper import yaml_parse
+t = yaml_parse(open(sys.argv[1]).read())
+for r in t["Resources"].values():
+    meta = r.get("Metadata") or {}
+    if r.get("Type") == "AWS::Serverless::Function" and meta.get("BuildMethod") == "rust-cargolambda":
+        print(meta["BuildProperties"]["Binary"])
+PY
+}
+
+cmd_sizes() {
+    [[ -d "$BUILD_DIR" ]] || die "nothing built yet: run make build"
+    "$VENV/bin/python" - "$BUILD_DIR" <<'PY'
+import io, os, sys, zipfile
+build = sys.argv[1]
+print(f"    {'function':<18} {'binary':>12} {'zip (deflate -9)':>18}")
+for fn in sorted(os.listdir(build)):
+    path = os.path.join(build, fn, "bootstrap")
+    if not os.path.isfile(path):
+        continue
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        z.write(path, "bootstrap")
+    size = os.path.getsize(path)
+    print(f"    {fn:<18} {size:>12,} {len(buf.getvalue()):>18,}   ({size / 1e6:.2f} MB / {len(buf.getvalue()) / 1e6:.2f} MB)")
+PY
+}
+
+cmd_build() {
+    use_venv
+    command -v cargo >/dev/null || die "cargo is not installed"
+    if [[ "$ARCH" != "$(host_arch)" ]]; then
+        local triple=aarch64-unknown-linux-gnu
+        [[ "$ARCH" == x86_64 ]] && triple=x86_64-unknown-linux-gnu
+        if ! rustup target list --installed 2>/dev/null | grep -qx "$triple"; then
+            die "ARCH=$ARCH needs the Rust standard library for $triple (rustup target add $triple), which this toolchain does not have; cargo-lambda brings the linker (zig), not the target. Build ARCH=$(host_arch) here, or on a machine with the target."
+        fi
+    fi
+    local start=$SECONDS bins flags=()
+    # Every binary at once first, with the flags sam build passes (cargo lambda build --release
+    # --bin X [--arm64]): cargo links them in parallel, and each function's own cargo-lambda
+    # run inside sam build then finds it fresh.
+    bins=$(template_binaries)
+    [[ -n "$bins" ]] || die "no rust-cargolambda function in template.yaml"
+    [[ "$ARCH" == arm64 ]] && flags+=(--arm64)
+    log "cargo lambda build --release (ARCH=$ARCH): $(echo $bins)"
+    # shellcheck disable=SC2046
+    cargo lambda build --release "${flags[@]}" $(printf -- '--bin %s ' $bins) >&2
+    log "binaries built in $((SECONDS - start)) s; sam build"
+    sam build --beta-features --parameter-overrides "Architecture=$ARCH" >&2
+    log "make build took $((SECONDS - start)) s"
+    echo "==> function sizes ($ARCH, .aws-sam/build)"
+    cmd_sizes
+}
+
+cmd_validate() {
+    use_venv
+    local start=$SECONDS
+    cfn-lint template.yaml
+    sam validate --lint --region us-east-1 >/dev/null
+    log "cfn-lint and sam validate --lint: clean ($((SECONDS - start)) s)"
+}
+
+# --- the local stack -----------------------------------------------------------------------
+
+need_docker() {
+    command -v docker >/dev/null || die "make local-aws needs Docker: the docker command is missing (Debian: apt-get install docker.io, then start dockerd)"
+    docker info >/dev/null 2>&1 || die "make local-aws needs a running Docker engine: docker info fails ($(docker info 2>&1 | tail -1))"
+}
+
+gateway() {
+    docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "$NETWORK"
+}
+
+alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_http() { # wait_http URL SECONDS PID
+    local deadline=$((SECONDS + $2))
+    until "$VENV/bin/python" -c 'import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=2)
+except urllib.error.HTTPError:
+    pass' "$1" 2>/dev/null; do
+        kill -0 "$3" 2>/dev/null || return 1
+        ((SECONDS < deadline)) || return 1
+        sleep 0.5
+    done
+}
+
+cmd_up() {
+    need_docker
+    use_venv
+    local t0=$SECONDS
+    if alive "$SAM_PID"; then
+        log "the local stack is already up (sam pid $(cat "$SAM_PID")): make local-aws-down first"
+        cat "$LOCAL_ENV"
+        return 0
+    fi
+    mkdir -p "$RUN"
+    # A start that fails half-way stops what it had started.
+    trap 'rc=$?; if ((rc)); then log "make local-aws failed: stopping what it started"; cmd_down; fi' EXIT
+    # 1. the functions, built once (cargo is incremental: a no-op when nothing changed)
+    if [[ "${SAM_SKIP_BUILD:-0}" != 1 ]]; then cmd_build; fi
+    [[ -f "$BUILD_DIR/template.yaml" ]] || die "no .aws-sam/build/template.yaml: run make build"
+    # 2. the Lambda base image
+    local start=$SECONDS image
+    bash infra/scripts/lambda-image.sh build "$ARCH"
+    image=$(bash infra/scripts/lambda-image.sh name "$ARCH")
+    log "emulation image ready in $((SECONDS - start)) s"
+    # 3. the network and moto on its gateway
+    docker network inspect "$NETWORK" >/dev/null 2>&1 || docker network create "$NETWORK" >/dev/null
+    local gw
+    gw=$(gateway)
+    [[ -n "$gw" ]] || die "network $NETWORK has no gateway address"
+    bash infra/scripts/moto.sh install
+    MOTO_HOST="$gw" bash infra/scripts/moto.sh start
+    local endpoint="http://$gw:$MOTO_PORT"
+    # 4. the table, the master secret, a sender and an account
+    start=$SECONDS
+    local seed
+    [[ "${SAM_SKIP_BUILD:-0}" == 1 ]] || cargo build -q -p twofa-seed
+    seed=$(env AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+        AWS_REGION=us-east-1 TWOFA_AWS_ATTEMPT_TIMEOUT_MS=10000 TWOFA_AWS_OPERATION_TIMEOUT_MS=30000 "${CARGO_TARGET_DIR:-$ROOT/target}/debug/twofa-seed" --table twofa-local \
+        --secret twofa-local-master --sender otp@example.com)
+    eval "$seed"
+    log "moto seeded in $((SECONDS - start)) s (table, master secret, SES sender, account $TWOFA_ACCOUNT_SID)"
+    # sam local resolves the template's `!If [HasAwsEndpointUrl, ...]` to "" whatever the
+    # parameter, and --env-vars only sets variables the template declares: so the endpoint and
+    # the emulator timeouts are declared there (empty on AWS) and given here.
+    "$VENV/bin/python" - "$RUN/sam-env.json" "$TWOFA_TABLE" "$TWOFA_SECRET_ARN" "$endpoint" <<'PY'
+import json, sys
+json.dump({"Parameters": {
+    "TWOFA_TABLE": sys.argv[2], "TWOFA_SECRET_ARN": sys.argv[3], "AWS_ENDPOINT_URL": sys.argv[4],
+    "TWOFA_AWS_ATTEMPT_TIMEOUT_MS": "10000", "TWOFA_AWS_OPERATION_TIMEOUT_MS": "30000",
+}}, open(sys.argv[1], "w"))
+PY
+    # 5. sam local start-api, each function's container started at once (EAGER) and kept warm
+    start=$SECONDS
+    log "sam local start-api on http://127.0.0.1:$SAM_PORT (log: .run/sam-local.log)"
+    env AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
+        setsid "$VENV/bin/sam" local start-api \
+        --template "$BUILD_DIR/template.yaml" \
+        --host 127.0.0.1 --port "$SAM_PORT" \
+        --invoke-image "$image" --skip-pull-image \
+        --docker-network "$NETWORK" \
+        --warm-containers EAGER \
+        --env-vars "$RUN/sam-env.json" \
+        --parameter-overrides "Architecture=$ARCH" "AwsEndpointUrl=$endpoint" \
+        --region us-east-1 \
+        </dev/null >"$SAM_LOG" 2>&1 &
+    echo $! >"$SAM_PID"
+    if ! wait_http "http://127.0.0.1:$SAM_PORT/2fa/search" 300 "$(cat "$SAM_PID")"; then
+        tail -n 40 "$SAM_LOG" >&2
+        die "sam local start-api did not come up (log above)"
+    fi
+    local sam_took=$((SECONDS - start))
+    {
+        echo "export TWOFA_SAM_URL=http://127.0.0.1:$SAM_PORT"
+        echo "export TWOFA_MOTO_URL=$endpoint"
+        echo "export TWOFA_ACCOUNT_SID=$TWOFA_ACCOUNT_SID"
+        echo "export TWOFA_AUTH_TOKEN=$TWOFA_AUTH_TOKEN"
+    } >"$LOCAL_ENV"
+    trap - EXIT
+    log "sam local start-api answered in $sam_took s; make local-aws took $((SECONDS - t0)) s in all"
+    cat <<EOF
+==> the API: http://127.0.0.1:$SAM_PORT (each function in its Lambda container; AWS from moto at $endpoint)
+    account: $TWOFA_ACCOUNT_SID  token: $TWOFA_AUTH_TOKEN   (also in .run/local-aws.env)
+    curl -s -u "$TWOFA_ACCOUNT_SID:$TWOFA_AUTH_TOKEN" http://127.0.0.1:$SAM_PORT/2fa/send -H 'Content-Type: application/json' \\
+      -d '{"service":"2FA","from":"Twofa","to":"+14155550100","body":"Your verification code is: {code}"}'
+    the SMS sent (with its code): curl -s $endpoint/moto-api/data.json   (sns.SMS)
+    stop it all: make local-aws-down
+EOF
+}
+
+cmd_down() {
+    if alive "$SAM_PID"; then
+        local pid
+        pid=$(cat "$SAM_PID")
+        log "stopping sam local (pid $pid)"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$SAM_PID"
+    if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+        # The Lambda containers SAM left on our network (it removes them on a clean exit).
+        local ids
+        ids=$(docker ps -aq --filter "network=$NETWORK" || true)
+        if [[ -n "$ids" ]]; then
+            log "removing containers $(echo "$ids" | tr '\n' ' ')"
+            # shellcheck disable=SC2086
+            docker rm -f $ids >/dev/null || true
+        fi
+    fi
+    bash infra/scripts/moto.sh stop || true
+    if command -v docker >/dev/null && docker network inspect "$NETWORK" >/dev/null 2>&1; then
+        docker network rm "$NETWORK" >/dev/null || true
+    fi
+    rm -f "$LOCAL_ENV"
+}
+
+cmd_env() {
+    [[ -f "$LOCAL_ENV" ]] && alive "$SAM_PID" || die "the local stack is not up: make local-aws"
+    cat "$LOCAL_ENV"
+}
+
+cmd_deploy() {
+    use_venv
+    cmd_build
+    if [[ -f samconfig.toml ]]; then
+        sam deploy --parameter-overrides "Architecture=$ARCH"
+    else
+        log "first deploy: sam deploy --guided writes samconfig.toml; later deploys reuse it"
+        sam deploy --guided --capabilities CAPABILITY_IAM --parameter-overrides "Architecture=$ARCH"
+    fi
+}
+
+case "${1:-}" in
+    install) cmd_install ;;
+    build) cmd_build ;;
+    sizes) cmd_sizes ;;
+    validate) cmd_validate ;;
+    up) cmd_up ;;
+    down) cmd_down ;;
+    env) cmd_env ;;
+    deploy) cmd_deploy ;;
+    *)
+        echo "usage: $0 {install|build|sizes|validate|up|down|env|deploy}" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# make test-sam: the black-box API tests (tests/tests/sam_local.rs) against the whole API on
+# `sam local start-api` (make local-aws), then everything this script started is stopped: sam
+# by its pid, the Lambda containers by our network, moto by its pid, the network by its name.
+# Fails when Docker is missing, when the stack does not come up, when any test fails, and
+# when no test ran (a skipped test is not a pass).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+export CARGO_TERM_COLOR=never
+SAM=infra/scripts/sam.sh
+T0=$SECONDS
+LOG=.run/test-sam.log
+mkdir -p .run
+
+STARTED=0
+cleanup() {
+    if ((STARTED)); then
+        echo "==> stopping the local stack"
+        bash "$SAM" down || true
+    fi
+}
+trap cleanup EXIT
+
+# Built first, while nothing runs: the release build of the functions and the debug build of
+# the tests and the seeder are the long parts, each done once.
+start=$SECONDS
+cargo test -q -p twofa-tests --features twofa/aws --test sam_local --no-run
+cargo build -q -p twofa-seed
+TESTS_BUILD=$((SECONDS - start))
+
+STARTED=1
+start=$SECONDS
+bash "$SAM" up
+UP=$((SECONDS - start))
+# shellcheck disable=SC1091
+source .run/local-aws.env
+
+start=$SECONDS
+rc=0
+cargo test -p twofa-tests --features twofa/aws --test sam_local -- --ignored --test-threads=1 2>&1 | tee "$LOG" || rc=$?
+RUN=$((SECONDS - start))
+
+passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' "$LOG")
+failed=$(awk '/^test result:/ {f += $6} END {print f + 0}' "$LOG")
+echo
+echo "==> test-sam timings: test build ${TESTS_BUILD}s, make local-aws ${UP}s (sam build, image, moto, seed, sam start), tests ${RUN}s, total $((SECONDS - T0))s"
+if ((rc != 0 || failed != 0 || passed == 0)); then
+    echo "==> test-sam FAILED (exit ${rc}, ${passed} passed, ${failed} failed); last lines of the sam log:"
+    tail -n 30 .run/sam-local.log || true
+    echo "sam: ${passed} passed, ${failed} failed"
+    exit 1
+fi
+echo "sam: ${passed} passed, ${failed} failed"

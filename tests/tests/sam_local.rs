@@ -1,0 +1,328 @@
+//! Black-box tests of the deployed shape: the API served by `sam local start-api` from
+//! template.yaml (API Gateway HTTP API events as SAM builds them, each function in its Lambda
+//! container), DynamoDB, SNS, SES and Secrets Manager from moto. Codes are read the way an
+//! operator would: from what SNS/SES "delivered" (moto's `/moto-api/data.json`).
+//!
+//! Run by `make test-sam`, which starts the stack (`make local-aws`), runs these with
+//! `--ignored` and stops everything. Ignored in `make test` (no Docker there); run by hand
+//! without the stack's environment they fail, they never pass empty.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+struct Sam {
+    base: String,
+    moto: String,
+    sid: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+struct Resp {
+    status: StatusCode,
+    text: String,
+    content_type: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text))
+    }
+    fn code(&self) -> i64 {
+        self.json()["code"].as_i64().unwrap_or_else(|| panic!("no code in {}", self.text))
+    }
+    fn request_id(&self) -> String {
+        assert_eq!(self.status, 200, "{}", self.text);
+        self.json()["requestID"].as_str().unwrap_or_else(|| panic!("no requestID in {}", self.text)).to_owned()
+    }
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: these tests run against `make local-aws` (run them with `make test-sam`)")
+    })
+}
+
+fn random_digits(n: usize) -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut x = seed ^ (std::process::id() as u64).rotate_left(32);
+    (0..n)
+        .map(|_| {
+            // xorshift: distinct numbers per call, no new dependency
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'0' + (x % 10) as u8)
+        })
+        .collect()
+}
+
+/// A number that can exist (+1 415 5xx xxxx) and that no other test sends to.
+fn new_number() -> String {
+    format!("+14155{}", random_digits(6))
+}
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+impl Sam {
+    fn new() -> Self {
+        Sam {
+            base: env("TWOFA_SAM_URL"),
+            moto: env("TWOFA_MOTO_URL"),
+            sid: env("TWOFA_ACCOUNT_SID"),
+            token: env("TWOFA_AUTH_TOKEN"),
+            // A cold container (first call of a function) takes a few seconds under sam local.
+            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap(),
+        }
+    }
+
+    async fn call_as(
+        &self,
+        auth: Option<(&str, &str)>,
+        method: Method,
+        path: &str,
+        body: Option<(&str, &str)>,
+    ) -> Resp {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some((sid, token)) = auth {
+            req = req.basic_auth(sid, Some(token));
+        }
+        if let Some((content_type, body)) = body {
+            req = req.header("Content-Type", content_type).body(body.to_owned());
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status();
+        let content_type =
+            resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        Resp { status, text: resp.text().await.unwrap(), content_type }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<(&str, &str)>) -> Resp {
+        self.call_as(Some((&self.sid, &self.token)), method, path, body).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Resp {
+        self.call(Method::POST, path, Some(("application/json", &body.to_string()))).await
+    }
+
+    async fn get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn send_sms(&self, to: &str, extra: Value) -> Resp {
+        let mut body =
+            json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "Your verification code is: {code}" });
+        body.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+        self.post("/2fa/send", &body).await
+    }
+
+    async fn moto_data(&self) -> Value {
+        let url = format!("{}/moto-api/data.json", self.moto);
+        self.http.get(&url).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// The code of the newest SMS moto's SNS carried to `to`.
+    async fn sms_code(&self, to: &str) -> String {
+        let data = self.moto_data().await;
+        let sms = data["sns"]["SMS"].as_array().expect("moto's sns.SMS list");
+        let msg = sms.iter().rev().find(|m| m["phone_number"] == to).unwrap_or_else(|| panic!("no SMS to {to}"));
+        digits(msg["message"].as_str().unwrap())
+    }
+
+    async fn sms_count(&self, to: &str) -> usize {
+        let data = self.moto_data().await;
+        data["sns"]["SMS"].as_array().map_or(0, |l| l.iter().filter(|m| m["phone_number"] == to).count())
+    }
+
+    /// The count of the one usage record `query` answers.
+    async fn usage_count(&self, query: &str) -> u64 {
+        let r = self.get(&format!("/2fa/usage/records{query}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let records = r.json()["usageRecords"].as_array().expect("usageRecords").clone();
+        assert_eq!(records.len(), 1, "{records:?}");
+        records[0]["count"].as_str().expect("count").parse().expect("count digits")
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make test-sam"]
+async fn sms_send_verify_through_sam_lambda_and_moto() {
+    let sam = Sam::new();
+    let to = new_number();
+    // When an SMS OTP is sent through API Gateway to the otp function
+    let r = sam.send_sms(&to, json!({})).await;
+    let sid = r.request_id();
+    assert!(sid.starts_with("OTP") && sid.len() == 35, "{sid}");
+    assert_eq!(r.json(), json!({ "code": 200, "message": "OK", "requestID": sid }));
+    // Then SNS carried the code to the number
+    let code = sam.sms_code(&to).await;
+    assert_eq!(code.len(), 6, "{code}");
+    // And a wrong code is refused, the right one verifies once
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let r = sam.post("/2fa/verify", &json!({ "requestId": sid, "code": wrong })).await;
+    assert_eq!(r.status.as_u16() / 100, 4, "{}", r.text);
+    let r = sam.post("/2fa/verify", &json!({ "requestId": sid, "code": code })).await;
+    assert_eq!((r.status.as_u16(), r.json()), (200, json!({ "code": 200, "message": "OK", "requestID": sid })));
+    let r = sam.post("/2fa/verify", &json!({ "requestId": sid, "code": code })).await;
+    assert_eq!((r.status.as_u16(), r.code()), (409, 471), "{}", r.text);
+    // And the default limit (one send a number a minute) holds: nothing more is sent
+    let r = sam.send_sms(&to, json!({})).await;
+    assert_eq!((r.status.as_u16(), r.code()), (404, 453), "{}", r.text);
+    assert_eq!(sam.sms_count(&to).await, 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make test-sam"]
+async fn json_and_xml_suffixes_and_form_bodies_reach_the_function() {
+    let sam = Sam::new();
+    let to = new_number();
+    // A form body on the .json route, as the seeds' curl lines send it
+    let form = format!("service=2FA&from=Twofa&to={}&body=Code%20%7Bcode%7D", to.replace('+', "%2B"));
+    let r = sam.call(Method::POST, "/2fa/send.json", Some(("application/x-www-form-urlencoded", &form))).await;
+    let sid = r.request_id();
+    // Cancel on the .xml route answers XML
+    let r = sam
+        .call(Method::POST, "/2fa/cancel.xml", Some(("application/x-www-form-urlencoded", &format!("requestId={sid}"))))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.content_type, "application/xml");
+    assert_eq!(
+        r.text,
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><TwoFactorResponse><code>200</code><message>canceled</message><requestID>{sid}</requestID></TwoFactorResponse>"#
+        )
+    );
+    // And the canceled OTP no longer verifies
+    let code = sam.sms_code(&to).await;
+    let r = sam.post("/2fa/verify.json", &json!({ "requestId": sid, "code": code })).await;
+    assert_eq!(r.status.as_u16() / 100, 4, "{}", r.text);
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make test-sam"]
+async fn email_otp_through_ses_then_cancel() {
+    let sam = Sam::new();
+    let to = format!("u{}@example.com", random_digits(10));
+    let before = sam.usage_count("?channel=email").await;
+    let body = json!({ "service": "2FA", "channel": "email", "from": "otp@example.com", "to": to,
+        "subject": "Your code", "body": "Code {code}" });
+    let sid = sam.post("/2fa/send", &body).await.request_id();
+    let data = sam.moto_data().await;
+    let mail = data["ses"]["Message"]
+        .as_array()
+        .expect("moto's ses.Message list")
+        .iter()
+        .rev()
+        .find(|m| m["destinations"]["ToAddresses"][0] == to.as_str())
+        .cloned()
+        .expect("an email to the address");
+    assert_eq!(mail["subject"], "Your code");
+    let r = sam.post("/2fa/cancel", &json!({ "requestId": sid })).await;
+    assert_eq!((r.status.as_u16(), r.json()), (200, json!({ "code": 200, "message": "canceled", "requestID": sid })));
+    // And the records function counts it
+    assert_eq!(sam.usage_count("?channel=email").await, before + 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make test-sam"]
+async fn limits_crud_and_a_full_bucket_on_send() {
+    let sam = Sam::new();
+    let name = format!("per_phone_{}", random_digits(8));
+    // Create (limits function), list, fetch
+    let r =
+        sam.post("/2fa/limits", &json!({ "name": name, "buckets": [{ "name": "b", "max": 1, "interval": 60 }] })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let limit = r.json()["data"].clone();
+    let limit_sid = limit["sid"].as_str().expect("sid").to_owned();
+    assert_eq!(limit["name"], name.as_str());
+    let r = sam.get(&format!("/2fa/limits/{limit_sid}")).await;
+    assert_eq!((r.status.as_u16(), r.json()["data"]["name"].clone()), (200, json!(name)), "{}", r.text);
+    let r = sam.get("/2fa/limits/search?pageSize=100").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.json()["data"]["result"].as_array().unwrap().iter().any(|l| l["sid"] == limit_sid.as_str()),
+        "{}",
+        r.text
+    );
+    // A send naming it takes its one place; the next is refused (otp function)
+    let key = new_number();
+    let limits = Value::Object([(name.clone(), json!(key))].into_iter().collect());
+    assert_eq!(sam.send_sms(&new_number(), json!({ "limits": limits })).await.status, 200);
+    let r = sam.send_sms(&new_number(), json!({ "limits": limits })).await;
+    assert_eq!(
+        (r.status.as_u16(), r.text.clone()),
+        (404, format!(r#"{{"code":454,"message":"Too many OTP requests: limit {name} exceeded","requestID":null}}"#))
+    );
+    // Update, then delete: a deleted limit is unknown
+    let r = sam
+        .call(
+            Method::PUT,
+            &format!("/2fa/limits/{limit_sid}"),
+            Some(("application/json", &json!({ "description": "updated" }).to_string())),
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), r.json()["data"]["description"].clone()), (200, json!("updated")), "{}", r.text);
+    let r = sam.call(Method::DELETE, &format!("/2fa/limits/{limit_sid}"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = sam.get(&format!("/2fa/limits/{limit_sid}")).await;
+    assert_eq!(r.code(), 493, "{}", r.text);
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make test-sam"]
+async fn records_show_the_session_and_its_checks() {
+    let sam = Sam::new();
+    let to = new_number();
+    let sid = sam.send_sms(&to, json!({})).await.request_id();
+    let code = sam.sms_code(&to).await;
+    assert_eq!(sam.post("/2fa/verify", &json!({ "requestId": sid, "code": code })).await.status, 200);
+    // One record (records function), by sid and by its .json form
+    for path in [format!("/2fa/search/{sid}"), format!("/2fa/search/{sid}.json")] {
+        let r = sam.get(&path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        let sdr = r.json();
+        assert_eq!(
+            (&sdr["sid"], &sdr["status"], &sdr["accountSid"]),
+            (&json!(sid), &json!("success"), &json!(sam.sid))
+        );
+        assert_eq!(sdr["checks"][0]["status"], "valid");
+        assert_eq!(sdr["country"], "US");
+        let event = &sdr["events"][0];
+        assert_eq!(
+            (&event["channel"], &event["channelStatus"], &event["recipient"]),
+            (&json!("sms"), &json!("sent"), &json!(to)),
+            "{sdr}"
+        );
+    }
+    // The search lists it
+    let r = sam.get("/2fa/search?status=success&pageSize=100").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["twoFaOtpSdrs"].as_array().unwrap().iter().any(|s| s["sid"] == sid.as_str()), "{}", r.text);
+    // Usage by period, in XML too
+    let r = sam.get("/2fa/usage/records/today.xml").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.content_type.contains("xml"), "{}", r.content_type);
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make test-sam"]
+async fn auth_and_errors_as_a_client_sees_them() {
+    let sam = Sam::new();
+    // No credentials, wrong token: 401 from every function
+    for (method, path) in [(Method::POST, "/2fa/send"), (Method::GET, "/2fa/limits"), (Method::GET, "/2fa/search")] {
+        let r = sam.call_as(None, method.clone(), path, None).await;
+        assert_eq!(r.status, 401, "{path}: {}", r.text);
+        let r = sam.call_as(Some((&sam.sid, "wrong")), method, path, None).await;
+        assert_eq!(r.status, 401, "{path}: {}", r.text);
+    }
+    // A bad number is a 400 naming `to`, before anything is sent
+    let r = sam.send_sms("+15551234567", json!({})).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.json()["message"].as_str().unwrap().contains("to"), "{}", r.text);
+    // An unknown OTP is unknown
+    let r = sam.post("/2fa/verify", &json!({ "requestId": format!("OTP{}", "0".repeat(32)), "code": "123456" })).await;
+    assert_eq!(r.status.as_u16() / 100, 4, "{}", r.text);
+}

@@ -1,0 +1,206 @@
+//! Every route of every router is reachable through template.yaml, and reaches the function
+//! that serves it; every HttpApi event of the template is used by some route of its function.
+//!
+//! The routers' paths are read from the routers themselves (axum's `Debug` of a `Router` lists
+//! its paths); the template is read with a YAML parser that keeps CloudFormation's tags
+//! (`!Ref`, `!Sub`, ...) as tagged values. Matching follows API Gateway HTTP APIs: a `{name}`
+//! segment matches one segment, a trailing `{name+}` one or more, and the most specific route
+//! wins (literal segments over parameters over a greedy tail).
+//!
+//! A new function: one line in `routers()`.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use serde_yaml::Value;
+use twofa::{
+    adapters::{clock::AdjustableClock, memory::MemoryStore, outbox::Outbox},
+    domain::crypto::Keys,
+    ports::{Deps, NoScheduler},
+};
+
+/// Each function's binary (template `Metadata.BuildProperties.Binary`) and its router.
+fn routers() -> Vec<(&'static str, axum::Router)> {
+    let deps = || {
+        let clock = Arc::new(AdjustableClock::default());
+        let outbox = Arc::new(Outbox::new(clock.clone()));
+        Deps {
+            store: Arc::new(MemoryStore::new()),
+            dispatcher: outbox,
+            clock,
+            keys: Arc::new(Keys::random()),
+            scheduler: Arc::new(NoScheduler),
+        }
+    };
+    vec![
+        ("twofa-otp", twofa::http::otp::router(deps())),
+        ("twofa-limits", twofa::http::limits::router(deps())),
+        ("twofa-workflows", twofa::http::workflows::router(deps())),
+        ("twofa-records", twofa::http::records::router(deps())),
+    ]
+}
+
+/// The paths a router serves, from its `Debug` (`Node { paths: {RouteId(0): "/2fa/send", ..} }`).
+fn router_paths(router: &axum::Router) -> Vec<String> {
+    let debug = format!("{router:?}");
+    // The routes proper; the fallback router after them holds axum's own catch-all paths.
+    let routes = debug.split("fallback_router").next().unwrap();
+    let mut paths = Vec::new();
+    let mut rest = routes;
+    while let Some(i) = rest.find("): \"/") {
+        rest = &rest[i + 4..];
+        let end = rest.find('"').expect("closing quote");
+        let path = &rest[..end];
+        if !path.contains("__private__") && !paths.iter().any(|p| p == path) {
+            paths.push(path.to_owned());
+        }
+        rest = &rest[end..];
+    }
+    assert!(!paths.is_empty(), "no paths found in the router's Debug: {debug}");
+    paths.sort();
+    paths
+}
+
+struct Event {
+    function: String,
+    binary: String,
+    name: String,
+    method: String,
+    path: String,
+}
+
+fn template_events() -> Vec<Event> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
+    let template: Value = serde_yaml::from_str(&text).expect("template.yaml parses");
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    let mut events = Vec::new();
+    for (id, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let function = id.as_str().unwrap().to_owned();
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{function}: no Metadata.BuildProperties.Binary"))
+            .to_owned();
+        let Some(fn_events) = resource["Properties"]["Events"].as_mapping() else { continue };
+        for (name, event) in fn_events {
+            if event["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            let props = &event["Properties"];
+            events.push(Event {
+                function: function.clone(),
+                binary: binary.clone(),
+                name: name.as_str().unwrap().to_owned(),
+                method: props["Method"].as_str().expect("Method").to_owned(),
+                path: props["Path"].as_str().expect("Path").to_owned(),
+            });
+        }
+    }
+    assert!(!events.is_empty(), "no HttpApi events in template.yaml");
+    events
+}
+
+/// How specifically template path `route` matches the concrete `path`: `None` if it does not;
+/// otherwise a key where larger is more specific (API Gateway picks the most specific route).
+fn specificity(route: &str, path: &str) -> Option<(usize, usize, bool)> {
+    let route: Vec<&str> = route.trim_start_matches('/').split('/').collect();
+    let path: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (mut literals, mut params) = (0, 0);
+    for (i, seg) in route.iter().enumerate() {
+        if seg.starts_with('{') && seg.ends_with("+}") {
+            assert_eq!(i, route.len() - 1, "a greedy parameter must be the last segment");
+            // one or more segments, the first not empty
+            return (path.len() > i && !path[i].is_empty()).then_some((literals, params, false));
+        }
+        let part = path.get(i)?;
+        if seg.starts_with('{') && seg.ends_with('}') {
+            if part.is_empty() {
+                return None;
+            }
+            params += 1;
+        } else if seg == part {
+            literals += 1;
+        } else {
+            return None;
+        }
+    }
+    (route.len() == path.len()).then_some((literals, params, true))
+}
+
+/// A concrete request path for a router path: each `{param}` becomes a sample segment.
+fn samples(router_path: &str) -> Vec<String> {
+    let concrete: Vec<String> = router_path
+        .split('/')
+        .map(|seg| if seg.starts_with('{') { "XX0123456789abcdef".to_owned() } else { seg.to_owned() })
+        .collect();
+    let concrete = concrete.join("/");
+    if router_path.ends_with('}') {
+        // `{sid}.json` / `{sid}.xml` are served by the same route (strip_format_suffix)
+        vec![concrete.clone(), format!("{concrete}.json"), format!("{concrete}.xml")]
+    } else {
+        vec![concrete]
+    }
+}
+
+#[test]
+fn every_router_route_reaches_its_function_and_every_event_is_used() {
+    let events = template_events();
+    let routers = routers();
+    // Every function of the template has a router here, and every router a function.
+    let binaries: std::collections::BTreeSet<&str> = events.iter().map(|e| e.binary.as_str()).collect();
+    let known: std::collections::BTreeSet<&str> = routers.iter().map(|(b, _)| *b).collect();
+    assert_eq!(binaries, known, "functions with HttpApi events vs routers in this test");
+
+    let mut used: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for e in &events {
+        if e.method != "ANY" {
+            problems.push(format!(
+                "{}.{}: Method {} (the routers answer 405 themselves: use ANY)",
+                e.function, e.name, e.method
+            ));
+        }
+        if !e.path.starts_with("/2fa/") {
+            problems.push(format!("{}.{}: path {} outside /2fa", e.function, e.name, e.path));
+        }
+    }
+    for (binary, router) in &routers {
+        for route in router_paths(router) {
+            for sample in samples(&route) {
+                let best =
+                    events.iter().filter_map(|e| specificity(&e.path, &sample).map(|s| (s, e))).max_by_key(|(s, _)| *s);
+                match best {
+                    None => problems.push(format!("{binary} route {route}: {sample} matches no template event")),
+                    Some((_, e)) if e.binary != *binary => problems.push(format!(
+                        "{binary} route {route}: {sample} goes to {} ({}) by event {}",
+                        e.function, e.binary, e.path
+                    )),
+                    Some((_, e)) => used.entry((e.function.clone(), e.name.clone())).or_default().push(sample),
+                }
+            }
+        }
+    }
+    for e in &events {
+        if !used.contains_key(&(e.function.clone(), e.name.clone())) {
+            problems.push(format!("{}.{} ({}) serves no route of {}", e.function, e.name, e.path, e.binary));
+        }
+    }
+    assert!(problems.is_empty(), "template.yaml vs the routers:\n  {}", problems.join("\n  "));
+}
+
+#[test]
+fn matching_follows_api_gateway() {
+    assert!(specificity("/2fa/send", "/2fa/send").is_some());
+    assert!(specificity("/2fa/send", "/2fa/send.json").is_none());
+    assert!(specificity("/2fa/search/{proxy+}", "/2fa/search").is_none());
+    assert!(specificity("/2fa/search/{proxy+}", "/2fa/search/OTP1.json").is_some());
+    assert!(specificity("/2fa/usage/{proxy+}", "/2fa/usage/records/daily").is_some());
+    assert!(specificity("/2fa/limits/{sid}", "/2fa/limits/").is_none());
+    assert!(
+        specificity("/2fa/limits/search", "/2fa/limits/search")
+            > specificity("/2fa/limits/{proxy+}", "/2fa/limits/search")
+    );
+    assert!(router_paths(&routers()[0].1).contains(&"/2fa/send.xml".to_owned()));
+}
