@@ -217,6 +217,9 @@ import json, sys
 json.dump({"Parameters": {
     "TWOFA_TABLE": sys.argv[2], "TWOFA_SECRET_ARN": sys.argv[3], "AWS_ENDPOINT_URL": sys.argv[4],
     "TWOFA_AWS_ATTEMPT_TIMEOUT_MS": "10000", "TWOFA_AWS_OPERATION_TIMEOUT_MS": "30000",
+    # The stack's own SES configuration set and workflow state machine are not in moto (sam
+    # local would pass their logical ids): emails go without a set, workflows run no later steps.
+    "TWOFA_SES_CONFIGURATION_SET": "", "TWOFA_WORKFLOW_STATE_MACHINE_ARN": "",
 }}, open(sys.argv[1], "w"))
 PY
     # 5. sam local start-api, each function's container started at once (EAGER) and kept warm
