@@ -305,7 +305,9 @@ async fn verifying_after_the_first_step_stops_the_rest_on_aws() {
     let m = machine().await;
     let w = world(&m).await;
     let to = new_number();
-    let sid = w.send(&to, &[(Channel::Sms, 0), (Channel::Sms, 2), (Channel::Call, 2)]).await;
+    // The second step waits 6 s: reading the code back from moto's data dump can take seconds
+    // on 2 loaded cores, and the verify must come before the step is due.
+    let sid = w.send(&to, &[(Channel::Sms, 0), (Channel::Sms, 6), (Channel::Call, 2)]).await;
     // When the first SMS's code is verified
     let code = digits(&sms_to(&to).await[0]);
     verify(&w.deps, &w.account, VerifyTarget::RequestId(sid.clone()), &code).await.expect("verify");
@@ -323,7 +325,7 @@ async fn cancel_stops_the_rest_on_aws() {
     let m = machine().await;
     let w = world(&m).await;
     let to = new_number();
-    let sid = w.send(&to, &[(Channel::Sms, 0), (Channel::Call, 2)]).await;
+    let sid = w.send(&to, &[(Channel::Sms, 0), (Channel::Call, 4)]).await;
     cancel(&w.deps, &w.account, &sid).await.expect("cancel");
     let done = m.finished(&sid, Duration::from_secs(60)).await;
     assert_ne!(done.status(), &ExecutionStatus::Failed, "{:?}", done.cause());
