@@ -9,12 +9,13 @@ use crate::domain::{
     account::Account,
     callbacks::{CallFailure, DeadLetter, PendingCall, UrlRules, WebhookRequest},
     cidr::Cidr,
+    content::Content,
     crypto::Keys,
     error::Result,
     guard::{GuardCount, GuardKey},
     idempotency::IdempotencyRecord,
     limits::{Counter, CounterKey, CounterOp, LimitDef},
-    otp::{Channel, ChannelEvent, Check, Destination, Otp, Superseded},
+    otp::{Channel, ChannelEvent, Check, Delivery, Destination, Otp, Superseded},
     policy::AccountPolicy,
     receipts::{Receipt, ReceiptOutcome},
     records::{OtpQuery, SearchFilter},
@@ -379,6 +380,27 @@ pub struct OutboundMessage {
     pub language: String,
     pub voice: Option<String>,
     pub repeat: u8,
+}
+
+impl OutboundMessage {
+    /// The message of one dispatch (`event_sid`) of OTP `request_id`, on `d`'s channel.
+    pub fn new(request_id: &str, event_sid: &str, d: &Delivery, content: Content) -> Self {
+        OutboundMessage {
+            request_id: request_id.to_owned(),
+            event_sid: event_sid.to_owned(),
+            channel: d.channel,
+            from: d.from.clone(),
+            to: d.to.clone(),
+            subject: d.subject.clone(),
+            text: content.text,
+            html: content.html,
+            ssml: content.ssml,
+            voice_id: content.voice_id,
+            language: d.language.clone(),
+            voice: d.voice.clone(),
+            repeat: d.repeat,
+        }
+    }
 }
 
 impl std::fmt::Debug for OutboundMessage {

@@ -261,21 +261,7 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         tracing::info!(otp = %otp.sid, "otp stored; its workflow's first step waits");
         return Ok(otp.sid.clone());
     }
-    let msg = OutboundMessage {
-        request_id: otp.sid.clone(),
-        event_sid: event.sid.clone(),
-        channel: d.channel,
-        from: d.from.clone(),
-        to: d.to.clone(),
-        subject: d.subject.clone(),
-        text: content.text,
-        html: content.html,
-        ssml: content.ssml,
-        voice_id: content.voice_id,
-        language: d.language.clone(),
-        voice: d.voice.clone(),
-        repeat: d.repeat,
-    };
+    let msg = OutboundMessage::new(&otp.sid, &event.sid, d, content);
     let mut event = event;
     match deps.dispatcher.dispatch(&msg).await {
         Ok(receipt) => {

@@ -235,21 +235,7 @@ pub async fn run_step(deps: &Deps, run: &StepRun) -> Result<StepRun> {
         let claimed = now_otp.as_ref().and_then(|o| o.workflow.as_ref()).is_some_and(|w| w.sent > run.step);
         return Ok(if claimed { next } else { done });
     }
-    let msg = OutboundMessage {
-        request_id: otp.sid.clone(),
-        event_sid: event.sid.clone(),
-        channel: d.channel,
-        from: d.from.clone(),
-        to: d.to.clone(),
-        subject: d.subject.clone(),
-        text: content.text,
-        html: content.html,
-        ssml: content.ssml,
-        voice_id: content.voice_id,
-        language: d.language.clone(),
-        voice: d.voice.clone(),
-        repeat: d.repeat,
-    };
+    let msg = OutboundMessage::new(&otp.sid, &event.sid, &d, content);
     // Claimed: whatever happens now, this step is not sent again. A provider that is down
     // leaves a failed event and the next step (the fallback) still goes out.
     match deps.dispatcher.dispatch(&msg).await {

@@ -104,10 +104,10 @@ where
             let code = e.code();
             let code_transient = code.is_some_and(|c| THROTTLING_ERRORS.contains(&c) || TRANSIENT_ERRORS.contains(&c));
             if transient(e) || code_transient || status >= 500 || status == 429 {
-                tracing::warn!(op, code, status, "Step Functions unavailable");
+                tracing::warn!(op, error_code = code, status, "Step Functions unavailable");
                 Error::Unavailable
             } else {
-                tracing::error!(op, code, status, "Step Functions refused the request");
+                tracing::error!(op, error_code = code, status, "Step Functions refused the request");
                 Error::Internal
             }
         }
