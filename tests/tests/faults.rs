@@ -170,7 +170,19 @@ impl World {
         let mut all = vec![];
         let mut start = None;
         loop {
-            let out = self.ddb.scan().table_name(&self.table).set_exclusive_start_key(start).send().await.unwrap();
+            // The check's own read, on the production timeouts: a busy moto may miss one attempt.
+            let mut tries = 0;
+            let out = loop {
+                match self.ddb.scan().table_name(&self.table).set_exclusive_start_key(start.clone()).send().await {
+                    Ok(out) => break out,
+                    Err(e) if tries < 5 => {
+                        tries += 1;
+                        eprintln!("scan retried: {e}");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => panic!("scan: {e}"),
+                }
+            };
             all.extend(out.items.unwrap_or_default());
             start = out.last_evaluated_key;
             if start.is_none() {
