@@ -6,11 +6,12 @@ asl/utils/boto_client.py); moto.sh starts moto with MOTO_PORT set to this router
 router then:
 
   POST /2015-03-31/functions/{name or ARN}/invocations
-      goes to `cargo lambda watch` (the real step Lambda binary, never a moto Lambda function):
-      the ARN is cut to its function name (= the binary's name), and a function error, which
-      cargo lambda answers 500 with {"errorType", "errorMessage"}, is answered as AWS Lambda
-      does: 200 with `X-Amz-Function-Error: Unhandled`, so the state machine's Retry/Catch see
-      the Lambda's errorType. No answer from cargo lambda is a 500 ServiceException
+      goes to `cargo lambda watch` (make test) or `sam local start-lambda` (make local-aws): the
+      real step Lambda binary, never a moto Lambda function. The ARN is cut to its function
+      name (the binary's name, or the template's logical id for sam), and a function error,
+      which cargo lambda answers 500 with {"errorType", "errorMessage"} (sam local already as
+      AWS does), is answered as AWS Lambda does: 200 with `X-Amz-Function-Error: Unhandled`,
+      so the state machine's Retry/Catch see the Lambda's errorType. No answer from cargo lambda is a 500 ServiceException
       (Lambda.ServiceException for the state machine).
   GET /_router/invocations
       every invoke so far (function, event, answer, status, error type, milliseconds), for the tests.
@@ -137,7 +138,7 @@ class Handler(BaseHTTPRequestHandler):
         if fault is not None:
             return self._inject(record, fault)
         try:
-            status, _, body = forward(
+            status, lambda_headers, body = forward(
                 self.lambda_url,
                 "POST",
                 f"{INVOKE_PREFIX}{urllib.parse.quote(name, safe='')}{INVOKE_SUFFIX}",
@@ -146,11 +147,16 @@ class Handler(BaseHTTPRequestHandler):
                 LAMBDA_TIMEOUT_S,
             )
         except OSError as e:
-            status, body = None, str(e).encode()
+            status, lambda_headers, body = None, [], str(e).encode()
         record["ms"] = round((time.monotonic() - started) * 1000)
         headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST")]
         error_type = None
-        if status == 200:
+        # sam local start-lambda answers a function error as AWS Lambda does (200 + the header).
+        function_error = any(k.lower() == "x-amz-function-error" for k, _ in lambda_headers)
+        if status == 200 and function_error:
+            error_type = _error_type(body) or "Unhandled"
+            answer = (200, headers + [("X-Amz-Function-Error", "Unhandled")], body)
+        elif status == 200:
             answer = (200, headers, body)
         elif status == 500 and _error_type(body):
             error_type = _error_type(body)

@@ -13,8 +13,9 @@
 #   infra/scripts/sam.sh env        the export lines of the running local stack (URL, account)
 #   infra/scripts/sam.sh deploy     sam build + sam deploy (--guided the first time: samconfig.toml)
 #
-# Environment: ARCH (x86_64 | arm64; default the host's), SAM_PORT (local API port, 3001),
-# MOTO_PORT (5055; the local stack's moto listens on the project network's gateway on it).
+# Environment: ARCH (x86_64 | arm64; default the host's), SAM_PORT (local API port, 3001; the
+# step Lambda's `sam local start-lambda` takes SAM_PORT+1), MOTO_PORT (5055; the local stack's
+# moto listens on the project network's gateway on it, its Lambda router on MOTO_PORT+1).
 #
 # `up` on this machine kind (a Docker engine, no container registry): the Lambda base image is
 # built from the host's own files (infra/scripts/lambda-image.sh) and given to SAM with
@@ -22,6 +23,14 @@
 # containers are on a Docker network of ours (twofa-sam-$MOTO_PORT), whose gateway is an
 # address of this machine: moto listens there, and the functions reach it through the
 # template's AwsEndpointUrl parameter.
+#
+# Workflows run as on AWS: the template's state machine (infra/statemachine/workflow.asl.json)
+# is created in moto, whose Step Functions executor invokes its Lambda Task through the Lambda
+# router (infra/scripts/lambda_router.py, as in make test) into `sam local start-lambda`, which
+# runs WorkflowStepFunction in its Lambda container:
+#
+#   client ─▶ sam local start-api ─▶ OtpFunction (container) ─▶ moto: StartExecution
+#   moto Step Functions: Wait ─▶ lambda:invoke ─▶ router ─▶ sam local start-lambda ─▶ WorkflowStepFunction
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
@@ -30,13 +39,24 @@ VENV="$ROOT/.venv-sam"
 REQUIREMENTS=infra/sam/requirements.txt
 STAMP="$VENV/.stamp"
 RUN="$ROOT/.run"
-PYTHON="${PYTHON:-python3}"
+# Resolved before .venv-sam goes first on PATH: moto's .venv is made from the same python.
+PYTHON="${PYTHON:-$(command -v python3 || echo python3)}"
+export PYTHON
 SAM_PORT="${SAM_PORT:-3001}"
 MOTO_PORT="${MOTO_PORT:-5055}"
 export MOTO_PORT
 NETWORK="twofa-sam-${MOTO_PORT}"
 SAM_PID="$RUN/sam-local.pid"
 SAM_LOG="$RUN/sam-local.log"
+# The step Lambda's invoke endpoint and the router moto's Step Functions calls it through.
+LAMBDA_PORT=$((SAM_PORT + 1))
+ROUTER_PORT=$((MOTO_PORT + 1))
+LAMBDA_PID="$RUN/sam-lambda.pid"
+LAMBDA_LOG="$RUN/sam-lambda.log"
+ROUTER_PID="$RUN/sam-router.pid"
+ROUTER_LOG="$RUN/sam-router.log"
+# The state machine's Lambda, named as sam local start-lambda knows it (its logical id).
+STEP_FUNCTION=WorkflowStepFunction
 LOCAL_ENV="$RUN/local-aws.env"
 # The local stack's moto: its own pid/log files, beside make test's.
 export MOTO_NAME=moto-sam
@@ -98,7 +118,7 @@ cmd_sizes() {
     "$VENV/bin/python" - "$BUILD_DIR" <<'PY'
 import io, os, sys, zipfile
 build = sys.argv[1]
-print(f"    {'function':<18} {'binary':>12} {'zip (deflate -9)':>18}")
+print(f"    {'function':<26} {'binary':>12} {'zip (deflate -9)':>18}")
 for fn in sorted(os.listdir(build)):
     path = os.path.join(build, fn, "bootstrap")
     if not os.path.isfile(path):
@@ -107,7 +127,7 @@ for fn in sorted(os.listdir(build)):
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
         z.write(path, "bootstrap")
     size = os.path.getsize(path)
-    print(f"    {fn:<18} {size:>12,} {len(buf.getvalue()):>18,}   ({size / 1e6:.2f} MB / {len(buf.getvalue()) / 1e6:.2f} MB)")
+    print(f"    {fn:<26} {size:>12,} {len(buf.getvalue()):>18,}   ({size / 1e6:.2f} MB / {len(buf.getvalue()) / 1e6:.2f} MB)")
 PY
 }
 
@@ -200,26 +220,54 @@ cmd_up() {
     bash infra/scripts/moto.sh install
     MOTO_HOST="$gw" bash infra/scripts/moto.sh start
     local endpoint="http://$gw:$MOTO_PORT"
-    # 4. the table, the master secret, a sender and an account
+    # 4. the table, the master secret and a sender (what sam deploy makes on AWS), then an
+    # account made as on AWS: with the admin command
     start=$SECONDS
-    local seed
-    [[ "${SAM_SKIP_BUILD:-0}" == 1 ]] || cargo build -q -p twofa-seed
-    seed=$(env AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
-        AWS_REGION=us-east-1 TWOFA_AWS_ATTEMPT_TIMEOUT_MS=10000 TWOFA_AWS_OPERATION_TIMEOUT_MS=30000 "${CARGO_TARGET_DIR:-$ROOT/target}/debug/twofa-seed" --table twofa-local \
-        --secret twofa-local-master --sender otp@example.com)
+    local seed account target="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+    # Both come from the workspace's debug test build (make test's, so a no-op after it; their
+    # own `cargo build` would build the dependencies again with other features).
+    [[ "${SAM_SKIP_BUILD:-0}" == 1 ]] || cargo test -q --workspace --features twofa/aws --no-run
+    local aws_env=(AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+        AWS_REGION=us-east-1 TWOFA_AWS_ATTEMPT_TIMEOUT_MS=10000 TWOFA_AWS_OPERATION_TIMEOUT_MS=30000)
+    seed=$(env "${aws_env[@]}" "$target/twofa-seed" --table twofa-local --secret twofa-local-master --sender otp@example.com)
     eval "$seed"
-    log "moto seeded in $((SECONDS - start)) s (table, master secret, SES sender, account $TWOFA_ACCOUNT_SID)"
+    account=$(env "${aws_env[@]}" TWOFA_TABLE="$TWOFA_TABLE" TWOFA_SECRET_ARN="$TWOFA_SECRET_ARN" \
+        "$target/twofa-admin" account create --email local@example.com)
+    TWOFA_ACCOUNT_SID=$(sed -n 's/^ACCOUNT_SID=//p' <<<"$account")
+    TWOFA_AUTH_TOKEN=$(sed -n 's/^AUTH_TOKEN=//p' <<<"$account")
+    [[ -n "$TWOFA_ACCOUNT_SID" && -n "$TWOFA_AUTH_TOKEN" ]] || die "twofa-admin account create printed no account"
+    log "moto seeded in $((SECONDS - start)) s (table, master secret, SES sender; twofa-admin made account $TWOFA_ACCOUNT_SID)"
     # sam local resolves the template's `!If [HasAwsEndpointUrl, ...]` to "" whatever the
     # parameter, and --env-vars only sets variables the template declares: so the endpoint and
     # the emulator timeouts are declared there (empty on AWS) and given here.
-    "$VENV/bin/python" - "$RUN/sam-env.json" "$TWOFA_TABLE" "$TWOFA_SECRET_ARN" "$endpoint" <<'PY'
+    # The workflow state machine, from the template's own definition file and substitution.
+    local machine
+    machine=$(env AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+        AWS_DEFAULT_REGION=us-east-1 "$VENV/bin/python" - "$STEP_FUNCTION" <<'PY'
+import sys, boto3
+from samcli.yamlhelper import yaml_parse
+template = yaml_parse(open("template.yaml").read())
+props = template["Resources"]["WorkflowStateMachine"]["Properties"]
+definition = open(props["DefinitionUri"]).read()
+for name in props["DefinitionSubstitutions"]:
+    # Every substitution is the step Lambda's ARN; the router cuts it to the function name.
+    definition = definition.replace("${" + name + "}", f"arn:aws:lambda:us-east-1:123456789012:function:{sys.argv[1]}")
+assert "${" not in definition, "a substitution the local stack does not know"
+sfn = boto3.client("stepfunctions")
+print(sfn.create_state_machine(name="twofa-local-workflow", definition=definition, type=props["Type"],
+                               roleArn="arn:aws:iam::123456789012:role/twofa-workflow")["stateMachineArn"])
+PY
+    )
+    log "workflow state machine $machine"
+    "$VENV/bin/python" - "$RUN/sam-env.json" "$TWOFA_TABLE" "$TWOFA_SECRET_ARN" "$endpoint" "$machine" <<'PY'
 import json, sys
 json.dump({"Parameters": {
     "TWOFA_TABLE": sys.argv[2], "TWOFA_SECRET_ARN": sys.argv[3], "AWS_ENDPOINT_URL": sys.argv[4],
     "TWOFA_AWS_ATTEMPT_TIMEOUT_MS": "10000", "TWOFA_AWS_OPERATION_TIMEOUT_MS": "30000",
-    # The stack's own SES configuration set and workflow state machine are not in moto (sam
-    # local would pass their logical ids): emails go without a set, workflows run no later steps.
-    "TWOFA_SES_CONFIGURATION_SET": "", "TWOFA_WORKFLOW_STATE_MACHINE_ARN": "",
+    # sam local would pass the state machine's logical id: the one made in moto instead.
+    "TWOFA_WORKFLOW_STATE_MACHINE_ARN": sys.argv[5],
+    # The stack's own SES configuration set is not in moto: emails go without a set.
+    "TWOFA_SES_CONFIGURATION_SET": "",
 }}, open(sys.argv[1], "w"))
 PY
     # 5. sam local start-api, each function's container started at once (EAGER) and kept warm
@@ -237,14 +285,39 @@ PY
         --region us-east-1 \
         </dev/null >"$SAM_LOG" 2>&1 &
     echo $! >"$SAM_PID"
+    # 6. the step Lambda for the state machine: sam local start-lambda (containers made on the
+    # first invoke), and the router between moto's Step Functions and it
+    log "sam local start-lambda on http://127.0.0.1:$LAMBDA_PORT (log: .run/sam-lambda.log)"
+    env AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
+        setsid "$VENV/bin/sam" local start-lambda \
+        --template "$BUILD_DIR/template.yaml" \
+        --host 127.0.0.1 --port "$LAMBDA_PORT" \
+        --invoke-image "$image" --skip-pull-image \
+        --docker-network "$NETWORK" \
+        --warm-containers LAZY \
+        --env-vars "$RUN/sam-env.json" \
+        --parameter-overrides "Architecture=$ARCH" "AwsEndpointUrl=$endpoint" \
+        --region us-east-1 \
+        </dev/null >"$LAMBDA_LOG" 2>&1 &
+    echo $! >"$LAMBDA_PID"
+    setsid "$VENV/bin/python" infra/scripts/lambda_router.py 127.0.0.1 "$ROUTER_PORT" "$endpoint" \
+        "http://127.0.0.1:$LAMBDA_PORT" </dev/null >"$ROUTER_LOG" 2>&1 &
+    echo $! >"$ROUTER_PID"
     if ! wait_http "http://127.0.0.1:$SAM_PORT/2fa/search" 300 "$(cat "$SAM_PID")"; then
         tail -n 40 "$SAM_LOG" >&2
         die "sam local start-api did not come up (log above)"
     fi
+    if ! wait_http "http://127.0.0.1:$LAMBDA_PORT/2015-03-31/functions/$STEP_FUNCTION/invocations" 120 "$(cat "$LAMBDA_PID")"; then
+        tail -n 40 "$LAMBDA_LOG" >&2
+        die "sam local start-lambda did not come up (log above)"
+    fi
+    wait_http "http://127.0.0.1:$ROUTER_PORT/_router/invocations" 30 "$(cat "$ROUTER_PID")" \
+        || { tail -n 20 "$ROUTER_LOG" >&2; die "the Lambda router did not come up (log above)"; }
     local sam_took=$((SECONDS - start))
     {
         echo "export TWOFA_SAM_URL=http://127.0.0.1:$SAM_PORT"
         echo "export TWOFA_MOTO_URL=$endpoint"
+        echo "export TWOFA_LAMBDA_ROUTER_URL=http://127.0.0.1:$ROUTER_PORT"
         echo "export TWOFA_ACCOUNT_SID=$TWOFA_ACCOUNT_SID"
         echo "export TWOFA_AUTH_TOKEN=$TWOFA_AUTH_TOKEN"
     } >"$LOCAL_ENV"
@@ -260,16 +333,22 @@ PY
 EOF
 }
 
-cmd_down() {
-    if alive "$SAM_PID"; then
+stop_pid() { # stop_pid PIDFILE NAME
+    if alive "$1"; then
         local pid
-        pid=$(cat "$SAM_PID")
-        log "stopping sam local (pid $pid)"
+        pid=$(cat "$1")
+        log "stopping $2 (pid $pid)"
         kill "$pid" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$pid" 2>/dev/null || true
     fi
-    rm -f "$SAM_PID"
+    rm -f "$1"
+}
+
+cmd_down() {
+    stop_pid "$SAM_PID" "sam local start-api"
+    stop_pid "$LAMBDA_PID" "sam local start-lambda"
+    stop_pid "$ROUTER_PID" "the Lambda router"
     if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
         # The Lambda containers SAM left on our network (it removes them on a clean exit).
         local ids

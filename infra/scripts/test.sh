@@ -35,7 +35,13 @@ phase() {
 STARTED_MOTO=0
 STARTED_WORKFLOW=0
 WORKFLOW=infra/scripts/workflow_e2e.sh
+declare -A INSTALL_PID=()
 cleanup() {
+    # An install still running (the script ended early) is stopped too.
+    local pid
+    for pid in "${INSTALL_PID[@]}"; do
+        kill "${pid}" 2>/dev/null || true
+    done
     if ((STARTED_WORKFLOW)); then
         bash "${WORKFLOW}" stop || true
     fi
@@ -64,15 +70,41 @@ export TWOFA_AWS_OPERATION_TIMEOUT_MS="${TWOFA_AWS_OPERATION_TIMEOUT_MS:-30000}"
 SUMMARY+=("ok      $((SECONDS - start))s  moto install + start")
 echo "==> moto: ready at ${AWS_ENDPOINT_URL} ($((SECONDS - start))s)"
 
+# --- the Python tools, installed while clippy compiles ----------------------------------
+# Each is a pinned pip install into a virtualenv of its own (idempotent: a stamp says when it is
+# done), mostly download and unpack: run beside the CPU-bound builds instead of between them.
+# A phase that needs one waits for it first; a failed install fails that phase.
+mkdir -p .run
+background_install() { # background_install NAME CMD...
+    local name=$1
+    shift
+    "$@" >".run/install-${name}.log" 2>&1 &
+    INSTALL_PID[$name]=$!
+}
+installed() { # installed NAME: waits for its install; prints its log if it failed
+    local rc=0
+    wait "${INSTALL_PID[$1]}" || rc=$?
+    if ((rc != 0)); then
+        echo "==> installing $1 failed (exit ${rc}):"
+        cat ".run/install-$1.log"
+    fi
+    return "${rc}"
+}
+background_install sam bash infra/scripts/sam.sh install
+background_install schemathesis bash infra/scripts/schemathesis.sh install
+background_install cargo-lambda bash infra/scripts/workflow_e2e.sh install
+
 # --- checks ----------------------------------------------------------------------------
 phase "rustfmt" cargo fmt --all -- --check
 phase "clippy" cargo clippy --workspace --all-targets --features twofa/aws -- -D warnings
 # cfn-lint and sam validate --lint, from the pinned .venv-sam (no Docker, no AWS account).
-phase "template lint" bash infra/scripts/sam.sh validate
+validate() { installed sam && bash infra/scripts/sam.sh validate; }
+phase "template lint" validate
 # The workflow state machine's harness (tests/tests/workflow_sfn.rs): the real step Lambda under
 # cargo lambda watch, behind the router moto's Step Functions Task invokes. Its first start
 # builds the step Lambda. If it does not come up, those tests fail on its missing env.
 start_workflow() {
+    installed cargo-lambda || return 1
     STARTED_WORKFLOW=1
     bash "${WORKFLOW}" start && eval "$(bash "${WORKFLOW}" env)"
 }
@@ -85,7 +117,8 @@ run_tests() {
 }
 phase "tests" run_tests "$@"
 # The dev server against openapi.yaml (starts and stops its own server, by pid).
-phase "schemathesis" bash infra/scripts/schemathesis.sh run
+schemathesis() { installed schemathesis && bash infra/scripts/schemathesis.sh run; }
+phase "schemathesis" schemathesis
 
 # One plain closing line: cargo prints a result per test binary (the last one is the doc-tests,
 # often "0 passed"), so the sum over all of them is what this run actually tested.

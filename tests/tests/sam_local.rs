@@ -326,3 +326,88 @@ async fn auth_and_errors_as_a_client_sees_them() {
     let r = sam.post("/2fa/verify", &json!({ "requestId": format!("OTP{}", "0".repeat(32)), "code": "123456" })).await;
     assert_eq!(r.status.as_u16() / 100, 4, "{}", r.text);
 }
+
+impl Sam {
+    async fn workflow(&self, channels: Value) -> String {
+        let name = format!("wf_{}", random_digits(8));
+        let r = self.post("/2fa/workflows", &json!({ "name": name, "channels": channels })).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["data"]["sid"].as_str().expect("sid").to_owned()
+    }
+
+    /// The emails moto's SES carried to `to`, oldest first.
+    async fn emails_to(&self, to: &str) -> Vec<Value> {
+        let data = self.moto_data().await;
+        data["ses"]["Message"]
+            .as_array()
+            .map_or(vec![], |l| l.iter().filter(|m| m["destinations"]["ToAddresses"][0] == to).cloned().collect())
+    }
+
+    /// What the Lambda router handed to the step Lambda for `otp_sid`: (function, answer).
+    async fn step_invocations(&self, otp_sid: &str) -> Vec<(String, Value)> {
+        let url = format!("{}/_router/invocations", env("TWOFA_LAMBDA_ROUTER_URL"));
+        let all: Vec<Value> = self.http.get(&url).send().await.unwrap().json().await.unwrap();
+        all.into_iter()
+            .filter(|r| r["payload"].as_str().is_some_and(|p| p.contains(otp_sid)))
+            .map(|r| {
+                let answer = serde_json::from_str(r["answer"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+                (r["function"].as_str().unwrap_or_default().to_owned(), answer)
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make test-sam"]
+async fn a_workflow_falls_back_from_sms_to_email_through_step_functions_and_the_step_lambda() {
+    let sam = Sam::new();
+    // Given a workflow: an SMS at once, an email 3 s later (workflows function)
+    let wf = sam.workflow(json!([{ "channel": "sms", "interval": 0 }, { "channel": "email", "interval": 3 }])).await;
+    let (to, email) = (new_number(), format!("u{}@example.com", random_digits(10)));
+    // When an OTP is sent with it and nobody verifies
+    let extra = json!({ "workflow": wf, "email": email, "emailFrom": "otp@example.com", "subject": "Your code" });
+    let sid = sam.send_sms(&to, extra).await.request_id();
+    let code = sam.sms_code(&to).await;
+    assert!(sam.emails_to(&email).await.is_empty(), "the email step waits its interval");
+    // Then moto's state machine waits, invokes the step Lambda in its container, and the email
+    // carries the same code
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mail = loop {
+        if let Some(m) = sam.emails_to(&email).await.pop() {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "no email step within 90 s");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+    assert_eq!(mail["subject"], "Your code");
+    assert!(mail["body"].as_str().unwrap_or_default().contains(&code), "{mail}");
+    let steps = sam.step_invocations(&sid).await;
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(steps[0].0, "WorkflowStepFunction");
+    assert_eq!(steps[0].1["more"], false, "{steps:?}");
+    // And the record shows both dispatches, and the code still verifies
+    let sdr = sam.get(&format!("/2fa/search/{sid}")).await.json();
+    let channels: Vec<_> = sdr["events"].as_array().unwrap().iter().map(|e| e["channel"].clone()).collect();
+    assert_eq!(channels, [json!("sms"), json!("email")], "{sdr}");
+    let r = sam.post("/2fa/verify", &json!({ "requestId": sid, "code": code })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make test-sam"]
+async fn verifying_after_the_first_step_stops_the_workflow() {
+    let sam = Sam::new();
+    // Given a workflow of two SMS, 3 s apart, and an OTP sent with it
+    let wf = sam.workflow(json!([{ "channel": "sms", "interval": 0 }, { "channel": "sms", "interval": 3 }])).await;
+    let to = new_number();
+    let sid = sam.send_sms(&to, json!({ "workflow": wf })).await.request_id();
+    // When the first code is verified before the second step is due
+    let code = sam.sms_code(&to).await;
+    let r = sam.post("/2fa/verify", &json!({ "requestId": sid, "code": code })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Then, well past the step's time, nothing more was sent
+    tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+    assert_eq!(sam.sms_count(&to).await, 1);
+    let sdr = sam.get(&format!("/2fa/search/{sid}")).await.json();
+    assert_eq!(sdr["events"].as_array().unwrap().len(), 1, "{sdr}");
+}

@@ -1,18 +1,17 @@
-//! `twofa-seed`: what `make local-aws` needs in moto before `sam local start-api` can answer a
-//! request: the table, the master secret (in Secrets Manager, read by the functions as on AWS),
-//! a verified SES sender and one account. Prints shell `export` lines with the names, the
-//! account's sid and its token (shown once: only a keyed hash of it is stored).
+//! `twofa-seed`: what `make local-aws` needs in moto that `sam deploy` makes on AWS: the table,
+//! the master secret (in Secrets Manager, read by the functions as on AWS) and a verified SES
+//! sender. Prints shell `export` lines with the table's name and the secret's ARN. Accounts are
+//! then made as on AWS, with the admin command (`twofa-admin account create`).
 //!
 //!   twofa-seed --table NAME --secret NAME [--sender EMAIL]...
 //!
 //! Runs against the endpoint of the environment (`AWS_ENDPOINT_URL`). Table and secret are
-//! reused when they exist (the secret's value is kept, so earlier accounts stay valid); every
-//! run makes a new account. The admin command (`twofa-admin`) replaces this once it lands.
+//! reused when they exist (the secret's value is kept, so earlier accounts stay valid).
 
 use rand::{distributions::Alphanumeric, Rng};
 use twofa::{
     adapters::aws::{aws_config, dynamodb::create_table},
-    domain::{account::Account, crypto::Keys, ids},
+    domain::crypto::Keys,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -70,14 +69,9 @@ async fn main() -> Result<(), BoxError> {
         ses.verify_email_identity().email_address(sender).send().await?;
     }
     let (arn, master) = master_secret(&aws_sdk_secretsmanager::Client::new(&sdk), &args.secret).await?;
-    let keys = Keys::from_master(master.as_bytes()).map_err(|_| "the master secret is shorter than 32 bytes")?;
-    let store = twofa::adapters::aws::dynamodb::DynamoStore::new(ddb, args.table.clone());
-    let token = ids::new_sid("");
-    let account = Account::new(ids::new_sid(ids::ACCOUNT), &token, &keys, None, 0);
-    twofa::ports::AccountStore::put_account(&store, &account).await.map_err(|e| format!("put account: {e:?}"))?;
+    // The functions refuse a shorter key at cold start: refuse it here, before they run.
+    Keys::from_master(master.as_bytes()).map_err(|_| "the master secret is shorter than 32 bytes")?;
     println!("export TWOFA_TABLE={}", args.table);
     println!("export TWOFA_SECRET_ARN={arn}");
-    println!("export TWOFA_ACCOUNT_SID={}", account.sid);
-    println!("export TWOFA_AUTH_TOKEN={token}");
     Ok(())
 }
