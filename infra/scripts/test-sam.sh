@@ -37,7 +37,7 @@ source .run/local-aws.env
 
 start=$SECONDS
 rc=0
-cargo test -p twofa-tests --features twofa/aws --test sam_local -- --ignored --test-threads=1 2>&1 | tee "$LOG" || rc=$?
+cargo test --workspace --features twofa/aws --test sam_local -- --ignored --test-threads=1 2>&1 | tee "$LOG" || rc=$?
 RUN=$((SECONDS - start))
 
 passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' "$LOG")
