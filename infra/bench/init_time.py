@@ -63,6 +63,9 @@ def main():
         "AWS_ENDPOINT_URL": f"http://{addr}",
         "TWOFA_TABLE": "twofa",
         "TWOFA_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:twofa",
+        # The callbacks worker's queues (named, never called before the first poll).
+        "TWOFA_CALLBACK_RETRY_QUEUE_URL": f"http://{addr}/1/twofa-callback-retry",
+        "TWOFA_CALLBACK_DEAD_LETTER_QUEUE_URL": f"http://{addr}/1/twofa-callback-dead-letters",
         "RUST_LOG": "info",
     }
     for binary in sys.argv[2:]:
