@@ -204,3 +204,61 @@ fn matching_follows_api_gateway() {
     );
     assert!(router_paths(&routers()[0].1).contains(&"/2fa/send.xml".to_owned()));
 }
+
+/// Every alarm of the template: (metric name, the alarm written out, to look for the resource
+/// its dimensions name).
+fn template_alarms(resources: &serde_yaml::Mapping) -> Vec<(String, String)> {
+    resources
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .map(|r| {
+            let props = &r["Properties"];
+            (
+                props["MetricName"].as_str().unwrap_or_default().to_owned(),
+                serde_yaml::to_string(&props["Dimensions"]).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_function_dead_letter_queue_and_state_machine_raises_an_alarm() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
+    let template: Value = serde_yaml::from_str(&text).expect("template.yaml parses");
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    let alarms = template_alarms(resources);
+    let alarmed = |metric: &str, id: &str| {
+        alarms.iter().any(|(m, dims)| m == metric && dims.split(|c: char| !c.is_alphanumeric()).any(|w| w == id))
+    };
+    // Dead-letter queues are named so (the redrive target and the on-failure destinations).
+    let dead_letters = resources
+        .iter()
+        .filter(|(id, r)| r["Type"].as_str() == Some("AWS::SQS::Queue") && id.as_str().unwrap().contains("DeadLetter"))
+        .count();
+    assert!(dead_letters > 0, "the template has a dead-letter queue");
+    let mut missing = Vec::new();
+    for (id, resource) in resources {
+        let id = id.as_str().unwrap();
+        match resource["Type"].as_str() {
+            Some("AWS::Serverless::Function") => {
+                for metric in ["Throttles", "Errors"] {
+                    if !alarmed(metric, id) {
+                        missing.push(format!("{id}: {metric}"));
+                    }
+                }
+            }
+            Some("AWS::Serverless::StateMachine") if !alarmed("ExecutionsFailed", id) => {
+                missing.push(format!("{id}: ExecutionsFailed"))
+            }
+            Some("AWS::SQS::Queue")
+                if id.contains("DeadLetter") && !alarmed("ApproximateNumberOfMessagesVisible", id) =>
+            {
+                missing.push(format!("{id}: ApproximateNumberOfMessagesVisible"))
+            }
+            _ => {}
+        }
+    }
+    assert!(missing.is_empty(), "resources without their alarm: {missing:?}");
+    assert!(alarms.iter().any(|(m, _)| m == "5xx"), "the API's 5xx alarm");
+}
