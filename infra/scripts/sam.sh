@@ -226,7 +226,7 @@ cmd_up() {
     local seed account target="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
     # Both come from the workspace's debug test build (make test's, so a no-op after it; their
     # own `cargo build` would build the dependencies again with other features).
-    [[ "${SAM_SKIP_BUILD:-0}" == 1 ]] || cargo test -q --workspace --features twofa/aws --no-run
+    [[ "${SAM_SKIP_BUILD:-0}" == 1 ]] || cargo build -q --workspace --all-targets --features twofa/aws
     local aws_env=(AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
         AWS_REGION=us-east-1 TWOFA_AWS_ATTEMPT_TIMEOUT_MS=10000 TWOFA_AWS_OPERATION_TIMEOUT_MS=30000)
     seed=$(env "${aws_env[@]}" "$target/twofa-seed" --table twofa-local --secret twofa-local-master --sender otp@example.com)

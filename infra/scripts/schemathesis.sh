@@ -75,7 +75,9 @@ cmd_run() {
     cmd_install
     mkdir -p "${RUN_DIR}"
     cd "${ROOT}"
-    cargo build -q -p twofa-local
+    # The workspace's debug build (make test's build phase; a no-op after it): `-p twofa-local`
+    # alone would build the dependencies again with other features.
+    cargo build -q --workspace --all-targets --features twofa/aws
     local bin="${CARGO_TARGET_DIR:-${ROOT}/target}/debug/twofa-local"
     [[ -x "${bin}" ]] || die "no dev server binary at ${bin}"
     local port

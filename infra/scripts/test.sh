@@ -96,13 +96,16 @@ background_install cargo-lambda bash infra/scripts/workflow_e2e.sh install
 
 # --- checks ----------------------------------------------------------------------------
 phase "rustfmt" cargo fmt --all -- --check
+# One debug build of everything, with the features the tests unify: the tests, the step Lambda
+# the workflow harness runs, the seeder and admin command make test-sam runs all reuse it.
+phase "build" cargo build --workspace --all-targets --features twofa/aws
 phase "clippy" cargo clippy --workspace --all-targets --features twofa/aws -- -D warnings
 # cfn-lint and sam validate --lint, from the pinned .venv-sam (no Docker, no AWS account).
 validate() { installed sam && bash infra/scripts/sam.sh validate; }
 phase "template lint" validate
-# The workflow state machine's harness (tests/tests/workflow_sfn.rs): the real step Lambda under
-# cargo lambda watch, behind the router moto's Step Functions Task invokes. Its first start
-# builds the step Lambda. If it does not come up, those tests fail on its missing env.
+# The workflow state machine's harness (tests/tests/workflow_sfn.rs): the real step Lambda (the
+# build phase's binary) behind cargo lambda watch's Runtime API and the router moto's Step
+# Functions Task invokes. If it does not come up, those tests fail on its missing env.
 start_workflow() {
     installed cargo-lambda || return 1
     STARTED_WORKFLOW=1

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The workflow state machine end to end on moto: the real step Lambda binary under
-# `cargo lambda watch`, reached by moto's Step Functions Task through the Lambda router.
+# The workflow state machine end to end on moto: the real step Lambda binary behind the Lambda
+# Runtime API of `cargo lambda watch`, reached by moto's Step Functions Task through the router.
 #
 #   moto (MOTO_PORT, started by moto.sh with its internal AWS endpoint = the router)
 #     └─ Step Functions Task: lambda:invoke ─▶ router (ROUTER_PORT) ─▶ cargo lambda watch (WATCH_PORT)
-#                                                   └─ anything else ─▶ moto        └─ twofa-workflow-step
+#                                                   └─ anything else ─▶ moto        └─ twofa-workflow-step ×2
 #                                                                                      (DynamoDB on moto)
 #
+# cargo lambda watch serves only the Lambda APIs (--only-lambda-apis); the function is the debug
+# binary of the workspace's own build (`cargo build --workspace --all-targets`, make test's build
+# phase, with the same features as the tests), run here as two instances polling its Runtime API.
+# Letting cargo lambda build it would compile its dependencies a second time with other features.
+#
 #   infra/scripts/workflow_e2e.sh install   pinned cargo-lambda into .venv (idempotent)
-#   infra/scripts/workflow_e2e.sh start     router + cargo lambda watch; returns once the step
-#                                           Lambda is built and answers (moto must be running)
+#   infra/scripts/workflow_e2e.sh start     router + cargo lambda watch + the step Lambda; returns
+#                                           once it answers (moto must be running)
 #   infra/scripts/workflow_e2e.sh stop      stop both, by the pids recorded in .run/
 #   infra/scripts/workflow_e2e.sh env       print the export lines tests/tests/workflow_sfn.rs needs
 #
@@ -27,8 +32,10 @@ FUNCTION="twofa-workflow-step"
 # What the step Lambda runs against: its own table on moto and a fixed test master key.
 TABLE="${TWOFA_WORKFLOW_TABLE:-twofa-workflow-e2e}"
 SECRET_KEY="${TWOFA_WORKFLOW_SECRET_KEY:-5f0e2a9c7b1d4e3f8a6c0b2d4f6e8a0c1e3a5c7e9b1d3f5a7c9e1b3d5f7a9c0e}"
-# The first start compiles the step Lambda (a debug build): minutes on 2 shared cores.
-START_TIMEOUT_S="${TWOFA_LAMBDA_START_TIMEOUT_S:-900}"
+START_TIMEOUT_S="${TWOFA_LAMBDA_START_TIMEOUT_S:-120}"
+# Instances of the step Lambda polling the Runtime API (executions run side by side in tests).
+INSTANCES=2
+BINARY="${CARGO_TARGET_DIR:-${ROOT}/target}/debug/${FUNCTION}"
 
 VENV="${ROOT}/.venv"
 STAMP="${VENV}/.cargo-lambda-stamp"
@@ -37,6 +44,8 @@ ROUTER_PID="${RUN_DIR}/lambda-router.pid"
 WATCH_PID="${RUN_DIR}/lambda-watch.pid"
 ROUTER_LOG="${RUN_DIR}/lambda-router.log"
 WATCH_LOG="${RUN_DIR}/lambda-watch.log"
+# The step Lambda instance i: .run/lambda-step-$i.pid / .log
+step_pid() { echo "${RUN_DIR}/lambda-step-$1.pid"; }
 MOTO_URL="http://127.0.0.1:${MOTO_PORT}"
 ROUTER_URL="http://127.0.0.1:${ROUTER_PORT}"
 WATCH_URL="http://127.0.0.1:${WATCH_PORT}"
@@ -129,28 +138,51 @@ cmd_start() {
     fi
 
     local t0=${SECONDS}
+    if [[ ! -x "${BINARY}" ]]; then
+        log "building the workspace (make test's build: cargo build --workspace --all-targets)"
+        (cd "${ROOT}" && cargo build -q --workspace --all-targets --features twofa/aws) >&2
+    fi
     if alive "${WATCH_PID}" cargo-lambda; then
         log "reusing cargo lambda watch (pid $(cat "${WATCH_PID}")) at ${WATCH_URL}"
     else
         rm -f "${WATCH_PID}"
-        log "starting cargo lambda watch on ${WATCH_URL} (log: .run/lambda-watch.log)"
-        # The function's environment: the SDK straight at moto (its calls need no routing),
-        # its table and master key, the suite's generous SDK timeouts for a loaded moto.
+        log "starting cargo lambda watch --only-lambda-apis on ${WATCH_URL} (log: .run/lambda-watch.log)"
         (
             cd "${ROOT}"
-            export AWS_ENDPOINT_URL="${MOTO_URL}" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+            exec setsid "${VENV}/bin/cargo-lambda" lambda watch --only-lambda-apis \
+                --invoke-address 127.0.0.1 --invoke-port "${WATCH_PORT}"
+        ) </dev/null >"${WATCH_LOG}" 2>&1 &
+        echo $! >"${WATCH_PID}"
+    fi
+    # The instances exit if the Runtime API is not there yet: it listens first.
+    until (: >"/dev/tcp/127.0.0.1/${WATCH_PORT}") 2>/dev/null; do
+        alive "${WATCH_PID}" cargo-lambda || { tail -n 40 "${WATCH_LOG}" >&2; die "cargo lambda watch exited during start-up"; }
+        ((SECONDS - t0 < START_TIMEOUT_S)) || { cmd_stop; die "cargo lambda watch did not listen within ${START_TIMEOUT_S} s"; }
+        sleep 0.2
+    done
+    local i
+    for i in $(seq 1 "${INSTANCES}"); do
+        if alive "$(step_pid "$i")" "${FUNCTION}"; then
+            continue
+        fi
+        # The function's environment: the Runtime API's path for this function, the SDK straight
+        # at moto (its calls need no routing), its table and master key, the suite's generous
+        # SDK timeouts for a loaded moto.
+        (
+            export AWS_LAMBDA_RUNTIME_API="${WATCH_URL}/.rt/${FUNCTION}" AWS_LAMBDA_FUNCTION_NAME="${FUNCTION}" \
+                AWS_LAMBDA_FUNCTION_VERSION='$LATEST' AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 \
+                AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/${FUNCTION}" AWS_LAMBDA_LOG_STREAM_NAME="local-$i" \
+                AWS_ENDPOINT_URL="${MOTO_URL}" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
                 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
                 TWOFA_TABLE="${TABLE}" TWOFA_SECRET_KEY="${SECRET_KEY}" RUST_LOG="${RUST_LOG:-info}" \
                 TWOFA_VOICE_ORIGINATION=+18005550199 AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2="${ROUTER_URL}" \
                 TWOFA_AWS_ATTEMPT_TIMEOUT_MS="${TWOFA_AWS_ATTEMPT_TIMEOUT_MS:-10000}" \
                 TWOFA_AWS_OPERATION_TIMEOUT_MS="${TWOFA_AWS_OPERATION_TIMEOUT_MS:-30000}"
             unset TWOFA_SECRET_ARN
-            exec setsid "${VENV}/bin/cargo-lambda" lambda watch --ignore-changes \
-                --invoke-address 127.0.0.1 --invoke-port "${WATCH_PORT}" \
-                -p "${FUNCTION}"
-        ) </dev/null >"${WATCH_LOG}" 2>&1 &
-        echo $! >"${WATCH_PID}"
-    fi
+            exec setsid "${BINARY}"
+        ) </dev/null >"${RUN_DIR}/lambda-step-$i.log" 2>&1 &
+        echo $! >"$(step_pid "$i")"
+    done
 
     # Ready when the step Lambda itself answers: an empty event is refused by its deserializer
     # (a function error), which proves the binary is built and running.
@@ -162,6 +194,10 @@ cmd_start() {
             tail -n 40 "${WATCH_LOG}" >&2 || true
             die "cargo lambda watch exited during start-up"
         fi
+        if ! alive "$(step_pid 1)" "${FUNCTION}"; then
+            tail -n 40 "${RUN_DIR}/lambda-step-1.log" >&2 || true
+            die "the step Lambda exited during start-up"
+        fi
         if ((SECONDS - t0 >= START_TIMEOUT_S)); then
             tail -n 40 "${WATCH_LOG}" >&2 || true
             cmd_stop
@@ -170,10 +206,14 @@ cmd_start() {
         sleep 1
     done
     alive "${ROUTER_PID}" lambda_router.py || { tail -n 20 "${ROUTER_LOG}" >&2; die "the router exited"; }
-    log "step Lambda ready under cargo lambda watch in $((SECONDS - t0)) s; router at ${ROUTER_URL}"
+    log "step Lambda ready (${INSTANCES} instances behind cargo lambda watch) in $((SECONDS - t0)) s; router at ${ROUTER_URL}"
 }
 
 cmd_stop() {
+    local i
+    for i in $(seq 1 "${INSTANCES}"); do
+        stop_group "$(step_pid "$i")" "${FUNCTION}" "the step Lambda ($i)"
+    done
     stop_group "${WATCH_PID}" cargo-lambda "cargo lambda watch"
     stop_group "${ROUTER_PID}" lambda_router.py "the Lambda router"
 }

@@ -1,8 +1,8 @@
 //! The workflow state machine end to end on the emulated AWS stack: moto (Step Functions with
 //! execution switched on) runs the real ASL of template.yaml, and its Lambda Task reaches the
-//! real step Lambda binary (`functions/workflow-step` under `cargo lambda watch`) through the
-//! Lambda router (`infra/scripts/workflow_e2e.sh`, started by `make test`). Executions are
-//! started and stopped by the real `SfnScheduler`.
+//! real step Lambda binary (`functions/workflow-step` behind `cargo lambda watch`'s Runtime
+//! API) through the Lambda router (`infra/scripts/workflow_e2e.sh`, started by `make test`).
+//! Executions are started and stopped by the real `SfnScheduler`.
 //! The OTPs are real: sent through the send use case on DynamoDB (moto), in the table and
 //! under the key the step Lambda was started with; SMS land in moto's SNS, calls at the
 //! router's SMS Voice v2 stand-in.
@@ -53,7 +53,7 @@ struct Machine {
 }
 
 /// A state machine on moto from the template's DefinitionUri, its step Lambda ARN the one the
-/// router hands to cargo lambda watch.
+/// router hands to the step Lambda.
 async fn machine() -> Machine {
     let router = env("TWOFA_LAMBDA_ROUTER_URL");
     let function = env("TWOFA_WORKFLOW_STEP_FUNCTION");
