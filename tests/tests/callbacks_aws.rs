@@ -19,10 +19,12 @@ use twofa::{
         aws::{
             aws_config,
             dynamodb::{create_table_with_stream, DynamoStore},
+            polly::PollyVoices,
             ses::SesEmail,
             sns::SnsSms,
             sqs::SqsCallbackQueue,
-            ChannelDispatcher,
+            voice::usable_voices,
+            Calls, ChannelDispatcher,
         },
         clock::AdjustableClock,
         webhook::HttpWebhooks,
@@ -36,13 +38,32 @@ use twofa::{
         policy::SealedSecret,
         workflows::{run_step, Step, WorkflowDef},
     },
-    ports::{AccountStore, Clock, Deps, Scheduler, StepRun},
+    ports::{
+        AccountStore, CallPlacer, Clock, Deps, DispatchError, DispatchReceipt, OutboundMessage, Scheduler, StepRun,
+    },
     workers::{callbacks::CallbackWorker, receipts::ReceiptWorker},
 };
 
 fn moto_url() -> String {
     std::env::var("AWS_ENDPOINT_URL")
         .expect("AWS_ENDPOINT_URL must point at moto: run `make test` (or `make moto-up` and eval `make moto-env`)")
+}
+
+/// SMS Voice v2's `SendVoiceMessage` as the OTP sees it: the call is placed and the provider
+/// answers a message id of its own (the adapter itself is tested in channels_aws.rs).
+struct VoiceProvider;
+
+#[async_trait::async_trait]
+impl CallPlacer for VoiceProvider {
+    async fn place_call(&self, _: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
+        Ok(DispatchReceipt { provider_id: uuid_like() })
+    }
+}
+
+/// An id shaped like SMS Voice v2's message ids.
+fn uuid_like() -> String {
+    let h = ids::new_sid("");
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// The workflow runs' scheduler as the tests drive it: it only notes what it is asked to run
@@ -108,7 +129,10 @@ async fn world(answers: &[u16], method: CallbackMethod) -> World {
         dispatcher: Arc::new(ChannelDispatcher {
             sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
             email: Arc::new(SesEmail::new(ses, None)),
-            call: None,
+            call: Some(Calls {
+                voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&sdk)).usable(usable_voices())),
+                placer: Arc::new(VoiceProvider),
+            }),
         }),
         clock: clock.clone(),
         keys: keys.clone(),
@@ -380,6 +404,17 @@ fn logs_event(lines: &[String]) -> Value {
 /// SES event publishing through SNS, as Lambda gets it from the topic.
 fn ses_sns_event(notifications: &[Value]) -> Value {
     sns_event("twofa-email-events", notifications)
+}
+
+/// An SMS Voice v2 call event for `message_id`, as its configuration set's event destination
+/// publishes it (the SNS message is this JSON).
+fn voice_event(kind: &str, status: &str, description: &str, message_id: &str, to: &str) -> Value {
+    json!({ "eventType": kind, "eventVersion": "1.0", "eventTimestamp": 1_764_618_034_558_i64,
+        "isFinal": !matches!(kind, "VOICE_INITIATED" | "VOICE_RINGING" | "VOICE_ANSWERED"),
+        "originationPhoneNumber": "+12065550152", "destinationPhoneNumber": to, "isoCountryCode": "US",
+        "messageId": message_id, "messageRequestTimestamp": 1_764_618_000_170_i64, "messageStatus": status,
+        "messageStatusDescription": description, "totalDurationInMinutes": 1, "totalMessagePrice": 0.013,
+        "totalCarrierFee": 0.0, "context": {} })
 }
 
 /// SNS notifications of `topic`, as Lambda gets them from it.
@@ -776,6 +811,48 @@ async fn each_dispatch_of_a_workflow_gets_its_own_receipt_and_a_duplicate_change
     // Then nothing changes
     assert_eq!((tally["applied"].as_u64(), tally["unchanged"].as_u64()), (Some(0), Some(2)), "{tally}");
     assert_eq!(channel_statuses(&w, &sid).await, ["delivered", "undelivered"]);
+}
+
+#[tokio::test]
+async fn voice_call_events_make_the_call_delivered_or_undelivered_and_a_ringing_changes_nothing() {
+    // Given two calls placed through SMS Voice v2: their events are `sent`, with its message ids
+    let w = world(&[], CallbackMethod::Post).await;
+    let (answered_to, busy_to) = (random_us_number(), random_us_number());
+    let answered = w.send(&answered_to, json!({ "channel": "call" })).await;
+    let busy = w.send(&busy_to, json!({ "channel": "call" })).await;
+    let (status, answered_id, _) = w.channel_status(&answered).await;
+    assert_eq!(status, "sent");
+    let (_, busy_id, _) = w.channel_status(&busy).await;
+    // When the configuration set's events come through SNS: the first call rings (not final)
+    let ringing = voice_event("VOICE_RINGING", "RINGING", "The call is ringing", &answered_id, &answered_to);
+    let tally = w.receipts.handle(sns_event("twofa-voice-events", &[ringing])).await.unwrap();
+    // Then nothing changes
+    assert_eq!(tally, json!({ "applied": 0, "unchanged": 0, "unknown": 0, "ignored": 1 }));
+    assert_eq!(w.channel_status(&answered).await.0, "sent");
+    // When the first call is completed and the second's line is busy
+    let events = [
+        voice_event("VOICE_COMPLETED", "COMPLETED", "The call was completed", &answered_id, &answered_to),
+        voice_event("VOICE_BUSY", "BUSY", "The called party was busy", &busy_id, &busy_to),
+    ];
+    let tally = w.receipts.handle(sns_event("twofa-voice-events", &events)).await.unwrap();
+    // Then the records show the first delivered and the second undelivered, with the reason
+    assert_eq!(tally["applied"], 2, "{tally}");
+    assert_eq!(w.channel_status(&answered).await, ("delivered".to_owned(), answered_id.clone(), Value::Null));
+    let r = w.record(&busy).await;
+    assert_eq!(r["events"][0]["channelStatus"], "undelivered");
+    assert_eq!(r["events"][0]["channelErrorCode"], "VOICE_BUSY");
+    assert_eq!(r["events"][0]["channelErrorMessage"], "The called party was busy");
+    // When a late failure arrives for the completed call
+    let late = voice_event("VOICE_FAILED", "FAILED", "The call failed", &answered_id, &answered_to);
+    let tally = w.receipts.handle(sns_event("twofa-voice-events", &[late])).await.unwrap();
+    // Then nothing changes
+    assert_eq!(tally["unchanged"], 1, "{tally}");
+    assert_eq!(w.channel_status(&answered).await.0, "delivered");
+    // And the stream tells the receiver each call's `sent` and its outcome, once each
+    assert!(no_failures(&w.feed_stream().await));
+    let mut got = statuses(&w.rx.calls());
+    got.sort();
+    assert_eq!(got, ["delivered", "sent", "sent", "undelivered"]);
 }
 
 // ---- the expiry sweeper ----------------------------------------------------------------------
