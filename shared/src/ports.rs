@@ -162,8 +162,11 @@ pub trait OtpStore: Send + Sync {
     /// or already undone): safe to call for a commit whose outcome is unknown.
     async fn undo_send(&self, plan: &SendPlan) -> Result<()>;
 
-    /// Replace event number `index` of an OTP (what the provider said of a dispatch).
-    async fn update_event(&self, account_sid: &str, otp_sid: &str, index: usize, event: &ChannelEvent) -> Result<()>;
+    /// Replace event number `index` of `otp` (what the provider said of a dispatch). `otp` is
+    /// the OTP as committed or read: its account, sid and creation time are what is used (the
+    /// store may keep a lookup of the dispatch's provider id for receipts, for as long as the
+    /// OTP is kept). An OTP or event that is not there is `Contended`.
+    async fn update_event(&self, otp: &Otp, index: usize, event: &ChannelEvent) -> Result<()>;
 
     async fn get_otp(&self, account_sid: &str, otp_sid: &str) -> Result<Option<Otp>>;
 

@@ -19,10 +19,12 @@ use twofa::{
         aws::{
             aws_config,
             dynamodb::{create_table_with_stream, DynamoStore},
+            polly::PollyVoices,
             ses::SesEmail,
             sns::SnsSms,
             sqs::SqsCallbackQueue,
-            ChannelDispatcher,
+            voice::usable_voices,
+            Calls, ChannelDispatcher,
         },
         clock::AdjustableClock,
         webhook::HttpWebhooks,
@@ -32,9 +34,13 @@ use twofa::{
         callbacks::{self, CallbackEvent, CallbackMethod, CallbackTarget, DeadLetter, PendingCall, UrlRules},
         crypto::Keys,
         ids,
+        otp::Channel,
         policy::SealedSecret,
+        workflows::{run_step, Step, WorkflowDef},
     },
-    ports::{AccountStore, Clock, Deps, NoScheduler},
+    ports::{
+        AccountStore, CallPlacer, Clock, Deps, DispatchError, DispatchReceipt, OutboundMessage, Scheduler, StepRun,
+    },
     workers::{callbacks::CallbackWorker, receipts::ReceiptWorker},
 };
 
@@ -43,9 +49,44 @@ fn moto_url() -> String {
         .expect("AWS_ENDPOINT_URL must point at moto: run `make test` (or `make moto-up` and eval `make moto-env`)")
 }
 
+/// SMS Voice v2's `SendVoiceMessage` as the OTP sees it: the call is placed and the provider
+/// answers a message id of its own (the adapter itself is tested in channels_aws.rs).
+struct VoiceProvider;
+
+#[async_trait::async_trait]
+impl CallPlacer for VoiceProvider {
+    async fn place_call(&self, _: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
+        Ok(DispatchReceipt { provider_id: uuid_like() })
+    }
+}
+
+/// An id shaped like SMS Voice v2's message ids.
+fn uuid_like() -> String {
+    let h = ids::new_sid("");
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// The workflow runs' scheduler as the tests drive it: it only notes what it is asked to run
+/// (Step Functions on AWS); the test runs the step itself, as the step Lambda would.
+#[derive(Default)]
+struct Scheduled(std::sync::Mutex<Vec<StepRun>>);
+
+#[async_trait::async_trait]
+impl Scheduler for Scheduled {
+    async fn start(&self, run: &StepRun) -> twofa::Result<()> {
+        self.0.lock().unwrap().push(run.clone());
+        Ok(())
+    }
+    async fn stop(&self, _: &str, _: &str) -> twofa::Result<()> {
+        Ok(())
+    }
+}
+
 /// One deployment on moto: a table with its stream, the two callback queues, an account whose
 /// callback is a receiver on loopback, and the handlers as the Lambdas run them.
 struct World {
+    deps: Deps,
+    scheduled: Arc<Scheduled>,
     otp: axum::Router,
     records: axum::Router,
     ddb: aws_sdk_dynamodb::Client,
@@ -82,16 +123,20 @@ async fn world(answers: &[u16], method: CallbackMethod) -> World {
     account.policy.webhook_secret = Some(SealedSecret(callbacks::seal_secret(&keys, &account.sid, &secret)));
     store.put_account(&account).await.expect("account");
     let clock = Arc::new(AdjustableClock::default());
+    let scheduled = Arc::new(Scheduled::default());
     let deps = Deps {
         store: store.clone(),
         dispatcher: Arc::new(ChannelDispatcher {
             sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
             email: Arc::new(SesEmail::new(ses, None)),
-            call: None,
+            call: Some(Calls {
+                voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&sdk)).usable(usable_voices())),
+                placer: Arc::new(VoiceProvider),
+            }),
         }),
         clock: clock.clone(),
         keys: keys.clone(),
-        scheduler: Arc::new(NoScheduler),
+        scheduler: scheduled.clone(),
     };
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let queue = |name: String| {
@@ -109,6 +154,8 @@ async fn world(answers: &[u16], method: CallbackMethod) -> World {
         clock: clock.clone(),
     };
     World {
+        deps: deps.clone(),
+        scheduled,
         otp: twofa::http::otp::router(deps.clone()),
         records: twofa::http::records::router(deps),
         ddb,
@@ -318,8 +365,14 @@ fn no_failures(response: &Value) -> bool {
 /// The SNS message id of the last SMS moto "delivered" to `to`... is the SDR's targetSid: read
 /// it from there, as an operator matching logs would.
 async fn sms_log_line(w: &World, sid: &str, status: &str, response: &str) -> String {
-    let (_, target, _) = w.channel_status(sid).await;
-    let to = w.record(sid).await["events"][0]["recipient"].as_str().unwrap().to_owned();
+    sms_log_line_of(w, sid, 0, status, response).await
+}
+
+/// `sms_log_line` for the dispatch of event `index` of the session record.
+async fn sms_log_line_of(w: &World, sid: &str, index: usize, status: &str, response: &str) -> String {
+    let event = w.record(sid).await["events"][index].clone();
+    let (target, to) =
+        (event["targetSid"].as_str().unwrap().to_owned(), event["recipient"].as_str().unwrap().to_owned());
     json!({
         "notification": { "messageId": target, "timestamp": "2026-12-01 19:40:34.558" },
         "delivery": { "phoneCarrier": "My Phone Carrier", "mnc": 270, "numberOfMessageParts": 1, "destination": to,
@@ -350,13 +403,29 @@ fn logs_event(lines: &[String]) -> Value {
 
 /// SES event publishing through SNS, as Lambda gets it from the topic.
 fn ses_sns_event(notifications: &[Value]) -> Value {
+    sns_event("twofa-email-events", notifications)
+}
+
+/// An SMS Voice v2 call event for `message_id`, as its configuration set's event destination
+/// publishes it (the SNS message is this JSON).
+fn voice_event(kind: &str, status: &str, description: &str, message_id: &str, to: &str) -> Value {
+    json!({ "eventType": kind, "eventVersion": "1.0", "eventTimestamp": 1_764_618_034_558_i64,
+        "isFinal": !matches!(kind, "VOICE_INITIATED" | "VOICE_RINGING" | "VOICE_ANSWERED"),
+        "originationPhoneNumber": "+12065550152", "destinationPhoneNumber": to, "isoCountryCode": "US",
+        "messageId": message_id, "messageRequestTimestamp": 1_764_618_000_170_i64, "messageStatus": status,
+        "messageStatusDescription": description, "totalDurationInMinutes": 1, "totalMessagePrice": 0.013,
+        "totalCarrierFee": 0.0, "context": {} })
+}
+
+/// SNS notifications of `topic`, as Lambda gets them from it.
+fn sns_event(topic: &str, notifications: &[Value]) -> Value {
     let records: Vec<Value> = notifications
         .iter()
         .map(|n| {
             json!({ "EventSource": "aws:sns", "EventVersion": "1.0",
-                "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:twofa-email-events:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55",
+                "EventSubscriptionArn": format!("arn:aws:sns:us-east-1:123456789012:{topic}:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55"),
                 "Sns": { "Type": "Notification", "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e",
-                    "TopicArn": "arn:aws:sns:us-east-1:123456789012:twofa-email-events", "Subject": null,
+                    "TopicArn": format!("arn:aws:sns:us-east-1:123456789012:{topic}"), "Subject": null,
                     "Message": n.to_string(), "Timestamp": "2026-12-01T19:40:00.000Z", "SignatureVersion": "1",
                     "Signature": "EXAMPLE", "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/cert.pem",
                     "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe", "MessageAttributes": {} } })
@@ -679,6 +748,111 @@ async fn concurrent_receipts_for_one_event_change_it_exactly_once() {
     let mut want = vec![expected.to_owned(), "sent".to_owned()];
     want.sort();
     assert_eq!(got, want);
+}
+
+/// A workflow of the account: `steps` as (channel, seconds after the previous step).
+async fn workflow(w: &World, name: &str, steps: &[(Channel, u32)]) {
+    let now = w.clock.now_ms();
+    let def = WorkflowDef {
+        sid: ids::new_sid(ids::WORKFLOW),
+        account_sid: w.sid.clone(),
+        created_by: w.sid.clone(),
+        name: name.to_owned(),
+        steps: steps
+            .iter()
+            .map(|(channel, interval_secs)| Step { channel: *channel, interval_secs: *interval_secs })
+            .collect(),
+        channels_json: "[]".into(),
+        description: None,
+        created_ms: now,
+        updated_ms: now,
+    };
+    w.deps.store.create_workflow(&def).await.expect("workflow");
+}
+
+/// The channelStatus of every event of the session record, in order.
+async fn channel_statuses(w: &World, sid: &str) -> Vec<String> {
+    let r = w.record(sid).await;
+    r["events"].as_array().unwrap().iter().map(|e| e["channelStatus"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn each_dispatch_of_a_workflow_gets_its_own_receipt_and_a_duplicate_changes_nothing() {
+    // Given a workflow OTP whose two SMS steps both went out: the send's, then the second step
+    // run as the step Lambda runs it, each with its own SNS message id
+    let w = world(&[], CallbackMethod::Post).await;
+    workflow(&w, "sms twice", &[(Channel::Sms, 0), (Channel::Sms, 30)]).await;
+    let sid = w.send(&random_us_number(), json!({ "workflow": "sms twice" })).await;
+    let run = w.scheduled.0.lock().unwrap().pop().expect("the second step is scheduled");
+    w.clock.advance_secs(30);
+    run_step(&w.deps, &run).await.expect("second step");
+    let r = w.record(&sid).await;
+    let ids: Vec<&str> = r["events"].as_array().unwrap().iter().map(|e| e["targetSid"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+    assert_eq!(channel_statuses(&w, &sid).await, ["sent", "sent"]);
+    // When the receipt of the FIRST dispatch arrives after the second went out
+    let first = sms_log_line_of(&w, &sid, 0, "SUCCESS", "Message has been accepted by phone carrier").await;
+    let tally = w.receipts.handle(logs_event(std::slice::from_ref(&first))).await.unwrap();
+    // Then it moves the first event, and only it
+    assert_eq!(tally["applied"], 1, "{tally}");
+    assert_eq!(channel_statuses(&w, &sid).await, ["delivered", "sent"]);
+    // When the second dispatch's receipt (a failure) arrives
+    let second = sms_log_line_of(&w, &sid, 1, "FAILURE", "Phone is currently unreachable/unavailable").await;
+    let tally = w.receipts.handle(logs_event(std::slice::from_ref(&second))).await.unwrap();
+    // Then it moves the second event, with the carrier's reason
+    assert_eq!(tally["applied"], 1, "{tally}");
+    assert_eq!(channel_statuses(&w, &sid).await, ["delivered", "undelivered"]);
+    let r = w.record(&sid).await;
+    assert_eq!(r["events"][1]["channelErrorMessage"], "Phone is currently unreachable/unavailable");
+    assert_eq!(r["events"][0]["channelErrorCode"], Value::Null);
+    // When both come again
+    let tally = w.receipts.handle(logs_event(&[first, second])).await.unwrap();
+    // Then nothing changes
+    assert_eq!((tally["applied"].as_u64(), tally["unchanged"].as_u64()), (Some(0), Some(2)), "{tally}");
+    assert_eq!(channel_statuses(&w, &sid).await, ["delivered", "undelivered"]);
+}
+
+#[tokio::test]
+async fn voice_call_events_make_the_call_delivered_or_undelivered_and_a_ringing_changes_nothing() {
+    // Given two calls placed through SMS Voice v2: their events are `sent`, with its message ids
+    let w = world(&[], CallbackMethod::Post).await;
+    let (answered_to, busy_to) = (random_us_number(), random_us_number());
+    let answered = w.send(&answered_to, json!({ "channel": "call" })).await;
+    let busy = w.send(&busy_to, json!({ "channel": "call" })).await;
+    let (status, answered_id, _) = w.channel_status(&answered).await;
+    assert_eq!(status, "sent");
+    let (_, busy_id, _) = w.channel_status(&busy).await;
+    // When the configuration set's events come through SNS: the first call rings (not final)
+    let ringing = voice_event("VOICE_RINGING", "RINGING", "The call is ringing", &answered_id, &answered_to);
+    let tally = w.receipts.handle(sns_event("twofa-voice-events", &[ringing])).await.unwrap();
+    // Then nothing changes
+    assert_eq!(tally, json!({ "applied": 0, "unchanged": 0, "unknown": 0, "ignored": 1 }));
+    assert_eq!(w.channel_status(&answered).await.0, "sent");
+    // When the first call is completed and the second's line is busy
+    let events = [
+        voice_event("VOICE_COMPLETED", "COMPLETED", "The call was completed", &answered_id, &answered_to),
+        voice_event("VOICE_BUSY", "BUSY", "The called party was busy", &busy_id, &busy_to),
+    ];
+    let tally = w.receipts.handle(sns_event("twofa-voice-events", &events)).await.unwrap();
+    // Then the records show the first delivered and the second undelivered, with the reason
+    assert_eq!(tally["applied"], 2, "{tally}");
+    assert_eq!(w.channel_status(&answered).await, ("delivered".to_owned(), answered_id.clone(), Value::Null));
+    let r = w.record(&busy).await;
+    assert_eq!(r["events"][0]["channelStatus"], "undelivered");
+    assert_eq!(r["events"][0]["channelErrorCode"], "VOICE_BUSY");
+    assert_eq!(r["events"][0]["channelErrorMessage"], "The called party was busy");
+    // When a late failure arrives for the completed call
+    let late = voice_event("VOICE_FAILED", "FAILED", "The call failed", &answered_id, &answered_to);
+    let tally = w.receipts.handle(sns_event("twofa-voice-events", &[late])).await.unwrap();
+    // Then nothing changes
+    assert_eq!(tally["unchanged"], 1, "{tally}");
+    assert_eq!(w.channel_status(&answered).await.0, "delivered");
+    // And the stream tells the receiver each call's `sent` and its outcome, once each
+    assert!(no_failures(&w.feed_stream().await));
+    let mut got = statuses(&w.rx.calls());
+    got.sort();
+    assert_eq!(got, ["delivered", "sent", "sent", "undelivered"]);
 }
 
 // ---- the expiry sweeper ----------------------------------------------------------------------

@@ -119,6 +119,11 @@ struct AwsApi {
 /// The OTP router over DynamoDB on moto, Polly on moto, SMS Voice v2 (and SNS, when `sns` is
 /// given) at stand-ins.
 async fn start(voice_url: &str, sns_url: Option<&str>) -> AwsApi {
+    start_with(voice_url, sns_url, None).await
+}
+
+/// `start`, the calls placed in the SMS Voice v2 configuration set `voice_configuration_set`.
+async fn start_with(voice_url: &str, sns_url: Option<&str>, voice_configuration_set: Option<&str>) -> AwsApi {
     let sdk = aws_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = format!("twofa-{}", ids::new_sid(""));
@@ -144,7 +149,7 @@ async fn start(voice_url: &str, sns_url: Option<&str>) -> AwsApi {
             placer: Arc::new(SmsVoiceCalls::new(
                 aws_sdk_pinpointsmsvoicev2::Client::from_conf(voice_conf),
                 ORIGINATION.into(),
-                None,
+                voice_configuration_set.map(str::to_owned),
             )),
         }),
     };
@@ -229,6 +234,7 @@ async fn a_call_is_placed_with_ssml_in_the_chosen_voice_from_the_origination_ide
     assert_eq!(req["OriginationIdentity"], ORIGINATION);
     assert_eq!(req["MessageBodyTextType"], "SSML");
     assert_eq!(req["VoiceId"], "TAKUMI");
+    assert_eq!(req.get("ConfigurationSetName"), None, "no configuration set configured");
     let ssml = req["MessageBody"].as_str().unwrap();
     assert!(ssml.starts_with("<speak><p>認証 &lt;b&gt;&amp;&lt;/b&gt; "), "{ssml}");
     assert_eq!(ssml.matches("<p>").count(), 2);
@@ -239,6 +245,21 @@ async fn a_call_is_placed_with_ssml_in_the_chosen_voice_from_the_origination_ide
     assert_eq!(status, 200);
     let otp = api.store.get_otp(&api.sid, &sid).await.unwrap().unwrap();
     assert_eq!((otp.events[0].target_sid.as_deref(), otp.events[0].status), (Some("call-1"), ChannelStatus::Sent));
+}
+
+#[tokio::test]
+async fn a_call_is_placed_in_the_configured_configuration_set_whose_events_are_the_receipts() {
+    // Given the AWS adapters configured with the stack's voice configuration set
+    let (voice, url) = StandIn::start(voice_ok("call-2")).await;
+    let api = start_with(&url, None, Some("twofa-VoiceConfigurationSet-1A2B3C")).await;
+    // When a call is sent
+    let (status, body) = api.call(&new_number(), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    // Then SendVoiceMessage names the configuration set, so its outcome comes back as events
+    let seen = voice.seen();
+    assert_eq!(seen.len(), 1);
+    let req: Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(req["ConfigurationSetName"], "twofa-VoiceConfigurationSet-1A2B3C");
 }
 
 #[tokio::test]

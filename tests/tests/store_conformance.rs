@@ -26,7 +26,7 @@ use twofa::{
             Channel, ChannelEvent, ChannelStatus, Check, Delivery, Destination, Otp, OtpStatus, Superseded,
             MAX_ATTEMPTS,
         },
-        send::{send, SendRequest},
+        send::{send, SendRequest, TEST_PROVIDER_ID},
         sms::Encoding,
         time::{self, Millis},
         usage::{UsageCategory, UsageKey},
@@ -741,12 +741,13 @@ async fn update_event_replaces_one_event_in_place(f: Fixture) {
     f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
     // When the provider's answer is recorded
     let sent = ChannelEvent { status: ChannelStatus::Sent, target_sid: Some("SM1".into()), ..o.events[0].clone() };
-    f.store.update_event(&acct, &o.sid, 0, &sent).await.expect("update");
+    f.store.update_event(&o, 0, &sent).await.expect("update");
     // Then the event is replaced and nothing else changed
     assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap(), Some(Otp { events: vec![sent.clone()], ..o.clone() }));
     // And an event that does not exist, or an unknown OTP, is contended
-    assert_eq!(f.store.update_event(&acct, &o.sid, 1, &sent).await, Err(Error::Contended));
-    assert_eq!(f.store.update_event(&acct, &ids::new_sid(ids::OTP), 0, &sent).await, Err(Error::Contended));
+    assert_eq!(f.store.update_event(&o, 1, &sent).await, Err(Error::Contended));
+    let unknown = Otp { sid: ids::new_sid(ids::OTP), ..o.clone() };
+    assert_eq!(f.store.update_event(&unknown, 0, &sent).await, Err(Error::Contended));
     assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap().events.len(), 1);
 }
 
@@ -1045,12 +1046,16 @@ mod dynamodb_costs {
         // (the workflow's create is one TransactWriteItems, the account's put one PutItem)
         assert_eq!((c.get_item, c.batch_get_item, c.transact_write_items, c.update_item), (1, 1, 2, 1), "{c:?}");
         // When its second step runs: read the OTP, claim the step (event + usage in one
-        // transaction), note the provider's answer
+        // transaction), note the provider's answer (the event, and the dispatch's lookup item
+        // for receipts, written at once)
         let run = scheduler.0.lock().unwrap()[0].clone();
         let (next, c) = measured(&store, run_step(&deps, &run)).await;
         assert!(!next.unwrap().more);
         println!("workflow step: {c:?}");
-        assert_eq!((c.get_item, c.transact_write_items, c.update_item, c.reads(), c.writes()), (1, 1, 1, 1, 2));
+        assert_eq!(
+            (c.get_item, c.transact_write_items, c.update_item, c.put_item, c.reads(), c.writes()),
+            (1, 1, 1, 1, 1, 3)
+        );
         // And a step run again costs its one read and sends nothing
         let (_, c) = measured(&store, run_step(&deps, &run)).await;
         assert_eq!((c.reads(), c.writes()), (1, 0));
@@ -1070,14 +1075,14 @@ mod dynamodb_costs {
             store.create_limit(&def).await.unwrap();
         }
 
-        // Send with the default limit: one BatchGetItem, one TransactWriteItems, then the
-        // event update once the channel answered
+        // Send with the default limit: one BatchGetItem, one TransactWriteItems, then once the
+        // channel answered the event update and the dispatch's lookup item, at once
         let to = phone();
         let (sid, c) = measured(&store, send(&deps, &account, sms(&to, vec![]))).await;
         let sid = sid.expect("send");
         println!("send (default limit): {c:?}");
-        assert_eq!((c.batch_get_item, c.transact_write_items, c.update_item), (1, 1, 1));
-        assert_eq!(counts(c), (1, 1, 2));
+        assert_eq!((c.batch_get_item, c.transact_write_items, c.update_item, c.put_item), (1, 1, 1, 1));
+        assert_eq!(counts(c), (1, 1, 3));
 
         // Send with 2 limits x 2 buckets: the snapshot, the 4 counters in one more batch, and
         // still one transaction for all the writes
@@ -1085,8 +1090,8 @@ mod dynamodb_costs {
         let (r, c) = measured(&store, send(&deps, &account, sms(&phone(), limits))).await;
         r.expect("send with limits");
         println!("send (2 limits x 2 buckets): {c:?}");
-        assert_eq!((c.batch_get_item, c.transact_write_items, c.update_item), (2, 1, 1));
-        assert_eq!(counts(c), (2, 1, 2));
+        assert_eq!((c.batch_get_item, c.transact_write_items, c.update_item, c.put_item), (2, 1, 1, 1));
+        assert_eq!(counts(c), (2, 1, 3));
 
         // Verify with a wrong code: the refused conditional write (a transaction with the pumping
         // guard's counter) answers the OTP, then the invalid check is recorded
@@ -1116,8 +1121,8 @@ mod dynamodb_costs {
         let keyed = SendRequest { idempotency_key: Some("k-1".into()), ..sms(&phone(), vec![]) };
         let (first, c) = measured(&store, send(&deps, &account, keyed.clone())).await;
         println!("send (Idempotency-Key, first): {c:?}");
-        assert_eq!((c.batch_get_item, c.transact_write_items, c.update_item), (1, 1, 1));
-        assert_eq!(counts(c), (1, 1, 2));
+        assert_eq!((c.batch_get_item, c.transact_write_items, c.update_item, c.put_item), (1, 1, 1, 1));
+        assert_eq!(counts(c), (1, 1, 3));
 
         // Its repeat: the snapshot alone answers it, nothing is written
         let (again, c) = measured(&store, send(&deps, &account, keyed)).await;
@@ -1179,6 +1184,46 @@ mod dynamodb_costs {
         assert_eq!(ttl_of(format!("DEST#{acct}#2FA#{}", o.delivery.to), "D").await, secs + 300 + 86_400);
         let ctr = format!("CTR#{acct}#{DEFAULT_LIMIT}#per_minute#{}", o.delivery.to);
         assert_eq!(ttl_of(ctr, "C").await, secs + 60 + 60);
+        drop_table(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_dispatch_gets_a_receipt_lookup_kept_as_long_as_its_otp_and_a_test_destination_none() {
+        // Given a committed OTP with two events (a workflow's two dispatches)
+        let store = dynamo_store().await;
+        let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
+        let acct = account_sid();
+        let mut o = otp(&acct, &phone(), T0);
+        o.events.push(ChannelEvent { sid: ids::new_sid("EV"), ..o.events[0].clone() });
+        store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
+        // When the provider's ids of both are recorded, and a test destination's answer
+        for (i, id) in [(0, "SM-first"), (1, "SM-second")] {
+            let sent = ChannelEvent { status: ChannelStatus::Sent, target_sid: Some(id.into()), ..o.events[i].clone() };
+            store.update_event(&o, i, &sent).await.expect("update");
+        }
+        let test = ChannelEvent {
+            status: ChannelStatus::Sent,
+            target_sid: Some(TEST_PROVIDER_ID.into()),
+            ..o.events[0].clone()
+        };
+        store.update_event(&o, 0, &test).await.expect("update");
+        // Then each id has its lookup item, naming the OTP and its event, with the OTP's TTL
+        let get = |pk: &str| {
+            let (client, table, pk) = (client.clone(), store.table().to_owned(), pk.to_owned());
+            async move {
+                use aws_sdk_dynamodb::types::AttributeValue::S;
+                client.get_item().table_name(table).key("pk", S(pk)).key("sk", S("M".into())).send().await.unwrap().item
+            }
+        };
+        for (i, id) in [(0, "SM-first"), (1, "SM-second")] {
+            let item = get(&format!("MSG#{id}")).await.expect("lookup item");
+            assert_eq!(item["otp_pk"].as_s().unwrap(), &format!("OTP#{acct}#{}", o.sid));
+            assert_eq!(item["otp_sk"].as_s().unwrap(), "O");
+            assert_eq!(item["event"].as_n().unwrap(), &i.to_string());
+            assert_eq!(item["ttl"].as_n().unwrap(), &(T0 / 1000 + 90 * 86_400).to_string());
+        }
+        // And the test destination's "test" has none
+        assert_eq!(get(&format!("MSG#{TEST_PROVIDER_ID}")).await, None);
         drop_table(&store).await;
     }
 }

@@ -284,7 +284,7 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         }
     }
     // The message is out; failing to note the provider's id must not fail the send.
-    if let Err(e) = deps.store.update_event(&otp.account_sid, &otp.sid, 0, &event).await {
+    if let Err(e) = deps.store.update_event(otp, 0, &event).await {
         tracing::warn!(otp = %otp.sid, error = %e, "could not record the dispatch result");
     }
     tracing::info!(otp = %otp.sid, channel = d.channel.as_str(), status = event.status.as_str(), "otp sent");

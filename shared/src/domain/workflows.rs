@@ -255,7 +255,7 @@ pub async fn run_step(deps: &Deps, run: &StepRun) -> Result<StepRun> {
         }
     }
     let index_of_event = otp.events.len();
-    if let Err(e) = deps.store.update_event(&otp.account_sid, &otp.sid, index_of_event, &event).await {
+    if let Err(e) = deps.store.update_event(&otp, index_of_event, &event).await {
         tracing::warn!(otp = %otp.sid, error = %e, "could not record the step's dispatch result");
     }
     tracing::info!(otp = %otp.sid, step = run.step, channel = d.channel.as_str(), status = event.status.as_str(), "workflow step sent");

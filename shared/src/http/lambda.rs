@@ -34,6 +34,9 @@ pub struct Config {
     pub voice_origination: Option<String>,
     /// The SES configuration set emails are sent in (delivery, bounce and complaint events).
     pub ses_configuration_set: Option<String>,
+    /// The SMS Voice v2 configuration set calls are placed in (its event destination gives the
+    /// calls' outcomes, the voice receipts); blank or unset: none.
+    pub voice_configuration_set: Option<String>,
     /// The workflow state machine (`TWOFA_WORKFLOW_STATE_MACHINE_ARN`); without it workflows
     /// past their first step are not run.
     pub workflow_state_machine_arn: Option<String>,
@@ -47,6 +50,7 @@ impl Config {
             sms_sender_id: opt("TWOFA_SMS_SENDER_ID"),
             voice_origination: opt("TWOFA_VOICE_ORIGINATION"),
             ses_configuration_set: opt("TWOFA_SES_CONFIGURATION_SET"),
+            voice_configuration_set: opt("TWOFA_VOICE_CONFIGURATION_SET"),
             workflow_state_machine_arn: opt("TWOFA_WORKFLOW_STATE_MACHINE_ARN"),
         })
     }
@@ -57,7 +61,11 @@ pub fn dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> ChannelDispat
     let sdk = dispatch_config(sdk);
     let call = config.voice_origination.clone().map(|origination| Calls {
         voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&sdk)).usable(usable_voices())),
-        placer: Arc::new(SmsVoiceCalls::new(aws_sdk_pinpointsmsvoicev2::Client::new(&sdk), origination, None)),
+        placer: Arc::new(SmsVoiceCalls::new(
+            aws_sdk_pinpointsmsvoicev2::Client::new(&sdk),
+            origination,
+            config.voice_configuration_set.clone(),
+        )),
     });
     ChannelDispatcher {
         sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), config.sms_sender_id.clone())),

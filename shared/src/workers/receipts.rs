@@ -8,6 +8,10 @@
 //! - Email: SES event publishing (a configuration set) → an SNS topic → here; each SNS message
 //!   is `{"eventType": "Delivery" | "Bounce" | "Complaint" | …, "mail": {"messageId"}, …}`
 //!   (identity notifications say `notificationType` instead; both are read).
+//! - Voice calls: AWS End User Messaging SMS and Voice v2 (a configuration set's event
+//!   destination) → an SNS topic → here; each SNS message is the event itself, `{"eventType":
+//!   "VOICE_COMPLETED" | …, "isFinal", "messageId", "messageStatus",
+//!   "messageStatusDescription", …}`.
 //!
 //! Each becomes a `domain::receipts::Receipt` on the event whose `targetSid` is that id.
 
@@ -122,6 +126,41 @@ pub fn ses_receipt(message: &str) -> Option<Receipt> {
     Some(Receipt { provider_id: n.mail.message_id, status, error_code, error_message })
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VoiceEvent {
+    event_type: String,
+    message_id: String,
+    message_status: Option<String>,
+    message_status_description: Option<String>,
+}
+
+/// The receipt in one SMS Voice v2 voice event; None for the call's progress (initiated,
+/// ringing: not its outcome yet) and for anything that is not a voice event.
+pub fn voice_receipt(message: &str) -> Option<Receipt> {
+    let e: VoiceEvent = serde_json::from_str(message).ok()?;
+    let status = match e.event_type.as_str() {
+        // The call was picked up and the message played (possibly to voicemail: as SMS,
+        // "delivered" is the provider's, not that a person heard it).
+        "VOICE_COMPLETED" | "VOICE_ANSWERED" => ChannelStatus::Delivered,
+        // The destination was reached and did not take the call, or not within its time to live.
+        "VOICE_BUSY" | "VOICE_NO_ANSWER" | "VOICE_TTL_EXPIRED" => ChannelStatus::Undelivered,
+        // The call could not be made (the number, the network, the message).
+        "VOICE_FAILED" => ChannelStatus::Failed,
+        // VOICE_INITIATED, VOICE_RINGING, and types not known here.
+        _ => return None,
+    };
+    let error_code = (status != ChannelStatus::Delivered).then(|| e.event_type.clone());
+    let error_message = error_code.as_ref().and(e.message_status_description.or(e.message_status));
+    Some(Receipt { provider_id: e.message_id, status, error_code, error_message })
+}
+
+/// The receipt in one SNS message of the receipts topics: an SES notification or an SMS
+/// Voice v2 voice event.
+pub fn sns_receipt(message: &str) -> Option<Receipt> {
+    ses_receipt(message).or_else(|| voice_receipt(message))
+}
+
 /// How one invocation went.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
@@ -153,7 +192,7 @@ impl ReceiptWorker {
             event.aws_logs.data.log_events.iter().map(|e| sms_receipt(&e.message)).collect()
         } else if record_source(&payload) == Some("aws:sns") {
             let event: SnsEvent = serde_json::from_value(payload)?;
-            event.records.iter().map(|r| ses_receipt(&r.sns.message)).collect()
+            event.records.iter().map(|r| sns_receipt(&r.sns.message)).collect()
         } else {
             return Err("not a CloudWatch Logs or SNS event".into());
         };
@@ -226,5 +265,56 @@ mod tests {
         let delivered = r#"{"notificationType":"Delivery","mail":{"messageId":"0100018c-abc"},"delivery":{"smtpResponse":"250 ok"}}"#;
         assert_eq!(ses_receipt(delivered).unwrap().status, ChannelStatus::Delivered);
         assert_eq!(ses_receipt(r#"{"eventType":"Open","mail":{"messageId":"m"}}"#), None);
+    }
+
+    /// An SMS Voice v2 voice event as its event destination publishes it.
+    fn voice_event(kind: &str, status: &str, description: &str) -> String {
+        serde_json::json!({
+            "eventType": kind, "eventVersion": "1.0", "eventTimestamp": 1_764_617_634_558_i64,
+            "isFinal": !matches!(kind, "VOICE_INITIATED" | "VOICE_RINGING" | "VOICE_ANSWERED"),
+            "originationPhoneNumber": "+12065550152", "destinationPhoneNumber": "+14255550156",
+            "isoCountryCode": "US", "messageId": "862a8790-60c0-4430-9b2b-658bdexample",
+            "messageRequestTimestamp": 1_764_617_630_170_i64, "messageStatus": status,
+            "messageStatusDescription": description, "totalDurationInMinutes": 1,
+            "totalMessagePrice": 0.013, "totalCarrierFee": 0.0
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn final_voice_events_read_as_delivered_undelivered_or_failed() {
+        let cases = [
+            ("VOICE_COMPLETED", "COMPLETED", ChannelStatus::Delivered, None),
+            ("VOICE_ANSWERED", "ANSWERED", ChannelStatus::Delivered, None),
+            ("VOICE_BUSY", "BUSY", ChannelStatus::Undelivered, Some("VOICE_BUSY")),
+            ("VOICE_NO_ANSWER", "NO_ANSWER", ChannelStatus::Undelivered, Some("VOICE_NO_ANSWER")),
+            ("VOICE_TTL_EXPIRED", "TTL_EXPIRED", ChannelStatus::Undelivered, Some("VOICE_TTL_EXPIRED")),
+            ("VOICE_FAILED", "FAILED", ChannelStatus::Failed, Some("VOICE_FAILED")),
+        ];
+        for (kind, status, want, code) in cases {
+            let r = voice_receipt(&voice_event(kind, status, "The call ended")).unwrap_or_else(|| panic!("{kind}"));
+            assert_eq!(r.provider_id, "862a8790-60c0-4430-9b2b-658bdexample", "{kind}");
+            assert_eq!((r.status, r.error_code.as_deref()), (want, code), "{kind}");
+            // The provider's description only explains an outcome that is not a delivery.
+            assert_eq!(r.error_message.is_some(), code.is_some(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_call_in_progress_or_an_unknown_event_is_no_receipt() {
+        for kind in ["VOICE_INITIATED", "VOICE_RINGING", "VOICE_SOMETHING_NEW", "TEXT_DELIVERED"] {
+            assert_eq!(voice_receipt(&voice_event(kind, "X", "")), None, "{kind}");
+        }
+        assert_eq!(voice_receipt(r#"{"eventType":"VOICE_COMPLETED"}"#), None, "no message id");
+        assert_eq!(voice_receipt("not json"), None);
+    }
+
+    #[test]
+    fn an_sns_message_is_read_as_ses_or_voice() {
+        let busy = voice_event("VOICE_BUSY", "BUSY", "The line was busy");
+        let r = sns_receipt(&busy).unwrap();
+        assert_eq!((r.status, r.error_message.as_deref()), (ChannelStatus::Undelivered, Some("The line was busy")));
+        let delivered = r#"{"eventType":"Delivery","mail":{"messageId":"0100018c-abc"}}"#;
+        assert_eq!(sns_receipt(delivered).unwrap().provider_id, "0100018c-abc");
     }
 }

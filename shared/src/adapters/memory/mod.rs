@@ -342,9 +342,9 @@ impl OtpStore for MemoryStore {
         Ok(())
     }
 
-    async fn update_event(&self, account_sid: &str, otp_sid: &str, index: usize, event: &ChannelEvent) -> Result<()> {
+    async fn update_event(&self, of: &Otp, index: usize, event: &ChannelEvent) -> Result<()> {
         let mut s = self.lock()?;
-        let otp = s.otps.get_mut(&otp_key(account_sid, otp_sid)).ok_or(Error::Contended)?;
+        let otp = s.otps.get_mut(&otp_key(&of.account_sid, &of.sid)).ok_or(Error::Contended)?;
         let old = self.watching().then(|| otp.clone());
         let slot = otp.events.get_mut(index).ok_or(Error::Contended)?;
         *slot = event.clone();

@@ -54,8 +54,6 @@ pub(crate) mod attr {
     pub const SENT: &str = "sent";
     pub const GSI2PK: &str = "gsi2pk";
     pub const GSI2SK: &str = "gsi2sk";
-    pub const GSI3PK: &str = "gsi3pk";
-    pub const PROVIDER_EVENT: &str = "provider_event";
 }
 
 const DAY_SECS: i64 = 86_400;
@@ -100,6 +98,12 @@ impl Key {
 
     pub fn otp(account_sid: &str, otp_sid: &str) -> Self {
         Key::new(format!("{OTP_PREFIX}{}#{}", esc(account_sid), esc(otp_sid)), "O")
+    }
+
+    /// The lookup item of one dispatch: the provider's message id, so a receipt finds the OTP
+    /// and the event it is about with one `GetItem`.
+    pub fn message(provider_id: &str) -> Self {
+        Key::new(format!("MSG#{}", esc(provider_id)), "M")
     }
 
     pub fn destination(account_sid: &str, service: &str, to: &str) -> Self {
@@ -222,12 +226,6 @@ pub(crate) fn deadline(o: &Otp) -> Millis {
         Some(at) if at < o.expires_ms => at,
         _ => o.expires_ms,
     }
-}
-
-/// `gsi3pk` of an OTP whose dispatch the provider acknowledged: its message id, so a receipt
-/// finds its OTP with one `Query`.
-pub(crate) fn gsi3pk(provider_id: &str) -> String {
-    format!("MSG#{}", esc(provider_id))
 }
 
 /// The `gsi1` partition that lists every account (only account items carry it, not their
@@ -592,12 +590,6 @@ pub(crate) struct OtpItem {
     pub gsi2pk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gsi2sk: Option<String>,
-    /// Set with the provider's message id of a dispatch (`update_event`), for receipts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gsi3pk: Option<String>,
-    /// Which event `gsi3pk` belongs to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider_event: Option<u32>,
     pub ttl: i64,
     pub sid: String,
     pub account_sid: String,
@@ -765,9 +757,7 @@ impl From<&Otp> for OtpItem {
             gsi1sk: gsi1sk(o.created_ms, &o.sid),
             gsi2pk: (o.status == OtpStatus::Pending).then(|| DUE_PARTITION.to_owned()),
             gsi2sk: (o.status == OtpStatus::Pending).then(|| gsi2sk(deadline(o), &o.sid)),
-            gsi3pk: None,
-            provider_event: None,
-            ttl: epoch_secs(o.created_ms) + RETENTION_DAYS * DAY_SECS,
+            ttl: otp_ttl(o.created_ms),
             sid: o.sid.clone(),
             account_sid: o.account_sid.clone(),
             service: o.service.clone(),
@@ -838,6 +828,58 @@ impl TryFrom<OtpItem> for Otp {
             events: i.events.into_iter().map(ChannelEvent::try_from).collect::<Result<_>>()?,
             workflow: i.workflow.map(WorkflowRun::try_from).transpose()?,
         })
+    }
+}
+
+/// The `ttl` of an OTP item, kept `RETENTION_DAYS` after its creation (and so of what is
+/// written for it: its dispatches' lookup items).
+pub(crate) fn otp_ttl(created_ms: Millis) -> i64 {
+    epoch_secs(created_ms) + RETENTION_DAYS * DAY_SECS
+}
+
+// --- dispatch lookups (receipts) -------------------------------------------------------------
+
+/// One dispatch the provider acknowledged, by its message id: which OTP item and which of its
+/// events. One per dispatch (a workflow's OTP has several), so every receipt finds its event.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct MessageItem {
+    pub pk: String,
+    pub sk: String,
+    /// The OTP item's key.
+    pub otp_pk: String,
+    pub otp_sk: String,
+    /// The index of the event in the OTP's `events`.
+    pub event: u32,
+    /// The OTP item's own `ttl`: the lookup goes when the OTP does.
+    pub ttl: i64,
+}
+
+/// Where a receipt for a provider message id goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Dispatch {
+    pub otp: Key,
+    pub event: u32,
+}
+
+impl MessageItem {
+    pub fn new(provider_id: &str, otp: &Otp, event: u32) -> Self {
+        let key = Key::message(provider_id);
+        let otp_key = Key::otp(&otp.account_sid, &otp.sid);
+        MessageItem {
+            pk: key.pk,
+            sk: key.sk,
+            otp_pk: otp_key.pk,
+            otp_sk: otp_key.sk,
+            event,
+            ttl: otp_ttl(otp.created_ms),
+        }
+    }
+}
+
+impl TryFrom<MessageItem> for Dispatch {
+    type Error = Error;
+    fn try_from(i: MessageItem) -> Result<Self> {
+        Ok(Dispatch { otp: Key { pk: i.otp_pk, sk: i.otp_sk }, event: i.event })
     }
 }
 

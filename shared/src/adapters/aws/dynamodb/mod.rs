@@ -34,7 +34,7 @@ use rand::Rng;
 pub use accounts::ACCOUNT_CACHE_TTL;
 pub use calls::CallCounts;
 pub use stream::otp_from_image;
-pub use table::{create_table, create_table_with_stream, GSI2, GSI3};
+pub use table::{create_table, create_table_with_stream, GSI2};
 
 use self::{
     accounts::AccountCache,

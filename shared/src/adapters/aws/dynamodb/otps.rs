@@ -12,8 +12,8 @@ use super::{
     backoff, errors,
     errors::{canceled, Reason},
     items::{
-        attr, from_item, gsi2sk, gsi3pk, guard_ttl, to_item, to_value, usage_shard, CheckItem, CounterItem,
-        DestinationItem, EventItem, GuardCounterItem, IdempotencyItem, Key, LimitItem, OtpItem,
+        attr, from_item, gsi2sk, guard_ttl, to_item, to_value, usage_shard, CheckItem, CounterItem, DestinationItem,
+        EventItem, GuardCounterItem, IdempotencyItem, Key, LimitItem, MessageItem, OtpItem,
     },
     n, s, DynamoStore, Expr, TransactError,
 };
@@ -388,38 +388,53 @@ impl OtpStore for DynamoStore {
         Err(Error::Unavailable)
     }
 
-    async fn update_event(&self, account_sid: &str, otp_sid: &str, index: usize, event: &ChannelEvent) -> Result<()> {
-        // The provider's message id goes into the receipts index (`gsi3`) in the same write; a
-        // test destination's "test" is no message id (and would make one hot key).
-        let provider = event.target_sid.as_deref().filter(|id| *id != TEST_PROVIDER_ID);
-        let mut update = format!("SET #events[{index}] = :event");
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Key::otp(account_sid, otp_sid).to_item()))
-            .condition_expression("attribute_exists(pk) AND size(#events) > :index")
-            .expression_attribute_names("#events", attr::EVENTS)
-            .expression_attribute_values(":event", to_value(&EventItem::from(event))?)
-            .expression_attribute_values(":index", n(index));
-        if let Some(id) = provider {
-            update.push_str(", #gsi3pk = :provider, #provider_event = :index");
-            request = request
-                .expression_attribute_names("#gsi3pk", attr::GSI3PK)
-                .expression_attribute_names("#provider_event", attr::PROVIDER_EVENT)
-                .expression_attribute_values(":provider", s(gsi3pk(id)));
-        }
-        let result = request.update_expression(update).send().await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(
-                    UpdateItemError::ConditionalCheckFailedException(_)
-                    | UpdateItemError::TransactionConflictException(_),
-                ) => Err(Error::Contended),
-                _ => Err(errors::sdk("UpdateItem(event)", &e)),
-            },
-        }
+    async fn update_event(&self, otp: &Otp, index: usize, event: &ChannelEvent) -> Result<()> {
+        let update = async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Key::otp(&otp.account_sid, &otp.sid).to_item()))
+                .update_expression(format!("SET #events[{index}] = :event"))
+                .condition_expression("attribute_exists(pk) AND size(#events) > :index")
+                .expression_attribute_names("#events", attr::EVENTS)
+                .expression_attribute_values(":event", to_value(&EventItem::from(event))?)
+                .expression_attribute_values(":index", n(index))
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| match e.as_service_error() {
+                    Some(
+                        UpdateItemError::ConditionalCheckFailedException(_)
+                        | UpdateItemError::TransactionConflictException(_),
+                    ) => Error::Contended,
+                    _ => errors::sdk("UpdateItem(event)", &e),
+                })
+        };
+        // The provider's message id gets its own lookup item (`MSG#{id}`), so a receipt finds
+        // this event whatever the OTP's other dispatches (a workflow's OTP has several). A test
+        // destination's "test" is no message id (and would make one hot key).
+        let Some(provider_id) = event.target_sid.as_deref().filter(|id| *id != TEST_PROVIDER_ID) else {
+            return update.await;
+        };
+        // Two plain writes at once rather than a transaction (which would cost twice the units
+        // of both items): each is right on its own. A lookup whose event update failed points
+        // at an event that is not `sent` with this id, so a receipt for it changes nothing
+        // (the receipt's update is conditional on exactly that) and it goes with the OTP's TTL.
+        // The put is unconditional: the id is the provider's, one per dispatch, so writing it
+        // again (an SDK retry after a lost answer) writes the same item, where a conditional
+        // put would turn that retry into a failure.
+        let lookup = async {
+            let item = to_item(&MessageItem::new(provider_id, otp, index as u32))?;
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| errors::sdk("PutItem(message)", &e))
+        };
+        tokio::try_join!(update, lookup).map(drop)
     }
 
     async fn get_otp(&self, account_sid: &str, otp_sid: &str) -> Result<Option<Otp>> {

@@ -1,16 +1,15 @@
-//! Delivery receipts on DynamoDB (docs/data-model.md, "Receipts index"): the OTP a provider
-//! message id belongs to is one `Query` of the sparse `gsi3` (`update_event` writes `gsi3pk`
-//! with the id), then the event moves forward in one conditional `UpdateItem`.
+//! Delivery receipts on DynamoDB (docs/data-model.md, "Receipts"): the OTP and event a
+//! provider message id belongs to is one strongly consistent `GetItem` of its lookup item
+//! (`MSG#{id}`, written by `update_event` for each dispatch), then the event moves forward in
+//! one conditional `UpdateItem`.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
 use super::{
     errors,
-    items::{attr, gsi3pk, Key},
-    n, s,
-    table::GSI3,
-    DynamoStore, Expr,
+    items::{attr, from_item, Dispatch, Key, MessageItem},
+    n, s, DynamoStore, Expr,
 };
 use crate::{
     domain::{
@@ -24,33 +23,14 @@ use crate::{
 #[async_trait]
 impl ReceiptStore for DynamoStore {
     async fn apply_receipt(&self, r: &Receipt) -> Result<ReceiptOutcome> {
-        #[derive(serde::Deserialize)]
-        struct Found {
-            pk: String,
-            sk: String,
-            provider_event: u32,
-        }
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI3)
-            .key_condition_expression("#pk = :id")
-            .expression_attribute_names("#pk", attr::GSI3PK)
-            .expression_attribute_values(":id", s(gsi3pk(&r.provider_id)))
-            .send()
-            .await
-            .map_err(|e| errors::sdk("Query(receipt)", &e))?;
-        let Some(item) = out.items.unwrap_or_default().into_iter().next() else {
+        // Strongly consistent: a receipt that follows its dispatch closely still finds it.
+        let Some(item) = self.get("GetItem(message)", &Key::message(&r.provider_id), true).await? else {
             return Ok(ReceiptOutcome::Unknown);
         };
-        let found: Found = serde_dynamo::from_item(item).map_err(|e| {
-            tracing::error!(error = %e, "corrupt receipts index entry");
-            Error::Internal
-        })?;
+        let found: Dispatch = from_item::<MessageItem, _>(item)?;
 
         // The event must still be `sent` and still be this dispatch: forward only, once.
-        let i = found.provider_event;
+        let i = found.event;
         let mut update = format!("SET #events[{i}].#status = :status");
         let mut expr = Expr::default()
             .name(attr::EVENTS)
@@ -70,7 +50,7 @@ impl ReceiptStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Key { pk: found.pk, sk: found.sk }.to_item()))
+            .set_key(Some(found.otp.to_item()))
             .update_expression(update)
             .condition_expression(format!(
                 "size(#events) > :i AND #events[{i}].target_sid = :id AND #events[{i}].#status = :sent"

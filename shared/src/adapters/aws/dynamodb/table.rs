@@ -21,8 +21,6 @@ use crate::domain::error::{Error, Result};
 pub const GSI1: &str = "gsi1";
 /// Sparse: OTPs stored pending, by deadline (the expiry sweeper).
 pub const GSI2: &str = "gsi2";
-/// Sparse: OTPs by their provider's message id (delivery receipts).
-pub const GSI3: &str = "gsi3";
 pub const TTL_ATTRIBUTE: &str = "ttl";
 
 /// How long to wait for a new table to become ACTIVE.
@@ -55,8 +53,8 @@ fn include(attributes: &[&str]) -> Projection {
 }
 
 /// Create the table `name` (pay per request; keys `pk`/`sk`; GSI `gsi1` on `gsi1pk`/`gsi1sk`
-/// projecting everything, the sparse `gsi2` (pending OTPs by deadline) and `gsi3` (OTPs by
-/// provider message id); a stream of new and old images), wait until it is active, then turn
+/// projecting everything and the sparse `gsi2` (pending OTPs by deadline); a stream of new
+/// and old images), wait until it is active, then turn
 /// TTL on for `ttl`. An existing table is left as it is (TTL is still ensured), so this can run
 /// at every local start. template.yaml declares the same.
 pub async fn create_table(client: &Client, name: &str) -> Result<()> {
@@ -85,12 +83,6 @@ async fn create(client: &Client, name: &str, with_stream: bool) -> Result<()> {
         .projection(include(&["account_sid", "sid"]))
         .build()
         .map_err(build_error)?;
-    let provider = GlobalSecondaryIndex::builder()
-        .index_name(GSI3)
-        .key_schema(key("gsi3pk", KeyType::Hash)?)
-        .projection(include(&["provider_event"]))
-        .build()
-        .map_err(build_error)?;
     let stream = StreamSpecification::builder()
         .stream_enabled(true)
         .stream_view_type(StreamViewType::NewAndOldImages)
@@ -106,12 +98,10 @@ async fn create(client: &Client, name: &str, with_stream: bool) -> Result<()> {
         .attribute_definitions(string_attribute("gsi1sk")?)
         .attribute_definitions(string_attribute("gsi2pk")?)
         .attribute_definitions(string_attribute("gsi2sk")?)
-        .attribute_definitions(string_attribute("gsi3pk")?)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
         .global_secondary_indexes(gsi)
         .global_secondary_indexes(due)
-        .global_secondary_indexes(provider)
         .set_stream_specification(with_stream.then_some(stream))
         .send()
         .await;
