@@ -192,6 +192,24 @@ except urllib.error.HTTPError:
     done
 }
 
+# sam_local COMMAND PORT WARM LOG PIDFILE: `sam local start-api|start-lambda` on the built
+# template, in the background: the emulation image, our network, the env-vars file and moto's
+# endpoint of cmd_up (its $image and $endpoint).
+sam_local() {
+    env AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
+        setsid "$VENV/bin/sam" local "$1" \
+        --template "$BUILD_DIR/template.yaml" \
+        --host 127.0.0.1 --port "$2" \
+        --invoke-image "$image" --skip-pull-image \
+        --docker-network "$NETWORK" \
+        --warm-containers "$3" \
+        --env-vars "$RUN/sam-env.json" \
+        --parameter-overrides "Architecture=$ARCH" "AwsEndpointUrl=$endpoint" \
+        --region us-east-1 \
+        </dev/null >"$4" 2>&1 &
+    echo $! >"$5"
+}
+
 cmd_up() {
     need_docker
     use_venv
@@ -273,33 +291,11 @@ PY
     # 5. sam local start-api, each function's container started at once (EAGER) and kept warm
     start=$SECONDS
     log "sam local start-api on http://127.0.0.1:$SAM_PORT (log: .run/sam-local.log)"
-    env AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
-        setsid "$VENV/bin/sam" local start-api \
-        --template "$BUILD_DIR/template.yaml" \
-        --host 127.0.0.1 --port "$SAM_PORT" \
-        --invoke-image "$image" --skip-pull-image \
-        --docker-network "$NETWORK" \
-        --warm-containers EAGER \
-        --env-vars "$RUN/sam-env.json" \
-        --parameter-overrides "Architecture=$ARCH" "AwsEndpointUrl=$endpoint" \
-        --region us-east-1 \
-        </dev/null >"$SAM_LOG" 2>&1 &
-    echo $! >"$SAM_PID"
+    sam_local start-api "$SAM_PORT" EAGER "$SAM_LOG" "$SAM_PID"
     # 6. the step Lambda for the state machine: sam local start-lambda (containers made on the
     # first invoke), and the router between moto's Step Functions and it
     log "sam local start-lambda on http://127.0.0.1:$LAMBDA_PORT (log: .run/sam-lambda.log)"
-    env AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
-        setsid "$VENV/bin/sam" local start-lambda \
-        --template "$BUILD_DIR/template.yaml" \
-        --host 127.0.0.1 --port "$LAMBDA_PORT" \
-        --invoke-image "$image" --skip-pull-image \
-        --docker-network "$NETWORK" \
-        --warm-containers LAZY \
-        --env-vars "$RUN/sam-env.json" \
-        --parameter-overrides "Architecture=$ARCH" "AwsEndpointUrl=$endpoint" \
-        --region us-east-1 \
-        </dev/null >"$LAMBDA_LOG" 2>&1 &
-    echo $! >"$LAMBDA_PID"
+    sam_local start-lambda "$LAMBDA_PORT" LAZY "$LAMBDA_LOG" "$LAMBDA_PID"
     setsid "$VENV/bin/python" infra/scripts/lambda_router.py 127.0.0.1 "$ROUTER_PORT" "$endpoint" \
         "http://127.0.0.1:$LAMBDA_PORT" </dev/null >"$ROUTER_LOG" 2>&1 &
     echo $! >"$ROUTER_PID"

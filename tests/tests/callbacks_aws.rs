@@ -6,6 +6,7 @@
 //! event. What is checked is what a user sees: the calls, their signatures, the session record.
 
 mod common;
+mod workflow_defs;
 
 use std::{io::Write, sync::Arc, time::Duration};
 
@@ -36,11 +37,9 @@ use twofa::{
         ids,
         otp::Channel,
         policy::SealedSecret,
-        workflows::{run_step, Step, WorkflowDef},
+        workflows::run_step,
     },
-    ports::{
-        AccountStore, CallPlacer, Clock, Deps, DispatchError, DispatchReceipt, OutboundMessage, Scheduler, StepRun,
-    },
+    ports::{AccountStore, CallPlacer, Clock, Deps, DispatchError, DispatchReceipt, OutboundMessage},
     workers::{callbacks::CallbackWorker, receipts::ReceiptWorker},
 };
 
@@ -66,21 +65,7 @@ fn uuid_like() -> String {
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-/// The workflow runs' scheduler as the tests drive it: it only notes what it is asked to run
-/// (Step Functions on AWS); the test runs the step itself, as the step Lambda would.
-#[derive(Default)]
-struct Scheduled(std::sync::Mutex<Vec<StepRun>>);
-
-#[async_trait::async_trait]
-impl Scheduler for Scheduled {
-    async fn start(&self, run: &StepRun) -> twofa::Result<()> {
-        self.0.lock().unwrap().push(run.clone());
-        Ok(())
-    }
-    async fn stop(&self, _: &str, _: &str) -> twofa::Result<()> {
-        Ok(())
-    }
-}
+use workflow_defs::RecordingScheduler as Scheduled;
 
 /// One deployment on moto: a table with its stream, the two callback queues, an account whose
 /// callback is a receiver on loopback, and the handlers as the Lambdas run them.
@@ -752,21 +737,7 @@ async fn concurrent_receipts_for_one_event_change_it_exactly_once() {
 
 /// A workflow of the account: `steps` as (channel, seconds after the previous step).
 async fn workflow(w: &World, name: &str, steps: &[(Channel, u32)]) {
-    let now = w.clock.now_ms();
-    let def = WorkflowDef {
-        sid: ids::new_sid(ids::WORKFLOW),
-        account_sid: w.sid.clone(),
-        created_by: w.sid.clone(),
-        name: name.to_owned(),
-        steps: steps
-            .iter()
-            .map(|(channel, interval_secs)| Step { channel: *channel, interval_secs: *interval_secs })
-            .collect(),
-        channels_json: "[]".into(),
-        description: None,
-        created_ms: now,
-        updated_ms: now,
-    };
+    let def = workflow_defs::workflow_def(&w.sid, name, steps, w.clock.now_ms());
     w.deps.store.create_workflow(&def).await.expect("workflow");
 }
 

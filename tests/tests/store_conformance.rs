@@ -4,6 +4,8 @@
 //!
 //! The DynamoDB half fails, it does not skip, when `AWS_ENDPOINT_URL` is not set.
 
+mod workflow_defs;
+
 use std::sync::Arc;
 
 use futures::future::join_all;
@@ -33,7 +35,7 @@ use twofa::{
         verify::{verify, VerifyTarget},
         workflows::{run_step, Step, WorkflowDef},
     },
-    ports::{CancelWrite, Clock, Deps, NoScheduler, Scheduler, SendPlan, StepRun, Store, SystemClock, VerifyWrite},
+    ports::{CancelWrite, Clock, Deps, NoScheduler, SendPlan, Store, SystemClock, VerifyWrite},
     Error,
 };
 
@@ -1230,37 +1232,9 @@ mod dynamodb_costs {
 
 // --- workflows ---------------------------------------------------------------------------------
 
-/// A scheduler that only records what it was asked to run (the tests run the steps).
-#[derive(Default)]
-struct RecordingScheduler(std::sync::Mutex<Vec<StepRun>>);
+use workflow_defs::RecordingScheduler;
 
-#[async_trait::async_trait]
-impl Scheduler for RecordingScheduler {
-    async fn start(&self, run: &StepRun) -> twofa::Result<()> {
-        self.0.lock().unwrap().push(run.clone());
-        Ok(())
-    }
-    async fn stop(&self, _: &str, _: &str) -> twofa::Result<()> {
-        Ok(())
-    }
-}
-
-fn workflow(account: &str, name: &str, steps: &[(Channel, u32)], created_ms: Millis) -> WorkflowDef {
-    WorkflowDef {
-        sid: ids::new_sid(ids::WORKFLOW),
-        account_sid: account.to_owned(),
-        created_by: account.to_owned(),
-        name: name.to_owned(),
-        steps: steps
-            .iter()
-            .map(|(channel, interval_secs)| Step { channel: *channel, interval_secs: *interval_secs })
-            .collect(),
-        channels_json: r#"[{"channel":"sms","interval":0}]"#.into(),
-        description: Some("a workflow".into()),
-        created_ms,
-        updated_ms: created_ms,
-    }
-}
+use workflow_defs::workflow_def as workflow;
 
 async fn workflows_create_get_by_name_update_list_delete(f: Fixture) {
     // Given a workflow created in an account

@@ -7,6 +7,7 @@
 //! under the key the step Lambda was started with; SMS land in moto's SNS, calls at the
 //! router's SMS Voice v2 stand-in.
 
+mod workflow_defs;
 mod workflow_template;
 
 use std::time::{Duration, Instant};
@@ -35,7 +36,6 @@ use twofa::{
         send::{send, SendRequest},
         usage::UsageCategory,
         verify::{cancel, verify, VerifyTarget},
-        workflows::{Step, WorkflowDef},
     },
     ports::{AccountStore, Deps, OtpStore, RecordStore, Scheduler, StepRun, SystemClock, WorkflowStore},
 };
@@ -195,20 +195,7 @@ fn new_number() -> String {
 impl World {
     /// Send an OTP to `to` delivered by a new workflow of these steps; its sid.
     async fn send(&self, to: &str, steps: &[(Channel, u32)]) -> String {
-        let wf = WorkflowDef {
-            sid: ids::new_sid(ids::WORKFLOW),
-            account_sid: self.account.sid.clone(),
-            created_by: self.account.sid.clone(),
-            name: ids::new_sid("wf"),
-            steps: steps
-                .iter()
-                .map(|(channel, interval_secs)| Step { channel: *channel, interval_secs: *interval_secs })
-                .collect(),
-            channels_json: "[]".into(),
-            description: None,
-            created_ms: 0,
-            updated_ms: 0,
-        };
+        let wf = workflow_defs::workflow_def(&self.account.sid, &ids::new_sid("wf"), steps, 0);
         self.store.create_workflow(&wf).await.unwrap();
         let req = SendRequest {
             service: "2FA".into(),
