@@ -35,6 +35,8 @@ pub trait Definition: Sized + Clone + Send + Sync {
     fn created_ms(&self) -> Millis;
     async fn load(store: &dyn Store, account_sid: &str, sid: &str) -> Result<Option<Self>>;
     async fn load_all(store: &dyn Store, account_sid: &str) -> Result<Vec<Self>>;
+    /// Delete it; the deleted definition, or None when it was already gone.
+    async fn remove(store: &dyn Store, account_sid: &str, sid: &str) -> Result<Option<Self>>;
 }
 
 /// Where a definition sid is looked for.
@@ -72,6 +74,13 @@ pub async fn find<T: Definition>(deps: &Deps, scope: Scope<'_>, sid: &str) -> Re
         }
     }
     Err(T::not_found())
+}
+
+/// Delete the definition `sid` within `scope` and answer it (as `find` finds it). OTPs already
+/// sent with it keep their own copy.
+pub async fn delete<T: Definition>(deps: &Deps, scope: Scope<'_>, sid: &str) -> Result<T> {
+    let def: T = find(deps, scope, sid).await?;
+    T::remove(deps.store.as_ref(), def.account_sid(), def.sid()).await?.ok_or_else(T::not_found)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! Limit administration: create, update and delete limits; find and list are the generic
+//! Limit administration: create and update limits; find, list and delete are the generic
 //! ones of `definitions`.
 //!
 //! A send looks its limits up by (acting account, name), so a limit is stored under the
@@ -48,6 +48,9 @@ impl Definition for LimitDef {
     }
     async fn load_all(store: &dyn Store, account_sid: &str) -> Result<Vec<Self>> {
         store.list_limits(account_sid).await
+    }
+    async fn remove(store: &dyn Store, account_sid: &str, sid: &str) -> Result<Option<Self>> {
+        store.delete_limit(account_sid, sid).await
     }
 }
 
@@ -109,10 +112,4 @@ pub async fn update(deps: &Deps, scope: Scope<'_>, sid: &str, change: LimitChang
     def.updated_ms = deps.clock.now_ms().max(def.created_ms);
     deps.store.update_limit(&def).await?;
     Ok(def)
-}
-
-/// Delete and answer the deleted limit.
-pub async fn delete(deps: &Deps, scope: Scope<'_>, sid: &str) -> Result<LimitDef> {
-    let def: LimitDef = find(deps, scope, sid).await?;
-    deps.store.delete_limit(&def.account_sid, &def.sid).await?.ok_or(Error::LimitNotFound)
 }

@@ -1,4 +1,4 @@
-//! Workflow administration: create, update and delete workflows; find and list are the generic
+//! Workflow administration: create and update workflows; find, list and delete are the generic
 //! ones of `definitions`, as for limits.
 
 use async_trait::async_trait;
@@ -41,6 +41,9 @@ impl Definition for WorkflowDef {
     }
     async fn load_all(store: &dyn Store, account_sid: &str) -> Result<Vec<Self>> {
         store.list_workflows(account_sid).await
+    }
+    async fn remove(store: &dyn Store, account_sid: &str, sid: &str) -> Result<Option<Self>> {
+        store.delete_workflow(account_sid, sid).await
     }
 }
 
@@ -100,10 +103,4 @@ pub async fn update(deps: &Deps, scope: Scope<'_>, sid: &str, change: WorkflowCh
     def.updated_ms = deps.clock.now_ms().max(def.created_ms);
     deps.store.update_workflow(&def).await?;
     Ok(def)
-}
-
-/// Delete and answer the deleted workflow. OTPs already running it keep their copy.
-pub async fn delete(deps: &Deps, scope: Scope<'_>, sid: &str) -> Result<WorkflowDef> {
-    let def: WorkflowDef = find(deps, scope, sid).await?;
-    deps.store.delete_workflow(&def.account_sid, &def.sid).await?.ok_or(Error::WorkflowNotFound)
 }

@@ -15,7 +15,7 @@ use crate::{
         error::{Error, Result},
         time::parse_date_or_datetime,
     },
-    http::{acting_for, params::Params, ApiError},
+    http::{acting_for, params::Params, strip_format_suffix, ApiError},
     ports::Deps,
 };
 
@@ -127,6 +127,32 @@ fn page_uri(search_path: &str, page: u64, page_size: u64, filters: &[(&str, Stri
     let mut pairs: Vec<(&str, String)> = vec![("pageSize", page_size.to_string()), ("page", page.to_string())];
     pairs.extend(filters.iter().cloned());
     format!("{search_path}?{}", serde_urlencoded::to_string(&pairs).unwrap_or_default())
+}
+
+/// `GET …/{sid}` of a definition group: the definition, as `render` shows it.
+pub async fn fetch<T: Definition>(
+    deps: &Deps,
+    caller: &Account,
+    sid: &str,
+    p: &Params,
+    render: fn(&T, &HashMap<String, Option<String>>) -> Value,
+) -> Answer {
+    let explicit = explicit_account(deps, caller, p).await?;
+    let def: T = definitions::find(deps, scope(caller, explicit.as_ref()), strip_format_suffix(sid)).await?;
+    one(deps, &[caller], &def, render).await
+}
+
+/// `DELETE …/{sid}` of a definition group: the deleted definition, as `render` shows it.
+pub async fn delete<T: Definition>(
+    deps: &Deps,
+    caller: &Account,
+    sid: &str,
+    p: &Params,
+    render: fn(&T, &HashMap<String, Option<String>>) -> Value,
+) -> Answer {
+    let explicit = explicit_account(deps, caller, p).await?;
+    let def: T = definitions::delete(deps, scope(caller, explicit.as_ref()), strip_format_suffix(sid)).await?;
+    one(deps, &[caller], &def, render).await
 }
 
 /// One definition in the envelope, with the emails it shows.

@@ -23,7 +23,7 @@ use crate::{
     http::{
         acting_for,
         auth::Caller,
-        definitions::{description_change, explicit_account, list_page, one, scope, Answer},
+        definitions::{self, description_change, explicit_account, list_page, one, scope, Answer},
         params::Params,
         strip_format_suffix, Routes,
     },
@@ -59,9 +59,7 @@ async fn create_limit(State(deps): State<Deps>, Caller(caller): Caller, p: Param
 }
 
 async fn fetch_limit(State(deps): State<Deps>, Caller(caller): Caller, Path(sid): Path<String>, p: Params) -> Answer {
-    let explicit = explicit_account(&deps, &caller, &p).await?;
-    let def: LimitDef = limit_admin::find(&deps, scope(&caller, explicit.as_ref()), strip_format_suffix(&sid)).await?;
-    one(&deps, &[&caller], &def, limit_value).await
+    definitions::fetch(&deps, &caller, &sid, &p, limit_value).await
 }
 
 async fn update_limit(State(deps): State<Deps>, Caller(caller): Caller, Path(sid): Path<String>, p: Params) -> Answer {
@@ -73,9 +71,7 @@ async fn update_limit(State(deps): State<Deps>, Caller(caller): Caller, Path(sid
 }
 
 async fn delete_limit(State(deps): State<Deps>, Caller(caller): Caller, Path(sid): Path<String>, p: Params) -> Answer {
-    let explicit = explicit_account(&deps, &caller, &p).await?;
-    let def = limit_admin::delete(&deps, scope(&caller, explicit.as_ref()), strip_format_suffix(&sid)).await?;
-    one(&deps, &[&caller], &def, limit_value).await
+    definitions::delete(&deps, &caller, &sid, &p, limit_value).await
 }
 
 async fn list_limits(State(deps): State<Deps>, Caller(caller): Caller, p: Params) -> Answer {

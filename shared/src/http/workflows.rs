@@ -25,7 +25,7 @@ use crate::{
     http::{
         acting_for,
         auth::Caller,
-        definitions::{description_change, explicit_account, list_page, one, scope, Answer},
+        definitions::{self, description_change, explicit_account, list_page, one, scope, Answer},
         params::Params,
         strip_format_suffix, Routes,
     },
@@ -65,10 +65,7 @@ async fn fetch_workflow(
     Path(sid): Path<String>,
     p: Params,
 ) -> Answer {
-    let explicit = explicit_account(&deps, &caller, &p).await?;
-    let def: WorkflowDef =
-        workflow_admin::find(&deps, scope(&caller, explicit.as_ref()), strip_format_suffix(&sid)).await?;
-    one(&deps, &[&caller], &def, workflow_value).await
+    definitions::fetch(&deps, &caller, &sid, &p, workflow_value).await
 }
 
 async fn update_workflow(
@@ -91,9 +88,7 @@ async fn delete_workflow(
     Path(sid): Path<String>,
     p: Params,
 ) -> Answer {
-    let explicit = explicit_account(&deps, &caller, &p).await?;
-    let def = workflow_admin::delete(&deps, scope(&caller, explicit.as_ref()), strip_format_suffix(&sid)).await?;
-    one(&deps, &[&caller], &def, workflow_value).await
+    definitions::delete(&deps, &caller, &sid, &p, workflow_value).await
 }
 
 async fn list_workflows(State(deps): State<Deps>, Caller(caller): Caller, p: Params) -> Answer {
