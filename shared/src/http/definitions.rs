@@ -129,29 +129,31 @@ fn page_uri(search_path: &str, page: u64, page_size: u64, filters: &[(&str, Stri
     format!("{search_path}?{}", serde_urlencoded::to_string(&pairs).unwrap_or_default())
 }
 
-/// `GET …/{sid}` of a definition group: the definition, as `render` shows it.
-pub async fn fetch<T: Definition>(
-    deps: &Deps,
-    caller: &Account,
-    sid: &str,
-    p: &Params,
-    render: fn(&T, &HashMap<String, Option<String>>) -> Value,
-) -> Answer {
-    let explicit = explicit_account(deps, caller, p).await?;
-    let def: T = definitions::find(deps, scope(caller, explicit.as_ref()), strip_format_suffix(sid)).await?;
-    one(deps, &[caller], &def, render).await
+/// What a request does to one definition it names by sid.
+#[derive(Debug, Clone, Copy)]
+pub enum BySid {
+    /// `GET …/{sid}`
+    Fetch,
+    /// `DELETE …/{sid}` (answers the deleted definition)
+    Delete,
 }
 
-/// `DELETE …/{sid}` of a definition group: the deleted definition, as `render` shows it.
-pub async fn delete<T: Definition>(
+/// `GET` / `DELETE …/{sid}` of a definition group: the definition within the request's scope
+/// (`accountSid`, else the caller's tree), as `render` shows it.
+pub async fn by_sid<T: Definition>(
     deps: &Deps,
     caller: &Account,
     sid: &str,
     p: &Params,
+    action: BySid,
     render: fn(&T, &HashMap<String, Option<String>>) -> Value,
 ) -> Answer {
     let explicit = explicit_account(deps, caller, p).await?;
-    let def: T = definitions::delete(deps, scope(caller, explicit.as_ref()), strip_format_suffix(sid)).await?;
+    let (scope, sid) = (scope(caller, explicit.as_ref()), strip_format_suffix(sid));
+    let def: T = match action {
+        BySid::Fetch => definitions::find(deps, scope, sid).await?,
+        BySid::Delete => definitions::delete(deps, scope, sid).await?,
+    };
     one(deps, &[caller], &def, render).await
 }
 

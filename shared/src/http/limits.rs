@@ -23,7 +23,7 @@ use crate::{
     http::{
         acting_for,
         auth::Caller,
-        definitions::{self, description_change, explicit_account, list_page, one, scope, Answer},
+        definitions::{by_sid, description_change, explicit_account, list_page, one, scope, Answer, BySid},
         params::Params,
         strip_format_suffix, Routes,
     },
@@ -59,7 +59,7 @@ async fn create_limit(State(deps): State<Deps>, Caller(caller): Caller, p: Param
 }
 
 async fn fetch_limit(State(deps): State<Deps>, Caller(caller): Caller, Path(sid): Path<String>, p: Params) -> Answer {
-    definitions::fetch(&deps, &caller, &sid, &p, limit_value).await
+    by_sid(&deps, &caller, &sid, &p, BySid::Fetch, limit_value).await
 }
 
 async fn update_limit(State(deps): State<Deps>, Caller(caller): Caller, Path(sid): Path<String>, p: Params) -> Answer {
@@ -71,7 +71,7 @@ async fn update_limit(State(deps): State<Deps>, Caller(caller): Caller, Path(sid
 }
 
 async fn delete_limit(State(deps): State<Deps>, Caller(caller): Caller, Path(sid): Path<String>, p: Params) -> Answer {
-    definitions::delete(&deps, &caller, &sid, &p, limit_value).await
+    by_sid(&deps, &caller, &sid, &p, BySid::Delete, limit_value).await
 }
 
 async fn list_limits(State(deps): State<Deps>, Caller(caller): Caller, p: Params) -> Answer {

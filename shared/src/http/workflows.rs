@@ -25,7 +25,7 @@ use crate::{
     http::{
         acting_for,
         auth::Caller,
-        definitions::{self, description_change, explicit_account, list_page, one, scope, Answer},
+        definitions::{by_sid, description_change, explicit_account, list_page, one, scope, Answer, BySid},
         params::Params,
         strip_format_suffix, Routes,
     },
@@ -65,7 +65,7 @@ async fn fetch_workflow(
     Path(sid): Path<String>,
     p: Params,
 ) -> Answer {
-    definitions::fetch(&deps, &caller, &sid, &p, workflow_value).await
+    by_sid(&deps, &caller, &sid, &p, BySid::Fetch, workflow_value).await
 }
 
 async fn update_workflow(
@@ -88,7 +88,7 @@ async fn delete_workflow(
     Path(sid): Path<String>,
     p: Params,
 ) -> Answer {
-    definitions::delete(&deps, &caller, &sid, &p, workflow_value).await
+    by_sid(&deps, &caller, &sid, &p, BySid::Delete, workflow_value).await
 }
 
 async fn list_workflows(State(deps): State<Deps>, Caller(caller): Caller, p: Params) -> Answer {
