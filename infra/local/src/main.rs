@@ -15,8 +15,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|_| "TWOFA_SECRET_KEY must be at least 32 bytes (64 hex chars)")?,
         Err(_) => Keys::random(),
     };
-    // libphonenumber's metadata is loaded and compiled once, before the first request.
-    twofa::domain::phone::warm_up();
     // Memory stays bounded: the newest OTPs and outbox messages only (README "Dev server").
     let env_usize = |var: &str| std::env::var(var).ok().and_then(|v| v.parse().ok());
     let dev = Dev::bounded(

@@ -24,11 +24,8 @@ use crate::{
 /// Most limits one send may name.
 const MAX_LIMITS_PER_SEND: usize = 10;
 
-/// The send/verify/cancel router. Builds libphonenumber's metadata first (about 0.1 s, most of
-/// this function's cold start; see README "Performance"), so no request pays for it; the
-/// limits and records functions parse no numbers and skip it.
+/// The send/verify/cancel router.
 pub fn router(deps: Deps) -> Router {
-    crate::domain::phone::warm_up();
     routes().finish(deps)
 }
 
