@@ -196,15 +196,15 @@ impl World {
         let s = |i: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>, k: &str| {
             i.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
         };
-        let count = |i: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
-            i.get("count").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0)
+        let n = |i: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>, k: &str| {
+            i.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0)
         };
         let items = self.items().await;
         let otps = items.iter().filter(|i| s(i, "pk").starts_with("OTP#")).count();
         let dests = items.iter().filter(|i| s(i, "pk").starts_with("DEST#")).count();
-        let counters = items.iter().filter(|i| s(i, "pk").starts_with("CTR#")).map(count).sum();
-        let usage =
-            items.iter().filter(|i| s(i, "pk").starts_with("USAGE#") && s(i, "sk").contains("#All#")).map(count).sum();
+        let counters = items.iter().filter(|i| s(i, "pk").starts_with("CTR#")).map(|i| n(i, "count")).sum();
+        // A usage item holds one count per category: `All` is the OTPs created.
+        let usage = items.iter().filter(|i| s(i, "pk").starts_with("USAGE#")).map(|i| n(i, "All")).sum();
         (otps, dests, counters, usage)
     }
 }

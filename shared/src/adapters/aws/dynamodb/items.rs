@@ -20,7 +20,6 @@ use crate::domain::{
     send::RETENTION_DAYS,
     sms::Encoding,
     time::Millis,
-    usage::UsageKey,
     workflows::{Step, WorkflowDef, WorkflowRun},
 };
 
@@ -149,9 +148,10 @@ impl Key {
         Key::new(format!("IDEM#{}#{}", esc(account_sid), esc(key)), "I")
     }
 
-    /// One of the `USAGE_SHARDS` counters of a day and category (see `usage_shard`).
-    pub fn usage(k: &UsageKey, shard: u8) -> Self {
-        Key::new(Self::usage_partition(&k.account_sid), format!("{}#{}#{shard}", esc(&k.day), k.category.as_str()))
+    /// One of the `USAGE_SHARDS` counter items of an account's day (see `usage_shard`): one
+    /// attribute per category (`All`, `sms`, ...), so what one send counts is one item.
+    pub fn usage(account_sid: &str, day: &str, shard: u8) -> Self {
+        Key::new(Self::usage_partition(account_sid), format!("{}#{shard}", esc(day)))
     }
 
     /// One pumping-guard counter (account, country, ten-minute bucket, shard).
@@ -1104,12 +1104,7 @@ mod tests {
             seen[shard as usize] += 1;
         }
         assert!(seen.iter().all(|&n| n > 40), "uneven shards: {seen:?}");
-        let k = UsageKey {
-            account_sid: "AC1".into(),
-            day: "2026-11-23".into(),
-            category: crate::domain::usage::UsageCategory::All,
-        };
-        assert_eq!(Key::usage(&k, 3).sk, "2026-11-23#All#3");
+        assert_eq!(Key::usage("AC1", "2026-11-23", 3).sk, "2026-11-23#3");
     }
 
     #[test]

@@ -62,6 +62,42 @@ fn with_check(expr: Expr, check: &Check) -> Result<Expr> {
 }
 
 impl DynamoStore {
+    /// What a send (or a workflow step) counts, as one update per account and day: `ADD delta`
+    /// to each category's attribute of that day's item in `shard`. Categories share the item
+    /// (a send's `All` and channel are one transactional item, 2 WRU, not two); an undo
+    /// (`delta` < 0) requires each count above zero, so it never takes back what was not counted.
+    fn usage_updates(&self, usage: &[UsageKey], shard: u8, delta: i64) -> Result<Vec<TransactWriteItem>> {
+        let mut days: Vec<(&str, &str, Vec<&'static str>)> = Vec::new();
+        for key in usage {
+            let category = key.category.as_str();
+            match days.iter_mut().find(|(account, day, _)| *account == key.account_sid && *day == key.day) {
+                Some((_, _, categories)) if !categories.contains(&category) => categories.push(category),
+                Some(_) => {}
+                None => days.push((&key.account_sid, &key.day, vec![category])),
+            }
+        }
+        days.into_iter()
+            .map(|(account, day, categories)| {
+                let mut expr = Expr::default().value(":delta", n(delta));
+                for category in &categories {
+                    expr = expr.name(category);
+                }
+                let adds: Vec<String> = categories.iter().map(|c| format!("#{c} :delta")).collect();
+                let condition = (delta < 0)
+                    .then(|| categories.iter().map(|c| format!("#{c} > :zero")).collect::<Vec<_>>().join(" AND "));
+                if condition.is_some() {
+                    expr = expr.value(":zero", n(0));
+                }
+                self.update(
+                    &Key::usage(account, day, shard),
+                    &format!("ADD {}", adds.join(", ")),
+                    condition.as_deref(),
+                    expr,
+                )
+            })
+            .collect()
+    }
+
     /// The writes of `commit_send`, each with its condition, in one list.
     fn commit_items(&self, plan: &SendPlan) -> Result<Vec<TransactWriteItem>> {
         let otp = &plan.otp;
@@ -127,15 +163,7 @@ impl DynamoStore {
             });
         }
 
-        let shard = usage_shard(&otp.sid);
-        for usage in &plan.usage {
-            tx.push(self.update(
-                &Key::usage(usage, shard),
-                "ADD #count :one",
-                None,
-                Expr::default().name(attr::COUNT).value(":one", n(1)),
-            )?);
-        }
+        tx.extend(self.usage_updates(&plan.usage, usage_shard(&otp.sid), 1)?);
 
         if let Some(g) = &plan.guard {
             tx.push(self.update(
@@ -203,14 +231,7 @@ impl DynamoStore {
             );
         }
 
-        for usage in &plan.usage {
-            tx.push(self.update(
-                &Key::usage(usage, usage_shard(&otp.sid)),
-                "ADD #count :minus_one",
-                Some("#count > :zero"),
-                Expr::default().name(attr::COUNT).value(":minus_one", n(-1)).value(":zero", n(0)),
-            )?);
-        }
+        tx.extend(self.usage_updates(&plan.usage, usage_shard(&otp.sid), -1)?);
 
         if let Some(g) = &plan.guard {
             tx.push(self.update(
@@ -549,15 +570,7 @@ impl OtpStore for DynamoStore {
             Some(&format!("attribute_exists(pk) AND {PENDING_AT_NOW} AND #workflow.#sent = :step")),
             expr,
         )?];
-        let shard = usage_shard(otp_sid);
-        for key in usage {
-            tx.push(self.update(
-                &Key::usage(key, shard),
-                "ADD #count :one",
-                None,
-                Expr::default().name(attr::COUNT).value(":one", n(1)),
-            )?);
-        }
+        tx.extend(self.usage_updates(usage, usage_shard(otp_sid), 1)?);
         match self.transact("TransactWriteItems(claim_step)", tx).await {
             Ok(()) => Ok(true),
             Err(TransactError::Canceled(reasons)) if reasons.first() == Some(&Reason::ConditionFailed) => Ok(false),

@@ -234,32 +234,37 @@ impl RecordStore for DynamoStore {
         // Shards are this adapter's business: the port gets one row per day and category.
         let mut rows = std::collections::HashMap::new();
         for item in &items {
-            let (key, count) = usage_row(account_sid, item)?;
-            *rows.entry(key).or_insert(0) += count;
+            for (key, count) in usage_rows(account_sid, item)? {
+                *rows.entry(key).or_insert(0) += count;
+            }
         }
         Ok(rows.into_iter().collect())
     }
 }
 
-/// A usage item (`sk = {day}#{category}#{shard}`, `count`) as a row; the caller sums shards.
-fn usage_row(account_sid: &str, item: &Item) -> Result<(UsageKey, u64)> {
+/// A usage item (`sk = {day}#{shard}`, one count per category attribute) as rows; the caller
+/// sums shards.
+fn usage_rows(account_sid: &str, item: &Item) -> Result<Vec<(UsageKey, u64)>> {
     let corrupt = || {
         tracing::error!(pk = ?item.get(attr::PK), "corrupt usage item");
         Error::Internal
     };
     let sk = item.get(attr::SK).and_then(|v| v.as_s().ok()).ok_or_else(corrupt)?;
     let mut parts = sk.split('#');
-    let (Some(day), Some(category), Some(_shard), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(day), Some(_shard), None) = (parts.next(), parts.next(), parts.next()) else {
         return Err(corrupt());
     };
-    let category = UsageCategory::parse(category).ok_or_else(corrupt)?;
-    let count = match item.get(attr::COUNT) {
-        Some(AttributeValue::N(v)) => v.parse::<i64>().map_err(|_| corrupt())?.max(0) as u64,
-        None => 0,
-        Some(_) => return Err(corrupt()),
-    };
-    Ok((UsageKey { account_sid: account_sid.to_owned(), day: day.to_owned(), category }, count))
+    let mut rows = Vec::new();
+    for (name, value) in item {
+        if name == attr::PK || name == attr::SK {
+            continue;
+        }
+        let category = UsageCategory::parse(name).ok_or_else(corrupt)?;
+        let AttributeValue::N(v) = value else { return Err(corrupt()) };
+        let count = v.parse::<i64>().map_err(|_| corrupt())?.max(0) as u64;
+        rows.push((UsageKey { account_sid: account_sid.to_owned(), day: day.to_owned(), category }, count));
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
