@@ -75,13 +75,15 @@ pub(crate) struct Code {
     first: u16,
 }
 
-/// A region's patterns, compiled (its leading digits apart: telling the regions of one calling
-/// code apart reads only those).
+/// A region's patterns, each compiled the first time it is needed (a US number is decided by
+/// its general and fixed-line patterns; telling the regions of one calling code apart reads
+/// only their leading digits).
 struct Compiled {
-    general: Regex,
-    types: Vec<Regex>,
+    general: OnceLock<Regex>,
+    types: Box<[OnceLock<Regex>]>,
+    leading_digits: OnceLock<Option<Regex>>,
     /// Unanchored, as the crate uses it (captures and replace).
-    parsing: Option<Regex>,
+    parsing: OnceLock<Option<Regex>>,
 }
 
 fn compile(source: &str, anchored: bool) -> Regex {
@@ -92,38 +94,42 @@ fn compile(source: &str, anchored: bool) -> Regex {
     RegexBuilder::new(&source).ignore_whitespace(true).build().expect("libphonenumber pattern")
 }
 
-static COMPILED: LazyLock<Vec<OnceLock<Compiled>>> =
-    LazyLock::new(|| REGIONS.iter().map(|_| OnceLock::new()).collect());
-static LEADING_DIGITS: LazyLock<Vec<OnceLock<Option<Regex>>>> =
-    LazyLock::new(|| REGIONS.iter().map(|_| OnceLock::new()).collect());
+static COMPILED: LazyLock<Box<[Compiled]>> = LazyLock::new(|| {
+    REGIONS
+        .iter()
+        .map(|r| Compiled {
+            general: OnceLock::new(),
+            types: r.types.iter().map(|_| OnceLock::new()).collect(),
+            leading_digits: OnceLock::new(),
+            parsing: OnceLock::new(),
+        })
+        .collect()
+});
 
 fn leading_digits(index: usize) -> Option<&'static Regex> {
-    LEADING_DIGITS[index].get_or_init(|| REGIONS[index].leading_digits.map(|p| compile(p, true))).as_ref()
+    COMPILED[index].leading_digits.get_or_init(|| REGIONS[index].leading_digits.map(|p| compile(p, true))).as_ref()
 }
 
-fn compiled(index: usize) -> &'static Compiled {
-    COMPILED[index].get_or_init(|| {
-        let region = &REGIONS[index];
-        Compiled {
-            general: compile(region.general.pattern, true),
-            types: region.types.iter().map(|d| compile(d.pattern, true)).collect(),
-            parsing: region.national_prefix_for_parsing.map(|p| compile(p, false)),
-        }
-    })
+fn parsing(index: usize) -> Option<&'static Regex> {
+    COMPILED[index]
+        .parsing
+        .get_or_init(|| REGIONS[index].national_prefix_for_parsing.map(|p| compile(p, false)))
+        .as_ref()
 }
 
-fn matches(desc: &Desc, re: &Regex, value: &str) -> bool {
-    (desc.lengths.is_empty() || desc.lengths.contains(&(value.len() as u16))) && re.is_match(value)
+fn matches(desc: &Desc, re: &OnceLock<Regex>, value: &str) -> bool {
+    (desc.lengths.is_empty() || desc.lengths.contains(&(value.len() as u16)))
+        && re.get_or_init(|| compile(desc.pattern, true)).is_match(value)
 }
 
 fn general_matches(index: usize, value: &str) -> bool {
-    matches(&REGIONS[index].general, &compiled(index).general, value)
+    matches(&REGIONS[index].general, &COMPILED[index].general, value)
 }
 
 /// The crate's `number_type(..) != Unknown`.
 fn is_valid_in(index: usize, value: &str) -> bool {
-    let (region, re) = (&REGIONS[index], compiled(index));
-    general_matches(index, value) && region.types.iter().zip(&re.types).any(|(d, r)| matches(d, r, value))
+    let (region, compiled) = (&REGIONS[index], &COMPILED[index]);
+    general_matches(index, value) && region.types.iter().zip(&compiled.types).any(|(d, re)| matches(d, re, value))
 }
 
 fn code_entry(code: u16) -> Option<&'static Code> {
@@ -151,7 +157,7 @@ fn source_for(code: &Code, national: &str) -> Option<usize> {
 fn strip_national_prefix(index: usize, national: &str) -> String {
     let region = &REGIONS[index];
     let mut out = national.to_owned();
-    match &compiled(index).parsing {
+    match parsing(index) {
         Some(parsing) => {
             if let Some(found) = parsing.find(national).filter(|m| m.start() == 0) {
                 let captures = parsing.captures(national).expect("found above");
