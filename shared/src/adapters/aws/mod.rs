@@ -101,8 +101,13 @@ pub fn production_timeout_config() -> aws_config::timeout::TimeoutConfig {
 /// Not cached in a static on purpose: the HTTP connection pool inside belongs to the Tokio
 /// runtime that first used it, and tests run one runtime each.
 pub async fn aws_config() -> aws_config::SdkConfig {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsContext};
+    let tls =
+        TlsContext::builder().with_trust_store(trust_store(std::env::var("TWOFA_TLS_ROOTS").ok().as_deref())).build();
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .tls_context(tls.expect("a TLS context from a trust store"))
+        .build_https();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http)
         .timeout_config(timeout_config())
@@ -114,6 +119,21 @@ pub async fn aws_config() -> aws_config::SdkConfig {
         )
         .load()
         .await
+}
+
+/// Amazon Trust Services' root CAs, which the endpoints of every AWS service chain to.
+const AMAZON_ROOTS: &[u8] = include_bytes!("amazon-trust-services-roots.pem");
+
+/// What the SDK's clients trust: Amazon's five roots, not the system's ~150, which the SDK
+/// reads and parses from disk at every cold start (~2 ms, for no endpoint the functions call;
+/// and no other CA can vouch for an AWS endpoint). `TWOFA_TLS_ROOTS=system` trusts the
+/// system's roots instead (a TLS-inspecting proxy with its own CA, a partition with others).
+fn trust_store(setting: Option<&str>) -> aws_smithy_http_client::tls::TrustStore {
+    use aws_smithy_http_client::tls::TrustStore;
+    match setting {
+        Some("system") => TrustStore::default(),
+        _ => TrustStore::empty().with_pem_certificate(AMAZON_ROOTS),
+    }
 }
 
 /// Voice calls: the voices they can be read in, and what places them.
@@ -169,6 +189,31 @@ pub(crate) fn unmodeled_is_refusal(code: Option<&str>, status: Option<u16>) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sdk_trusts_amazon_trust_services_roots_unless_told_to_trust_the_systems() {
+        use rustls_pki_types::{pem::PemObject, CertificateDer};
+        use sha2::{Digest, Sha256};
+        // Given the bundled roots, when they are parsed, then they are exactly Amazon Root CA
+        // 1-4 and Starfield Services Root G2, by the fingerprints Amazon publishes.
+        let fingerprints: Vec<String> = CertificateDer::pem_slice_iter(AMAZON_ROOTS)
+            .map(|der| hex::encode(Sha256::digest(der.expect("a PEM certificate"))))
+            .collect();
+        assert_eq!(
+            fingerprints,
+            [
+                "8ecde6884f3d87b1125ba31ac3fcb13d7016de7f57cc904fe1cb97c6ae98196e",
+                "1ba5b2aa8c65401a82960118f80bec4f62304d83cec4713a19c39c011ea46db4",
+                "18ce6cfe7bf14e60b2e347b8dfe868cb31d02ebb3ada271569f50343b46db3a4",
+                "e35d28419ed02025cfa69038cd623962458da5c695fbdea3c22b0bfb25897092",
+                "568d6905a2c88708a4b3025190edcfedb1974a606a13c6e5290fcb2ae63edab5",
+            ]
+        );
+        let system = format!("{:?}", trust_store(Some("system")));
+        let amazon = format!("{:?}", trust_store(None));
+        assert!(system.contains("enable_native_roots: true"), "{system}");
+        assert!(amazon.contains("enable_native_roots: false"), "{amazon}");
+    }
 
     struct Fixed(&'static str);
 
