@@ -139,12 +139,13 @@ fn code_entry(code: u16) -> Option<&'static Code> {
 /// The region whose metadata reads `national` under `code` (the crate's `source_for`).
 fn source_for(code: &Code, national: &str) -> Option<usize> {
     if let [only] = code.regions {
-        let region = &REGIONS[*only as usize];
-        return (region.id == NON_GEOGRAPHIC || region.known).then_some(if region.id == NON_GEOGRAPHIC {
-            code.first as usize
-        } else {
-            *only as usize
-        });
+        // A code of one region is that region; non-geographic numbers (`001`, one region per
+        // code) read the code's first metadata; a region the crate does not know, none.
+        let only = *only as usize;
+        return match REGIONS[only].id {
+            NON_GEOGRAPHIC => Some(code.first as usize),
+            _ => REGIONS[only].known.then_some(only),
+        };
     }
     code.regions.iter().map(|&i| i as usize).find(|&i| match leading_digits(i) {
         Some(leading) => leading.is_match(national),
@@ -178,7 +179,8 @@ fn strip_national_prefix(index: usize, national: &str) -> String {
                 }
             }
         }
-        _ => {
+        // Without a parsing pattern the crate strips the plain prefix here and once more below.
+        None => {
             if let Some(prefix) = region.national_prefix.filter(|p| out.starts_with(p)) {
                 out.drain(..prefix.len());
             }
@@ -215,16 +217,17 @@ fn international(digits: &str) -> Option<Phone> {
     if !(2..=17).contains(&national.len()) {
         return None;
     }
-    // The crate keeps the national number as a u64 under 2^56 plus its leading zeros.
-    let value: u64 = national.trim_start_matches('0').parse().ok()?;
-    if value >= 1 << 56 {
+    // The crate keeps the national number as a u64 under 2^56 plus its leading zeros (so
+    // `unzeroed` is that u64 written out).
+    let unzeroed = national.trim_start_matches('0');
+    if unzeroed.parse::<u64>().ok()? >= 1 << 56 {
         return None;
     }
     let valid = source_for(code, &national).is_some_and(|index| is_valid_in(index, &national));
     if !valid {
         return None;
     }
-    let country = source_for(code, &value.to_string())
+    let country = source_for(code, unzeroed)
         .map(|index| &REGIONS[index])
         .filter(|region| region.known)
         .map_or(NON_GEOGRAPHIC, |region| region.id);
