@@ -356,6 +356,7 @@ async fn a_verify_whose_sid_names_another_country_counts_in_the_otps_own(f: Fixt
         checks: vec![],
         events: vec![],
         workflow: None,
+        watched: false,
         sid: sid.clone(),
     };
     let destination =

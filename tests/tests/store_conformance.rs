@@ -35,7 +35,7 @@ use twofa::{
         verify::{verify, VerifyTarget},
         workflows::{run_step, Step, WorkflowDef},
     },
-    ports::{CancelWrite, Clock, Deps, NoScheduler, SendPlan, Store, SystemClock, VerifyWrite},
+    ports::{CancelWrite, Clock, Deps, ExpiryStore, NoScheduler, SendPlan, Store, SystemClock, VerifyWrite},
     Error,
 };
 
@@ -44,17 +44,20 @@ use twofa::{
 /// A store under test; `dynamo` is the same store when it is the DynamoDB one.
 struct Fixture {
     store: Arc<dyn Store>,
+    /// The same store, as the expiry sweeper sees it.
+    expiry: Arc<dyn ExpiryStore>,
     dynamo: Option<Arc<DynamoStore>>,
 }
 
 impl Fixture {
     fn memory() -> Self {
-        Fixture { store: Arc::new(MemoryStore::new()), dynamo: None }
+        let store = Arc::new(MemoryStore::new());
+        Fixture { store: store.clone(), expiry: store, dynamo: None }
     }
 
     async fn dynamodb() -> Self {
         let store = Arc::new(dynamo_store().await);
-        Fixture { store: store.clone(), dynamo: Some(store) }
+        Fixture { store: store.clone(), expiry: store.clone(), dynamo: Some(store) }
     }
 
     /// The usage count of one key through the store's usage reader (0 when there is none);
@@ -123,6 +126,7 @@ fn otp(account: &str, to: &str, now: Millis) -> Otp {
         checks: vec![],
         events: vec![event(&sid, now)],
         workflow: None,
+        watched: true,
         sid,
     }
 }
@@ -304,6 +308,7 @@ conformance!(
     invalid_check_with_a_stale_attempt_count_is_contended,
     cancel_cancels_only_a_pending_otp,
     expiry_is_enforced_in_code_though_the_item_remains,
+    only_otps_someone_is_told_of_are_swept_once_due,
     superseded_otp_refuses_verify_from_its_cancel_time,
     undo_send_leaves_no_otp_and_puts_pointer_counters_and_usage_back,
     undo_of_an_older_send_leaves_the_newer_pointer_alone,
@@ -655,6 +660,28 @@ async fn expiry_is_enforced_in_code_though_the_item_remains(f: Fixture) {
     assert!(verified(
         f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, late - 1), late - 1).await.unwrap()
     ));
+}
+
+async fn only_otps_someone_is_told_of_are_swept_once_due(f: Fixture) {
+    // Given two OTPs with the same deadline: one whose events a callback hears of, and one
+    // nobody is told of
+    let acct = account_sid();
+    let watched = otp(&acct, &phone(), T0);
+    let unwatched = Otp { watched: false, ..otp(&acct, &phone(), T0) };
+    for o in [&watched, &unwatched] {
+        f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
+    }
+    let late = watched.expires_ms;
+    // When the sweeper asks what is due, a millisecond before the deadline and at it
+    let early = f.expiry.due_otps(late - 1, 500).await.unwrap();
+    let due = f.expiry.due_otps(late, 500).await.unwrap();
+    // Then nothing is due before it, and only the watched OTP at it
+    assert!(early.is_empty(), "{early:?}");
+    assert_eq!(due, vec![(acct.clone(), watched.sid.clone())]);
+    // And the other reads expired all the same, stored as it was written
+    let stored = f.store.get_otp(&acct, &unwatched.sid).await.unwrap().expect("the unwatched OTP");
+    assert_eq!(stored, unwatched);
+    assert_eq!(stored.status_at(late), OtpStatus::Expired);
 }
 
 async fn superseded_otp_refuses_verify_from_its_cancel_time(f: Fixture) {
@@ -1039,7 +1066,7 @@ mod dynamodb_costs {
     async fn a_workflow_send_and_each_later_step_cost_their_budget_of_round_trips() {
         // Given the domain on a DynamoDB store and a workflow sms now, sms after 30 s
         let store = Arc::new(dynamo_store().await);
-        let f = Fixture { store: store.clone(), dynamo: Some(store.clone()) };
+        let f = Fixture { store: store.clone(), expiry: store.clone(), dynamo: Some(store.clone()) };
         // When it is sent: the workflow's one GetItem, then what any send costs
         let before = store.calls();
         let (deps, outbox, scheduler, _account, to, _sid) = sent_with_workflow(&f).await;

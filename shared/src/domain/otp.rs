@@ -195,6 +195,11 @@ pub struct Otp {
     pub events: Vec<ChannelEvent>,
     /// The workflow delivering it, when the send named one.
     pub workflow: Option<WorkflowRun>,
+    /// Someone is told of its events (the send or, at send time, the account names a
+    /// callback): the expiry sweeper settles it once its deadline passes, so an `expired` /
+    /// `canceled` callback follows. An OTP nobody hears of is never swept (and costs no due
+    /// entry): its status is computed at read time all the same (`status_at`).
+    pub watched: bool,
 }
 
 impl Otp {
@@ -261,6 +266,7 @@ pub(crate) mod tests {
             checks: vec![],
             events: vec![],
             workflow: None,
+            watched: true,
         }
     }
 

@@ -233,6 +233,7 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         checks: vec![],
         events: if inline || test.is_some() { vec![event.clone()] } else { vec![] },
         workflow: run,
+        watched: req.delivery.callback.is_some() || account.policy.callback.is_some(),
     };
 
     let guarded = guarded.map(|cc| (cc, &account.policy.guard));

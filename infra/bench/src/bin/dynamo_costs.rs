@@ -5,7 +5,8 @@
 //! moto does not report consumed capacity faithfully (a fixed 0.5 or 1.0, nothing for
 //! transactions), so the units are computed from the items, by DynamoDB's rules: a write costs
 //! 1 unit per started KB of the larger of the item before and after, twice in a transaction,
-//! once more per GSI the item is (or was) in (ALL projection); a read 1 unit per started 4 KB
+//! once more for `gsi1` (ALL projection) when the item changes, 1 for the sparse `gsi2` when
+//! its key appears or goes (2 when it moves); a read 1 unit per started 4 KB
 //! (half when eventually consistent), twice in a transaction; a Query rounds the sum of what it
 //! returns. Item sizes: attribute names plus values (numbers ~ 1 byte per 2 digits + 1).
 
@@ -223,21 +224,97 @@ fn write_units(log: &[(String, Value, Value)], before: &Table, after: &Table) ->
     let writes = ["PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"];
     let calls = log.iter().filter(|(op, ..)| writes.contains(&op.as_str())).count() as u64;
     let mut units = 0.0;
+    let gsi2 = gsi2_writes(log, before);
     for (op, req, _) in log {
         for (key, transactional) in written_keys(op, req) {
             let (b, a) = (before.get(&key), after.get(&key));
             let size = b.map_or(0, sdk_item_size).max(a.map_or(0, sdk_item_size));
             let base = size.div_ceil(1024).max(1) as f64;
-            units += if transactional { 2.0 * base } else { base };
-            let in_gsi = |i: Option<&HashMap<String, AttributeValue>>| i.is_some_and(|i| i.contains_key("gsi1pk"));
-            if in_gsi(b) || in_gsi(a) {
-                // The index copy is written too (a moved index key: a delete and a put).
-                let moved = in_gsi(b) && in_gsi(a) && b.unwrap().get("gsi1sk") != a.unwrap().get("gsi1sk");
-                units += base * if moved { 2.0 } else { 1.0 };
+            let mut item_units = if transactional { 2.0 * base } else { base };
+            let in_gsi = |i: Option<&HashMap<String, AttributeValue>>, pk: &str| i.is_some_and(|i| i.contains_key(pk));
+            let changed = b != a;
+            if changed && (in_gsi(b, "gsi1pk") || in_gsi(a, "gsi1pk")) {
+                // gsi1 projects ALL: any change writes the index copy (a moved key: a delete
+                // and a put).
+                let moved =
+                    in_gsi(b, "gsi1pk") && in_gsi(a, "gsi1pk") && b.unwrap().get("gsi1sk") != a.unwrap().get("gsi1sk");
+                item_units += base * if moved { 2.0 } else { 1.0 };
             }
+            let moves = gsi2.get(&key).copied().unwrap_or(0);
+            item_units += f64::from(moves);
+            if std::env::var_os("BENCH_DETAIL").is_some() {
+                eprintln!(
+                    "    {op:<20} {:<60} {:>5} B -> {:>5} B  {item_units} WRU",
+                    format!("{} {}", key.0, key.1),
+                    b.map_or(0, sdk_item_size),
+                    a.map_or(0, sdk_item_size)
+                );
+            }
+            units += item_units;
         }
     }
     (calls, units)
+}
+
+/// Writes of the sparse `gsi2` per item over `log`, in order: its entry appearing or going is
+/// 1 (an entry under 1 KB), moving 2; it projects two attributes that never change, so nothing
+/// else writes it. Judged from each request (an item written twice in one operation is only
+/// seen before the first write and after the last); a refused request writes nothing.
+fn gsi2_writes(log: &[(String, Value, Value)], before: &Table) -> HashMap<(String, String), u32> {
+    let mut state: HashMap<(String, String), bool> = HashMap::new();
+    let mut writes = HashMap::new();
+    for (op, req, resp) in log {
+        if resp.get("__type").is_some() {
+            continue;
+        }
+        let each: Vec<&Value> = match op.as_str() {
+            "TransactWriteItems" => req["TransactItems"]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|t| t.as_object()?.iter().next())
+                        .filter(|(kind, _)| *kind != "ConditionCheck")
+                        .map(|(_, body)| body)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            "PutItem" | "UpdateItem" | "DeleteItem" => vec![req],
+            _ => vec![],
+        };
+        for body in each {
+            let item = if body.get("Item").is_some() { &body["Item"] } else { &body["Key"] };
+            let key = (
+                item["pk"]["S"].as_str().unwrap_or_default().to_owned(),
+                item["sk"]["S"].as_str().unwrap_or_default().to_owned(),
+            );
+            let was =
+                *state.entry(key.clone()).or_insert_with(|| before.get(&key).is_some_and(|i| i.contains_key("gsi2pk")));
+            let update = body["UpdateExpression"].as_str().unwrap_or_default();
+            let names = body["ExpressionAttributeNames"].as_object().cloned().unwrap_or_default();
+            let sets_key = names.iter().any(|(_, v)| v == "gsi2sk") && update.contains("#gsi2sk =");
+            let (now, cost) = if body.get("Item").is_some() {
+                let now = body["Item"].get("gsi2pk").is_some();
+                (
+                    now,
+                    match (was, now) {
+                        (false, false) => 0,
+                        (true, true) => 2,
+                        _ => 1,
+                    },
+                )
+            } else if update.contains("REMOVE gsi2pk") || body.get("UpdateExpression").is_none() {
+                (false, u32::from(was))
+            } else if sets_key && was {
+                (true, 2)
+            } else {
+                (was, 0)
+            };
+            state.insert(key.clone(), now);
+            *writes.entry(key).or_insert(0) += cost;
+        }
+    }
+    writes
 }
 
 struct Bench {
@@ -346,6 +423,18 @@ async fn main() {
     let (status, body, usage_cost) = b.call("GET", "/2fa/usage/records", None).await;
     assert!(status == 200, "{body}");
     row("usage records (all time)", usage_cost);
+
+    // A send that names a callback is watched: its expiry is swept, so it has a due entry.
+    let mut watched = send("+14155550193");
+    watched["callbackUrl"] = json!("https://example.com/twofa-events");
+    let (status, body, watched_send) = b.call("POST", "/2fa/send", Some(watched)).await;
+    assert_eq!(status, 200, "{body}");
+    let sid3 = body["requestID"].as_str().unwrap().to_owned();
+    let code3 = b.code(&sid3);
+    let (status, body, watched_verify) =
+        b.call("POST", "/2fa/verify", Some(json!({ "requestId": sid3, "code": code3 }))).await;
+    assert_eq!(status, 200, "{body}");
+    row("send + verify, with a callbackUrl", watched_send + watched_verify);
 
     let pair = send_cost + verify_cost;
     row("send + verify", pair);

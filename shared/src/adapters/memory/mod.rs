@@ -522,7 +522,7 @@ impl ExpiryStore for MemoryStore {
         let s = self.lock()?;
         Ok(s.otps
             .values()
-            .filter(|o| o.status == OtpStatus::Pending && o.status_at(now) != OtpStatus::Pending)
+            .filter(|o| o.watched && o.status == OtpStatus::Pending && o.status_at(now) != OtpStatus::Pending)
             .take(limit)
             .map(|o| (o.account_sid.clone(), o.sid.clone()))
             .collect())

@@ -755,8 +755,8 @@ impl From<&Otp> for OtpItem {
             sk: key.sk,
             gsi1pk: gsi1pk(&o.account_sid),
             gsi1sk: gsi1sk(o.created_ms, &o.sid),
-            gsi2pk: (o.status == OtpStatus::Pending).then(|| DUE_PARTITION.to_owned()),
-            gsi2sk: (o.status == OtpStatus::Pending).then(|| gsi2sk(deadline(o), &o.sid)),
+            gsi2pk: (o.status == OtpStatus::Pending && o.watched).then(|| DUE_PARTITION.to_owned()),
+            gsi2sk: (o.status == OtpStatus::Pending && o.watched).then(|| gsi2sk(deadline(o), &o.sid)),
             ttl: otp_ttl(o.created_ms),
             sid: o.sid.clone(),
             account_sid: o.account_sid.clone(),
@@ -827,6 +827,9 @@ impl TryFrom<OtpItem> for Otp {
             checks: i.checks.into_iter().map(Check::from).collect(),
             events: i.events.into_iter().map(ChannelEvent::try_from).collect::<Result<_>>()?,
             workflow: i.workflow.map(WorkflowRun::try_from).transpose()?,
+            // Only a watched OTP is put in the due index, and only while pending; once settled
+            // the flag no longer matters.
+            watched: i.gsi2pk.is_some(),
         })
     }
 }
