@@ -3,6 +3,8 @@
 
 usage: init_time.py RUNS BINARY [BINARY...]   prints one line per binary:
   <binary> median_ms=<ms> p90_ms=<ms> calls=<network calls before the first poll>
+       init_time.py --parts BINARY   runs BINARY (init-parts) once in the same environment and
+  prints what it prints
 """
 import http.server
 import os
@@ -43,7 +45,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def main():
-    runs = int(sys.argv[1])
+    runs = 0 if sys.argv[1] == "--parts" else int(sys.argv[1])
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -68,6 +70,9 @@ def main():
         "TWOFA_CALLBACK_DEAD_LETTER_QUEUE_URL": f"http://{addr}/1/twofa-callback-dead-letters",
         "RUST_LOG": "info",
     }
+    if sys.argv[1] == "--parts":
+        sys.stdout.write(subprocess.run([sys.argv[2]], env=env, capture_output=True, text=True, check=True).stdout)
+        return
     for binary in sys.argv[2:]:
         times, calls = [], []
         for _ in range(runs):

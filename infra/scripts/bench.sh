@@ -60,7 +60,7 @@ echo "==> init: process start -> first Runtime API poll (median of 30; fake Runt
 bash "$MOTO" install >/dev/null 2>&1
 PY="$ROOT/.venv/bin/python"
 "$PY" infra/bench/init_time.py 30 "$TARGET/hello-lambda" $(printf -- "$TARGET/%s " "${FUNCTIONS[@]}") | tee "$WORK/init.txt" | sed 's/^/    /'
-"$TARGET/init-parts" | sed 's/^/    where the time goes (one process, each step alone): /'
+"$PY" infra/bench/init_time.py --parts "$TARGET/init-parts" | sed 's/^/    where the time goes (one process, each step alone): /'
 hello_ms=$(awk '/^hello-lambda/ { sub("median_ms=", "", $2); print $2 }' "$WORK/init.txt")
 awk -v h="$hello_ms" '!/^hello/ { m = $2; sub("median_ms=", "", m); c = $4; sub("calls=", "", c);
     printf "    %-20s %.2fx the hello (goal <= 2x: %s), %d network call(s) before the first poll (goal <= 1)\n",

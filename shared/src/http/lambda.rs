@@ -101,11 +101,17 @@ pub async fn load_keys(sdk: &aws_config::SdkConfig) -> Result<Keys, BoxError> {
 pub async fn deps_from_env() -> Result<Deps, BoxError> {
     let config = Config::from_env()?;
     let sdk = aws_config().await;
-    let keys = load_keys(&sdk).await?;
+    // The secret's round trip is the one network call of a cold start: the other adapters are
+    // built on this thread while it is in flight on a worker.
+    let keys = tokio::spawn({
+        let sdk = sdk.clone();
+        async move { load_keys(&sdk).await }
+    });
     // Every delivery attempt also writes a dispatch metric line (adapters::emf).
     let dispatcher = MeteredDispatcher::new(Arc::new(dispatcher(&sdk, &config)), stdout_sink(), metrics_namespace());
     let scheduler = scheduler(&sdk, &config);
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);
+    let keys = keys.await.map_err(|_| "the master secret's task ended")??;
     Ok(Deps {
         store: Arc::new(store),
         dispatcher: Arc::new(dispatcher),
