@@ -225,7 +225,7 @@ fn write_units(log: &[(String, Value, Value)], before: &Table, after: &Table) ->
     let calls = log.iter().filter(|(op, ..)| writes.contains(&op.as_str())).count() as u64;
     let mut units = 0.0;
     let gsi2 = gsi2_writes(log, before);
-    for (op, req, _) in log {
+    for (at, (op, req, _)) in log.iter().enumerate() {
         for (key, transactional) in written_keys(op, req) {
             let (b, a) = (before.get(&key), after.get(&key));
             let size = b.map_or(0, sdk_item_size).max(a.map_or(0, sdk_item_size));
@@ -240,7 +240,7 @@ fn write_units(log: &[(String, Value, Value)], before: &Table, after: &Table) ->
                     in_gsi(b, "gsi1pk") && in_gsi(a, "gsi1pk") && b.unwrap().get("gsi1sk") != a.unwrap().get("gsi1sk");
                 item_units += base * if moved { 2.0 } else { 1.0 };
             }
-            let moves = gsi2.get(&key).copied().unwrap_or(0);
+            let moves = gsi2.get(&(at, key.clone())).copied().unwrap_or(0);
             item_units += f64::from(moves);
             if std::env::var_os("BENCH_DETAIL").is_some() {
                 eprintln!(
@@ -260,10 +260,10 @@ fn write_units(log: &[(String, Value, Value)], before: &Table, after: &Table) ->
 /// 1 (an entry under 1 KB), moving 2; it projects two attributes that never change, so nothing
 /// else writes it. Judged from each request (an item written twice in one operation is only
 /// seen before the first write and after the last); a refused request writes nothing.
-fn gsi2_writes(log: &[(String, Value, Value)], before: &Table) -> HashMap<(String, String), u32> {
+fn gsi2_writes(log: &[(String, Value, Value)], before: &Table) -> HashMap<(usize, (String, String)), u32> {
     let mut state: HashMap<(String, String), bool> = HashMap::new();
     let mut writes = HashMap::new();
-    for (op, req, resp) in log {
+    for (at, (op, req, resp)) in log.iter().enumerate() {
         if resp.get("__type").is_some() {
             continue;
         }
@@ -311,7 +311,7 @@ fn gsi2_writes(log: &[(String, Value, Value)], before: &Table) -> HashMap<(Strin
                 (was, 0)
             };
             state.insert(key.clone(), now);
-            *writes.entry(key).or_insert(0) += cost;
+            *writes.entry((at, key)).or_insert(0) += cost;
         }
     }
     writes
