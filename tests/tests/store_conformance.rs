@@ -309,6 +309,7 @@ conformance!(
     cancel_cancels_only_a_pending_otp,
     expiry_is_enforced_in_code_though_the_item_remains,
     only_otps_someone_is_told_of_are_swept_once_due,
+    a_send_is_watched_only_when_the_send_or_its_account_names_a_callback,
     superseded_otp_refuses_verify_from_its_cancel_time,
     undo_send_leaves_no_otp_and_puts_pointer_counters_and_usage_back,
     undo_of_an_older_send_leaves_the_newer_pointer_alone,
@@ -682,6 +683,35 @@ async fn only_otps_someone_is_told_of_are_swept_once_due(f: Fixture) {
     let stored = f.store.get_otp(&acct, &unwatched.sid).await.unwrap().expect("the unwatched OTP");
     assert_eq!(stored, unwatched);
     assert_eq!(stored.status_at(late), OtpStatus::Expired);
+}
+
+async fn a_send_is_watched_only_when_the_send_or_its_account_names_a_callback(f: Fixture) {
+    // Given an account without a callback
+    let (deps, _outbox) = deps(f.store.clone());
+    let account = new_account(&deps).await;
+    let target = twofa::domain::callbacks::CallbackTarget {
+        url: "https://hooks.example.com/otp".into(),
+        method: twofa::domain::callbacks::CallbackMethod::Post,
+    };
+    // When it sends once plainly and once with its own callbackUrl
+    let plain = send(&deps, &account, sms(&phone(), vec![])).await.expect("send");
+    let mut req = sms(&phone(), vec![]);
+    req.delivery.callback = Some(target.clone());
+    let called = send(&deps, &account, req).await.expect("send with a callback");
+    // And, once the account has a callback, plainly again
+    let mut policy = account.policy.clone();
+    policy.callback = Some(target);
+    f.store.set_policy(&account, &policy).await.expect("policy");
+    let account = Account { policy, ..account };
+    let by_account = send(&deps, &account, sms(&phone(), vec![])).await.expect("send");
+    // Then only the first is unwatched: nobody is told of it, so it is never swept
+    let watched = |sid: String| {
+        let (store, acct) = (f.store.clone(), account.sid.clone());
+        async move { store.get_otp(&acct, &sid).await.unwrap().expect("the OTP").watched }
+    };
+    assert!(!watched(plain).await);
+    assert!(watched(called).await);
+    assert!(watched(by_account).await);
 }
 
 async fn superseded_otp_refuses_verify_from_its_cancel_time(f: Fixture) {

@@ -72,11 +72,10 @@ const SWEEP_MIN_MS: Millis = 1000;
 const POINTER_GRACE_MS: Millis = 24 * 3600 * 1000;
 
 impl State {
-    /// Keep at most `max` OTPs (the newest), and every `SWEEP_EVERY` commits, at most once per
-    /// `SWEEP_MIN_MS`, drop what is past
-    /// its use at `now` and would be gone by TTL on DynamoDB: expired counter windows (an
-    /// expired window reads as no window), pointers a day past their OTP's expiry, idempotency
-    /// keys past 24 h, guard buckets out of the hour window.
+    /// Keep at most `max` OTPs (the newest), and every `SWEEP_EVERY` commits (at most once per
+    /// `SWEEP_MIN_MS`) drop what is past its use at `now` and would be gone by TTL on DynamoDB:
+    /// expired counter windows (an expired window reads as no window), pointers a day past
+    /// their OTP's expiry, idempotency keys past 24 h, guard buckets out of the hour window.
     fn bound(&mut self, max: usize, now: Millis) {
         while self.order.len() > max {
             let Some(key) = self.order.pop_front() else { break };

@@ -750,13 +750,15 @@ impl From<&Otp> for OtpItem {
     fn from(o: &Otp) -> Self {
         let key = Key::otp(&o.account_sid, &o.sid);
         let d = &o.delivery;
+        // In the sweeper's due index only while pending, and only if someone is told of it.
+        let due = o.status == OtpStatus::Pending && o.watched;
         OtpItem {
             pk: key.pk,
             sk: key.sk,
             gsi1pk: gsi1pk(&o.account_sid),
             gsi1sk: gsi1sk(o.created_ms, &o.sid),
-            gsi2pk: (o.status == OtpStatus::Pending && o.watched).then(|| DUE_PARTITION.to_owned()),
-            gsi2sk: (o.status == OtpStatus::Pending && o.watched).then(|| gsi2sk(deadline(o), &o.sid)),
+            gsi2pk: due.then(|| DUE_PARTITION.to_owned()),
+            gsi2sk: due.then(|| gsi2sk(deadline(o), &o.sid)),
             ttl: otp_ttl(o.created_ms),
             sid: o.sid.clone(),
             account_sid: o.account_sid.clone(),
