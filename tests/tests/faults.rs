@@ -201,8 +201,12 @@ impl World {
         };
         let items = self.items().await;
         let otps = items.iter().filter(|i| s(i, "pk").starts_with("OTP#")).count();
-        let dests = items.iter().filter(|i| s(i, "pk").starts_with("DEST#")).count();
-        let counters = items.iter().filter(|i| s(i, "pk").starts_with("CTR#")).map(|i| n(i, "count")).sum();
+        // A destination item holds each service's pointer (`svc:{service}`) and the default
+        // limit's counter; other limits' counters are `CTR#` items.
+        let dest_items = || items.iter().filter(|i| s(i, "pk").starts_with("DEST#"));
+        let dests = dest_items().map(|i| i.keys().filter(|k| k.starts_with("svc:")).count()).sum();
+        let counters =
+            items.iter().filter(|i| s(i, "pk").starts_with("CTR#")).chain(dest_items()).map(|i| n(i, "count")).sum();
         // A usage item holds one count per category: `All` is the OTPs created.
         let usage = items.iter().filter(|i| s(i, "pk").starts_with("USAGE#")).map(|i| n(i, "All")).sum();
         (otps, dests, counters, usage)

@@ -319,6 +319,8 @@ conformance!(
     snapshot_returns_the_idempotency_record_of_the_account_and_key,
     second_plan_with_a_recorded_idempotency_key_is_contended_until_the_window_ends,
     undo_send_removes_its_idempotency_record_and_only_its_own,
+    undo_takes_back_its_default_count_after_a_send_with_limits_moved_the_pointer,
+    undo_takes_back_its_pointer_when_another_service_opened_the_next_window,
     concurrent_sends_with_one_idempotency_key_send_once_and_answer_alike,
     limits_create_get_update_list_delete,
     limit_name_clash_in_one_account_is_492,
@@ -793,6 +795,49 @@ async fn undo_of_an_older_send_leaves_the_newer_pointer_alone(f: Fixture) {
     );
 }
 
+async fn undo_takes_back_its_default_count_after_a_send_with_limits_moved_the_pointer(f: Fixture) {
+    // Given a send under the default limit, then one with its own limits (no default count)
+    // that supersedes it
+    let acct = account_sid();
+    let to = phone();
+    let first = otp(&acct, &to, T0);
+    let key = default_counter(&first);
+    let first_plan = plan(first.clone(), None, None, vec![open(&key, T0, 60)]);
+    f.store.commit_send(&first_plan).await.unwrap();
+    let second = otp(&acct, &to, T0 + 1_000);
+    let s = Superseded { sid: first.sid.clone(), cancel_at_ms: T0 + 1_000 };
+    f.store.commit_send(&plan(second.clone(), Some(&first.sid), Some(s), vec![])).await.unwrap();
+    // When the first send is undone
+    f.store.undo_send(&first_plan).await.expect("undo");
+    // Then the pointer stays the newer send's, and the first send's default count is taken back
+    assert_eq!(f.store.get_otp(&acct, &first.sid).await.unwrap(), None);
+    assert_eq!(f.store.get_destination(&acct, "2FA", &to).await.unwrap().unwrap().current, second.sid);
+    assert_eq!(f.store.get_counters(&[key]).await.unwrap()[0].map(|c| c.count), Some(0));
+}
+
+async fn undo_takes_back_its_pointer_when_another_service_opened_the_next_window(f: Fixture) {
+    // Given a send of service 2FA, then, once its window ended, one of service Login to the
+    // same number (the default limit counts per destination, whatever the service)
+    let acct = account_sid();
+    let to = phone();
+    let first = otp(&acct, &to, T0);
+    let key = default_counter(&first);
+    let first_plan = plan(first.clone(), None, None, vec![open(&key, T0, 60)]);
+    f.store.commit_send(&first_plan).await.unwrap();
+    let mut login = otp(&acct, &to, T0 + 60_000);
+    login.service = "Login".into();
+    f.store.commit_send(&plan(login.clone(), None, None, vec![open(&key, T0 + 60_000, 60)])).await.unwrap();
+    // When the first send is undone late
+    f.store.undo_send(&first_plan).await.expect("undo");
+    // Then its own pointer goes, the other service's pointer and the newer window stay
+    assert_eq!(f.store.get_destination(&acct, "2FA", &to).await.unwrap(), None);
+    assert_eq!(f.store.get_destination(&acct, "Login", &to).await.unwrap().unwrap().current, login.sid);
+    assert_eq!(
+        f.store.get_counters(&[key]).await.unwrap(),
+        vec![Some(Counter { count: 1, window_end_ms: T0 + 120_000 })]
+    );
+}
+
 async fn update_event_replaces_one_event_in_place(f: Fixture) {
     // Given an OTP with its queued event
     let acct = account_sid();
@@ -1240,9 +1285,18 @@ mod dynamodb_costs {
         };
         let secs = T0 / 1000;
         assert_eq!(ttl_of(format!("OTP#{acct}#{}", o.sid), "O").await, secs + 90 * 86_400);
-        assert_eq!(ttl_of(format!("DEST#{acct}#2FA#{}", o.delivery.to), "D").await, secs + 300 + 86_400);
+        // (the default limit's counter is in the pointer's item, which outlives its window)
+        assert_eq!(ttl_of(format!("DEST#{acct}#{}", o.delivery.to), "D").await, secs + 300 + 86_400);
+        // And that one item is the send's pointer and its default count: no counter item of its own
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        let get = |pk: String, sk: &str| {
+            client.get_item().table_name(store.table()).key("pk", S(pk)).key("sk", S(sk.into())).send()
+        };
+        let dest = get(format!("DEST#{acct}#{}", o.delivery.to), "D").await.unwrap().item.expect("destination");
+        assert_eq!(dest["count"].as_n().unwrap(), "1");
+        assert!(dest["svc:2FA"].as_m().is_ok_and(|m| m["current"].as_s().unwrap() == &o.sid));
         let ctr = format!("CTR#{acct}#{DEFAULT_LIMIT}#per_minute#{}", o.delivery.to);
-        assert_eq!(ttl_of(ctr, "C").await, secs + 60 + 60);
+        assert!(get(ctr, "C").await.unwrap().item.is_none());
         drop_table(&store).await;
     }
 

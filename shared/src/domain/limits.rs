@@ -130,6 +130,11 @@ pub struct CounterKey {
 }
 
 impl CounterKey {
+    /// The default limit's counter (a send without `limits`).
+    pub fn is_default(&self) -> bool {
+        self.limit == DEFAULT_LIMIT
+    }
+
     pub fn default_for(account_sid: &str, to: &str) -> Self {
         CounterKey {
             account_sid: account_sid.to_owned(),

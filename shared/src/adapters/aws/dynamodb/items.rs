@@ -14,7 +14,7 @@ use crate::domain::{
     error::{Error, Result},
     guard::{GuardCount, GuardKey, BUCKET_MS, WINDOW_BUCKETS},
     idempotency::{IdempotencyRecord, WINDOW_MS},
-    limits::{Bucket, Counter, CounterKey, LimitDef},
+    limits::{Bucket, Counter, CounterKey, LimitDef, DEFAULT_LIMIT},
     otp::{Channel, ChannelEvent, ChannelStatus, Check, Delivery, Destination, Otp, OtpStatus, Superseded},
     policy::{AccountPolicy, GuardSettings, SealedSecret, TestDestination},
     send::RETENTION_DAYS,
@@ -105,8 +105,10 @@ impl Key {
         Key::new(format!("MSG#{}", esc(provider_id)), "M")
     }
 
-    pub fn destination(account_sid: &str, service: &str, to: &str) -> Self {
-        Key::new(format!("DEST#{}#{}#{}", esc(account_sid), esc(service), esc(to)), "D")
+    /// A destination of an account: every service's supersede pointer to it (`svc:{service}`)
+    /// and the default limit's counter, so a send writes one item for both.
+    pub fn destination(account_sid: &str, to: &str) -> Self {
+        Key::new(format!("DEST#{}#{}", esc(account_sid), esc(to)), "D")
     }
 
     fn limit_pk(account_sid: &str) -> String {
@@ -141,6 +143,16 @@ impl Key {
 
     pub fn counter(k: &CounterKey) -> Self {
         Key::new(format!("CTR#{}#{}#{}#{}", esc(&k.account_sid), esc(&k.limit), esc(&k.bucket), esc(&k.value)), "C")
+    }
+
+    /// The item a counter lives in: the default limit's (per account and destination) in the
+    /// destination's item, every other in its own `CTR#` item.
+    pub fn counter_home(k: &CounterKey) -> Self {
+        if k.limit == DEFAULT_LIMIT {
+            Key::destination(&k.account_sid, &k.value)
+        } else {
+            Key::counter(k)
+        }
     }
 
     /// A send's `Idempotency-Key`, in the partition of the account it acted for.
@@ -888,13 +900,16 @@ impl TryFrom<MessageItem> for Dispatch {
     }
 }
 
-// --- destination pointers --------------------------------------------------------------------
+// --- destinations: supersede pointers and the default limit ----------------------------------
 
+/// The attribute of a destination item that holds one service's pointer.
+pub(crate) fn service_attr(service: &str) -> String {
+    format!("svc:{service}")
+}
+
+/// One service's pointer to a destination (the `svc:{service}` map of its item).
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct DestinationItem {
-    pub pk: String,
-    pub sk: String,
-    pub ttl: i64,
+pub(crate) struct DestinationEntry {
     pub current: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_guard: Option<u32>,
@@ -905,12 +920,9 @@ pub(crate) struct DestinationItem {
     pub previous_cancel_at_ms: Option<Millis>,
 }
 
-impl DestinationItem {
-    pub fn new(key: Key, d: &Destination) -> Self {
-        DestinationItem {
-            pk: key.pk,
-            sk: key.sk,
-            ttl: epoch_secs(d.current_expires_ms) + DAY_SECS,
+impl From<&Destination> for DestinationEntry {
+    fn from(d: &Destination) -> Self {
+        DestinationEntry {
             current: d.current.clone(),
             current_guard: d.current_guard,
             current_expires_ms: d.current_expires_ms,
@@ -920,9 +932,9 @@ impl DestinationItem {
     }
 }
 
-impl TryFrom<DestinationItem> for Destination {
+impl TryFrom<DestinationEntry> for Destination {
     type Error = Error;
-    fn try_from(i: DestinationItem) -> Result<Self> {
+    fn try_from(i: DestinationEntry) -> Result<Self> {
         let previous = match (i.previous_sid, i.previous_cancel_at_ms) {
             (Some(sid), Some(cancel_at_ms)) => Some(Superseded { sid, cancel_at_ms }),
             (None, None) => None,
@@ -935,6 +947,24 @@ impl TryFrom<DestinationItem> for Destination {
             previous,
         })
     }
+}
+
+/// The pointer of `service` in a destination item, if it has one.
+pub(crate) fn destination_of(item: &Item, service: &str) -> Result<Option<Destination>> {
+    let Some(value) = item.get(&service_attr(service)) else { return Ok(None) };
+    let entry: DestinationEntry = serde_dynamo::from_attribute_value(value.clone()).map_err(|e| {
+        tracing::error!(pk = ?Key::of(item).map(|k| k.pk), error = %e, "corrupt destination pointer");
+        Error::Internal
+    })?;
+    Destination::try_from(entry).map(Some)
+}
+
+/// What a write of `d` sets as its item's `ttl`: a day past its OTP's expiry. That is never
+/// before another service's pointer in the item is done with: timeouts are at most a day
+/// (30–86400 s) and every other pointer was written earlier; the default limit's window
+/// (60 s) ends sooner still.
+pub(crate) fn destination_ttl(d: &Destination) -> i64 {
+    epoch_secs(d.current_expires_ms) + DAY_SECS
 }
 
 // --- limits --------------------------------------------------------------------------------
@@ -1032,6 +1062,20 @@ impl TryFrom<CounterItem> for Counter {
     }
 }
 
+/// The counter an item holds (`count`, `window_end_ms`): a `CTR#` item's, or a destination
+/// item's default limit; None for a destination that has never had one.
+pub(crate) fn counter_of(item: &Item) -> Result<Option<Counter>> {
+    let number = |name: &str| item.get(name).map(|v| v.as_n().ok().and_then(|n| n.parse::<i64>().ok()));
+    match (number(attr::COUNT), number(attr::WINDOW_END_MS)) {
+        (None, None) => Ok(None),
+        (Some(Some(count)), Some(Some(window_end_ms))) => match u32::try_from(count) {
+            Ok(count) => Ok(Some(Counter { count, window_end_ms })),
+            Err(_) => corrupt("count")(),
+        },
+        _ => corrupt("counter")(),
+    }
+}
+
 // --- pumping-guard counters ------------------------------------------------------------------
 
 /// A pumping-guard counter, only ever changed with `ADD` (so it needs no read to write).
@@ -1119,7 +1163,7 @@ mod tests {
         assert_ne!(Key::counter(&a), Key::counter(&b));
         assert_eq!(Key::counter(&a).pk, "CTR#AC1#LM1#a%23b#c");
         assert_eq!(esc("100%#"), "100%25%23");
-        assert_eq!(Key::destination("AC1", "2FA", "+14155550100").pk, "DEST#AC1#2FA#+14155550100");
+        assert_eq!(Key::destination("AC1", "+14155550100").pk, "DEST#AC1#+14155550100");
         assert_eq!(Key::idempotency("AC1", "order#42%").pk, "IDEM#AC1#order%2342%25");
     }
 

@@ -311,6 +311,13 @@ impl Expr {
         self
     }
 
+    /// `placeholder` (`#...`) stands for `attr`: for names that are not identifiers (a
+    /// destination item's `svc:{service}`).
+    fn alias(mut self, placeholder: &str, attr: &str) -> Self {
+        self.names.insert(placeholder.to_owned(), attr.to_owned());
+        self
+    }
+
     fn value(mut self, placeholder: &str, v: AttributeValue) -> Self {
         self.values.insert(placeholder.to_owned(), v);
         self

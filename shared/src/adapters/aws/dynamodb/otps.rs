@@ -12,8 +12,9 @@ use super::{
     backoff, errors,
     errors::{canceled, Reason},
     items::{
-        attr, from_item, gsi2sk, guard_ttl, to_item, to_value, usage_shard, CheckItem, CounterItem, DestinationItem,
-        EventItem, GuardCounterItem, IdempotencyItem, Key, LimitItem, MessageItem, OtpItem,
+        attr, counter_of, destination_of, destination_ttl, from_item, gsi2sk, guard_ttl, service_attr, to_item,
+        to_value, usage_shard, CheckItem, CounterItem, DestinationEntry, EventItem, GuardCounterItem, IdempotencyItem,
+        Key, LimitItem, MessageItem, OtpItem,
     },
     n, s, DynamoStore, Expr, TransactError,
 };
@@ -114,16 +115,7 @@ impl DynamoStore {
             )?);
         }
 
-        let dkey = Key::destination(acct, &otp.service, &otp.delivery.to);
-        let dest = to_item(&DestinationItem::new(dkey, &plan.destination))?;
-        tx.push(match &plan.expected_current {
-            Some(current) => self.put(
-                dest,
-                "#current = :expected",
-                Expr::default().name(attr::CURRENT).value(":expected", s(current)),
-            )?,
-            None => self.put(dest, "attribute_not_exists(pk)", Expr::default())?,
-        });
+        tx.push(self.destination_update(plan)?);
 
         // Its deadline in the due index moves to the end of the guard time (an OTP no longer
         // pending has no `gsi2pk`, so the key alone puts nothing in the index).
@@ -142,7 +134,7 @@ impl DynamoStore {
             );
         }
 
-        for op in &plan.counters {
+        for op in plan.counters.iter().filter(|op| !op.key().is_default()) {
             tx.push(match op {
                 CounterOp::Open { key, window_end_ms, now_ms } => self.put(
                     to_item(&CounterItem::opened(Key::counter(key), *window_end_ms))?,
@@ -176,70 +168,146 @@ impl DynamoStore {
         Ok(tx)
     }
 
+    /// The destination item's part of a send: this service's pointer (`svc:{service}`, put
+    /// only if it is still what the snapshot read) and, for a send under the default limit, the
+    /// limit's counter, in one conditional update: one transactional item, not two.
+    fn destination_update(&self, plan: &SendPlan) -> Result<TransactWriteItem> {
+        let otp = &plan.otp;
+        let key = Key::destination(&otp.account_sid, &otp.delivery.to);
+        let mut expr = Expr::default()
+            .alias("#svc", &service_attr(&otp.service))
+            .name(attr::TTL)
+            .value(":entry", to_value(&DestinationEntry::from(&plan.destination))?)
+            .value(":ttl", n(destination_ttl(&plan.destination)));
+        let mut set = vec!["#svc = :entry"];
+        let mut conditions = vec![match &plan.expected_current {
+            Some(current) => {
+                expr = expr.name(attr::CURRENT).value(":expected", s(current));
+                "#svc.#current = :expected"
+            }
+            None => "attribute_not_exists(#svc)",
+        }];
+        set.push("#ttl = :ttl");
+        let counted = |e: Expr| e.name(attr::COUNT).name(attr::WINDOW_END_MS).value(":one", n(1));
+        match self.default_counter(plan)? {
+            Some(CounterOp::Open { window_end_ms, now_ms, .. }) => {
+                set.extend(["#count = :one", "#window_end_ms = :end"]);
+                conditions.push("(attribute_not_exists(#window_end_ms) OR #window_end_ms <= :now)");
+                expr = counted(expr).value(":end", n(*window_end_ms)).value(":now", n(*now_ms));
+            }
+            Some(CounterOp::Increment { window_end_ms, max, .. }) => {
+                set.push("#count = #count + :one");
+                conditions.push("#window_end_ms = :end AND #count < :max");
+                expr = counted(expr).value(":end", n(*window_end_ms)).value(":max", n(*max));
+            }
+            None => {}
+        }
+        self.update(&key, &format!("SET {}", set.join(", ")), Some(&conditions.join(" AND ")), expr)
+    }
+
+    /// The send's default-limit counter op: it lives in the send's own destination item.
+    fn default_counter<'p>(&self, plan: &'p SendPlan) -> Result<Option<&'p CounterOp>> {
+        let home = Key::destination(&plan.otp.account_sid, &plan.otp.delivery.to);
+        let mut ops = plan.counters.iter().filter(|op| op.key().is_default());
+        let op = ops.next();
+        if ops.next().is_some() || op.is_some_and(|op| Key::counter_home(op.key()) != home) {
+            tracing::error!("a default-limit counter that is not the send's destination's");
+            return Err(Error::Internal);
+        }
+        Ok(op)
+    }
+
     /// The reverse of `commit_items`, each part conditioned on still being what the send wrote.
-    fn undo_items(&self, plan: &SendPlan) -> Result<Vec<TransactWriteItem>> {
+    /// A part is a list of alternatives, tried in order while the one before fails its
+    /// condition: the destination item's pointer and counter are undone together, else the
+    /// pointer alone, else the counter alone (one item: one operation per transaction).
+    fn undo_items(&self, plan: &SendPlan) -> Result<Vec<Vec<TransactWriteItem>>> {
         let otp = &plan.otp;
         let acct = &otp.account_sid;
         let mut tx = Vec::with_capacity(6 + plan.counters.len());
         // First, and never dropped: while the OTP is there the commit is applied and not undone.
-        tx.push(self.delete(&Key::otp(acct, &otp.sid), Some("attribute_exists(pk)"), Expr::default())?);
+        tx.push(vec![self.delete(&Key::otp(acct, &otp.sid), Some("attribute_exists(pk)"), Expr::default())?]);
 
         if let Some(r) = &plan.idempotency {
-            tx.push(self.delete(
+            tx.push(vec![self.delete(
                 &Key::idempotency(acct, &r.key),
                 Some("#otp_sid = :sid"),
                 Expr::default().name(attr::OTP_SID).value(":sid", s(&otp.sid)),
-            )?);
+            )?]);
         }
 
         // The pointer goes back to the OTP it pointed at (without guard data, as the memory
         // store does), or away, but only while it still points at this send's OTP.
-        let dkey = Key::destination(acct, &otp.service, &otp.delivery.to);
-        let is_ours = Expr::default().name(attr::CURRENT).value(":new", s(&otp.sid));
-        tx.push(match &plan.supersede {
-            Some(old) => self.update(
-                &dkey,
-                "SET #current = :old REMOVE #previous_sid, #previous_cancel_at_ms",
-                Some("#current = :new"),
-                is_ours.name(attr::PREVIOUS_SID).name(attr::PREVIOUS_CANCEL_AT_MS).value(":old", s(&old.sid)),
-            )?,
-            None => self.delete(&dkey, Some("#current = :new"), is_ours)?,
+        let dkey = Key::destination(acct, &otp.delivery.to);
+        let pointer_expr = || {
+            let e = Expr::default()
+                .alias("#svc", &service_attr(&otp.service))
+                .name(attr::CURRENT)
+                .value(":new", s(&otp.sid));
+            match &plan.supersede {
+                Some(old) => e.name(attr::PREVIOUS_SID).name(attr::PREVIOUS_CANCEL_AT_MS).value(":old", s(&old.sid)),
+                None => e,
+            }
+        };
+        let pointer = match &plan.supersede {
+            Some(_) => "SET #svc.#current = :old REMOVE #svc.#previous_sid, #svc.#previous_cancel_at_ms",
+            None => "REMOVE #svc",
+        };
+        const POINTER_IS_OURS: &str = "#svc.#current = :new";
+        const COUNTER_IS_OURS: &str = "#window_end_ms = :end AND #count > :zero";
+        let counter_expr = |e: Expr, end: Millis| {
+            e.name(attr::COUNT)
+                .name(attr::WINDOW_END_MS)
+                .value(":minus_one", n(-1))
+                .value(":end", n(end))
+                .value(":zero", n(0))
+        };
+        tx.push(match self.default_counter(plan)? {
+            Some(op) => vec![
+                self.update(
+                    &dkey,
+                    &format!("{pointer} ADD #count :minus_one"),
+                    Some(&format!("{POINTER_IS_OURS} AND {COUNTER_IS_OURS}")),
+                    counter_expr(pointer_expr(), op.window_end_ms()),
+                )?,
+                self.update(&dkey, pointer, Some(POINTER_IS_OURS), pointer_expr())?,
+                self.update(
+                    &dkey,
+                    "ADD #count :minus_one",
+                    Some(COUNTER_IS_OURS),
+                    counter_expr(Expr::default(), op.window_end_ms()),
+                )?,
+            ],
+            None => vec![self.update(&dkey, pointer, Some(POINTER_IS_OURS), pointer_expr())?],
         });
 
         if let Some(old) = &plan.supersede {
-            tx.push(self.update(
+            tx.push(vec![self.update(
                 &Key::otp(acct, &old.sid),
                 "REMOVE #cancel_at_ms",
                 Some("#cancel_at_ms = :t"),
                 Expr::default().name(attr::CANCEL_AT_MS).value(":t", n(old.cancel_at_ms)),
-            )?);
+            )?]);
         }
 
-        for op in &plan.counters {
-            tx.push(
-                self.update(
-                    &Key::counter(op.key()),
-                    "ADD #count :minus_one",
-                    Some("#window_end_ms = :end AND #count > :zero"),
-                    Expr::default()
-                        .name(attr::COUNT)
-                        .name(attr::WINDOW_END_MS)
-                        .value(":minus_one", n(-1))
-                        .value(":end", n(op.window_end_ms()))
-                        .value(":zero", n(0)),
-                )?,
-            );
+        for op in plan.counters.iter().filter(|op| !op.key().is_default()) {
+            tx.push(vec![self.update(
+                &Key::counter(op.key()),
+                "ADD #count :minus_one",
+                Some(COUNTER_IS_OURS),
+                counter_expr(Expr::default(), op.window_end_ms()),
+            )?]);
         }
 
-        tx.extend(self.usage_updates(&plan.usage, usage_shard(&otp.sid), -1)?);
+        tx.extend(self.usage_updates(&plan.usage, usage_shard(&otp.sid), -1)?.into_iter().map(|u| vec![u]));
 
         if let Some(g) = &plan.guard {
-            tx.push(self.update(
+            tx.push(vec![self.update(
                 &Key::guard(g),
                 "ADD #sends :minus_one",
                 Some("#sends > :zero"),
                 Expr::default().name(attr::SENDS).value(":minus_one", n(-1)).value(":zero", n(0)),
-            )?);
+            )?]);
         }
         Ok(tx)
     }
@@ -333,9 +401,9 @@ impl DynamoStore {
 #[async_trait]
 impl OtpStore for DynamoStore {
     async fn snapshot(&self, r: &SnapshotRequest<'_>) -> Result<SendSnapshot> {
-        let dkey = Key::destination(r.account_sid, r.service, r.to);
+        let dkey = Key::destination(r.account_sid, r.to);
         let lkeys: Vec<Key> = r.limit_names.iter().map(|name| Key::limit_by_name(r.account_sid, name)).collect();
-        let ckeys: Vec<Key> = r.counters.iter().map(Key::counter).collect();
+        let ckeys: Vec<Key> = r.counters.iter().map(Key::counter_home).collect();
         let ikey = r.idempotency_key.map(|k| Key::idempotency(r.account_sid, k));
         let gkeys: Vec<Key> = r.guard.iter().map(Key::guard).collect();
         let all: Vec<Key> = std::iter::once(dkey.clone())
@@ -347,11 +415,11 @@ impl OtpStore for DynamoStore {
         let found = self.batch_get(&all).await?;
         let get = |k: &Key| found.get(k).cloned();
         Ok(SendSnapshot {
-            destination: get(&dkey).map(from_item::<DestinationItem, _>).transpose()?,
+            destination: get(&dkey).map(|item| destination_of(&item, r.service)).transpose()?.flatten(),
             limits: lkeys.iter().map(|k| get(k).map(from_item::<LimitItem, _>).transpose()).collect::<Result<_>>()?,
             counters: ckeys
                 .iter()
-                .map(|k| get(k).map(from_item::<CounterItem, _>).transpose())
+                .map(|k| Ok(get(k).map(|item| counter_of(&item)).transpose()?.flatten()))
                 .collect::<Result<_>>()?,
             idempotency: ikey.as_ref().and_then(get).map(from_item::<IdempotencyItem, _>).transpose()?,
             guard: gkeys
@@ -362,12 +430,12 @@ impl OtpStore for DynamoStore {
     }
 
     async fn get_counters(&self, keys: &[CounterKey]) -> Result<Vec<Option<Counter>>> {
-        let keys: Vec<Key> = keys.iter().map(Key::counter).collect();
+        let keys: Vec<Key> = keys.iter().map(Key::counter_home).collect();
         if keys.is_empty() {
             return Ok(vec![]);
         }
         let found = self.batch_get(&keys).await?;
-        keys.iter().map(|k| found.get(k).cloned().map(from_item::<CounterItem, _>).transpose()).collect()
+        keys.iter().map(|k| Ok(found.get(k).map(counter_of).transpose()?.flatten())).collect()
     }
 
     async fn commit_send(&self, plan: &SendPlan) -> Result<()> {
@@ -381,22 +449,27 @@ impl OtpStore for DynamoStore {
         // Like the memory store, each part is undone only if it is still what the send wrote;
         // a transaction fails whole, so parts whose condition fails are dropped and the rest
         // is tried again.
-        let mut items = self.undo_items(plan)?;
+        let mut parts = self.undo_items(plan)?;
         for round in 0..MAX_UNDO_ROUNDS {
-            if items.is_empty() {
+            if parts.is_empty() {
                 return Ok(());
             }
-            match self.transact("TransactWriteItems(undo_send)", items.clone()).await {
+            let items: Vec<TransactWriteItem> = parts.iter().map(|alternatives| alternatives[0].clone()).collect();
+            match self.transact("TransactWriteItems(undo_send)", items).await {
                 Ok(()) => return Ok(()),
                 Err(TransactError::Canceled(reasons)) if reasons.first() == Some(&Reason::ConditionFailed) => {
                     return Err(Error::NotFound)
                 }
                 Err(TransactError::Canceled(reasons)) => match canceled(&reasons) {
                     Error::Contended => {
-                        let before = items.len();
-                        let mut reasons = reasons.iter();
-                        items.retain(|_| reasons.next() != Some(&Reason::ConditionFailed));
-                        if items.len() == before {
+                        let failed = reasons.iter().filter(|r| **r == Reason::ConditionFailed).count();
+                        for (alternatives, reason) in parts.iter_mut().zip(&reasons) {
+                            if *reason == Reason::ConditionFailed {
+                                alternatives.remove(0);
+                            }
+                        }
+                        parts.retain(|alternatives| !alternatives.is_empty());
+                        if failed == 0 {
                             // Only conflicts with concurrent transactions: same items again.
                             backoff(round + 1).await;
                         }
@@ -463,10 +536,8 @@ impl OtpStore for DynamoStore {
     }
 
     async fn get_destination(&self, account_sid: &str, service: &str, to: &str) -> Result<Option<Destination>> {
-        self.get("GetItem(destination)", &Key::destination(account_sid, service, to), true)
-            .await?
-            .map(from_item::<DestinationItem, _>)
-            .transpose()
+        let item = self.get("GetItem(destination)", &Key::destination(account_sid, to), true).await?;
+        Ok(item.map(|item| destination_of(&item, service)).transpose()?.flatten())
     }
 
     async fn verify_code_counted(
