@@ -1123,7 +1123,7 @@ async fn sub_accounts_list_direct_and_deeper_ones(f: Fixture) {
 // --- DynamoDB only: round trips and TTL ----------------------------------------------------------
 
 mod dynamodb_costs {
-    use twofa::ports::{LimitStore, OtpStore};
+    use twofa::ports::{LimitStore, OtpStore, RecordStore};
 
     use super::*;
 
@@ -1234,6 +1234,19 @@ mod dynamodb_costs {
         assert_eq!(again.expect("repeat"), first.expect("first"));
         assert_eq!(counts(c), (1, 0, 0));
         assert_eq!(c.batch_get_item, 1);
+
+        // A search page: the index query (keys and the filter's attributes), then the page's
+        // OTPs in one BatchGetItem, newest first
+        use twofa::domain::records::{OtpQuery, SearchFilter, Start};
+        let filter = SearchFilter::default();
+        let q = OtpQuery { filter: &filter, now: deps.clock.now_ms(), start: &Start::Newest, limit: 3 };
+        let (page, c) = measured(&store, store.search_otps(&account.sid, &q)).await;
+        let page = page.expect("search");
+        println!("search (a page of 3): {c:?}");
+        assert_eq!((c.query, c.batch_get_item, c.writes()), (1, 1, 0));
+        assert_eq!(page.len(), 3);
+        assert!(page.windows(2).all(|w| (w[0].created_ms, &w[0].sid) >= (w[1].created_ms, &w[1].sid)), "newest first");
+        assert!(page.iter().all(|o| !o.events.is_empty()), "whole OTPs, not the index's projection");
         drop_table(&store).await;
     }
 

@@ -262,3 +262,25 @@ fn every_function_dead_letter_queue_and_state_machine_raises_an_alarm() {
     assert!(missing.is_empty(), "resources without their alarm: {missing:?}");
     assert!(alarms.iter().any(|(m, _)| m == "5xx"), "the API's 5xx alarm");
 }
+
+#[test]
+fn the_template_indexes_otps_for_search_as_the_store_reads_them() {
+    // Given the deployed table's definition
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
+    let template: Value = serde_yaml::from_str(&text).expect("template.yaml parses");
+    let indexes = template["Resources"]["TwofaTable"]["Properties"]["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .expect("GlobalSecondaryIndexes");
+    // Then its search index projects exactly what the store's search filter reads (what
+    // `create_table` makes for tests and local runs): one missing, and a search by it fails
+    use twofa::adapters::aws::dynamodb::{GSI3, GSI3_PROJECTED};
+    let search = indexes.iter().find(|i| i["IndexName"].as_str() == Some(GSI3)).expect("the search index");
+    assert_eq!(search["Projection"]["ProjectionType"].as_str(), Some("INCLUDE"));
+    let projected: Vec<&str> =
+        search["Projection"]["NonKeyAttributes"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(projected, GSI3_PROJECTED);
+    let keys: Vec<&str> =
+        search["KeySchema"].as_sequence().unwrap().iter().map(|k| k["AttributeName"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["gsi3pk", "gsi3sk"]);
+}

@@ -210,7 +210,8 @@ pub(crate) const SUB_ACCOUNT_PREFIX: &str = "SUB#";
 /// Sort key prefix of the limit (and workflow) items that hold one by name.
 pub(crate) const LIMIT_NAME_PREFIX: &str = "NAME#";
 
-pub(crate) fn gsi1pk(account_sid: &str) -> String {
+/// An OTP's `gsi3pk`: its account's partition of the search index.
+pub(crate) fn gsi3pk(account_sid: &str) -> String {
     format!("ACCT#{}", esc(account_sid))
 }
 
@@ -595,8 +596,12 @@ impl TryFrom<EventItem> for ChannelEvent {
 pub(crate) struct OtpItem {
     pub pk: String,
     pub sk: String,
-    pub gsi1pk: String,
-    pub gsi1sk: String,
+    /// The search index (`gsi3`): `ACCT#{account}` / `gsi1sk(created_ms, sid)`. Absent on
+    /// OTPs written before `gsi3` (they carried `gsi1pk`/`gsi1sk`, which this ignores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi3pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi3sk: Option<String>,
     /// Only while stored pending: the sparse index the expiry sweeper reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gsi2pk: Option<String>,
@@ -767,8 +772,8 @@ impl From<&Otp> for OtpItem {
         OtpItem {
             pk: key.pk,
             sk: key.sk,
-            gsi1pk: gsi1pk(&o.account_sid),
-            gsi1sk: gsi1sk(o.created_ms, &o.sid),
+            gsi3pk: Some(gsi3pk(&o.account_sid)),
+            gsi3sk: Some(gsi1sk(o.created_ms, &o.sid)),
             gsi2pk: due.then(|| DUE_PARTITION.to_owned()),
             gsi2sk: due.then(|| gsi2sk(deadline(o), &o.sid)),
             ttl: otp_ttl(o.created_ms),
@@ -1179,7 +1184,7 @@ mod tests {
         assert!(matches!(item.get("code_hash"), Some(AttributeValue::B(_))));
         assert!(!item.contains_key("subject"), "None is left out, not stored as NULL");
         assert_eq!(item.get("ttl"), Some(&AttributeValue::N((1_700_000_000 + 90 * 86_400).to_string())));
-        assert_eq!(item.get("gsi1sk"), Some(&AttributeValue::S("001700000000000#OTP0".into())));
+        assert_eq!(item.get("gsi3sk"), Some(&AttributeValue::S("001700000000000#OTP0".into())));
         let back: Otp = from_item::<OtpItem, _>(item).unwrap();
         assert_eq!(back, otp);
     }

@@ -1,8 +1,9 @@
 //! Session detail and usage records on DynamoDB (docs/data-model.md, "Records").
 //!
-//! - Search: `Query` on `gsi1` (`gsi1pk = ACCT#{account}`, `gsi1sk = {created_ms:015}#{sid}`),
-//!   newest first (`ScanIndexForward=false`), the time range as `gsi1sk BETWEEN`, everything
-//!   else (service, to, channel, and the status as it is at read time) as a `FilterExpression`.
+//! - Search: `Query` on `gsi3` (`gsi3pk = ACCT#{account}`, `gsi3sk = {created_ms:015}#{sid}`),
+//!   newest first (`ScanIndexForward=false`), the time range as `gsi3sk BETWEEN`, everything
+//!   else (service, to, channel, and the status as it is at read time) as a `FilterExpression`
+//!   on the attributes the index projects; then the page's items, one `BatchGetItem` per 100.
 //!   A page position is turned back into the `ExclusiveStartKey` DynamoDB itself would give.
 //! - Count: the same query with `Select=COUNT`.
 //! - Usage: one `Query` of the account's usage partition, `sk BETWEEN {from}# AND {to}#~`.
@@ -12,11 +13,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, Select};
 
 use super::{
     errors,
-    items::{attr, esc, from_item, gsi1pk, gsi1sk, Item, Key, OtpItem},
+    items::{attr, esc, from_item, gsi1sk, gsi3pk, Item, Key, OtpItem},
     n,
     otps::PENDING_AT_NOW,
     s,
-    table::GSI1,
+    table::GSI3,
     DynamoStore, Expr,
 };
 use crate::{
@@ -30,15 +31,15 @@ use crate::{
     ports::RecordStore,
 };
 
-/// Above every `gsi1sk` (`~` sorts after the digits and `#`).
-const GSI1SK_MAX: &str = "999999999999999~";
+/// Above every `gsi3sk` (`~` sorts after the digits and `#`).
+const GSI3SK_MAX: &str = "999999999999999~";
 
 /// The key condition, filter and their placeholders of one search over one account.
 struct SearchPlan {
     key_condition: &'static str,
     filter: Option<String>,
     expr: Expr,
-    /// The `gsi1sk` bounds of the time range, inclusive.
+    /// The `gsi3sk` bounds of the time range, inclusive.
     lo: String,
     hi: String,
 }
@@ -50,15 +51,15 @@ impl SearchPlan {
         let hi = match f.end_ms {
             Some(end) if end < 0 => return None,
             Some(end) => format!("{end:015}~"),
-            None => GSI1SK_MAX.to_owned(),
+            None => GSI3SK_MAX.to_owned(),
         };
         if lo > hi {
             return None;
         }
         let mut expr = Expr::default()
-            .name("gsi1pk")
-            .name("gsi1sk")
-            .value(":gsi1pk", s(gsi1pk(account_sid)))
+            .name("gsi3pk")
+            .name("gsi3sk")
+            .value(":gsi3pk", s(gsi3pk(account_sid)))
             .value(":lo", s(lo.clone()))
             .value(":hi", s(hi.clone()));
         let mut parts: Vec<String> = vec![];
@@ -85,7 +86,7 @@ impl SearchPlan {
             expr = e;
         }
         Some(SearchPlan {
-            key_condition: "#gsi1pk = :gsi1pk AND #gsi1sk BETWEEN :lo AND :hi",
+            key_condition: "#gsi3pk = :gsi3pk AND #gsi3sk BETWEEN :lo AND :hi",
             filter: (!parts.is_empty()).then(|| parts.join(" AND ")),
             expr,
             lo,
@@ -127,8 +128,8 @@ fn status_at(status: OtpStatus, now: Millis, expr: Expr) -> (String, Expr) {
 /// the OTP at `mark` (index keys and table keys).
 fn start_key(account_sid: &str, mark: &Mark) -> Item {
     let mut item = Key::otp(account_sid, &mark.sid).to_item();
-    item.insert("gsi1pk".into(), s(gsi1pk(account_sid)));
-    item.insert("gsi1sk".into(), s(gsi1sk(mark.created_ms, &mark.sid)));
+    item.insert("gsi3pk".into(), s(gsi3pk(account_sid)));
+    item.insert("gsi3sk".into(), s(gsi1sk(mark.created_ms, &mark.sid)));
     item
 }
 
@@ -137,7 +138,7 @@ impl DynamoStore {
         self.client
             .query()
             .table_name(&self.table)
-            .index_name(GSI1)
+            .index_name(GSI3)
             .key_condition_expression(plan.key_condition)
             .set_filter_expression(plan.filter.clone())
             .set_expression_attribute_names(plan.expr.names())
@@ -171,8 +172,8 @@ impl RecordStore for DynamoStore {
                 (true, (sk >= plan.lo).then(|| start_key(account_sid, m)))
             }
         };
-        let mut found = Vec::with_capacity(q.limit.min(1000));
-        loop {
+        let mut found: Vec<Key> = Vec::with_capacity(q.limit.min(1000));
+        'pages: loop {
             // Without a filter every item read is a match: read exactly what is missing.
             // With one, `Limit` would count non-matches too; let each call read up to 1 MB.
             let limit = plan.filter.is_none().then(|| i32::try_from(q.limit - found.len()).unwrap_or(i32::MAX));
@@ -185,16 +186,23 @@ impl RecordStore for DynamoStore {
                 .await
                 .map_err(|e| errors::sdk("Query(search)", &e))?;
             for item in out.items.unwrap_or_default() {
-                found.push(from_item::<OtpItem, Otp>(item)?);
+                found.push(Key::of(&item).ok_or_else(|| {
+                    tracing::error!("a search index entry without its table keys");
+                    Error::Internal
+                })?);
                 if found.len() == q.limit {
-                    return Ok(found);
+                    break 'pages;
                 }
             }
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(found),
+                _ => break,
             }
         }
+        // The index holds the keys and what the filter reads; the OTPs themselves are read
+        // like the index, eventually consistent. One gone meanwhile (an undone send) is left out.
+        let mut items = self.batch_get_read(&found, false).await?;
+        found.iter().filter_map(|k| items.remove(k)).map(from_item::<OtpItem, Otp>).collect()
     }
 
     async fn count_otps(&self, account_sid: &str, filter: &SearchFilter, now: Millis) -> Result<u64> {
@@ -272,7 +280,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_time_range_becomes_gsi1sk_bounds_that_hold_exactly_its_otps() {
+    fn a_time_range_becomes_gsi3sk_bounds_that_hold_exactly_its_otps() {
         let f = SearchFilter { start_ms: Some(1_000), end_ms: Some(2_000), ..Default::default() };
         let plan = SearchPlan::new("AC1", &f, 0).unwrap();
         assert!(plan.filter.is_none(), "a time range alone needs no filter");
