@@ -769,14 +769,21 @@ async fn undo_send_leaves_no_otp_and_puts_pointer_counters_and_usage_back(f: Fix
     assert_eq!(f.store.get_counters(&[key]).await.unwrap()[0].map(|c| c.count), Some(0));
 }
 
-async fn undo_of_an_older_send_leaves_the_newer_pointer_alone(f: Fixture) {
-    // Given two sends to one number, the second superseding the first in a new window
+/// A first send to a new number under the default limit, committed at `T0`: (account,
+/// number, its OTP, the default limit's counter, its plan).
+async fn first_default_send(f: &Fixture) -> (String, String, Otp, CounterKey, SendPlan) {
     let acct = account_sid();
     let to = phone();
     let first = otp(&acct, &to, T0);
     let key = default_counter(&first);
     let first_plan = plan(first.clone(), None, None, vec![open(&key, T0, 60)]);
     f.store.commit_send(&first_plan).await.unwrap();
+    (acct, to, first, key, first_plan)
+}
+
+async fn undo_of_an_older_send_leaves_the_newer_pointer_alone(f: Fixture) {
+    // Given two sends to one number, the second superseding the first in a new window
+    let (acct, to, first, key, first_plan) = first_default_send(&f).await;
     let second = otp(&acct, &to, T0 + 60_000);
     let s = Superseded { sid: first.sid.clone(), cancel_at_ms: T0 + 60_000 };
     f.store
@@ -798,12 +805,7 @@ async fn undo_of_an_older_send_leaves_the_newer_pointer_alone(f: Fixture) {
 async fn undo_takes_back_its_default_count_after_a_send_with_limits_moved_the_pointer(f: Fixture) {
     // Given a send under the default limit, then one with its own limits (no default count)
     // that supersedes it
-    let acct = account_sid();
-    let to = phone();
-    let first = otp(&acct, &to, T0);
-    let key = default_counter(&first);
-    let first_plan = plan(first.clone(), None, None, vec![open(&key, T0, 60)]);
-    f.store.commit_send(&first_plan).await.unwrap();
+    let (acct, to, first, key, first_plan) = first_default_send(&f).await;
     let second = otp(&acct, &to, T0 + 1_000);
     let s = Superseded { sid: first.sid.clone(), cancel_at_ms: T0 + 1_000 };
     f.store.commit_send(&plan(second.clone(), Some(&first.sid), Some(s), vec![])).await.unwrap();
@@ -818,12 +820,7 @@ async fn undo_takes_back_its_default_count_after_a_send_with_limits_moved_the_po
 async fn undo_takes_back_its_pointer_when_another_service_opened_the_next_window(f: Fixture) {
     // Given a send of service 2FA, then, once its window ended, one of service Login to the
     // same number (the default limit counts per destination, whatever the service)
-    let acct = account_sid();
-    let to = phone();
-    let first = otp(&acct, &to, T0);
-    let key = default_counter(&first);
-    let first_plan = plan(first.clone(), None, None, vec![open(&key, T0, 60)]);
-    f.store.commit_send(&first_plan).await.unwrap();
+    let (acct, to, _first, key, first_plan) = first_default_send(&f).await;
     let mut login = otp(&acct, &to, T0 + 60_000);
     login.service = "Login".into();
     f.store.commit_send(&plan(login.clone(), None, None, vec![open(&key, T0 + 60_000, 60)])).await.unwrap();
