@@ -958,7 +958,8 @@ impl TryFrom<DestinationEntry> for Destination {
 pub(crate) fn destination_of(item: &Item, service: &str) -> Result<Option<Destination>> {
     let Some(value) = item.get(&service_attr(service)) else { return Ok(None) };
     let entry: DestinationEntry = serde_dynamo::from_attribute_value(value.clone()).map_err(|e| {
-        tracing::error!(pk = ?Key::of(item).map(|k| k.pk), error = %e, "corrupt destination pointer");
+        // Not the key: a destination item's key holds the phone number or email.
+        tracing::error!(error = %e, "corrupt destination pointer");
         Error::Internal
     })?;
     Destination::try_from(entry).map(Some)
