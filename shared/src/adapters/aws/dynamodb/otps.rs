@@ -179,7 +179,7 @@ impl DynamoStore {
             .name(attr::TTL)
             .value(":entry", to_value(&DestinationEntry::from(&plan.destination))?)
             .value(":ttl", n(destination_ttl(&plan.destination)));
-        let mut set = vec!["#svc = :entry"];
+        let mut set = vec!["#svc = :entry", "#ttl = :ttl"];
         let mut conditions = vec![match &plan.expected_current {
             Some(current) => {
                 expr = expr.name(attr::CURRENT).value(":expected", s(current));
@@ -187,7 +187,6 @@ impl DynamoStore {
             }
             None => "attribute_not_exists(#svc)",
         }];
-        set.push("#ttl = :ttl");
         let counted = |e: Expr| e.name(attr::COUNT).name(attr::WINDOW_END_MS).value(":one", n(1));
         match self.default_counter(plan)? {
             Some(CounterOp::Open { window_end_ms, now_ms, .. }) => {
