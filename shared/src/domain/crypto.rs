@@ -127,20 +127,20 @@ impl Keys {
         mac.finalize().into_bytes().into()
     }
 
-    /// A fresh OTP sid (`OTP` + 32 hex, as always) that carries `country` (two letters) so that
-    /// verify, which has only the sid, knows which country's pumping-guard counter to count in
-    /// without reading the OTP first. The first 3 of the 16 random bytes become a tag and the
-    /// two letters, masked with an HMAC of the other 13: the sid still looks uniformly random
-    /// (104 random bits remain) and only the server can read the country back.
-    pub fn otp_sid(&self, country: Option<&str>) -> String {
-        let mut bytes = [0u8; 16];
-        OsRng.fill_bytes(&mut bytes);
+    /// A fresh OTP sid (`OTP` + 32 hex, as always) created at `created_ms` (its first 6 bytes,
+    /// `ids::otp_sid_bytes`) that carries `country` (two letters) so that verify, which has only
+    /// the sid, knows which country's pumping-guard counter to count in without reading the OTP
+    /// first. Bytes 6..9 become a tag and the two letters, masked with an HMAC of the other 13:
+    /// they still look uniformly random (56 random bits remain) and only the server can read
+    /// the country back.
+    pub fn otp_sid(&self, country: Option<&str>, created_ms: crate::domain::time::Millis) -> String {
+        let mut bytes = super::ids::otp_sid_bytes(created_ms);
         if let Some(cc) = country.map(str::as_bytes).filter(|cc| cc.len() == 2 && cc.iter().all(u8::is_ascii_uppercase))
         {
-            let mask = self.sid_mask(&bytes[3..]);
-            bytes[0] = SID_COUNTRY_TAG ^ mask[0];
-            bytes[1] = cc[0] ^ mask[1];
-            bytes[2] = cc[1] ^ mask[2];
+            let mask = self.sid_mask(&bytes);
+            bytes[6] = SID_COUNTRY_TAG ^ mask[0];
+            bytes[7] = cc[0] ^ mask[1];
+            bytes[8] = cc[1] ^ mask[2];
         }
         format!("{}{}", super::ids::OTP, hex::encode(bytes))
     }
@@ -152,15 +152,17 @@ impl Keys {
         let hex_part = sid.strip_prefix(super::ids::OTP)?;
         let mut bytes = [0u8; 16];
         hex::decode_to_slice(hex_part, &mut bytes).ok()?;
-        let mask = self.sid_mask(&bytes[3..]);
-        let cc = [bytes[1] ^ mask[1], bytes[2] ^ mask[2]];
-        (bytes[0] ^ mask[0] == SID_COUNTRY_TAG && cc.iter().all(u8::is_ascii_uppercase))
+        let mask = self.sid_mask(&bytes);
+        let cc = [bytes[7] ^ mask[1], bytes[8] ^ mask[2]];
+        (bytes[6] ^ mask[0] == SID_COUNTRY_TAG && cc.iter().all(u8::is_ascii_uppercase))
             .then(|| String::from_utf8_lossy(&cc).into_owned())
     }
 
-    fn sid_mask(&self, rest: &[u8]) -> [u8; 32] {
+    /// The HMAC that masks a sid's country: of every byte but the three it masks.
+    fn sid_mask(&self, sid: &[u8; 16]) -> [u8; 32] {
         let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.sid_mac).expect("32-byte key");
-        mac.update(rest);
+        mac.update(&sid[..6]);
+        mac.update(&sid[9..]);
         mac.finalize().into_bytes().into()
     }
 
@@ -309,14 +311,15 @@ mod tests {
     #[test]
     fn otp_sids_carry_their_country_readable_only_with_the_key() {
         let keys = Keys::random();
-        let sid = keys.otp_sid(Some("GB"));
+        let sid = keys.otp_sid(Some("GB"), 1_700_000_000_000);
         assert!(crate::domain::ids::is_sid("OTP", &sid), "{sid}");
         assert_eq!(keys.otp_sid_country(&sid).as_deref(), Some("GB"));
         assert_eq!(Keys::random().otp_sid_country(&sid), None, "another key reads nothing (or noise)");
-        let plain = keys.otp_sid(None);
+        assert_eq!(&sid[..15], crate::domain::ids::otp_sid_floor(1_700_000_000_000), "the time stays readable");
+        let plain = keys.otp_sid(None, 5);
         assert!(crate::domain::ids::is_sid("OTP", &plain));
-        let misread = (0..2000).filter(|_| keys.otp_sid_country(&keys.otp_sid(None)).is_some()).count();
+        let misread = (0..2000).filter(|_| keys.otp_sid_country(&keys.otp_sid(None, 5)).is_some()).count();
         assert!(misread <= 2, "{misread} of 2000 plain sids read as carrying a country");
-        assert_ne!(keys.otp_sid(Some("GB")), keys.otp_sid(Some("GB")));
+        assert_ne!(keys.otp_sid(Some("GB"), 5), keys.otp_sid(Some("GB"), 5));
     }
 }

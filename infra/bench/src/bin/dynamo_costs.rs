@@ -5,10 +5,8 @@
 //! moto does not report consumed capacity faithfully (a fixed 0.5 or 1.0, nothing for
 //! transactions), so the units are computed from the items, by DynamoDB's rules: a write costs
 //! 1 unit per started KB of the larger of the item before and after, twice in a transaction,
-//! once more for `gsi1` (ALL projection: accounts) when the item changes, 1 for `gsi3` (an
-//! OTP's search entry, INCLUDE projection) when it appears or goes or a request changes one of
-//! the attributes it projects, 1 for the sparse `gsi2` when its key appears or goes (2 when it
-//! moves); a read 1 unit per started 4 KB
+//! once more for `gsi1` (ALL projection: accounts) when the item changes, 1 for the sparse
+//! `gsi2` when its key appears or goes (2 when it moves); a read 1 unit per started 4 KB
 //! (half when eventually consistent), twice in a transaction; a Query rounds the sum of what it
 //! returns. Item sizes: attribute names plus values (numbers ~ 1 byte per 2 digits + 1).
 
@@ -33,7 +31,7 @@ use twofa::{
     adapters::{
         aws::{
             aws_config,
-            dynamodb::{create_table, DynamoStore, GSI3_PROJECTED},
+            dynamodb::{create_table, DynamoStore},
         },
         outbox::Outbox,
     },
@@ -228,7 +226,7 @@ fn write_units(log: &[(String, Value, Value)], before: &Table, after: &Table) ->
     let calls = log.iter().filter(|(op, ..)| writes.contains(&op.as_str())).count() as u64;
     let mut units = 0.0;
     let gsi2 = gsi2_writes(log, before);
-    for (at, (op, req, resp)) in log.iter().enumerate() {
+    for (at, (op, req, _)) in log.iter().enumerate() {
         for (key, transactional) in written_keys(op, req) {
             let (b, a) = (before.get(&key), after.get(&key));
             let size = b.map_or(0, sdk_item_size).max(a.map_or(0, sdk_item_size));
@@ -242,9 +240,6 @@ fn write_units(log: &[(String, Value, Value)], before: &Table, after: &Table) ->
                 let moved =
                     in_gsi(b, "gsi1pk") && in_gsi(a, "gsi1pk") && b.unwrap().get("gsi1sk") != a.unwrap().get("gsi1sk");
                 item_units += base * if moved { 2.0 } else { 1.0 };
-            }
-            if resp.get("__type").is_none() {
-                item_units += gsi3_units(op, req, &key, b, a);
             }
             let moves = gsi2.get(&(at, key.clone())).copied().unwrap_or(0);
             item_units += f64::from(moves);
@@ -260,56 +255,6 @@ fn write_units(log: &[(String, Value, Value)], before: &Table, after: &Table) ->
         }
     }
     (calls, units)
-}
-
-/// Write units of `gsi3` (INCLUDE projection, an entry well under 1 KB) for the write of
-/// `key` in request `req`: 1 when the OTP enters or leaves the index, or the write sets or
-/// removes an attribute the index projects (or its keys); a write of anything else (an event,
-/// a workflow step's claim, a receipt) writes no index copy. `before`/`after` are the item
-/// around the whole operation.
-fn gsi3_units(op: &str, req: &Value, key: &(String, String), before: Option<&Row>, after: Option<&Row>) -> f64 {
-    let indexed = |i: Option<&Row>| i.is_some_and(|i| i.contains_key("gsi3pk"));
-    if !indexed(before) && !indexed(after) {
-        return 0.0;
-    }
-    let bodies: Vec<(&str, &Value)> = match op {
-        "TransactWriteItems" => req["TransactItems"]
-            .as_array()
-            .map(|items| {
-                items.iter().filter_map(|t| t.as_object()?.iter().next()).map(|(k, v)| (k.as_str(), v)).collect()
-            })
-            .unwrap_or_default(),
-        "PutItem" => vec![("Put", req)],
-        "UpdateItem" => vec![("Update", req)],
-        "DeleteItem" => vec![("Delete", req)],
-        _ => vec![],
-    };
-    let this = |body: &Value| {
-        let k = if body.get("Item").is_some() { &body["Item"] } else { &body["Key"] };
-        k["pk"]["S"].as_str() == Some(key.0.as_str()) && k["sk"]["S"].as_str() == Some(key.1.as_str())
-    };
-    let Some((kind, body)) = bodies.into_iter().find(|(_, body)| this(body)) else { return 0.0 };
-    match kind {
-        "Put" | "Delete" => 1.0,
-        "Update" => {
-            let names = body["ExpressionAttributeNames"].as_object();
-            let expression = body["UpdateExpression"].as_str().unwrap_or_default();
-            let touched = expression
-                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '#'))
-                .filter(|w| !w.is_empty())
-                .map(|w| match (w.starts_with('#'), names) {
-                    (true, Some(n)) => n.get(w).and_then(Value::as_str).unwrap_or(w).to_owned(),
-                    _ => w.to_owned(),
-                })
-                .any(|name| GSI3_PROJECTED.contains(&name.as_str()) || name == "gsi3pk" || name == "gsi3sk");
-            if touched {
-                1.0
-            } else {
-                0.0
-            }
-        }
-        _ => 0.0,
-    }
 }
 
 /// Writes of the sparse `gsi2` per item over `log`, in order: its entry appearing or going is

@@ -95,8 +95,15 @@ impl Key {
         Key::account(sid).pk
     }
 
+    /// An OTP: its account's OTP partition, sorted by sid, which starts with the creation time
+    /// (`ids::otp_sid`), so a search is a `Query` of this partition by sid range.
     pub fn otp(account_sid: &str, otp_sid: &str) -> Self {
-        Key::new(format!("{OTP_PREFIX}{}#{}", esc(account_sid), esc(otp_sid)), "O")
+        Key::new(Self::otp_partition(account_sid), esc(otp_sid))
+    }
+
+    /// The partition of an account's OTPs.
+    pub fn otp_partition(account_sid: &str) -> String {
+        format!("{OTP_PREFIX}{}", esc(account_sid))
     }
 
     /// The lookup item of one dispatch: the provider's message id, so a receipt finds the OTP
@@ -209,11 +216,6 @@ pub(crate) const SUB_ACCOUNT_PREFIX: &str = "SUB#";
 
 /// Sort key prefix of the limit (and workflow) items that hold one by name.
 pub(crate) const LIMIT_NAME_PREFIX: &str = "NAME#";
-
-/// An OTP's `gsi3pk`: its account's partition of the search index.
-pub(crate) fn gsi3pk(account_sid: &str) -> String {
-    format!("ACCT#{}", esc(account_sid))
-}
 
 pub(crate) fn gsi1sk(created_ms: Millis, otp_sid: &str) -> String {
     format!("{:015}#{}", created_ms.max(0), esc(otp_sid))
@@ -596,12 +598,6 @@ impl TryFrom<EventItem> for ChannelEvent {
 pub(crate) struct OtpItem {
     pub pk: String,
     pub sk: String,
-    /// The search index (`gsi3`): `ACCT#{account}` / `gsi1sk(created_ms, sid)`. Absent on
-    /// OTPs written before `gsi3` (they carried `gsi1pk`/`gsi1sk`, which this ignores).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gsi3pk: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gsi3sk: Option<String>,
     /// Only while stored pending: the sparse index the expiry sweeper reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gsi2pk: Option<String>,
@@ -772,8 +768,6 @@ impl From<&Otp> for OtpItem {
         OtpItem {
             pk: key.pk,
             sk: key.sk,
-            gsi3pk: Some(gsi3pk(&o.account_sid)),
-            gsi3sk: Some(gsi1sk(o.created_ms, &o.sid)),
             gsi2pk: due.then(|| DUE_PARTITION.to_owned()),
             gsi2sk: due.then(|| gsi2sk(deadline(o), &o.sid)),
             ttl: otp_ttl(o.created_ms),
@@ -1185,7 +1179,8 @@ mod tests {
         assert!(matches!(item.get("code_hash"), Some(AttributeValue::B(_))));
         assert!(!item.contains_key("subject"), "None is left out, not stored as NULL");
         assert_eq!(item.get("ttl"), Some(&AttributeValue::N((1_700_000_000 + 90 * 86_400).to_string())));
-        assert_eq!(item.get("gsi3sk"), Some(&AttributeValue::S("001700000000000#OTP0".into())));
+        assert_eq!(item.get("pk"), Some(&AttributeValue::S("OTP#AC0".into())), "the account's OTP partition");
+        assert_eq!(item.get("sk"), Some(&AttributeValue::S("OTP0".into())), "sorted by sid");
         let back: Otp = from_item::<OtpItem, _>(item).unwrap();
         assert_eq!(back, otp);
     }

@@ -34,7 +34,7 @@ use rand::Rng;
 pub use accounts::ACCOUNT_CACHE_TTL;
 pub use calls::CallCounts;
 pub use stream::otp_from_image;
-pub use table::{create_table, create_table_with_stream, GSI2, GSI3, GSI3_PROJECTED};
+pub use table::{create_table, create_table_with_stream, GSI1, GSI2};
 
 use self::{
     accounts::AccountCache,
@@ -129,11 +129,6 @@ impl DynamoStore {
     /// Strongly consistent `BatchGetItem` of `keys` (duplicates allowed), one request per 100
     /// distinct keys, `UnprocessedKeys` asked again with backoff.
     async fn batch_get(&self, keys: &[Key]) -> Result<HashMap<Key, Item>> {
-        self.batch_get_read(keys, true).await
-    }
-
-    /// `batch_get`, strongly consistent or not (half the read units).
-    async fn batch_get_read(&self, keys: &[Key], consistent: bool) -> Result<HashMap<Key, Item>> {
         let mut seen = HashSet::new();
         let unique: Vec<&Key> = keys.iter().filter(|k| seen.insert(*k)).collect();
         let mut found = HashMap::with_capacity(unique.len());
@@ -148,7 +143,7 @@ impl DynamoStore {
                 if round > 0 {
                     backoff(round).await;
                 }
-                let request = KeysAndAttributes::builder().set_keys(Some(pending)).consistent_read(consistent).build();
+                let request = KeysAndAttributes::builder().set_keys(Some(pending)).consistent_read(true).build();
                 let out = self
                     .client
                     .batch_get_item()

@@ -1,10 +1,11 @@
 //! Session detail and usage records on DynamoDB (docs/data-model.md, "Records").
 //!
-//! - Search: `Query` on `gsi3` (`gsi3pk = ACCT#{account}`, `gsi3sk = {created_ms:015}#{sid}`),
-//!   newest first (`ScanIndexForward=false`), the time range as `gsi3sk BETWEEN`, everything
-//!   else (service, to, channel, and the status as it is at read time) as a `FilterExpression`
-//!   on the attributes the index projects; then the page's items, one `BatchGetItem` per 100.
-//!   A page position is turned back into the `ExclusiveStartKey` DynamoDB itself would give.
+//! - Search: `Query` of the account's OTP partition (`pk = OTP#{account}`, `sk = sid`, and a
+//!   sid starts with its creation time), newest first (`ScanIndexForward=false`), the time
+//!   range as `sk BETWEEN` the sid floors of its ends, everything else (service, to, channel,
+//!   and the status as it is at read time) as a `FilterExpression`. One round trip a page, and
+//!   no index for a send or a verify to write. A page position is turned back into the
+//!   `ExclusiveStartKey` DynamoDB itself would give.
 //! - Count: the same query with `Select=COUNT`.
 //! - Usage: one `Query` of the account's usage partition, `sk BETWEEN {from}# AND {to}#~`.
 
@@ -13,16 +14,15 @@ use aws_sdk_dynamodb::types::{AttributeValue, Select};
 
 use super::{
     errors,
-    items::{attr, esc, from_item, gsi1sk, gsi3pk, Item, Key, OtpItem},
+    items::{attr, esc, from_item, Item, Key, OtpItem},
     n,
     otps::PENDING_AT_NOW,
-    s,
-    table::GSI3,
-    DynamoStore, Expr,
+    s, DynamoStore, Expr,
 };
 use crate::{
     domain::{
         error::{Error, Result},
+        ids,
         otp::{Otp, OtpStatus},
         records::{Mark, OtpQuery, SearchFilter, Start},
         time::Millis,
@@ -31,15 +31,16 @@ use crate::{
     ports::RecordStore,
 };
 
-/// Above every `gsi3sk` (`~` sorts after the digits and `#`).
-const GSI3SK_MAX: &str = "999999999999999~";
+/// Above every OTP sid (`~` sorts after the hex digits).
+const SID_MAX: &str = "OTP~";
 
 /// The key condition, filter and their placeholders of one search over one account.
 struct SearchPlan {
     key_condition: &'static str,
     filter: Option<String>,
     expr: Expr,
-    /// The `gsi3sk` bounds of the time range, inclusive.
+    /// The sort key bounds of the time range, inclusive (no sid equals either: a bound is a
+    /// sid's time part alone, or the prefix).
     lo: String,
     hi: String,
 }
@@ -47,19 +48,22 @@ struct SearchPlan {
 impl SearchPlan {
     /// None when the time range is empty.
     fn new(account_sid: &str, f: &SearchFilter, now: Millis) -> Option<Self> {
-        let lo = format!("{:015}", f.start_ms.unwrap_or(0).max(0));
+        let lo = match f.start_ms {
+            Some(start) if start > 0 => ids::otp_sid_floor(start),
+            _ => ids::OTP.to_owned(),
+        };
         let hi = match f.end_ms {
             Some(end) if end < 0 => return None,
-            Some(end) => format!("{end:015}~"),
-            None => GSI3SK_MAX.to_owned(),
+            Some(end) => ids::otp_sid_floor(end.saturating_add(1)),
+            None => SID_MAX.to_owned(),
         };
-        if lo > hi {
+        if lo >= hi {
             return None;
         }
         let mut expr = Expr::default()
-            .name("gsi3pk")
-            .name("gsi3sk")
-            .value(":gsi3pk", s(gsi3pk(account_sid)))
+            .name(attr::PK)
+            .name(attr::SK)
+            .value(":pk", s(Key::otp_partition(account_sid)))
             .value(":lo", s(lo.clone()))
             .value(":hi", s(hi.clone()));
         let mut parts: Vec<String> = vec![];
@@ -86,7 +90,7 @@ impl SearchPlan {
             expr = e;
         }
         Some(SearchPlan {
-            key_condition: "#gsi3pk = :gsi3pk AND #gsi3sk BETWEEN :lo AND :hi",
+            key_condition: "#pk = :pk AND #sk BETWEEN :lo AND :hi",
             filter: (!parts.is_empty()).then(|| parts.join(" AND ")),
             expr,
             lo,
@@ -125,12 +129,9 @@ fn status_at(status: OtpStatus, now: Millis, expr: Expr) -> (String, Expr) {
 }
 
 /// The `ExclusiveStartKey` of a position: what DynamoDB answers as `LastEvaluatedKey` after
-/// the OTP at `mark` (index keys and table keys).
+/// the OTP at `mark`.
 fn start_key(account_sid: &str, mark: &Mark) -> Item {
-    let mut item = Key::otp(account_sid, &mark.sid).to_item();
-    item.insert("gsi3pk".into(), s(gsi3pk(account_sid)));
-    item.insert("gsi3sk".into(), s(gsi1sk(mark.created_ms, &mark.sid)));
-    item
+    Key::otp(account_sid, &mark.sid).to_item()
 }
 
 impl DynamoStore {
@@ -138,7 +139,6 @@ impl DynamoStore {
         self.client
             .query()
             .table_name(&self.table)
-            .index_name(GSI3)
             .key_condition_expression(plan.key_condition)
             .set_filter_expression(plan.filter.clone())
             .set_expression_attribute_names(plan.expr.names())
@@ -158,21 +158,21 @@ impl RecordStore for DynamoStore {
         let (forward, mut start) = match q.start {
             Start::Newest => (false, None),
             Start::OlderThan(m) => {
-                let sk = gsi1sk(m.created_ms, &m.sid);
-                if sk < plan.lo {
+                let sk = esc(&m.sid);
+                if *sk < *plan.lo {
                     return Ok(vec![]);
                 }
-                (false, (sk <= plan.hi).then(|| start_key(account_sid, m)))
+                (false, (*sk <= *plan.hi).then(|| start_key(account_sid, m)))
             }
             Start::NewerThan(m) => {
-                let sk = gsi1sk(m.created_ms, &m.sid);
-                if sk > plan.hi {
+                let sk = esc(&m.sid);
+                if *sk > *plan.hi {
                     return Ok(vec![]);
                 }
-                (true, (sk >= plan.lo).then(|| start_key(account_sid, m)))
+                (true, (*sk >= *plan.lo).then(|| start_key(account_sid, m)))
             }
         };
-        let mut found: Vec<Key> = Vec::with_capacity(q.limit.min(1000));
+        let mut found: Vec<Otp> = Vec::with_capacity(q.limit.min(1000));
         'pages: loop {
             // Without a filter every item read is a match: read exactly what is missing.
             // With one, `Limit` would count non-matches too; let each call read up to 1 MB.
@@ -186,10 +186,7 @@ impl RecordStore for DynamoStore {
                 .await
                 .map_err(|e| errors::sdk("Query(search)", &e))?;
             for item in out.items.unwrap_or_default() {
-                found.push(Key::of(&item).ok_or_else(|| {
-                    tracing::error!("a search index entry without its table keys");
-                    Error::Internal
-                })?);
+                found.push(from_item::<OtpItem, Otp>(item)?);
                 if found.len() == q.limit {
                     break 'pages;
                 }
@@ -199,10 +196,7 @@ impl RecordStore for DynamoStore {
                 _ => break,
             }
         }
-        // The index holds the keys and what the filter reads; the OTPs themselves are read
-        // like the index, eventually consistent. One gone meanwhile (an undone send) is left out.
-        let mut items = self.batch_get_read(&found, false).await?;
-        found.iter().filter_map(|k| items.remove(k)).map(from_item::<OtpItem, Otp>).collect()
+        Ok(found)
     }
 
     async fn count_otps(&self, account_sid: &str, filter: &SearchFilter, now: Millis) -> Result<u64> {
@@ -280,13 +274,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_time_range_becomes_gsi3sk_bounds_that_hold_exactly_its_otps() {
+    fn a_time_range_becomes_sort_key_bounds_that_hold_exactly_its_otps() {
         let f = SearchFilter { start_ms: Some(1_000), end_ms: Some(2_000), ..Default::default() };
         let plan = SearchPlan::new("AC1", &f, 0).unwrap();
         assert!(plan.filter.is_none(), "a time range alone needs no filter");
-        for (created, inside) in [(999, false), (1_000, true), (2_000, true), (2_001, false)] {
-            let sk = gsi1sk(created, "OTPffffffffffffffffffffffffffffffff");
-            assert_eq!(plan.lo <= sk && sk <= plan.hi, inside, "created {created}");
+        for (created, inside) in [(0, false), (999, false), (1_000, true), (2_000, true), (2_001, false)] {
+            for _ in 0..50 {
+                let sk = ids::otp_sid(created);
+                assert_eq!(plan.lo <= sk && sk <= plan.hi, inside, "created {created}: {sk}");
+            }
+        }
+        let open = SearchPlan::new("AC1", &SearchFilter::default(), 0).unwrap();
+        for created in [0, 1, 1_700_000_000_000, (1 << 48) - 1] {
+            let sk = ids::otp_sid(created);
+            assert!(open.lo <= sk && sk <= open.hi, "created {created}: {sk}");
         }
         let empty = SearchFilter { start_ms: Some(2_000), end_ms: Some(1_000), ..Default::default() };
         assert!(SearchPlan::new("AC1", &empty, 0).is_none());

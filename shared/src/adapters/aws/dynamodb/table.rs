@@ -20,12 +20,6 @@ use crate::domain::error::{Error, Result};
 
 /// The account directory (account items only).
 pub const GSI1: &str = "gsi1";
-/// An account's OTPs by creation time (search and count), projecting only what the search's
-/// filter reads.
-pub const GSI3: &str = "gsi3";
-/// What `gsi3` holds besides the keys: the search filter's attributes. An OTP write that
-/// changes none of them (an event's delivery, a workflow step, a receipt) writes no index copy.
-pub const GSI3_PROJECTED: [&str; 6] = ["service", "to", "channel", "status", "expires_ms", "cancel_at_ms"];
 /// Sparse: OTPs stored pending, by deadline (the expiry sweeper).
 pub const GSI2: &str = "gsi2";
 pub const TTL_ATTRIBUTE: &str = "ttl";
@@ -60,10 +54,10 @@ fn include(attributes: &[&str]) -> Projection {
 }
 
 /// Create the table `name` (pay per request; keys `pk`/`sk`; GSI `gsi1` on `gsi1pk`/`gsi1sk`
-/// projecting everything (accounts), `gsi3` (OTPs, for search) and the sparse `gsi2` (pending
-/// OTPs by deadline); a stream of new
-/// and old images), wait until it is active, then turn
-/// TTL on for `ttl`. An existing table is left as it is (TTL is still ensured), so this can run
+/// projecting everything (accounts) and the sparse `gsi2` (pending OTPs by deadline); a stream
+/// of new and old images), wait until it is active, then turn TTL on for `ttl`. OTP search
+/// needs no index: an account's OTPs are one partition sorted by sid, which starts with the
+/// creation time. An existing table is left as it is (TTL is still ensured), so this can run
 /// at every local start. template.yaml declares the same.
 pub async fn create_table(client: &Client, name: &str) -> Result<()> {
     create(client, name, false).await
@@ -82,13 +76,6 @@ async fn create(client: &Client, name: &str, with_stream: bool) -> Result<()> {
         .key_schema(key("gsi1pk", KeyType::Hash)?)
         .key_schema(key("gsi1sk", KeyType::Range)?)
         .projection(Projection::builder().projection_type(ProjectionType::All).build())
-        .build()
-        .map_err(build_error)?;
-    let search = GlobalSecondaryIndex::builder()
-        .index_name(GSI3)
-        .key_schema(key("gsi3pk", KeyType::Hash)?)
-        .key_schema(key("gsi3sk", KeyType::Range)?)
-        .projection(include(&GSI3_PROJECTED))
         .build()
         .map_err(build_error)?;
     let due = GlobalSecondaryIndex::builder()
@@ -111,14 +98,11 @@ async fn create(client: &Client, name: &str, with_stream: bool) -> Result<()> {
         .attribute_definitions(string_attribute("sk")?)
         .attribute_definitions(string_attribute("gsi1pk")?)
         .attribute_definitions(string_attribute("gsi1sk")?)
-        .attribute_definitions(string_attribute("gsi3pk")?)
-        .attribute_definitions(string_attribute("gsi3sk")?)
         .attribute_definitions(string_attribute("gsi2pk")?)
         .attribute_definitions(string_attribute("gsi2sk")?)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
         .global_secondary_indexes(gsi)
-        .global_secondary_indexes(search)
         .global_secondary_indexes(due)
         .set_stream_specification(with_stream.then_some(stream))
         .send()
