@@ -204,3 +204,23 @@ async fn sub_accounts_search_costs_one_query_per_account_on_a_token_page() {
     assert_eq!(all.iter().collect::<std::collections::HashSet<_>>().len(), 12);
     assert_eq!(third["next_page_uri"], serde_json::Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_or_overlong_request_id_answers_like_an_unknown_one_on_dynamodb() {
+    // Given a dev server on DynamoDB, and request ids no OTP can have: malformed, and longer
+    // than a DynamoDB sort key may be
+    let (api, store) = start().await;
+    let (unknown, c) = cost(&store, api.verify(&ids::new_sid("OTP"), "123456")).await;
+    assert_eq!(c.writes(), 1, "an unknown well-formed sid costs its refused write: {c:?}");
+    for bad in ["OTPxyz".to_owned(), format!("OTP{}", "a".repeat(2000))] {
+        // When it is verified and canceled
+        let (r, c) = cost(&store, api.verify(&bad, "123456")).await;
+        // Then both answer exactly as for an unknown sid, 470 and 490 for the cancel, without
+        // touching the table (real DynamoDB refuses a sort key over 1 KB; moto does not)
+        assert_eq!((r.status, r.text.as_str()), (unknown.status, unknown.text.as_str()), "{}", &bad[..8]);
+        assert_eq!((c.writes(), c.get_item, c.query), (0, 0, 0), "{c:?}");
+        let (r, c) = cost(&store, api.post("/2fa/cancel", &serde_json::json!({ "requestId": bad }))).await;
+        assert_eq!((r.status.as_u16(), r.code()), (404, 490));
+        assert_eq!((c.writes(), c.get_item, c.query), (0, 0, 0), "{c:?}");
+    }
+}

@@ -58,6 +58,9 @@ pub async fn verify(deps: &Deps, account: &Account, target: VerifyTarget, code: 
     }
     let now = deps.clock.now_ms();
     let candidates = match target {
+        // No OTP has any other shape: answered like an unknown one, without a store round trip
+        // (and no key built from a client's arbitrary string).
+        VerifyTarget::RequestId(sid) if !ids::is_sid(ids::OTP, &sid) => return Err(Error::OtpNotFound.into()),
         VerifyTarget::RequestId(sid) => vec![sid],
         VerifyTarget::Number { service, number } => {
             // Stored in E.164: `919960639901` names the OTP sent to it as much as `+919960639901`.
@@ -198,6 +201,9 @@ fn stop_workflow(deps: &Deps, account_sid: &str, otp_sid: &str) {
 }
 
 pub async fn cancel(deps: &Deps, account: &Account, sid: &str) -> Result<String, Rejection> {
+    if !ids::is_sid(ids::OTP, sid) {
+        return Err(Error::CancelNotFound.into());
+    }
     let now = deps.clock.now_ms();
     match deps.store.cancel_otp(&account.sid, sid, now).await? {
         CancelWrite::Canceled => {
