@@ -142,7 +142,7 @@ impl Keys {
             bytes[7] = cc[0] ^ mask[1];
             bytes[8] = cc[1] ^ mask[2];
         }
-        format!("{}{}", super::ids::OTP, hex::encode(bytes))
+        super::ids::otp_sid_of(bytes)
     }
 
     /// The country `otp_sid` put in `sid`, if it carries one. A sid minted without one reads as

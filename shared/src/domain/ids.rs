@@ -36,17 +36,22 @@ pub fn otp_sid_bytes(created_ms: Millis) -> [u8; 16] {
 
 /// A fresh OTP sid created at `created_ms` (no country inside: see `Keys::otp_sid`).
 pub fn otp_sid(created_ms: Millis) -> String {
-    format!("{OTP}{}", hex::encode(otp_sid_bytes(created_ms)))
+    otp_sid_of(otp_sid_bytes(created_ms))
+}
+
+/// The sid written with these 16 bytes.
+pub fn otp_sid_of(bytes: [u8; 16]) -> String {
+    format!("{OTP}{}", hex::encode(bytes))
 }
 
 /// The smallest sid an OTP created at `ms` or later can have: every sid created in
-/// `[a, b]` sorts in `[otp_sid_floor(a), otp_sid_floor(b + 1))`.
+/// `[a, b]` sorts in `[otp_sid_floor(a), otp_sid_floor(b + 1))`. From 2^48 ms on (beyond any
+/// sid's time), above every sid.
 pub fn otp_sid_floor(ms: Millis) -> String {
-    let ms = u64::try_from(ms).unwrap_or(0).min(1 << 48);
-    if ms == 1 << 48 {
-        return format!("{OTP}g"); // above every hex digit
+    match u64::try_from(ms).unwrap_or(0) {
+        ms if ms >= 1 << 48 => format!("{OTP}~"), // `~` sorts after the hex digits
+        ms => format!("{OTP}{:0width$x}", ms, width = OTP_TIME_HEX),
     }
-    format!("{OTP}{:0width$x}", ms, width = OTP_TIME_HEX)
 }
 
 /// True when `sid` is `prefix` followed by exactly 32 lowercase hex characters.
@@ -86,5 +91,6 @@ mod tests {
             }
         }
         assert_ne!(otp_sid(5), otp_sid(5), "the rest is random");
+        assert!(sids.iter().all(|sid| *sid < otp_sid_floor(Millis::MAX)), "nothing sorts above the last floor");
     }
 }

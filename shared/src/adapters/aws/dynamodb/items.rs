@@ -217,8 +217,8 @@ pub(crate) const SUB_ACCOUNT_PREFIX: &str = "SUB#";
 /// Sort key prefix of the limit (and workflow) items that hold one by name.
 pub(crate) const LIMIT_NAME_PREFIX: &str = "NAME#";
 
-pub(crate) fn gsi1sk(created_ms: Millis, otp_sid: &str) -> String {
-    format!("{:015}#{}", created_ms.max(0), esc(otp_sid))
+pub(crate) fn gsi1sk(created_ms: Millis, sid: &str) -> String {
+    format!("{:015}#{}", created_ms.max(0), esc(sid))
 }
 
 /// The one partition of `gsi2`, the sparse index of OTPs stored pending (see `expiry.rs`).

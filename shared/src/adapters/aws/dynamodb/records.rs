@@ -31,9 +31,6 @@ use crate::{
     ports::RecordStore,
 };
 
-/// Above every OTP sid (`~` sorts after the hex digits).
-const SID_MAX: &str = "OTP~";
-
 /// The key condition, filter and their placeholders of one search over one account.
 struct SearchPlan {
     key_condition: &'static str,
@@ -55,7 +52,7 @@ impl SearchPlan {
         let hi = match f.end_ms {
             Some(end) if end < 0 => return None,
             Some(end) => ids::otp_sid_floor(end.saturating_add(1)),
-            None => SID_MAX.to_owned(),
+            None => ids::otp_sid_floor(Millis::MAX),
         };
         if lo >= hi {
             return None;
