@@ -97,28 +97,99 @@ pub async fn load_keys(sdk: &aws_config::SdkConfig) -> Result<Keys, BoxError> {
     Keys::from_master(&bytes).map_err(|_| "TWOFA_SECRET_KEY must be at least 32 bytes".into())
 }
 
-/// Every adapter, built once: SDK clients are reused by all invocations of this process.
-pub async fn deps_from_env() -> Result<Deps, BoxError> {
+/// Every adapter but the keys, built once per process: SDK clients are reused by all
+/// invocations of this process.
+#[derive(Clone)]
+pub struct Parts {
+    store: Arc<DynamoStore>,
+    dispatcher: Arc<MeteredDispatcher>,
+    scheduler: Arc<dyn Scheduler>,
+}
+
+impl Parts {
+    pub fn with_keys(self, keys: Arc<Keys>) -> Deps {
+        Deps {
+            store: self.store,
+            dispatcher: self.dispatcher,
+            clock: Arc::new(SystemClock),
+            keys,
+            scheduler: self.scheduler,
+        }
+    }
+}
+
+pub async fn parts_from_env() -> Result<(Parts, aws_config::SdkConfig), BoxError> {
     let config = Config::from_env()?;
     let sdk = aws_config().await;
-    // The secret's round trip is the one network call of a cold start: the other adapters are
-    // built on this thread while it is in flight on a worker.
-    let keys = tokio::spawn({
-        let sdk = sdk.clone();
-        async move { load_keys(&sdk).await }
-    });
     // Every delivery attempt also writes a dispatch metric line (adapters::emf).
     let dispatcher = MeteredDispatcher::new(Arc::new(dispatcher(&sdk, &config)), stdout_sink(), metrics_namespace());
     let scheduler = scheduler(&sdk, &config);
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);
-    let keys = keys.await.map_err(|_| "the master secret's task ended")??;
-    Ok(Deps {
-        store: Arc::new(store),
-        dispatcher: Arc::new(dispatcher),
-        clock: Arc::new(SystemClock),
-        keys: Arc::new(keys),
-        scheduler,
-    })
+    Ok((Parts { store: Arc::new(store), dispatcher: Arc::new(dispatcher), scheduler }, sdk))
+}
+
+/// What a function serves once the master secret has arrived. The secret's round trip (the
+/// one network call of a cold start) starts at init and overlaps the first Runtime API poll
+/// instead of delaying it; the first invocation waits for what is left of it. A secret that
+/// cannot be read answers that invocation 503 (nothing was done) and is asked for again by the
+/// next one, instead of failing the init.
+pub struct AfterSecret<T> {
+    first: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Keys, BoxError>>>>,
+    load: Box<dyn Fn() -> BoxFuture<Result<Keys, BoxError>> + Send + Sync>,
+    make: Box<dyn Fn(Arc<Keys>) -> T + Send + Sync>,
+    ready: tokio::sync::OnceCell<T>,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<T> AfterSecret<T> {
+    /// Read the secret from `sdk`'s Secrets Manager (or the environment), starting now.
+    pub fn start(sdk: &aws_config::SdkConfig, make: impl Fn(Arc<Keys>) -> T + Send + Sync + 'static) -> Self {
+        let sdk = sdk.clone();
+        Self::start_with(
+            move || {
+                Box::pin({
+                    let sdk = sdk.clone();
+                    async move { load_keys(&sdk).await }
+                })
+            },
+            make,
+        )
+    }
+
+    /// `start` with another source of the secret (tests).
+    pub fn start_with(
+        load: impl Fn() -> BoxFuture<Result<Keys, BoxError>> + Send + Sync + 'static,
+        make: impl Fn(Arc<Keys>) -> T + Send + Sync + 'static,
+    ) -> Self {
+        let first = tokio::spawn(load());
+        AfterSecret {
+            first: std::sync::Mutex::new(Some(first)),
+            load: Box::new(load),
+            make: Box::new(make),
+            ready: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The value, made once; `Unavailable` while the secret cannot be read.
+    pub async fn get(&self) -> crate::Result<&T> {
+        self.ready
+            .get_or_try_init(|| async {
+                let first = self.first.lock().map_err(|_| crate::Error::Internal)?.take();
+                let keys = match first {
+                    Some(task) => task.await.unwrap_or_else(|_| Err("the master secret's task ended".into())),
+                    None => (self.load)().await,
+                };
+                match keys {
+                    Ok(keys) => Ok((self.make)(Arc::new(keys))),
+                    Err(e) => {
+                        tracing::error!(error = %e, "the master secret is not available");
+                        Err(crate::Error::Unavailable)
+                    }
+                }
+            })
+            .await
+    }
 }
 
 /// The CloudWatch namespace of the EMF lines: `TWOFA_METRICS_NAMESPACE`, else `twofa`.
@@ -149,11 +220,105 @@ pub fn with_client_ip(mut req: lambda_http::Request) -> lambda_http::Request {
     req
 }
 
-/// Tracing, adapters, then serve `router` for the life of the process.
+/// Tracing, adapters, then serve `router` for the life of the process (from the first
+/// invocation on, once the master secret has arrived: `AfterSecret`).
 pub async fn run(router: fn(Deps) -> Router) -> Result<(), BoxError> {
     init_tracing();
-    let deps = deps_from_env().await?;
-    let app = crate::http::metrics::with_metrics(router(deps), stdout_sink(), metrics_namespace());
-    let app = tower::ServiceBuilder::new().map_request(with_client_ip).service(app);
-    lambda_http::run(app).await
+    let (parts, sdk) = parts_from_env().await?;
+    let app = Arc::new(AfterSecret::start(&sdk, move |keys| {
+        crate::http::metrics::with_metrics(router(parts.clone().with_keys(keys)), stdout_sink(), metrics_namespace())
+    }));
+    lambda_http::run(after_secret(app)).await
+}
+
+/// The Lambda service: each request goes to the app once the secret has arrived, else answers
+/// 503 (`Unavailable`) in the API's error shape.
+pub fn after_secret(
+    app: Arc<AfterSecret<Router>>,
+) -> impl tower::Service<
+    lambda_http::Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone {
+    tower::service_fn(move |req: lambda_http::Request| {
+        let app = app.clone();
+        async move {
+            let req = with_client_ip(req);
+            Ok(match app.get().await {
+                Ok(app) => tower::ServiceExt::oneshot(app.clone(), req).await?,
+                Err(e) => axum::response::IntoResponse::into_response(crate::http::error::ApiError::from(e)),
+            })
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A secret source that fails its first `failures` reads, counting every read.
+    fn source(
+        failures: usize,
+        reads: Arc<AtomicUsize>,
+    ) -> impl Fn() -> BoxFuture<Result<Keys, BoxError>> + Send + Sync {
+        move || {
+            let n = reads.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if n < failures {
+                    Err("Secrets Manager is down".into())
+                } else {
+                    Ok(Keys::from_master(&[7u8; 32]).expect("keys"))
+                }
+            })
+        }
+    }
+
+    fn hello(_: Arc<Keys>) -> Router {
+        Router::new().route("/hello", get(|| async { "hello" }))
+    }
+
+    async fn call(app: &Arc<AfterSecret<Router>>) -> (u16, String) {
+        let req = lambda_http::http::Request::get("/hello").body(lambda_http::Body::Empty).expect("request");
+        let resp = after_secret(app.clone()).oneshot(req).await.expect("infallible");
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.expect("body");
+        (status, String::from_utf8(body.to_vec()).expect("utf-8"))
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_secret_answers_503_and_is_read_again_by_the_next_request() {
+        // Given a secret whose first read fails
+        let reads = Arc::new(AtomicUsize::new(0));
+        let app = Arc::new(AfterSecret::start_with(source(1, reads.clone()), hello));
+        // When the first request comes, then it answers the API's 503, nothing served
+        let (status, body) = call(&app).await;
+        assert_eq!(status, 503);
+        assert_eq!(body, r#"{"code":503,"message":"Service unavailable, retry","requestID":null}"#);
+        // And the next request reads the secret again and is served
+        assert_eq!(call(&app).await, (200, "hello".to_owned()));
+        assert_eq!(call(&app).await, (200, "hello".to_owned()));
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_secret_is_read_once_at_start_and_the_app_made_once_for_concurrent_first_requests() {
+        // Given a readable secret, read from the start
+        let (reads, makes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let counted = makes.clone();
+        let app = Arc::new(AfterSecret::start_with(source(0, reads.clone()), move |keys| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            hello(keys)
+        }));
+        // When 16 first requests come at once
+        let answers = futures::future::join_all((0..16).map(|_| call(&app))).await;
+        // Then every one is served, by one read of the secret and one app
+        assert!(answers.iter().all(|a| a == &(200, "hello".to_owned())), "{answers:?}");
+        assert_eq!((reads.load(Ordering::SeqCst), makes.load(Ordering::SeqCst)), (1, 1));
+    }
 }

@@ -2,11 +2,13 @@
 //! with the `StepRun` state, it runs `domain::workflows::run_step` and answers the next
 //! `StepRun`. Its errors carry the type the state machine's Retry/Catch match on.
 
+use std::sync::Arc;
+
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 
 use crate::{
     domain::{error::Error, workflows},
-    http::lambda::{deps_from_env, init_tracing, BoxError},
+    http::lambda::{init_tracing, parts_from_env, AfterSecret, BoxError},
     ports::{Deps, StepRun},
 };
 
@@ -46,13 +48,15 @@ pub async fn handle(deps: &Deps, run: &StepRun) -> Result<StepRun, StepError> {
 }
 
 /// Tracing, adapters (once per process), then serve step invocations for the life of the
-/// process.
+/// process (from the first on, once the master secret has arrived: a step that finds it
+/// unreadable is `Retryable`, nothing sent).
 pub async fn run() -> Result<(), BoxError> {
     init_tracing();
-    let deps = deps_from_env().await?;
+    let (parts, sdk) = parts_from_env().await?;
+    let deps = Arc::new(AfterSecret::start(&sdk, move |keys| parts.clone().with_keys(keys)));
     lambda_runtime::run(service_fn(|event: LambdaEvent<StepRun>| {
         let deps = deps.clone();
-        async move { handle(&deps, &event.payload).await }
+        async move { handle(deps.get().await.map_err(StepError)?, &event.payload).await }
     }))
     .await
 }

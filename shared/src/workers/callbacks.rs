@@ -15,6 +15,7 @@ use futures::{stream, StreamExt};
 use serde_json::{json, Value};
 
 use super::{record_source, BoxError};
+use crate::http::lambda::AfterSecret;
 use crate::{
     adapters::{
         aws::{
@@ -54,13 +55,14 @@ fn env(name: &str) -> std::result::Result<String, BoxError> {
 
 impl CallbackWorker {
     /// The deployed worker, configured from the environment (`TWOFA_TABLE`, the master secret,
-    /// `TWOFA_CALLBACK_RETRY_QUEUE_URL`, `TWOFA_CALLBACK_DEAD_LETTER_QUEUE_URL`).
-    pub async fn from_env() -> std::result::Result<Self, BoxError> {
+    /// `TWOFA_CALLBACK_RETRY_QUEUE_URL`, `TWOFA_CALLBACK_DEAD_LETTER_QUEUE_URL`), ready once the
+    /// secret has arrived (`AfterSecret`: its round trip overlaps the first poll).
+    pub async fn from_env() -> std::result::Result<AfterSecret<Self>, BoxError> {
         let sdk = aws_config().await;
-        let keys = crate::http::lambda::load_keys(&sdk).await?;
         let (retry_url, dead_url) =
             (env("TWOFA_CALLBACK_RETRY_QUEUE_URL")?, env("TWOFA_CALLBACK_DEAD_LETTER_QUEUE_URL")?);
-        Ok(Self::deployed(&sdk, env("TWOFA_TABLE")?, Arc::new(keys), retry_url, dead_url))
+        let make = Self::deployed_with(&sdk, env("TWOFA_TABLE")?, retry_url, dead_url);
+        Ok(AfterSecret::start(&sdk, make))
     }
 
     /// The worker as deployed: callback URLs held to the public rules (https, public resolved
@@ -72,14 +74,27 @@ impl CallbackWorker {
         retry_url: String,
         dead_url: String,
     ) -> Self {
+        Self::deployed_with(sdk, table, retry_url, dead_url)(keys)
+    }
+
+    /// `deployed`, its clients built now, for keys given later.
+    fn deployed_with(
+        sdk: &aws_config::SdkConfig,
+        table: String,
+        retry_url: String,
+        dead_url: String,
+    ) -> impl Fn(Arc<Keys>) -> Self + Send + Sync + 'static {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let queue = SqsCallbackQueue::new(aws_sdk_sqs::Client::new(sdk), retry_url, dead_url, clock.clone());
-        CallbackWorker {
-            store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table)),
+        let queue: Arc<dyn CallbackQueue> =
+            Arc::new(SqsCallbackQueue::new(aws_sdk_sqs::Client::new(sdk), retry_url, dead_url, clock.clone()));
+        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table));
+        let webhooks: Arc<dyn Webhooks> = Arc::new(HttpWebhooks::new(UrlRules::Public));
+        move |keys| CallbackWorker {
+            store: store.clone(),
             keys,
-            webhooks: Arc::new(HttpWebhooks::new(UrlRules::Public)),
-            queue: Arc::new(queue),
-            clock,
+            webhooks: webhooks.clone(),
+            queue: queue.clone(),
+            clock: clock.clone(),
         }
     }
 
@@ -230,7 +245,7 @@ pub async fn run() -> std::result::Result<(), BoxError> {
     let worker = Arc::new(CallbackWorker::from_env().await?);
     super::serve(move |payload| {
         let worker = worker.clone();
-        async move { worker.handle(payload).await }
+        async move { worker.get().await?.handle(payload).await }
     })
     .await
 }
