@@ -107,10 +107,16 @@ def main():
         )
 
 
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a process ended mid-answer (killed once it has answered): nothing to report
+
+
 def serve():
     """A fake Runtime API and AWS endpoint on a new port, and the function's environment."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     addr = f"127.0.0.1:{server.server_address[1]}"
     return server, {
