@@ -51,9 +51,15 @@ files() {
         echo "$p"
         ldd "$p" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
     done
+    # The cache read once and searched whole: an awk that stopped at its match could end
+    # ldconfig with SIGPIPE on a machine with a large cache, and pipefail would then drop the
+    # rest of the list without a word.
+    local cache
+    cache=$("$LDCONFIG" -p)
     for lib in "${LIBS[@]}"; do
-        path=$("$LDCONFIG" -p | awk -v l="$lib" '$1 == l && /x86-64|AArch64|aarch64/ { print $NF; exit }')
-        [[ -n "$path" ]] && echo "$path"
+        path=$(awk -v l="$lib" '$1 == l && /x86-64|AArch64|aarch64/ && !found { print $NF; found = 1 }' <<<"$cache")
+        [[ -n "$path" ]] || die "$lib is not in the loader cache ($LDCONFIG -p)"
+        echo "$path"
     done
     for path in /etc/ssl/certs/ca-certificates.crt; do
         [[ -f "$path" ]] && echo "$path"
@@ -70,7 +76,7 @@ check() {
 inputs_hash() {
     {
         files | sort -u | xargs sha256sum
-        sed -n '/^assemble()/,/^}/p' "${BASH_SOURCE[0]}"
+        sed -n '/^files()/,/^}/p; /^assemble()/,/^}/p' "${BASH_SOURCE[0]}"
     } | sha256sum | cut -c1-16
 }
 
@@ -79,9 +85,11 @@ assemble() {
     rm -rf "$rootfs"
     mkdir -p "$rootfs"/{tmp,var/task,var/runtime,var/rapid,opt,etc/pki/tls/certs,proc,sys,dev,root}
     chmod 1777 "$rootfs/tmp"
+    local list
+    list=$(files | sort -u)
     while read -r f; do
         cp -L --parents "$f" "$rootfs/"
-    done < <(files | sort -u)
+    done <<<"$list"
     # The loader the binaries name (PT_INTERP), and the symlinks the sonames are looked up by.
     for f in /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1; do
         [[ -e "$f" ]] && cp -L --parents "$f" "$rootfs/"
