@@ -118,6 +118,8 @@ impl Parts {
     }
 }
 
+/// The configuration from the environment and every adapter built from it but the keys, with
+/// the SDK configuration the master secret is read with.
 pub async fn parts_from_env() -> Result<(Parts, aws_config::SdkConfig), BoxError> {
     let config = Config::from_env()?;
     let sdk = aws_config().await;
@@ -183,6 +185,8 @@ impl<T> AfterSecret<T> {
                 match keys {
                     Ok(keys) => Ok((self.make)(Arc::new(keys))),
                     Err(e) => {
+                        // `load_keys`' errors are fixed sentences: never the secret, nor the
+                        // SDK's error (which may echo the request).
                         tracing::error!(error = %e, "the master secret is not available");
                         Err(crate::Error::Unavailable)
                     }
