@@ -188,7 +188,8 @@ proptest! {
                     otp.sid = format!("OTP{i:04}");
                     otp.account_sid = "AC1".into();
                     all.push((otp.created_ms, otp.sid.clone()));
-                    s.otps.insert(("AC1".into(), otp.sid.clone()), otp);
+                    let id = s.ids.otp("AC1", &otp.sid);
+                    s.otps.insert(id, Box::new(otp));
                 }
             }
             let accounts = vec!["AC1".to_owned()];

@@ -36,22 +36,32 @@ use crate::{
     },
 };
 
-type DestKey = (String, String, String);
+/// The store's maps hash with foldhash (seeded per process) rather than SipHash: a send touches
+/// about ten of their keys, and SipHash was ~5 % of a dev-server send's CPU.
+pub(crate) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 pub(crate) struct State {
-    pub accounts: HashMap<String, Account>,
-    pub otps: HashMap<(String, String), Otp>,
-    pub destinations: HashMap<DestKey, Destination>,
-    pub limits: HashMap<(String, String), LimitDef>,
-    pub workflows: HashMap<(String, String), WorkflowDef>,
-    pub counters: HashMap<CounterKey, Counter>,
-    pub usage: HashMap<UsageKey, u64>,
+    pub accounts: Map<String, Account>,
+    /// Keyed by `Ids::otp` (no key strings to allocate, hash and compare per lookup; every
+    /// read checks the OTP's own account and sid). Boxed: a map that evicts one OTP per send
+    /// at its cap rehashes now and then, and moves a pointer rather than a ~600-byte OTP.
+    pub otps: Map<u128, Box<Otp>>,
+    /// Keyed by `Ids::destination` (account, service, to).
+    pub destinations: Map<u128, Destination>,
+    pub limits: Map<(String, String), LimitDef>,
+    pub workflows: Map<(String, String), WorkflowDef>,
+    /// Keyed by `Ids::counter` (16 bytes, no heap) rather than the key's four strings: the
+    /// default limit alone keeps a window per number sent to in the last minute, millions
+    /// under load.
+    pub counters: Map<u128, Counter>,
+    pub ids: Ids,
+    pub usage: Map<UsageKey, u64>,
     /// (account, idempotency key) → record.
-    pub idempotency: HashMap<(String, String), IdempotencyRecord>,
-    pub guard: HashMap<GuardKey, GuardCount>,
-    /// OTP keys in commit order, for the cap on how many are kept.
-    pub order: VecDeque<(String, String)>,
+    pub idempotency: Map<(String, String), IdempotencyRecord>,
+    pub guard: Map<GuardKey, GuardCount>,
+    /// OTP ids in commit order, for the cap on how many are kept.
+    pub order: VecDeque<u128>,
     /// Commits since the last sweep of expired counters, pointers, keys and guard buckets.
     pub since_sweep: u32,
     /// When (store time) that sweep was.
@@ -78,11 +88,11 @@ impl State {
     /// their OTP's expiry, idempotency keys past 24 h, guard buckets out of the hour window.
     fn bound(&mut self, max: usize, now: Millis) {
         while self.order.len() > max {
-            let Some(key) = self.order.pop_front() else { break };
-            if let Some(otp) = self.otps.remove(&key) {
-                let dkey = dest_key(&otp.account_sid, &otp.service, &otp.delivery.to);
-                if self.destinations.get(&dkey).is_some_and(|d| d.current == otp.sid) {
-                    self.destinations.remove(&dkey);
+            let Some(id) = self.order.pop_front() else { break };
+            if let Some(otp) = self.otps.remove(&id) {
+                let dest = self.ids.destination(&otp.account_sid, &otp.service, &otp.delivery.to);
+                if self.destinations.get(&dest).is_some_and(|d| d.current == otp.sid) {
+                    self.destinations.remove(&dest);
                 }
             }
         }
@@ -100,13 +110,58 @@ impl State {
     }
 }
 
+/// The ids the store's maps are keyed by: a key's parts under 128-bit SipHash-1-3, keyed from
+/// the OS at start, with a tag per kind of key. Two live keys share an id with odds of ~1e-26
+/// at a few million keys. If two counters did, they would share one count, which refuses
+/// early and never admits past `max`; an OTP read checks the OTP's own account and sid, so
+/// not even a shared id opens another account's OTP.
+pub(crate) struct Ids(u64, u64);
+
+impl Default for Ids {
+    fn default() -> Self {
+        use rand::{rngs::OsRng, RngCore};
+        Ids(OsRng.next_u64(), OsRng.next_u64())
+    }
+}
+
+impl Ids {
+    fn of(&self, key: impl std::hash::Hash) -> u128 {
+        use siphasher::sip128::{Hasher128, SipHasher13};
+        let mut h = SipHasher13::new_with_keys(self.0, self.1);
+        key.hash(&mut h);
+        h.finish128().as_u128()
+    }
+
+    fn counter(&self, key: &CounterKey) -> u128 {
+        self.of((0u8, key))
+    }
+
+    pub(crate) fn otp(&self, account: &str, sid: &str) -> u128 {
+        self.of((1u8, account, sid))
+    }
+
+    fn destination(&self, account: &str, service: &str, to: &str) -> u128 {
+        self.of((2u8, account, service, to))
+    }
+}
+
+/// The OTP `sid` of `account`, if stored (see `Ids`).
+fn otp_of<'a>(otps: &'a Map<u128, Box<Otp>>, ids: &Ids, account: &str, sid: &str) -> Option<&'a Otp> {
+    otps.get(&ids.otp(account, sid)).map(|o| &**o).filter(|o| o.account_sid == account && o.sid == sid)
+}
+
+/// `otp_of`, to change.
+fn otp_mut<'a>(otps: &'a mut Map<u128, Box<Otp>>, ids: &Ids, account: &str, sid: &str) -> Option<&'a mut Otp> {
+    otps.get_mut(&ids.otp(account, sid)).map(|o| &mut **o).filter(|o| o.account_sid == account && o.sid == sid)
+}
+
 pub struct MemoryStore {
     state: Mutex<State>,
     down: AtomicBool,
     lose_commit_answer: AtomicBool,
     max_otps: usize,
-    /// Where each stored change of an OTP goes, once someone subscribed (the dev server's
-    /// callbacks): what the DynamoDB Stream is to the table.
+    /// Where each stored change of an OTP that someone listens to goes (`listened`), once
+    /// someone subscribed (the dev server's callbacks): what the DynamoDB Stream is to the table.
     feed: OnceLock<UnboundedSender<OtpChange>>,
 }
 
@@ -151,13 +206,17 @@ impl MemoryStore {
         self.lose_commit_answer.store(true, Ordering::SeqCst);
     }
 
-    /// Every change of an OTP from now on, in the order stored (one subscriber: the first).
+    /// Every change from now on of an OTP with a callback (its own, or its account's at the
+    /// time of the change), in the order stored (one subscriber: the first). Changes of other
+    /// OTPs have nowhere to go, so they are not told: most OTPs have no callback, and copying
+    /// each change of every OTP to the subscriber was ~7 % of a dev-server send's CPU.
     pub fn subscribe(&self) -> Option<UnboundedReceiver<OtpChange>> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         self.feed.set(tx).ok().map(|()| rx)
     }
 
-    /// Tell a change to the subscriber, if any (called under the state lock, so in order).
+    /// Tell a change to the subscriber (called under the state lock, so in order; only for a
+    /// change it `heard`).
     fn tell(&self, old: Option<Otp>, new: &Otp) {
         if let Some(feed) = self.feed.get() {
             // A subscriber gone (its runtime ended) only means nobody listens any more.
@@ -165,8 +224,11 @@ impl MemoryStore {
         }
     }
 
-    fn watching(&self) -> bool {
+    /// Whether the subscriber hears of a change of `otp` (it has a callback, or its account).
+    fn heard(&self, accounts: &Map<String, Account>, otp: &Otp) -> bool {
         self.feed.get().is_some()
+            && (otp.delivery.callback.is_some()
+                || accounts.get(&otp.account_sid).is_some_and(|a| a.policy.callback.is_some()))
     }
 
     pub(crate) fn lock(&self) -> Result<MutexGuard<'_, State>> {
@@ -175,14 +237,6 @@ impl MemoryStore {
         }
         self.state.lock().map_err(|_| Error::Internal)
     }
-}
-
-fn dest_key(account: &str, service: &str, to: &str) -> DestKey {
-    (account.to_owned(), service.to_owned(), to.to_owned())
-}
-
-fn otp_key(account: &str, sid: &str) -> (String, String) {
-    (account.to_owned(), sid.to_owned())
 }
 
 fn idem_key(account: &str, key: &str) -> (String, String) {
@@ -227,13 +281,13 @@ impl OtpStore for MemoryStore {
     async fn snapshot(&self, r: &SnapshotRequest<'_>) -> Result<SendSnapshot> {
         let s = self.lock()?;
         Ok(SendSnapshot {
-            destination: s.destinations.get(&dest_key(r.account_sid, r.service, r.to)).cloned(),
+            destination: s.destinations.get(&s.ids.destination(r.account_sid, r.service, r.to)).cloned(),
             limits: r
                 .limit_names
                 .iter()
                 .map(|n| s.limits.values().find(|l| l.account_sid == r.account_sid && &l.name == n).cloned())
                 .collect(),
-            counters: r.counters.iter().map(|k| s.counters.get(k).copied()).collect(),
+            counters: r.counters.iter().map(|k| s.counters.get(&s.ids.counter(k)).copied()).collect(),
             idempotency: r.idempotency_key.and_then(|k| s.idempotency.get(&idem_key(r.account_sid, k)).cloned()),
             guard: r.guard.iter().map(|k| s.guard.get(k).copied()).collect(),
         })
@@ -241,19 +295,23 @@ impl OtpStore for MemoryStore {
 
     async fn get_counters(&self, keys: &[CounterKey]) -> Result<Vec<Option<Counter>>> {
         let s = self.lock()?;
-        Ok(keys.iter().map(|k| s.counters.get(k).copied()).collect())
+        Ok(keys.iter().map(|k| s.counters.get(&s.ids.counter(k)).copied()).collect())
     }
 
     async fn commit_send(&self, plan: &SendPlan) -> Result<()> {
-        let mut s = self.lock()?;
+        let mut locked = self.lock()?;
+        // One borrow of the state, so its ids can be read beside a mutable map.
+        let s = &mut *locked;
         let otp = &plan.otp;
         let acct = &otp.account_sid;
-        let dkey = dest_key(acct, &otp.service, &otp.delivery.to);
-        // Every condition first; nothing is written unless all hold.
-        let conditions = !s.otps.contains_key(&otp_key(acct, &otp.sid))
-            && s.destinations.get(&dkey).map(|d| &d.current) == plan.expected_current.as_ref()
-            && plan.supersede.as_ref().is_none_or(|old| s.otps.contains_key(&otp_key(acct, &old.sid)))
-            && plan.counters.iter().all(|op| counter_condition(&s.counters, op))
+        let id = s.ids.otp(acct, &otp.sid);
+        let dest = s.ids.destination(acct, &otp.service, &otp.delivery.to);
+        // Every condition first; nothing is written unless all hold. A taken id refuses even
+        // if it holds another OTP (see `Ids`).
+        let conditions = !s.otps.contains_key(&id)
+            && s.destinations.get(&dest).map(|d| &d.current) == plan.expected_current.as_ref()
+            && plan.supersede.as_ref().is_none_or(|old| otp_of(&s.otps, &s.ids, acct, &old.sid).is_some())
+            && plan.counters.iter().all(|op| counter_condition(&s.counters, s.ids.counter(op.key()), op))
             && plan.idempotency.as_ref().is_none_or(|r| {
                 s.idempotency.get(&idem_key(acct, &r.key)).is_none_or(|old| !old.live_at(r.created_ms))
             });
@@ -263,17 +321,19 @@ impl OtpStore for MemoryStore {
         for op in &plan.counters {
             match op {
                 CounterOp::Open { key, window_end_ms, .. } => {
-                    s.counters.insert(key.clone(), Counter { count: 1, window_end_ms: *window_end_ms });
+                    let id = s.ids.counter(key);
+                    s.counters.insert(id, Counter { count: 1, window_end_ms: *window_end_ms });
                 }
                 CounterOp::Increment { key, .. } => {
-                    if let Some(c) = s.counters.get_mut(key) {
+                    let id = s.ids.counter(key);
+                    if let Some(c) = s.counters.get_mut(&id) {
                         c.count += 1;
                     }
                 }
             }
         }
         if let Some(old) = &plan.supersede {
-            if let Some(o) = s.otps.get_mut(&otp_key(acct, &old.sid)) {
+            if let Some(o) = otp_mut(&mut s.otps, &s.ids, acct, &old.sid) {
                 o.cancel_at_ms = Some(old.cancel_at_ms);
             }
         }
@@ -286,10 +346,12 @@ impl OtpStore for MemoryStore {
         if let Some(r) = &plan.idempotency {
             s.idempotency.insert(idem_key(acct, &r.key), r.clone());
         }
-        s.destinations.insert(dkey, plan.destination.clone());
-        s.otps.insert(otp_key(acct, &otp.sid), otp.clone());
-        self.tell(None, otp);
-        s.order.push_back(otp_key(acct, &otp.sid));
+        s.destinations.insert(dest, plan.destination.clone());
+        s.otps.insert(id, Box::new(otp.clone()));
+        if self.heard(&s.accounts, otp) {
+            self.tell(None, otp);
+        }
+        s.order.push_back(id);
         s.bound(self.max_otps, otp.created_ms);
         if self.lose_commit_answer.swap(false, Ordering::SeqCst) {
             return Err(Error::Contended);
@@ -298,13 +360,16 @@ impl OtpStore for MemoryStore {
     }
 
     async fn undo_send(&self, plan: &SendPlan) -> Result<()> {
-        let mut s = self.lock()?;
+        let mut locked = self.lock()?;
+        // One borrow of the state, so its ids can be read beside a mutable map.
+        let s = &mut *locked;
         let otp = &plan.otp;
         let acct = &otp.account_sid;
-        if s.otps.remove(&otp_key(acct, &otp.sid)).is_none() {
+        if otp_of(&s.otps, &s.ids, acct, &otp.sid).is_none() {
             return Err(Error::NotFound);
         }
-        let dkey = dest_key(acct, &otp.service, &otp.delivery.to);
+        s.otps.remove(&s.ids.otp(acct, &otp.sid));
+        let dkey = s.ids.destination(acct, &otp.service, &otp.delivery.to);
         if s.destinations.get(&dkey).is_some_and(|d| d.current == otp.sid) {
             match &plan.supersede {
                 // The pointer goes back to the OTP it pointed at; its guard data is gone with
@@ -320,14 +385,15 @@ impl OtpStore for MemoryStore {
             }
         }
         if let Some(old) = &plan.supersede {
-            if let Some(o) = s.otps.get_mut(&otp_key(acct, &old.sid)) {
+            if let Some(o) = otp_mut(&mut s.otps, &s.ids, acct, &old.sid) {
                 if o.cancel_at_ms == Some(old.cancel_at_ms) {
                     o.cancel_at_ms = None;
                 }
             }
         }
         for op in &plan.counters {
-            if let Some(c) = s.counters.get_mut(op.key()) {
+            let id = s.ids.counter(op.key());
+            if let Some(c) = s.counters.get_mut(&id) {
                 if c.window_end_ms == op.window_end_ms() {
                     c.count = c.count.saturating_sub(1);
                 }
@@ -351,9 +417,11 @@ impl OtpStore for MemoryStore {
     }
 
     async fn update_event(&self, of: &Otp, index: usize, event: &ChannelEvent) -> Result<()> {
-        let mut s = self.lock()?;
-        let otp = s.otps.get_mut(&otp_key(&of.account_sid, &of.sid)).ok_or(Error::Contended)?;
-        let old = self.watching().then(|| otp.clone());
+        let mut locked = self.lock()?;
+        // One borrow of the state, so the accounts can be read beside a mutable OTP.
+        let s = &mut *locked;
+        let otp = otp_mut(&mut s.otps, &s.ids, &of.account_sid, &of.sid).ok_or(Error::Contended)?;
+        let old = self.heard(&s.accounts, otp).then(|| Otp::clone(otp));
         let slot = otp.events.get_mut(index).ok_or(Error::Contended)?;
         *slot = event.clone();
         if old.is_some() {
@@ -363,11 +431,13 @@ impl OtpStore for MemoryStore {
     }
 
     async fn get_otp(&self, account_sid: &str, otp_sid: &str) -> Result<Option<Otp>> {
-        Ok(self.lock()?.otps.get(&otp_key(account_sid, otp_sid)).cloned())
+        let s = self.lock()?;
+        Ok(otp_of(&s.otps, &s.ids, account_sid, otp_sid).cloned())
     }
 
     async fn get_destination(&self, account_sid: &str, service: &str, to: &str) -> Result<Option<Destination>> {
-        Ok(self.lock()?.destinations.get(&dest_key(account_sid, service, to)).cloned())
+        let s = self.lock()?;
+        Ok(s.destinations.get(&s.ids.destination(account_sid, service, to)).cloned())
     }
 
     async fn verify_code_counted(
@@ -379,8 +449,10 @@ impl OtpStore for MemoryStore {
         now: Millis,
         guard: Option<&GuardKey>,
     ) -> Result<VerifyWrite> {
-        let mut s = self.lock()?;
-        let Some(otp) = s.otps.get_mut(&otp_key(account_sid, otp_sid)) else {
+        let mut locked = self.lock()?;
+        // One borrow of the state, so the accounts can be read beside a mutable OTP.
+        let s = &mut *locked;
+        let Some(otp) = otp_mut(&mut s.otps, &s.ids, account_sid, otp_sid) else {
             return Ok(VerifyWrite::Refused(None));
         };
         if live(otp, now)
@@ -388,7 +460,7 @@ impl OtpStore for MemoryStore {
             && crate::domain::crypto::ct_eq(&otp.code_hash, code_hash)
             && guard.is_none_or(|g| otp.country.as_deref() == Some(g.country.as_str()))
         {
-            let old = self.watching().then(|| otp.clone());
+            let old = self.heard(&s.accounts, otp).then(|| Otp::clone(otp));
             otp.status = OtpStatus::Success;
             otp.updated_ms = now;
             otp.checks.push(check.clone());
@@ -400,7 +472,7 @@ impl OtpStore for MemoryStore {
             }
             Ok(VerifyWrite::Verified)
         } else {
-            Ok(VerifyWrite::Refused(Some(otp.clone())))
+            Ok(VerifyWrite::Refused(Some(Otp::clone(otp))))
         }
     }
 
@@ -412,12 +484,14 @@ impl OtpStore for MemoryStore {
         seen_attempts: u32,
         now: Millis,
     ) -> Result<()> {
-        let mut s = self.lock()?;
-        let otp = s.otps.get_mut(&otp_key(account_sid, otp_sid)).ok_or(Error::Contended)?;
+        let mut locked = self.lock()?;
+        // One borrow of the state, so the accounts can be read beside a mutable OTP.
+        let s = &mut *locked;
+        let otp = otp_mut(&mut s.otps, &s.ids, account_sid, otp_sid).ok_or(Error::Contended)?;
         if !live(otp, now) || otp.attempts != seen_attempts {
             return Err(Error::Contended);
         }
-        let old = self.watching().then(|| otp.clone());
+        let old = self.heard(&s.accounts, otp).then(|| Otp::clone(otp));
         otp.attempts += 1;
         otp.checks.push(check.clone());
         if otp.attempts >= MAX_ATTEMPTS {
@@ -439,12 +513,14 @@ impl OtpStore for MemoryStore {
         usage: &[UsageKey],
         now: Millis,
     ) -> Result<bool> {
-        let mut s = self.lock()?;
-        let Some(otp) = s.otps.get_mut(&otp_key(account_sid, otp_sid)) else { return Ok(false) };
+        let mut locked = self.lock()?;
+        // One borrow of the state, so the accounts can be read beside a mutable OTP.
+        let s = &mut *locked;
+        let Some(otp) = otp_mut(&mut s.otps, &s.ids, account_sid, otp_sid) else { return Ok(false) };
         if !live(otp, now) || otp.workflow.as_ref().is_none_or(|w| w.sent != step) {
             return Ok(false);
         }
-        let old = self.watching().then(|| otp.clone());
+        let old = self.heard(&s.accounts, otp).then(|| Otp::clone(otp));
         otp.events.push(event.clone());
         if let Some(w) = otp.workflow.as_mut() {
             w.sent = step + 1;
@@ -459,12 +535,14 @@ impl OtpStore for MemoryStore {
     }
 
     async fn cancel_otp(&self, account_sid: &str, otp_sid: &str, now: Millis) -> Result<CancelWrite> {
-        let mut s = self.lock()?;
-        let Some(otp) = s.otps.get_mut(&otp_key(account_sid, otp_sid)) else {
+        let mut locked = self.lock()?;
+        // One borrow of the state, so the accounts can be read beside a mutable OTP.
+        let s = &mut *locked;
+        let Some(otp) = otp_mut(&mut s.otps, &s.ids, account_sid, otp_sid) else {
             return Ok(CancelWrite::Refused(None));
         };
         if live(otp, now) {
-            let old = self.watching().then(|| otp.clone());
+            let old = self.heard(&s.accounts, otp).then(|| Otp::clone(otp));
             otp.status = OtpStatus::Canceled;
             otp.updated_ms = now;
             if old.is_some() {
@@ -472,16 +550,16 @@ impl OtpStore for MemoryStore {
             }
             Ok(CancelWrite::Canceled)
         } else {
-            Ok(CancelWrite::Refused(Some(otp.clone())))
+            Ok(CancelWrite::Refused(Some(Otp::clone(otp))))
         }
     }
 }
 
-fn counter_condition(counters: &HashMap<CounterKey, Counter>, op: &CounterOp) -> bool {
+fn counter_condition(counters: &Map<u128, Counter>, id: u128, op: &CounterOp) -> bool {
     match op {
-        CounterOp::Open { key, now_ms, .. } => counters.get(key).is_none_or(|c| c.window_end_ms <= *now_ms),
-        CounterOp::Increment { key, window_end_ms, max } => {
-            counters.get(key).is_some_and(|c| c.window_end_ms == *window_end_ms && c.count < *max)
+        CounterOp::Open { now_ms, .. } => counters.get(&id).is_none_or(|c| c.window_end_ms <= *now_ms),
+        CounterOp::Increment { window_end_ms, max, .. } => {
+            counters.get(&id).is_some_and(|c| c.window_end_ms == *window_end_ms && c.count < *max)
         }
     }
 }
@@ -537,18 +615,135 @@ impl ExpiryStore for MemoryStore {
     }
 
     async fn settle(&self, account_sid: &str, otp_sid: &str, now: Millis) -> Result<bool> {
-        let mut s = self.lock()?;
-        let Some(otp) = s.otps.get_mut(&otp_key(account_sid, otp_sid)) else { return Ok(false) };
+        let mut locked = self.lock()?;
+        // One borrow of the state, so the accounts can be read beside a mutable OTP.
+        let s = &mut *locked;
+        let Some(otp) = otp_mut(&mut s.otps, &s.ids, account_sid, otp_sid) else { return Ok(false) };
         let status = otp.status_at(now);
         if otp.status != OtpStatus::Pending || status == OtpStatus::Pending {
             return Ok(false);
         }
-        let old = self.watching().then(|| otp.clone());
+        let old = self.heard(&s.accounts, otp).then(|| Otp::clone(otp));
         otp.updated_ms = otp.updated_at(now);
         otp.status = status;
         if old.is_some() {
             self.tell(old, otp);
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        callbacks::{CallbackMethod, CallbackTarget},
+        crypto::Keys,
+        limits::DEFAULT_LIMIT,
+        otp::tests::otp_at,
+    };
+
+    fn plan(otp: Otp) -> SendPlan {
+        SendPlan {
+            destination: Destination {
+                current: otp.sid.clone(),
+                current_guard: None,
+                current_expires_ms: otp.expires_ms,
+                previous: None,
+            },
+            expected_current: None,
+            supersede: None,
+            counters: vec![],
+            usage: vec![],
+            idempotency: None,
+            guard: None,
+            otp,
+        }
+    }
+
+    fn otp_to(sid: &str, to: &str) -> Otp {
+        let mut otp = otp_at(1_000);
+        otp.sid = sid.into();
+        otp.delivery.to = to.into();
+        otp
+    }
+
+    #[tokio::test]
+    async fn the_feed_tells_the_changes_of_otps_with_a_callback_and_no_others() {
+        // Given a subscribed store and an account with no callback of its own
+        let store = MemoryStore::new();
+        let mut feed = store.subscribe().expect("first subscriber");
+        let mut account = Account::new("AC0".into(), "token", &Keys::random(), None, 0);
+        store.put_account(&account).await.unwrap();
+
+        // When an OTP without a callback is sent and canceled
+        let quiet = otp_to("OTP1", "+14155550101");
+        store.commit_send(&plan(quiet)).await.unwrap();
+        store.cancel_otp("AC0", "OTP1", 2_000).await.unwrap();
+        // Then nothing is told
+        assert!(feed.try_recv().is_err(), "no callback anywhere: nothing to tell");
+
+        // When an OTP naming its own callback is sent
+        let mut own = otp_to("OTP2", "+14155550102");
+        own.delivery.callback =
+            Some(CallbackTarget { url: "http://127.0.0.1:9/cb".into(), method: CallbackMethod::Post });
+        store.commit_send(&plan(own)).await.unwrap();
+        // Then its creation is told
+        let created = feed.try_recv().expect("the OTP's own callback");
+        assert!(created.old.is_none());
+        assert_eq!(created.new.sid, "OTP2");
+
+        // When an OTP without one is sent, then its account gets a callback, then it is canceled
+        store.commit_send(&plan(otp_to("OTP3", "+14155550103"))).await.unwrap();
+        account.policy.callback =
+            Some(CallbackTarget { url: "http://127.0.0.1:9/acct".into(), method: CallbackMethod::Get });
+        store.set_policy(&account, &account.policy).await.unwrap();
+        store.cancel_otp("AC0", "OTP3", 2_000).await.unwrap();
+        // Then only the cancel is told (the account had no callback when it was created)
+        let canceled = feed.try_recv().expect("the account's callback");
+        assert_eq!(canceled.new.sid, "OTP3");
+        assert_eq!(canceled.old.map(|o| o.status), Some(OtpStatus::Pending));
+        assert_eq!(canceled.new.status, OtpStatus::Canceled);
+        assert!(feed.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn an_otp_under_another_accounts_id_answers_as_unknown() {
+        // Given an OTP of AC1 stored under the id AC2's OTP of the same sid would have (what a
+        // digest collision would do)
+        let store = MemoryStore::new();
+        let mut otp = otp_to("OTP1", "+14155550101");
+        otp.account_sid = "AC1".into();
+        {
+            let mut s = store.lock().unwrap();
+            let id = s.ids.otp("AC2", "OTP1");
+            s.otps.insert(id, Box::new(otp));
+        }
+        // When AC2 reads, verifies and cancels that sid
+        let read = store.get_otp("AC2", "OTP1").await.unwrap();
+        let canceled = store.cancel_otp("AC2", "OTP1", 2_000).await.unwrap();
+        // Then it is unknown to AC2
+        assert!(read.is_none());
+        assert!(matches!(canceled, CancelWrite::Refused(None)));
+    }
+
+    #[test]
+    fn ids_are_one_per_key_and_differ_between_keys_kinds_and_stores() {
+        // Given two counter keys that differ only in where one field ends and the next begins
+        let key = |limit: &str, bucket: &str| CounterKey {
+            account_sid: "AC0".into(),
+            limit: limit.into(),
+            bucket: bucket.into(),
+            value: "+14155550100".into(),
+        };
+        let (a, b) = (key(DEFAULT_LIMIT, "per_minute"), key(&format!("{DEFAULT_LIMIT}p"), "er_minute"));
+        let ids = Ids::default();
+        // Then each key has one id, the two keys two, and another store other ids
+        assert_eq!(ids.counter(&a), ids.counter(&a.clone()));
+        assert_ne!(ids.counter(&a), ids.counter(&b));
+        assert_ne!(ids.counter(&a), Ids::default().counter(&a), "keyed per store, from the OS");
+        // And OTP and destination keys of the same strings, split alike, differ too
+        assert_ne!(ids.otp("AC0", "OTP1"), ids.otp("AC0OTP", "1"));
+        assert_ne!(ids.otp("AC0", "2FA"), ids.destination("AC0", "2FA", ""));
     }
 }

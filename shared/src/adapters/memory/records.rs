@@ -22,6 +22,7 @@ impl RecordStore for MemoryStore {
         let mut found: Vec<&Otp> = s
             .otps
             .values()
+            .map(|o| &**o)
             .filter(|o| o.account_sid == account_sid && q.filter.matches(o, q.now))
             .filter(|o| match q.start {
                 Start::Newest => true,
