@@ -59,13 +59,14 @@ pub fn generate_code(len: u8) -> Code {
 /// Marks an OTP sid that carries a country (`Keys::otp_sid`).
 const SID_COUNTRY_TAG: u8 = 0xC7;
 
-/// Keys derived from the master secret.
+/// Keys derived from the master secret. Each HMAC is keyed once, at start: a use clones its
+/// keyed state rather than hash the key pads again.
 #[derive(Clone)]
 pub struct Keys {
-    code_mac: [u8; 32],
-    token_mac: [u8; 32],
+    code_mac: HmacSha256,
+    token_mac: HmacSha256,
     /// Masks the country an OTP sid carries (`otp_sid`).
-    sid_mac: [u8; 32],
+    sid_mac: HmacSha256,
     seal: Aes256Gcm,
 }
 
@@ -73,6 +74,10 @@ impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Keys(***)")
     }
+}
+
+fn keyed(key: &[u8; 32]) -> HmacSha256 {
+    <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key length")
 }
 
 fn derive(master: &[u8], label: &str) -> [u8; 32] {
@@ -89,9 +94,9 @@ impl Keys {
         }
         let seal_key = derive(master, "twofa/v1/seal");
         Ok(Keys {
-            code_mac: derive(master, "twofa/v1/code"),
-            token_mac: derive(master, "twofa/v1/token"),
-            sid_mac: derive(master, "twofa/v1/otp-sid-country"),
+            code_mac: keyed(&derive(master, "twofa/v1/code")),
+            token_mac: keyed(&derive(master, "twofa/v1/token")),
+            sid_mac: keyed(&derive(master, "twofa/v1/otp-sid-country")),
             seal: Aes256Gcm::new_from_slice(&seal_key).map_err(|_| Error::Internal)?,
         })
     }
@@ -106,7 +111,7 @@ impl Keys {
     /// HMAC-SHA256 of the code, bound to the OTP it belongs to, so a hash copied onto another
     /// OTP does not verify there.
     pub fn hash_code(&self, otp_sid: &str, code: &str) -> [u8; 32] {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.code_mac).expect("32-byte key");
+        let mut mac = self.code_mac.clone();
         mac.update(otp_sid.as_bytes());
         mac.update(b"\0");
         mac.update(code.as_bytes());
@@ -120,7 +125,7 @@ impl Keys {
 
     /// Keyed hash of an auth token: the only form in which tokens are stored.
     pub fn hash_token(&self, account_sid: &str, token: &str) -> [u8; 32] {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.token_mac).expect("32-byte key");
+        let mut mac = self.token_mac.clone();
         mac.update(account_sid.as_bytes());
         mac.update(b"\0");
         mac.update(token.as_bytes());
@@ -160,17 +165,19 @@ impl Keys {
 
     /// The HMAC that masks a sid's country: of every byte but the three it masks.
     fn sid_mask(&self, sid: &[u8; 16]) -> [u8; 32] {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.sid_mac).expect("32-byte key");
+        let mut mac = self.sid_mac.clone();
         mac.update(&sid[..6]);
         mac.update(&sid[9..]);
         mac.finalize().into_bytes().into()
     }
 
     /// AES-256-GCM with a random nonce; `aad` binds the ciphertext to its context (the OTP sid),
-    /// so a sealed value moved elsewhere does not open. Output: nonce || ciphertext.
+    /// so a sealed value moved elsewhere does not open. Output: nonce || ciphertext. The nonce
+    /// is public and must only never repeat: 96 bits from `ThreadRng` (a CSPRNG seeded and
+    /// reseeded from the OS) rather than a system call per send.
     pub fn seal(&self, plaintext: &[u8], aad: &str) -> Vec<u8> {
         let mut nonce = [0u8; 12];
-        OsRng.fill_bytes(&mut nonce);
+        rand::thread_rng().fill_bytes(&mut nonce);
         let ct = self
             .seal
             .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })

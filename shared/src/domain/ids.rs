@@ -1,10 +1,13 @@
-//! Resource ids: a prefix and 32 lowercase hex characters from the OS CSPRNG.
+//! Resource ids: a prefix and 32 lowercase hex characters from a CSPRNG: rand's `ThreadRng`
+//! (ChaCha12, seeded and regularly reseeded from the OS), not a `getrandom` system call per id.
+//! Ids are not secrets (every lookup is scoped to the caller's account); codes, keys and
+//! nonces still come from the OS CSPRNG itself (`crypto`).
 //!
 //! OTP sids are the exception in their first 12 characters: the creation time (ms, big-endian
 //! hex), so that an account's sids sort by creation and the DynamoDB store can keep its OTPs
 //! in one partition sorted by sid, searchable by time without an index (docs/data-model.md).
 
-use rand::{rngs::OsRng, RngCore};
+use rand::RngCore;
 
 use super::time::Millis;
 
@@ -17,8 +20,11 @@ pub const ACCOUNT: &str = "AC";
 
 pub fn new_sid(prefix: &str) -> String {
     let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes);
-    format!("{prefix}{}", hex::encode(bytes))
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let mut sid = String::with_capacity(prefix.len() + 32);
+    sid.push_str(prefix);
+    push_hex(&mut sid, &bytes);
+    sid
 }
 
 /// Hex characters of an OTP sid that hold its creation time.
@@ -28,7 +34,7 @@ const OTP_TIME_HEX: usize = 12;
 /// (48 bits, enough for ms until the year 10889), CSPRNG bytes in the other 10.
 pub fn otp_sid_bytes(created_ms: Millis) -> [u8; 16] {
     let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes[6..]);
+    rand::thread_rng().fill_bytes(&mut bytes[6..]);
     let ms = u64::try_from(created_ms).unwrap_or(0).min((1 << 48) - 1);
     bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
     bytes
@@ -41,7 +47,18 @@ pub fn otp_sid(created_ms: Millis) -> String {
 
 /// The sid written with these 16 bytes.
 pub fn otp_sid_of(bytes: [u8; 16]) -> String {
-    format!("{OTP}{}", hex::encode(bytes))
+    let mut sid = String::with_capacity(OTP.len() + 32);
+    sid.push_str(OTP);
+    push_hex(&mut sid, &bytes);
+    sid
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
 }
 
 /// The smallest sid an OTP created at `ms` or later can have: every sid created in

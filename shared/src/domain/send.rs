@@ -336,6 +336,10 @@ async fn admit(
     test: bool,
 ) -> Result<Admitted> {
     let account = otp.account_sid.clone();
+    let (sid, to) = (otp.sid.clone(), otp.delivery.to.clone());
+    let first_channel = otp.events.first().map(|e| e.channel);
+    // The OTP goes into the first plan as it is; a plan after a lost race gets a copy.
+    let mut spare = Some(otp);
     let key = req.idempotency_key.as_deref();
     let fingerprint = key.map(|_| idempotency::fingerprint(req));
     // A batch read is not isolated from a concurrent transaction (DynamoDB reads each item
@@ -346,7 +350,7 @@ async fn admit(
     // applied after all (an answer lost and retried), and it is this send's to dispatch.
     let mut contended: Option<SendPlan> = None;
     let names: Vec<String> = req.limits.iter().map(|(n, _)| n.clone()).collect();
-    let default = (req.limits.is_empty() && !test).then(|| default_admission(&account, &otp.delivery.to));
+    let default = (req.limits.is_empty() && !test).then(|| default_admission(&account, &to));
     let default_keys: Vec<_> = default.iter().flat_map(|a| a.counters.iter().map(|(k, _)| k.clone())).collect();
     let guard_keys = guarded.map(|(cc, _)| guard::window(&account, cc, now)).unwrap_or_default();
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
@@ -355,7 +359,7 @@ async fn admit(
             .snapshot(&SnapshotRequest {
                 account_sid: &account,
                 service: &req.service,
-                to: &otp.delivery.to,
+                to: &to,
                 limit_names: &names,
                 counters: &default_keys,
                 idempotency_key: key,
@@ -364,14 +368,12 @@ async fn admit(
             .await?;
         // The pointer names this very OTP: a commit answered `Contended` was applied after all
         // (its answer lost and the retry refused; DynamoDB's request token usually hides that).
-        if let Some(plan) =
-            contended.as_ref().filter(|_| snap.destination.as_ref().is_some_and(|d| d.current == otp.sid))
-        {
+        if let Some(plan) = contended.as_ref().filter(|_| snap.destination.as_ref().is_some_and(|d| d.current == sid)) {
             return Ok(Admitted::Plan(plan.clone()));
         }
         // A repeat is answered before anything else is looked at: it touches no limit or usage.
         if let (Some(record), Some(fp)) = (snap.idempotency.as_ref().filter(|r| r.live_at(now)), &fingerprint) {
-            if record.otp_sid == otp.sid {
+            if record.otp_sid == sid {
                 return contended.map(Admitted::Plan).ok_or(Error::Internal);
             }
             return if record.fingerprint == *fp {
@@ -412,9 +414,12 @@ async fn admit(
             }
             Err(e) => return Err(e),
         };
+        let otp = match spare.take() {
+            Some(otp) => otp,
+            None => contended.as_ref().map(|p| p.otp.clone()).ok_or(Error::Internal)?,
+        };
         let (destination, expected_current, supersede) = supersede(snap.destination, &otp, req.guard_time, now);
         let plan = SendPlan {
-            otp: otp.clone(),
             destination,
             expected_current,
             supersede,
@@ -425,17 +430,18 @@ async fn admit(
                 // All, and the channel of what goes out with the send (a workflow step that
                 // waits is counted when it is sent).
                 std::iter::once(UsageCategory::All)
-                    .chain(otp.events.first().map(|e| UsageCategory::Channel(e.channel)))
+                    .chain(first_channel.map(UsageCategory::Channel))
                     .map(|category| UsageKey { account_sid: account.clone(), day: time::day(now), category })
                     .collect()
             },
             idempotency: key.zip(fingerprint.clone()).map(|(key, fingerprint)| IdempotencyRecord {
                 key: key.to_owned(),
-                otp_sid: otp.sid.clone(),
+                otp_sid: sid.clone(),
                 fingerprint,
                 created_ms: now,
             }),
-            guard: guarded.map(|(cc, _)| GuardKey::at(&account, cc, now, &otp.sid)),
+            guard: guarded.map(|(cc, _)| GuardKey::at(&account, cc, now, &sid)),
+            otp,
         };
         match deps.store.commit_send(&plan).await {
             Ok(()) => return Ok(Admitted::Plan(plan)),

@@ -45,8 +45,12 @@ impl Params {
         let text = std::str::from_utf8(body).map_err(|_| Error::invalid("body", "not UTF-8"))?;
         let trimmed = text.trim();
         if trimmed.starts_with('{') {
-            for (k, v) in parse_json_object(trimmed)? {
-                map.insert(k, v);
+            let object = parse_json_object(trimmed)?;
+            // Most requests have no query: the body's map is the whole map.
+            if map.is_empty() {
+                map = object;
+            } else {
+                map.extend(object);
             }
         } else if trimmed.starts_with('[') {
             return Err(Error::invalid("body", "must be a JSON object"));
