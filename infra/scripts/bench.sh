@@ -6,7 +6,8 @@
 #   init      process start -> first Runtime API poll, vs the hello; and process start -> the
 #             first invocation's answer (the cold start a caller sees), with its network calls
 #   dev       POST /2fa/send to new numbers on the dev server vs axum hello JSON (wrk; server on
-#             CPU 0, load on CPU 1), p50/p99 of send and verify, RSS after each load round
+#             CPU 0, load on CPU 1), p50/p99 of send and verify, RSS after each load round; both
+#             built with profile.speed (opt-level 3), as the dev server is meant to run
 #   dynamodb  round trips and capacity units per operation, cost per million OTPs (on moto)
 #
 # Needs wrk (Debian: apt-get install wrk) and zip; moto comes from `.venv` as in make test.
@@ -39,8 +40,13 @@ FUNCTIONS=(twofa-otp twofa-limits twofa-records twofa-workflows twofa-workflow-s
 # shellcheck disable=SC2046
 cargo build --release -q $(printf -- '-p %s ' "${FUNCTIONS[@]}")
 echo "    functions built in $((SECONDS - start)) s (incremental: only what changed)"
-cargo build --release -q -p twofa-local -p twofa-bench
+cargo build --release -q -p twofa-bench
 TARGET="${CARGO_TARGET_DIR:-target}/release"
+# The dev server and its baseline, the axum hello, alike: profile.speed (release at opt-level 3,
+# mimalloc), as a long-running server is built; the Lambdas keep the size-first release profile.
+echo "    dev server and axum hello (profile.speed)"
+cargo build --profile speed -q -p twofa-local -p twofa-bench --bin twofa-local --bin hello-axum
+SPEED="${CARGO_TARGET_DIR:-target}/speed"
 
 echo
 echo "==> zip sizes ($(uname -m); Lambda runs arm64: cargo lambda build --release --arm64)"
@@ -88,7 +94,7 @@ load() { # load OUT SCRIPT URL [SECONDS]
 rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 HELLO_PORT=$BENCH_PORT_BASE
-PORT=$HELLO_PORT taskset -c 0 "$TARGET/hello-axum" &
+PORT=$HELLO_PORT taskset -c 0 "$SPEED/hello-axum" &
 PIDS+=($!)
 HELLO_PID=$!
 wait_port "$HELLO_PORT"
@@ -106,7 +112,7 @@ start_dev() { # start_dev PORT [ENV...]
     local port=$1
     shift
     env PORT="$port" TWOFA_DEV_ACCOUNT_SID="$SID" TWOFA_DEV_AUTH_TOKEN="$TOKEN" TWOFA_DEV_PUMPING_GUARD=off \
-        RUST_LOG=warn "$@" taskset -c 0 "$TARGET/twofa-local" >"$WORK/dev-$port.log" 2>&1 &
+        RUST_LOG=warn "$@" taskset -c 0 "$SPEED/twofa-local" >"$WORK/dev-$port.log" 2>&1 &
     PIDS+=($!)
     DEV_PID=$!
     wait_port "$port"

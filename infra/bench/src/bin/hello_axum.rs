@@ -1,8 +1,11 @@
 //! Baseline for the dev server's throughput: axum answering a small JSON to any POST or GET,
-//! on the same runtime and profile as `twofa-local`. `PORT` (default 3001).
+//! on the same runtime, allocator and profile (`speed`) as `twofa-local`. `PORT` (default 3001).
 
 use axum::{routing::any, Json, Router};
 use serde_json::{json, Value};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
