@@ -42,8 +42,8 @@ cargo build --release -q $(printf -- '-p %s ' "${FUNCTIONS[@]}")
 echo "    functions built in $((SECONDS - start)) s (incremental: only what changed)"
 cargo build --release -q -p twofa-bench
 TARGET="${CARGO_TARGET_DIR:-target}/release"
-# The dev server and its baseline, the axum hello, alike: profile.speed (release at opt-level 3,
-# mimalloc), as a long-running server is built; the Lambdas keep the size-first release profile.
+# The dev server and its baseline, the axum hello, alike: profile.speed (release at opt-level 3),
+# as a long-running server is built; the Lambdas keep the size-first release profile.
 echo "    dev server and axum hello (profile.speed)"
 cargo build --profile speed -q -p twofa-local -p twofa-bench --bin twofa-local --bin hello-axum
 SPEED="${CARGO_TARGET_DIR:-target}/speed"

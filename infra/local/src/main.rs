@@ -7,11 +7,6 @@ use twofa::{
 };
 use twofa_local::{hex_token, serve, Dev};
 
-// Allocation-heavy (a send allocates a few hundred small strings): mimalloc takes about half
-// the CPU glibc's malloc and free did (README "Performance").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())).init();
