@@ -292,6 +292,23 @@ mod tests {
     }
 
     #[test]
+    fn stored_hashes_stay_hmac_sha256_under_the_derived_keys() {
+        // Given a master secret
+        let keys = Keys::from_master(&[7u8; 32]).unwrap();
+        // Then token and code hashes are HMAC-SHA256 under the labelled keys, byte for byte
+        // as earlier versions stored them (values from Python's hmac), so stored tokens and
+        // codes keep verifying now that the keys are prepared once
+        assert_eq!(
+            hex::encode(keys.hash_token("AC1", "tok")),
+            "083a67666b804b054abb1089b1b8a26a6333f7d24fcd81da8506d237fe80a2d9"
+        );
+        assert_eq!(
+            hex::encode(keys.hash_code("OTP1", "123456")),
+            "46345512be3303488732bf31bb4334d19a8e3f17523a5c5748c8f1d42cbdf250"
+        );
+    }
+
+    #[test]
     fn code_hash_matches_only_the_same_code_on_the_same_otp() {
         let keys = Keys::random();
         let h = keys.hash_code("OTPa", "123456");

@@ -53,12 +53,10 @@ pub fn otp_sid_of(bytes: [u8; 16]) -> String {
     sid
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
-    }
+fn push_hex(out: &mut String, bytes: &[u8; 16]) {
+    let mut hex = [0u8; 32];
+    hex::encode_to_slice(bytes, &mut hex).expect("32 hex digits for 16 bytes");
+    out.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
 }
 
 /// The smallest sid an OTP created at `ms` or later can have: every sid created in
