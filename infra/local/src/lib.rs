@@ -12,9 +12,8 @@ use std::{
 };
 
 use axum::{
-    extract::{ConnectInfo, Query, Request, State},
+    extract::{Query, State},
     http::StatusCode,
-    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
@@ -36,7 +35,7 @@ use twofa::{
         policy::{self, PolicyUpdate, SealedSecret},
         time,
     },
-    http::{self, auth::ClientIp},
+    http,
     ports::{AccountStore, Clock, Deps, Dispatcher},
 };
 
@@ -127,12 +126,12 @@ impl Dev {
             self.callbacks.start();
             self.scheduler.start_ticking(self.deps.clone());
         });
-        let api = Router::new()
-            .merge(http::otp::router(self.deps.clone()))
-            // Each router carries the JSON 404 fallback (the Lambdas need it); one is enough here.
-            .merge(http::limits::router(self.deps.clone()).reset_fallback())
-            .merge(http::workflows::router(self.deps.clone()).reset_fallback())
-            .merge(http::records::router(self.deps.clone()).reset_fallback());
+        // One router finished once: the same routes, fallbacks and negotiation as each Lambda's.
+        let api = http::otp::routes()
+            .merge(http::limits::routes())
+            .merge(http::workflows::routes())
+            .merge(http::records::routes())
+            .finish(self.deps.clone());
         let dev = Router::new()
             .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
             .route("/dev/outbox", get(outbox))
@@ -142,7 +141,8 @@ impl Dev {
             .route("/dev/callbacks", get(callbacks_view))
             .route("/dev/workflows", get(workflows_view))
             .with_state(self.clone());
-        dev.merge(api).layer(middleware::from_fn(client_ip))
+        // The client IP is the socket's peer (`auth::Caller` reads the connection's address).
+        dev.merge(api)
     }
 }
 
@@ -155,14 +155,6 @@ async fn workflows_view(State(dev): State<Dev>) -> Json<Value> {
         .map(|(otp, step, at)| json!({ "requestID": otp, "step": step, "due": time::iso(at) }))
         .collect();
     Json(json!({ "waiting": waiting }))
-}
-
-/// The socket's peer address is the client IP in the dev server.
-async fn client_ip(mut req: Request, next: Next) -> Response {
-    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
-        req.extensions_mut().insert(ClientIp(addr.ip()));
-    }
-    next.run(req).await
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,6 @@
 //! Accounts, authentication and acting for sub-accounts.
 
-use std::net::IpAddr;
+use std::{borrow::Cow, net::IpAddr};
 
 use super::{
     cidr::Cidr,
@@ -86,12 +86,17 @@ pub async fn authenticate(
 
 /// The account a request acts for: the caller, or `accountSid` when that names the caller or
 /// one of its sub-accounts (direct or deeper). Anything else is 403.
-pub async fn act_for(store: &dyn AccountStore, caller: &Account, account_sid: Option<&str>) -> Result<Account> {
+/// The caller itself is borrowed, not copied: most requests act for the caller.
+pub async fn act_for<'a>(
+    store: &dyn AccountStore,
+    caller: &'a Account,
+    account_sid: Option<&str>,
+) -> Result<Cow<'a, Account>> {
     match account_sid {
-        None => Ok(caller.clone()),
-        Some(sid) if sid == caller.sid => Ok(caller.clone()),
+        None => Ok(Cow::Borrowed(caller)),
+        Some(sid) if sid == caller.sid => Ok(Cow::Borrowed(caller)),
         Some(sid) => match store.get_account(sid).await? {
-            Some(target) if caller.is_self_or_ancestor_of(&target) && !target.suspended => Ok(target),
+            Some(target) if caller.is_self_or_ancestor_of(&target) && !target.suspended => Ok(Cow::Owned(target)),
             _ => Err(Error::Forbidden),
         },
     }

@@ -113,7 +113,7 @@ pub struct Check {
 }
 
 /// One dispatch on a channel, and what the provider said of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct ChannelEvent {
     pub sid: String,
     pub at_ms: Millis,
@@ -127,6 +127,67 @@ pub struct ChannelEvent {
     /// SMS: how the text was encoded and how many segments it took (each is billed).
     pub encoding: Option<Encoding>,
     pub segments: Option<u32>,
+}
+
+// By hand for `clone_from`: a stored event updated with the provider's answer keeps its
+// strings' buffers (the derived one clones them all anew). Destructured, so a new field
+// cannot be forgotten.
+impl Clone for ChannelEvent {
+    fn clone(&self) -> Self {
+        let ChannelEvent {
+            sid,
+            at_ms,
+            channel,
+            sender,
+            recipient,
+            target_sid,
+            status,
+            error_code,
+            error_message,
+            encoding,
+            segments,
+        } = self;
+        ChannelEvent {
+            sid: sid.clone(),
+            at_ms: *at_ms,
+            channel: *channel,
+            sender: sender.clone(),
+            recipient: recipient.clone(),
+            target_sid: target_sid.clone(),
+            status: *status,
+            error_code: error_code.clone(),
+            error_message: error_message.clone(),
+            encoding: *encoding,
+            segments: *segments,
+        }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let ChannelEvent {
+            sid,
+            at_ms,
+            channel,
+            sender,
+            recipient,
+            target_sid,
+            status,
+            error_code,
+            error_message,
+            encoding,
+            segments,
+        } = source;
+        self.sid.clone_from(sid);
+        self.at_ms = *at_ms;
+        self.channel = *channel;
+        self.sender.clone_from(sender);
+        self.recipient.clone_from(recipient);
+        self.target_sid.clone_from(target_sid);
+        self.status = *status;
+        self.error_code.clone_from(error_code);
+        self.error_message.clone_from(error_message);
+        self.encoding = *encoding;
+        self.segments = *segments;
+    }
 }
 
 /// How the code reaches the user.

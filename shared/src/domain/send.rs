@@ -1,6 +1,6 @@
 //! Send: admit the OTP against its limits, supersede the older one, store it, deliver it.
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 use rand::Rng;
 
@@ -12,7 +12,7 @@ use super::{
     guard::{self, GuardKey},
     idempotency::{self, IdempotencyRecord},
     ids::{self, new_sid},
-    limits::{admissions, default_admission, plan_counters, Admission, LimitDef},
+    limits::{admissions, default_admission, plan_counters, Admission, Counter, LimitDef},
     otp::{Channel, ChannelEvent, ChannelStatus, Delivery, Destination, Otp, OtpStatus, Superseded},
     phone,
     policy::GuardSettings,
@@ -175,9 +175,10 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
     });
     // What each channel will say, checked before anything is written: an SMS over its segment
     // budget or a call in a language no voice speaks costs nothing.
-    let steps: Vec<Delivery> = match &run {
-        Some(run) => run.steps.iter().map(|s| workflows::step_delivery(&req.delivery, run, *s)).collect(),
-        None => vec![req.delivery.clone()],
+    // Without a workflow the one step is the request's delivery itself, borrowed.
+    let steps: Vec<Cow<'_, Delivery>> = match &run {
+        Some(run) => run.steps.iter().map(|s| Cow::Owned(workflows::step_delivery(&req.delivery, run, *s))).collect(),
+        None => vec![Cow::Borrowed(&req.delivery)],
     };
     let mut voices = None;
     let mut contents = Vec::with_capacity(steps.len());
@@ -388,22 +389,25 @@ async fn admit(
                 return Err(Error::SendsPaused(cc.to_owned()));
             }
         }
-        let (adm, states) = match &default {
-            Some(d) => (vec![clone_admission(d)], snap.counters.clone()),
+        // The default limit's admission and windows are borrowed as they are (the snapshot
+        // read its windows); named limits are resolved and their windows read now.
+        let (named, fetched);
+        let (adm, states): (&[Admission], &[Option<Counter>]) = match &default {
+            Some(d) => (std::slice::from_ref(d), &snap.counters),
             None => {
-                let adm = admissions(&account, &resolve_limits(&req.limits, &snap)?);
-                let keys: Vec<_> = adm.iter().flat_map(|a| a.counters.iter().map(|(k, _)| k.clone())).collect();
+                named = admissions(&account, &resolve_limits(&req.limits, &snap)?);
+                let keys: Vec<_> = named.iter().flat_map(|a| a.counters.iter().map(|(k, _)| k.clone())).collect();
                 if keys.len() > MAX_COUNTERS_PER_SEND {
                     return Err(Error::invalid(
                         "limits",
                         format!("at most {MAX_COUNTERS_PER_SEND} buckets across the limits of one send"),
                     ));
                 }
-                let states = deps.store.get_counters(&keys).await?;
-                (adm, states)
+                fetched = deps.store.get_counters(&keys).await?;
+                (&named, &fetched)
             }
         };
-        let counters = match plan_counters(now, &adm, &states) {
+        let counters = match plan_counters(now, adm, states) {
             Ok(c) => c,
             Err(Error::TooManyToDestination | Error::LimitExceeded(_))
                 if key.is_some() && !confirmed && attempt + 1 < MAX_COMMIT_ATTEMPTS =>
@@ -463,10 +467,6 @@ async fn admit(
         tokio::spawn(undo_if_it_lands(deps.clone(), plan));
     }
     Err(Error::Unavailable)
-}
-
-fn clone_admission(a: &Admission) -> Admission {
-    Admission { limit_name: a.limit_name.clone(), counters: a.counters.clone() }
 }
 
 fn resolve_limits(named: &[(String, String)], snap: &SendSnapshot) -> Result<Vec<(LimitDef, String)>> {

@@ -26,7 +26,12 @@ impl FromRequestParts<Deps> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, deps: &Deps) -> Result<Self, Self::Rejection> {
         let (sid, token) = basic_credentials(parts).ok_or(Error::Unauthenticated)?;
-        let ip = parts.extensions.get::<ClientIp>().map(|c| c.0);
+        // A host in front (API Gateway) says who the client is; served directly (the dev
+        // server), the socket's peer is.
+        let ip =
+            parts.extensions.get::<ClientIp>().map(|c| c.0).or_else(|| {
+                parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+            });
         let account = account::authenticate(deps.store.as_ref(), &deps.keys, &sid, &token, ip).await?;
         Ok(Caller(account))
     }

@@ -95,7 +95,7 @@ pub async fn list_page<T: Definition>(
 
 /// Absent: unchanged; null or empty: cleared; text: replaced.
 pub fn description_change(p: &Params) -> Result<Option<Option<String>>> {
-    match p.0.get("description") {
+    match p.get("description") {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
         Some(_) => Ok(Some(p.bounded("description", MAX_DESCRIPTION_LEN, false)?)),
@@ -105,7 +105,7 @@ pub fn description_change(p: &Params) -> Result<Option<Option<String>>> {
 /// The account `accountSid` names (a sub-account of the caller, else 403), if given.
 pub async fn explicit_account(deps: &Deps, caller: &Account, p: &Params) -> Result<Option<Account>> {
     match p.opt("accountSid")? {
-        Some(sid) => Ok(Some(acting_for(deps, caller, Some(&sid)).await?)),
+        Some(sid) => Ok(Some(acting_for(deps, caller, Some(&sid)).await?.into_owned())),
         None => Ok(None),
     }
 }

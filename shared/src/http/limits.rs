@@ -80,7 +80,7 @@ async fn list_limits(State(deps): State<Deps>, Caller(caller): Caller, p: Params
 
 /// `buckets`, as a real array or a string holding one: the buckets and the text to echo.
 fn buckets_param(p: &Params) -> Result<Option<(Vec<Bucket>, String)>> {
-    match p.0.get("buckets") {
+    match p.get("buckets") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(v) => parse_buckets(v).map(Some),

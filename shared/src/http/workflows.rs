@@ -97,7 +97,7 @@ async fn list_workflows(State(deps): State<Deps>, Caller(caller): Caller, p: Par
 
 /// `channels`, as a real array or a string holding one: the steps and the array to echo.
 fn channels_param(p: &Params) -> Result<Option<(Vec<Step>, String)>> {
-    match p.0.get("channels") {
+    match p.get("channels") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(v) => parse_channels(v).map(Some),

@@ -60,8 +60,9 @@ pub(crate) struct State {
     /// (account, idempotency key) → record.
     pub idempotency: Map<(String, String), IdempotencyRecord>,
     pub guard: Map<GuardKey, GuardCount>,
-    /// OTP ids in commit order, for the cap on how many are kept.
-    pub order: VecDeque<u128>,
+    /// OTP ids in commit order, each with its destination pointer's id, for the cap on how
+    /// many are kept: evicting one then reads none of the OTP's key strings (cold by then).
+    pub order: VecDeque<(u128, u128)>,
     /// Commits since the last sweep of expired counters, pointers, keys and guard buckets.
     pub since_sweep: u32,
     /// When (store time) that sweep was.
@@ -88,9 +89,8 @@ impl State {
     /// their OTP's expiry, idempotency keys past 24 h, guard buckets out of the hour window.
     fn bound(&mut self, max: usize, now: Millis) {
         while self.order.len() > max {
-            let Some(id) = self.order.pop_front() else { break };
+            let Some((id, dest)) = self.order.pop_front() else { break };
             if let Some(otp) = self.otps.remove(&id) {
-                let dest = self.ids.destination(&otp.account_sid, &otp.service, &otp.delivery.to);
                 if self.destinations.get(&dest).is_some_and(|d| d.current == otp.sid) {
                     self.destinations.remove(&dest);
                 }
@@ -351,7 +351,7 @@ impl OtpStore for MemoryStore {
         if self.heard(&s.accounts, otp) {
             self.tell(None, otp);
         }
-        s.order.push_back(id);
+        s.order.push_back((id, dest));
         s.bound(self.max_otps, otp.created_ms);
         if self.lose_commit_answer.swap(false, Ordering::SeqCst) {
             return Err(Error::Contended);
@@ -423,7 +423,7 @@ impl OtpStore for MemoryStore {
         let otp = otp_mut(&mut s.otps, &s.ids, &of.account_sid, &of.sid).ok_or(Error::Contended)?;
         let old = self.heard(&s.accounts, otp).then(|| Otp::clone(otp));
         let slot = otp.events.get_mut(index).ok_or(Error::Contended)?;
-        *slot = event.clone();
+        slot.clone_from(event);
         if old.is_some() {
             self.tell(old, otp);
         }
