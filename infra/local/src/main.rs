@@ -7,8 +7,14 @@ use twofa::{
 };
 use twofa_local::{hex_token, serve, Dev};
 
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Before any thread: it may start the process again (same pid) with the tuning in place.
+    twofa_local::tune_allocator();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())).init();
     let keys = match std::env::var("TWOFA_SECRET_KEY") {
         Ok(hex_key) => Keys::from_master(&hex::decode(hex_key.trim()).map_err(|_| "TWOFA_SECRET_KEY must be hex")?)
