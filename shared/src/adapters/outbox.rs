@@ -18,7 +18,7 @@ use crate::{
     ports::{Clock, DispatchError, DispatchReceipt, Dispatcher, OutboundMessage},
 };
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct OutboxEntry {
     pub id: String,
     pub channel: &'static str,
@@ -122,28 +122,105 @@ impl Dispatcher for Outbox {
             Channel::Email => "EM",
         };
         let now = self.clock.now_ms();
-        let entry = OutboxEntry {
-            id: new_sid(prefix),
-            channel: msg.channel.as_str(),
-            from: msg.from.clone(),
-            to: msg.to.clone(),
-            subject: msg.subject.clone(),
-            // What a listener hears, for a call (the SSML beside it).
-            body: msg.text.clone(),
-            html: msg.html.clone(),
-            ssml: msg.ssml.clone(),
-            voice_id: msg.voice_id.clone(),
-            language: (msg.channel == Channel::Call).then(|| msg.language.clone()),
-            request_id: msg.request_id.clone(),
-            time: time::sdr(now),
-            at_ms: now,
-        };
-        let id = entry.id.clone();
+        let id = new_sid(prefix);
+        let time = time::sdr(now);
         let mut entries = self.entries.lock().expect("outbox lock");
-        entries.push_back(entry);
-        while entries.len() > self.max {
-            entries.pop_front();
+        // At the cap, the oldest entry's strings take the new message (`clone_from` reuses
+        // their memory): no block freed and allocated again per string.
+        let mut entry = None;
+        while entries.len() >= self.max {
+            entry = entries.pop_front();
         }
+        let mut entry = entry.unwrap_or_default();
+        // Destructured, so a new field cannot keep the old message's value.
+        let OutboxEntry {
+            id: entry_id,
+            channel,
+            from,
+            to,
+            subject,
+            body,
+            html,
+            ssml,
+            voice_id,
+            language,
+            request_id,
+            time: entry_time,
+            at_ms,
+        } = &mut entry;
+        entry_id.clone_from(&id);
+        *channel = msg.channel.as_str();
+        from.clone_from(&msg.from);
+        to.clone_from(&msg.to);
+        subject.clone_from(&msg.subject);
+        // What a listener hears, for a call (the SSML beside it).
+        body.clone_from(&msg.text);
+        html.clone_from(&msg.html);
+        ssml.clone_from(&msg.ssml);
+        voice_id.clone_from(&msg.voice_id);
+        match msg.channel {
+            Channel::Call => language.get_or_insert_default().clone_from(&msg.language),
+            _ => *language = None,
+        }
+        request_id.clone_from(&msg.request_id);
+        *entry_time = time;
+        *at_ms = now;
+        entries.push_back(entry);
         Ok(DispatchReceipt { provider_id: id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::clock::AdjustableClock;
+
+    fn message(channel: Channel, to: &str) -> OutboundMessage {
+        let call = channel == Channel::Call;
+        OutboundMessage {
+            request_id: format!("OTP{to}"),
+            event_sid: "EV1".into(),
+            channel,
+            from: "Twofa".into(),
+            to: to.into(),
+            subject: (channel == Channel::Email).then(|| "Your code".into()),
+            text: format!("Your code for {to} is 123456"),
+            html: (channel == Channel::Email).then(|| "<p>123456</p>".into()),
+            ssml: call.then(|| "<speak>1 2 3 4 5 6</speak>".into()),
+            voice_id: call.then(|| "Joanna".into()),
+            language: "en-US".into(),
+            voice: None,
+            repeat: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_capped_outbox_keeps_the_newest_messages_exactly_as_sent() {
+        // Given an outbox that keeps two messages
+        let outbox = Outbox::new(Arc::new(AdjustableClock::default())).with_max(2);
+        // When a call, an email, an SMS and another SMS go out (each past the cap written into
+        // the oldest entry's memory)
+        let sent = [
+            message(Channel::Call, "+14155550101"),
+            message(Channel::Email, "a@example.com"),
+            message(Channel::Sms, "+14155550103"),
+            message(Channel::Sms, "+1415555010"),
+        ];
+        let mut ids = vec![];
+        for m in &sent {
+            ids.push(outbox.dispatch(m).await.unwrap().provider_id);
+        }
+        // Then the two newest read as sent, with nothing left of the call and the email
+        let kept = outbox.messages(None);
+        assert_eq!(kept.len(), 2);
+        for (entry, (m, id)) in kept.iter().zip(sent.iter().zip(&ids).rev()) {
+            assert_eq!(
+                (entry.id.as_str(), entry.channel, entry.to.as_str(), entry.body.as_str()),
+                (id.as_str(), "sms", m.to.as_str(), m.text.as_str())
+            );
+            assert_eq!((&entry.from, &entry.request_id), (&m.from, &m.request_id));
+            assert!(entry.subject.is_none() && entry.html.is_none() && entry.ssml.is_none());
+            assert!(entry.voice_id.is_none() && entry.language.is_none());
+        }
     }
 }

@@ -89,12 +89,7 @@ impl State {
     /// their OTP's expiry, idempotency keys past 24 h, guard buckets out of the hour window.
     fn bound(&mut self, max: usize, now: Millis) {
         while self.order.len() > max {
-            let Some((id, dest)) = self.order.pop_front() else { break };
-            if let Some(otp) = self.otps.remove(&id) {
-                if self.destinations.get(&dest).is_some_and(|d| d.current == otp.sid) {
-                    self.destinations.remove(&dest);
-                }
-            }
+            self.evict_oldest();
         }
         self.since_sweep += 1;
         if self.since_sweep < SWEEP_EVERY || now < self.last_sweep_ms + SWEEP_MIN_MS {
@@ -107,6 +102,38 @@ impl State {
         self.idempotency.retain(|_, r| r.live_at(now));
         let window = crate::domain::guard::WINDOW_BUCKETS * crate::domain::guard::BUCKET_MS;
         self.guard.retain(|k, _| k.bucket_end_ms() + window > now);
+    }
+}
+
+impl State {
+    /// Drop the oldest OTP kept (and its destination pointer, if it still names it); its box,
+    /// to hold another OTP (`store_otp`), if it was still there.
+    fn evict_oldest(&mut self) -> Option<Box<Otp>> {
+        let (id, dest) = self.order.pop_front()?;
+        let otp = self.otps.remove(&id)?;
+        if self.destinations.get(&dest).is_some_and(|d| d.current == otp.sid) {
+            self.destinations.remove(&dest);
+        }
+        Some(otp)
+    }
+
+    /// Keep a copy of `otp` under `id`, the newest. At the cap, the copy is written into the
+    /// memory of the OTP it evicts (`clone_from`: same shape of strings, so no block is freed
+    /// or allocated), which took a send ~30 calls to the allocator, most on cold memory.
+    fn store_otp(&mut self, id: u128, dest: u128, otp: &Otp, max: usize) {
+        let mut recycled = None;
+        while self.order.len() >= max {
+            recycled = self.evict_oldest().or(recycled);
+        }
+        let stored = match recycled {
+            Some(mut old) => {
+                Otp::clone_from(&mut old, otp);
+                old
+            }
+            None => Box::new(otp.clone()),
+        };
+        self.otps.insert(id, stored);
+        self.order.push_back((id, dest));
     }
 }
 
@@ -347,11 +374,10 @@ impl OtpStore for MemoryStore {
             s.idempotency.insert(idem_key(acct, &r.key), r.clone());
         }
         s.destinations.insert(dest, plan.destination.clone());
-        s.otps.insert(id, Box::new(otp.clone()));
+        s.store_otp(id, dest, otp, self.max_otps);
         if self.heard(&s.accounts, otp) {
             self.tell(None, otp);
         }
-        s.order.push_back((id, dest));
         s.bound(self.max_otps, otp.created_ms);
         if self.lose_commit_answer.swap(false, Ordering::SeqCst) {
             return Err(Error::Contended);
@@ -725,6 +751,42 @@ mod tests {
         // Then it is unknown to AC2
         assert!(read.is_none());
         assert!(matches!(canceled, CancelWrite::Refused(None)));
+    }
+
+    #[tokio::test]
+    async fn a_capped_store_keeps_the_newest_otps_exactly_as_sent() {
+        // Given a store that keeps two OTPs
+        let store = MemoryStore::new().with_max_otps(2);
+        let full = |sid: &str, to: &str| {
+            let mut otp = crate::domain::otp::tests::full_otp();
+            otp.account_sid = "AC0".into();
+            (otp.sid, otp.delivery.to) = (sid.into(), to.into());
+            otp
+        };
+        // When OTPs of other shapes are sent past the cap (each written into the memory of the
+        // one it evicts)
+        let sent = [
+            otp_to("OTP1", "+14155550101"),
+            full("OTP2", "+442071838750"),
+            otp_to("OTP3", "+14155550103"),
+            full("OTPfour", "+442071838751"),
+            otp_to("OTP5", "+1"),
+        ];
+        for otp in &sent {
+            let mut otp = otp.clone();
+            otp.account_sid = "AC0".into();
+            store.commit_send(&plan(otp)).await.unwrap();
+        }
+        // Then the two newest read exactly as sent, the older ones and their pointers are gone
+        for otp in &sent[3..] {
+            let mut expected = otp.clone();
+            expected.account_sid = "AC0".into();
+            assert_eq!(store.get_otp("AC0", &otp.sid).await.unwrap(), Some(expected));
+        }
+        for otp in &sent[..3] {
+            assert_eq!(store.get_otp("AC0", &otp.sid).await.unwrap(), None);
+            assert_eq!(store.get_destination("AC0", &otp.service, &otp.delivery.to).await.unwrap(), None);
+        }
     }
 
     #[test]
