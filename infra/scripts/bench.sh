@@ -93,15 +93,14 @@ load() { # load OUT SCRIPT URL [SECONDS]
 }
 rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 
+# The hello answers a round just before each send round (both servers stay up, idle in turn):
+# this machine's speed drifts by 10-20 % from minute to minute, so each send round is held
+# against a hello round beside it, and the figure is the median of the three ratios.
 HELLO_PORT=$BENCH_PORT_BASE
 PORT=$HELLO_PORT taskset -c 0 "$SPEED/hello-axum" &
 PIDS+=($!)
 HELLO_PID=$!
 wait_port "$HELLO_PORT"
-load "$WORK/hello.txt" infra/bench/wrk/hello.lua "http://127.0.0.1:$HELLO_PORT"
-kill "$HELLO_PID"
-HELLO_RPS=$(rps "$WORK/hello.txt")
-echo "    axum hello JSON: ${HELLO_RPS} req/s, p50 $(pct "$WORK/hello.txt" 50) p99 $(pct "$WORK/hello.txt" 99)"
 
 SID="AC$(printf '%032d' 1)"
 TOKEN="bench-token"
@@ -118,14 +117,18 @@ start_dev() { # start_dev PORT [ENV...]
     wait_port "$port"
 }
 start_dev "$DEV_PORT"
+RATIOS=()
 for round in 1 2 3; do
+    load "$WORK/hello$round.txt" infra/bench/wrk/hello.lua "http://127.0.0.1:$HELLO_PORT"
+    echo "    axum hello JSON, round $round: $(rps "$WORK/hello$round.txt") req/s, p50 $(pct "$WORK/hello$round.txt" 50) p99 $(pct "$WORK/hello$round.txt" 99)"
     area=$((200 + round * 101))
     BENCH_AREA=$area load "$WORK/send$round.txt" infra/bench/wrk/send.lua "http://127.0.0.1:$DEV_PORT"
-    echo "    send round $round: $(rps "$WORK/send$round.txt") req/s ($(non2xx "$WORK/send$round.txt") not 2xx), p50 $(pct "$WORK/send$round.txt" 50) p99 $(pct "$WORK/send$round.txt" 99), RSS after: $(( $(rss_kb "$DEV_PID") / 1024 )) MB"
+    RATIOS+=("$(ratio "$(rps "$WORK/send$round.txt")" "$(rps "$WORK/hello$round.txt")")")
+    echo "    send round $round: $(rps "$WORK/send$round.txt") req/s (${RATIOS[-1]} the hello round before it; $(non2xx "$WORK/send$round.txt") not 2xx), p50 $(pct "$WORK/send$round.txt" 50) p99 $(pct "$WORK/send$round.txt" 99), RSS after: $(( $(rss_kb "$DEV_PID") / 1024 )) MB"
 done
-SEND_RPS=$(rps "$WORK/send1.txt")
-echo "    send vs axum hello: $(ratio "$SEND_RPS" "$HELLO_RPS") (goal >= 0.5x); RSS stays put once 50 000 OTPs are kept"
-kill "$DEV_PID"
+MEDIAN=$(printf '%s\n' "${RATIOS[@]}" | tr -d x | sort -n | sed -n 2p)
+echo "    send vs axum hello: ${MEDIAN}x, the median of rounds ${RATIOS[*]} (goal >= 0.5x: $(awk -v m="$MEDIAN" 'BEGIN { print (m >= 0.5 ? "met" : "NOT met") }')); RSS stays put once 50 000 OTPs are kept"
+kill "$DEV_PID" "$HELLO_PID"
 
 # Verify: a dev server that keeps every OTP and message of a round of sends, then the right
 # code of each, once.
