@@ -363,15 +363,16 @@ impl Scheduler for NoScheduler {
 pub trait Store: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore {}
 impl<T: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore> Store for T {}
 
-/// A message to deliver. `Debug` leaves the text out: it carries the code.
+/// A message to deliver. `Debug` leaves the text out: it carries the code. It borrows what the
+/// OTP and its delivery already hold (a dispatcher copies only what it keeps).
 #[derive(Clone)]
-pub struct OutboundMessage {
-    pub request_id: String,
-    pub event_sid: String,
+pub struct OutboundMessage<'a> {
+    pub request_id: &'a str,
+    pub event_sid: &'a str,
     pub channel: Channel,
-    pub from: String,
-    pub to: String,
-    pub subject: Option<String>,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub subject: Option<&'a str>,
     /// The plain text: the SMS, the email's text part, what a call says.
     pub text: String,
     /// Email: the HTML part (the caller's text escaped, the code set apart).
@@ -380,33 +381,33 @@ pub struct OutboundMessage {
     pub ssml: Option<String>,
     /// Call: the Polly voice chosen for `language` and `voice`.
     pub voice_id: Option<String>,
-    pub language: String,
-    pub voice: Option<String>,
+    pub language: &'a str,
+    pub voice: Option<&'a str>,
     pub repeat: u8,
 }
 
-impl OutboundMessage {
+impl<'a> OutboundMessage<'a> {
     /// The message of one dispatch (`event_sid`) of OTP `request_id`, on `d`'s channel.
-    pub fn new(request_id: &str, event_sid: &str, d: &Delivery, content: Content) -> Self {
+    pub fn new(request_id: &'a str, event_sid: &'a str, d: &'a Delivery, content: Content) -> Self {
         OutboundMessage {
-            request_id: request_id.to_owned(),
-            event_sid: event_sid.to_owned(),
+            request_id,
+            event_sid,
             channel: d.channel,
-            from: d.from.clone(),
-            to: d.to.clone(),
-            subject: d.subject.clone(),
+            from: &d.from,
+            to: &d.to,
+            subject: d.subject.as_deref(),
             text: content.text,
             html: content.html,
             ssml: content.ssml,
             voice_id: content.voice_id,
-            language: d.language.clone(),
-            voice: d.voice.clone(),
+            language: &d.language,
+            voice: d.voice.as_deref(),
             repeat: d.repeat,
         }
     }
 }
 
-impl std::fmt::Debug for OutboundMessage {
+impl std::fmt::Debug for OutboundMessage<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutboundMessage")
             .field("request_id", &self.request_id)
@@ -454,7 +455,7 @@ pub trait Dispatcher: Send + Sync {
         Ok(BUILTIN.get_or_init(|| Arc::new(builtin_voices())).clone())
     }
 
-    async fn dispatch(&self, msg: &OutboundMessage) -> std::result::Result<DispatchReceipt, DispatchError>;
+    async fn dispatch(&self, msg: &OutboundMessage<'_>) -> std::result::Result<DispatchReceipt, DispatchError>;
 }
 
 /// The voices calls can use: Polly's `DescribeVoices` on AWS.
@@ -466,7 +467,7 @@ pub trait VoiceCatalog: Send + Sync {
 /// Places a voice call that reads `msg.ssml` in the voice `msg.voice_id`.
 #[async_trait]
 pub trait CallPlacer: Send + Sync {
-    async fn place_call(&self, msg: &OutboundMessage) -> std::result::Result<DispatchReceipt, DispatchError>;
+    async fn place_call(&self, msg: &OutboundMessage<'_>) -> std::result::Result<DispatchReceipt, DispatchError>;
 }
 
 /// Everything the use cases need, built once per process.

@@ -139,7 +139,7 @@ impl Dispatcher for MeteredDispatcher {
         self.inner.voices().await
     }
 
-    async fn dispatch(&self, msg: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
+    async fn dispatch(&self, msg: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
         let start = Instant::now();
         let result = self.inner.dispatch(msg).await;
         let outcome = match &result {

@@ -108,7 +108,7 @@ impl Dispatcher for Outbox {
         self.url_rules
     }
 
-    async fn dispatch(&self, msg: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
+    async fn dispatch(&self, msg: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
         match *self.mode.lock().expect("outbox lock") {
             OutboxMode::Deliver => {}
             OutboxMode::Reject => {
@@ -150,23 +150,36 @@ impl Dispatcher for Outbox {
         } = &mut entry;
         entry_id.clone_from(&id);
         *channel = msg.channel.as_str();
-        from.clone_from(&msg.from);
-        to.clone_from(&msg.to);
-        subject.clone_from(&msg.subject);
+        set(from, msg.from);
+        set(to, msg.to);
+        set_opt(subject, msg.subject);
         // What a listener hears, for a call (the SSML beside it).
         body.clone_from(&msg.text);
         html.clone_from(&msg.html);
         ssml.clone_from(&msg.ssml);
         voice_id.clone_from(&msg.voice_id);
         match msg.channel {
-            Channel::Call => language.get_or_insert_default().clone_from(&msg.language),
+            Channel::Call => set_opt(language, Some(msg.language)),
             _ => *language = None,
         }
-        request_id.clone_from(&msg.request_id);
+        set(request_id, msg.request_id);
         *entry_time = time;
         *at_ms = now;
         entries.push_back(entry);
         Ok(DispatchReceipt { provider_id: id })
+    }
+}
+
+/// `to` holding `value`, in the memory it has.
+fn set(to: &mut String, value: &str) {
+    to.clear();
+    to.push_str(value);
+}
+
+fn set_opt(to: &mut Option<String>, value: Option<&str>) {
+    match value {
+        Some(v) => set(to.get_or_insert_default(), v),
+        None => *to = None,
     }
 }
 
@@ -175,20 +188,20 @@ mod tests {
     use super::*;
     use crate::adapters::clock::AdjustableClock;
 
-    fn message(channel: Channel, to: &str) -> OutboundMessage {
+    fn message(channel: Channel, to: &str) -> OutboundMessage<'_> {
         let call = channel == Channel::Call;
         OutboundMessage {
-            request_id: format!("OTP{to}"),
-            event_sid: "EV1".into(),
+            request_id: "OTP1",
+            event_sid: "EV1",
             channel,
-            from: "Twofa".into(),
-            to: to.into(),
-            subject: (channel == Channel::Email).then(|| "Your code".into()),
+            from: "Twofa",
+            to,
+            subject: (channel == Channel::Email).then_some("Your code"),
             text: format!("Your code for {to} is 123456"),
             html: (channel == Channel::Email).then(|| "<p>123456</p>".into()),
             ssml: call.then(|| "<speak>1 2 3 4 5 6</speak>".into()),
             voice_id: call.then(|| "Joanna".into()),
-            language: "en-US".into(),
+            language: "en-US",
             voice: None,
             repeat: 1,
         }
@@ -216,9 +229,9 @@ mod tests {
         for (entry, (m, id)) in kept.iter().zip(sent.iter().zip(&ids).rev()) {
             assert_eq!(
                 (entry.id.as_str(), entry.channel, entry.to.as_str(), entry.body.as_str()),
-                (id.as_str(), "sms", m.to.as_str(), m.text.as_str())
+                (id.as_str(), "sms", m.to, m.text.as_str())
             );
-            assert_eq!((&entry.from, &entry.request_id), (&m.from, &m.request_id));
+            assert_eq!((entry.from.as_str(), entry.request_id.as_str()), (m.from, m.request_id));
             assert!(entry.subject.is_none() && entry.html.is_none() && entry.ssml.is_none());
             assert!(entry.voice_id.is_none() && entry.language.is_none());
         }

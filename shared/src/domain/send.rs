@@ -263,9 +263,9 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         tracing::info!(otp = %otp.sid, "otp stored; its workflow's first step waits");
         return Ok(otp.sid.clone());
     }
-    let msg = OutboundMessage::new(&otp.sid, &event.sid, d, content);
+    let dispatched = deps.dispatcher.dispatch(&OutboundMessage::new(&otp.sid, &event.sid, d, content)).await;
     let mut event = event;
-    match deps.dispatcher.dispatch(&msg).await {
+    match dispatched {
         Ok(receipt) => {
             event.status = ChannelStatus::Sent;
             event.target_sid = Some(receipt.provider_id);

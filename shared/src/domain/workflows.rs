@@ -235,10 +235,10 @@ pub async fn run_step(deps: &Deps, run: &StepRun) -> Result<StepRun> {
         let claimed = now_otp.as_ref().and_then(|o| o.workflow.as_ref()).is_some_and(|w| w.sent > run.step);
         return Ok(if claimed { next } else { done });
     }
-    let msg = OutboundMessage::new(&otp.sid, &event.sid, &d, content);
     // Claimed: whatever happens now, this step is not sent again. A provider that is down
     // leaves a failed event and the next step (the fallback) still goes out.
-    match deps.dispatcher.dispatch(&msg).await {
+    let dispatched = deps.dispatcher.dispatch(&OutboundMessage::new(&otp.sid, &event.sid, &d, content)).await;
+    match dispatched {
         Ok(receipt) => {
             event.status = ChannelStatus::Sent;
             event.target_sid = Some(receipt.provider_id);

@@ -226,7 +226,7 @@ impl Dispatcher for ChannelDispatcher {
         }
     }
 
-    async fn dispatch(&self, msg: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
+    async fn dispatch(&self, msg: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
         match msg.channel {
             Channel::Sms => self.sms.dispatch(msg).await,
             Channel::Email => self.email.dispatch(msg).await,
@@ -282,24 +282,24 @@ mod tests {
 
     #[async_trait]
     impl Dispatcher for Fixed {
-        async fn dispatch(&self, _: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
+        async fn dispatch(&self, _: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
             Ok(DispatchReceipt { provider_id: self.0.into() })
         }
     }
 
-    fn msg(channel: Channel) -> OutboundMessage {
+    fn msg(channel: Channel) -> OutboundMessage<'static> {
         OutboundMessage {
-            request_id: "OTP1".into(),
-            event_sid: "OTE1".into(),
+            request_id: "OTP1",
+            event_sid: "OTE1",
             channel,
-            from: "Twofa".into(),
-            to: "+14155550100".into(),
+            from: "Twofa",
+            to: "+14155550100",
             subject: None,
             text: "123456".into(),
             html: None,
             ssml: None,
             voice_id: None,
-            language: "en-US".into(),
+            language: "en-US",
             voice: None,
             repeat: 1,
         }

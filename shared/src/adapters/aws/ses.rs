@@ -34,9 +34,9 @@ fn content(data: &str) -> Result<Content, DispatchError> {
 
 #[async_trait]
 impl Dispatcher for SesEmail {
-    async fn dispatch(&self, msg: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
+    async fn dispatch(&self, msg: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
         let message = Message::builder()
-            .subject(content(msg.subject.as_deref().unwrap_or_default())?)
+            .subject(content(msg.subject.unwrap_or_default())?)
             .body(
                 Body::builder()
                     .text(content(&msg.text)?)
@@ -47,8 +47,8 @@ impl Dispatcher for SesEmail {
         let result = self
             .client
             .send_email()
-            .source(&msg.from)
-            .destination(Destination::builder().to_addresses(&msg.to).build())
+            .source(msg.from)
+            .destination(Destination::builder().to_addresses(msg.to).build())
             .message(message)
             .set_configuration_set_name(self.configuration_set.clone())
             .send()

@@ -76,16 +76,16 @@ fn string_attribute(value: &str) -> Result<MessageAttributeValue, DispatchError>
 
 #[async_trait]
 impl Dispatcher for SnsSms {
-    async fn dispatch(&self, msg: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
+    async fn dispatch(&self, msg: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
         let mut publish = self
             .client
             .publish()
-            .phone_number(e164(&msg.to))
+            .phone_number(e164(msg.to))
             .message(&msg.text)
             .message_attributes(SMS_TYPE, string_attribute("Transactional")?);
-        if is_origination_number(&msg.from) {
-            publish = publish.message_attributes(ORIGINATION_NUMBER, string_attribute(&origination(&msg.from))?);
-        } else if let Some(sender) = self.sender_id(&msg.from) {
+        if is_origination_number(msg.from) {
+            publish = publish.message_attributes(ORIGINATION_NUMBER, string_attribute(&origination(msg.from))?);
+        } else if let Some(sender) = self.sender_id(msg.from) {
             publish = publish.message_attributes(SENDER_ID, string_attribute(sender)?);
         }
         match publish.send().await {

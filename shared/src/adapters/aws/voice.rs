@@ -32,7 +32,7 @@ impl SmsVoiceCalls {
 
 #[async_trait]
 impl CallPlacer for SmsVoiceCalls {
-    async fn place_call(&self, msg: &OutboundMessage) -> Result<DispatchReceipt, DispatchError> {
+    async fn place_call(&self, msg: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
         let (Some(ssml), Some(voice)) = (&msg.ssml, &msg.voice_id) else {
             tracing::error!(request_id = %msg.request_id, "a call without SSML or voice");
             return Err(DispatchError::Unavailable);
@@ -40,7 +40,7 @@ impl CallPlacer for SmsVoiceCalls {
         let result = self
             .client
             .send_voice_message()
-            .destination_phone_number(e164(&msg.to))
+            .destination_phone_number(e164(msg.to))
             .origination_identity(&self.origination)
             .message_body(ssml)
             .message_body_text_type(VoiceMessageBodyTextType::Ssml)
