@@ -134,32 +134,21 @@ pub struct ChannelEvent {
 // cannot be forgotten.
 impl Clone for ChannelEvent {
     fn clone(&self) -> Self {
-        let ChannelEvent {
-            sid,
-            at_ms,
-            channel,
-            sender,
-            recipient,
-            target_sid,
-            status,
-            error_code,
-            error_message,
-            encoding,
-            segments,
-        } = self;
-        ChannelEvent {
-            sid: sid.clone(),
-            at_ms: *at_ms,
-            channel: *channel,
-            sender: sender.clone(),
-            recipient: recipient.clone(),
-            target_sid: target_sid.clone(),
-            status: *status,
-            error_code: error_code.clone(),
-            error_message: error_message.clone(),
-            encoding: *encoding,
-            segments: *segments,
-        }
+        let mut event = ChannelEvent {
+            sid: String::new(),
+            at_ms: 0,
+            channel: self.channel,
+            sender: String::new(),
+            recipient: String::new(),
+            target_sid: None,
+            status: self.status,
+            error_code: None,
+            error_message: None,
+            encoding: None,
+            segments: None,
+        };
+        event.clone_from(self);
+        event
     }
 
     fn clone_from(&mut self, source: &Self) {
@@ -213,21 +202,9 @@ pub struct Delivery {
 // By hand for `clone_from`, as `ChannelEvent`'s (and `Otp`'s, which uses it).
 impl Clone for Delivery {
     fn clone(&self) -> Self {
-        let Delivery { channel, from, to, body, subject, language, voice, repeat, web_otp_domain, app_hash, callback } =
-            self;
-        Delivery {
-            channel: *channel,
-            from: from.clone(),
-            to: to.clone(),
-            body: body.clone(),
-            subject: subject.clone(),
-            language: language.clone(),
-            voice: voice.clone(),
-            repeat: *repeat,
-            web_otp_domain: web_otp_domain.clone(),
-            app_hash: app_hash.clone(),
-            callback: callback.clone(),
-        }
+        let mut delivery = Delivery::sms("", "", "");
+        delivery.clone_from(self);
+        delivery
     }
 
     fn clone_from(&mut self, source: &Self) {
