@@ -595,6 +595,27 @@ async fn missing_or_wrong_credentials_answer_401_with_a_challenge() {
 }
 
 #[tokio::test]
+async fn the_dev_server_holds_an_allow_list_against_the_callers_socket_address() {
+    use twofa::{
+        domain::cidr::Cidr,
+        ports::{AccountAdminStore, AccountStore},
+    };
+    // Given an account that allows only 10.0.0.0/8
+    let api = Api::start().await;
+    let account = api.dev.store.get_account(&api.sid).await.unwrap().expect("account");
+    let only = |block: &str| [block.parse::<Cidr>().expect("block")];
+    api.dev.store.set_allowed_ips(&account, &only("10.0.0.0/8")).await.unwrap();
+    // When it sends from 127.0.0.1
+    let r = api.send_to(TO, json!({})).await;
+    // Then it is refused
+    assert_eq!(r.status, 403, "{}", r.text);
+    // And once 127.0.0.1 is allowed, the same send goes through
+    api.dev.store.set_allowed_ips(&account, &only("127.0.0.1/32")).await.unwrap();
+    let r = api.send_to(TO, json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test]
 async fn account_sid_acts_for_a_sub_account_and_keeps_its_records_apart() {
     // Given a sub-account two levels down
     let api = Api::start().await;

@@ -274,18 +274,22 @@ pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt;
-        let name = ALLOCATOR_TUNING.split('=').next().unwrap_or(ALLOCATOR_TUNING);
         let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-        if current.contains(name) {
-            return;
-        }
-        let Ok(exe) = std::env::current_exe() else { return };
-        let tunables =
-            if current.is_empty() { ALLOCATOR_TUNING.to_owned() } else { format!("{current}:{ALLOCATOR_TUNING}") };
+        let (Some(tunables), Ok(exe)) = (tunables_with_tuning(&current), std::env::current_exe()) else { return };
         let err =
             std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("GLIBC_TUNABLES", tunables).exec();
         eprintln!("twofa dev server: running without the allocator tuning ({err})");
     }
+}
+
+/// `GLIBC_TUNABLES` with `ALLOCATOR_TUNING` added to the caller's `current` ones; None when
+/// `current` already sets that tunable (the caller's value stands).
+pub fn tunables_with_tuning(current: &str) -> Option<String> {
+    let name = ALLOCATOR_TUNING.split('=').next().unwrap_or(ALLOCATOR_TUNING);
+    if current.split(':').any(|t| t.split('=').next() == Some(name)) {
+        return None;
+    }
+    Some(if current.is_empty() { ALLOCATOR_TUNING.to_owned() } else { format!("{current}:{ALLOCATOR_TUNING}") })
 }
 
 /// Serve `app` until the future completes (tests) or forever.
