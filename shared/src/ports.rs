@@ -120,8 +120,14 @@ pub struct SendPlan {
 // One per request, moved once: boxing the OTP would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum VerifyWrite {
+    /// The code was right: the OTP is verified and the check recorded as valid.
     Verified,
-    /// Nothing was written; the OTP as it is now (None: no such OTP for this account).
+    /// The code was wrong: compared and counted in the same write, the check recorded as
+    /// invalid; `failed` when that used the OTP's last attempt (the OTP is failed now).
+    Wrong { failed: bool },
+    /// Nothing was compared or written; the OTP as it is now (None: no such OTP for this
+    /// account): not pending at `now`, no attempts left, or (a right code) not in the guard
+    /// counter's country.
     Refused(Option<Otp>),
 }
 
@@ -172,8 +178,11 @@ pub trait OtpStore: Send + Sync {
 
     async fn get_destination(&self, account_sid: &str, service: &str, to: &str) -> Result<Option<Destination>>;
 
-    /// Mark the OTP verified and record `check`, only if it is pending at `now`, has attempts
-    /// left and `code_hash` is its hash. One round trip.
+    /// Compare a code with the OTP's, counting it: a right code marks the OTP verified, a
+    /// wrong one uses one of its attempts (the last one fails it), each recording `check` (its
+    /// `valid` set by the outcome), only if the OTP is pending at `now` with attempts left.
+    /// A wrong code is compared only in the write that counts it, so no more than
+    /// `MAX_ATTEMPTS` wrong codes are ever compared per OTP, whatever the concurrency.
     async fn verify_code(
         &self,
         account_sid: &str,
@@ -185,9 +194,10 @@ pub trait OtpStore: Send + Sync {
         self.verify_code_counted(account_sid, otp_sid, code_hash, check, now, None).await
     }
 
-    /// `verify_code` that, with `guard`, also counts the verify in that pumping-guard counter,
-    /// in the same write, and then requires the OTP's country to be `guard.country` (refused
-    /// otherwise, answering the OTP as it is). `Error::Contended` on a conflicting write.
+    /// `verify_code` that, with `guard`, also counts a right code in that pumping-guard
+    /// counter, in the same write, and then requires the OTP's country to be `guard.country`
+    /// (refused otherwise, answering the OTP as it is). `Error::Contended` on a conflicting
+    /// write (nothing compared, nothing written).
     async fn verify_code_counted(
         &self,
         account_sid: &str,
@@ -197,18 +207,6 @@ pub trait OtpStore: Send + Sync {
         now: Millis,
         guard: Option<&GuardKey>,
     ) -> Result<VerifyWrite>;
-
-    /// Record an invalid check, only if the OTP still has `seen_attempts` attempts and is
-    /// pending at `now`; the check that uses the last attempt also marks it failed.
-    /// `Error::Contended` when the OTP changed meanwhile.
-    async fn record_invalid_check(
-        &self,
-        account_sid: &str,
-        otp_sid: &str,
-        check: &Check,
-        seen_attempts: u32,
-        now: Millis,
-    ) -> Result<()>;
 
     /// Cancel the OTP only if it is pending at `now`.
     async fn cancel_otp(&self, account_sid: &str, otp_sid: &str, now: Millis) -> Result<CancelWrite>;

@@ -255,6 +255,27 @@ async fn old_otp_stays_valid_for_its_own_guard_time() {
 }
 
 #[tokio::test]
+async fn a_wrong_code_by_number_counts_on_both_otps_it_was_compared_with() {
+    // Given an OTP sent with guardTime 120, superseded 61 s later: verify by number compares
+    // a code with both
+    let api = Api::start().await;
+    let old = api.send_to(TO, json!({ "guardTime": 120 })).await.request_id();
+    let old_code = api.code_of(&old).await;
+    api.advance(61).await;
+    let new = api.sent(TO).await;
+    let new_code = api.code_of(&new).await;
+    let wrong = (0..10).map(|d| d.to_string().repeat(6)).find(|c| *c != old_code && *c != new_code).unwrap();
+    // When five wrong codes are given by number
+    for _ in 0..5 {
+        let r = api.post("/2fa/verify", &json!({ "service": "2FA", "number": TO, "code": wrong })).await;
+        assert_eq!((r.status.as_u16(), r.code()), (401, 474), "{}", r.text);
+    }
+    // Then each counted on both: neither OTP takes its right code any more
+    assert_eq!(api.verify(&old, &old_code).await.code(), 475);
+    assert_eq!(api.verify(&new, &new_code).await.code(), 475);
+}
+
+#[tokio::test]
 async fn old_otp_is_canceled_when_the_guard_time_is_over() {
     let api = Api::start().await;
     let old = api.send_to(TO, json!({ "guardTime": "120" })).await.request_id();

@@ -259,6 +259,7 @@ fn verified(w: VerifyWrite) -> bool {
 fn refused(w: VerifyWrite) -> Option<Otp> {
     match w {
         VerifyWrite::Verified => panic!("expected a refusal, the OTP was verified"),
+        VerifyWrite::Wrong { .. } => panic!("expected a refusal, the code was counted as wrong"),
         VerifyWrite::Refused(otp) => otp,
     }
 }
@@ -304,8 +305,10 @@ conformance!(
     concurrent_sends_to_one_destination_admit_exactly_one,
     concurrent_verifies_with_the_right_code_succeed_exactly_once,
     verify_refusals_answer_the_otp_as_it_is,
-    five_invalid_checks_fail_the_otp,
-    invalid_check_with_a_stale_attempt_count_is_contended,
+    each_wrong_code_is_counted_as_it_is_compared_and_the_fifth_fails_the_otp,
+    a_code_on_an_expired_otp_is_refused_and_counts_nothing,
+    two_hundred_concurrent_wrong_codes_are_compared_at_most_five_times,
+    a_right_code_behind_199_concurrent_wrong_ones_finds_the_attempts_used_up,
     cancel_cancels_only_a_pending_otp,
     expiry_is_enforced_in_code_though_the_item_remains,
     only_otps_someone_is_told_of_are_swept_once_due,
@@ -555,58 +558,123 @@ async fn verify_refusals_answer_the_otp_as_it_is(f: Fixture) {
     let acct = account_sid();
     let o = otp(&acct, &phone(), T0);
     f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
-    // When the wrong hash is presented, it is refused with the OTP unchanged (no second read)
-    let w = f.store.verify_code(&acct, &o.sid, &[0; 32], &check(true, T0 + 1), T0 + 1).await.unwrap();
-    assert_eq!(refused(w), Some(o.clone()));
-    // And an unknown sid, or another account's, is refused with nothing
+    // When an unknown sid, or another account's, is presented, it is refused with nothing
     let w = f.store.verify_code(&acct, &ids::new_sid(ids::OTP), &o.code_hash, &check(true, T0), T0).await.unwrap();
     assert_eq!(refused(w), None);
     let w = f.store.verify_code(&account_sid(), &o.sid, &o.code_hash, &check(true, T0), T0).await.unwrap();
     assert_eq!(refused(w), None);
-    // When the right hash is presented it verifies, recording the check
-    let c = check(true, T0 + 2);
+    // When the right hash is presented it verifies, recording the check as valid
+    let c = check(false, T0 + 2);
     assert!(verified(f.store.verify_code(&acct, &o.sid, &o.code_hash, &c, T0 + 2).await.unwrap()));
-    // Then a second verify is refused with the verified OTP
+    // Then a second verify, right or wrong, is refused with the verified OTP, uncounted
     let again = refused(f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, T0 + 3), T0 + 3).await.unwrap())
         .expect("the OTP");
-    assert_eq!((again.status, again.updated_ms, again.checks), (OtpStatus::Success, T0 + 2, vec![c]));
+    let wrong = refused(f.store.verify_code(&acct, &o.sid, &[0; 32], &check(true, T0 + 4), T0 + 4).await.unwrap())
+        .expect("the OTP");
+    let valid = Check { valid: true, ..c };
+    assert_eq!(
+        (again.status, again.updated_ms, again.attempts, &again.checks),
+        (OtpStatus::Success, T0 + 2, 0, &vec![valid])
+    );
+    assert_eq!(wrong, again);
 }
 
-async fn five_invalid_checks_fail_the_otp(f: Fixture) {
+async fn each_wrong_code_is_counted_as_it_is_compared_and_the_fifth_fails_the_otp(f: Fixture) {
     // Given a pending OTP
     let acct = account_sid();
     let o = otp(&acct, &phone(), T0);
     f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
-    // When five invalid checks are recorded
-    for seen in 0..MAX_ATTEMPTS {
-        let now = T0 + 1 + i64::from(seen);
-        f.store.record_invalid_check(&acct, &o.sid, &check(false, now), seen, now).await.expect("recorded");
+    // When five wrong codes are presented
+    for n in 1..=MAX_ATTEMPTS {
+        let now = T0 + i64::from(n);
+        let w = f.store.verify_code(&acct, &o.sid, &[n as u8; 32], &check(true, now), now).await.unwrap();
+        // Then each is counted in the write that compared it, and the fifth fails the OTP
+        let last = n == MAX_ATTEMPTS;
+        assert!(matches!(w, VerifyWrite::Wrong { failed } if failed == last), "attempt {n}");
         let stored = f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap();
-        let expected = if seen + 1 < MAX_ATTEMPTS { OtpStatus::Pending } else { OtpStatus::Failed };
-        assert_eq!((stored.attempts, stored.status), (seen + 1, expected));
+        let expected = if last { OtpStatus::Failed } else { OtpStatus::Pending };
+        assert_eq!((stored.attempts, stored.status), (n, expected));
+        assert!(stored.checks.iter().all(|c| !c.valid));
     }
-    // Then it is failed, with the time of the last check, and takes no more checks or codes
+    // And it is failed, with the time of the last check, and takes no more codes, right or wrong
     let stored = f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap();
     assert_eq!((stored.updated_ms, stored.checks.len()), (T0 + 5, 5));
-    let more = f.store.record_invalid_check(&acct, &o.sid, &check(false, T0 + 9), MAX_ATTEMPTS, T0 + 9).await;
-    assert_eq!(more, Err(Error::Contended));
-    let w = f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, T0 + 9), T0 + 9).await.unwrap();
-    assert_eq!(refused(w).map(|o| o.status), Some(OtpStatus::Failed));
+    let right = f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, T0 + 9), T0 + 9).await.unwrap();
+    assert_eq!(refused(right), Some(stored.clone()));
+    let wrong = f.store.verify_code(&acct, &o.sid, &[0; 32], &check(true, T0 + 9), T0 + 9).await.unwrap();
+    assert_eq!(refused(wrong), Some(stored));
 }
 
-async fn invalid_check_with_a_stale_attempt_count_is_contended(f: Fixture) {
-    // Given an OTP with one invalid check
+async fn a_code_on_an_expired_otp_is_refused_and_counts_nothing(f: Fixture) {
+    // Given an OTP with one wrong code counted
     let acct = account_sid();
     let o = otp(&acct, &phone(), T0);
     f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
-    f.store.record_invalid_check(&acct, &o.sid, &check(false, T0), 0, T0).await.unwrap();
-    // When a check that saw no attempts lands, or one on an expired or unknown OTP
-    let stale = f.store.record_invalid_check(&acct, &o.sid, &check(false, T0), 0, T0).await;
-    let expired = f.store.record_invalid_check(&acct, &o.sid, &check(false, o.expires_ms), 1, o.expires_ms).await;
-    let unknown = f.store.record_invalid_check(&acct, &ids::new_sid(ids::OTP), &check(false, T0), 0, T0).await;
-    // Then each is contended and nothing changed
-    assert_eq!((stale, expired, unknown), (Err(Error::Contended), Err(Error::Contended), Err(Error::Contended)));
-    assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap().attempts, 1);
+    assert!(matches!(
+        f.store.verify_code(&acct, &o.sid, &[0; 32], &check(true, T0), T0).await.unwrap(),
+        VerifyWrite::Wrong { failed: false }
+    ));
+    // When a wrong and a right code come once it has expired
+    let wrong = f.store.verify_code(&acct, &o.sid, &[0; 32], &check(true, o.expires_ms), o.expires_ms).await.unwrap();
+    let right =
+        f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, o.expires_ms), o.expires_ms).await.unwrap();
+    // Then both are refused and nothing changed
+    let stored = f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap();
+    assert_eq!((stored.attempts, stored.checks.len(), stored.status), (1, 1, OtpStatus::Pending));
+    assert_eq!(refused(wrong), Some(stored.clone()));
+    assert_eq!(refused(right), Some(stored));
+}
+
+async fn two_hundred_concurrent_wrong_codes_are_compared_at_most_five_times(f: Fixture) {
+    // Given a 4-digit OTP sent through the domain
+    let (deps, outbox) = deps(f.store.clone());
+    let account = new_account(&deps).await;
+    let to = phone();
+    let sid = send(&deps, &account, SendRequest { length: 4, ..sms(&to, vec![]) }).await.expect("send");
+    let code = code_sent_to(&outbox, &to);
+    assert_eq!(code.len(), 4);
+    // When 200 verifies with distinct wrong codes run at once
+    let wrong: Vec<String> = (0..10_000).map(|n| format!("{n:04}")).filter(|c| *c != code).take(200).collect();
+    let results = join_all(wrong.into_iter().map(|guess| {
+        let (deps, account, sid) = (deps.clone(), account.clone(), sid.clone());
+        async move { verify(&deps, &account, VerifyTarget::RequestId(sid), &guess).await }
+    }))
+    .await;
+    // Then exactly five are told the code is wrong (474) and the rest that the attempts are
+    // used up (475): no other guess was compared
+    let errors: Vec<Error> = results.into_iter().map(|r| r.expect_err("a wrong code").error).collect();
+    let invalid = errors.iter().filter(|e| **e == Error::InvalidCode).count();
+    let used_up = errors.iter().filter(|e| **e == Error::MaxAttempts).count();
+    assert_eq!((invalid, used_up), (5, 195), "{errors:?}");
+    // And the right code afterwards is refused too, with five checks recorded
+    let r = verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), &code).await;
+    assert_eq!(r.map_err(|r| r.error), Err(Error::MaxAttempts));
+    let stored = f.store.get_otp(&account.sid, &sid).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.attempts, stored.checks.len()), (OtpStatus::Failed, 5, 5));
+}
+
+async fn a_right_code_behind_199_concurrent_wrong_ones_finds_the_attempts_used_up(f: Fixture) {
+    // Given a 4-digit OTP sent through the domain
+    let (deps, outbox) = deps(f.store.clone());
+    let account = new_account(&deps).await;
+    let to = phone();
+    let sid = send(&deps, &account, SendRequest { length: 4, ..sms(&to, vec![]) }).await.expect("send");
+    let code = code_sent_to(&outbox, &to);
+    // When 200 verifies run at once, the right code started last (an attacker's burst)
+    let mut guesses: Vec<String> = (0..10_000).map(|n| format!("{n:04}")).filter(|c| *c != code).take(199).collect();
+    guesses.push(code);
+    let results = join_all(guesses.into_iter().map(|guess| {
+        let (deps, account, sid) = (deps.clone(), account.clone(), sid.clone());
+        async move { verify(&deps, &account, VerifyTarget::RequestId(sid), &guess).await }
+    }))
+    .await;
+    // Then the wrong codes compared first used the five attempts, and the right one, compared
+    // after them, is refused: a guess is not compared for free while others are being counted
+    let errors: Vec<Error> = results.into_iter().map(|r| r.expect_err("no guess wins").error).collect();
+    assert_eq!(errors.iter().filter(|e| **e == Error::InvalidCode).count(), 5, "{errors:?}");
+    assert_eq!(errors.last(), Some(&Error::MaxAttempts));
+    let stored = f.store.get_otp(&account.sid, &sid).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.attempts), (OtpStatus::Failed, 5));
 }
 
 async fn cancel_cancels_only_a_pending_otp(f: Fixture) {
@@ -1194,20 +1262,20 @@ mod dynamodb_costs {
         assert_eq!((c.batch_get_item, c.transact_write_items, c.update_item, c.put_item), (2, 1, 1, 1));
         assert_eq!(counts(c), (2, 1, 3));
 
-        // Verify with a wrong code: the refused conditional write (a transaction with the pumping
-        // guard's counter) answers the OTP, then the invalid check is recorded
+        // Verify with a wrong code: one conditional write compares and counts it
         let code = code_sent_to(&outbox, &to);
         let wrong = if code == "000000" { "111111" } else { "000000" };
         let (r, c) = measured(&store, verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), wrong)).await;
         assert_eq!(r.unwrap_err().error, Error::InvalidCode);
         println!("verify (wrong code): {c:?}");
-        assert_eq!((c.reads(), c.transact_write_items, c.update_item, c.writes()), (0, 1, 1, 2));
+        assert_eq!((c.reads(), c.transact_write_items, c.update_item, c.writes()), (0, 0, 1, 1));
 
-        // Verify with the right code: one conditional write (OTP + guard counter), nothing else
+        // Verify with the right code: the wrong-code count, refused (the code is right), then
+        // one conditional write (OTP + guard counter), nothing else
         let (r, c) = measured(&store, verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), &code)).await;
         r.expect("verify");
         println!("verify (right code): {c:?}");
-        assert_eq!((c.reads(), c.transact_write_items, c.writes()), (0, 1, 1));
+        assert_eq!((c.reads(), c.update_item, c.transact_write_items, c.writes()), (0, 1, 1, 2));
 
         // Cancel: one conditional write
         let to2 = phone();

@@ -5,7 +5,7 @@ use super::{
     error::{Error, Result},
     guard::{self, GuardKey},
     ids::{self, new_sid},
-    otp::{Check, Otp, OtpStatus},
+    otp::{Check, OtpStatus, MAX_ATTEMPTS},
     phone,
     time::Millis,
 };
@@ -74,22 +74,21 @@ pub async fn verify(deps: &Deps, account: &Account, target: VerifyTarget, code: 
             c
         }
     };
-    // Try each candidate with a one-round-trip conditional write; only when none takes the
-    // code is an invalid check recorded, on the newest one that is still pending.
-    let mut first_refusal: Option<(Otp, Rejection)> = None;
+    // Each candidate compares the code in a write that counts it when it is wrong: a guess
+    // compared with two OTPs (the current one and the one in its guard time) counts on both.
+    let mut wrong_on: Option<&str> = None;
+    let mut first_refusal: Option<Rejection> = None;
     for sid in &candidates {
         match attempt(deps, account, sid, code, now).await? {
             Attempt::Verified => {
                 stop_workflow(deps, &account.sid, sid);
                 return Ok(sid.clone());
             }
-            Attempt::Refused(otp, rejection) => {
-                if first_refusal.is_none()
-                    || (first_refusal.as_ref().is_some_and(|(_, r)| r.error != Error::InvalidCode)
-                        && rejection.error == Error::InvalidCode)
-                {
-                    first_refusal = Some((otp, rejection));
-                }
+            Attempt::Wrong => {
+                wrong_on.get_or_insert(sid);
+            }
+            Attempt::Refused(rejection) => {
+                first_refusal.get_or_insert(rejection);
             }
             Attempt::Unknown => {
                 if first_refusal.is_none() && candidates.len() == 1 {
@@ -98,17 +97,18 @@ pub async fn verify(deps: &Deps, account: &Account, target: VerifyTarget, code: 
             }
         }
     }
-    match first_refusal {
-        Some((otp, r)) if r.error == Error::InvalidCode => record_invalid(deps, otp, code, now).await,
-        Some((_, r)) => Err(r),
-        None => Err(Error::OtpNotFound.into()),
+    match (wrong_on, first_refusal) {
+        (Some(sid), _) => Err(Rejection::on(Error::InvalidCode, sid)),
+        (None, Some(r)) => Err(r),
+        (None, None) => Err(Error::OtpNotFound.into()),
     }
 }
 
-#[allow(clippy::large_enum_variant)]
 enum Attempt {
     Verified,
-    Refused(Otp, Rejection),
+    /// The code was wrong, and counted.
+    Wrong,
+    Refused(Rejection),
     Unknown,
 }
 
@@ -129,19 +129,23 @@ async fn attempt(deps: &Deps, account: &Account, sid: &str, code: &str, now: Mil
                 tracing::info!(otp = %sid, "otp verified");
                 return Ok(Attempt::Verified);
             }
+            Ok(VerifyWrite::Wrong { failed }) => {
+                tracing::info!(otp = %sid, failed, "invalid code");
+                return Ok(Attempt::Wrong);
+            }
             Ok(VerifyWrite::Refused(None)) => return Ok(Attempt::Unknown),
             Ok(VerifyWrite::Refused(Some(otp))) => {
                 if let Some(e) = refusal(otp.status_at(now)) {
-                    return Ok(Attempt::Refused(otp, Rejection::on(e, sid)));
+                    return Ok(Attempt::Refused(Rejection::on(e, sid)));
                 }
-                if !deps.keys.code_matches(sid, code, &otp.code_hash) {
-                    return Ok(Attempt::Refused(otp, Rejection::on(Error::InvalidCode, sid)));
+                if otp.attempts >= MAX_ATTEMPTS {
+                    return Ok(Attempt::Refused(Rejection::on(Error::MaxAttempts, sid)));
                 }
-                // Right code, pending, yet refused: the sid named another country than the OTP
-                // has (an OTP from before the guard), or it changed between write and read.
+                // Pending with attempts left, yet refused: a right code whose sid named another
+                // country than the OTP has (an OTP from before the guard); count it there.
                 guard = counter(otp.country.as_deref());
             }
-            // A concurrent write to the guard's counter.
+            // A concurrent write to the OTP or the guard's counter: nothing was compared.
             Err(Error::Contended) => backoff(round).await,
             Err(e) => return Err(e),
         }
@@ -153,36 +157,6 @@ async fn backoff(round: u32) {
     let cap_ms = (5u64 << round.min(5)).min(100);
     let ms = rand::Rng::gen_range(&mut rand::thread_rng(), 1..=cap_ms);
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-}
-
-async fn record_invalid(deps: &Deps, mut otp: Otp, code: &str, now: Millis) -> Result<String, Rejection> {
-    let sid = otp.sid.clone();
-    let check = Check {
-        sid: new_sid(ids::CHECK),
-        at_ms: now,
-        valid: false,
-        sealed_code: deps.keys.seal(code.as_bytes(), &sid),
-    };
-    for _ in 0..MAX_VERIFY_ROUNDS {
-        match deps.store.record_invalid_check(&otp.account_sid, &sid, &check, otp.attempts, now).await {
-            Ok(()) => {
-                tracing::info!(otp = %sid, attempts = otp.attempts + 1, "invalid code");
-                return Err(Rejection::on(Error::InvalidCode, &sid));
-            }
-            Err(Error::Contended) => {
-                // Another check landed first: look again, it may have used the last attempt.
-                let Some(fresh) = deps.store.get_otp(&otp.account_sid, &sid).await? else {
-                    return Err(Error::OtpNotFound.into());
-                };
-                if let Some(e) = refusal(fresh.status_at(now)) {
-                    return Err(Rejection::on(e, &sid));
-                }
-                otp = fresh;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Error::Unavailable.into())
 }
 
 /// A verified or canceled OTP's workflow has nothing left to send: stop its run, off the

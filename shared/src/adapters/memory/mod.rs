@@ -481,53 +481,36 @@ impl OtpStore for MemoryStore {
         let Some(otp) = otp_mut(&mut s.otps, &s.ids, account_sid, otp_sid) else {
             return Ok(VerifyWrite::Refused(None));
         };
-        if live(otp, now)
-            && otp.attempts < MAX_ATTEMPTS
-            && crate::domain::crypto::ct_eq(&otp.code_hash, code_hash)
-            && guard.is_none_or(|g| otp.country.as_deref() == Some(g.country.as_str()))
-        {
-            let old = self.heard(&s.accounts, otp).then(|| Otp::clone(otp));
-            otp.status = OtpStatus::Success;
-            otp.updated_ms = now;
-            otp.checks.push(check.clone());
-            if old.is_some() {
-                self.tell(old, otp);
-            }
-            if let Some(g) = guard {
-                s.guard.entry(g.clone()).or_default().verifies += 1;
-            }
-            Ok(VerifyWrite::Verified)
-        } else {
-            Ok(VerifyWrite::Refused(Some(Otp::clone(otp))))
+        if !live(otp, now) || otp.attempts >= MAX_ATTEMPTS {
+            return Ok(VerifyWrite::Refused(Some(Otp::clone(otp))));
         }
-    }
-
-    async fn record_invalid_check(
-        &self,
-        account_sid: &str,
-        otp_sid: &str,
-        check: &Check,
-        seen_attempts: u32,
-        now: Millis,
-    ) -> Result<()> {
-        let mut locked = self.lock()?;
-        // One borrow of the state, so the accounts can be read beside a mutable OTP.
-        let s = &mut *locked;
-        let otp = otp_mut(&mut s.otps, &s.ids, account_sid, otp_sid).ok_or(Error::Contended)?;
-        if !live(otp, now) || otp.attempts != seen_attempts {
-            return Err(Error::Contended);
+        // Compared and counted under one lock: a wrong code is never compared uncounted.
+        let right = crate::domain::crypto::ct_eq(&otp.code_hash, code_hash);
+        if right && guard.is_some_and(|g| otp.country.as_deref() != Some(g.country.as_str())) {
+            return Ok(VerifyWrite::Refused(Some(Otp::clone(otp))));
         }
         let old = self.heard(&s.accounts, otp).then(|| Otp::clone(otp));
-        otp.attempts += 1;
-        otp.checks.push(check.clone());
-        if otp.attempts >= MAX_ATTEMPTS {
-            otp.status = OtpStatus::Failed;
+        otp.checks.push(Check { valid: right, ..check.clone() });
+        let written = if right {
+            otp.status = OtpStatus::Success;
             otp.updated_ms = now;
-        }
+            VerifyWrite::Verified
+        } else {
+            otp.attempts += 1;
+            let failed = otp.attempts >= MAX_ATTEMPTS;
+            if failed {
+                otp.status = OtpStatus::Failed;
+                otp.updated_ms = now;
+            }
+            VerifyWrite::Wrong { failed }
+        };
         if old.is_some() {
             self.tell(old, otp);
         }
-        Ok(())
+        if let (VerifyWrite::Verified, Some(g)) = (&written, guard) {
+            s.guard.entry(g.clone()).or_default().verifies += 1;
+        }
+        Ok(written)
     }
 
     async fn claim_step(

@@ -42,6 +42,9 @@ pub(super) const PENDING_AT_NOW: &str =
 /// A settled OTP leaves the sparse index of pending ones (`gsi2`, the expiry sweeper's).
 pub(super) const LEAVE_DUE_INDEX: &str = "REMOVE gsi2pk, gsi2sk";
 
+/// A wrong code's count: one attempt used, the check recorded.
+const COUNT_WRONG: &str =
+    "SET #attempts = #attempts + :one, #checks = list_append(if_not_exists(#checks, :empty), :check)";
 const VERIFIED_UPDATE: &str = "SET #status = :success, #updated_ms = :now, \
     #checks = list_append(if_not_exists(#checks, :empty), :check) REMOVE gsi2pk, gsi2sk";
 
@@ -311,23 +314,50 @@ impl DynamoStore {
         Ok(tx)
     }
 
+    /// A right code (the wrong-code count refused it): the OTP verified, only if it is still
+    /// pending with attempts left; with `guard`, counted there in the same transaction.
+    async fn verify_right_code(
+        &self,
+        key: &Key,
+        code_hash: &[u8],
+        check: &Check,
+        now: Millis,
+        guard: Option<&GuardKey>,
+    ) -> Result<VerifyWrite> {
+        let expr = with_check(pending_at(now), &Check { valid: true, ..check.clone() })?
+            .name(attr::UPDATED_MS)
+            .name(attr::ATTEMPTS)
+            .name(attr::CODE_HASH)
+            .value(":success", s(OtpStatus::Success.as_str()))
+            .value(":max", n(MAX_ATTEMPTS))
+            .value(":hash", AttributeValue::B(code_hash.to_vec().into()));
+        if let Some(g) = guard {
+            return self.verify_and_count(key, expr, g).await;
+        }
+        let written = self
+            .update_otp_or_old(
+                "UpdateItem(verify)",
+                key,
+                VERIFIED_UPDATE,
+                &format!("attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts < :max AND #code_hash = :hash"),
+                expr,
+            )
+            .await?;
+        Ok(match written {
+            None => VerifyWrite::Verified,
+            Some(old) => VerifyWrite::Refused(old),
+        })
+    }
+
     /// Verify as one `TransactWriteItems`: the OTP's conditional update (which also requires the
     /// OTP's country to be the counter's) and `ADD verifies 1` on the pumping-guard counter. Still
     /// one round trip; a refused OTP comes back from the cancellation reason (`ALL_OLD`).
-    async fn verify_and_count(
-        &self,
-        account_sid: &str,
-        otp_sid: &str,
-        expr: Expr,
-        g: &GuardKey,
-    ) -> Result<VerifyWrite> {
+    async fn verify_and_count(&self, key: &Key, expr: Expr, g: &GuardKey) -> Result<VerifyWrite> {
         let expr = expr.name(attr::COUNTRY).value(":country", s(&g.country));
         let otp_update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(Key::otp(account_sid, otp_sid).to_item()))
-            .update_expression(
-                VERIFIED_UPDATE,
-            )
+            .set_key(Some(key.to_item()))
+            .update_expression(VERIFIED_UPDATE)
             .condition_expression(format!(
                 "attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts < :max AND #code_hash = :hash AND #country = :country"
             ))
@@ -548,73 +578,60 @@ impl OtpStore for DynamoStore {
         now: Millis,
         guard: Option<&GuardKey>,
     ) -> Result<VerifyWrite> {
-        let expr = with_check(pending_at(now), check)?
-            .name(attr::UPDATED_MS)
-            .name(attr::ATTEMPTS)
-            .name(attr::CODE_HASH)
-            .value(":success", s(OtpStatus::Success.as_str()))
-            .value(":max", n(MAX_ATTEMPTS))
-            .value(":hash", AttributeValue::B(code_hash.to_vec().into()));
-        if let Some(g) = guard {
-            return self.verify_and_count(account_sid, otp_sid, expr, g).await;
+        // A wrong code is compared only by a write that counts it: the first write counts the
+        // code if it is not the OTP's (`<> :hash`), so concurrent guesses each take an attempt
+        // as they are compared, and a right code (refused by that write, uncounted) is then
+        // verified only while attempts are left. The last attempt is its own write, since it
+        // also fails the OTP (an update cannot set a status only when a sum reaches a bound).
+        let key = Key::otp(account_sid, otp_sid);
+        let wrong = Check { valid: false, ..check.clone() };
+        let hash = AttributeValue::B(code_hash.to_vec().into());
+        let counted = |last: bool| -> Result<Expr> {
+            let expr = with_check(pending_at(now), &wrong)?
+                .name(attr::ATTEMPTS)
+                .name(attr::CODE_HASH)
+                .value(":one", n(1))
+                .value(":last", n(MAX_ATTEMPTS - 1))
+                .value(":hash", hash.clone());
+            Ok(if last { expr.name(attr::UPDATED_MS).value(":failed", s(OtpStatus::Failed.as_str())) } else { expr })
+        };
+        for _ in 0..MAX_ATTEMPTS + 1 {
+            let written = self
+                .update_otp_or_old(
+                    "UpdateItem(wrong_code)",
+                    &key,
+                    COUNT_WRONG,
+                    &format!("attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts < :last AND #code_hash <> :hash"),
+                    counted(false)?,
+                )
+                .await?;
+            let otp = match written {
+                None => return Ok(VerifyWrite::Wrong { failed: false }),
+                Some(None) => return Ok(VerifyWrite::Refused(None)),
+                Some(Some(otp)) => otp,
+            };
+            if otp.status_at(now) != OtpStatus::Pending || otp.attempts >= MAX_ATTEMPTS {
+                return Ok(VerifyWrite::Refused(Some(otp)));
+            }
+            if crate::domain::crypto::ct_eq(&otp.code_hash, code_hash) {
+                return self.verify_right_code(&key, code_hash, check, now, guard).await;
+            }
+            // A wrong code on the last attempt (as the refusal showed it): count it and fail
+            // the OTP, only if that attempt is still the last one; else look again.
+            let written = self
+                .update_otp_or_old(
+                    "UpdateItem(last_wrong_code)",
+                    &key,
+                    &format!("{COUNT_WRONG}, #status = :failed, #updated_ms = :now {LEAVE_DUE_INDEX}"),
+                    &format!("attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts = :last AND #code_hash <> :hash"),
+                    counted(true)?,
+                )
+                .await?;
+            if written.is_none() {
+                return Ok(VerifyWrite::Wrong { failed: true });
+            }
         }
-        let written = self
-            .update_otp_or_old(
-                "UpdateItem(verify)",
-                &Key::otp(account_sid, otp_sid),
-                VERIFIED_UPDATE,
-                &format!("attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts < :max AND #code_hash = :hash"),
-                expr,
-            )
-            .await?;
-        Ok(match written {
-            None => VerifyWrite::Verified,
-            Some(old) => VerifyWrite::Refused(old),
-        })
-    }
-
-    async fn record_invalid_check(
-        &self,
-        account_sid: &str,
-        otp_sid: &str,
-        check: &Check,
-        seen_attempts: u32,
-        now: Millis,
-    ) -> Result<()> {
-        let fails = seen_attempts + 1 >= MAX_ATTEMPTS;
-        let mut expr = with_check(pending_at(now), check)?
-            .name(attr::ATTEMPTS)
-            .value(":one", n(1))
-            .value(":seen", n(seen_attempts));
-        let mut update = String::from(
-            "SET #attempts = #attempts + :one, #checks = list_append(if_not_exists(#checks, :empty), :check)",
-        );
-        if fails {
-            expr = expr.name(attr::UPDATED_MS).value(":failed", s(OtpStatus::Failed.as_str()));
-            update.push_str(", #status = :failed, #updated_ms = :now ");
-            update.push_str(LEAVE_DUE_INDEX);
-        }
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Key::otp(account_sid, otp_sid).to_item()))
-            .update_expression(update)
-            .condition_expression(format!("{PENDING_AT_NOW} AND #attempts = :seen"))
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(
-                    UpdateItemError::ConditionalCheckFailedException(_)
-                    | UpdateItemError::TransactionConflictException(_),
-                ) => Err(Error::Contended),
-                _ => Err(errors::sdk("UpdateItem(invalid_check)", &e)),
-            },
-        }
+        Err(Error::Contended)
     }
 
     async fn claim_step(
