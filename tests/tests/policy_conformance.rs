@@ -152,6 +152,8 @@ on_both_stores!(
     a_verify_whose_sid_names_another_country_counts_in_the_otps_own,
     a_test_number_delivers_nothing_counts_as_test_and_verifies_its_fixed_code,
     an_account_callback_and_its_sealed_secret_are_stored_and_rotated,
+    a_from_outside_the_accounts_senders_is_a_400_naming_from_and_writes_nothing,
+    a_sub_account_is_granted_at_most_its_parents_senders,
 );
 
 // --- callbacks -------------------------------------------------------------------------------
@@ -410,4 +412,71 @@ async fn a_test_number_delivers_nothing_counts_as_test_and_verifies_its_fixed_co
     assert_eq!(categories, [(UsageCategory::Test, 1)]);
     // And the fixed code verifies it
     verify(&f.deps, &account, VerifyTarget::RequestId(sid.clone()), "97531").await.expect("verified");
+}
+
+async fn a_from_outside_the_accounts_senders_is_a_400_naming_from_and_writes_nothing(f: Fixture) {
+    // Given tenant A, whose senders are its sender ID, its number and its domain, and tenant B
+    // with only its own sender ID
+    let a = f.account(None).await;
+    let a = f.set(&a, serde_json::json!({ "senders": ["TenantA", "+14155550199", "@tenant-a.com"] })).await;
+    let b = f.account(None).await;
+    let b = f.set(&b, serde_json::json!({ "senders": ["TenantB"] })).await;
+    let from = |channel_from: &str, to: &str| SendRequest {
+        delivery: Delivery::sms(channel_from, to, "Your code: {code}"),
+        ..sms(to)
+    };
+    let email = |sender: &str| SendRequest {
+        delivery: Delivery {
+            channel: twofa::domain::otp::Channel::Email,
+            subject: Some("Your code".into()),
+            ..Delivery::sms(sender, "user@example.com", "Your code: {code}")
+        },
+        ..sms("user@example.com")
+    };
+    // When B sends as A: A's sender ID, A's number, an address at A's domain
+    let refused = [
+        send(&f.deps, &b, from("TenantA", &us(1))).await,
+        send(&f.deps, &b, from("+14155550199", &us(2))).await,
+        send(&f.deps, &b, email("security@tenant-a.com")).await,
+    ];
+    // Then each is a 400 naming `from`, and nothing was sent or stored
+    for r in &refused {
+        assert_eq!(r, &Err(Error::invalid("from", "not a sender this account may use")));
+    }
+    assert!(f.outbox.messages(None).is_empty());
+    assert!(f.deps.store.get_destination(&b.sid, "2FA", &us(1)).await.unwrap().is_none());
+    // And A sends as itself (sender IDs and domains compare case-insensitively, numbers in any form)
+    send(&f.deps, &a, from("tenanta", &us(3))).await.expect("A's sender ID");
+    send(&f.deps, &a, from("14155550199", &us(4))).await.expect("A's number");
+    send(&f.deps, &a, email("Security@Tenant-A.com")).await.expect("an address at A's domain");
+    // And B as itself
+    send(&f.deps, &b, from("TenantB", &us(5))).await.expect("B's sender ID");
+    // And an account whose senders were never set sends from any sender (accounts stored
+    // before sender lists, the single-tenant setup)
+    let any = f.account(None).await;
+    send(&f.deps, &any, from("TenantA", &us(6))).await.expect("any sender");
+}
+
+async fn a_sub_account_is_granted_at_most_its_parents_senders(f: Fixture) {
+    // Given a parent whose senders are one sender ID and one domain, and its sub-account
+    let parent = f.account(None).await;
+    f.set(&parent, serde_json::json!({ "senders": ["Parent", "@parent.example"] })).await;
+    let parent = f.deps.store.get_account(&parent.sid).await.unwrap().unwrap();
+    // (a new sub-account starts with its parent's senders)
+    let sub = f.account(Some(&parent)).await;
+    assert_eq!(sub.policy.senders, parent.policy.senders);
+    let grant = |senders: serde_json::Value| {
+        let update: PolicyUpdate = serde_json::from_value(serde_json::json!({ "senders": senders })).unwrap();
+        update_policy(f.deps.store.as_ref(), &f.deps.keys, &sub.sid, update)
+    };
+    // When it is granted another sender, any sender, or another domain
+    for wider in [serde_json::json!(["Other"]), serde_json::json!(["*"]), serde_json::json!(["@other.example"])] {
+        // Then the grant is a 400 naming `senders`, and nothing changed
+        let e = grant(wider.clone()).await.expect_err("wider than the parent's");
+        assert!(matches!(&e, Error::InvalidParameter { param, .. } if param == "senders"), "{wider}: {e:?}");
+    }
+    assert_eq!(f.deps.store.get_account(&sub.sid).await.unwrap().unwrap().policy.senders, parent.policy.senders);
+    // And a part of the parent's is granted: its sender ID and one address at its domain
+    let p = grant(serde_json::json!(["Parent", "otp@parent.example"])).await.expect("within the parent's");
+    assert_eq!(p.senders, Some(vec!["Parent".to_owned(), "otp@parent.example".to_owned()]));
 }

@@ -23,8 +23,11 @@ use twofa::{
 pub const USAGE: &str = "\
 usage: twofa-admin account <command>
 
-  create --email ADDRESS [--parent AC…]   a new account (a sub-account of --parent); prints its
-                                          sid, auth token and webhook secret, this once
+  create --email ADDRESS [--parent AC…] [--any-sender]
+                                          a new account (a sub-account of --parent); prints its
+                                          sid, auth token and webhook secret, this once;
+                                          --any-sender: it may send from any sender the
+                                          deployment has (a single-tenant setup)
   list [--json]                           every account
   show SID                                one account, its policy included (JSON)
   suspend SID | resume SID                its credentials answer 403 / work again
@@ -32,8 +35,14 @@ usage: twofa-admin account <command>
   set-callback SID --url URL [--method GET|POST] [--rotate-secret]
   set-callback SID --clear                where the account's OTP events are told
   allow-ips SID CIDR… | --any             only callers from these networks (or any again)
-  policy SID --json '{…}'                 geo permissions, pumping guard, test numbers
-                                          (allowedCountries, pumpingGuard, testNumbers)
+  senders SID RULE… | --any               the senders its sends may name in `from`: email
+                                          addresses, @domains, E.164 numbers, sender IDs
+                                          (a sub-account: at most its parent's)
+  policy SID --json '{…}'                 geo permissions, pumping guard, test numbers, senders
+                                          (allowedCountries, pumpingGuard, testNumbers, senders)
+
+A new account may send from no sender until granted some, except the deployment's first
+account (any sender the deployment has) and a sub-account (its parent's).
 
 Environment: TWOFA_TABLE (the table), TWOFA_SECRET_ARN (Secrets Manager) or TWOFA_SECRET_KEY
 (hex) for the master key, the usual AWS variables (AWS_REGION, AWS_PROFILE…, AWS_ENDPOINT_URL
@@ -43,13 +52,14 @@ for a local emulator). Changes reach running functions within 30 s (their accoun
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help,
-    Create { email: String, parent: Option<String> },
+    Create { email: String, parent: Option<String>, any_sender: bool },
     List { json: bool },
     Show { sid: String },
     Suspend { sid: String, suspended: bool },
     RotateToken { sid: String },
     SetCallback { sid: String, url: Option<String>, method: Option<String>, rotate_secret: bool },
     AllowIps { sid: String, blocks: Vec<String> },
+    Senders { sid: String, rules: Vec<String> },
     Policy { sid: String, json: String },
 }
 
@@ -68,8 +78,13 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let a = Args::split(it.collect(), sub)?;
     let cmd = match sub {
         "create" => {
-            a.only(&["email", "parent"], &[], 0)?;
-            Command::Create { email: a.required("email")?, parent: a.value("parent") }
+            a.only(&["email", "parent"], &["any-sender"], 0)?;
+            if a.flag("any-sender") && a.value("parent").is_some() {
+                return Err(
+                    "--any-sender is for top-level accounts (a sub-account starts with its parent's senders)".into()
+                );
+            }
+            Command::Create { email: a.required("email")?, parent: a.value("parent"), any_sender: a.flag("any-sender") }
         }
         "list" => {
             a.only(&[], &["json"], 0)?;
@@ -111,6 +126,15 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 return Err("allow-ips needs CIDR blocks, or --any to allow any caller".into());
             }
             Command::AllowIps { sid, blocks }
+        }
+        "senders" => {
+            a.only(&[], &["any"], usize::MAX)?;
+            let sid = a.sid()?;
+            let rules = a.positional[1..].to_vec();
+            if rules.is_empty() != a.flag("any") {
+                return Err("senders needs sender rules, or --any for any sender the deployment has".into());
+            }
+            Command::Senders { sid, rules: if rules.is_empty() { vec!["*".to_owned()] } else { rules } }
         }
         "policy" => {
             a.only(&["json"], &[], 1)?;
@@ -223,10 +247,22 @@ pub async fn run(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &
 async fn execute(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &dyn Clock) -> twofa::Result<String> {
     Ok(match command {
         Command::Help => USAGE.to_owned(),
-        Command::Create { email, parent } => {
-            let c = account_admin::create(store, keys, clock.now_ms(), &email, parent.as_deref()).await?;
+        Command::Create { email, parent, any_sender } => {
+            let mut c = account_admin::create(store, keys, clock.now_ms(), &email, parent.as_deref()).await?;
+            if any_sender && c.account.policy.senders.is_some() {
+                let update = PolicyUpdate { senders: Some(vec!["*".to_owned()]), ..Default::default() };
+                c.account.policy = policy::update_policy(store, keys, &c.account.sid, update).await?;
+            }
             // Shell assignments: `eval "$(twofa-admin account create …)"` works.
-            format!("ACCOUNT_SID={}\nAUTH_TOKEN={}\nWEBHOOK_SECRET={}\n", c.account.sid, c.token.0, c.webhook_secret.0)
+            let senders = match &c.account.policy.senders {
+                None => "any sender the deployment has".to_owned(),
+                Some(l) if l.is_empty() => "none yet (twofa-admin account senders SID RULE…)".to_owned(),
+                Some(l) => l.join(" "),
+            };
+            format!(
+                "ACCOUNT_SID={}\nAUTH_TOKEN={}\nWEBHOOK_SECRET={}\n# senders: {senders}\n",
+                c.account.sid, c.token.0, c.webhook_secret.0
+            )
         }
         Command::List { json } => {
             let accounts = store.list_accounts().await?;
@@ -248,6 +284,11 @@ async fn execute(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &
         Command::RotateToken { sid } => {
             let token = account_admin::rotate_token(store, keys, &sid).await?;
             format!("AUTH_TOKEN={}\n", token.0)
+        }
+        Command::Senders { sid, rules } => {
+            let update = PolicyUpdate { senders: Some(rules), ..Default::default() };
+            let p = policy::update_policy(store, keys, &sid, update).await?;
+            format!("{sid} senders: {}\n", p.senders.map_or_else(|| "*".to_owned(), |l| l.join(" ")))
         }
         Command::SetCallback { sid, url, method, rotate_secret } => {
             let update = PolicyUpdate {
@@ -354,11 +395,11 @@ mod tests {
     fn every_command_parses_with_its_options() {
         assert_eq!(
             parse(&args("account create --email a@example.com --parent ACp")).unwrap(),
-            Command::Create { email: "a@example.com".into(), parent: Some("ACp".into()) }
+            Command::Create { email: "a@example.com".into(), parent: Some("ACp".into()), any_sender: false }
         );
         assert_eq!(
             parse(&args("account create --email=a@example.com")).unwrap(),
-            Command::Create { email: "a@example.com".into(), parent: None }
+            Command::Create { email: "a@example.com".into(), parent: None, any_sender: false }
         );
         assert_eq!(parse(&args("account list --json")).unwrap(), Command::List { json: true });
         assert_eq!(

@@ -316,3 +316,32 @@ async fn usage_errors_exit_2_and_unknown_accounts_exit_1() {
     }
     assert_eq!(d.admin(&["--help"]).code, 0);
 }
+
+#[tokio::test]
+async fn only_the_first_account_sends_from_any_sender_and_another_from_those_it_is_granted() {
+    // Given a deployment's first account, and a second one
+    let d = given_a_deployment().await;
+    let first = d.admin_ok(&["account", "create", "--email", "ops@example.com"]);
+    assert!(first.stdout.contains("# senders: any sender the deployment has"), "{}", first.stdout);
+    let second = d.admin_ok(&["account", "create", "--email", "tenant@example.com"]);
+    assert!(second.stdout.contains("# senders: none yet"), "{}", second.stdout);
+    let (sid, token) = (second.value("ACCOUNT_SID"), second.value("AUTH_TOKEN"));
+    // When the second sends as "Twofa" before and after the operator grants it that sender
+    let (before, body) = d.send_as(&sid, &token, &number()).await;
+    let granted = d.admin_ok(&["account", "senders", &sid, "Twofa", "@tenant.example"]);
+    let (after, _) = d.send_as(&sid, &token, &number()).await;
+    // Then it is refused with a 400 naming `from`, then sent
+    assert_eq!(
+        (before, body["message"].as_str()),
+        (400, Some("Invalid parameter: from (not a sender this account may use)"))
+    );
+    assert_eq!(granted.stdout.trim(), format!("{sid} senders: Twofa @tenant.example"));
+    assert_eq!(after, 200);
+    // And the first account sends as anyone
+    let (status, body) = d.send_as(&first.value("ACCOUNT_SID"), &first.value("AUTH_TOKEN"), &number()).await;
+    assert_eq!(status, 200, "{body}");
+    // And a sender that is no sender rule is refused by the command
+    let bad = d.admin(&["account", "senders", &sid, "not a sender!"]);
+    assert_eq!(bad.code, 1, "{}", bad.stdout);
+    assert!(bad.stderr.contains("senders"), "{}", bad.stderr);
+}

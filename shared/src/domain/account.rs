@@ -47,7 +47,8 @@ impl Account {
             suspended: false,
             allowed_ips: vec![],
             created_ms: now,
-            policy: AccountPolicy::default(),
+            // A sub-account may send from its parent's senders, no more, until told otherwise.
+            policy: AccountPolicy { senders: parent.and_then(|p| p.policy.senders.clone()), ..Default::default() },
         }
     }
 

@@ -60,9 +60,16 @@ pub async fn create(
     if parent.as_ref().is_some_and(|p| p.ancestors.len() + 1 > MAX_DEPTH) {
         return Err(Error::invalid("parent", format!("sub-accounts go at most {MAX_DEPTH} deep")));
     }
+    // Senders: a sub-account starts with its parent's; the deployment's first account with
+    // any sender the deployment has (the single-tenant setup is one command); any other
+    // account with none, until the operator grants some (`policy SID --json '{"senders":…}'`).
+    let first = parent.is_none() && store.list_accounts().await?.is_empty();
     let token = new_token();
     let mut account = Account::new(ids::new_sid(ids::ACCOUNT), &token.0, keys, parent.as_ref(), now);
     account.email = Some(email.to_owned());
+    if parent.is_none() && !first {
+        account.policy.senders = Some(vec![]);
+    }
     let secret = callbacks::new_secret();
     account.policy.webhook_secret = Some(SealedSecret(callbacks::seal_secret(keys, &account.sid, &secret)));
     store.put_account(&account).await?;

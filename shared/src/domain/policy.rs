@@ -36,6 +36,108 @@ pub struct AccountPolicy {
     /// The `whsec_` secret callbacks are signed with, sealed to the account; None until one is
     /// made (the dev server makes one with each account).
     pub webhook_secret: Option<SealedSecret>,
+    /// The senders a send's `from` may name (see `Senders`); None: any sender the deployment
+    /// has (the single-tenant setup, and accounts stored before sender lists existed).
+    pub senders: Option<Vec<String>>,
+}
+
+/// Most senders in one account's list.
+pub const MAX_SENDERS: usize = 100;
+
+/// The sender rules of an account's list, each one string: `*` (any sender the deployment
+/// has), an email address (`security@tenant-a.com`), an email domain (`@tenant-a.com`: any
+/// address there), an origination number (E.164), or an SMS sender ID (1 to 11 letters and
+/// digits, at least one letter). Addresses, domains and sender IDs compare case-insensitively.
+pub mod senders {
+    use super::{is_email, phone, Channel, Error, Result, MAX_SENDERS};
+
+    /// One rule in its stored form (numbers in E.164, addresses and domains in lower case), or
+    /// 400 naming `param`.
+    pub fn rule(raw: &str, param: &'static str) -> Result<String> {
+        let r = raw.trim();
+        if r == "*" {
+            return Ok(r.to_owned());
+        }
+        if let Some(domain) = r.strip_prefix('@') {
+            if is_email(&format!("x@{domain}")) {
+                return Ok(r.to_ascii_lowercase());
+            }
+        } else if r.contains('@') {
+            if is_email(r) {
+                return Ok(r.to_ascii_lowercase());
+            }
+        } else if r.starts_with('+') || (!r.is_empty() && r.bytes().all(|b| b.is_ascii_digit())) {
+            if let Ok(p) = phone::parse(r, param) {
+                return Ok(p.e164);
+            }
+        } else if is_sender_id(r) {
+            return Ok(r.to_owned());
+        }
+        Err(Error::invalid(
+            param,
+            "each sender must be *, an email address, @domain, an E.164 number or a sender ID of 1 to 11 letters and digits",
+        ))
+    }
+
+    /// A list of rules, each checked, without repeats.
+    pub fn list(raw: &[String], param: &'static str) -> Result<Vec<String>> {
+        if raw.len() > MAX_SENDERS {
+            return Err(Error::invalid(param, format!("at most {MAX_SENDERS} senders")));
+        }
+        let mut out: Vec<String> = Vec::with_capacity(raw.len());
+        for r in raw {
+            let r = rule(r, param)?;
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(&r)) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn is_sender_id(s: &str) -> bool {
+        (1..=11).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric())
+            && s.bytes().any(|b| b.is_ascii_alphabetic())
+    }
+
+    /// Whether `rules` let a send on `channel` name `from`.
+    pub fn allow(rules: &[String], channel: Channel, from: &str) -> bool {
+        let from = from.trim();
+        rules.iter().any(|r| {
+            r == "*"
+                || match channel {
+                    Channel::Email => match r.strip_prefix('@') {
+                        Some(domain) => from.rsplit_once('@').is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain)),
+                        None => r.contains('@') && r.eq_ignore_ascii_case(from),
+                    },
+                    Channel::Sms | Channel::Call => {
+                        if r.starts_with('+') {
+                            phone::parse(from, "from").is_ok_and(|p| p.e164 == *r)
+                        } else {
+                            !r.contains('@') && r.eq_ignore_ascii_case(from)
+                        }
+                    }
+                }
+        })
+    }
+
+    /// Whether a parent whose list is `parent` (None: any) may grant `rule` to a sub-account.
+    pub fn covers(parent: Option<&[String]>, rule: &str) -> bool {
+        let Some(parent) = parent else { return true };
+        if parent.iter().any(|p| p == "*") {
+            return true;
+        }
+        if rule == "*" {
+            return false;
+        }
+        if rule.starts_with('@') {
+            return parent.iter().any(|p| p.eq_ignore_ascii_case(rule));
+        }
+        if rule.contains('@') {
+            return allow(parent, Channel::Email, rule);
+        }
+        allow(parent, Channel::Sms, rule)
+    }
 }
 
 /// A sealed webhook secret (`callbacks::seal_secret`). `Debug` shows nothing of it.
@@ -135,6 +237,11 @@ impl AccountPolicy {
         list.as_ref().is_none_or(|l| l.iter().any(|c| c == country))
     }
 
+    /// Whether a send on `channel` may name `from` as its sender.
+    pub fn allows_sender(&self, channel: Channel, from: &str) -> bool {
+        self.senders.as_deref().is_none_or(|rules| senders::allow(rules, channel, from))
+    }
+
     /// The policy in the JSON shape `PolicyUpdate` takes, test destinations without their codes
     /// (what the dev server and the admin command show).
     pub fn view(&self) -> serde_json::Value {
@@ -149,6 +256,7 @@ impl AccountPolicy {
             "callbackUrl": self.callback.as_ref().map(|c| c.url.clone()),
             "callbackMethod": self.callback.as_ref().map(|c| c.method.as_str()),
             "webhookSecret": if self.webhook_secret.is_some() { "set" } else { "none" },
+            "senders": self.senders.as_ref().map_or_else(|| serde_json::json!(["*"]), |l| serde_json::json!(l)),
         })
     }
 
@@ -179,6 +287,9 @@ pub struct PolicyUpdate {
     /// `true`: a new webhook secret replaces the old one (answered once).
     #[serde(default)]
     pub rotate_webhook_secret: bool,
+    /// Replaces the whole list of senders (`["*"]`: any sender the deployment has).
+    #[serde(default)]
+    pub senders: Option<Vec<String>>,
 }
 
 /// A policy after an update, and the webhook secret the update made, if it made one: shown
@@ -292,6 +403,10 @@ impl PolicyUpdate {
                 return Err(Error::invalid("pumpingGuard", "minSends must be at least 1"));
             }
         }
+        if let Some(list) = self.senders {
+            let list = senders::list(&list, "senders")?;
+            policy.senders = if list.iter().any(|r| r == "*") { None } else { Some(list) };
+        }
         if let Some(list) = self.test_numbers {
             if list.len() > MAX_TEST_DESTINATIONS {
                 return Err(Error::invalid("testNumbers", format!("at most {MAX_TEST_DESTINATIONS}")));
@@ -333,7 +448,16 @@ pub async fn update_policy_with(
     rules: UrlRules,
 ) -> Result<PolicyChange> {
     let account: Account = store.get_account(sid).await?.ok_or(Error::NotFound)?;
+    let granted = update.senders.is_some();
     let change = update.apply_with(keys, sid, account.policy.clone(), rules)?;
+    // A sub-account is granted at most its parent's senders.
+    if let (true, Some(parent)) = (granted, account.ancestors.last()) {
+        let parent = store.get_account(parent).await?.ok_or(Error::NotFound)?;
+        let wanted = change.policy.senders.clone().unwrap_or_else(|| vec!["*".to_owned()]);
+        if let Some(r) = wanted.iter().find(|r| !senders::covers(parent.policy.senders.as_deref(), r)) {
+            return Err(Error::invalid("senders", format!("{r} is not a sender of the parent account")));
+        }
+    }
     store.set_policy(&account, &change.policy).await?;
     Ok(change)
 }

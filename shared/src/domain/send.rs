@@ -149,6 +149,17 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
             return Err(Error::invalid(param, format!("{} is not available in this deployment", channel.as_str())));
         }
     }
+    // Only a sender the account may use, checked before anything is written: one tenant
+    // cannot send as another (its addresses, its sender ID, its registered numbers).
+    for channel in &channels {
+        let (param, from) = match (channel, req.email_from.as_deref()) {
+            (Channel::Email, Some(from)) if req.delivery.channel != Channel::Email => ("emailFrom", from),
+            _ => ("from", req.delivery.from.as_str()),
+        };
+        if !account.policy.allows_sender(*channel, from) {
+            return Err(Error::invalid(param, "not a sender this account may use"));
+        }
+    }
     // A test destination receives nothing and verifies with its fixed code: no geo check, no
     // guard, no default limit, no delivery; counted as `test` usage only.
     let test = account.policy.test_destination(&req.delivery.to);

@@ -395,11 +395,14 @@ pub(crate) struct PolicyItem {
     /// Sealed (`callbacks::seal_secret`).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
     pub webhook_secret: Option<Vec<u8>>,
+    /// Absent: any sender the deployment has; a list (possibly empty): only those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub senders: Option<Vec<String>>,
 }
 
 impl PolicyItem {
     /// Every attribute a policy may have (what `set_policy` sets or removes).
-    pub const ATTRIBUTES: [&'static str; 7] = [
+    pub const ATTRIBUTES: [&'static str; 8] = [
         "sms_countries",
         "call_countries",
         "guard",
@@ -407,6 +410,7 @@ impl PolicyItem {
         "callback_url",
         "callback_method",
         "webhook_secret",
+        "senders",
     ];
 }
 
@@ -443,6 +447,7 @@ impl From<&AccountPolicy> for PolicyItem {
             callback_url: p.callback.as_ref().map(|c| c.url.clone()),
             callback_method: p.callback.as_ref().map(|c| c.method),
             webhook_secret: p.webhook_secret.as_ref().map(|s| s.0.clone()),
+            senders: p.senders.clone(),
         }
     }
 }
@@ -466,6 +471,7 @@ impl From<PolicyItem> for AccountPolicy {
                 .callback_url
                 .map(|url| CallbackTarget { url, method: i.callback_method.unwrap_or(CallbackMethod::Post) }),
             webhook_secret: i.webhook_secret.map(SealedSecret),
+            senders: i.senders,
         }
     }
 }
