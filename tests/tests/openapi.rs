@@ -2,7 +2,7 @@
 //! (paths from each router's `routes()`, the list its router is built from), every described
 //! operation is served and every served method described (probed on the routers: a routed
 //! method answers 401 without credentials, another one 405), and the error codes are
-//! API.md's table.
+//! table of docs/api.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -119,9 +119,9 @@ async fn every_described_operation_is_served_and_every_served_method_is_describe
 }
 
 #[test]
-fn the_error_codes_are_api_mds_table() {
-    // Given API.md's error table (the contract, beside the repository)
-    let api_md = std::fs::read_to_string(root().join("../shared/API.md")).expect("../shared/API.md (the contract)");
+fn the_error_codes_are_the_api_references_table() {
+    // Given the error table of docs/api.md (the API reference, in the repository)
+    let api_md = std::fs::read_to_string(root().join("docs/api.md")).expect("docs/api.md (the API reference)");
     let table: BTreeSet<u64> = api_md
         .lines()
         .filter_map(|l| {
@@ -132,7 +132,7 @@ fn the_error_codes_are_api_mds_table() {
                 .flatten()
         })
         .collect();
-    assert!(table.len() >= 20, "API.md's table not found: {table:?}");
+    assert!(table.len() >= 20, "docs/api.md's table not found: {table:?}");
     // Then the spec's error codes are exactly those
     let spec = spec();
     let codes: BTreeSet<u64> = spec["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
@@ -142,7 +142,7 @@ fn the_error_codes_are_api_mds_table() {
         .map(|c| c.as_u64().expect("a number"))
         .collect();
     assert_eq!(codes, table);
-    // And each is in the code table of the description, with API.md's HTTP status
+    // And each is in the code table of the description, with the reference's HTTP status
     let description = spec["components"]["schemas"]["Error"]["properties"]["code"]["description"].as_str().unwrap();
     for line in api_md.lines().filter(|l| table.iter().any(|c| l.starts_with(&format!("| {c} |")))) {
         let http_status = line.split('|').nth(2).unwrap().trim();
