@@ -30,7 +30,7 @@ MIN_CALLS="${SCHEMATHESIS_MIN_CALLS:-1000}"
 MAX_SECONDS="${SCHEMATHESIS_MAX_SECONDS:-180}"
 SEED="${SCHEMATHESIS_SEED:-20261201}"
 # The dev account the run authenticates as (fixed, so the command line can name it).
-SID="ACschemathesis$(printf '0%.0s' {1..21})"
+SID="AC5c4e3a7e515000000000000000000000"
 TOKEN="schemathesis-token-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 
 log() { printf '[schemathesis] %s\n' "$*" >&2; }

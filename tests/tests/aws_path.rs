@@ -194,3 +194,27 @@ async fn call_channel_without_a_call_placer_answers_400_and_sends_nothing() {
     assert_eq!(status, 400);
     assert_eq!(body["message"], "Invalid parameter: channel (call is not available in this deployment)");
 }
+
+#[tokio::test]
+async fn credentials_no_account_can_have_answer_401_without_a_dynamodb_call() {
+    // Given the API on DynamoDB
+    let api = start().await;
+    let before = api.store.calls();
+    // When callers present a 2 KB sid (over DynamoDB's key size), a sid of another shape, and
+    // the right sid with an overlong token
+    let cases = [
+        ("AC".to_owned() + &"a".repeat(2048), "t".to_owned()),
+        ("ACnope".into(), "t".into()),
+        (api.sid.clone(), "0".repeat(4096)),
+    ];
+    for (sid, token) in cases {
+        let other = AwsApi { app: api.app.clone(), store: api.store.clone(), sid: sid.clone(), token };
+        let (status, body) = other
+            .post("/2fa/send", json!({ "service": "2FA", "from": "Twofa", "to": "+14155550100", "body": "{code}" }))
+            .await;
+        // Then each is a 401, and the store was not asked
+        assert_eq!((status, body["code"].as_i64()), (401, Some(401)), "{}…", &sid[..8]);
+    }
+    let cost = api.store.calls() - before;
+    assert_eq!(cost.reads() + cost.writes(), 0, "{cost:?}");
+}

@@ -30,6 +30,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
     let sid = std::env::var("TWOFA_DEV_ACCOUNT_SID").unwrap_or_else(|_| ids::new_sid(ids::ACCOUNT));
     let token = std::env::var("TWOFA_DEV_AUTH_TOKEN").unwrap_or_else(|_| hex_token());
+    if !ids::is_sid(ids::ACCOUNT, &sid) || token.is_empty() || token.len() > twofa::domain::account::MAX_TOKEN_LEN {
+        return Err(format!(
+            "TWOFA_DEV_ACCOUNT_SID must be AC and 32 lower-case hex digits, TWOFA_DEV_AUTH_TOKEN 1 to {} characters",
+            twofa::domain::account::MAX_TOKEN_LEN
+        )
+        .into());
+    }
     let secret = std::env::var("TWOFA_DEV_WEBHOOK_SECRET").ok();
     let (account, secret) = dev
         .create_account_with(Some(sid.clone()), &token, None, Default::default(), secret)

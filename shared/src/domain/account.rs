@@ -6,6 +6,7 @@ use super::{
     cidr::Cidr,
     crypto::{ct_eq, Keys},
     error::{Error, Result},
+    ids,
     policy::AccountPolicy,
     time::Millis,
 };
@@ -64,6 +65,10 @@ impl Account {
 
 /// Check Basic credentials. Unknown account and wrong token answer alike (and take alike: the
 /// hash is computed either way).
+/// The longest auth token any account can have (ours are 32 hex digits; a dev server's may be
+/// chosen, up to this).
+pub const MAX_TOKEN_LEN: usize = 128;
+
 pub async fn authenticate(
     store: &dyn AccountStore,
     keys: &Keys,
@@ -71,6 +76,11 @@ pub async fn authenticate(
     token: &str,
     ip: Option<IpAddr>,
 ) -> Result<Account> {
+    // Credentials no account can have are refused before any key is built from them (a 2 KB
+    // sid would be a DynamoDB key over its size limit: a 500, not a 401).
+    if !ids::is_sid(ids::ACCOUNT, sid) || token.is_empty() || token.len() > MAX_TOKEN_LEN {
+        return Err(Error::Unauthenticated);
+    }
     let presented = keys.hash_token(sid, token);
     let account = store.get_account(sid).await?;
     let Some(account) = account.filter(|a| ct_eq(&presented, &a.token_hash)) else {
