@@ -755,3 +755,25 @@ async fn health_answers_ok_without_auth() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), r#"{"status":"ok"}"#);
 }
+
+#[tokio::test]
+async fn the_dev_routes_answer_only_to_a_loopback_host() {
+    // Given the dev server with a message in its outbox
+    let api = Api::start().await;
+    api.sent(TO).await;
+    // When the outbox is asked for under another Host (a page whose name now resolves to
+    // 127.0.0.1: DNS rebinding), and under loopback names
+    let ask = |host: &'static str| {
+        let req = api.http.get(format!("{}/dev/outbox", api.base)).header("Host", host);
+        async move { req.send().await.expect("outbox").status().as_u16() }
+    };
+    // Then only the loopback names are answered
+    assert_eq!(ask("evil.example").await, 403);
+    assert_eq!(ask("evil.example:3000").await, 403);
+    assert_eq!(ask("localhost:3000").await, 200);
+    assert_eq!(ask("127.0.0.1").await, 200);
+    assert_eq!(ask("[::1]:3000").await, 200);
+    // And the API itself is not held to it
+    let r = api.post("/2fa/verify", &json!({ "service": "2FA", "requestId": "OTPnope", "code": "123456" })).await;
+    assert_eq!(r.status, 404);
+}

@@ -171,6 +171,33 @@ async fn records_answer_in_xml_on_xml_suffix() {
 }
 
 #[tokio::test]
+async fn an_xml_answer_stays_well_formed_whatever_a_stored_field_holds() {
+    // Given an OTP whose service holds characters XML 1.0 has no form for
+    let api = Api::start().await;
+    let r = api.send_to("+14155550100", json!({ "service": "2FA\u{0001}\u{001f}\u{ffff}x" })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // When the records are read as XML
+    let r = api.get("/2fa/search.xml").await;
+    // Then every character is one XML 1.0 allows, and the document parses to its end
+    let allowed =
+        |c: char| matches!(c, '\t' | '\n' | '\r' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
+    assert!(r.text.chars().all(allowed), "{:?}", r.text);
+    let mut reader = quick_xml::Reader::from_str(&r.text);
+    let mut services = vec![];
+    let mut in_service = false;
+    loop {
+        match reader.read_event().expect("well-formed XML") {
+            quick_xml::events::Event::Start(e) => in_service = e.name().as_ref() == b"service",
+            quick_xml::events::Event::Text(t) if in_service => services.push(t.decode().unwrap().into_owned()),
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    // And the service reads with each such character as U+FFFD
+    assert_eq!(services, ["2FA\u{FFFD}\u{FFFD}\u{FFFD}x"]);
+}
+
+#[tokio::test]
 async fn bad_usage_input_answers_400_naming_the_parameter_and_unknown_periods_404() {
     let api = Api::start().await;
     for (query, param) in [

@@ -140,10 +140,35 @@ impl Dev {
             .route("/dev/accounts", post(create_account))
             .route("/dev/callbacks", get(callbacks_view))
             .route("/dev/workflows", get(workflows_view))
+            .route_layer(axum::middleware::from_fn(loopback_host_only))
             .with_state(self.clone());
         // The client IP is the socket's peer (`auth::Caller` reads the connection's address).
         dev.merge(api)
     }
+}
+
+/// The dev routes answer only a request whose `Host` is a loopback name or address: a page in
+/// a browser that resolves its own name to 127.0.0.1 (DNS rebinding) sends its own `Host`, and
+/// gets 403 instead of the outbox's codes.
+async fn loopback_host_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = req.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if is_loopback_host(host) {
+        next.run(req).await
+    } else {
+        (StatusCode::FORBIDDEN, Json(json!({ "error": "the dev routes answer only to a loopback Host" })))
+            .into_response()
+    }
+}
+
+/// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Dev only: workflow steps waiting for the clock (OTP, step from 0, when).
