@@ -250,7 +250,7 @@ cmd_up() {
     seed=$(env "${aws_env[@]}" "$target/twofa-seed" --table twofa-local --secret twofa-local-master --sender otp@example.com)
     eval "$seed"
     account=$(env "${aws_env[@]}" TWOFA_TABLE="$TWOFA_TABLE" TWOFA_SECRET_ARN="$TWOFA_SECRET_ARN" \
-        "$target/twofa-admin" account create --email local@example.com)
+        "$target/twofa-admin" account create --email local@example.com --any-sender)
     TWOFA_ACCOUNT_SID=$(sed -n 's/^ACCOUNT_SID=//p' <<<"$account")
     TWOFA_AUTH_TOKEN=$(sed -n 's/^AUTH_TOKEN=//p' <<<"$account")
     [[ -n "$TWOFA_ACCOUNT_SID" && -n "$TWOFA_AUTH_TOKEN" ]] || die "twofa-admin account create printed no account"

@@ -153,7 +153,7 @@ struct Args {
 }
 
 /// Options that take no value.
-const FLAGS: [&str; 4] = ["json", "clear", "rotate-secret", "any"];
+const FLAGS: [&str; 5] = ["json", "clear", "rotate-secret", "any", "any-sender"];
 
 impl Args {
     fn split(raw: Vec<&str>, command: &str) -> Result<Self, String> {
@@ -401,6 +401,19 @@ mod tests {
             parse(&args("account create --email=a@example.com")).unwrap(),
             Command::Create { email: "a@example.com".into(), parent: None, any_sender: false }
         );
+        assert_eq!(
+            parse(&args("account create --email a@example.com --any-sender")).unwrap(),
+            Command::Create { email: "a@example.com".into(), parent: None, any_sender: true }
+        );
+        assert_eq!(
+            parse(&args("account senders AC1 Acme @acme.example")).unwrap(),
+            Command::Senders { sid: "AC1".into(), rules: vec!["Acme".into(), "@acme.example".into()] }
+        );
+        assert_eq!(
+            parse(&args("account senders AC1 --any")).unwrap(),
+            Command::Senders { sid: "AC1".into(), rules: vec!["*".into()] }
+        );
+        assert!(parse(&args("account create --email a@example.com --parent ACp --any-sender")).is_err());
         assert_eq!(parse(&args("account list --json")).unwrap(), Command::List { json: true });
         assert_eq!(
             parse(&args("account resume AC1")).unwrap(),

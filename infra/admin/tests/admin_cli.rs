@@ -340,6 +340,11 @@ async fn only_the_first_account_sends_from_any_sender_and_another_from_those_it_
     // And the first account sends as anyone
     let (status, body) = d.send_as(&first.value("ACCOUNT_SID"), &first.value("AUTH_TOKEN"), &number()).await;
     assert_eq!(status, 200, "{body}");
+    // And a later account created with --any-sender sends as anyone from the start
+    let open = d.admin_ok(&["account", "create", "--email", "solo@example.com", "--any-sender"]);
+    assert!(open.stdout.contains("# senders: any sender the deployment has"), "{}", open.stdout);
+    let (status, body) = d.send_as(&open.value("ACCOUNT_SID"), &open.value("AUTH_TOKEN"), &number()).await;
+    assert_eq!(status, 200, "{body}");
     // And a sender that is no sender rule is refused by the command
     let bad = d.admin(&["account", "senders", &sid, "not a sender!"]);
     assert_eq!(bad.code, 1, "{}", bad.stdout);
