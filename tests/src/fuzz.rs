@@ -93,18 +93,11 @@ pub fn page_token(data: &[u8]) {
     assert!(PageToken::open(&t.seal(keys(), "ctx"), keys(), "other").is_err());
 }
 
-/// Query bytes as API Gateway hands them on: what may stand in a URI as it is, the rest
-/// percent-encoded. (A raw space or non-ASCII byte in `rawQueryString` makes lambda_http 1.x
-/// panic while building the request, before any of our code runs.)
+/// Query bytes as API Gateway hands them on (any text, raw spaces and non-ASCII included),
+/// made a URI's as the Lambdas' event adapter does (`http::lambda::uri_safe`).
 fn uri_query(raw: &[u8]) -> String {
-    raw.iter()
-        .map(|&b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'=' | b'&' | b'%' | b'+' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    let raw = String::from_utf8_lossy(raw);
+    twofa::http::params::uri_escaped(&raw).unwrap_or_else(|| raw.into_owned())
 }
 
 struct Lambda {

@@ -61,3 +61,58 @@ async fn otp_router_answers_an_api_gateway_v2_send_event() {
     let resp = router.oneshot(twofa::http::lambda::with_client_ip(req)).await.unwrap();
     assert_eq!(resp.status(), 403);
 }
+
+/// A v2 event of `method path?query` with the dev account's credentials and no body.
+fn raw_event(method: &str, raw_path: &str, raw_query: &str) -> String {
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "headers": { "authorization": "Basic QUMwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZjpzZWNyZXQtdG9rZW4=" },
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "api.example.com", "domainPrefix": "api",
+            "http": { "method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "curl" },
+            "requestId": "id", "routeKey": "$default", "stage": "$default",
+            "time": "23/Nov/2026:14:00:00 +0000", "timeEpoch": 1795442400000u64
+        },
+        "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn events_whose_raw_query_or_path_is_no_uri_get_their_answer_and_the_process_lives() {
+    use lambda_http::{request::LambdaRequest, Context, LambdaEvent, Service};
+    // Given the OTP router behind the Lambda adapter, as functions/otp runs it
+    let keys = Keys::random();
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(AdjustableClock::default());
+    let account = Account::new("AC0123456789abcdef0123456789abcdef".into(), "secret-token", &keys, None, 0);
+    store.put_account(&account).await.unwrap();
+    let outbox = Arc::new(Outbox::new(clock.clone()));
+    let deps =
+        Deps { store, dispatcher: outbox.clone(), clock, keys: Arc::new(keys), scheduler: Arc::new(NoScheduler) };
+    let mut adapter = lambda_http::Adapter::from(twofa::http::otp::router(deps));
+    let call = |json: String| {
+        let payload: LambdaRequest = serde_json::from_str(&json).expect("a v2 event");
+        twofa::http::lambda::uri_safe(LambdaEvent::new(payload, Context::default()))
+    };
+    // (as lambda_http takes it, such an event is a panic: with panic = "abort", the process)
+    let raw = raw_event("POST", "/2fa/send", "service=2FA&from=Twofa&to=%2B14155550100&body=Code {code} ✓ \"q\"");
+    assert!(std::panic::catch_unwind(|| lambda_http::request::from_str(&raw)).is_err());
+    // When a send comes with a raw space, quotes, braces and a non-ASCII character in its query
+    let resp = adapter.call(call(raw)).await.unwrap();
+    // Then it is sent, the body read as the client wrote it
+    let body = serde_json::to_value(&resp).unwrap();
+    assert_eq!(body["statusCode"], 200, "{body}");
+    assert_eq!(outbox.messages(Some("+14155550100"))[0].body.split(' ').collect::<Vec<_>>()[0], "Code");
+    assert!(outbox.messages(Some("+14155550100"))[0].body.ends_with(" ✓ \"q\""));
+    // And a malformed escape, and a path with a space, get a 4xx
+    let bad = adapter.call(call(raw_event("POST", "/2fa/send", "service=%zz"))).await.unwrap();
+    let unknown = adapter.call(call(raw_event("GET", "/2fa/se nd", ""))).await.unwrap();
+    for resp in [bad, unknown] {
+        let status = serde_json::to_value(&resp).unwrap()["statusCode"].as_u64().unwrap();
+        assert!((400..500).contains(&status), "{status}");
+    }
+}

@@ -232,7 +232,28 @@ pub async fn run(router: fn(Deps) -> Router) -> Result<(), BoxError> {
     let app = Arc::new(AfterSecret::start(&sdk, move |keys| {
         crate::http::metrics::with_metrics(router(parts.clone().with_keys(keys)), stdout_sink(), metrics_namespace())
     }));
-    lambda_http::run(after_secret(app)).await
+    let service =
+        tower::ServiceBuilder::new().map_request(uri_safe).service(lambda_http::Adapter::from(after_secret(app)));
+    lambda_runtime::run(service).await
+}
+
+/// An API Gateway event whose `rawPath` and `rawQueryString` are a URI's. `lambda_http`
+/// builds the request's URI from them as given and panics when that is no URI (a raw space,
+/// a quote or a non-ASCII byte, which API Gateway passes through); with `panic = "abort"` that
+/// ended the process, a cold start per such request. Every byte a URI may not hold is
+/// percent-encoded instead: the router decodes it back to the same text, so the request gets
+/// its right answer or a 4xx.
+pub fn uri_safe(
+    mut event: lambda_http::LambdaEvent<lambda_http::request::LambdaRequest>,
+) -> lambda_http::LambdaEvent<lambda_http::request::LambdaRequest> {
+    if let lambda_http::request::LambdaRequest::ApiGatewayV2(req) = &mut event.payload {
+        for part in [&mut req.raw_path, &mut req.raw_query_string].into_iter().flatten() {
+            if let Some(safe) = crate::http::params::uri_escaped(part) {
+                *part = safe;
+            }
+        }
+    }
+    event
 }
 
 /// The Lambda service: each request goes to the app once the secret has arrived, else answers

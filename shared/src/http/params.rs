@@ -177,6 +177,26 @@ fn parse_json_object(text: &str) -> Result<Members> {
         .map_err(|_| Error::invalid("body", "malformed JSON"))
 }
 
+/// `part` (an event's raw path or query) with every byte a URI may not hold as it is
+/// percent-encoded, or None when it has none: RFC 3986's unreserved, sub-delims, `:` `@` `/`
+/// `?`, and `%` (of an escape) stand as they are. A form decoder reads the result as the
+/// original text.
+pub fn uri_escaped(part: &str) -> Option<String> {
+    let uri_byte = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
+    if part.bytes().all(uri_byte) {
+        return None;
+    }
+    let mut safe = String::with_capacity(part.len() + 16);
+    for b in part.bytes() {
+        if uri_byte(b) {
+            safe.push(char::from(b));
+        } else {
+            safe.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Some(safe)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
