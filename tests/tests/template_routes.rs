@@ -292,3 +292,48 @@ fn the_template_declares_the_indexes_the_store_reads_and_no_other() {
         "CloudFormation refuses unused definitions"
     );
 }
+
+/// The target of a `!Ref` (kept by serde_yaml as a tagged value), if `value` is one.
+fn ref_target(value: &Value) -> Option<&str> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str(),
+        _ => None,
+    }
+}
+
+#[test]
+fn every_api_route_is_throttled_by_the_rate_and_burst_parameters() {
+    // Given the template's HTTP API (the one AWS::Serverless::HttpApi) and its parameters
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
+    let template: Value = serde_yaml::from_str(&text).expect("template.yaml parses");
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    let apis: Vec<&Value> =
+        resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Serverless::HttpApi")).collect();
+    assert_eq!(apis.len(), 1, "one HttpApi serves every route");
+
+    // When its default route settings are read
+    let settings = &apis[0]["Properties"]["DefaultRouteSettings"];
+
+    // Then both throttling limits are the deployer's parameters, so a flood is answered 429 by
+    // API Gateway before it takes the Lambda concurrency workflow steps and callbacks need
+    assert_eq!(ref_target(&settings["ThrottlingRateLimit"]), Some("ApiThrottleRate"), "rate: {settings:?}");
+    assert_eq!(ref_target(&settings["ThrottlingBurstLimit"]), Some("ApiThrottleBurst"), "burst: {settings:?}");
+    // And each parameter is a Number whose default throttles (0 would refuse every request)
+    // and whose minimum keeps a deployer from setting 0
+    for name in ["ApiThrottleRate", "ApiThrottleBurst"] {
+        let parameter = &template["Parameters"][name];
+        assert_eq!(parameter["Type"].as_str(), Some("Number"), "{name}: {parameter:?}");
+        let default = parameter["Default"].as_f64().unwrap_or_else(|| panic!("{name}: a numeric Default"));
+        assert!(default >= 1.0, "{name}: Default {default}");
+        assert!(parameter["MinValue"].as_f64().is_some_and(|min| min >= 1.0), "{name}: MinValue >= 1");
+        assert!(
+            parameter["Description"].as_str().is_some_and(|d| d.contains("concurrency")),
+            "{name}: what it protects"
+        );
+    }
+    // And a burst by default stays well below the account's default Lambda concurrency (1000),
+    // which the functions of the workflow steps and callbacks share with the API's
+    let burst = template["Parameters"]["ApiThrottleBurst"]["Default"].as_f64().unwrap();
+    assert!(burst < 1000.0, "ApiThrottleBurst default {burst}");
+}
