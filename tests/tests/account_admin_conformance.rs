@@ -12,8 +12,13 @@ use twofa::{
         },
         memory::MemoryStore,
     },
-    domain::{account::Account, cidr::Cidr, crypto::Keys, ids},
-    ports::AdminStore,
+    domain::{
+        account::{act_for, authenticate, Account},
+        cidr::Cidr,
+        crypto::Keys,
+        ids,
+    },
+    ports::{AccountStore, AdminStore},
     Error,
 };
 
@@ -31,10 +36,14 @@ fn memory() -> Arc<dyn AdminStore> {
 
 /// A top-level account, a child and a grandchild, stored.
 async fn given_a_tree(store: &dyn AdminStore) -> (Account, Account, Account) {
-    let keys = Keys::random();
-    let root = Account::new(ids::new_sid(ids::ACCOUNT), "t", &keys, None, 1_000);
-    let child = Account::new(ids::new_sid(ids::ACCOUNT), "t", &keys, Some(&root), 2_000);
-    let grandchild = Account::new(ids::new_sid(ids::ACCOUNT), "t", &keys, Some(&child), 3_000);
+    given_a_tree_keyed(store, &Keys::random()).await
+}
+
+/// `given_a_tree`, each account's token "t" hashed with `keys`.
+async fn given_a_tree_keyed(store: &dyn AdminStore, keys: &Keys) -> (Account, Account, Account) {
+    let root = Account::new(ids::new_sid(ids::ACCOUNT), "t", keys, None, 1_000);
+    let child = Account::new(ids::new_sid(ids::ACCOUNT), "t", keys, Some(&root), 2_000);
+    let grandchild = Account::new(ids::new_sid(ids::ACCOUNT), "t", keys, Some(&child), 3_000);
     for a in [&root, &child, &grandchild] {
         store.put_account(a).await.expect("put");
     }
@@ -58,6 +67,8 @@ both!(
     a_token_rotation_from_a_stale_read_is_contended_and_changes_nothing,
     allowed_networks_are_stored_and_read_back_as_blocks,
     changes_to_a_missing_account_are_not_found,
+    sub_accounts_of_a_suspended_account_are_forbidden_until_it_is_resumed,
+    acting_for_a_sub_account_under_a_suspended_one_is_forbidden_until_it_is_resumed,
 );
 
 async fn every_account_is_listed_oldest_first(store: Arc<dyn AdminStore>) {
@@ -123,4 +134,60 @@ async fn changes_to_a_missing_account_are_not_found(store: Arc<dyn AdminStore>) 
     assert_eq!(store.set_allowed_ips(&ghost, &[]).await.unwrap_err(), Error::NotFound);
     assert_eq!(store.get_account(&ghost.sid).await.unwrap(), None);
     assert!(store.list_accounts().await.unwrap().is_empty());
+}
+
+/// Whether `account` gets in with its own token ("t"): `Ok(())` or the error it gets.
+async fn signs_in(store: &dyn AccountStore, keys: &Keys, account: &Account) -> Result<(), Error> {
+    authenticate(store, keys, &account.sid, "t", None).await.map(|_| ())
+}
+
+async fn sub_accounts_of_a_suspended_account_are_forbidden_until_it_is_resumed(store: Arc<dyn AdminStore>) {
+    // Given a tree of three accounts whose tokens get in
+    let keys = Keys::random();
+    let (root, child, grandchild) = given_a_tree_keyed(store.as_ref(), &keys).await;
+    let accounts: &dyn AccountStore = store.as_ref();
+    for a in [&root, &child, &grandchild] {
+        assert_eq!(signs_in(accounts, &keys, a).await, Ok(()), "{} before", a.sid);
+    }
+    // When the child is suspended
+    store.set_suspended(&child, true).await.unwrap();
+    // Then the grandchild, not suspended itself, is refused with its own credentials too
+    assert_eq!(signs_in(accounts, &keys, &child).await, Err(Error::Forbidden));
+    assert_eq!(signs_in(accounts, &keys, &grandchild).await, Err(Error::Forbidden), "under a suspended parent");
+    assert_eq!(signs_in(accounts, &keys, &root).await, Ok(()), "above it, nothing changes");
+    // And so is one created under it after the suspension
+    let late = Account::new(ids::new_sid(ids::ACCOUNT), "t", &keys, Some(&grandchild), 4_000);
+    store.put_account(&late).await.unwrap();
+    assert_eq!(signs_in(accounts, &keys, &late).await, Err(Error::Forbidden), "created later");
+    // And when the child is resumed, every one of them gets in again
+    store.set_suspended(&child, false).await.unwrap();
+    for a in [&root, &child, &grandchild, &late] {
+        assert_eq!(signs_in(accounts, &keys, a).await, Ok(()), "{} after", a.sid);
+    }
+    // But one suspended itself stays so when its ancestor is resumed
+    store.set_suspended(&root, true).await.unwrap();
+    store.set_suspended(&grandchild, true).await.unwrap();
+    store.set_suspended(&root, false).await.unwrap();
+    assert_eq!(signs_in(accounts, &keys, &child).await, Ok(()));
+    assert_eq!(signs_in(accounts, &keys, &grandchild).await, Err(Error::Forbidden));
+}
+
+async fn acting_for_a_sub_account_under_a_suspended_one_is_forbidden_until_it_is_resumed(store: Arc<dyn AdminStore>) {
+    // Given a tree of three accounts, the root acting for its grandchild
+    let (root, child, grandchild) = given_a_tree(store.as_ref()).await;
+    let accounts: &dyn AccountStore = store.as_ref();
+    let acts = |sid: String| {
+        let root = root.clone();
+        async move { act_for(accounts, &root, Some(&sid)).await.map(|a| a.sid.clone()) }
+    };
+    assert_eq!(acts(grandchild.sid.clone()).await, Ok(grandchild.sid.clone()));
+    // When the child between them is suspended
+    store.set_suspended(&child, true).await.unwrap();
+    // Then the root may act for neither the child nor the grandchild under it
+    assert_eq!(acts(child.sid.clone()).await, Err(Error::Forbidden));
+    assert_eq!(acts(grandchild.sid.clone()).await, Err(Error::Forbidden), "under a suspended account");
+    // And when the child is resumed, it may act for both again
+    store.set_suspended(&child, false).await.unwrap();
+    assert_eq!(acts(child.sid.clone()).await, Ok(child.sid.clone()));
+    assert_eq!(acts(grandchild.sid.clone()).await, Ok(grandchild.sid));
 }

@@ -350,3 +350,34 @@ async fn only_the_first_account_sends_from_any_sender_and_another_from_those_it_
     assert_eq!(bad.code, 1, "{}", bad.stdout);
     assert!(bad.stderr.contains("senders"), "{}", bad.stderr);
 }
+
+#[tokio::test]
+async fn suspending_an_account_suspends_its_sub_accounts_until_it_is_resumed() {
+    // Given a root account, a sub-account under it and one under that, each sending
+    let d = given_a_deployment().await;
+    let (root, root_token) = d.account();
+    let parent =
+        d.admin_ok(&["account", "create", "--email", "team@example.com", "--parent", &root]).value("ACCOUNT_SID");
+    let leaf = d.admin_ok(&["account", "create", "--email", "leaf@example.com", "--parent", &parent]);
+    let (leaf, leaf_token) = (leaf.value("ACCOUNT_SID"), leaf.value("AUTH_TOKEN"));
+    let for_leaf =
+        || json!({ "service": "2FA", "from": "Twofa", "to": number(), "body": "{code}", "accountSid": leaf });
+    let (status, body) = d.send_as(&leaf, &leaf_token, &number()).await;
+    assert_eq!(status, 200, "{body}");
+    // When the middle one is suspended
+    d.admin_ok(&["account", "suspend", &parent]);
+    // Then the leaf's own credentials answer 403, code 403
+    let (status, body) = d.send_as(&leaf, &leaf_token, &number()).await;
+    assert_eq!((status, body["code"].clone()), (403, json!(403)), "{body}");
+    // And the root may no longer act for the leaf, though it still sends for itself
+    let (status, body) = d.post_from("198.51.100.7", &root, &root_token, "/2fa/send", for_leaf()).await;
+    assert_eq!((status, body["code"].clone()), (403, json!(403)), "{body}");
+    let (status, body) = d.send_as(&root, &root_token, &number()).await;
+    assert_eq!(status, 200, "{body}");
+    // And once it is resumed, both work again
+    d.admin_ok(&["account", "resume", &parent]);
+    let (status, body) = d.send_as(&leaf, &leaf_token, &number()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = d.post_from("198.51.100.7", &root, &root_token, "/2fa/send", for_leaf()).await;
+    assert_eq!(status, 200, "{body}");
+}

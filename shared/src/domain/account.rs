@@ -92,23 +92,51 @@ pub async fn authenticate(
     if !account.allowed_ips.is_empty() && !ip.is_some_and(|ip| account.allowed_ips.iter().any(|n| n.contains(ip))) {
         return Err(Error::Forbidden);
     }
+    // Suspending an account suspends everything under it: a sub-account is refused while any
+    // of its ancestors is suspended (read now, so one created later under a suspended parent is
+    // refused too, and resuming the parent lets it in again). A top-level account has none.
+    none_suspended(store, &account.ancestors).await?;
     Ok(account)
 }
 
+/// `Error::Forbidden` when any of `sids` is suspended, or missing (a tree that lost an account
+/// fails closed). Read together: on DynamoDB one round trip's wait when not cached (one
+/// GetItem each), none when cached (30 s per process, as the account itself) or `sids` is
+/// empty.
+async fn none_suspended(store: &dyn AccountStore, sids: &[String]) -> Result<()> {
+    let accounts = futures::future::try_join_all(sids.iter().map(|sid| store.get_account(sid))).await?;
+    if accounts.iter().any(|a| a.as_ref().is_none_or(|a| a.suspended)) {
+        return Err(Error::Forbidden);
+    }
+    Ok(())
+}
+
 /// The account a request acts for: the caller, or `accountSid` when that names the caller or
-/// one of its sub-accounts (direct or deeper). Anything else is 403.
+/// one of its sub-accounts (direct or deeper). Anything else is 403, and so is a sub-account
+/// that is suspended or sits under a suspended account between it and the caller (the
+/// caller's own and its ancestors' were checked by `authenticate`).
 /// The caller itself is borrowed, not copied: most requests act for the caller.
 pub async fn act_for<'a>(
     store: &dyn AccountStore,
     caller: &'a Account,
     account_sid: Option<&str>,
 ) -> Result<Cow<'a, Account>> {
-    match account_sid {
-        None => Ok(Cow::Borrowed(caller)),
-        Some(sid) if sid == caller.sid => Ok(Cow::Borrowed(caller)),
-        Some(sid) => match store.get_account(sid).await? {
-            Some(target) if caller.is_self_or_ancestor_of(&target) && !target.suspended => Ok(Cow::Owned(target)),
-            _ => Err(Error::Forbidden),
-        },
+    let sid = match account_sid {
+        None => return Ok(Cow::Borrowed(caller)),
+        Some(sid) if sid == caller.sid => return Ok(Cow::Borrowed(caller)),
+        Some(sid) => sid,
+    };
+    let Some(target) = store.get_account(sid).await? else {
+        return Err(Error::Forbidden);
+    };
+    // The caller is one of the target's ancestors; those after it are between the two.
+    let Some(at) = target.ancestors.iter().position(|a| *a == caller.sid) else {
+        return Err(Error::Forbidden);
+    };
+    if target.suspended {
+        return Err(Error::Forbidden);
     }
+    // A direct sub-account has none between: no further read.
+    none_suspended(store, &target.ancestors[at + 1..]).await?;
+    Ok(Cow::Owned(target))
 }
