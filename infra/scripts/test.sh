@@ -65,8 +65,10 @@ eval "$(bash "${MOTO}" env)"
 # moto serves one request at a time and shares 2 cores with the tests: it can take seconds
 # where DynamoDB takes milliseconds, so the suite gives the SDK generous timeouts. The fault
 # tests (tests/tests/faults.rs) use the production ones, against motos of their own.
-export TWOFA_AWS_ATTEMPT_TIMEOUT_MS="${TWOFA_AWS_ATTEMPT_TIMEOUT_MS:-10000}"
-export TWOFA_AWS_OPERATION_TIMEOUT_MS="${TWOFA_AWS_OPERATION_TIMEOUT_MS:-30000}"
+# (30 s an attempt: the concurrency tests queue 200 requests at once behind moto's one-at-a-time
+# lock, beside the rest of the suite.)
+export TWOFA_AWS_ATTEMPT_TIMEOUT_MS="${TWOFA_AWS_ATTEMPT_TIMEOUT_MS:-30000}"
+export TWOFA_AWS_OPERATION_TIMEOUT_MS="${TWOFA_AWS_OPERATION_TIMEOUT_MS:-90000}"
 SUMMARY+=("ok      $((SECONDS - start))s  moto install + start")
 echo "==> moto: ready at ${AWS_ENDPOINT_URL} ($((SECONDS - start))s)"
 

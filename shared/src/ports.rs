@@ -15,7 +15,7 @@ use crate::domain::{
     guard::{GuardCount, GuardKey},
     idempotency::IdempotencyRecord,
     limits::{Counter, CounterKey, CounterOp, LimitDef},
-    otp::{Channel, ChannelEvent, Check, Delivery, Destination, Otp, Superseded},
+    otp::{Channel, ChannelEvent, Check, Delivery, Destination, FailureStreak, Otp, Superseded},
     policy::AccountPolicy,
     receipts::{Receipt, ReceiptOutcome},
     records::{OtpQuery, SearchFilter},
@@ -67,8 +67,9 @@ pub trait AccountAdminStore: Send + Sync {
 }
 
 /// The store the admin command works on.
-pub trait AdminStore: AccountStore + AccountAdminStore {}
-impl<T: AccountStore + AccountAdminStore> AdminStore for T {}
+/// (and clears a destination's failed verifies: `OtpStore::clear_failures`).
+pub trait AdminStore: AccountStore + AccountAdminStore + OtpStore {}
+impl<T: AccountStore + AccountAdminStore + OtpStore> AdminStore for T {}
 
 /// What a send reads before it decides anything, in one round trip.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +84,8 @@ pub struct SendSnapshot {
     pub idempotency: Option<IdempotencyRecord>,
     /// The pumping-guard counters asked for, in that order.
     pub guard: Vec<Option<GuardCount>>,
+    /// The destination's failed verifies since its last success (any service).
+    pub failures: FailureStreak,
 }
 
 /// What `OtpStore::snapshot` reads, all in one round trip.
@@ -181,6 +184,8 @@ pub trait OtpStore: Send + Sync {
     /// Compare a code with the OTP's, counting it: a right code marks the OTP verified, a
     /// wrong one uses one of its attempts (the last one fails it), each recording `check` (its
     /// `valid` set by the outcome), only if the OTP is pending at `now` with attempts left.
+    /// A wrong code also counts in its destination's failure streak; a right one clears the
+    /// streak when the OTP had wrong codes or `clears_failures`.
     /// A wrong code is compared only in the write that counts it, so no more than
     /// `MAX_ATTEMPTS` wrong codes are ever compared per OTP, whatever the concurrency.
     async fn verify_code(
@@ -207,6 +212,9 @@ pub trait OtpStore: Send + Sync {
         now: Millis,
         guard: Option<&GuardKey>,
     ) -> Result<VerifyWrite>;
+
+    /// Forget the failed verifies of `to` (the operator's clear); false when it had none.
+    async fn clear_failures(&self, account_sid: &str, to: &str) -> Result<bool>;
 
     /// Cancel the OTP only if it is pending at `now`.
     async fn cancel_otp(&self, account_sid: &str, otp_sid: &str, now: Millis) -> Result<CancelWrite>;

@@ -154,6 +154,7 @@ on_both_stores!(
     an_account_callback_and_its_sealed_secret_are_stored_and_rotated,
     a_from_outside_the_accounts_senders_is_a_400_naming_from_and_writes_nothing,
     a_sub_account_is_granted_at_most_its_parents_senders,
+    failed_verifies_across_otps_pause_a_destination_until_a_success_the_operator_or_a_day,
 );
 
 // --- callbacks -------------------------------------------------------------------------------
@@ -360,6 +361,7 @@ async fn a_verify_whose_sid_names_another_country_counts_in_the_otps_own(f: Fixt
         events: vec![],
         workflow: None,
         watched: false,
+        clears_failures: false,
         sid: sid.clone(),
     };
     let destination =
@@ -479,4 +481,57 @@ async fn a_sub_account_is_granted_at_most_its_parents_senders(f: Fixture) {
     // And a part of the parent's is granted: its sender ID and one address at its domain
     let p = grant(serde_json::json!(["Parent", "otp@parent.example"])).await.expect("within the parent's");
     assert_eq!(p.senders, Some(vec!["Parent".to_owned(), "otp@parent.example".to_owned()]));
+}
+
+async fn failed_verifies_across_otps_pause_a_destination_until_a_success_the_operator_or_a_day(f: Fixture) {
+    // Given an account whose budget of failed verifies per destination is 3 (100 by default)
+    let account = f.account(None).await;
+    let account = f.set(&account, serde_json::json!({ "maxFailedVerifies": 3 })).await;
+    let to = us(7);
+    let wrong = |sid: String| {
+        let (deps, account) = (&f.deps, &account);
+        async move {
+            let r = verify(deps, account, VerifyTarget::RequestId(sid), "000000").await;
+            assert_eq!(r.map_err(|r| r.error), Err(Error::InvalidCode));
+        }
+    };
+    // When two wrong codes go to one OTP and one to the next (resends start fresh attempts)
+    let first = f.send_sms(&account, &to).await.expect("send");
+    wrong(first.clone()).await;
+    wrong(first).await;
+    f.clock.advance_secs(61);
+    let second = f.send_sms(&account, &to).await.expect("2 failures: still under the budget");
+    wrong(second).await;
+    f.clock.advance_secs(61);
+    // Then the destination's sends answer 478, and nothing is sent; another number is not affected
+    let sent = f.outbox.messages(Some(&to)).len();
+    assert_eq!(f.send_sms(&account, &to).await, Err(Error::TooManyFailures));
+    assert_eq!(Error::TooManyFailures.to_string(), "Too many failed verifications for this destination");
+    assert_eq!(f.outbox.messages(Some(&to)).len(), sent);
+    f.send_sms(&account, &us(8)).await.expect("another destination");
+    // When the operator clears it, it sends again; three more failures pause it again
+    assert!(f.deps.store.clear_failures(&account.sid, &to).await.unwrap());
+    let third = f.send_sms(&account, &to).await.expect("cleared");
+    for _ in 0..3 {
+        wrong(third.clone()).await;
+    }
+    f.clock.advance_secs(61);
+    assert_eq!(f.send_sms(&account, &to).await, Err(Error::TooManyFailures));
+    // When a day passes since the last failure, it sends again
+    f.clock.advance_secs(24 * 3600);
+    let fourth = f.send_sms(&account, &to).await.expect("a day later");
+    // And a successful verify after two failures clears them: two more keep it under the budget
+    wrong(fourth.clone()).await;
+    wrong(fourth.clone()).await;
+    f.verify_sent(&account, &fourth, &to).await;
+    f.clock.advance_secs(61);
+    let fifth = f.send_sms(&account, &to).await.expect("the success cleared the failures");
+    wrong(fifth.clone()).await;
+    wrong(fifth).await;
+    f.clock.advance_secs(61);
+    f.send_sms(&account, &to).await.expect("two failures since the success");
+    // And a budget outside 1..=100 is refused, naming it
+    let update: PolicyUpdate = serde_json::from_value(serde_json::json!({ "maxFailedVerifies": 101 })).unwrap();
+    let e = update_policy(f.deps.store.as_ref(), &f.deps.keys, &account.sid, update).await.unwrap_err();
+    assert!(matches!(&e, Error::InvalidParameter { param, .. } if param == "maxFailedVerifies"), "{e:?}");
 }

@@ -127,6 +127,7 @@ fn otp(account: &str, to: &str, now: Millis) -> Otp {
         events: vec![event(&sid, now)],
         workflow: None,
         watched: true,
+        clears_failures: false,
         sid,
     }
 }
@@ -649,7 +650,10 @@ async fn two_hundred_concurrent_wrong_codes_are_compared_at_most_five_times(f: F
     // wait past the SDK's attempt timeout and answer 503, which tells the caller nothing of
     // the code; DynamoDB itself has no such queue, and the embedded store none at all)
     let unanswered = if f.dynamo.is_some() { errors.iter().filter(|e| **e == Error::Unavailable).count() } else { 0 };
-    assert_eq!((invalid, used_up + unanswered), (5, 195), "{errors:?}");
+    assert!(invalid <= 5 && invalid + unanswered >= 5 && invalid + used_up + unanswered == 200, "{errors:?}");
+    if unanswered == 0 {
+        assert_eq!((invalid, used_up), (5, 195), "{errors:?}");
+    }
     // And the right code afterwards is refused too, with five checks recorded
     let r = verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), &code).await;
     assert_eq!(r.map_err(|r| r.error), Err(Error::MaxAttempts));
@@ -675,8 +679,13 @@ async fn a_right_code_behind_199_concurrent_wrong_ones_finds_the_attempts_used_u
     // Then the wrong codes compared first used the five attempts, and the right one, compared
     // after them, is refused: a guess is not compared for free while others are being counted
     let errors: Vec<Error> = results.into_iter().map(|r| r.expect_err("no guess wins").error).collect();
-    assert_eq!(errors.iter().filter(|e| **e == Error::InvalidCode).count(), 5, "{errors:?}");
-    assert_eq!(errors.last(), Some(&Error::MaxAttempts));
+    // (on moto, a guess counted whose answer waited past the SDK's timeout answers 503: see
+    // the test above; the stored OTP is the whole truth)
+    let unanswered = if f.dynamo.is_some() { errors.iter().filter(|e| **e == Error::Unavailable).count() } else { 0 };
+    let invalid = errors.iter().filter(|e| **e == Error::InvalidCode).count();
+    assert!(invalid <= 5 && invalid + unanswered >= 5, "{errors:?}");
+    let last = errors.last().expect("an answer");
+    assert!(*last == Error::MaxAttempts || (f.dynamo.is_some() && *last == Error::Unavailable), "{last:?}");
     let stored = f.store.get_otp(&account.sid, &sid).await.unwrap().unwrap();
     assert_eq!((stored.status, stored.attempts), (OtpStatus::Failed, 5));
 }
@@ -1266,20 +1275,22 @@ mod dynamodb_costs {
         assert_eq!((c.batch_get_item, c.transact_write_items, c.update_item, c.put_item), (2, 1, 1, 1));
         assert_eq!(counts(c), (2, 1, 3));
 
-        // Verify with a wrong code: one conditional write compares and counts it
+        // Verify with a wrong code: one conditional write compares and counts it, one more
+        // counts it in the destination's failure streak
         let code = code_sent_to(&outbox, &to);
         let wrong = if code == "000000" { "111111" } else { "000000" };
         let (r, c) = measured(&store, verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), wrong)).await;
         assert_eq!(r.unwrap_err().error, Error::InvalidCode);
         println!("verify (wrong code): {c:?}");
-        assert_eq!((c.reads(), c.transact_write_items, c.update_item, c.writes()), (0, 0, 1, 1));
+        assert_eq!((c.reads(), c.transact_write_items, c.update_item, c.writes()), (0, 0, 2, 2));
 
         // Verify with the right code: the wrong-code count, refused (the code is right), then
-        // one conditional write (OTP + guard counter), nothing else
+        // one conditional write (OTP + guard counter), then the destination's failure streak
+        // cleared, since this OTP took a wrong code
         let (r, c) = measured(&store, verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), &code)).await;
         r.expect("verify");
         println!("verify (right code): {c:?}");
-        assert_eq!((c.reads(), c.update_item, c.transact_write_items, c.writes()), (0, 1, 1, 2));
+        assert_eq!((c.reads(), c.update_item, c.transact_write_items, c.writes()), (0, 2, 1, 3));
 
         // Cancel: one conditional write
         let to2 = phone();

@@ -38,8 +38,11 @@ usage: twofa-admin account <command>
   senders SID RULE… | --any               the senders its sends may name in `from`: email
                                           addresses, @domains, E.164 numbers, sender IDs
                                           (a sub-account: at most its parent's)
-  policy SID --json '{…}'                 geo permissions, pumping guard, test numbers, senders
-                                          (allowedCountries, pumpingGuard, testNumbers, senders)
+  clear-failures SID DESTINATION          forget a number's (or address's) failed verifies, so
+                                          its sends no longer answer 478
+  policy SID --json '{…}'                 geo permissions, pumping guard, test numbers, senders,
+                                          failed-verify budget (allowedCountries, pumpingGuard,
+                                          testNumbers, senders, maxFailedVerifies)
 
 A new account may send from no sender until granted some, except the deployment's first
 account (any sender the deployment has) and a sub-account (its parent's).
@@ -60,6 +63,7 @@ pub enum Command {
     SetCallback { sid: String, url: Option<String>, method: Option<String>, rotate_secret: bool },
     AllowIps { sid: String, blocks: Vec<String> },
     Senders { sid: String, rules: Vec<String> },
+    ClearFailures { sid: String, to: String },
     Policy { sid: String, json: String },
 }
 
@@ -135,6 +139,12 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 return Err("senders needs sender rules, or --any for any sender the deployment has".into());
             }
             Command::Senders { sid, rules: if rules.is_empty() { vec!["*".to_owned()] } else { rules } }
+        }
+        "clear-failures" => {
+            a.only(&[], &[], 2)?;
+            let sid = a.sid()?;
+            let to = a.positional.get(1).cloned().ok_or("clear-failures needs SID and DESTINATION")?;
+            Command::ClearFailures { sid, to }
         }
         "policy" => {
             a.only(&["json"], &[], 1)?;
@@ -232,6 +242,8 @@ pub async fn run(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &
         | Command::RotateToken { sid }
         | Command::SetCallback { sid, .. }
         | Command::AllowIps { sid, .. }
+        | Command::Senders { sid, .. }
+        | Command::ClearFailures { sid, .. }
         | Command::Policy { sid, .. } => Some(sid.clone()),
         Command::Create { parent, .. } => parent.clone(),
         _ => None,
@@ -289,6 +301,19 @@ async fn execute(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &
             let update = PolicyUpdate { senders: Some(rules), ..Default::default() };
             let p = policy::update_policy(store, keys, &sid, update).await?;
             format!("{sid} senders: {}\n", p.senders.map_or_else(|| "*".to_owned(), |l| l.join(" ")))
+        }
+        Command::ClearFailures { sid, to } => {
+            store.get_account(&sid).await?.ok_or(Error::NotFound)?;
+            // Stored as sends store it: a number in E.164, an address in lower case.
+            let to = match twofa::domain::phone::parse(&to, "destination") {
+                Ok(p) if !to.contains('@') => p.e164,
+                _ => to.trim().to_ascii_lowercase(),
+            };
+            if store.clear_failures(&sid, &to).await? {
+                format!("{sid} {to}: failed verifies cleared\n")
+            } else {
+                format!("{sid} {to}: no failed verifies to clear\n")
+            }
         }
         Command::SetCallback { sid, url, method, rotate_secret } => {
             let update = PolicyUpdate {

@@ -381,3 +381,40 @@ async fn suspending_an_account_suspends_its_sub_accounts_until_it_is_resumed() {
     let (status, body) = d.post_from("198.51.100.7", &root, &root_token, "/2fa/send", for_leaf()).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn clear_failures_lets_a_destination_paused_by_failed_verifies_send_again() {
+    // Given an account whose budget of failed verifies per destination is 2, and a number that
+    // used it up with two wrong codes
+    let d = given_a_deployment().await;
+    let (sid, token) = d.account();
+    d.admin_ok(&["account", "policy", &sid, "--json", r#"{"maxFailedVerifies":2}"#]);
+    let to = number();
+    let (_, body) = d.send_as(&sid, &token, &to).await;
+    let request_id = body["requestID"].as_str().unwrap().to_owned();
+    let right = code_sent_to(&to).await;
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    for _ in 0..2 {
+        let (status, _) = d
+            .post_from("198.51.100.7", &sid, &token, "/2fa/verify", json!({ "requestId": request_id, "code": wrong }))
+            .await;
+        assert_eq!(status, 401);
+    }
+    // When it sends again
+    let resend = || {
+        let body = json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "Your code: {code}" });
+        d.post_from("198.51.100.7", &sid, &token, "/2fa/send", body)
+    };
+    let (status, body) = resend().await;
+    // Then it answers 478, until the operator clears the number's failures: then the send
+    // passes that check and meets the next one, the default limit (one a minute: this test
+    // cannot move the deployment's clock)
+    assert_eq!((status, body["code"].as_i64()), (429, Some(478)), "{body}");
+    let cleared = d.admin_ok(&["account", "clear-failures", &sid, &to[1..]]);
+    assert_eq!(cleared.stdout.trim(), format!("{sid} {to}: failed verifies cleared"));
+    let (status, body) = resend().await;
+    assert_eq!((status, body["code"].as_i64()), (404, Some(453)), "{body}");
+    // And clearing again says there was nothing to clear
+    let again = d.admin_ok(&["account", "clear-failures", &sid, &to]);
+    assert_eq!(again.stdout.trim(), format!("{sid} {to}: no failed verifies to clear"));
+}

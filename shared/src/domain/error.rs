@@ -29,6 +29,10 @@ pub enum Error {
     /// The pumping guard paused sends to this country for the account.
     #[error("Sends to {0} paused: low verification rate")]
     SendsPaused(String),
+    /// The destination's failed verifies reached the account's budget: sends to it wait for
+    /// a successful verify, the operator, or a day without failures.
+    #[error("Too many failed verifications for this destination")]
+    TooManyFailures,
     #[error("Invalid OTP Unique Id")]
     OtpNotFound,
     #[error("OTP is already verified")]

@@ -275,6 +275,9 @@ pub struct Otp {
     /// `canceled` callback follows. An OTP nobody hears of is never swept (and costs no due
     /// entry): its status is computed at read time all the same (`status_at`).
     pub watched: bool,
+    /// Its destination had failed verifies when it was sent: verifying it clears them (so an
+    /// OTP sent to a destination without any costs its verify nothing more).
+    pub clears_failures: bool,
 }
 
 // By hand for `clone_from`: the embedded store writes a new OTP into the memory of the one
@@ -302,6 +305,7 @@ impl Clone for Otp {
             events: Vec::new(),
             workflow: None,
             watched: false,
+            clears_failures: false,
         };
         otp.clone_from(self);
         otp
@@ -328,6 +332,7 @@ impl Clone for Otp {
             events,
             workflow,
             watched,
+            clears_failures,
         } = source;
         self.sid.clone_from(sid);
         self.account_sid.clone_from(account_sid);
@@ -348,6 +353,7 @@ impl Clone for Otp {
         self.events.clone_from(events);
         self.workflow.clone_from(workflow);
         self.watched = *watched;
+        self.clears_failures = *clears_failures;
     }
 }
 
@@ -372,6 +378,33 @@ impl Otp {
             OtpStatus::Canceled if self.status == OtpStatus::Pending => self.cancel_at_ms.unwrap_or(self.updated_ms),
             _ => self.updated_ms,
         }
+    }
+}
+
+/// How long a destination's failed verifies are remembered after the last of them.
+pub const FAILURES_KEPT_MS: Millis = 24 * 3600 * 1000;
+
+/// The failed verifies of one account's destination since its last success (across OTPs and
+/// services), and when the last one was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailureStreak {
+    pub count: u32,
+    pub last_ms: Millis,
+}
+
+impl FailureStreak {
+    /// The failures that count at `now`: none once a day has passed since the last.
+    pub fn count_at(&self, now: Millis) -> u32 {
+        if now - self.last_ms >= FAILURES_KEPT_MS {
+            0
+        } else {
+            self.count
+        }
+    }
+
+    /// The streak after one more failure at `now`.
+    pub fn after_failure(&self, now: Millis) -> FailureStreak {
+        FailureStreak { count: self.count_at(now) + 1, last_ms: now }
     }
 }
 
@@ -416,6 +449,7 @@ pub(crate) mod tests {
             events: vec![],
             workflow: None,
             watched: true,
+            clears_failures: false,
         }
     }
 
@@ -493,6 +527,7 @@ pub(crate) mod tests {
                 sent: 1,
             }),
             watched: false,
+            clears_failures: true,
         }
     }
 

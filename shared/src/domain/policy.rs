@@ -23,7 +23,7 @@ pub const MAX_TEST_DESTINATIONS: usize = 20;
 /// Most countries in one allow list (there are 249 ISO codes).
 pub const MAX_COUNTRIES: usize = 250;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountPolicy {
     /// Countries SMS may go to; None: every country.
     pub sms_countries: Option<Vec<String>>,
@@ -39,6 +39,28 @@ pub struct AccountPolicy {
     /// The senders a send's `from` may name (see `Senders`); None: any sender the deployment
     /// has (the single-tenant setup, and accounts stored before sender lists existed).
     pub senders: Option<Vec<String>>,
+    /// Consecutive failed verifies at one destination (across OTPs) after which sends to it
+    /// answer 478 until a verify succeeds, the operator clears them, or a day passes.
+    pub max_failed_verifies: u32,
+}
+
+/// The default and highest budget of failed verifies per destination (NIST SP 800-63B's
+/// limit on consecutive failed attempts at one authenticator).
+pub const MAX_FAILED_VERIFIES: u32 = 100;
+
+impl Default for AccountPolicy {
+    fn default() -> Self {
+        AccountPolicy {
+            sms_countries: None,
+            call_countries: None,
+            guard: GuardSettings::default(),
+            test_destinations: vec![],
+            callback: None,
+            webhook_secret: None,
+            senders: None,
+            max_failed_verifies: MAX_FAILED_VERIFIES,
+        }
+    }
 }
 
 /// Most senders in one account's list.
@@ -257,6 +279,7 @@ impl AccountPolicy {
             "callbackMethod": self.callback.as_ref().map(|c| c.method.as_str()),
             "webhookSecret": if self.webhook_secret.is_some() { "set" } else { "none" },
             "senders": self.senders.as_ref().map_or_else(|| serde_json::json!(["*"]), |l| serde_json::json!(l)),
+            "maxFailedVerifies": self.max_failed_verifies,
         })
     }
 
@@ -290,6 +313,9 @@ pub struct PolicyUpdate {
     /// Replaces the whole list of senders (`["*"]`: any sender the deployment has).
     #[serde(default)]
     pub senders: Option<Vec<String>>,
+    /// 1 to 100: consecutive failed verifies per destination before its sends answer 478.
+    #[serde(default)]
+    pub max_failed_verifies: Option<u32>,
 }
 
 /// A policy after an update, and the webhook secret the update made, if it made one: shown
@@ -402,6 +428,12 @@ impl PolicyUpdate {
             if policy.guard.min_sends == 0 {
                 return Err(Error::invalid("pumpingGuard", "minSends must be at least 1"));
             }
+        }
+        if let Some(max) = self.max_failed_verifies {
+            if !(1..=MAX_FAILED_VERIFIES).contains(&max) {
+                return Err(Error::invalid("maxFailedVerifies", format!("must be 1 to {MAX_FAILED_VERIFIES}")));
+            }
+            policy.max_failed_verifies = max;
         }
         if let Some(list) = self.senders {
             let list = senders::list(&list, "senders")?;

@@ -246,10 +246,12 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         events: if inline || test.is_some() { vec![event.clone()] } else { vec![] },
         workflow: run,
         watched: req.delivery.callback.is_some() || account.policy.callback.is_some(),
+        clears_failures: false,
     };
 
     let guarded = guarded.map(|cc| (cc, &account.policy.guard));
-    let plan = match admit(deps, &req, otp, now, guarded, test.is_some()).await? {
+    let max_failures = account.policy.max_failed_verifies;
+    let plan = match admit(deps, &req, otp, now, guarded, test.is_some(), max_failures).await? {
         Admitted::Plan(plan) => plan,
         Admitted::Replay(sid) => {
             tracing::info!(otp = %sid, "idempotent repeat: first response, nothing sent");
@@ -346,6 +348,7 @@ async fn admit(
     now: Millis,
     guarded: Option<(&str, &GuardSettings)>,
     test: bool,
+    max_failures: u32,
 ) -> Result<Admitted> {
     let account = otp.account_sid.clone();
     let (sid, to) = (otp.sid.clone(), otp.delivery.to.clone());
@@ -400,6 +403,14 @@ async fn admit(
                 return Err(Error::SendsPaused(cc.to_owned()));
             }
         }
+        // Too many failed verifies at this destination since its last success: no new code
+        // (each would bring five more guesses) until one succeeds, the operator clears them, or
+        // a day passes without one.
+        let failures = snap.failures.count_at(now);
+        if failures >= max_failures {
+            tracing::warn!(account = %account, failures, "sends paused: too many failed verifies at the destination");
+            return Err(Error::TooManyFailures);
+        }
         // The default limit's admission and windows are borrowed as they are (the snapshot
         // read its windows); named limits are resolved and their windows read now.
         let (named, fetched);
@@ -429,10 +440,11 @@ async fn admit(
             }
             Err(e) => return Err(e),
         };
-        let otp = match spare.take() {
+        let mut otp = match spare.take() {
             Some(otp) => otp,
             None => contended.as_ref().map(|p| p.otp.clone()).ok_or(Error::Internal)?,
         };
+        otp.clears_failures = failures > 0;
         let (destination, expected_current, supersede) = supersede(snap.destination, &otp, req.guard_time, now);
         let plan = SendPlan {
             destination,

@@ -24,6 +24,7 @@ pub fn status_and_code(e: &Error) -> (StatusCode, u16) {
         OtpNotFound => (404, 470),
         CountryNotAllowed(_) => (403, 476),
         SendsPaused(_) => (429, 477),
+        TooManyFailures => (429, 478),
         AlreadyVerified => (409, 471),
         Expired => (410, 472),
         Canceled => (409, 473),

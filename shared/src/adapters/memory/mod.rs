@@ -24,7 +24,7 @@ use crate::{
         guard::{GuardCount, GuardKey},
         idempotency::IdempotencyRecord,
         limits::{Counter, CounterKey, CounterOp, LimitDef},
-        otp::{ChannelEvent, Check, Destination, Otp, OtpStatus, MAX_ATTEMPTS},
+        otp::{ChannelEvent, Check, Destination, FailureStreak, Otp, OtpStatus, MAX_ATTEMPTS},
         policy::AccountPolicy,
         time::Millis,
         usage::UsageKey,
@@ -60,6 +60,8 @@ pub(crate) struct State {
     /// (account, idempotency key) → record.
     pub idempotency: Map<(String, String), IdempotencyRecord>,
     pub guard: Map<GuardKey, GuardCount>,
+    /// (account, destination) → its failed verifies since its last success.
+    pub failures: Map<(String, String), FailureStreak>,
     /// OTP ids in commit order, each with its destination pointer's id, for the cap on how
     /// many are kept: evicting one then reads none of the OTP's key strings (cold by then).
     pub order: VecDeque<(u128, u128)>,
@@ -102,6 +104,7 @@ impl State {
         self.idempotency.retain(|_, r| r.live_at(now));
         let window = crate::domain::guard::WINDOW_BUCKETS * crate::domain::guard::BUCKET_MS;
         self.guard.retain(|k, _| k.bucket_end_ms() + window > now);
+        self.failures.retain(|_, f| f.count_at(now) > 0);
     }
 }
 
@@ -317,6 +320,7 @@ impl OtpStore for MemoryStore {
             counters: r.counters.iter().map(|k| s.counters.get(&s.ids.counter(k)).copied()).collect(),
             idempotency: r.idempotency_key.and_then(|k| s.idempotency.get(&idem_key(r.account_sid, k)).cloned()),
             guard: r.guard.iter().map(|k| s.guard.get(k).copied()).collect(),
+            failures: s.failures.get(&(r.account_sid.to_owned(), r.to.to_owned())).copied().unwrap_or_default(),
         })
     }
 
@@ -504,13 +508,31 @@ impl OtpStore for MemoryStore {
             }
             VerifyWrite::Wrong { failed }
         };
+        let destination = (account_sid.to_owned(), otp.delivery.to.clone());
+        let clears = otp.clears_failures || otp.attempts > 0;
         if old.is_some() {
             self.tell(old, otp);
         }
-        if let (VerifyWrite::Verified, Some(g)) = (&written, guard) {
-            s.guard.entry(g.clone()).or_default().verifies += 1;
+        match (&written, guard) {
+            (VerifyWrite::Verified, g) => {
+                if let Some(g) = g {
+                    s.guard.entry(g.clone()).or_default().verifies += 1;
+                }
+                if clears {
+                    s.failures.remove(&destination);
+                }
+            }
+            _ => {
+                let streak = s.failures.entry(destination).or_default();
+                *streak = streak.after_failure(now);
+            }
         }
         Ok(written)
+    }
+
+    async fn clear_failures(&self, account_sid: &str, to: &str) -> Result<bool> {
+        let mut s = self.lock()?;
+        Ok(s.failures.remove(&(account_sid.to_owned(), to.to_owned())).is_some_and(|f| f.count > 0))
     }
 
     async fn claim_step(

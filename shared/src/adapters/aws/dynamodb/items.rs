@@ -15,8 +15,10 @@ use crate::domain::{
     guard::{GuardCount, GuardKey, BUCKET_MS, WINDOW_BUCKETS},
     idempotency::{IdempotencyRecord, WINDOW_MS},
     limits::{Bucket, Counter, CounterKey, LimitDef, DEFAULT_LIMIT},
-    otp::{Channel, ChannelEvent, ChannelStatus, Check, Delivery, Destination, Otp, OtpStatus, Superseded},
-    policy::{AccountPolicy, GuardSettings, SealedSecret, TestDestination},
+    otp::{
+        Channel, ChannelEvent, ChannelStatus, Check, Delivery, Destination, FailureStreak, Otp, OtpStatus, Superseded,
+    },
+    policy::{AccountPolicy, GuardSettings, SealedSecret, TestDestination, MAX_FAILED_VERIFIES},
     send::RETENTION_DAYS,
     sms::Encoding,
     time::Millis,
@@ -37,6 +39,9 @@ pub(crate) mod attr {
     pub const CODE_HASH: &str = "code_hash";
     pub const CHECKS: &str = "checks";
     pub const EVENTS: &str = "events";
+    /// A destination item's failed verifies since its last success, and the last one's time.
+    pub const FAILS: &str = "fails";
+    pub const FAILS_AT: &str = "fails_at";
     pub const CURRENT: &str = "current";
     pub const PREVIOUS_SID: &str = "previous_sid";
     pub const PREVIOUS_CANCEL_AT_MS: &str = "previous_cancel_at_ms";
@@ -398,11 +403,14 @@ pub(crate) struct PolicyItem {
     /// Absent: any sender the deployment has; a list (possibly empty): only those.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub senders: Option<Vec<String>>,
+    /// Absent: the default (100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failed_verifies: Option<u32>,
 }
 
 impl PolicyItem {
     /// Every attribute a policy may have (what `set_policy` sets or removes).
-    pub const ATTRIBUTES: [&'static str; 8] = [
+    pub const ATTRIBUTES: [&'static str; 9] = [
         "sms_countries",
         "call_countries",
         "guard",
@@ -411,6 +419,7 @@ impl PolicyItem {
         "callback_method",
         "webhook_secret",
         "senders",
+        "max_failed_verifies",
     ];
 }
 
@@ -448,6 +457,7 @@ impl From<&AccountPolicy> for PolicyItem {
             callback_method: p.callback.as_ref().map(|c| c.method),
             webhook_secret: p.webhook_secret.as_ref().map(|s| s.0.clone()),
             senders: p.senders.clone(),
+            max_failed_verifies: (p.max_failed_verifies != MAX_FAILED_VERIFIES).then_some(p.max_failed_verifies),
         }
     }
 }
@@ -472,6 +482,7 @@ impl From<PolicyItem> for AccountPolicy {
                 .map(|url| CallbackTarget { url, method: i.callback_method.unwrap_or(CallbackMethod::Post) }),
             webhook_secret: i.webhook_secret.map(SealedSecret),
             senders: i.senders,
+            max_failed_verifies: i.max_failed_verifies.unwrap_or(MAX_FAILED_VERIFIES),
         }
     }
 }
@@ -653,6 +664,8 @@ pub(crate) struct OtpItem {
     pub events: Vec<EventItem>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<WorkflowRunItem>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clears_failures: bool,
 }
 
 /// One step of a workflow: its channel and interval.
@@ -806,6 +819,7 @@ impl From<&Otp> for OtpItem {
             checks: o.checks.iter().map(CheckItem::from).collect(),
             events: o.events.iter().map(EventItem::from).collect(),
             workflow: o.workflow.as_ref().map(WorkflowRunItem::from),
+            clears_failures: o.clears_failures,
         }
     }
 }
@@ -849,6 +863,7 @@ impl TryFrom<OtpItem> for Otp {
             // Only a watched OTP is put in the due index, and only while pending; once settled
             // the flag no longer matters.
             watched: i.gsi2pk.is_some(),
+            clears_failures: i.clears_failures,
         })
     }
 }
@@ -1070,6 +1085,19 @@ impl TryFrom<CounterItem> for Counter {
 
 /// The counter an item holds (`count`, `window_end_ms`): a `CTR#` item's, or a destination
 /// item's default limit; None for a destination that has never had one.
+/// A destination item's failure streak (none recorded: the default).
+pub(crate) fn failures_of(item: &Item) -> Result<FailureStreak> {
+    let number = |name: &str| item.get(name).map(|v| v.as_n().ok().and_then(|n| n.parse::<i64>().ok()));
+    match (number(attr::FAILS), number(attr::FAILS_AT)) {
+        (None, _) => Ok(FailureStreak::default()),
+        (Some(Some(count)), Some(Some(last_ms))) => match u32::try_from(count) {
+            Ok(count) => Ok(FailureStreak { count, last_ms }),
+            Err(_) => corrupt("fails")(),
+        },
+        _ => corrupt("destination failures")(),
+    }
+}
+
 pub(crate) fn counter_of(item: &Item) -> Result<Option<Counter>> {
     let number = |name: &str| item.get(name).map(|v| v.as_n().ok().and_then(|n| n.parse::<i64>().ok()));
     match (number(attr::COUNT), number(attr::WINDOW_END_MS)) {

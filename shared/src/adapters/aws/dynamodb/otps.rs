@@ -5,16 +5,16 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
     operation::{transact_write_items::TransactWriteItemsError, update_item::UpdateItemError},
-    types::{AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update},
+    types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update},
 };
 
 use super::{
     backoff, errors,
     errors::{canceled, Reason},
     items::{
-        attr, counter_of, destination_of, destination_ttl, from_item, gsi2sk, guard_ttl, service_attr, to_item,
-        to_value, usage_shard, CheckItem, CounterItem, DestinationEntry, EventItem, GuardCounterItem, IdempotencyItem,
-        Key, LimitItem, MessageItem, OtpItem,
+        attr, counter_of, destination_of, destination_ttl, failures_of, from_item, gsi2sk, guard_ttl, service_attr,
+        to_item, to_value, usage_shard, CheckItem, CounterItem, DestinationEntry, EventItem, GuardCounterItem,
+        IdempotencyItem, Key, LimitItem, MessageItem, OtpItem,
     },
     n, s, DynamoStore, Expr, TransactError,
 };
@@ -24,7 +24,7 @@ use crate::{
         guard::GuardKey,
         idempotency::WINDOW_MS,
         limits::{Counter, CounterKey, CounterOp},
-        otp::{ChannelEvent, Check, Destination, Otp, OtpStatus, MAX_ATTEMPTS},
+        otp::{ChannelEvent, Check, Destination, Otp, OtpStatus, FAILURES_KEPT_MS, MAX_ATTEMPTS},
         send::TEST_PROVIDER_ID,
         time::Millis,
         usage::UsageKey,
@@ -401,6 +401,20 @@ impl DynamoStore {
         condition: &str,
         expr: Expr,
     ) -> Result<Option<Option<Otp>>> {
+        Ok(self.update_otp_answering(op, key, update, condition, expr, false).await?.err())
+    }
+
+    /// `update_otp_or_old` that answers `Ok(item)` when written: the item as written
+    /// (`ALL_NEW`, with `new`; None without), or `Err(item as it was)` when refused.
+    async fn update_otp_answering(
+        &self,
+        op: &'static str,
+        key: &Key,
+        update: &str,
+        condition: &str,
+        expr: Expr,
+        new: bool,
+    ) -> Result<Result<Option<Otp>, Option<Otp>>> {
         let result = self
             .client
             .update_item()
@@ -411,17 +425,83 @@ impl DynamoStore {
             .set_expression_attribute_names(expr.names())
             .set_expression_attribute_values(expr.values())
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .set_return_values(new.then_some(ReturnValue::AllNew))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(None),
+            Ok(out) => Ok(Ok(out.attributes.map(from_item::<OtpItem, _>).transpose()?)),
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => match c.item() {
-                    Some(item) => Ok(Some(Some(from_item::<OtpItem, _>(item.clone())?))),
-                    None => Ok(Some(None)),
+                    Some(item) => Ok(Err(Some(from_item::<OtpItem, _>(item.clone())?))),
+                    None => Ok(Err(None)),
                 },
                 Some(UpdateItemError::TransactionConflictException(_)) => Err(Error::Contended),
                 _ => Err(errors::sdk(op, &e)),
+            },
+        }
+    }
+
+    /// Count a wrong code in its destination's failure streak: one more, from 1 again when the
+    /// last failure is a day old. Only an existing destination item is written (a missing one
+    /// went with its OTPs' TTL: nothing to hold against).
+    async fn count_failure(&self, account_sid: &str, to: &str, now: Millis) -> Result<()> {
+        let key = Key::destination(account_sid, to);
+        for fresh in [false, true] {
+            let (update, condition) = if fresh {
+                ("SET #fails = :one, #fails_at = :now", "attribute_exists(pk)")
+            } else {
+                (
+                    "ADD #fails :one SET #fails_at = :now",
+                    "attribute_exists(pk) AND (attribute_not_exists(#fails_at) OR #fails_at > :kept)",
+                )
+            };
+            let mut request = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key.to_item()))
+                .update_expression(update)
+                .condition_expression(condition)
+                .expression_attribute_names("#fails", attr::FAILS)
+                .expression_attribute_names("#fails_at", attr::FAILS_AT)
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":now", n(now));
+            if !fresh {
+                request = request.expression_attribute_values(":kept", n(now - FAILURES_KEPT_MS));
+            }
+            let result = request.send().await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) => match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(_)) => continue,
+                    Some(UpdateItemError::TransactionConflictException(_)) => return Err(Error::Contended),
+                    _ => return Err(errors::sdk("UpdateItem(destination_failure)", &e)),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Forget the destination's failure streak (only an existing item); whether it had one.
+    async fn reset_failures(&self, account_sid: &str, to: &str) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Key::destination(account_sid, to).to_item()))
+            .update_expression("REMOVE #fails, #fails_at")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#fails", attr::FAILS)
+            .expression_attribute_names("#fails_at", attr::FAILS_AT)
+            .return_values(ReturnValue::UpdatedOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.attributes.is_some_and(|a| a.contains_key(attr::FAILS))),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                Some(UpdateItemError::TransactionConflictException(_)) => Err(Error::Contended),
+                _ => Err(errors::sdk("UpdateItem(destination_reset)", &e)),
             },
         }
     }
@@ -445,6 +525,7 @@ impl OtpStore for DynamoStore {
         let get = |k: &Key| found.get(k).cloned();
         Ok(SendSnapshot {
             destination: get(&dkey).map(|item| destination_of(&item, r.service)).transpose()?.flatten(),
+            failures: get(&dkey).map(|item| failures_of(&item)).transpose()?.unwrap_or_default(),
             limits: lkeys.iter().map(|k| get(k).map(from_item::<LimitItem, _>).transpose()).collect::<Result<_>>()?,
             counters: ckeys
                 .iter()
@@ -597,24 +678,34 @@ impl OtpStore for DynamoStore {
         };
         for _ in 0..MAX_ATTEMPTS + 1 {
             let written = self
-                .update_otp_or_old(
+                .update_otp_answering(
                     "UpdateItem(wrong_code)",
                     &key,
                     COUNT_WRONG,
                     &format!("attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts < :last AND #code_hash <> :hash"),
                     counted(false)?,
+                    true,
                 )
                 .await?;
             let otp = match written {
-                None => return Ok(VerifyWrite::Wrong { failed: false }),
-                Some(None) => return Ok(VerifyWrite::Refused(None)),
-                Some(Some(otp)) => otp,
+                Ok(otp) => {
+                    self.count_failure(account_sid, &otp.ok_or(Error::Internal)?.delivery.to, now).await?;
+                    return Ok(VerifyWrite::Wrong { failed: false });
+                }
+                Err(None) => return Ok(VerifyWrite::Refused(None)),
+                Err(Some(otp)) => otp,
             };
             if otp.status_at(now) != OtpStatus::Pending || otp.attempts >= MAX_ATTEMPTS {
                 return Ok(VerifyWrite::Refused(Some(otp)));
             }
             if crate::domain::crypto::ct_eq(&otp.code_hash, code_hash) {
-                return self.verify_right_code(&key, code_hash, check, now, guard).await;
+                let verified = self.verify_right_code(&key, code_hash, check, now, guard).await?;
+                // The streak is cleared only where there may be one: no write for an OTP whose
+                // destination had no failures when it was sent and that took no wrong code.
+                if matches!(verified, VerifyWrite::Verified) && (otp.clears_failures || otp.attempts > 0) {
+                    self.reset_failures(account_sid, &otp.delivery.to).await?;
+                }
+                return Ok(verified);
             }
             // A wrong code on the last attempt (as the refusal showed it): count it and fail
             // the OTP, only if that attempt is still the last one; else look again.
@@ -628,10 +719,15 @@ impl OtpStore for DynamoStore {
                 )
                 .await?;
             if written.is_none() {
+                self.count_failure(account_sid, &otp.delivery.to, now).await?;
                 return Ok(VerifyWrite::Wrong { failed: true });
             }
         }
         Err(Error::Contended)
+    }
+
+    async fn clear_failures(&self, account_sid: &str, to: &str) -> Result<bool> {
+        self.reset_failures(account_sid, to).await
     }
 
     async fn claim_step(
