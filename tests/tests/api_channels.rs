@@ -156,3 +156,30 @@ async fn an_email_has_a_text_part_and_an_html_part_with_the_code_set_apart() {
     assert!(html.contains(&format!(">{code}</p>")), "the code in a block of its own: {html}");
     assert!(!html.contains("<script>"));
 }
+
+#[tokio::test]
+async fn an_email_address_is_one_destination_whatever_its_case() {
+    // Given an email OTP sent to a mixed-case address
+    let api = Api::start().await;
+    let email = json!({ "channel": "email", "from": "otp@example.com", "subject": "Your code" });
+    let first = api.send_to("User@Example.COM", email.clone()).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let first = first.request_id();
+    // When the same address comes in another case within the minute
+    let again = api.send_to("user@example.com", email.clone()).await;
+    // Then the default limit sees one destination (453)
+    assert_eq!(again.code(), 453, "{}", again.text);
+    // And verify by number finds it in any case
+    let code = api.code_of(&first).await;
+    let r = api.post("/2fa/verify", &json!({ "service": "2FA", "number": "USER@example.com", "code": code })).await;
+    assert_eq!((r.status.as_u16(), r.request_id()), (200, first.clone()), "{}", r.text);
+    // And a later send in yet another case supersedes it (one pointer per destination)
+    api.advance(61).await;
+    let second = api.send_to("uSeR@eXaMpLe.CoM", email).await.request_id();
+    let second_code = api.code_of(&second).await;
+    let r =
+        api.post("/2fa/verify", &json!({ "service": "2FA", "number": "user@EXAMPLE.com", "code": second_code })).await;
+    assert_eq!((r.status.as_u16(), r.request_id()), (200, second), "{}", r.text);
+    // And the message went to the address in its one (lower-case) form
+    assert_eq!(outbox(&api, "user@example.com").await.len(), 2);
+}

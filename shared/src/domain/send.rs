@@ -62,6 +62,18 @@ impl SendRequest {
             self.delivery.to = number.e164;
             country = Some(number.country);
         }
+        // An address in one form, lower case (as test destinations keep theirs): the default
+        // limit, the supersede pointer, verify by number and the failed-verify budget see
+        // `User@Example.com` and `user@example.com` as one destination.
+        if self.delivery.channel == Channel::Email && is_email(&self.delivery.to) {
+            self.delivery.to.make_ascii_lowercase();
+        }
+        // A limit keyed by an address counts it in that one form too.
+        for (_, value) in &mut self.limits {
+            if is_email(value) {
+                value.make_ascii_lowercase();
+            }
+        }
         let d = &self.delivery;
         if !d.body.contains("{code}") {
             return Err(Error::invalid("body", "must contain {code}"));

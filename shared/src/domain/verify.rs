@@ -63,9 +63,12 @@ pub async fn verify(deps: &Deps, account: &Account, target: VerifyTarget, code: 
         VerifyTarget::RequestId(sid) if !ids::is_sid(ids::OTP, &sid) => return Err(Error::OtpNotFound.into()),
         VerifyTarget::RequestId(sid) => vec![sid],
         VerifyTarget::Number { service, number } => {
-            // Stored in E.164: `919960639901` names the OTP sent to it as much as `+919960639901`.
-            // Anything else (an email address) is looked up as given.
-            let number = phone::parse(&number, "number").map_or(number, |p| p.e164);
+            // Stored in E.164: `919960639901` names the OTP sent to it as much as `+919960639901`;
+            // an email address in lower case, as the send stored it.
+            let number = match phone::parse(&number, "number") {
+                Ok(p) => p.e164,
+                Err(_) => number.to_ascii_lowercase(),
+            };
             let Some(d) = deps.store.get_destination(&account.sid, &service, &number).await? else {
                 return Err(Error::OtpNotFound.into());
             };
