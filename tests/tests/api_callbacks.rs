@@ -95,6 +95,63 @@ async fn a_send_with_its_own_get_callback_is_told_sent_and_expired_in_the_query_
     assert!(r.text.contains("expired"), "{}", r.text);
 }
 
+/// What a receiver using the Standard Webhooks library does with a call: verify `payload`
+/// (the body of a POST, the query string of a GET, exactly as received) against its headers.
+fn library_verifies(secret: &str, payload: &str, call: &common::receiver::Call) -> bool {
+    standardwebhooks::Webhook::new(secret).expect("a whsec_ secret").verify(payload.as_bytes(), &call.headers).is_ok()
+}
+
+#[tokio::test]
+async fn a_get_callback_to_a_url_with_spaces_quotes_and_non_ascii_verifies_with_standardwebhooks_over_the_query_received(
+) {
+    // Given an account whose GET callback URL already has a query with a space, quotes and
+    // non-ASCII, as typed (not percent-encoded)
+    let api = Api::start().await;
+    let rx = Receiver::start(&[]).await;
+    let url = format!("{}?note=a b&q=\"x\"&say=it's&name=José", rx.url);
+    let secret = set_callback(&api, &url, "GET").await;
+    // When an OTP is sent and verified
+    let sid = api.sent("+14155550105").await;
+    let code = api.code_of(&sid).await;
+    assert_eq!(api.verify(&sid, &code).await.status, 200);
+    // Then each call's query string, exactly as the receiver got it (percent-encoded on the
+    // wire), verifies with the Standard Webhooks library as the payload
+    let sent = rx.wait_status("sent").await;
+    let verified = rx.wait_status("verified").await;
+    for call in [&sent, &verified] {
+        assert_eq!(call.method, "GET");
+        assert!(call.query.starts_with("note=a%20b&q=%22x%22&say=it%27s&name=Jos%C3%A9&sid=EV"), "{}", call.query);
+        assert!(library_verifies(&secret, &call.query, call), "query {:?}, headers {:?}", call.query, call.headers);
+        assert!(call.signed_by(&secret));
+        assert!(!library_verifies("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &call.query, call), "another secret");
+        assert!(!library_verifies(&secret, &call.query.replacen("status=", "status=x", 1), call), "another query");
+        // And the URL's own parameters read back as given, the fields after them
+        let f = call.fields();
+        assert_eq!((f["note"].as_str(), f["q"].as_str()), (Some("a b"), Some("\"x\"")));
+        assert_eq!((f["say"].as_str(), f["name"].as_str()), (Some("it's"), Some("José")));
+        assert_eq!(f["requestID"], sid);
+    }
+}
+
+#[tokio::test]
+async fn a_post_callback_verifies_with_standardwebhooks_over_the_body() {
+    // Given an account whose callback is a POST receiver
+    let api = Api::start().await;
+    let rx = Receiver::start(&[]).await;
+    let secret = set_callback(&api, &rx.url, "POST").await;
+    // When an OTP is sent and verified
+    let sid = api.sent("+14155550106").await;
+    let code = api.code_of(&sid).await;
+    assert_eq!(api.verify(&sid, &code).await.status, 200);
+    // Then each call's body verifies with the Standard Webhooks library
+    for call in [rx.wait_status("sent").await, rx.wait_status("verified").await] {
+        assert_eq!(call.method, "POST");
+        assert!(library_verifies(&secret, &call.body, &call), "body {:?}, headers {:?}", call.body, call.headers);
+        assert!(!library_verifies("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &call.body, &call), "another secret");
+        assert!(!library_verifies(&secret, &format!("{} ", call.body), &call), "another body");
+    }
+}
+
 #[tokio::test]
 async fn a_receiver_answering_500_twice_gets_the_event_three_times_with_one_webhook_id() {
     // Given a receiver that answers 500, 500, then 200

@@ -84,6 +84,12 @@ fn not_public(e: &reqwest::Error) -> bool {
 impl Webhooks for HttpWebhooks {
     async fn call(&self, req: &WebhookRequest) -> Result<(), CallFailure> {
         let url = reqwest::Url::parse(&req.url).map_err(|_| CallFailure::Refused("not a URL".into()))?;
+        // A GET is signed over its query string as `callbacks::request` serialized it, which is
+        // what goes on the wire (the request line takes the query as `url` gives it): a URL
+        // that would go out otherwise could not be verified by its receiver, so is not sent.
+        if req.method == CallbackMethod::Get && url.as_str() != req.url {
+            return Err(CallFailure::Refused("the URL would not go as signed".into()));
+        }
         // IP literals never reach the resolver: judge them here.
         let literal = match url.host() {
             Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),

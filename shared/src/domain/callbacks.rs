@@ -328,7 +328,8 @@ pub fn events(old: Option<&Otp>, new: &Otp, observed_ms: Millis) -> Vec<Callback
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookRequest {
     pub method: CallbackMethod,
-    /// With the fields in its query string for GET.
+    /// The URL as it goes on the wire (serialized by `url`: a space, quote or non-ASCII
+    /// character percent-encoded), with the fields in its query string for GET.
     pub url: String,
     /// The JSON body of a POST.
     pub body: Option<String>,
@@ -336,24 +337,37 @@ pub struct WebhookRequest {
     pub headers: [(&'static str, String); 3],
 }
 
-/// The call that tells `event` to `target`, signed with `key` at `now_secs`. GET puts the
-/// fields after the URL's own query parameters; the signed payload is the raw query string
-/// the receiver gets (all of it).
+/// The call that tells `event` to `target`, signed with `key` at `now_secs`. POST signs its
+/// JSON body. GET puts the fields (form-encoded) after the URL's own query parameters and signs
+/// the whole query string as it is sent and received: everything after the `?`, byte for byte,
+/// once `url` has percent-encoded what the URL holds raw (`a b` goes as `a%20b`, `"` as `%22`,
+/// `'` as `%27`, `é` as `%C3%A9`), so a receiver verifies with the query string it got.
 pub fn request(event: &CallbackEvent, target: &CallbackTarget, key: &[u8], now_secs: i64) -> WebhookRequest {
     let fields = event.fields();
-    let (url, body, payload) = match target.method {
-        CallbackMethod::Post => {
+    // The URL the HTTP client sends (it parses it the same way); a target that does not parse
+    // (checked when taken, so none should) is passed on as it is, and refused by the caller.
+    let parsed = url::Url::parse(&target.url).ok().map(|mut u| {
+        u.set_fragment(None);
+        u
+    });
+    let (url, body, payload) = match (target.method, parsed) {
+        (CallbackMethod::Post, parsed) => {
             let body = serde_json::to_string(&fields).expect("plain fields serialize");
-            (target.url.clone(), Some(body.clone()), body)
+            (parsed.map_or_else(|| target.url.clone(), String::from), Some(body.clone()), body)
         }
-        CallbackMethod::Get => {
+        (CallbackMethod::Get, Some(mut url)) => {
             let ours = serde_urlencoded::to_string(&fields).expect("plain fields serialize");
-            let (path, query) = match target.url.split_once('?') {
-                Some((path, q)) if !q.is_empty() => (path, format!("{q}&{ours}")),
-                Some((path, _)) => (path, ours),
-                None => (target.url.as_str(), ours),
+            let query = match url.query() {
+                Some(q) if !q.is_empty() => format!("{q}&{ours}"),
+                _ => ours,
             };
-            (format!("{path}?{query}"), None, query)
+            url.set_query(Some(&query));
+            let sent = url.query().unwrap_or_default().to_owned();
+            (String::from(url), None, sent)
+        }
+        (CallbackMethod::Get, None) => {
+            let ours = serde_urlencoded::to_string(&fields).expect("plain fields serialize");
+            (format!("{}?{ours}", target.url), None, ours)
         }
     };
     let signature = sign(key, &event.sid, now_secs, &payload);
@@ -567,17 +581,28 @@ mod tests {
     }
 
     #[test]
-    fn get_signs_the_raw_query_string_and_post_the_body() {
+    fn get_signs_the_query_string_as_sent_and_post_the_body() {
         let e = events(None, &sent(otp_at(0), ChannelStatus::Sent), 1).remove(0);
         let key = b"k".to_vec();
-        let t = CallbackTarget { url: "https://example.com/cb?token=a b".into(), method: CallbackMethod::Get };
+        let raw = "https://example.com/cb?token=a b&q=\"x\"&say=it's&name=José";
+        let t = CallbackTarget { url: raw.into(), method: CallbackMethod::Get };
         let r = request(&e, &t, &key, 100);
-        let query = r.url.split_once('?').unwrap().1;
-        assert!(query.starts_with("token=a b&sid=EV"), "{query}");
+        let (path, query) = r.url.split_once('?').unwrap();
+        assert_eq!(path, "https://example.com/cb");
+        assert!(query.starts_with("token=a%20b&q=%22x%22&say=it%27s&name=Jos%C3%A9&sid=EV"), "{query}");
         assert!(query.contains("status=sent") && query.contains("to=%2B14155550100"), "{query}");
         assert_eq!(r.headers[2].1, sign(&key, &e.sid, 100, query));
-        let t = CallbackTarget { method: CallbackMethod::Post, ..t };
+        // What the HTTP client sends: the same URL, so the same query
+        let wire = url::Url::parse(&r.url).unwrap();
+        assert_eq!((wire.as_str(), wire.query()), (r.url.as_str(), Some(query)));
+        // An already-encoded query goes as it is; one without fields of its own gets only ours
+        let t = CallbackTarget { url: "https://example.com/cb?tenant=a%20b".into(), ..t };
+        assert!(request(&e, &t, &key, 100).url.starts_with("https://example.com/cb?tenant=a%20b&sid=EV"));
+        let t = CallbackTarget { url: "https://example.com/cb?".into(), ..t };
+        assert!(request(&e, &t, &key, 100).url.starts_with("https://example.com/cb?sid=EV"));
+        let t = CallbackTarget { method: CallbackMethod::Post, url: raw.into() };
         let r = request(&e, &t, &key, 100);
+        assert_eq!(r.url, "https://example.com/cb?token=a%20b&q=%22x%22&say=it%27s&name=Jos%C3%A9");
         let body = r.body.unwrap();
         assert!(body.starts_with(r#"{"sid":"EV"#) && body.contains(r#""requestID":"OTP0""#), "{body}");
         assert_eq!(r.headers[0], ("webhook-id", e.sid.clone()));
