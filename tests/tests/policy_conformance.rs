@@ -155,6 +155,7 @@ on_both_stores!(
     a_from_outside_the_accounts_senders_is_a_400_naming_from_and_writes_nothing,
     a_sub_account_is_granted_at_most_its_parents_senders,
     failed_verifies_across_otps_pause_a_destination_until_a_success_the_operator_or_a_day,
+    non_geographic_numbers_are_guarded_as_a_bucket_of_their_own,
 );
 
 // --- callbacks -------------------------------------------------------------------------------
@@ -534,4 +535,27 @@ async fn failed_verifies_across_otps_pause_a_destination_until_a_success_the_ope
     let update: PolicyUpdate = serde_json::from_value(serde_json::json!({ "maxFailedVerifies": 101 })).unwrap();
     let e = update_policy(f.deps.store.as_ref(), &f.deps.keys, &account.sid, update).await.unwrap_err();
     assert!(matches!(&e, Error::InvalidParameter { param, .. } if param == "maxFailedVerifies"), "{e:?}");
+}
+
+async fn non_geographic_numbers_are_guarded_as_a_bucket_of_their_own(f: Fixture) {
+    // Given an account whose guard pauses at 3 sends under 50 % verified, and 3 unverified sends
+    // to non-geographic numbers (Iridium, +881: libphonenumber's region 001)
+    let account = f.account(None).await;
+    let account =
+        f.set(&account, serde_json::json!({ "pumpingGuard": { "minSends": 3, "minVerifyPercent": 50 } })).await;
+    let sat = |i: usize| format!("+8816123456{i:02}");
+    let mut sent = vec![];
+    for i in 0..3 {
+        sent.push((f.send_sms(&account, &sat(i)).await.expect("send"), sat(i)));
+    }
+    // When a 4th goes to another +881 number
+    let r = f.send_sms(&account, &sat(3)).await;
+    // Then it is refused with 477 naming the region, nothing sent; US numbers are not affected
+    assert_eq!(r, Err(Error::SendsPaused("001".into())));
+    assert!(f.outbox.messages(Some(&sat(3))).is_empty());
+    f.send_sms(&account, &us(1)).await.expect("the US is its own bucket");
+    // And verifies of those OTPs count there (the sid carries the region): at 2 of 3, resumed
+    f.verify_sent(&account, &sent[0].0, &sent[0].1).await;
+    f.verify_sent(&account, &sent[1].0, &sent[1].1).await;
+    f.send_sms(&account, &sat(3)).await.expect("resumed at 2 of 3");
 }

@@ -58,6 +58,7 @@ pub fn generate_code(len: u8) -> Code {
 
 /// Marks an OTP sid that carries a country (`Keys::otp_sid`).
 const SID_COUNTRY_TAG: u8 = 0xC7;
+use super::phone::NON_GEOGRAPHIC;
 
 /// Keys derived from the master secret. Each HMAC is keyed once, at start: a use clones its
 /// keyed state rather than hash the key pads again.
@@ -133,14 +134,18 @@ impl Keys {
     }
 
     /// A fresh OTP sid (`OTP` + 32 hex, as always) created at `created_ms` (its first 6 bytes,
-    /// `ids::otp_sid_bytes`) that carries `country` (two letters) so that verify, which has only
+    /// `ids::otp_sid_bytes`) that carries `country` (two letters, or `001`) so that verify, which has only
     /// the sid, knows which country's pumping-guard counter to count in without reading the OTP
     /// first. Bytes 6..9 become a tag and the two letters, masked with an HMAC of the other 13:
     /// they still look uniformly random (56 random bits remain) and only the server can read
     /// the country back.
     pub fn otp_sid(&self, country: Option<&str>, created_ms: crate::domain::time::Millis) -> String {
         let mut bytes = super::ids::otp_sid_bytes(created_ms);
-        if let Some(cc) = country.map(str::as_bytes).filter(|cc| cc.len() == 2 && cc.iter().all(u8::is_ascii_uppercase))
+        // libphonenumber's non-geographic region (`001`: +800, +870, +881…) goes as `01`.
+        let country = country.map(|cc| if cc == NON_GEOGRAPHIC { "01" } else { cc });
+        if let Some(cc) = country
+            .map(str::as_bytes)
+            .filter(|cc| cc.len() == 2 && cc.iter().all(u8::is_ascii_uppercase) || *cc == b"01")
         {
             let mask = self.sid_mask(&bytes);
             bytes[6] = SID_COUNTRY_TAG ^ mask[0];
@@ -159,8 +164,13 @@ impl Keys {
         hex::decode_to_slice(hex_part, &mut bytes).ok()?;
         let mask = self.sid_mask(&bytes);
         let cc = [bytes[7] ^ mask[1], bytes[8] ^ mask[2]];
-        (bytes[6] ^ mask[0] == SID_COUNTRY_TAG && cc.iter().all(u8::is_ascii_uppercase))
-            .then(|| String::from_utf8_lossy(&cc).into_owned())
+        if bytes[6] ^ mask[0] != SID_COUNTRY_TAG {
+            return None;
+        }
+        if cc == *b"01" {
+            return Some(NON_GEOGRAPHIC.to_owned());
+        }
+        cc.iter().all(u8::is_ascii_uppercase).then(|| String::from_utf8_lossy(&cc).into_owned())
     }
 
     /// The HMAC that masks a sid's country: of every byte but the three it masks.
@@ -338,6 +348,8 @@ mod tests {
         let sid = keys.otp_sid(Some("GB"), 1_700_000_000_000);
         assert!(crate::domain::ids::is_sid("OTP", &sid), "{sid}");
         assert_eq!(keys.otp_sid_country(&sid).as_deref(), Some("GB"));
+        let non_geographic = keys.otp_sid(Some("001"), 5);
+        assert_eq!(keys.otp_sid_country(&non_geographic).as_deref(), Some("001"));
         assert_eq!(Keys::random().otp_sid_country(&sid), None, "another key reads nothing (or noise)");
         assert_eq!(&sid[..15], crate::domain::ids::otp_sid_floor(1_700_000_000_000), "the time stays readable");
         let plain = keys.otp_sid(None, 5);

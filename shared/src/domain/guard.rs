@@ -9,7 +9,7 @@
 //! 24 counters in its snapshot and counts itself in its commit; verify counts in the write that
 //! marks the OTP verified. No extra round trip on either.
 
-use super::{policy::GuardSettings, time::Millis};
+use super::{phone::NON_GEOGRAPHIC, policy::GuardSettings, time::Millis};
 
 pub const BUCKET_MS: Millis = 10 * 60 * 1000;
 /// Buckets in the window: the current one and the 5 before it.
@@ -58,10 +58,11 @@ fn shard(otp_sid: &str) -> u8 {
     (otp_sid.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % u32::from(SHARDS)) as u8
 }
 
-/// Whether sends to `country` are guarded at all: a two-letter country (not libphonenumber's
-/// non-geographic `001`), an enabled guard.
+/// Whether sends to `country` are guarded at all: an enabled guard, and a two-letter country
+/// or libphonenumber's non-geographic region `001` (+800, +870, +881, +882, +883, +979…:
+/// satellite and international networks, favourites of SMS pumping), a bucket of its own.
 pub fn guards(settings: &GuardSettings, country: &str) -> bool {
-    settings.enabled && country.len() == 2
+    settings.enabled && (country.len() == 2 || country == NON_GEOGRAPHIC)
 }
 
 /// Every counter of the window ending at `now` (what a send reads).
@@ -125,9 +126,10 @@ mod tests {
     }
 
     #[test]
-    fn non_geographic_numbers_and_a_disabled_guard_are_not_guarded() {
+    fn non_geographic_numbers_are_a_bucket_of_their_own_and_a_disabled_guard_guards_nothing() {
         assert!(guards(&ON, "US"));
-        assert!(!guards(&ON, "001"));
+        assert!(guards(&ON, "001"));
+        assert!(!guards(&GuardSettings { enabled: false, ..ON }, "001"));
         assert!(!guards(&GuardSettings { enabled: false, ..ON }, "US"));
     }
 }
