@@ -116,8 +116,9 @@ pub struct SendPlan {
     /// The send's idempotency record (its account is the OTP's), written only if the account
     /// has no record of that key younger than `idempotency::WINDOW_MS` at `created_ms`.
     pub idempotency: Option<IdempotencyRecord>,
-    /// The pumping-guard counter this send counts in (`sends + 1`), if it is guarded.
-    pub guard: Option<GuardKey>,
+    /// The pumping-guard counters this send counts in (`sends + 1`): its country's and the
+    /// account-wide one, if it is guarded; none otherwise.
+    pub guard: Vec<GuardKey>,
 }
 
 // One per request, moved once: boxing the OTP would buy nothing.
@@ -196,7 +197,7 @@ pub trait OtpStore: Send + Sync {
         check: &Check,
         now: Millis,
     ) -> Result<VerifyWrite> {
-        self.verify_code_counted(account_sid, otp_sid, code_hash, check, now, None).await
+        self.verify_code_counted(account_sid, otp_sid, code_hash, check, now, &[]).await
     }
 
     /// `verify_code` that, with `guard`, also counts a right code in that pumping-guard
@@ -210,7 +211,7 @@ pub trait OtpStore: Send + Sync {
         code_hash: &[u8],
         check: &Check,
         now: Millis,
-        guard: Option<&GuardKey>,
+        guard: &[GuardKey],
     ) -> Result<VerifyWrite>;
 
     /// Forget the failed verifies of `to` (the operator's clear); false when it had none.

@@ -17,7 +17,6 @@ use twofa::{
     domain::{
         account::Account,
         crypto::Keys,
-        guard::GuardKey,
         ids,
         otp::{Delivery, Destination, Otp, OtpStatus},
         policy::{update_policy, PolicyUpdate},
@@ -156,6 +155,7 @@ on_both_stores!(
     a_sub_account_is_granted_at_most_its_parents_senders,
     failed_verifies_across_otps_pause_a_destination_until_a_success_the_operator_or_a_day,
     non_geographic_numbers_are_guarded_as_a_bucket_of_their_own,
+    sends_spread_over_countries_meet_the_account_wide_window,
 );
 
 // --- callbacks -------------------------------------------------------------------------------
@@ -367,7 +367,7 @@ async fn a_verify_whose_sid_names_another_country_counts_in_the_otps_own(f: Fixt
     };
     let destination =
         Destination { current: sid.clone(), current_guard: None, current_expires_ms: otp.expires_ms, previous: None };
-    let guard = Some(GuardKey::at(&account.sid, "US", now, &sid));
+    let guard = twofa::domain::guard::counted_in(&account.sid, "US", now, &sid);
     let plan = SendPlan {
         otp,
         destination,
@@ -558,4 +558,27 @@ async fn non_geographic_numbers_are_guarded_as_a_bucket_of_their_own(f: Fixture)
     f.verify_sent(&account, &sent[0].0, &sent[0].1).await;
     f.verify_sent(&account, &sent[1].0, &sent[1].1).await;
     f.send_sms(&account, &sat(3)).await.expect("resumed at 2 of 3");
+}
+
+async fn sends_spread_over_countries_meet_the_account_wide_window(f: Fixture) {
+    // Given an account whose guard pauses a country at 3 unverified sends, and the account at 4
+    let account = f.account(None).await;
+    let guard = serde_json::json!({ "pumpingGuard": { "minSends": 3, "minVerifyPercent": 50, "accountMinSends": 4 } });
+    let account = f.set(&account, guard).await;
+    // And two unverified sends to each of two countries (each under its own threshold)
+    let numbers = ["+14155550101", "+14155550102", "+447400123401", "+447400123402"];
+    let mut sent = vec![];
+    for to in numbers {
+        sent.push((f.send_sms(&account, to).await.expect("under every country's threshold"), to));
+    }
+    // When a fifth goes to a third country
+    let r = f.send_sms(&account, "+33612345678").await;
+    // Then the account-wide window pauses it (477), and nothing was sent
+    assert_eq!(r, Err(Error::SendsPaused("all countries".into())));
+    assert_eq!(r.unwrap_err().to_string(), "Sends to all countries paused: low verification rate");
+    assert!(f.outbox.messages(Some("+33612345678")).is_empty());
+    // And verifies count account-wide too: at 2 of 4 verified, it sends again
+    f.verify_sent(&account, &sent[0].0, sent[0].1).await;
+    f.verify_sent(&account, &sent[2].0, sent[2].1).await;
+    f.send_sms(&account, "+33612345678").await.expect("resumed at 50 % account-wide");
 }

@@ -173,7 +173,7 @@ fn plan(otp: Otp, expected_current: Option<&str>, supersede: Option<Superseded>,
         counters,
         usage: usage_keys(&otp.account_sid, otp.created_ms),
         idempotency: None,
-        guard: None,
+        guard: vec![],
         otp,
     }
 }

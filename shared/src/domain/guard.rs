@@ -12,6 +12,10 @@
 use super::{phone::NON_GEOGRAPHIC, policy::GuardSettings, time::Millis};
 
 pub const BUCKET_MS: Millis = 10 * 60 * 1000;
+/// The counters' "country" for the account-wide window: every guarded send and verify of the
+/// account counts there too, so spreading sends over many countries, each under its own
+/// threshold, still meets the account's (`GuardSettings::account_min_sends`).
+pub const ACCOUNT_WIDE: &str = "all countries";
 /// Buckets in the window: the current one and the 5 before it.
 pub const WINDOW_BUCKETS: i64 = 6;
 /// Counters per bucket.
@@ -25,6 +29,31 @@ pub struct GuardKey {
     /// `now / BUCKET_MS`.
     pub bucket: i64,
     pub shard: u8,
+}
+
+/// The counters a send or verify of OTP `otp_sid` to `country` at `now` counts in: its
+/// country's and the account-wide one.
+pub fn counted_in(account_sid: &str, country: &str, now: Millis, otp_sid: &str) -> Vec<GuardKey> {
+    vec![GuardKey::at(account_sid, country, now, otp_sid), GuardKey::at(account_sid, ACCOUNT_WIDE, now, otp_sid)]
+}
+
+/// What a guarded send reads: the window of its country, then the account-wide one (`paused`
+/// takes the counts in that order).
+pub fn windows(account_sid: &str, country: &str, now: Millis) -> Vec<GuardKey> {
+    let mut keys = window(account_sid, country, now);
+    keys.extend(window(account_sid, ACCOUNT_WIDE, now));
+    keys
+}
+
+/// Which window pauses the next send, given the counts `windows` read: the country's, then the
+/// account-wide one (None: neither).
+pub fn pausing<'a>(settings: &GuardSettings, country: &'a str, counts: &[Option<GuardCount>]) -> Option<&'a str> {
+    let (own, all) = counts.split_at(counts.len() / 2);
+    if paused(settings, total(own)) {
+        return Some(country);
+    }
+    let wide = GuardSettings { min_sends: settings.account_min_sends, ..*settings };
+    paused(&wide, total(all)).then_some(ACCOUNT_WIDE)
 }
 
 impl GuardKey {
@@ -98,7 +127,8 @@ pub fn paused(settings: &GuardSettings, window: GuardCount) -> bool {
 mod tests {
     use super::*;
 
-    const ON: GuardSettings = GuardSettings { enabled: true, min_sends: 10, min_verify_percent: 20 };
+    const ON: GuardSettings =
+        GuardSettings { enabled: true, min_sends: 10, min_verify_percent: 20, account_min_sends: 30 };
 
     fn count(sends: u64, verifies: u64) -> GuardCount {
         GuardCount { sends, verifies }
@@ -123,6 +153,22 @@ mod tests {
         let mine = GuardKey::at("AC1", "US", now, "OTPabc");
         assert!(keys.contains(&mine), "a send's own counter is in the window it reads");
         assert_eq!(total(&[Some(count(3, 1)), None, Some(count(2, 2))]), count(5, 3));
+    }
+
+    #[test]
+    fn the_account_wide_window_pauses_sends_spread_over_countries_each_under_its_own_threshold() {
+        // 9 unverified sends in one country (under its 10), 40 over every country (over 30)
+        let counts = [Some(count(9, 0)), Some(count(40, 0))];
+        assert_eq!(pausing(&ON, "DE", &counts), Some(ACCOUNT_WIDE));
+        // The country's own window decides first; a verified account-wide window pauses nothing
+        let counts = [Some(count(10, 0)), Some(count(40, 0))];
+        assert_eq!(pausing(&ON, "DE", &counts), Some("DE"));
+        let counts = [Some(count(9, 0)), Some(count(40, 10))];
+        assert_eq!(pausing(&ON, "DE", &counts), None);
+        // Both windows are read, and a send counts in both
+        assert_eq!(windows("AC1", "DE", 10 * BUCKET_MS).len(), 48);
+        let counted = counted_in("AC1", "DE", 10 * BUCKET_MS, "OTPabc");
+        assert_eq!(counted.iter().map(|k| k.country.as_str()).collect::<Vec<_>>(), ["DE", ACCOUNT_WIDE]);
     }
 
     #[test]

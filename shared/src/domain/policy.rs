@@ -180,11 +180,15 @@ pub struct GuardSettings {
     pub enabled: bool,
     pub min_sends: u32,
     pub min_verify_percent: u8,
+    /// The same rule over the account's sends to every country together, from this many in
+    /// the hour (so spreading over countries cannot stay under every threshold).
+    pub account_min_sends: u32,
 }
 
 impl GuardSettings {
     pub const DEFAULT_MIN_SENDS: u32 = 100;
     pub const DEFAULT_MIN_VERIFY_PERCENT: u8 = 20;
+    pub const DEFAULT_ACCOUNT_MIN_SENDS: u32 = 1000;
 }
 
 impl Default for GuardSettings {
@@ -193,6 +197,7 @@ impl Default for GuardSettings {
             enabled: true,
             min_sends: Self::DEFAULT_MIN_SENDS,
             min_verify_percent: Self::DEFAULT_MIN_VERIFY_PERCENT,
+            account_min_sends: Self::DEFAULT_ACCOUNT_MIN_SENDS,
         }
     }
 }
@@ -273,6 +278,7 @@ impl AccountPolicy {
                 "enabled": self.guard.enabled,
                 "minSends": self.guard.min_sends,
                 "minVerifyPercent": self.guard.min_verify_percent,
+                "accountMinSends": self.guard.account_min_sends,
             },
             "testNumbers": self.test_destinations.iter().map(|t| t.to.clone()).collect::<Vec<_>>(),
             "callbackUrl": self.callback.as_ref().map(|c| c.url.clone()),
@@ -351,6 +357,7 @@ pub struct GuardUpdate {
     pub enabled: Option<bool>,
     pub min_sends: Option<u32>,
     pub min_verify_percent: Option<u8>,
+    pub account_min_sends: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -419,6 +426,10 @@ impl PolicyUpdate {
         if let Some(g) = self.pumping_guard {
             policy.guard.enabled = g.enabled.unwrap_or(policy.guard.enabled);
             policy.guard.min_sends = g.min_sends.unwrap_or(policy.guard.min_sends);
+            policy.guard.account_min_sends = g.account_min_sends.unwrap_or(policy.guard.account_min_sends);
+            if policy.guard.account_min_sends == 0 {
+                return Err(Error::invalid("pumpingGuard", "accountMinSends must be at least 1"));
+            }
             if let Some(p) = g.min_verify_percent {
                 if p > 100 {
                     return Err(Error::invalid("pumpingGuard", "minVerifyPercent must be 0 to 100"));
@@ -516,7 +527,10 @@ mod tests {
     fn by_default_every_country_is_allowed_on_every_channel() {
         let p = AccountPolicy::default();
         assert!(p.allows(Channel::Sms, "US") && p.allows(Channel::Call, "JP"));
-        assert_eq!(p.guard, GuardSettings { enabled: true, min_sends: 100, min_verify_percent: 20 });
+        assert_eq!(
+            p.guard,
+            GuardSettings { enabled: true, min_sends: 100, min_verify_percent: 20, account_min_sends: 1000 }
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::{
     autofill, content,
     crypto::{generate_code, Code},
     error::{Error, Result},
-    guard::{self, GuardKey},
+    guard,
     idempotency::{self, IdempotencyRecord},
     ids::{self, new_sid},
     limits::{admissions, default_admission, plan_counters, Admission, Counter, LimitDef},
@@ -379,7 +379,7 @@ async fn admit(
     let names: Vec<String> = req.limits.iter().map(|(n, _)| n.clone()).collect();
     let default = (req.limits.is_empty() && !test).then(|| default_admission(&account, &to));
     let default_keys: Vec<_> = default.iter().flat_map(|a| a.counters.iter().map(|(k, _)| k.clone())).collect();
-    let guard_keys = guarded.map(|(cc, _)| guard::window(&account, cc, now)).unwrap_or_default();
+    let guard_keys = guarded.map(|(cc, _)| guard::windows(&account, cc, now)).unwrap_or_default();
     for attempt in 0..MAX_COMMIT_ATTEMPTS {
         let snap = deps
             .store
@@ -410,9 +410,9 @@ async fn admit(
             };
         }
         if let Some((cc, settings)) = guarded {
-            if guard::paused(settings, guard::total(&snap.guard)) {
-                tracing::warn!(account = %account, country = cc, "pumping guard: sends paused");
-                return Err(Error::SendsPaused(cc.to_owned()));
+            if let Some(paused) = guard::pausing(settings, cc, &snap.guard) {
+                tracing::warn!(account = %account, country = cc, window = paused, "pumping guard: sends paused");
+                return Err(Error::SendsPaused(paused.to_owned()));
             }
         }
         // Too many failed verifies at this destination since its last success: no new code
@@ -479,7 +479,7 @@ async fn admit(
                 fingerprint,
                 created_ms: now,
             }),
-            guard: guarded.map(|(cc, _)| GuardKey::at(&account, cc, now, &sid)),
+            guard: guarded.map(|(cc, _)| guard::counted_in(&account, cc, now, &sid)).unwrap_or_default(),
             otp,
         };
         match deps.store.commit_send(&plan).await {

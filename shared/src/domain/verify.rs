@@ -3,7 +3,7 @@
 use super::{
     account::Account,
     error::{Error, Result},
-    guard::{self, GuardKey},
+    guard,
     ids::{self, new_sid},
     otp::{Check, OtpStatus, MAX_ATTEMPTS},
     phone,
@@ -122,11 +122,14 @@ async fn attempt(deps: &Deps, account: &Account, sid: &str, code: &str, now: Mil
     // The pumping guard counts the verify in the OTP's country, which the sid carries; the
     // store checks it against the OTP in the same write.
     let counter = |country: Option<&str>| {
-        country.filter(|cc| guard::guards(&account.policy.guard, cc)).map(|cc| GuardKey::at(&account.sid, cc, now, sid))
+        country
+            .filter(|cc| guard::guards(&account.policy.guard, cc))
+            .map(|cc| guard::counted_in(&account.sid, cc, now, sid))
+            .unwrap_or_default()
     };
     let mut guard = counter(deps.keys.otp_sid_country(sid).as_deref());
     for round in 0..MAX_VERIFY_ROUNDS {
-        let written = deps.store.verify_code_counted(&account.sid, sid, &hash, &check, now, guard.as_ref()).await;
+        let written = deps.store.verify_code_counted(&account.sid, sid, &hash, &check, now, &guard).await;
         match written {
             Ok(VerifyWrite::Verified) => {
                 tracing::info!(otp = %sid, "otp verified");

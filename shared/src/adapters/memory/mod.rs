@@ -371,7 +371,7 @@ impl OtpStore for MemoryStore {
         for u in &plan.usage {
             *s.usage.entry(u.clone()).or_default() += 1;
         }
-        if let Some(g) = &plan.guard {
+        for g in &plan.guard {
             s.guard.entry(g.clone()).or_default().sends += 1;
         }
         if let Some(r) = &plan.idempotency {
@@ -434,8 +434,10 @@ impl OtpStore for MemoryStore {
                 *n = n.saturating_sub(1);
             }
         }
-        if let Some(c) = plan.guard.as_ref().and_then(|g| s.guard.get_mut(g)) {
-            c.sends = c.sends.saturating_sub(1);
+        for g in &plan.guard {
+            if let Some(c) = s.guard.get_mut(g) {
+                c.sends = c.sends.saturating_sub(1);
+            }
         }
         if let Some(r) = &plan.idempotency {
             let key = idem_key(acct, &r.key);
@@ -477,7 +479,7 @@ impl OtpStore for MemoryStore {
         code_hash: &[u8],
         check: &Check,
         now: Millis,
-        guard: Option<&GuardKey>,
+        guard: &[GuardKey],
     ) -> Result<VerifyWrite> {
         let mut locked = self.lock()?;
         // One borrow of the state, so the accounts can be read beside a mutable OTP.
@@ -490,7 +492,7 @@ impl OtpStore for MemoryStore {
         }
         // Compared and counted under one lock: a wrong code is never compared uncounted.
         let right = crate::domain::crypto::ct_eq(&otp.code_hash, code_hash);
-        if right && guard.is_some_and(|g| otp.country.as_deref() != Some(g.country.as_str())) {
+        if right && guard.first().is_some_and(|g| otp.country.as_deref() != Some(g.country.as_str())) {
             return Ok(VerifyWrite::Refused(Some(Otp::clone(otp))));
         }
         let old = self.heard(&s.accounts, otp).then(|| Otp::clone(otp));
@@ -515,7 +517,7 @@ impl OtpStore for MemoryStore {
         }
         match (&written, guard) {
             (VerifyWrite::Verified, g) => {
-                if let Some(g) = g {
+                for g in g {
                     s.guard.entry(g.clone()).or_default().verifies += 1;
                 }
                 if clears {
@@ -687,7 +689,7 @@ mod tests {
             counters: vec![],
             usage: vec![],
             idempotency: None,
-            guard: None,
+            guard: vec![],
             otp,
         }
     }

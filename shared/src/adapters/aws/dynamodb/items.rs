@@ -428,6 +428,13 @@ pub(crate) struct GuardSettingsItem {
     pub enabled: bool,
     pub min_sends: u32,
     pub min_verify_percent: u8,
+    /// Absent on items written before the account-wide window: its default.
+    #[serde(default = "default_account_min_sends")]
+    pub account_min_sends: u32,
+}
+
+fn default_account_min_sends() -> u32 {
+    GuardSettings::DEFAULT_ACCOUNT_MIN_SENDS
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -447,6 +454,7 @@ impl From<&AccountPolicy> for PolicyItem {
                 enabled: g.enabled,
                 min_sends: g.min_sends,
                 min_verify_percent: g.min_verify_percent,
+                account_min_sends: g.account_min_sends,
             }),
             test_destinations: p
                 .test_destinations
@@ -471,6 +479,7 @@ impl From<PolicyItem> for AccountPolicy {
                 enabled: g.enabled,
                 min_sends: g.min_sends,
                 min_verify_percent: g.min_verify_percent,
+                account_min_sends: g.account_min_sends,
             }),
             test_destinations: i
                 .test_destinations

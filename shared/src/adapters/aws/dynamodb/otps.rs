@@ -160,7 +160,7 @@ impl DynamoStore {
 
         tx.extend(self.usage_updates(&plan.usage, usage_shard(&otp.sid), 1)?);
 
-        if let Some(g) = &plan.guard {
+        for g in &plan.guard {
             tx.push(self.update(
                 &Key::guard(g),
                 "ADD #sends :one SET #ttl = :ttl",
@@ -303,7 +303,7 @@ impl DynamoStore {
 
         tx.extend(self.usage_updates(&plan.usage, usage_shard(&otp.sid), -1)?.into_iter().map(|u| vec![u]));
 
-        if let Some(g) = &plan.guard {
+        for g in &plan.guard {
             tx.push(vec![self.update(
                 &Key::guard(g),
                 "ADD #sends :minus_one",
@@ -322,7 +322,7 @@ impl DynamoStore {
         code_hash: &[u8],
         check: &Check,
         now: Millis,
-        guard: Option<&GuardKey>,
+        guard: &[GuardKey],
     ) -> Result<VerifyWrite> {
         let expr = with_check(pending_at(now), &Check { valid: true, ..check.clone() })?
             .name(attr::UPDATED_MS)
@@ -331,8 +331,8 @@ impl DynamoStore {
             .value(":success", s(OtpStatus::Success.as_str()))
             .value(":max", n(MAX_ATTEMPTS))
             .value(":hash", AttributeValue::B(code_hash.to_vec().into()));
-        if let Some(g) = guard {
-            return self.verify_and_count(key, expr, g).await;
+        if let Some(first) = guard.first() {
+            return self.verify_and_count(key, expr, &first.country, guard).await;
         }
         let written = self
             .update_otp_or_old(
@@ -350,10 +350,11 @@ impl DynamoStore {
     }
 
     /// Verify as one `TransactWriteItems`: the OTP's conditional update (which also requires the
-    /// OTP's country to be the counter's) and `ADD verifies 1` on the pumping-guard counter. Still
-    /// one round trip; a refused OTP comes back from the cancellation reason (`ALL_OLD`).
-    async fn verify_and_count(&self, key: &Key, expr: Expr, g: &GuardKey) -> Result<VerifyWrite> {
-        let expr = expr.name(attr::COUNTRY).value(":country", s(&g.country));
+    /// OTP's country to be `country`) and `ADD verifies 1` on each pumping-guard counter (the
+    /// country's and the account-wide one). Still one round trip; a refused OTP comes back
+    /// from the cancellation reason (`ALL_OLD`).
+    async fn verify_and_count(&self, key: &Key, expr: Expr, country: &str, guard: &[GuardKey]) -> Result<VerifyWrite> {
+        let expr = expr.name(attr::COUNTRY).value(":country", s(country));
         let otp_update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key.to_item()))
@@ -366,13 +367,15 @@ impl DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(super::build_error)?;
-        let count = self.update(
-            &Key::guard(g),
-            "ADD #verifies :one SET #ttl = :ttl",
-            None,
-            Expr::default().name(attr::VERIFIES).name(attr::TTL).value(":one", n(1)).value(":ttl", n(guard_ttl(g))),
-        )?;
-        let items = vec![TransactWriteItem::builder().update(otp_update).build(), count];
+        let mut items = vec![TransactWriteItem::builder().update(otp_update).build()];
+        for g in guard {
+            items.push(self.update(
+                &Key::guard(g),
+                "ADD #verifies :one SET #ttl = :ttl",
+                None,
+                Expr::default().name(attr::VERIFIES).name(attr::TTL).value(":one", n(1)).value(":ttl", n(guard_ttl(g))),
+            )?);
+        }
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(VerifyWrite::Verified),
             Err(e) => match e.as_service_error() {
@@ -657,7 +660,7 @@ impl OtpStore for DynamoStore {
         code_hash: &[u8],
         check: &Check,
         now: Millis,
-        guard: Option<&GuardKey>,
+        guard: &[GuardKey],
     ) -> Result<VerifyWrite> {
         // A wrong code is compared only by a write that counts it: the first write counts the
         // code if it is not the OTP's (`<> :hash`), so concurrent guesses each take an attempt
