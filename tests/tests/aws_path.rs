@@ -218,3 +218,37 @@ async fn credentials_no_account_can_have_answer_401_without_a_dynamodb_call() {
     let cost = api.store.calls() - before;
     assert_eq!(cost.reads() + cost.writes(), 0, "{cost:?}");
 }
+
+#[tokio::test]
+async fn an_unknown_sid_is_read_once_then_remembered_until_its_account_is_put() {
+    // Given the API on DynamoDB, with keys this test knows (to create an account later)
+    let api = start().await;
+    let keys = Keys::random();
+    let deps = Deps {
+        store: api.store.clone(),
+        dispatcher: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&aws_config().await), None)),
+        clock: Arc::new(SystemClock),
+        keys: Arc::new(keys.clone()),
+        scheduler: Arc::new(NoScheduler),
+    };
+    let app = twofa::http::otp::router(deps);
+    let (sid, token) = (ids::new_sid(ids::ACCOUNT), ids::new_sid(""));
+    let caller = AwsApi { app, store: api.store.clone(), sid: sid.clone(), token: token.clone() };
+    let before = api.store.calls();
+    // When the same well-formed sid, which names no account, authenticates twice
+    for _ in 0..2 {
+        let (status, body) =
+            caller.post("/2fa/verify", json!({ "requestId": ids::new_sid(ids::OTP), "code": "123456" })).await;
+        // Then both answer 401
+        assert_eq!((status, body["code"].as_i64()), (401, Some(401)), "{body}");
+    }
+    // And only the first read DynamoDB
+    let cost = api.store.calls() - before;
+    assert_eq!((cost.get_item, cost.reads(), cost.writes()), (1, 1, 0), "{cost:?}");
+    // When this process then creates that account
+    api.store.put_account(&Account::new(sid, &token, &keys, None, 0)).await.expect("account");
+    // Then its credentials are accepted at once (the OTP is unknown: 404, not 401)
+    let (status, body) =
+        caller.post("/2fa/verify", json!({ "requestId": ids::new_sid(ids::OTP), "code": "123456" })).await;
+    assert_eq!(status, 404, "{body}");
+}
