@@ -87,6 +87,9 @@ async fn bad_search_input_answers_400_naming_the_parameter() {
         ("startTime=2021-02-04T10:00:01&endTime=2021-02-04T10:00:00", "endTime"),
         ("subAccounts=maybe", "subAccounts"),
         ("pageToken=forged", "pageToken"),
+        // (deeper than 10,000 records by number: the pageToken walk goes there, a page's read each)
+        ("page=1000000", "page"),
+        ("page=11&pageSize=1000", "page"),
     ] {
         let r = api.get(&format!("/2fa/search?{query}")).await;
         assert_400_naming(&r, param);
@@ -96,6 +99,7 @@ async fn bad_search_input_answers_400_naming_the_parameter() {
     assert_400_naming(&r, "pageSize");
     // And the limits are inclusive
     assert_eq!(api.get("/2fa/search?pageSize=1000&page=0").await.status, 200);
+    assert_eq!(api.get("/2fa/search?pageSize=1000&page=10").await.status, 200);
     assert_eq!(api.get("/2fa/search?pageSize=1&startTime=2021-02-04&endTime=2021-02-04").await.status, 200);
 }
 

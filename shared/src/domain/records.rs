@@ -25,6 +25,9 @@ pub const DEFAULT_PAGE_SIZE: u64 = 10;
 pub const MAX_PAGE_SIZE: u64 = 1000;
 /// How many store reads run at once when a search spans several accounts.
 const FAN_OUT: usize = 8;
+/// The most records a page asked for by number may skip (reading them to get there).
+pub const MAX_SKIP: u64 = 10_000;
+
 /// What a page token is sealed for (with the account and the search it belongs to).
 const TOKEN_CONTEXT: &str = "pageToken";
 const TOKEN_VERSION: &str = "1";
@@ -210,8 +213,17 @@ pub async fn search(deps: &Deps, accounts: &[String], req: &SearchRequest) -> Re
     let (page, total, start, skip) = match &req.token {
         Some(t) => (t.page, t.total, t.start.clone(), 0),
         None => {
-            let total = count(deps, accounts, &req.filter, now).await?;
+            // A page reached by number reads every record before it: past `MAX_SKIP` records
+            // the pageToken walk (one page's read each) is the way, so no request costs more
+            // than a bounded read.
             let skip = req.page.saturating_mul(size as u64);
+            if skip > MAX_SKIP {
+                return Err(Error::invalid(
+                    "page",
+                    format!("page × pageSize must be at most {MAX_SKIP}: follow nextPageUri (its pageToken) to go deeper"),
+                ));
+            }
+            let total = count(deps, accounts, &req.filter, now).await?;
             if skip >= total {
                 // Past the end: nothing to read.
                 return Ok(SearchPage {
