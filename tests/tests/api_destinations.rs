@@ -119,7 +119,10 @@ async fn the_pumping_guard_answers_477_with_429_and_lifts_an_hour_later_on_the_d
     // Given an account whose guard pauses a country after 2 sends in the hour below 50 % verified
     let api = Api::start().await;
     let (_, acct) = dev_accounts(&api, json!({ "pumpingGuard": { "minSends": 2, "minVerifyPercent": 50 } })).await;
-    assert_eq!(acct["policy"]["pumpingGuard"], json!({ "enabled": true, "minSends": 2, "minVerifyPercent": 50 }));
+    assert_eq!(
+        acct["policy"]["pumpingGuard"],
+        json!({ "enabled": true, "minSends": 2, "minVerifyPercent": 50, "accountMinSends": 1000 })
+    );
     let (sid, token) = (acct["accountSid"].as_str().unwrap(), acct["authToken"].as_str().unwrap());
     let body = |to: &str| json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "Code {code}" });
     // And 2 unverified SMS to Germany
