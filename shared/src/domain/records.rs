@@ -220,7 +220,9 @@ pub async fn search(deps: &Deps, accounts: &[String], req: &SearchRequest) -> Re
             if skip > MAX_SKIP {
                 return Err(Error::invalid(
                     "page",
-                    format!("page × pageSize must be at most {MAX_SKIP}: follow nextPageUri (its pageToken) to go deeper"),
+                    format!(
+                        "page × pageSize must be at most {MAX_SKIP}: follow nextPageUri (its pageToken) to go deeper"
+                    ),
                 ));
             }
             let total = count(deps, accounts, &req.filter, now).await?;
