@@ -252,3 +252,34 @@ async fn an_unknown_sid_is_read_once_then_remembered_until_its_account_is_put() 
         caller.post("/2fa/verify", json!({ "requestId": ids::new_sid(ids::OTP), "code": "123456" })).await;
     assert_eq!(status, 404, "{body}");
 }
+
+#[tokio::test]
+async fn client_strings_no_key_can_hold_answer_4xx_without_a_dynamodb_call() {
+    // Given the API on DynamoDB, its account already read (authentication costs nothing more)
+    let api = start().await;
+    let (status, _) = api.post("/2fa/verify", json!({ "requestId": "OTPnone", "code": "123456" })).await;
+    assert_eq!(status, 404);
+    let before = api.store.calls();
+    // When a send names a 3 KB limit name, a 3 KB workflow name, or acts for a 2 KB accountSid
+    // (each would be a DynamoDB key over its 2 KB limit: a ValidationException, a 500)
+    let send = |extra: Value| {
+        let mut body = json!({ "service": "2FA", "from": "Twofa", "to": "+14155550100", "body": "{code}" });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        api.post("/2fa/send", body)
+    };
+    let long = "n".repeat(3000);
+    let (limit, limit_body) = send(json!({ "limits": { long.clone(): "v" } })).await;
+    let (workflow, workflow_body) = send(json!({ "workflow": long })).await;
+    let (acting, _) = send(json!({ "accountSid": format!("AC{}", "a".repeat(2048)) })).await;
+    // Then they answer as an unknown limit (495), a 400 naming workflow, and a foreign account
+    // (403), and DynamoDB was not asked
+    assert_eq!((limit, limit_body["code"].as_i64()), (409, Some(495)), "{limit_body}");
+    assert!(limit_body["message"].as_str().unwrap().len() < 100, "the name is not echoed whole");
+    assert_eq!(
+        (workflow, workflow_body["message"].as_str()),
+        (400, Some("Invalid parameter: workflow (at most 64 characters)"))
+    );
+    assert_eq!(acting, 403);
+    let cost = api.store.calls() - before;
+    assert_eq!(cost.reads() + cost.writes(), 0, "{cost:?}");
+}

@@ -124,6 +124,8 @@ pub async fn act_for<'a>(
     let sid = match account_sid {
         None => return Ok(Cow::Borrowed(caller)),
         Some(sid) if sid == caller.sid => return Ok(Cow::Borrowed(caller)),
+        // No account has another shape: refused without a key built from it.
+        Some(sid) if !ids::is_sid(ids::ACCOUNT, sid) => return Err(Error::Forbidden),
         Some(sid) => sid,
     };
     let Some(target) = store.get_account(sid).await? else {

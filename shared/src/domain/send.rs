@@ -127,6 +127,11 @@ pub fn render(template: &str, channel: Channel, code: &Code) -> String {
 }
 
 pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Result<String> {
+    // A limit name no limit can have (they are 1-64 letters, digits, `_ . -`) is unknown,
+    // answered before any key is built from it.
+    if let Some((name, _)) = req.limits.iter().find(|(name, _)| !crate::domain::limits::is_valid_limit_name(name)) {
+        return Err(Error::UnknownLimitName(name.chars().take(crate::domain::limits::MAX_NAME_LEN).collect()));
+    }
     // A workflow decides the channels: `to` is a phone number when any step is sms or call.
     let workflow = match req.workflow.as_deref() {
         Some(w) => Some(workflows::resolve(deps, account, w).await?),

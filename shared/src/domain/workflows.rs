@@ -293,6 +293,9 @@ async fn claim(deps: &Deps, otp: &Otp, step: u32, event: &ChannelEvent, now: Mil
 pub async fn resolve(deps: &Deps, account: &Account, workflow: &str) -> Result<WorkflowDef> {
     let found = if ids::is_sid(ids::WORKFLOW, workflow) {
         deps.store.get_workflow(&account.sid, workflow).await?
+    } else if workflow.chars().count() > MAX_NAME_LEN {
+        // No workflow has such a name: unknown, without a key built from it.
+        None
     } else {
         deps.store.get_workflow_by_name(&account.sid, workflow).await?
     };
