@@ -161,12 +161,7 @@ impl DynamoStore {
         tx.extend(self.usage_updates(&plan.usage, usage_shard(&otp.sid), 1)?);
 
         for g in &plan.guard {
-            tx.push(self.update(
-                &Key::guard(g),
-                "ADD #sends :one SET #ttl = :ttl",
-                None,
-                Expr::default().name(attr::SENDS).name(attr::TTL).value(":one", n(1)).value(":ttl", n(guard_ttl(g))),
-            )?);
+            tx.push(self.guard_count(g, attr::SENDS)?);
         }
         Ok(tx)
     }
@@ -314,6 +309,16 @@ impl DynamoStore {
         Ok(tx)
     }
 
+    /// `ADD {what} 1` on a pumping-guard counter (`sends` or `verifies`), in a transaction.
+    fn guard_count(&self, g: &GuardKey, what: &str) -> Result<TransactWriteItem> {
+        self.update(
+            &Key::guard(g),
+            "ADD #count :one SET #ttl = :ttl",
+            None,
+            Expr::default().alias("#count", what).name(attr::TTL).value(":one", n(1)).value(":ttl", n(guard_ttl(g))),
+        )
+    }
+
     /// A right code (the wrong-code count refused it): the OTP verified, only if it is still
     /// pending with attempts left; with `guard`, counted there in the same transaction.
     async fn verify_right_code(
@@ -369,12 +374,7 @@ impl DynamoStore {
             .map_err(super::build_error)?;
         let mut items = vec![TransactWriteItem::builder().update(otp_update).build()];
         for g in guard {
-            items.push(self.update(
-                &Key::guard(g),
-                "ADD #verifies :one SET #ttl = :ttl",
-                None,
-                Expr::default().name(attr::VERIFIES).name(attr::TTL).value(":one", n(1)).value(":ttl", n(guard_ttl(g))),
-            )?);
+            items.push(self.guard_count(g, attr::VERIFIES)?);
         }
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(VerifyWrite::Verified),
