@@ -485,6 +485,23 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// `count_failure` once a wrong code is counted on its OTP: that count stands whatever
+    /// happens here (a retry of the compare would count the guess twice), so a conflict is
+    /// tried again a few times and a failure is logged, the streak short of one at worst.
+    async fn count_failure_after(&self, account_sid: &str, to: Option<&str>, now: Millis) {
+        let Some(to) = to else { return };
+        for round in 0..3 {
+            match self.count_failure(account_sid, to, now).await {
+                Ok(()) => return,
+                Err(Error::Contended) if round < 2 => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a wrong code not counted in its destination's failed verifies");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Forget the destination's failure streak (only an existing item); whether it had one.
     async fn reset_failures(&self, account_sid: &str, to: &str) -> Result<bool> {
         let result = self
@@ -692,7 +709,7 @@ impl OtpStore for DynamoStore {
                 .await?;
             let otp = match written {
                 Ok(otp) => {
-                    self.count_failure(account_sid, &otp.ok_or(Error::Internal)?.delivery.to, now).await?;
+                    self.count_failure_after(account_sid, otp.as_ref().map(|o| o.delivery.to.as_str()), now).await;
                     return Ok(VerifyWrite::Wrong { failed: false });
                 }
                 Err(None) => return Ok(VerifyWrite::Refused(None)),
@@ -706,7 +723,11 @@ impl OtpStore for DynamoStore {
                 // The streak is cleared only where there may be one: no write for an OTP whose
                 // destination had no failures when it was sent and that took no wrong code.
                 if matches!(verified, VerifyWrite::Verified) && (otp.clears_failures || otp.attempts > 0) {
-                    self.reset_failures(account_sid, &otp.delivery.to).await?;
+                    // The OTP is verified: a failure here must not turn that into an error (a
+                    // retry would find it verified and answer 471). The streak stays, at worst.
+                    if let Err(e) = self.reset_failures(account_sid, &otp.delivery.to).await {
+                        tracing::warn!(otp = %otp_sid, error = %e, "destination's failed verifies not cleared");
+                    }
                 }
                 return Ok(verified);
             }
@@ -722,7 +743,7 @@ impl OtpStore for DynamoStore {
                 )
                 .await?;
             if written.is_none() {
-                self.count_failure(account_sid, &otp.delivery.to, now).await?;
+                self.count_failure_after(account_sid, Some(&otp.delivery.to), now).await;
                 return Ok(VerifyWrite::Wrong { failed: true });
             }
         }
