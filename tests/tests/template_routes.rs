@@ -337,3 +337,69 @@ fn every_api_route_is_throttled_by_the_rate_and_burst_parameters() {
     let burst = template["Parameters"]["ApiThrottleBurst"]["Default"].as_f64().unwrap();
     assert!(burst < 1000.0, "ApiThrottleBurst default {burst}");
 }
+
+/// Every IAM statement of the template (functions' `Policies` and roles' `PolicyDocument`s),
+/// with the statement list it is in.
+fn statements(template: &Value) -> Vec<(&Value, &Vec<Value>)> {
+    let mut out = vec![];
+    for resource in template["Resources"].as_mapping().unwrap().values() {
+        let policies = resource["Properties"]["Policies"].as_sequence().into_iter().flatten();
+        for policy in policies {
+            let document = if policy.get("PolicyDocument").is_some() { &policy["PolicyDocument"] } else { policy };
+            if let Some(list) = document["Statement"].as_sequence() {
+                out.extend(list.iter().map(|s| (s, list)));
+            }
+        }
+    }
+    out
+}
+
+fn actions(statement: &Value) -> Vec<&str> {
+    match &statement["Action"] {
+        Value::String(a) => vec![a.as_str()],
+        Value::Sequence(list) => list.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    }
+}
+
+#[test]
+fn no_function_can_write_an_account_or_send_email_but_as_the_deployments_identity() {
+    // Given the template's IAM statements
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
+    let template: Value = serde_yaml::from_str(&text).expect("template.yaml parses");
+    let all = statements(&template);
+    assert!(all.len() > 20, "statements found: {}", all.len());
+    let writes = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"];
+    for (statement, list) in &all {
+        // When a statement allows a write to the table
+        if statement["Effect"].as_str() != Some("Allow") || !actions(statement).iter().any(|a| writes.contains(a)) {
+            continue;
+        }
+        // Then its keys are held away from ACCOUNT# (a LeadingKeys condition that names other
+        // items only), or a Deny beside it refuses every write to an ACCOUNT# key
+        let own = &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+        let scoped = own.as_sequence().is_some_and(|keys| {
+            !keys.is_empty()
+                && keys.iter().all(|k| k.as_str().is_some_and(|k| !k.starts_with("ACCOUNT") && !k.starts_with('*')))
+        });
+        let denied = list.iter().any(|d| {
+            d["Effect"].as_str() == Some("Deny")
+                && writes.iter().all(|w| actions(d).contains(w))
+                && d["Condition"]["ForAnyValue:StringLike"]["dynamodb:LeadingKeys"]
+                    .as_sequence()
+                    .is_some_and(|k| k.iter().any(|k| k.as_str() == Some("ACCOUNT#*")))
+        });
+        assert!(scoped || denied, "a statement may write accounts: {statement:?}");
+    }
+    // And email goes out only with ses:SendEmail, only as the SesIdentity parameter's identity
+    let ses: Vec<&Value> =
+        all.iter().map(|(s, _)| *s).filter(|s| actions(s).iter().any(|a| a.starts_with("ses:"))).collect();
+    assert!(!ses.is_empty());
+    for statement in ses {
+        assert_eq!(actions(statement), ["ses:SendEmail"], "{statement:?}");
+        let resources = format!("{:?}", statement["Resource"]);
+        assert!(resources.contains("identity/${SesIdentity}") && !resources.contains("identity/*"), "{resources}");
+    }
+    assert_eq!(template["Parameters"]["SesIdentity"]["Default"].as_str(), Some("*"));
+}
