@@ -189,15 +189,17 @@ pub trait OtpStore: Send + Sync {
     /// streak when the OTP had wrong codes or `clears_failures`.
     /// A wrong code is compared only in the write that counts it, so no more than
     /// `MAX_ATTEMPTS` wrong codes are ever compared per OTP, whatever the concurrency.
+    /// `code_hashes` are the code as each key of the ring stores it (`Keys::code_hashes`): it
+    /// is right when the OTP's hash is any of them.
     async fn verify_code(
         &self,
         account_sid: &str,
         otp_sid: &str,
-        code_hash: &[u8],
+        code_hashes: &[Vec<u8>],
         check: &Check,
         now: Millis,
     ) -> Result<VerifyWrite> {
-        self.verify_code_counted(account_sid, otp_sid, code_hash, check, now, &[]).await
+        self.verify_code_counted(account_sid, otp_sid, code_hashes, check, now, &[]).await
     }
 
     /// `verify_code` that, with `guard`, also counts a right code in that pumping-guard
@@ -208,7 +210,7 @@ pub trait OtpStore: Send + Sync {
         &self,
         account_sid: &str,
         otp_sid: &str,
-        code_hash: &[u8],
+        code_hashes: &[Vec<u8>],
         check: &Check,
         now: Millis,
         guard: &[GuardKey],
@@ -268,12 +270,22 @@ pub trait RecordStore: Send + Sync {
     /// impossible).
     async fn search_otps(&self, account_sid: &str, q: &OtpQuery<'_>) -> Result<Vec<Otp>>;
 
-    /// How many OTPs of `account_sid` match `filter` at `now`.
-    async fn count_otps(&self, account_sid: &str, filter: &SearchFilter, now: Millis) -> Result<u64>;
+    /// How many of the newest `reads` OTPs of `account_sid` in `filter`'s time range match
+    /// `filter` at `now`, and whether those were all the OTPs in the range (so the count is
+    /// every match). The cost is bounded by `reads`, however large the account.
+    async fn count_otps(&self, account_sid: &str, filter: &SearchFilter, now: Millis, reads: u64) -> Result<Counted>;
 
     /// The usage counters of `account_sid` for the days `from_day..=to_day` (`YYYY-MM-DD`),
     /// one row per day and category, in no particular order; days without a counter are absent.
     async fn usage(&self, account_sid: &str, from_day: &str, to_day: &str) -> Result<Vec<(UsageKey, u64)>>;
+}
+
+/// `RecordStore::count_otps`' answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counted {
+    pub matched: u64,
+    /// Every OTP in the range was read: `matched` is the exact count.
+    pub complete: bool,
 }
 
 /// What the expiry sweeper needs: OTPs stored pending whose timeout (or supersede deadline)

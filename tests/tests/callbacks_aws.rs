@@ -91,6 +91,11 @@ struct World {
 }
 
 async fn world(answers: &[u16], method: CallbackMethod) -> World {
+    world_with(answers, method, Arc::new(Keys::random())).await
+}
+
+/// `world` whose functions use `keys`.
+async fn world_with(answers: &[u16], method: CallbackMethod, keys: Arc<Keys>) -> World {
     let _ = moto_url();
     let sdk = aws_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -98,7 +103,6 @@ async fn world(answers: &[u16], method: CallbackMethod) -> World {
     create_table_with_stream(&ddb, &table).await.expect("create table");
     let ses = aws_sdk_ses::Client::new(&sdk);
     ses.verify_email_identity().email_address("otp@example.com").send().await.expect("verify sender");
-    let keys = Arc::new(Keys::random());
     let store = Arc::new(DynamoStore::new(ddb.clone(), table.clone()));
     let rx = Receiver::start(answers).await;
     let token = ids::new_sid("");
@@ -185,6 +189,14 @@ impl World {
         }
         body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let (status, body) = self.call(&self.otp, "POST", "/2fa/send", Some(body)).await;
+        assert_eq!(status, 200, "{body}");
+        body["requestID"].as_str().unwrap().to_owned()
+    }
+
+    /// `send` through another OTP router (another function's).
+    async fn send_via(&self, otp: &axum::Router, to: &str) -> String {
+        let body = json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "Your code: {code}" });
+        let (status, body) = self.call(otp, "POST", "/2fa/send", Some(body)).await;
         assert_eq!(status, 200, "{body}");
         body["requestID"].as_str().unwrap().to_owned()
     }
@@ -877,4 +889,133 @@ async fn the_sweeper_expires_what_is_due_cancels_what_was_superseded_and_touches
     assert_eq!(told, want);
     // And the next sweep finds nothing
     assert_eq!(w.worker.handle(schedule()).await.unwrap(), json!({ "settled": 0 }));
+}
+
+#[tokio::test]
+async fn keys_rotate_with_otps_workflows_and_callbacks_in_flight_and_a_retired_key_opens_nothing() {
+    use twofa::{
+        adapters::aws::secrets::{SecretKeyring, RETIRE_AFTER_MS},
+        domain::{
+            crypto::KEY_RETIRE_GRACE_MS,
+            policy::{update_policy, PolicyUpdate, TestNumberInput},
+        },
+    };
+    // Given a deployment whose secret is the bare string the template generates (key 0), its
+    // functions using the keyring read from Secrets Manager on moto
+    let sdk = aws_config().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let name = format!("twofa-keys-{}", ids::new_sid(""));
+    let arn = sm.create_secret().name(&name).secret_string(hex::encode([7u8; 32])).send().await.unwrap().arn.unwrap();
+    let ring = SecretKeyring::new(sm.clone(), arn);
+    let keys = Arc::new(ring.load().await.expect("the keyring"));
+    let w = world_with(&[], CallbackMethod::Post, keys.clone()).await;
+    let test_number = random_us_number();
+    let tests = vec![TestNumberInput { to: test_number.clone(), code: "86420".into() }];
+    update_policy(
+        w.deps.store.as_ref(),
+        &keys,
+        &w.sid,
+        PolicyUpdate { test_numbers: Some(tests), ..Default::default() },
+    )
+    .await
+    .expect("a test number");
+    // And, in flight under key 0: a pending OTP, a workflow OTP whose second step has not run,
+    // a third OTP left pending, their callbacks not yet told, and a search page token
+    let (a_to, c_to) = (random_us_number(), random_us_number());
+    let a = w.send(&a_to, json!({})).await;
+    let a_code = sms_code(&a_to).await;
+    workflow(&w, "sms twice", &[(Channel::Sms, 0), (Channel::Sms, 30)]).await;
+    let wf_to = random_us_number();
+    let wf = w.send(&wf_to, json!({ "workflow": "sms twice" })).await;
+    let wf_code = sms_code(&wf_to).await;
+    let run = w.scheduled.0.lock().unwrap().pop().expect("the second step is scheduled");
+    let c = w.send(&c_to, json!({})).await;
+    let c_code = sms_code(&c_to).await;
+    let (status, first_page) = w.call(&w.records, "GET", "/2fa/search?pageSize=1", None).await;
+    assert_eq!(status, 200, "{first_page}");
+    // (`next_page_uri` carries the sealed `pageToken`)
+    let next_uri = first_page["next_page_uri"].as_str().expect("a next page").to_owned();
+    assert!(next_uri.contains("pageToken="), "{next_uri}");
+    let old_token_hash = w.deps.store.get_account(&w.sid).await.unwrap().unwrap().token_hash;
+
+    // When the operator rotates (active at once here; the default waits for every function)
+    // and the running functions read the keyring again
+    let now = twofa::ports::Clock::now_ms(&twofa::ports::SystemClock);
+    let key = ring.rotate(now, 0).await.expect("rotated");
+    assert_eq!(key.kid, 1);
+    keys.replace(ring.load().await.unwrap(), KEY_RETIRE_GRACE_MS);
+    assert_eq!(keys.writer_kid(), 1);
+    // Then a second rotation waits for the previous key to be retired
+    assert!(ring.rotate(now, 0).await.unwrap_err().to_string().contains("retire it first"));
+    // And everything made under key 0 keeps working: the token, the page token, the pending
+    // code, the workflow's next step (the same code, opened from its sealed copy) and the
+    // callbacks of events from before, signed with the webhook secret the account was given
+    let (status, next) = w.call(&w.records, "GET", &next_uri, None).await;
+    assert_eq!(status, 200, "{next}");
+    assert!(next["twoFaOtpSdrs"][0]["sid"].is_string());
+    assert_ne!(next["twoFaOtpSdrs"][0]["sid"], first_page["twoFaOtpSdrs"][0]["sid"]);
+    let verify = |sid: &str, code: &str| json!({ "requestId": sid, "code": code });
+    assert_eq!(w.call(&w.otp, "POST", "/2fa/verify", Some(verify(&a, &a_code))).await.0, 200);
+    w.clock.advance_secs(30);
+    run_step(&w.deps, &run).await.expect("second step");
+    assert_eq!(sms_code(&wf_to).await, wf_code, "the step re-sent the code sealed under key 0");
+    assert_eq!(w.call(&w.otp, "POST", "/2fa/verify", Some(verify(&wf, &wf_code))).await.0, 200);
+    assert!(no_failures(&w.feed_stream().await));
+    let calls = w.rx.calls();
+    assert!(calls.len() >= 5 && calls.iter().all(|c| c.signed_by(&w.secret)), "{:?}", statuses(&calls));
+    // And what is made now is under key 1: an OTP's code hash names it
+    let b_to = random_us_number();
+    let b = w.send(&b_to, json!({})).await;
+    assert_eq!(w.deps.store.get_otp(&w.sid, &b).await.unwrap().unwrap().code_hash[0], 1);
+    // And the test number's code, sealed under key 0, still verifies
+    let t = w.send(&test_number, json!({})).await;
+    assert_eq!(w.call(&w.otp, "POST", "/2fa/verify", Some(verify(&t, "86420"))).await.0, 200);
+
+    // When the operator retires key 0 before a day has passed
+    let admin_store = twofa::adapters::aws::dynamodb::DynamoStore::new(w.ddb.clone(), w.table.clone())
+        .with_account_cache_ttl(Duration::ZERO);
+    let early = ring.retire_previous(&admin_store, now + 60_000).await;
+    // Then it is refused: OTPs under key 0 may still be pending
+    assert!(early.unwrap_err().to_string().contains("may be pending"));
+    // When it is retired a day later, and the functions read the keyring again
+    let done = ring.retire_previous(&admin_store, now + RETIRE_AFTER_MS + 1).await.expect("retired").expect("a key");
+    assert_eq!((done.kid, done.current, done.resealed), (0, 1, 3), "token, webhook secret, test code");
+    keys.replace(ring.load().await.unwrap(), KEY_RETIRE_GRACE_MS);
+    assert_eq!(keys.masters().len(), 1);
+    // Then the running functions go on (an account cached before its token was sealed again
+    // is read under key 0 for a minute more), and what was sealed again works
+    let (status, _) = w.call(&w.records, "GET", "/2fa/search?pageSize=1", None).await;
+    assert_eq!(status, 200, "the running function's cached account");
+    let t = w.send(&test_number, json!({})).await;
+    assert_eq!(w.call(&w.otp, "POST", "/2fa/verify", Some(verify(&t, "86420"))).await.0, 200);
+    assert_eq!(w.call(&w.otp, "POST", "/2fa/verify", Some(verify(&b, &sms_code(&b_to).await))).await.0, 200);
+    assert!(no_failures(&w.feed_stream().await));
+    assert!(w.rx.calls().iter().all(|c| c.signed_by(&w.secret)));
+    // When a function starts after the retirement (its keyring: key 1 alone; no cache)
+    let fresh_keys = Arc::new(ring.load().await.unwrap());
+    let fresh = Deps {
+        store: Arc::new(twofa::adapters::aws::dynamodb::DynamoStore::new(w.ddb.clone(), w.table.clone())),
+        keys: fresh_keys.clone(),
+        ..w.deps.clone()
+    };
+    let (otp, records) = (twofa::http::otp::router(fresh.clone()), twofa::http::records::router(fresh.clone()));
+    // Then the token, the webhook secret and the test code, sealed again, work under key 1
+    let (status, _) = w.call(&records, "GET", "/2fa/search?pageSize=1", None).await;
+    assert_eq!(status, 200, "the token sealed again under key 1");
+    let t = w.send_via(&otp, &test_number).await;
+    assert_eq!(w.call(&otp, "POST", "/2fa/verify", Some(verify(&t, "86420"))).await.0, 200);
+    let account = fresh.store.get_account(&w.sid).await.unwrap().unwrap();
+    let sealed = account.policy.webhook_secret.expect("a webhook secret");
+    assert_eq!(
+        callbacks::open_key(&fresh_keys, &w.sid, &sealed.0).unwrap(),
+        callbacks::secret_key(&w.secret).unwrap(),
+        "the secret the account was given, sealed again"
+    );
+    // And nothing under key 0 is accepted: the old page token, the token's old stored form,
+    // and the code of the OTP still pending under it
+    let (status, body) = w.call(&records, "GET", &next_uri, None).await;
+    assert_eq!((status, body["message"].as_str().map(|m| m.contains("pageToken"))), (400, Some(true)), "{body}");
+    assert!(!fresh_keys.token_matches(&w.sid, &w.token, &old_token_hash));
+    let (status, body) = w.call(&otp, "POST", "/2fa/verify", Some(verify(&c, &c_code))).await;
+    assert_ne!(status, 200, "{body}");
 }

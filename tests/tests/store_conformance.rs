@@ -308,6 +308,7 @@ conformance!(
     verify_refusals_answer_the_otp_as_it_is,
     each_wrong_code_is_counted_as_it_is_compared_and_the_fifth_fails_the_otp,
     a_code_on_an_expired_otp_is_refused_and_counts_nothing,
+    a_code_is_right_when_the_otp_holds_any_of_its_hashes_under_the_keyring,
     two_hundred_concurrent_wrong_codes_are_compared_at_most_five_times,
     a_right_code_behind_199_concurrent_wrong_ones_finds_the_attempts_used_up,
     cancel_cancels_only_a_pending_otp,
@@ -319,6 +320,7 @@ conformance!(
     undo_of_an_older_send_leaves_the_newer_pointer_alone,
     update_event_replaces_one_event_in_place,
     usage_counts_every_committed_send,
+    a_count_reads_at_most_its_bound_newest_first_and_says_whether_it_read_everything,
     snapshot_reads_pointer_limits_and_counters_in_the_order_asked,
     snapshot_returns_the_idempotency_record_of_the_account_and_key,
     second_plan_with_a_recorded_idempotency_key_is_contended_until_the_window_ends,
@@ -560,18 +562,34 @@ async fn verify_refusals_answer_the_otp_as_it_is(f: Fixture) {
     let o = otp(&acct, &phone(), T0);
     f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
     // When an unknown sid, or another account's, is presented, it is refused with nothing
-    let w = f.store.verify_code(&acct, &ids::new_sid(ids::OTP), &o.code_hash, &check(true, T0), T0).await.unwrap();
+    let w = f
+        .store
+        .verify_code(&acct, &ids::new_sid(ids::OTP), std::slice::from_ref(&o.code_hash), &check(true, T0), T0)
+        .await
+        .unwrap();
     assert_eq!(refused(w), None);
-    let w = f.store.verify_code(&account_sid(), &o.sid, &o.code_hash, &check(true, T0), T0).await.unwrap();
+    let w = f
+        .store
+        .verify_code(&account_sid(), &o.sid, std::slice::from_ref(&o.code_hash), &check(true, T0), T0)
+        .await
+        .unwrap();
     assert_eq!(refused(w), None);
     // When the right hash is presented it verifies, recording the check as valid
     let c = check(false, T0 + 2);
-    assert!(verified(f.store.verify_code(&acct, &o.sid, &o.code_hash, &c, T0 + 2).await.unwrap()));
+    assert!(verified(
+        f.store.verify_code(&acct, &o.sid, std::slice::from_ref(&o.code_hash), &c, T0 + 2).await.unwrap()
+    ));
     // Then a second verify, right or wrong, is refused with the verified OTP, uncounted
-    let again = refused(f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, T0 + 3), T0 + 3).await.unwrap())
-        .expect("the OTP");
-    let wrong = refused(f.store.verify_code(&acct, &o.sid, &[0; 32], &check(true, T0 + 4), T0 + 4).await.unwrap())
-        .expect("the OTP");
+    let again = refused(
+        f.store
+            .verify_code(&acct, &o.sid, std::slice::from_ref(&o.code_hash), &check(true, T0 + 3), T0 + 3)
+            .await
+            .unwrap(),
+    )
+    .expect("the OTP");
+    let wrong =
+        refused(f.store.verify_code(&acct, &o.sid, &[vec![0; 32]], &check(true, T0 + 4), T0 + 4).await.unwrap())
+            .expect("the OTP");
     let valid = Check { valid: true, ..c };
     assert_eq!(
         (again.status, again.updated_ms, again.attempts, &again.checks),
@@ -588,7 +606,7 @@ async fn each_wrong_code_is_counted_as_it_is_compared_and_the_fifth_fails_the_ot
     // When five wrong codes are presented
     for n in 1..=MAX_ATTEMPTS {
         let now = T0 + i64::from(n);
-        let w = f.store.verify_code(&acct, &o.sid, &[n as u8; 32], &check(true, now), now).await.unwrap();
+        let w = f.store.verify_code(&acct, &o.sid, &[vec![n as u8; 32]], &check(true, now), now).await.unwrap();
         // Then each is counted in the write that compared it, and the fifth fails the OTP
         let last = n == MAX_ATTEMPTS;
         assert!(matches!(w, VerifyWrite::Wrong { failed } if failed == last), "attempt {n}");
@@ -600,10 +618,35 @@ async fn each_wrong_code_is_counted_as_it_is_compared_and_the_fifth_fails_the_ot
     // And it is failed, with the time of the last check, and takes no more codes, right or wrong
     let stored = f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap();
     assert_eq!((stored.updated_ms, stored.checks.len()), (T0 + 5, 5));
-    let right = f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, T0 + 9), T0 + 9).await.unwrap();
+    let right = f
+        .store
+        .verify_code(&acct, &o.sid, std::slice::from_ref(&o.code_hash), &check(true, T0 + 9), T0 + 9)
+        .await
+        .unwrap();
     assert_eq!(refused(right), Some(stored.clone()));
-    let wrong = f.store.verify_code(&acct, &o.sid, &[0; 32], &check(true, T0 + 9), T0 + 9).await.unwrap();
+    let wrong = f.store.verify_code(&acct, &o.sid, &[vec![0; 32]], &check(true, T0 + 9), T0 + 9).await.unwrap();
     assert_eq!(refused(wrong), Some(stored));
+}
+
+async fn a_code_is_right_when_the_otp_holds_any_of_its_hashes_under_the_keyring(f: Fixture) {
+    // Given a pending OTP whose hash was made under the previous key (the keyring's second)
+    let acct = account_sid();
+    let o = otp(&acct, &phone(), T0);
+    f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
+    // When a code comes whose hashes under the current and the previous key are given, and
+    // neither is the OTP's
+    let wrong = f.store.verify_code(&acct, &o.sid, &[vec![1; 33], vec![2; 33]], &check(true, T0), T0).await.unwrap();
+    // Then it is wrong, and counted once
+    assert!(matches!(wrong, VerifyWrite::Wrong { failed: false }));
+    assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap().attempts, 1);
+    // When the right code comes, its previous-key hash second
+    let right = f
+        .store
+        .verify_code(&acct, &o.sid, &[vec![1; 33], o.code_hash.clone()], &check(true, T0 + 1), T0 + 1)
+        .await
+        .unwrap();
+    // Then it verifies
+    assert!(verified(right));
 }
 
 async fn a_code_on_an_expired_otp_is_refused_and_counts_nothing(f: Fixture) {
@@ -612,13 +655,17 @@ async fn a_code_on_an_expired_otp_is_refused_and_counts_nothing(f: Fixture) {
     let o = otp(&acct, &phone(), T0);
     f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
     assert!(matches!(
-        f.store.verify_code(&acct, &o.sid, &[0; 32], &check(true, T0), T0).await.unwrap(),
+        f.store.verify_code(&acct, &o.sid, &[vec![0; 32]], &check(true, T0), T0).await.unwrap(),
         VerifyWrite::Wrong { failed: false }
     ));
     // When a wrong and a right code come once it has expired
-    let wrong = f.store.verify_code(&acct, &o.sid, &[0; 32], &check(true, o.expires_ms), o.expires_ms).await.unwrap();
-    let right =
-        f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, o.expires_ms), o.expires_ms).await.unwrap();
+    let wrong =
+        f.store.verify_code(&acct, &o.sid, &[vec![0; 32]], &check(true, o.expires_ms), o.expires_ms).await.unwrap();
+    let right = f
+        .store
+        .verify_code(&acct, &o.sid, std::slice::from_ref(&o.code_hash), &check(true, o.expires_ms), o.expires_ms)
+        .await
+        .unwrap();
     // Then both are refused and nothing changed
     let stored = f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap();
     assert_eq!((stored.attempts, stored.checks.len(), stored.status), (1, 1, OtpStatus::Pending));
@@ -704,7 +751,11 @@ async fn cancel_cancels_only_a_pending_otp(f: Fixture) {
         _ => panic!("expected a refusal with the OTP"),
     }
     // And a verify of it is refused
-    let w = f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, T0 + 7), T0 + 7).await.unwrap();
+    let w = f
+        .store
+        .verify_code(&acct, &o.sid, std::slice::from_ref(&o.code_hash), &check(true, T0 + 7), T0 + 7)
+        .await
+        .unwrap();
     assert_eq!(refused(w).map(|o| o.status), Some(OtpStatus::Canceled));
     // And an unknown OTP, or another account's, is refused with nothing
     assert!(matches!(
@@ -721,7 +772,9 @@ async fn cancel_cancels_only_a_pending_otp(f: Fixture) {
     }
     let v = otp(&acct, &phone(), T0);
     f.store.commit_send(&plan(v.clone(), None, None, vec![])).await.unwrap();
-    assert!(verified(f.store.verify_code(&acct, &v.sid, &v.code_hash, &check(true, T0), T0).await.unwrap()));
+    assert!(verified(
+        f.store.verify_code(&acct, &v.sid, std::slice::from_ref(&v.code_hash), &check(true, T0), T0).await.unwrap()
+    ));
     match f.store.cancel_otp(&acct, &v.sid, T0 + 1).await.unwrap() {
         CancelWrite::Refused(Some(x)) => assert_eq!(x.status, OtpStatus::Success),
         _ => panic!("expected a refusal with the OTP"),
@@ -735,14 +788,18 @@ async fn expiry_is_enforced_in_code_though_the_item_remains(f: Fixture) {
     f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
     let late = o.expires_ms;
     // When the right code is presented at its expiry instant
-    let w = f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, late), late).await.unwrap();
+    let w =
+        f.store.verify_code(&acct, &o.sid, std::slice::from_ref(&o.code_hash), &check(true, late), late).await.unwrap();
     // Then it is refused, the OTP reads expired and is still stored as written
     let stored = refused(w).expect("the OTP");
     assert_eq!((stored.status, stored.status_at(late)), (OtpStatus::Pending, OtpStatus::Expired));
     assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap(), Some(o.clone()));
     // And a millisecond earlier it would have verified
     assert!(verified(
-        f.store.verify_code(&acct, &o.sid, &o.code_hash, &check(true, late - 1), late - 1).await.unwrap()
+        f.store
+            .verify_code(&acct, &o.sid, std::slice::from_ref(&o.code_hash), &check(true, late - 1), late - 1)
+            .await
+            .unwrap()
     ));
 }
 
@@ -806,11 +863,19 @@ async fn superseded_otp_refuses_verify_from_its_cancel_time(f: Fixture) {
     let s = Superseded { sid: old.sid.clone(), cancel_at_ms: T0 + 10_000 };
     f.store.commit_send(&plan(otp(&acct, &to, T0 + 1), Some(&old.sid), Some(s), vec![])).await.unwrap();
     // When its code is presented after the guard time
-    let w = f.store.verify_code(&acct, &old.sid, &old.code_hash, &check(true, T0 + 10_000), T0 + 10_000).await.unwrap();
+    let w = f
+        .store
+        .verify_code(&acct, &old.sid, std::slice::from_ref(&old.code_hash), &check(true, T0 + 10_000), T0 + 10_000)
+        .await
+        .unwrap();
     // Then it is refused as canceled
     assert_eq!(refused(w).map(|o| o.status_at(T0 + 10_000)), Some(OtpStatus::Canceled));
     // And inside the guard time it still verifies
-    let w = f.store.verify_code(&acct, &old.sid, &old.code_hash, &check(true, T0 + 9_999), T0 + 9_999).await.unwrap();
+    let w = f
+        .store
+        .verify_code(&acct, &old.sid, std::slice::from_ref(&old.code_hash), &check(true, T0 + 9_999), T0 + 9_999)
+        .await
+        .unwrap();
     assert!(verified(w));
 }
 
@@ -947,6 +1012,38 @@ async fn usage_counts_every_committed_send(f: Fixture) {
     }
     let other_day = UsageKey { day: "2001-01-01".into(), ..usage_keys(&acct, T0)[0].clone() };
     assert_eq!(f.usage(&other_day).await, 0);
+}
+
+async fn a_count_reads_at_most_its_bound_newest_first_and_says_whether_it_read_everything(f: Fixture) {
+    use twofa::{
+        domain::records::SearchFilter,
+        ports::{Counted, RecordStore},
+    };
+    // Given 12 OTPs, one a millisecond, every third of service "Bank"
+    let acct = account_sid();
+    for i in 0..12 {
+        let mut o = otp(&acct, &phone(), T0 + i);
+        if i % 3 == 0 {
+            o.service = "Bank".into();
+        }
+        f.store.commit_send(&plan(o, None, None, vec![])).await.unwrap();
+    }
+    let to_one = SearchFilter { service: Some("Bank".into()), ..Default::default() };
+    let count = |filter: SearchFilter, reads: u64| {
+        let store = f.store.clone();
+        let acct = acct.clone();
+        async move { RecordStore::count_otps(store.as_ref(), &acct, &filter, T0 + 20, reads).await.unwrap() }
+    };
+    // When they are counted with room to read them all, then the count is exact
+    assert_eq!(count(SearchFilter::default(), 100).await, Counted { matched: 12, complete: true });
+    assert_eq!(count(to_one.clone(), 13).await, Counted { matched: 4, complete: true });
+    // When the bound is reached, then only the newest records were read, and it says so
+    // (the newest 5 are T0+7..T0+11: the Bank one is T0+9)
+    assert_eq!(count(to_one.clone(), 5).await, Counted { matched: 1, complete: false });
+    assert_eq!(count(to_one.clone(), 12).await, Counted { matched: 4, complete: false }, "exactly the bound");
+    // And a time range bounds what is read: T0..=T0+3 holds 4, two of them Bank's
+    let early = SearchFilter { start_ms: Some(T0), end_ms: Some(T0 + 3), ..to_one };
+    assert_eq!(count(early, 5).await, Counted { matched: 2, complete: true });
 }
 
 async fn snapshot_reads_pointer_limits_and_counters_in_the_order_asked(f: Fixture) {

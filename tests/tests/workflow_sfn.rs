@@ -296,7 +296,9 @@ async fn verifying_after_the_first_step_stops_the_rest_on_aws() {
     // moto's data dump (which can take seconds on 2 loaded cores): the verify must come first.
     let sid = w.send(&to, &[(Channel::Sms, 0), (Channel::Sms, 6), (Channel::Call, 2)]).await;
     let otp = w.otp(&sid).await;
-    let code = String::from_utf8(w.deps.keys.open(&otp.sealed_code, &sid).unwrap()).unwrap();
+    let code =
+        String::from_utf8(w.deps.keys.open(twofa::domain::crypto::Purpose::Code, &otp.sealed_code, &sid).unwrap())
+            .unwrap();
     // When the first SMS's code is verified
     verify(&w.deps, &w.account, VerifyTarget::RequestId(sid.clone()), &code).await.expect("verify");
     // Then the execution ends without sending anything more

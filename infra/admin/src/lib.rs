@@ -6,12 +6,16 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use twofa::{
-    adapters::aws::{aws_config, dynamodb::DynamoStore},
+    adapters::aws::{
+        aws_config,
+        dynamodb::DynamoStore,
+        secrets::{KeyringError, SecretKeyring, RETIRE_AFTER_MS},
+    },
     domain::{
         account::Account,
         account_admin,
         callbacks::UrlRules,
-        crypto::Keys,
+        crypto::{Keys, KEY_ACTIVATION_DELAY_MS, KEY_REFRESH_MS},
         error::Error,
         policy::{self, PolicyUpdate},
         time,
@@ -22,6 +26,7 @@ use twofa::{
 
 pub const USAGE: &str = "\
 usage: twofa-admin account <command>
+       twofa-admin keys status | rotate [--activate-in SECONDS] | retire-previous
 
   create --email ADDRESS [--parent AC…] [--any-sender]
                                           a new account (a sub-account of --parent); prints its
@@ -44,6 +49,19 @@ usage: twofa-admin account <command>
                                           failed-verify budget (allowedCountries, pumpingGuard,
                                           testNumbers, senders, maxFailedVerifies)
 
+  keys status                             the keyring: each key's id and since when it is
+                                          written with (no key material)
+  keys rotate [--activate-in SECONDS]     a new current key, written with from SECONDS on
+                                          (default 900: every function reads it first); the
+                                          old one is kept as the previous key, so everything
+                                          under it keeps working
+  keys retire-previous                    stop keeping the previous key, a day after the
+                                          current one became active (no OTP under it is
+                                          pending any more): first seals again under the
+                                          current key every token, webhook secret and test
+                                          code still under it; refused while an account's token
+                                          predates rotation (rotate-token gives it a new one)
+
 A new account may send from no sender until granted some, except the deployment's first
 account (any sender the deployment has) and a sub-account (its parent's).
 
@@ -65,6 +83,9 @@ pub enum Command {
     Senders { sid: String, rules: Vec<String> },
     ClearFailures { sid: String, to: String },
     Policy { sid: String, json: String },
+    KeysStatus,
+    KeysRotate { activate_in_secs: u32 },
+    KeysRetirePrevious,
 }
 
 /// The arguments after the program name.
@@ -73,6 +94,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     match it.next() {
         None | Some("help" | "-h" | "--help") => return Ok(Command::Help),
         Some("account") => {}
+        Some("keys") => return parse_keys(it.collect()),
         Some(other) => return Err(format!("unknown command {other:?}")),
     }
     let Some(sub) = it.next() else { return Err("account needs a command".into()) };
@@ -155,6 +177,31 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     Ok(cmd)
 }
 
+fn parse_keys(args: Vec<&str>) -> Result<Command, String> {
+    let Some((&sub, rest)) = args.split_first() else { return Err("keys needs a command".into()) };
+    let a = Args::split(rest.to_vec(), sub)?;
+    Ok(match sub {
+        "status" => {
+            a.only(&[], &[], 0)?;
+            Command::KeysStatus
+        }
+        "rotate" => {
+            a.only(&["activate-in"], &[], 0)?;
+            let activate_in_secs = match a.value("activate-in") {
+                None => (KEY_ACTIVATION_DELAY_MS / 1000) as u32,
+                Some(v) => v.parse().map_err(|_| "--activate-in takes whole seconds".to_owned())?,
+            };
+            Command::KeysRotate { activate_in_secs }
+        }
+        "retire-previous" => {
+            a.only(&[], &[], 0)?;
+            Command::KeysRetirePrevious
+        }
+        "help" | "-h" | "--help" => Command::Help,
+        other => return Err(format!("unknown keys command {other:?}")),
+    })
+}
+
 /// A command's arguments: `--name value` / `--name=value` options, `--flag`s, positionals.
 struct Args {
     command: String,
@@ -227,11 +274,69 @@ impl Args {
 pub async fn run_from_env(command: Command) -> Result<String, String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     let sdk = aws_config().await;
-    let keys = load_keys(&sdk).await.map_err(|e| e.to_string())?;
     // No cache: each command reads what is stored now.
     let store =
         DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table).with_account_cache_ttl(Duration::ZERO);
+    if matches!(command, Command::KeysStatus | Command::KeysRotate { .. } | Command::KeysRetirePrevious) {
+        let arn = std::env::var("TWOFA_SECRET_ARN")
+            .map_err(|_| "keys commands need TWOFA_SECRET_ARN (a TWOFA_SECRET_KEY is one fixed key)".to_owned())?;
+        let ring = SecretKeyring::new(aws_sdk_secretsmanager::Client::new(&sdk), arn);
+        return run_keys(command, &ring, &store, SystemClock.now_ms()).await;
+    }
+    let keys = load_keys(&sdk).await.map_err(|e| e.to_string())?;
     run(command, &store, &keys, &SystemClock).await
+}
+
+/// Run a `keys` command on the keyring in `ring` at `now`; what to print. Retiring re-seals
+/// what `store`'s accounts keep under the previous key first.
+pub async fn run_keys(
+    command: Command,
+    ring: &SecretKeyring,
+    store: &dyn AdminStore,
+    now: i64,
+) -> Result<String, String> {
+    let text = |e: KeyringError| e.to_string();
+    match command {
+        Command::KeysStatus => {
+            let (current, previous) = ring.versions().await.map_err(text)?;
+            let writer =
+                Keys::from_ring(std::iter::once(current.key.clone()).chain(previous.clone().map(|p| p.key)).collect())
+                    .map_err(|_| "the current and previous keys have one id".to_owned())?
+                    .writer_kid();
+            let mut out = String::new();
+            for (role, v) in std::iter::once(("current", &current)).chain(previous.iter().map(|p| ("previous", p))) {
+                out.push_str(&format!(
+                    "key {} {role}, active from {}{}\n",
+                    v.key.kid,
+                    time::iso(v.key.active_from_ms),
+                    if v.key.kid == writer { ", written with now" } else { "" }
+                ));
+            }
+            Ok(out)
+        }
+        Command::KeysRotate { activate_in_secs } => {
+            let key = ring.rotate(now, i64::from(activate_in_secs) * 1000).await.map_err(text)?;
+            Ok(format!(
+                "key {} is current, written with from {}; the previous key keeps working until retired \
+                 (twofa-admin keys retire-previous, from {} on)\n",
+                key.kid,
+                time::iso(key.active_from_ms),
+                time::iso(key.active_from_ms + RETIRE_AFTER_MS)
+            ))
+        }
+        Command::KeysRetirePrevious => Ok(match ring.retire_previous(store, now).await.map_err(text)? {
+            None => "no previous key to retire\n".to_owned(),
+            Some(r) => format!(
+                "key {} retired ({} account values sealed again under key {}); running functions stop reading it \
+                 within {} minutes\n",
+                r.kid,
+                r.resealed,
+                r.current,
+                KEY_REFRESH_MS / 60_000
+            ),
+        }),
+        _ => Err("not a keys command".to_owned()),
+    }
 }
 
 /// Run `command` on `store`; what to print.
@@ -259,6 +364,9 @@ pub async fn run(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &
 async fn execute(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &dyn Clock) -> twofa::Result<String> {
     Ok(match command {
         Command::Help => USAGE.to_owned(),
+        Command::KeysStatus | Command::KeysRotate { .. } | Command::KeysRetirePrevious => {
+            return Err(Error::invalid("keys", "keys commands run on the keyring (run_keys)"))
+        }
         Command::Create { email, parent, any_sender } => {
             let mut c = account_admin::create(store, keys, clock.now_ms(), &email, parent.as_deref()).await?;
             if any_sender && c.account.policy.senders.is_some() {
@@ -440,6 +548,12 @@ mod tests {
         );
         assert!(parse(&args("account create --email a@example.com --parent ACp --any-sender")).is_err());
         assert_eq!(parse(&args("account list --json")).unwrap(), Command::List { json: true });
+        assert_eq!(parse(&args("keys status")).unwrap(), Command::KeysStatus);
+        assert_eq!(parse(&args("keys rotate")).unwrap(), Command::KeysRotate { activate_in_secs: 900 });
+        assert_eq!(parse(&args("keys rotate --activate-in 0")).unwrap(), Command::KeysRotate { activate_in_secs: 0 });
+        assert_eq!(parse(&args("keys retire-previous")).unwrap(), Command::KeysRetirePrevious);
+        assert!(parse(&args("keys rotate --activate-in soon")).is_err());
+        assert!(parse(&args("keys retire")).is_err());
         assert_eq!(
             parse(&args("account resume AC1")).unwrap(),
             Command::Suspend { sid: "AC1".into(), suspended: false }

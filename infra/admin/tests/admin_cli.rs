@@ -418,3 +418,55 @@ async fn clear_failures_lets_a_destination_paused_by_failed_verifies_send_again(
     let again = d.admin_ok(&["account", "clear-failures", &sid, &to]);
     assert_eq!(again.stdout.trim(), format!("{sid} {to}: no failed verifies to clear"));
 }
+
+#[tokio::test]
+async fn keys_rotate_shows_both_keys_and_refuses_a_second_rotation_or_an_early_retirement() {
+    // Given a deployment whose secret is in Secrets Manager, as the template makes it
+    let d = given_a_deployment().await;
+    let sdk = aws_config().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let name = format!("twofa-admin-keys-{}", ids::new_sid(""));
+    let arn = sm.create_secret().name(&name).secret_string(&d.master_hex).send().await.unwrap().arn.unwrap();
+    let keys = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_twofa-admin"))
+            .args(args)
+            .env("TWOFA_TABLE", &d.table)
+            .env("TWOFA_SECRET_ARN", &arn)
+            .env_remove("TWOFA_SECRET_KEY")
+            .output()
+            .expect("run twofa-admin");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Then it has one key, 0, written with now
+    let (code, out, _) = keys(&["keys", "status"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with("key 0 current, active from 1970-01-01T00:00:00") && out.contains("written with now"),
+        "{out}"
+    );
+    // When the operator rotates
+    let (code, out, err) = keys(&["keys", "rotate"]);
+    // Then key 1 is current, written with only after every function has read it
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("key 1 is current, written with from "), "{out}");
+    let (_, status, _) = keys(&["keys", "status"]);
+    let lines: Vec<&str> = status.lines().collect();
+    assert_eq!(lines.len(), 2, "{status}");
+    assert!(lines[0].starts_with("key 1 current") && !lines[0].contains("written with now"), "{status}");
+    assert!(lines[1].starts_with("key 0 previous") && lines[1].contains("written with now"), "{status}");
+    // And a second rotation and an early retirement are refused, naming why
+    let (code, _, err) = keys(&["keys", "rotate"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("key 0 is still kept as the previous key; retire it first"), "{err}");
+    let (code, _, err) = keys(&["keys", "retire-previous"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("may be pending until"), "{err}");
+    // And with a hex key instead of the secret, keys commands say what they need
+    let run = d.admin(&["keys", "status"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("keys commands need TWOFA_SECRET_ARN"), "{}", run.stderr);
+}

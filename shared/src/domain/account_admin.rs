@@ -6,7 +6,7 @@ use super::{
     account::{Account, MAX_DEPTH},
     callbacks,
     cidr::Cidr,
-    crypto::Keys,
+    crypto::{Keys, Purpose},
     error::{Error, Result},
     ids,
     policy::{SealedSecret, WebhookSecret},
@@ -96,6 +96,59 @@ pub async fn rotate_token(store: &dyn AdminStore, keys: &Keys, sid: &str) -> Res
     Ok(token)
 }
 
+/// What `reseal` did before a key is retired.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resealed {
+    /// Values sealed again under the current key (token digests, webhook secrets, test codes).
+    pub values: usize,
+    /// Accounts whose token is still stored as a bare HMAC under key 0 (from before keys
+    /// rotated): only the token itself could be hashed again, so they need a new one
+    /// (`rotate-token`), or to keep key 0.
+    pub blocked: Vec<String>,
+}
+
+/// Seal again under the current key every account value that is under `retiring`: token
+/// digests, webhook secrets and test numbers' codes, so that nothing stored in an account
+/// needs that key any more. A value that opens under no key is left as it is (it was already
+/// unreadable).
+pub async fn reseal(store: &dyn AdminStore, keys: &Keys, retiring: u8) -> Result<Resealed> {
+    if keys.writer_kid() == retiring {
+        return Err(Error::invalid("key", "the key to retire is still the one written with"));
+    }
+    let mut done = Resealed::default();
+    for account in store.list_accounts().await? {
+        let sid = account.sid.clone();
+        if Keys::kid_of_hash(&account.token_hash) == Some(0) && account.token_hash.len() == 32 {
+            if retiring == 0 {
+                done.blocked.push(sid.clone());
+            }
+        } else if keys.open_any(Purpose::Token, &account.token_hash, &sid).is_ok_and(|o| o.kid == retiring) {
+            let hash = keys.reseal_token(&sid, &account.token_hash).ok_or(Error::Internal)?;
+            store.replace_token_hash(&account, &hash).await?;
+            done.values += 1;
+        }
+        let mut policy = account.policy.clone();
+        let mut changed = 0;
+        if let Some(sealed) = &policy.webhook_secret {
+            if let Ok(Some(again)) = callbacks::reseal_secret(keys, &sid, &sealed.0, retiring) {
+                policy.webhook_secret = Some(SealedSecret(again));
+                changed += 1;
+            }
+        }
+        for t in &mut policy.test_destinations {
+            if let Ok(Some(again)) = t.resealed(keys, &sid, retiring) {
+                *t = again;
+                changed += 1;
+            }
+        }
+        if changed > 0 {
+            store.set_policy(&account, &policy).await?;
+            done.values += changed;
+        }
+    }
+    Ok(done)
+}
+
 /// Only callers from these networks may use the account's credentials; none: any caller.
 pub async fn allow_ips(store: &dyn AdminStore, sid: &str, blocks: &[String]) -> Result<Vec<Cidr>> {
     if blocks.len() > MAX_ALLOWED_IPS {
@@ -127,6 +180,61 @@ mod tests {
         (store, keys, created)
     }
 
+    fn ring(kids: &[u8]) -> Keys {
+        use crate::domain::crypto::MasterKey;
+        let masters = kids.iter().map(|&k| MasterKey::new(k, i64::from(k), vec![k + 1; 32]).unwrap()).collect();
+        Keys::from_ring(masters).unwrap()
+    }
+
+    #[tokio::test]
+    async fn resealing_moves_every_account_value_off_the_retiring_key_and_names_tokens_only_a_new_token_can_move() {
+        use crate::domain::policy::{update_policy, PolicyUpdate, TestNumberInput};
+        // Given accounts made under key 1: one with a test number, and one whose token is a
+        // bare HMAC from before keys rotated (key 0)
+        let store = MemoryStore::new();
+        let old = ring(&[1]);
+        let c = create(&store, &old, 1_000, "a@example.com", None).await.unwrap();
+        let sid = c.account.sid.clone();
+        let tests = vec![TestNumberInput { to: "+14155550100".into(), code: "4321".into() }];
+        update_policy(&store, &old, &sid, PolicyUpdate { test_numbers: Some(tests), ..Default::default() })
+            .await
+            .unwrap();
+        // When key 2 is current and key 1 is resealed away from
+        let both = ring(&[1, 2]);
+        let done = reseal(&store, &both, 1).await.unwrap();
+        // Then the token digest, the webhook secret and the test code were sealed again
+        assert_eq!(done, Resealed { values: 3, blocked: vec![] });
+        // And they all work under key 2 alone
+        let new = ring(&[2]);
+        let stored = store.get_account(&sid).await.unwrap().unwrap();
+        assert!(authenticate(&store, &new, &sid, &c.token.0, None).await.is_ok());
+        let secret = stored.policy.webhook_secret.as_ref().unwrap();
+        assert_eq!(
+            callbacks::open_key(&new, &sid, &secret.0).unwrap(),
+            callbacks::secret_key(&c.webhook_secret.0).unwrap()
+        );
+        assert_eq!(stored.policy.test_destinations[0].code(&new, &sid).unwrap().reveal(), "4321");
+        assert!(authenticate(&store, &old, &sid, &c.token.0, None).await.is_err(), "key 1 alone opens nothing now");
+        // And resealing again finds nothing under key 1
+        assert_eq!(reseal(&store, &both, 1).await.unwrap(), Resealed::default());
+        // And a key still written with cannot be resealed away from
+        assert!(reseal(&store, &both, 2).await.is_err());
+        // Given an account whose token is stored as before keys rotated (a bare HMAC)
+        let legacy = Keys::from_master(&[9u8; 32]).unwrap();
+        let mut account = create(&store, &legacy, 1_000, "b@example.com", None).await.unwrap().account;
+        let bare = hex::decode("083a67666b804b054abb1089b1b8a26a6333f7d24fcd81da8506d237fe80a2d9").unwrap();
+        store.replace_token_hash(&account, &bare).await.unwrap();
+        account.token_hash = bare;
+        // Then retiring key 0 names it: only a new token moves it
+        let after = Keys::from_ring(vec![
+            crate::domain::crypto::MasterKey::new(0, 0, vec![9u8; 32]).unwrap(),
+            crate::domain::crypto::MasterKey::new(3, 1, vec![3u8; 32]).unwrap(),
+        ])
+        .unwrap();
+        let done = reseal(&store, &after, 0).await.unwrap();
+        assert_eq!(done.blocked, vec![account.sid.clone()]);
+    }
+
     #[tokio::test]
     async fn a_created_account_authenticates_with_its_token_and_keeps_it_only_hashed() {
         let (store, keys, c) = given_an_account().await;
@@ -134,7 +242,8 @@ mod tests {
         assert!(ids::is_sid(ids::ACCOUNT, sid));
         let stored = store.get_account(sid).await.unwrap().unwrap();
         assert_eq!(stored.email.as_deref(), Some("ops@example.com"));
-        assert_eq!(stored.token_hash, keys.hash_token(sid, &c.token.0).to_vec(), "the keyed hash, not the token");
+        assert!(!stored.token_hash.windows(8).any(|w| c.token.0.as_bytes().windows(8).any(|t| t == w)));
+        assert!(keys.token_matches(sid, &c.token.0, &stored.token_hash), "a sealed digest, not the token");
         assert!(authenticate(&store, &keys, sid, &c.token.0, None).await.is_ok());
         assert_eq!(authenticate(&store, &keys, sid, "nope", None).await.unwrap_err(), Error::Unauthenticated);
         let sealed = stored.policy.webhook_secret.expect("a webhook secret");

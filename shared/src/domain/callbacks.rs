@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     account::Account,
-    crypto::Keys,
+    crypto::{Keys, Purpose},
     error::{Error, Result},
     otp::{ChannelStatus, Otp, OtpStatus},
     time::{self, Millis},
@@ -191,13 +191,21 @@ fn secret_aad(account_sid: &str) -> String {
     format!("webhook-secret|{account_sid}")
 }
 
+/// The sealed secret sealed again under the current key, when the key it is under is
+/// `retiring` (None: it is under another key).
+pub fn reseal_secret(keys: &Keys, account_sid: &str, sealed: &[u8], retiring: u8) -> Result<Option<Vec<u8>>> {
+    let aad = secret_aad(account_sid);
+    let opened = keys.open_any(Purpose::WebhookSecret, sealed, &aad)?;
+    Ok((opened.kid == retiring).then(|| keys.seal(Purpose::WebhookSecret, &opened.plaintext, &aad)))
+}
+
 pub fn seal_secret(keys: &Keys, account_sid: &str, secret: &str) -> Vec<u8> {
-    keys.seal(secret.as_bytes(), &secret_aad(account_sid))
+    keys.seal(Purpose::WebhookSecret, secret.as_bytes(), &secret_aad(account_sid))
 }
 
 /// The HMAC key of an account's sealed secret.
 pub fn open_key(keys: &Keys, account_sid: &str, sealed: &[u8]) -> Result<Vec<u8>> {
-    let secret = keys.open(sealed, &secret_aad(account_sid))?;
+    let secret = keys.open(Purpose::WebhookSecret, sealed, &secret_aad(account_sid))?;
     secret_key(std::str::from_utf8(&secret).map_err(|_| Error::Internal)?).map_err(|_| Error::Internal)
 }
 

@@ -60,15 +60,238 @@ pub fn generate_code(len: u8) -> Code {
 const SID_COUNTRY_TAG: u8 = 0xC7;
 use super::phone::NON_GEOGRAPHIC;
 
-/// Keys derived from the master secret. Each HMAC is keyed once, at start: a use clones its
-/// keyed state rather than hash the key pads again.
+/// The first byte of a value sealed with a key id (`Keys::seal`). A value without it (sealed
+/// before keys rotated) opens only under key 0, the secret as it was.
+const SEALED_V2: u8 = 0xA2;
+/// `SEALED_V2`, key id, period (u32, big-endian), then the nonce and the ciphertext.
+const SEALED_HEADER: usize = 6;
+const NONCE: usize = 12;
+const TAG: usize = 16;
+/// A code hash with a key id: that id, then the HMAC (a bare 32-byte HMAC is key 0's).
+const HASH_LEN: usize = 32;
+
+/// How long one sealing key is used: an hour. At 100,000 seals a second (a deployment's ten
+/// busiest accounts at their ceiling, two seals per pair) an hour is 3.6e8 seals, under the
+/// 2^32 random 96-bit nonces NIST SP 800-38D allows per AES-GCM key by a factor of 12.
+pub const SEAL_PERIOD_MS: Millis = 3_600_000;
+
+/// How long a key made current waits before it is written with: every running function
+/// reloads the keyring within `KEY_REFRESH_MS`, so by then all of them can read what it seals.
+pub const KEY_ACTIVATION_DELAY_MS: Millis = 15 * 60_000;
+/// How often a running function reads the keyring again.
+pub const KEY_REFRESH_MS: Millis = 5 * 60_000;
+/// How long a running function still reads a key its reload no longer has: twice its account
+/// cache's 30 s, so an account read before the operator sealed its values again still works.
+pub const KEY_RETIRE_GRACE_MS: Millis = 60_000;
+
+/// What a sealed value is for: each purpose seals under its own key (per period), so a value
+/// cannot be opened as another kind of value even with a matching context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// An OTP's code and its checks' codes (context: the OTP sid).
+    Code,
+    /// An account's webhook secret.
+    WebhookSecret,
+    /// A test number's fixed code.
+    TestCode,
+    /// A search page token.
+    PageToken,
+    /// An auth token's digest (`Keys::hash_token`).
+    Token,
+}
+
+impl Purpose {
+    fn label(self) -> &'static str {
+        match self {
+            Purpose::Code => "code",
+            Purpose::WebhookSecret => "webhook-secret",
+            Purpose::TestCode => "test-code",
+            Purpose::PageToken => "page-token",
+            Purpose::Token => "token",
+        }
+    }
+}
+
+use super::time::Millis;
+
+/// One version of the master secret, as the keyring holds it: its key id (0 for the secret as
+/// it was before keys rotated, 1–255 after), when it starts being written with, and its bytes.
 #[derive(Clone)]
-pub struct Keys {
+pub struct MasterKey {
+    pub kid: u8,
+    pub active_from_ms: Millis,
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MasterKey(kid {}, active from {}, ***)", self.kid, self.active_from_ms)
+    }
+}
+
+impl MasterKey {
+    /// `secret` must carry at least 32 bytes of entropy.
+    pub fn new(kid: u8, active_from_ms: Millis, secret: Vec<u8>) -> Result<Self> {
+        if secret.len() < 32 {
+            return Err(Error::Internal);
+        }
+        Ok(MasterKey { kid, active_from_ms, secret })
+    }
+
+    /// A fresh random secret.
+    pub fn random(kid: u8, active_from_ms: Millis) -> Self {
+        let mut secret = vec![0u8; 32];
+        OsRng.fill_bytes(&mut secret);
+        MasterKey { kid, active_from_ms, secret }
+    }
+
+    /// A Secrets Manager version's text: a bare string is the secret as it was (key 0, always
+    /// active); `{"kid": N, "key": "<hex>", "activeFromMs": T}` is a rotated one.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        if !text.starts_with('{') {
+            return Self::new(0, 0, text.as_bytes().to_vec());
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Stored {
+            kid: u8,
+            key: String,
+            active_from_ms: Millis,
+        }
+        let stored: Stored = serde_json::from_str(text).map_err(|_| Error::Internal)?;
+        if stored.kid == 0 {
+            return Err(Error::Internal);
+        }
+        Self::new(stored.kid, stored.active_from_ms, hex::decode(stored.key).map_err(|_| Error::Internal)?)
+    }
+
+    /// The text `parse` reads back (key 0 keeps its bare form).
+    pub fn to_text(&self) -> String {
+        if self.kid == 0 {
+            return String::from_utf8_lossy(&self.secret).into_owned();
+        }
+        serde_json::json!({"kid": self.kid, "key": hex::encode(&self.secret), "activeFromMs": self.active_from_ms})
+            .to_string()
+    }
+}
+
+/// The keys one master secret expands into. Each HMAC is keyed once: a use clones its keyed
+/// state rather than hash the key pads again.
+struct KeyVersion {
+    kid: u8,
+    active_from_ms: Millis,
     code_mac: HmacSha256,
+    /// Key 0's token hashes (a bare HMAC, before tokens were sealed digests).
     token_mac: HmacSha256,
     /// Masks the country an OTP sid carries (`otp_sid`).
     sid_mac: HmacSha256,
-    seal: Aes256Gcm,
+    /// Derives a sealing key per purpose and period.
+    seal_root: HmacSha256,
+    /// The one sealing key of values sealed before keys rotated (key 0 only).
+    legacy_seal: Aes256Gcm,
+}
+
+impl KeyVersion {
+    fn of(master: &MasterKey) -> Result<Self> {
+        let m = &master.secret;
+        Ok(KeyVersion {
+            kid: master.kid,
+            active_from_ms: master.active_from_ms,
+            code_mac: keyed(&derive(m, "twofa/v1/code")),
+            token_mac: keyed(&derive(m, "twofa/v1/token")),
+            sid_mac: keyed(&derive(m, "twofa/v1/otp-sid-country")),
+            seal_root: keyed(&derive(m, "twofa/v2/seal")),
+            legacy_seal: Aes256Gcm::new_from_slice(&derive(m, "twofa/v1/seal")).map_err(|_| Error::Internal)?,
+        })
+    }
+
+    fn sealing_key(&self, purpose: Purpose, period: u32) -> Aes256Gcm {
+        let mut mac = self.seal_root.clone();
+        mac.update(purpose.label().as_bytes());
+        mac.update(b"\0");
+        mac.update(&period.to_be_bytes());
+        let key: [u8; 32] = mac.finalize().into_bytes().into();
+        Aes256Gcm::new_from_slice(&key).expect("32 bytes")
+    }
+
+    fn code_mac(&self, otp_sid: &str, code: &str) -> [u8; 32] {
+        let mut mac = self.code_mac.clone();
+        mac.update(otp_sid.as_bytes());
+        mac.update(b"\0");
+        mac.update(code.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The HMAC that masks a sid's country: of every byte but the three it masks.
+    fn sid_mask(&self, sid: &[u8; 16]) -> [u8; 32] {
+        let mut mac = self.sid_mac.clone();
+        mac.update(&sid[..6]);
+        mac.update(&sid[9..]);
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// The keyring's versions, newest first.
+struct Ring {
+    versions: Vec<KeyVersion>,
+    masters: Vec<MasterKey>,
+    /// Keys a reload dropped, read (never written with) until the time beside each.
+    leaving: Vec<(u8, Millis)>,
+}
+
+impl Ring {
+    fn of(mut masters: Vec<MasterKey>) -> Result<Self> {
+        masters.sort_by_key(|m| std::cmp::Reverse(m.active_from_ms));
+        let mut kids: Vec<u8> = masters.iter().map(|m| m.kid).collect();
+        kids.sort_unstable();
+        kids.dedup();
+        if masters.is_empty() || kids.len() != masters.len() {
+            return Err(Error::Internal);
+        }
+        let versions = masters.iter().map(KeyVersion::of).collect::<Result<_>>()?;
+        Ok(Ring { versions, masters, leaving: vec![] })
+    }
+
+    fn leaving_until(&self, kid: u8) -> Option<Millis> {
+        self.leaving.iter().find(|(k, _)| *k == kid).map(|(_, until)| *until)
+    }
+
+    /// The keys values are read under now, newest first.
+    fn live(&self) -> impl Iterator<Item = &KeyVersion> {
+        let now = wall_now();
+        self.versions.iter().filter(move |v| self.leaving_until(v.kid).is_none_or(|until| now < until))
+    }
+
+    /// The key written with at `now`: the newest one already active (the oldest if none is);
+    /// never one that is leaving.
+    fn writer(&self, now: Millis) -> &KeyVersion {
+        let kept = || self.versions.iter().filter(|v| self.leaving_until(v.kid).is_none());
+        kept().find(|v| v.active_from_ms <= now).or_else(|| kept().next_back()).expect("a kept key")
+    }
+
+    fn version(&self, kid: u8) -> Option<&KeyVersion> {
+        self.live().find(|v| v.kid == kid)
+    }
+}
+
+fn wall_now() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+}
+
+/// The keyring: every key a stored value may name (the current one and, after a rotation,
+/// the previous one). New values are written under the current key once it is active; a value
+/// names its key (its id in the value), so it is read under that key whichever is current.
+/// The ring can be replaced while it is used (`replace`, a running function's reload).
+/// Nothing here implements `Display`, and `Debug` is redacted.
+pub struct Keys {
+    ring: std::sync::RwLock<std::sync::Arc<Ring>>,
+}
+
+impl Clone for Keys {
+    fn clone(&self) -> Self {
+        Keys { ring: std::sync::RwLock::new(self.ring()) }
+    }
 }
 
 impl std::fmt::Debug for Keys {
@@ -87,59 +310,163 @@ fn derive(master: &[u8], label: &str) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// What `Keys::open_any` found: the plaintext and the id of the key that opened it.
+pub struct Opened {
+    pub plaintext: Vec<u8>,
+    pub kid: u8,
+}
+
 impl Keys {
-    /// `master` must carry at least 32 bytes of entropy.
+    /// A keyring of one key: `master` as key 0 (the secret as it was before keys rotated; a
+    /// dev server's `TWOFA_SECRET_KEY`). `master` must carry at least 32 bytes of entropy.
     pub fn from_master(master: &[u8]) -> Result<Self> {
-        if master.len() < 32 {
-            return Err(Error::Internal);
-        }
-        let seal_key = derive(master, "twofa/v1/seal");
-        Ok(Keys {
-            code_mac: keyed(&derive(master, "twofa/v1/code")),
-            token_mac: keyed(&derive(master, "twofa/v1/token")),
-            sid_mac: keyed(&derive(master, "twofa/v1/otp-sid-country")),
-            seal: Aes256Gcm::new_from_slice(&seal_key).map_err(|_| Error::Internal)?,
-        })
+        Self::from_ring(vec![MasterKey::new(0, 0, master.to_vec())?])
+    }
+
+    /// A keyring of these keys (distinct ids, at least one).
+    pub fn from_ring(masters: Vec<MasterKey>) -> Result<Self> {
+        Ok(Keys { ring: std::sync::RwLock::new(std::sync::Arc::new(Ring::of(masters)?)) })
     }
 
     /// A fresh random master, for tests and a dev server started without one.
     pub fn random() -> Self {
-        let mut master = [0u8; 32];
-        OsRng.fill_bytes(&mut master);
-        Self::from_master(&master).expect("32 bytes")
+        Self::from_ring(vec![MasterKey::random(0, 0)]).expect("one key")
     }
 
-    /// HMAC-SHA256 of the code, bound to the OTP it belongs to, so a hash copied onto another
-    /// OTP does not verify there.
-    pub fn hash_code(&self, otp_sid: &str, code: &str) -> [u8; 32] {
-        let mut mac = self.code_mac.clone();
-        mac.update(otp_sid.as_bytes());
-        mac.update(b"\0");
-        mac.update(code.as_bytes());
-        mac.finalize().into_bytes().into()
+    /// Take `other`'s keys (a reloaded keyring), for every holder of this one. A key `other`
+    /// no longer has (retired) is still read for `grace_ms`, never written with: a running
+    /// function's caches (an account read before its values were sealed again, for 30 s) may
+    /// still hold values under it.
+    pub fn replace(&self, other: Keys, grace_ms: Millis) {
+        let fresh = other.ring();
+        let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
+        let now = wall_now();
+        let mut masters = fresh.masters.clone();
+        let mut leaving = vec![];
+        for m in &ring.masters {
+            let until = ring.leaving_until(m.kid).unwrap_or(now + grace_ms);
+            if until > now && !masters.iter().any(|n| n.kid == m.kid) {
+                masters.push(m.clone());
+                leaving.push((m.kid, until));
+            }
+        }
+        if leaving.is_empty() {
+            *ring = fresh;
+            return;
+        }
+        if let Ok(mut merged) = Ring::of(masters) {
+            merged.leaving = leaving;
+            *ring = std::sync::Arc::new(merged);
+        } else {
+            *ring = fresh;
+        }
     }
 
-    /// Constant-time check of a code against its stored hash.
+    fn ring(&self) -> std::sync::Arc<Ring> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The keyring's keys, newest first (for the operator: ids and activation times), but
+    /// those leaving.
+    pub fn masters(&self) -> Vec<MasterKey> {
+        let ring = self.ring();
+        ring.masters.iter().filter(|m| ring.leaving_until(m.kid).is_none()).cloned().collect()
+    }
+
+    /// The id of the key written with now.
+    pub fn writer_kid(&self) -> u8 {
+        self.ring().writer(wall_now()).kid
+    }
+
+    /// The code's hash to store: HMAC-SHA256 of the code, bound to the OTP it belongs to (so a
+    /// hash copied onto another OTP does not verify there), under the current key, after
+    /// that key's id.
+    pub fn hash_code(&self, otp_sid: &str, code: &str) -> Vec<u8> {
+        let ring = self.ring();
+        let key = ring.writer(wall_now());
+        let mut out = Vec::with_capacity(1 + HASH_LEN);
+        out.push(key.kid);
+        out.extend_from_slice(&key.code_mac(otp_sid, code));
+        out
+    }
+
+    /// Every hash the code may be stored as, one per key of the ring (and key 0's bare form):
+    /// a store compares a presented code with these without reading the OTP first.
+    pub fn code_hashes(&self, otp_sid: &str, code: &str) -> Vec<Vec<u8>> {
+        let ring = self.ring();
+        let mut out = Vec::with_capacity(ring.versions.len() + 1);
+        for key in ring.live() {
+            let mac = key.code_mac(otp_sid, code);
+            let mut named = Vec::with_capacity(1 + HASH_LEN);
+            named.push(key.kid);
+            named.extend_from_slice(&mac);
+            out.push(named);
+            if key.kid == 0 {
+                out.push(mac.to_vec());
+            }
+        }
+        out
+    }
+
+    /// Constant-time check of a code against its stored hash, under the key the hash names.
     pub fn code_matches(&self, otp_sid: &str, code: &str, stored_hash: &[u8]) -> bool {
-        ct_eq(&self.hash_code(otp_sid, code), stored_hash)
+        let ring = self.ring();
+        let (kid, mac) = match stored_hash.len() {
+            HASH_LEN => (0, stored_hash),
+            n if n == HASH_LEN + 1 => (stored_hash[0], &stored_hash[1..]),
+            _ => return false,
+        };
+        ring.version(kid).is_some_and(|key| ct_eq(&key.code_mac(otp_sid, code), mac))
     }
 
-    /// Keyed hash of an auth token: the only form in which tokens are stored.
-    pub fn hash_token(&self, account_sid: &str, token: &str) -> [u8; 32] {
-        let mut mac = self.token_mac.clone();
-        mac.update(account_sid.as_bytes());
-        mac.update(b"\0");
-        mac.update(token.as_bytes());
-        mac.finalize().into_bytes().into()
+    /// The stored form of an auth token: its SHA-256 digest (with the account sid) sealed
+    /// under the current key. A digest rather than a keyed hash so that the operator can seal
+    /// it again under a new key without knowing the token (`twofa-admin keys retire-previous`).
+    pub fn hash_token(&self, account_sid: &str, token: &str) -> Vec<u8> {
+        self.seal(Purpose::Token, &token_digest(account_sid, token), account_sid)
+    }
+
+    /// Constant-time check of a token against its stored form (a sealed digest, or key 0's
+    /// bare HMAC from before keys rotated).
+    pub fn token_matches(&self, account_sid: &str, token: &str, stored: &[u8]) -> bool {
+        let digest = token_digest(account_sid, token);
+        if stored.len() == HASH_LEN {
+            let ring = self.ring();
+            let Some(key) = ring.version(0) else { return false };
+            let mut mac = key.token_mac.clone();
+            mac.update(account_sid.as_bytes());
+            mac.update(b"\0");
+            mac.update(token.as_bytes());
+            let legacy: [u8; 32] = mac.finalize().into_bytes().into();
+            return ct_eq(&legacy, stored);
+        }
+        self.open(Purpose::Token, stored, account_sid).is_ok_and(|d| ct_eq(&d, &digest))
+    }
+
+    /// The id of the key a stored token, code hash or sealed value is under, when it names
+    /// one this ring has (a bare value: key 0).
+    pub fn kid_of_hash(stored: &[u8]) -> Option<u8> {
+        match stored.len() {
+            HASH_LEN => Some(0),
+            n if n == HASH_LEN + 1 => Some(stored[0]),
+            _ => None,
+        }
+    }
+
+    /// A stored token's digest sealed again under the current key, or None when it is a
+    /// bare HMAC (only the token itself could be hashed again) or does not open.
+    pub fn reseal_token(&self, account_sid: &str, stored: &[u8]) -> Option<Vec<u8>> {
+        let opened = self.open_any(Purpose::Token, stored, account_sid).ok()?;
+        Some(self.seal(Purpose::Token, &opened.plaintext, account_sid))
     }
 
     /// A fresh OTP sid (`OTP` + 32 hex, as always) created at `created_ms` (its first 6 bytes,
     /// `ids::otp_sid_bytes`) that carries `country` (two letters, or `001`) so that verify, which has only
     /// the sid, knows which country's pumping-guard counter to count in without reading the OTP
-    /// first. Bytes 6..9 become a tag and the two letters, masked with an HMAC of the other 13:
-    /// they still look uniformly random (56 random bits remain) and only the server can read
-    /// the country back.
-    pub fn otp_sid(&self, country: Option<&str>, created_ms: crate::domain::time::Millis) -> String {
+    /// first. Bytes 6..9 become a tag and the two letters, masked with an HMAC of the other 13
+    /// under the current key: they still look uniformly random (56 random bits remain) and
+    /// only the server can read the country back.
+    pub fn otp_sid(&self, country: Option<&str>, created_ms: Millis) -> String {
         let mut bytes = super::ids::otp_sid_bytes(created_ms);
         // libphonenumber's non-geographic region (`001`: +800, +870, +881…) goes as `01`.
         let country = country.map(|cc| if cc == NON_GEOGRAPHIC { "01" } else { cc });
@@ -147,7 +474,8 @@ impl Keys {
             .map(str::as_bytes)
             .filter(|cc| cc.len() == 2 && cc.iter().all(u8::is_ascii_uppercase) || *cc == b"01")
         {
-            let mask = self.sid_mask(&bytes);
+            let ring = self.ring();
+            let mask = ring.writer(wall_now()).sid_mask(&bytes);
             bytes[6] = SID_COUNTRY_TAG ^ mask[0];
             bytes[7] = cc[0] ^ mask[1];
             bytes[8] = cc[1] ^ mask[2];
@@ -155,57 +483,105 @@ impl Keys {
         super::ids::otp_sid_of(bytes)
     }
 
-    /// The country `otp_sid` put in `sid`, if it carries one. A sid minted without one reads as
-    /// None except by chance (1 in ~25,000); verify then learns the OTP's real country from the
-    /// refused write and counts there.
+    /// The country `otp_sid` put in `sid`, if it carries one, under any key of the ring. A sid
+    /// minted without one reads as None except by chance (1 in ~25,000 per key); verify then
+    /// learns the OTP's real country from the refused write and counts there.
     pub fn otp_sid_country(&self, sid: &str) -> Option<String> {
         let hex_part = sid.strip_prefix(super::ids::OTP)?;
         let mut bytes = [0u8; 16];
         hex::decode_to_slice(hex_part, &mut bytes).ok()?;
-        let mask = self.sid_mask(&bytes);
-        let cc = [bytes[7] ^ mask[1], bytes[8] ^ mask[2]];
-        if bytes[6] ^ mask[0] != SID_COUNTRY_TAG {
-            return None;
-        }
-        if cc == *b"01" {
-            return Some(NON_GEOGRAPHIC.to_owned());
-        }
-        cc.iter().all(u8::is_ascii_uppercase).then(|| String::from_utf8_lossy(&cc).into_owned())
+        let ring = self.ring();
+        let country = ring.live().find_map(|key| {
+            let mask = key.sid_mask(&bytes);
+            let cc = [bytes[7] ^ mask[1], bytes[8] ^ mask[2]];
+            if bytes[6] ^ mask[0] != SID_COUNTRY_TAG {
+                return None;
+            }
+            if cc == *b"01" {
+                return Some(NON_GEOGRAPHIC.to_owned());
+            }
+            cc.iter().all(u8::is_ascii_uppercase).then(|| String::from_utf8_lossy(&cc).into_owned())
+        });
+        country
     }
 
-    /// The HMAC that masks a sid's country: of every byte but the three it masks.
-    fn sid_mask(&self, sid: &[u8; 16]) -> [u8; 32] {
-        let mut mac = self.sid_mac.clone();
-        mac.update(&sid[..6]);
-        mac.update(&sid[9..]);
-        mac.finalize().into_bytes().into()
-    }
-
-    /// AES-256-GCM with a random nonce; `aad` binds the ciphertext to its context (the OTP sid),
-    /// so a sealed value moved elsewhere does not open. Output: nonce || ciphertext. The nonce
-    /// is public and must only never repeat: 96 bits from `ThreadRng` (a CSPRNG seeded and
-    /// reseeded from the OS) rather than a system call per send.
-    pub fn seal(&self, plaintext: &[u8], aad: &str) -> Vec<u8> {
-        let mut nonce = [0u8; 12];
+    /// AES-256-GCM under the current key's sealing key for `purpose` and this hour, with a
+    /// random nonce; `aad` binds the ciphertext to its context (the OTP sid, the account), so
+    /// a sealed value moved elsewhere does not open. Output: `SEALED_V2`, key id, period,
+    /// nonce, ciphertext. The nonce is public and must only never repeat: 96 bits from
+    /// `ThreadRng` (a CSPRNG seeded and reseeded from the OS) rather than a system call per
+    /// send; a key per hour keeps each key far below the random-nonce limit.
+    pub fn seal(&self, purpose: Purpose, plaintext: &[u8], aad: &str) -> Vec<u8> {
+        let now = wall_now();
+        let ring = self.ring();
+        let key = ring.writer(now);
+        let period = (now / SEAL_PERIOD_MS) as u32;
+        let mut nonce = [0u8; NONCE];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let ct = self
-            .seal
+        let ct = key
+            .sealing_key(purpose, period)
             .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
             .expect("AES-GCM encryption does not fail for in-memory buffers");
-        let mut out = nonce.to_vec();
+        let mut out = Vec::with_capacity(SEALED_HEADER + NONCE + ct.len());
+        out.push(SEALED_V2);
+        out.push(key.kid);
+        out.extend_from_slice(&period.to_be_bytes());
+        out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
         out
     }
 
-    pub fn open(&self, sealed: &[u8], aad: &str) -> Result<Vec<u8>> {
-        if sealed.len() < 12 {
+    /// True when `sealed` names a key this ring no longer has (a value from before a
+    /// retirement), rather than being damaged or from elsewhere.
+    pub fn under_retired_key(&self, sealed: &[u8]) -> bool {
+        let ring = self.ring();
+        match sealed {
+            [SEALED_V2, kid, ..] if sealed.len() >= SEALED_HEADER + NONCE + TAG => ring.version(*kid).is_none(),
+            _ => ring.version(0).is_none(),
+        }
+    }
+
+    /// The plaintext of a value `seal` made for `purpose` in the context `aad`, under any key
+    /// of the ring (a value sealed before keys rotated: under key 0).
+    pub fn open(&self, purpose: Purpose, sealed: &[u8], aad: &str) -> Result<Vec<u8>> {
+        self.open_any(purpose, sealed, aad).map(|o| o.plaintext)
+    }
+
+    /// `open`, telling which key opened the value (an operator re-seals what the previous
+    /// key opens).
+    pub fn open_any(&self, purpose: Purpose, sealed: &[u8], aad: &str) -> Result<Opened> {
+        let ring = self.ring();
+        let payload = |msg| Payload { msg, aad: aad.as_bytes() };
+        if sealed.len() >= SEALED_HEADER + NONCE + TAG && sealed[0] == SEALED_V2 {
+            if let Some(key) = ring.version(sealed[1]) {
+                let period = u32::from_be_bytes(sealed[2..6].try_into().expect("4 bytes"));
+                let (nonce, ct) = sealed[SEALED_HEADER..].split_at(NONCE);
+                if let Ok(plaintext) = key.sealing_key(purpose, period).decrypt(Nonce::from_slice(nonce), payload(ct)) {
+                    return Ok(Opened { plaintext, kid: key.kid });
+                }
+            }
+        }
+        // Sealed before keys rotated: the nonce first, under key 0's one sealing key. (Such a
+        // value may begin with `SEALED_V2` by chance; the tag tells them apart.)
+        let key = ring.version(0).ok_or(Error::Internal)?;
+        if sealed.len() < NONCE + TAG {
             return Err(Error::Internal);
         }
-        let (nonce, ct) = sealed.split_at(12);
-        self.seal
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
-            .map_err(|_| Error::Internal)
+        let (nonce, ct) = sealed.split_at(NONCE);
+        let plaintext = key.legacy_seal.decrypt(Nonce::from_slice(nonce), payload(ct)).map_err(|_| Error::Internal)?;
+        Ok(Opened { plaintext, kid: 0 })
     }
+}
+
+/// What a token's stored form seals: SHA-256 of the account sid and the token.
+fn token_digest(account_sid: &str, token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    h.update(b"twofa/token\0");
+    h.update(account_sid.as_bytes());
+    h.update(b"\0");
+    h.update(token.as_bytes());
+    h.finalize().into()
 }
 
 /// Constant-time equality of two byte strings (length is not secret).
@@ -302,20 +678,25 @@ mod tests {
     }
 
     #[test]
-    fn stored_hashes_stay_hmac_sha256_under_the_derived_keys() {
-        // Given a master secret
+    fn values_stored_before_keys_rotated_keep_verifying_under_key_0() {
+        // Given the master secret as it was (key 0)
         let keys = Keys::from_master(&[7u8; 32]).unwrap();
-        // Then token and code hashes are HMAC-SHA256 under the labelled keys, byte for byte
-        // as earlier versions stored them (values from Python's hmac), so stored tokens and
-        // codes keep verifying now that the keys are prepared once
-        assert_eq!(
-            hex::encode(keys.hash_token("AC1", "tok")),
-            "083a67666b804b054abb1089b1b8a26a6333f7d24fcd81da8506d237fe80a2d9"
-        );
-        assert_eq!(
-            hex::encode(keys.hash_code("OTP1", "123456")),
-            "46345512be3303488732bf31bb4334d19a8e3f17523a5c5748c8f1d42cbdf250"
-        );
+        // Then a token hash and a code hash stored by earlier versions (bare HMAC-SHA256 under
+        // the labelled keys; values from Python's hmac) still match
+        let token = hex::decode("083a67666b804b054abb1089b1b8a26a6333f7d24fcd81da8506d237fe80a2d9").unwrap();
+        assert!(keys.token_matches("AC1", "tok", &token));
+        assert!(!keys.token_matches("AC1", "tok2", &token));
+        let code = hex::decode("46345512be3303488732bf31bb4334d19a8e3f17523a5c5748c8f1d42cbdf250").unwrap();
+        assert!(keys.code_matches("OTP1", "123456", &code));
+        assert!(keys.code_hashes("OTP1", "123456").contains(&code), "a store compares the bare form too");
+        // And new code hashes name their key: its id, then the same HMAC
+        assert_eq!(keys.hash_code("OTP1", "123456"), [&[0u8][..], &code].concat());
+        // And a value sealed before (nonce || ciphertext under the one v1 sealing key) opens
+        let legacy = Aes256Gcm::new_from_slice(&derive(&[7u8; 32], "twofa/v1/seal")).unwrap();
+        let nonce = [9u8; 12];
+        let ct = legacy.encrypt(Nonce::from_slice(&nonce), Payload { msg: b"4242", aad: b"OTPa" }).unwrap();
+        let sealed = [&nonce[..], &ct].concat();
+        assert_eq!(keys.open(Purpose::Code, &sealed, "OTPa").unwrap(), b"4242");
     }
 
     #[test]
@@ -329,12 +710,118 @@ mod tests {
     }
 
     #[test]
-    fn sealed_values_open_only_in_their_context() {
+    fn sealed_values_open_only_in_their_context_and_purpose() {
         let keys = Keys::random();
-        let sealed = keys.seal(b"123456", "OTPa");
+        let sealed = keys.seal(Purpose::Code, b"123456", "OTPa");
         assert!(!sealed.windows(6).any(|w| w == b"123456"));
-        assert_eq!(keys.open(&sealed, "OTPa").unwrap(), b"123456");
-        assert!(keys.open(&sealed, "OTPb").is_err());
+        assert_eq!(keys.open(Purpose::Code, &sealed, "OTPa").unwrap(), b"123456");
+        assert!(keys.open(Purpose::Code, &sealed, "OTPb").is_err());
+        assert!(keys.open(Purpose::TestCode, &sealed, "OTPa").is_err(), "another purpose's key");
+    }
+
+    #[test]
+    fn tokens_are_stored_as_sealed_digests_that_match_only_their_token_and_account() {
+        let keys = Keys::random();
+        let stored = keys.hash_token("AC1", "secret-token");
+        assert!(!stored.windows(6).any(|w| w == b"secret"));
+        assert!(keys.token_matches("AC1", "secret-token", &stored));
+        assert!(!keys.token_matches("AC1", "secret-tokem", &stored));
+        assert!(!keys.token_matches("AC2", "secret-token", &stored));
+        assert!(!Keys::random().token_matches("AC1", "secret-token", &stored));
+    }
+
+    fn ring(keys: &[(u8, Millis, u8)]) -> Keys {
+        Keys::from_ring(
+            keys.iter().map(|&(kid, from, fill)| MasterKey::new(kid, from, vec![fill; 32]).unwrap()).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn after_a_rotation_values_under_the_previous_key_keep_working_and_new_ones_use_the_new_key() {
+        // Given values written under key 0
+        let before = ring(&[(0, 0, 1)]);
+        let sealed = before.seal(Purpose::WebhookSecret, b"whsec", "AC1");
+        let token = before.hash_token("AC1", "tok");
+        let code = before.hash_code("OTP1", "1234");
+        let sid = before.otp_sid(Some("GB"), 5);
+        // When key 1 becomes current (active now) beside it
+        let after = ring(&[(0, 0, 1), (1, 1, 2)]);
+        // Then the old values still open, match and read under key 0
+        assert_eq!(after.open(Purpose::WebhookSecret, &sealed, "AC1").unwrap(), b"whsec");
+        assert!(after.token_matches("AC1", "tok", &token));
+        assert!(after.code_matches("OTP1", "1234", &code));
+        assert!(after.code_hashes("OTP1", "1234").contains(&code));
+        assert_eq!(after.otp_sid_country(&sid).as_deref(), Some("GB"));
+        // And new values name key 1, which the old ring cannot read
+        assert_eq!(after.writer_kid(), 1);
+        let new_sealed = after.seal(Purpose::WebhookSecret, b"whsec", "AC1");
+        assert_eq!(new_sealed[1], 1);
+        assert!(before.open(Purpose::WebhookSecret, &new_sealed, "AC1").is_err());
+        assert_eq!(after.hash_code("OTP1", "1234")[0], 1);
+        // And the operator can seal a token's digest again under key 1 without the token
+        let resealed = after.reseal_token("AC1", &token).unwrap();
+        assert!(after.token_matches("AC1", "tok", &resealed));
+        // When key 0 is retired
+        let retired = ring(&[(1, 1, 2)]);
+        // Then nothing under it is accepted any more
+        assert!(retired.open(Purpose::WebhookSecret, &sealed, "AC1").is_err());
+        assert!(!retired.token_matches("AC1", "tok", &token));
+        assert!(!retired.code_matches("OTP1", "1234", &code));
+        assert!(!retired.code_hashes("OTP1", "1234").contains(&code));
+        assert!(retired.token_matches("AC1", "tok", &resealed));
+        assert!(retired.under_retired_key(&sealed) && !after.under_retired_key(&sealed));
+        assert!(!retired.under_retired_key(&retired.seal(Purpose::Code, b"x", "OTP1")));
+    }
+
+    #[test]
+    fn a_key_not_yet_active_is_read_but_not_written_with() {
+        // Given key 2 made current but active only in an hour
+        let later = wall_now() + 3_600_000;
+        let keys = ring(&[(1, 0, 1), (2, later, 2)]);
+        // Then values are still written under key 1, and key 2's values would open
+        assert_eq!(keys.writer_kid(), 1);
+        assert_eq!(keys.hash_code("OTP1", "1")[0], 1);
+        let other = ring(&[(2, 0, 2)]);
+        assert!(keys.open(Purpose::Code, &other.seal(Purpose::Code, b"x", "OTP1"), "OTP1").is_ok());
+    }
+
+    #[test]
+    fn a_replaced_ring_is_seen_by_every_holder() {
+        let keys = std::sync::Arc::new(ring(&[(1, 0, 1)]));
+        let holder = keys.clone();
+        keys.replace(ring(&[(1, 0, 1), (2, 1, 2)]), 0);
+        assert_eq!(holder.writer_kid(), 2);
+    }
+
+    #[test]
+    fn a_key_a_reload_drops_is_read_for_a_grace_period_and_never_written_with() {
+        // Given values under key 1, and a reload after key 1 was retired (key 2 alone)
+        let keys = ring(&[(1, 0, 1), (2, 1, 2)]);
+        let sealed = ring(&[(1, 0, 1)]).seal(Purpose::Code, b"x", "OTP1");
+        keys.replace(ring(&[(2, 1, 2)]), 60_000);
+        // Then within the grace key 1 still opens what it sealed, but writes are key 2's
+        assert!(keys.open(Purpose::Code, &sealed, "OTP1").is_ok());
+        assert_eq!(keys.writer_kid(), 2);
+        assert_eq!(keys.masters().len(), 1);
+        // And another reload keeps the same deadline, not a new one
+        keys.replace(ring(&[(2, 1, 2)]), 60_000);
+        assert!(keys.open(Purpose::Code, &sealed, "OTP1").is_ok());
+        // When the grace is over (none here), key 1 opens nothing
+        let gone = ring(&[(1, 0, 1), (2, 1, 2)]);
+        gone.replace(ring(&[(2, 1, 2)]), 0);
+        assert!(gone.open(Purpose::Code, &sealed, "OTP1").is_err());
+    }
+
+    #[test]
+    fn master_keys_read_back_from_their_secret_text() {
+        let k = MasterKey::new(3, 1_700_000_000_000, vec![5u8; 32]).unwrap();
+        let back = MasterKey::parse(&k.to_text()).unwrap();
+        assert_eq!((back.kid, back.active_from_ms, back.secret), (3, 1_700_000_000_000, vec![5u8; 32]));
+        let legacy = MasterKey::parse("a-plain-secret-of-at-least-32-bytes!").unwrap();
+        assert_eq!((legacy.kid, legacy.active_from_ms), (0, 0));
+        assert!(MasterKey::parse(r#"{"kid":0,"key":"00","activeFromMs":0}"#).is_err());
+        assert!(!format!("{k:?}").contains("0505"), "Debug shows no key");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{
     account::Account,
     callbacks::{self, CallbackMethod, CallbackTarget, UrlRules},
-    crypto::{Code, Keys, MAX_CODE_LEN, MIN_CODE_LEN},
+    crypto::{Code, Keys, Purpose, MAX_CODE_LEN, MIN_CODE_LEN},
     error::{Error, Result},
     otp::Channel,
     phone,
@@ -229,14 +229,25 @@ impl TestDestination {
         {
             return Err(Error::invalid("testNumbers", "each `code` must be 4 to 10 digits"));
         }
-        let sealed_code = keys.seal(code.as_bytes(), &Self::aad(account_sid, &to));
+        let sealed_code = keys.seal(Purpose::TestCode, code.as_bytes(), &Self::aad(account_sid, &to));
         Ok(TestDestination { to, sealed_code })
     }
 
     /// The fixed code (None if the sealed copy does not open: another key, or a bug).
     pub fn code(&self, keys: &Keys, account_sid: &str) -> Option<Code> {
-        let bytes = keys.open(&self.sealed_code, &Self::aad(account_sid, &self.to)).ok()?;
+        let bytes = keys.open(Purpose::TestCode, &self.sealed_code, &Self::aad(account_sid, &self.to)).ok()?;
         String::from_utf8(bytes).ok().map(Code::new)
+    }
+
+    /// This destination with its code sealed again under the current key, when the key it is
+    /// under is `retiring` (None: it is under another key).
+    pub fn resealed(&self, keys: &Keys, account_sid: &str, retiring: u8) -> Result<Option<Self>> {
+        let aad = Self::aad(account_sid, &self.to);
+        let opened = keys.open_any(Purpose::TestCode, &self.sealed_code, &aad)?;
+        Ok((opened.kid == retiring).then(|| TestDestination {
+            to: self.to.clone(),
+            sealed_code: keys.seal(Purpose::TestCode, &opened.plaintext, &aad),
+        }))
     }
 
     fn aad(account_sid: &str, to: &str) -> String {

@@ -7,7 +7,7 @@ use rand::Rng;
 use super::{
     account::Account,
     autofill, content,
-    crypto::{generate_code, Code},
+    crypto::{generate_code, Code, Purpose},
     error::{Error, Result},
     guard,
     idempotency::{self, IdempotencyRecord},
@@ -244,8 +244,8 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
     // A test destination takes no workflow: it is sent (to nobody) once.
     let run = run.filter(|_| test.is_none()).map(|r| WorkflowRun { sent: u32::from(inline), ..r });
     let otp = Otp {
-        code_hash: deps.keys.hash_code(&sid, code.reveal()).to_vec(),
-        sealed_code: deps.keys.seal(code.reveal().as_bytes(), &sid),
+        code_hash: deps.keys.hash_code(&sid, code.reveal()),
+        sealed_code: deps.keys.seal(Purpose::Code, code.reveal().as_bytes(), &sid),
         sid,
         account_sid: account.sid.clone(),
         service: req.service.clone(),

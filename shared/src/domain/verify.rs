@@ -2,6 +2,7 @@
 
 use super::{
     account::Account,
+    crypto::Purpose,
     error::{Error, Result},
     guard,
     ids::{self, new_sid},
@@ -116,9 +117,14 @@ enum Attempt {
 }
 
 async fn attempt(deps: &Deps, account: &Account, sid: &str, code: &str, now: Millis) -> Result<Attempt> {
-    let check =
-        Check { sid: new_sid(ids::CHECK), at_ms: now, valid: true, sealed_code: deps.keys.seal(code.as_bytes(), sid) };
-    let hash = deps.keys.hash_code(sid, code);
+    let check = Check {
+        sid: new_sid(ids::CHECK),
+        at_ms: now,
+        valid: true,
+        sealed_code: deps.keys.seal(Purpose::Code, code.as_bytes(), sid),
+    };
+    // The code as each key of the ring would have stored it: the OTP names none before it is read.
+    let hashes = deps.keys.code_hashes(sid, code);
     // The pumping guard counts the verify in the OTP's country, which the sid carries; the
     // store checks it against the OTP in the same write.
     let counter = |country: Option<&str>| {
@@ -129,7 +135,7 @@ async fn attempt(deps: &Deps, account: &Account, sid: &str, code: &str, now: Mil
     };
     let mut guard = counter(deps.keys.otp_sid_country(sid).as_deref());
     for round in 0..MAX_VERIFY_ROUNDS {
-        let written = deps.store.verify_code_counted(&account.sid, sid, &hash, &check, now, &guard).await;
+        let written = deps.store.verify_code_counted(&account.sid, sid, &hashes, &check, now, &guard).await;
         match written {
             Ok(VerifyWrite::Verified) => {
                 tracing::info!(otp = %sid, "otp verified");

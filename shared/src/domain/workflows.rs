@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::{
     account::Account,
     content,
-    crypto::Code,
+    crypto::{Code, Purpose},
     error::{Error, Result},
     ids::{self, new_sid},
     otp::{Channel, ChannelEvent, ChannelStatus, Delivery, Otp, MAX_TIMEOUT_SECS},
@@ -207,7 +207,9 @@ pub async fn run_step(deps: &Deps, run: &StepRun) -> Result<StepRun> {
         return Ok(done);
     }
     let d = step_delivery(&otp.delivery, &wf, step);
-    let code = Code::new(String::from_utf8(deps.keys.open(&otp.sealed_code, &otp.sid)?).map_err(|_| Error::Internal)?);
+    let code = Code::new(
+        String::from_utf8(deps.keys.open(Purpose::Code, &otp.sealed_code, &otp.sid)?).map_err(|_| Error::Internal)?,
+    );
     let chosen = match step.channel {
         Channel::Call => {
             let voices = deps.dispatcher.voices().await.map_err(|_| Error::Unavailable)?;

@@ -18,7 +18,7 @@ use crate::{
         Calls, ChannelDispatcher,
     },
     adapters::emf::{stdout_sink, MeteredDispatcher, NAMESPACE},
-    domain::crypto::Keys,
+    domain::crypto::{Keys, KEY_REFRESH_MS, KEY_RETIRE_GRACE_MS},
     http::auth::ClientIp,
     ports::{Deps, NoScheduler, Scheduler, SystemClock},
 };
@@ -83,14 +83,13 @@ pub fn scheduler(sdk: &aws_config::SdkConfig, config: &Config) -> Arc<dyn Schedu
     }
 }
 
-/// The master secret: from Secrets Manager (`TWOFA_SECRET_ARN`, the deployed path) or from
-/// `TWOFA_SECRET_KEY` (hex; local runs against emulators). Never from the table.
+/// The keyring: from Secrets Manager (`TWOFA_SECRET_ARN`, the deployed path: its current and
+/// previous versions) or from `TWOFA_SECRET_KEY` (hex, one key; local runs against emulators).
+/// Never from the table.
 pub async fn load_keys(sdk: &aws_config::SdkConfig) -> Result<Keys, BoxError> {
     if let Ok(arn) = std::env::var("TWOFA_SECRET_ARN") {
-        let client = aws_sdk_secretsmanager::Client::new(sdk);
-        let out = client.get_secret_value().secret_id(arn).send().await.map_err(|_| "cannot read the master secret")?;
-        let secret = out.secret_string().ok_or("the master secret is not a string")?;
-        return Keys::from_master(secret.as_bytes()).map_err(|_| "the master secret is shorter than 32 bytes".into());
+        let ring = crate::adapters::aws::secrets::SecretKeyring::new(aws_sdk_secretsmanager::Client::new(sdk), arn);
+        return Ok(ring.load().await?);
     }
     let hex_key = std::env::var("TWOFA_SECRET_KEY").map_err(|_| "set TWOFA_SECRET_ARN or TWOFA_SECRET_KEY")?;
     let bytes = hex::decode(hex_key.trim()).map_err(|_| "TWOFA_SECRET_KEY must be hex")?;
@@ -135,11 +134,19 @@ pub async fn parts_from_env() -> Result<(Parts, aws_config::SdkConfig), BoxError
 /// instead of delaying it; the first invocation waits for what is left of it. A secret that
 /// cannot be read answers that invocation 503 (nothing was done) and is asked for again by the
 /// next one, instead of failing the init.
+///
+/// The keyring is read again every `KEY_REFRESH_MS`, off the request's path (a request that
+/// finds it due starts the read and goes on with the keys it has), so a rotated key reaches
+/// every running function within that time, and a retired one leaves it.
 pub struct AfterSecret<T> {
     first: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Keys, BoxError>>>>,
     load: Box<dyn Fn() -> BoxFuture<Result<Keys, BoxError>> + Send + Sync>,
     make: Box<dyn Fn(Arc<Keys>) -> T + Send + Sync>,
     ready: tokio::sync::OnceCell<T>,
+    keys: std::sync::OnceLock<Arc<Keys>>,
+    /// When the keyring was last read (or a read started), for the refresh.
+    read_at: std::sync::Mutex<std::time::Instant>,
+    refresh_every: std::time::Duration,
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -170,11 +177,41 @@ impl<T> AfterSecret<T> {
             load: Box::new(load),
             make: Box::new(make),
             ready: tokio::sync::OnceCell::new(),
+            keys: std::sync::OnceLock::new(),
+            read_at: std::sync::Mutex::new(std::time::Instant::now()),
+            refresh_every: std::time::Duration::from_millis(KEY_REFRESH_MS as u64),
         }
+    }
+
+    /// `start_with`, reading the keyring again every `every` (tests).
+    pub fn refreshing_every(mut self, every: std::time::Duration) -> Self {
+        self.refresh_every = every;
+        self
+    }
+
+    /// Start reading the keyring again when it is due; the keys in use are replaced when it
+    /// arrives (a failed read keeps them, and is tried again after another period).
+    fn refresh_if_due(&self) {
+        let Some(keys) = self.keys.get() else { return };
+        {
+            let Ok(mut read_at) = self.read_at.lock() else { return };
+            if read_at.elapsed() < self.refresh_every {
+                return;
+            }
+            *read_at = std::time::Instant::now();
+        }
+        let (load, keys) = ((self.load)(), keys.clone());
+        tokio::spawn(async move {
+            match load.await {
+                Ok(fresh) => keys.replace(fresh, KEY_RETIRE_GRACE_MS),
+                Err(e) => tracing::warn!(error = %e, "the keyring was not read again; the keys in use stay"),
+            }
+        });
     }
 
     /// The value, made once; `Unavailable` while the secret cannot be read.
     pub async fn get(&self) -> crate::Result<&T> {
+        self.refresh_if_due();
         self.ready
             .get_or_try_init(|| async {
                 let first = self.first.lock().map_err(|_| crate::Error::Internal)?.take();
@@ -183,7 +220,12 @@ impl<T> AfterSecret<T> {
                     None => (self.load)().await,
                 };
                 match keys {
-                    Ok(keys) => Ok((self.make)(Arc::new(keys))),
+                    Ok(keys) => {
+                        let keys = Arc::new(keys);
+                        let _ = self.keys.set(keys.clone());
+                        *self.read_at.lock().map_err(|_| crate::Error::Internal)? = std::time::Instant::now();
+                        Ok((self.make)(keys))
+                    }
                     Err(e) => {
                         // `load_keys`' errors are fixed sentences: never the secret, nor the
                         // SDK's error (which may echo the request).
@@ -345,5 +387,46 @@ mod tests {
         // Then every one is served, by one read of the secret and one app
         assert!(answers.iter().all(|a| a == &(200, "hello".to_owned())), "{answers:?}");
         assert_eq!((reads.load(Ordering::SeqCst), makes.load(Ordering::SeqCst)), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_rotated_keyring_reaches_a_running_function_without_a_restart_and_a_failed_read_keeps_the_keys() {
+        use crate::domain::crypto::MasterKey;
+        // Given a function serving with key 1, whose keyring is read again every 20 ms, and a
+        // source whose second read fails and third read holds key 2 as well
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = reads.clone();
+        let load = move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                let key = |kid: u8, fill: u8| MasterKey::new(kid, i64::from(kid), vec![fill; 32]).expect("key");
+                match n {
+                    0 => Ok(Keys::from_ring(vec![key(1, 1)]).expect("ring")),
+                    1 => Err("Secrets Manager is down".into()),
+                    _ => Ok(Keys::from_ring(vec![key(1, 1), key(2, 2)]).expect("ring")),
+                }
+            }) as BoxFuture<Result<Keys, BoxError>>
+        };
+        let seen = Arc::new(std::sync::Mutex::new(None::<Arc<Keys>>));
+        let kept = seen.clone();
+        let app = Arc::new(
+            AfterSecret::start_with(load, move |keys| {
+                *kept.lock().unwrap() = Some(keys.clone());
+                hello(keys)
+            })
+            .refreshing_every(std::time::Duration::from_millis(20)),
+        );
+        assert_eq!(call(&app).await.0, 200);
+        let keys = seen.lock().unwrap().clone().expect("made");
+        assert_eq!(keys.writer_kid(), 1);
+        // When requests keep coming past two refresh periods
+        for _ in 0..2 {
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            assert_eq!(call(&app).await.0, 200, "a failed read answers nothing but what it did");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // Then the failed read kept key 1, and the next one put key 2 in use, in the same app
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+        assert_eq!(keys.writer_kid(), 2);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod dynamodb;
 pub mod polly;
+pub mod secrets;
 pub mod ses;
 pub mod sfn;
 pub mod sns;

@@ -476,7 +476,7 @@ impl OtpStore for MemoryStore {
         &self,
         account_sid: &str,
         otp_sid: &str,
-        code_hash: &[u8],
+        code_hashes: &[Vec<u8>],
         check: &Check,
         now: Millis,
         guard: &[GuardKey],
@@ -491,7 +491,7 @@ impl OtpStore for MemoryStore {
             return Ok(VerifyWrite::Refused(Some(Otp::clone(otp))));
         }
         // Compared and counted under one lock: a wrong code is never compared uncounted.
-        let right = crate::domain::crypto::ct_eq(&otp.code_hash, code_hash);
+        let right = code_hashes.iter().any(|h| crate::domain::crypto::ct_eq(&otp.code_hash, h));
         if right && guard.first().is_some_and(|g| otp.country.as_deref() != Some(g.country.as_str())) {
             return Ok(VerifyWrite::Refused(Some(Otp::clone(otp))));
         }

@@ -12,7 +12,7 @@ use crate::{
         time::Millis,
         usage::UsageKey,
     },
-    ports::RecordStore,
+    ports::{Counted, RecordStore},
 };
 
 #[async_trait]
@@ -37,9 +37,22 @@ impl RecordStore for MemoryStore {
         Ok(found.into_iter().take(q.limit).cloned().collect())
     }
 
-    async fn count_otps(&self, account_sid: &str, filter: &SearchFilter, now: Millis) -> Result<u64> {
+    async fn count_otps(&self, account_sid: &str, filter: &SearchFilter, now: Millis, reads: u64) -> Result<Counted> {
         let s = self.lock()?;
-        Ok(s.otps.values().filter(|o| o.account_sid == account_sid && filter.matches(o, now)).count() as u64)
+        // As DynamoDB reads them: the range's OTPs by sid (time first), newest first.
+        let mut in_range: Vec<&Otp> = s
+            .otps
+            .values()
+            .filter(|o| o.account_sid == account_sid && filter.in_time_range(o.created_ms))
+            .map(|o| &**o)
+            .collect();
+        // Exactly `reads` in the range is a bound too, as on DynamoDB.
+        let complete = (in_range.len() as u64) < reads;
+        if !complete {
+            in_range.sort_unstable_by(|a, b| b.sid.cmp(&a.sid));
+            in_range.truncate(reads as usize);
+        }
+        Ok(Counted { matched: in_range.iter().filter(|o| filter.matches(o, now)).count() as u64, complete })
     }
 
     async fn usage(&self, account_sid: &str, from_day: &str, to_day: &str) -> Result<Vec<(UsageKey, u64)>> {

@@ -674,7 +674,7 @@ impl OtpStore for DynamoStore {
         &self,
         account_sid: &str,
         otp_sid: &str,
-        code_hash: &[u8],
+        code_hashes: &[Vec<u8>],
         check: &Check,
         now: Millis,
         guard: &[GuardKey],
@@ -686,14 +686,18 @@ impl OtpStore for DynamoStore {
         // also fails the OTP (an update cannot set a status only when a sum reaches a bound).
         let key = Key::otp(account_sid, otp_sid);
         let wrong = Check { valid: false, ..check.clone() };
-        let hash = AttributeValue::B(code_hash.to_vec().into());
+        // Wrong under every key of the ring: the hash is none of the code's candidate hashes.
+        let not_any =
+            (0..code_hashes.len()).map(|i| format!("#code_hash <> :hash{i}")).collect::<Vec<_>>().join(" AND ");
         let counted = |last: bool| -> Result<Expr> {
-            let expr = with_check(pending_at(now), &wrong)?
+            let mut expr = with_check(pending_at(now), &wrong)?
                 .name(attr::ATTEMPTS)
                 .name(attr::CODE_HASH)
                 .value(":one", n(1))
-                .value(":last", n(MAX_ATTEMPTS - 1))
-                .value(":hash", hash.clone());
+                .value(":last", n(MAX_ATTEMPTS - 1));
+            for (i, h) in code_hashes.iter().enumerate() {
+                expr = expr.value(&format!(":hash{i}"), AttributeValue::B(h.clone().into()));
+            }
             Ok(if last { expr.name(attr::UPDATED_MS).value(":failed", s(OtpStatus::Failed.as_str())) } else { expr })
         };
         for _ in 0..MAX_ATTEMPTS + 1 {
@@ -702,7 +706,7 @@ impl OtpStore for DynamoStore {
                     "UpdateItem(wrong_code)",
                     &key,
                     COUNT_WRONG,
-                    &format!("attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts < :last AND #code_hash <> :hash"),
+                    &format!("attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts < :last AND {not_any}"),
                     counted(false)?,
                     true,
                 )
@@ -718,7 +722,7 @@ impl OtpStore for DynamoStore {
             if otp.status_at(now) != OtpStatus::Pending || otp.attempts >= MAX_ATTEMPTS {
                 return Ok(VerifyWrite::Refused(Some(otp)));
             }
-            if crate::domain::crypto::ct_eq(&otp.code_hash, code_hash) {
+            if let Some(code_hash) = code_hashes.iter().find(|h| crate::domain::crypto::ct_eq(&otp.code_hash, h)) {
                 let verified = self.verify_right_code(&key, code_hash, check, now, guard).await?;
                 // The streak is cleared only where there may be one: no write for an OTP whose
                 // destination had no failures when it was sent and that took no wrong code.
@@ -738,7 +742,7 @@ impl OtpStore for DynamoStore {
                     "UpdateItem(last_wrong_code)",
                     &key,
                     &format!("{COUNT_WRONG}, #status = :failed, #updated_ms = :now {LEAVE_DUE_INDEX}"),
-                    &format!("attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts = :last AND #code_hash <> :hash"),
+                    &format!("attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts = :last AND {not_any}"),
                     counted(true)?,
                 )
                 .await?;

@@ -28,7 +28,7 @@ use crate::{
         time::Millis,
         usage::{UsageCategory, UsageKey},
     },
-    ports::RecordStore,
+    ports::{Counted, RecordStore},
 };
 
 /// The key condition, filter and their placeholders of one search over one account.
@@ -196,22 +196,32 @@ impl RecordStore for DynamoStore {
         Ok(found)
     }
 
-    async fn count_otps(&self, account_sid: &str, filter: &SearchFilter, now: Millis) -> Result<u64> {
-        let Some(plan) = SearchPlan::new(account_sid, filter, now) else { return Ok(0) };
-        let mut total = 0u64;
+    async fn count_otps(&self, account_sid: &str, filter: &SearchFilter, now: Millis, reads: u64) -> Result<Counted> {
+        let Some(plan) = SearchPlan::new(account_sid, filter, now) else {
+            return Ok(Counted { matched: 0, complete: true });
+        };
+        let (mut matched, mut left) = (0u64, reads);
         let mut start = None;
         loop {
+            // `Limit` bounds the items read (before the filter), newest first.
             let out = self
                 .search_query(&plan)
                 .select(Select::Count)
+                .scan_index_forward(false)
+                .limit(i32::try_from(left).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| errors::sdk("Query(count)", &e))?;
-            total += u64::try_from(out.count).unwrap_or(0);
+            matched += u64::try_from(out.count).unwrap_or(0);
+            left = left.saturating_sub(u64::try_from(out.scanned_count).unwrap_or(0));
             match out.last_evaluated_key {
+                // More in the range, none left to read: a lower bound.
+                Some(key) if !key.is_empty() && left == 0 => return Ok(Counted { matched, complete: false }),
                 Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(total),
+                // All read; exactly `reads` of them counts as a bound, as the embedded store does
+                // (DynamoDB may or may not say more follow when a page ends at its limit).
+                _ => return Ok(Counted { matched, complete: left > 0 }),
             }
         }
     }
