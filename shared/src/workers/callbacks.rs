@@ -34,8 +34,11 @@ use crate::{
     ports::{CallbackQueue, Clock, ExpiryStore, SystemClock, Webhooks},
 };
 
-/// Calls in flight at once within one batch (a receiver may take 5 s to answer).
-const CONCURRENCY: usize = 16;
+/// Calls in flight at once within one batch (a receiver may take 5 s to answer). A stream
+/// batch is up to 100 records (~100 events), so 64 make it about one wave of calls: the batch
+/// lasts about as long as its slowest call, where 16 took ~7 waves (up to 35 s with slow
+/// receivers) and held the shard's records back (template.yaml, ParallelizationFactor).
+const CONCURRENCY: usize = 64;
 /// A sweep starts no read after this long (the function's timeout is 60 s; the next sweep is
 /// a minute away and goes on from what is left).
 const SWEEP_BUDGET: Duration = Duration::from_secs(40);
