@@ -288,13 +288,28 @@ pub struct Counted {
     pub complete: bool,
 }
 
+/// One page of a shard of the due OTPs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DuePage {
+    /// (account sid, OTP sid), oldest deadline first.
+    pub due: Vec<(String, String)>,
+    /// Where the next page starts, when this one is full (more may be due); None when the
+    /// shard had fewer than the limit due: nothing more at `now`.
+    pub next: Option<String>,
+}
+
 /// What the expiry sweeper needs: OTPs stored pending whose timeout (or supersede deadline)
 /// has passed, and a conditional write of the status they have now, so the change (and its
 /// `expired` / `canceled` callback) happens within a sweep of the deadline.
 #[async_trait]
 pub trait ExpiryStore: Send + Sync {
-    /// Up to `limit` OTPs stored pending and due at `now`: (account sid, OTP sid).
-    async fn due_otps(&self, now: Millis, limit: usize) -> Result<Vec<(String, String)>>;
+    /// How many shards the due OTPs are spread over (DynamoDB: partitions of the due index,
+    /// so no one partition takes every OTP's writes). Each is read on its own, `0..due_shards()`.
+    fn due_shards(&self) -> usize;
+
+    /// Up to `limit` OTPs of `shard` stored pending and due at `now`, oldest deadline first,
+    /// starting after `after` (the `next` of the page before; None: from the oldest).
+    async fn due_otps(&self, shard: usize, now: Millis, limit: usize, after: Option<&str>) -> Result<DuePage>;
 
     /// Store the status the OTP has at `now` (expired, or canceled when superseded), with the
     /// instant it took it, only if it is stored pending and due; false when it was not (verified

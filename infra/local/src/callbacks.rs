@@ -29,6 +29,9 @@ const KEEP: usize = 1_000;
 const TICK: Duration = Duration::from_millis(200);
 /// How often the expiry sweeper runs (and at once on a clock move): it reads every OTP.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// A sweep starts no read after this long: the feed waits while it runs, and the next sweep
+/// is a second away.
+const SWEEP_BUDGET: Duration = Duration::from_millis(250);
 
 /// One event waiting for its next call.
 #[derive(Debug, Clone, Serialize)]
@@ -94,7 +97,7 @@ impl DevCallbacks {
                 let now = this.clock.now_ms();
                 if woken || last_sweep.elapsed() >= SWEEP_EVERY {
                     last_sweep = tokio::time::Instant::now();
-                    if let Err(e) = callbacks::sweep(this.store.as_ref(), now).await {
+                    if let Err(e) = callbacks::sweep(this.store.as_ref(), now, SWEEP_BUDGET).await {
                         tracing::warn!(error = %e, "expiry sweep failed");
                     }
                 }

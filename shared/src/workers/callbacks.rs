@@ -26,7 +26,7 @@ use crate::{
         webhook::HttpWebhooks,
     },
     domain::{
-        callbacks::{self, CallbackEvent, PendingCall, UrlRules, SWEEP_BATCH},
+        callbacks::{self, CallbackEvent, PendingCall, UrlRules},
         crypto::Keys,
         error::Result,
         time::Millis,
@@ -34,9 +34,13 @@ use crate::{
     ports::{CallbackQueue, Clock, ExpiryStore, SystemClock, Webhooks},
 };
 
-/// Calls in flight at once within one batch (a receiver may take 5 s to answer).
-const CONCURRENCY: usize = 16;
-/// A sweep stops starting rounds after this long; the next one is a minute away.
+/// Calls in flight at once within one batch (a receiver may take 5 s to answer). A stream
+/// batch is up to 100 records (~100 events), so 64 make it about one wave of calls: the batch
+/// lasts about as long as its slowest call, where 16 took ~7 waves (up to 35 s with slow
+/// receivers) and held the shard's records back (template.yaml, ParallelizationFactor).
+const CONCURRENCY: usize = 64;
+/// A sweep starts no read after this long (the function's timeout is 60 s; the next sweep is
+/// a minute away and goes on from what is left).
 const SWEEP_BUDGET: Duration = Duration::from_secs(40);
 /// A queued call this close to its due time is made now (SQS delays in whole seconds).
 const DUE_SLACK_MS: Millis = 1_000;
@@ -214,18 +218,12 @@ impl CallbackWorker {
     }
 }
 
-/// Settle what is due, round after round while rounds come back full, within the budget.
+/// Settle what is due at the sweep's start: every shard of the due index, read on while it has
+/// more (`callbacks::sweep`), for up to `SWEEP_BUDGET`.
 pub async fn sweep_all(store: &dyn ExpiryStore, clock: &dyn Clock) -> Result<usize> {
-    let started = tokio::time::Instant::now();
-    let mut total = 0;
-    loop {
-        let settled = callbacks::sweep(store, clock.now_ms()).await?;
-        total += settled;
-        if settled < SWEEP_BATCH || started.elapsed() >= SWEEP_BUDGET {
-            tracing::info!(settled = total, "expiry sweep");
-            return Ok(total);
-        }
-    }
+    let settled = callbacks::sweep(store, clock.now_ms(), SWEEP_BUDGET).await?;
+    tracing::info!(settled, "expiry sweep");
+    Ok(settled)
 }
 
 /// `functions/callbacks`: the stream and retry-queue worker, or with

@@ -31,7 +31,7 @@ use crate::{
         workflows::WorkflowDef,
     },
     ports::{
-        AccountStore, CancelWrite, ExpiryStore, LimitStore, OtpStore, SendPlan, SendSnapshot, SnapshotRequest,
+        AccountStore, CancelWrite, DuePage, ExpiryStore, LimitStore, OtpStore, SendPlan, SendSnapshot, SnapshotRequest,
         VerifyWrite,
     },
 };
@@ -637,14 +637,28 @@ impl LimitStore for MemoryStore {
 
 #[async_trait]
 impl ExpiryStore for MemoryStore {
-    async fn due_otps(&self, now: Millis, limit: usize) -> Result<Vec<(String, String)>> {
+    /// One: nothing here is partitioned.
+    fn due_shards(&self) -> usize {
+        1
+    }
+
+    /// As DynamoDB's due index reads: oldest deadline first (then sid), a page at most, and
+    /// where the next one starts when it is full; the cursor is the last entry's
+    /// `{deadline, 15 digits}#{sid}`, so it sorts as the entries do.
+    async fn due_otps(&self, _shard: usize, now: Millis, limit: usize, after: Option<&str>) -> Result<DuePage> {
         let s = self.lock()?;
-        Ok(s.otps
+        let mut due: Vec<(String, &Otp)> = s
+            .otps
             .values()
             .filter(|o| o.watched && o.status == OtpStatus::Pending && o.status_at(now) != OtpStatus::Pending)
-            .take(limit)
-            .map(|o| (o.account_sid.clone(), o.sid.clone()))
-            .collect())
+            .map(|o| (due_key(o), &**o))
+            .filter(|(key, _)| after.is_none_or(|a| key.as_str() > a))
+            .collect();
+        due.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Full: more may follow (as DynamoDB's `LastEvaluatedKey` after `Limit` items).
+        let next = (limit > 0 && due.len() >= limit).then(|| due[limit - 1].0.clone());
+        let due = due.into_iter().take(limit).map(|(_, o)| (o.account_sid.clone(), o.sid.clone())).collect();
+        Ok(DuePage { due, next })
     }
 
     async fn settle(&self, account_sid: &str, otp_sid: &str, now: Millis) -> Result<bool> {
@@ -664,6 +678,16 @@ impl ExpiryStore for MemoryStore {
         }
         Ok(true)
     }
+}
+
+/// Where a pending OTP sorts among the due ones: its deadline (expiry, or the end of the guard
+/// time of the send that superseded it), then its sid.
+fn due_key(o: &Otp) -> String {
+    let deadline = match o.cancel_at_ms {
+        Some(at) if at < o.expires_ms => at,
+        _ => o.expires_ms,
+    };
+    format!("{:015}#{}", deadline.max(0), o.sid)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The expiry sweeper's store on DynamoDB (docs/data-model.md, "Due index"): OTPs stored
-//! pending carry `gsi2pk = DUE` and `gsi2sk = {deadline}#{sid}`, so "due at now" is one
-//! `Query` of one key range; settling one is a conditional `UpdateItem` that also takes it out
-//! of the index.
+//! pending carry `gsi2pk = DUE#{shard}` (512 shards, by sid) and `gsi2sk = {deadline}#{sid}`,
+//! so "due at now" is one key range of each shard, read a page at a time; settling one is a
+//! conditional `UpdateItem` that also takes it out of the index. Entries the version before
+//! the shards wrote (`gsi2pk = DUE`) are read as one more shard.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
@@ -11,7 +12,7 @@ use aws_sdk_dynamodb::{
 
 use super::{
     errors,
-    items::{attr, deadline, from_item, gsi2sk, gsi2sk_due_before, Item, Key, OtpItem, DUE_PARTITION},
+    items::{attr, deadline, due_partition, from_item, gsi2sk, gsi2sk_due_before, Item, Key, OtpItem, DUE_SHARDS},
     n,
     otps::LEAVE_DUE_INDEX,
     s,
@@ -24,7 +25,7 @@ use crate::{
         otp::{Otp, OtpStatus},
         time::Millis,
     },
-    ports::ExpiryStore,
+    ports::{DuePage, ExpiryStore},
 };
 
 /// Stored pending, past its timeout, and not canceled by a supersede first: what
@@ -92,14 +93,41 @@ impl DynamoStore {
     }
 }
 
+/// Where a page of the due index ended: its `LastEvaluatedKey` (the index's key and the
+/// table's, all strings), kept as JSON between two Queries of the same sweep.
+fn cursor_of(key: Item) -> Result<String> {
+    let key: std::collections::BTreeMap<String, String> = key
+        .into_iter()
+        .map(|(name, value)| match value {
+            AttributeValue::S(v) => Ok((name, v)),
+            _ => {
+                tracing::error!(attribute = %name, "a key of the due index that is not a string");
+                Err(Error::Internal)
+            }
+        })
+        .collect::<Result<_>>()?;
+    serde_json::to_string(&key).map_err(|_| Error::Internal)
+}
+
+fn cursor_key(cursor: &str) -> Result<Item> {
+    let key: std::collections::BTreeMap<String, String> = serde_json::from_str(cursor).map_err(|_| Error::Internal)?;
+    Ok(key.into_iter().map(|(name, v)| (name, AttributeValue::S(v))).collect())
+}
+
 #[async_trait]
 impl ExpiryStore for DynamoStore {
-    async fn due_otps(&self, now: Millis, limit: usize) -> Result<Vec<(String, String)>> {
+    /// The 512 shards of the index, and one more: the legacy `DUE` partition (`due_partition`).
+    fn due_shards(&self) -> usize {
+        DUE_SHARDS + 1
+    }
+
+    async fn due_otps(&self, shard: usize, now: Millis, limit: usize, after: Option<&str>) -> Result<DuePage> {
         #[derive(serde::Deserialize)]
         struct Due {
             account_sid: String,
             sid: String,
         }
+        let start = after.map(cursor_key).transpose()?;
         let out = self
             .client
             .query()
@@ -108,13 +136,15 @@ impl ExpiryStore for DynamoStore {
             .key_condition_expression("#pk = :due AND #sk < :before")
             .expression_attribute_names("#pk", attr::GSI2PK)
             .expression_attribute_names("#sk", attr::GSI2SK)
-            .expression_attribute_values(":due", s(DUE_PARTITION))
+            .expression_attribute_values(":due", s(due_partition(shard)))
             .expression_attribute_values(":before", s(gsi2sk_due_before(now)))
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
             .send()
             .await
             .map_err(|e| errors::sdk("Query(due)", &e))?;
-        out.items
+        let due = out
+            .items
             .unwrap_or_default()
             .into_iter()
             .map(|item| {
@@ -124,7 +154,9 @@ impl ExpiryStore for DynamoStore {
                 })?;
                 Ok((due.account_sid, due.sid))
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        let next = out.last_evaluated_key.map(cursor_of).transpose()?;
+        Ok(DuePage { due, next })
     }
 
     async fn settle(&self, account_sid: &str, otp_sid: &str, now: Millis) -> Result<bool> {

@@ -226,8 +226,40 @@ pub(crate) fn gsi1sk(created_ms: Millis, sid: &str) -> String {
     format!("{:015}#{}", created_ms.max(0), esc(sid))
 }
 
-/// The one partition of `gsi2`, the sparse index of OTPs stored pending (see `expiry.rs`).
-pub(crate) const DUE_PARTITION: &str = "DUE";
+/// The partitions of `gsi2`, the sparse index of OTPs stored pending (see `expiry.rs`): an OTP
+/// is put in `DUE#{shard, 3 digits}`, its shard a hash of its sid (whose last 10 bytes are
+/// random), so the index's writes spread evenly.
+///
+/// Why 512: every watched OTP writes its entry at the send and deletes it when settled (2 WCU
+/// of the index per pair, +2 for an OTP superseded by a resend: ~2.1 at 5 % resends). A
+/// deployment at 100,000 pairs/s writes ~210,000 WCU/s to the index; a partition takes 1,000
+/// WCU/s, and half of it is the most to plan for (bursts, the 99.9th second), so ≥ 420 shards:
+/// 512 give ~410 WCU/s each (one account at 10,000 pairs/s: ~41). The cost is the sweep's: one
+/// Query per shard a minute (0.5 RRU each when idle). Never lower it on a deployed table: the
+/// sweeper reads shards `0..DUE_SHARDS`, so entries in a shard above would not be swept.
+pub(crate) const DUE_SHARDS: usize = 512;
+
+/// The partition every pending OTP was put in before the index was sharded: entries the
+/// earlier version wrote are swept from it until they are all settled (`due_partition`).
+pub(crate) const LEGACY_DUE_PARTITION: &str = "DUE";
+
+/// The `gsi2pk` of an OTP: its shard of the due index (FNV-1a of the sid, whose random bytes
+/// make it uniform). Only the send's put names it (later writes set or remove `gsi2sk`, or
+/// both keys) and the sweeper reads every shard, so nothing needs to compute it again.
+pub(crate) fn due_shard_of(otp_sid: &str) -> String {
+    let hash =
+        otp_sid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    due_partition(usize::try_from(hash % DUE_SHARDS as u64).unwrap_or(0))
+}
+
+/// The `gsi2pk` the sweeper reads as shard `shard`: `DUE#000`..`DUE#511`, then the legacy `DUE`.
+pub(crate) fn due_partition(shard: usize) -> String {
+    if shard < DUE_SHARDS {
+        format!("DUE#{shard:03}")
+    } else {
+        LEGACY_DUE_PARTITION.to_owned()
+    }
+}
 
 /// `gsi2sk` of a pending OTP: its deadline (expiry, or the end of its guard time once
 /// superseded), then its sid, so "due at now" is one key range.
@@ -796,7 +828,7 @@ impl From<&Otp> for OtpItem {
         OtpItem {
             pk: key.pk,
             sk: key.sk,
-            gsi2pk: due.then(|| DUE_PARTITION.to_owned()),
+            gsi2pk: due.then(|| due_shard_of(&o.sid)),
             gsi2sk: due.then(|| gsi2sk(deadline(o), &o.sid)),
             ttl: otp_ttl(o.created_ms),
             sid: o.sid.clone(),
@@ -1226,6 +1258,33 @@ mod tests {
         assert_eq!(item.get("sk"), Some(&AttributeValue::S("OTP0".into())), "sorted by sid");
         let back: Otp = from_item::<OtpItem, _>(item).unwrap();
         assert_eq!(back, otp);
+    }
+
+    #[test]
+    fn due_entries_spread_evenly_over_the_shards_the_sweeper_reads() {
+        // Given 100,000 fresh OTP sids, all minted in the same millisecond
+        let sids: Vec<String> = (0..100_000).map(|_| crate::domain::ids::otp_sid(1_700_000_000_000)).collect();
+        // When each is given its due index partition
+        let mut per_shard = std::collections::HashMap::<String, usize>::new();
+        for sid in &sids {
+            *per_shard.entry(due_shard_of(sid)).or_default() += 1;
+        }
+        // Then every one of the 512 shards is used, none more than 1.5× the mean of ~195 (the
+        // issue's bound on the busiest shard; ~1.25× is what random sids give)
+        assert_eq!(per_shard.len(), DUE_SHARDS);
+        let busiest = per_shard.values().max().copied().unwrap();
+        assert!(busiest * DUE_SHARDS * 2 <= sids.len() * 3, "{busiest} in one shard");
+        // And they are the partitions the sweeper reads, the legacy one last
+        let read: std::collections::HashSet<String> = (0..DUE_SHARDS).map(due_partition).collect();
+        assert!(per_shard.keys().all(|k| read.contains(k)), "{per_shard:?}");
+        assert_eq!((due_partition(0).as_str(), due_partition(511).as_str()), ("DUE#000", "DUE#511"));
+        assert_eq!(due_partition(DUE_SHARDS), LEGACY_DUE_PARTITION);
+        // And a watched pending OTP's item carries it; an unwatched one is not in the index
+        let mut otp = crate::domain::otp::tests::otp_at(1_700_000_000_000);
+        otp.watched = true;
+        assert_eq!(OtpItem::from(&otp).gsi2pk, Some(due_shard_of(&otp.sid)));
+        otp.watched = false;
+        assert_eq!(OtpItem::from(&otp).gsi2pk, None);
     }
 
     #[test]

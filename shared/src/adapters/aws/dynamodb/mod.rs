@@ -33,7 +33,7 @@ use rand::Rng;
 
 pub use accounts::ACCOUNT_CACHE_TTL;
 pub use calls::CallCounts;
-pub use stream::otp_from_image;
+pub use stream::{otp_from_image, otp_item};
 pub use table::{create_table, create_table_with_stream, GSI1, GSI2};
 
 use self::{

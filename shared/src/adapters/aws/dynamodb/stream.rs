@@ -1,7 +1,7 @@
 //! The table's stream images (DynamoDB Streams, `NEW_AND_OLD_IMAGES`) read back as domain
 //! OTPs, through the same item struct as every read, so the stream and the table agree.
 
-use super::items::{from_item, OtpItem, OTP_PREFIX};
+use super::items::{from_item, to_item, OtpItem, OTP_PREFIX};
 use crate::domain::{error::Result, otp::Otp};
 
 /// The OTP of a stream image; None for an image of another kind of item (or none at all).
@@ -12,4 +12,10 @@ pub fn otp_from_image(image: serde_dynamo::Item) -> Result<Option<Otp>> {
         return Ok(None);
     }
     from_item::<OtpItem, Otp>(attrs).map(Some)
+}
+
+/// The item a send puts for `otp` (the inverse of `otp_from_image`), for loading OTPs in bulk
+/// (`BatchWriteItem`) where a send's transaction per OTP would be too slow: tests at scale.
+pub fn otp_item(otp: &Otp) -> Result<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    to_item(&OtpItem::from(otp))
 }
