@@ -9,8 +9,12 @@
 #             CPU 0, load on CPU 1), p50/p99 of send and verify, RSS after each load round; both
 #             built with profile.speed (opt-level 3), as the dev server is meant to run
 #   dynamodb  round trips and capacity units per operation, cost per million OTPs (on moto)
+#   heat      the heat model: units per send+verify pair on each partition key in a burst on
+#             moto, and the highest pairs/s per account and per deployment, with the key and
+#             rule that set each (infra/bench/src/bin/heat_model.rs; HEAT_PAIRS per account)
 #
-# Needs wrk (Debian: apt-get install wrk) and zip; moto comes from `.venv` as in make test.
+# Needs wrk and zip (installed with apt-get when missing: as root, or with sudo); moto comes
+# from `.venv` as in make test.
 # BENCH_SECONDS (default 8) sets each load round's length. Never part of make test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -28,6 +32,19 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+# wrk and zip come from Debian's packages: installed here when missing (root, or sudo).
+MISSING=()
+for tool in wrk zip; do command -v "$tool" >/dev/null || MISSING+=("$tool"); done
+if ((${#MISSING[@]})); then
+    echo "==> installing ${MISSING[*]} (apt-get)"
+    if [[ $(id -u) -eq 0 ]]; then AS_ROOT=(env); elif command -v sudo >/dev/null; then AS_ROOT=(sudo -n env); else AS_ROOT=(); fi
+    if ! { ((${#AS_ROOT[@]})) && command -v apt-get >/dev/null &&
+        "${AS_ROOT[@]}" DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        "${AS_ROOT[@]}" DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${MISSING[@]}" >/dev/null; }; then
+        echo "bench: ${MISSING[*]} missing and not installed (needs apt-get, as root or with sudo): install them and run again" >&2
+        exit 1
+    fi
+fi
 for tool in wrk zip taskset; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing (Debian: apt-get install $tool)" >&2; exit 1; }
 done
@@ -155,3 +172,7 @@ if ! bash "$MOTO" status >/dev/null 2>&1; then
 fi
 eval "$(bash "$MOTO" env)"
 "$TARGET/dynamo-costs" | sed 's/^/    /'
+
+echo
+echo "==> DynamoDB heat model (moto; which key caps pairs/s per account and per deployment)"
+"$TARGET/heat-model" | sed 's/^/    /'
