@@ -60,6 +60,11 @@ where
             if e.transient() || status >= 500 {
                 tracing::warn!(op, code = e.code(), status, "DynamoDB unavailable");
                 Error::Unavailable
+            } else if key_too_large(e.code(), e.message()) {
+                // Input made a key longer than DynamoDB takes (every bound the API checks keeps
+                // keys far below it, so a missing bound): the caller's request, not a 5xx.
+                tracing::error!(op, code = e.code(), status, "a key over DynamoDB's size limit");
+                Error::invalid("request", "a value is too long to be stored")
             } else {
                 tracing::error!(op, code = e.code(), status, "DynamoDB refused the request");
                 Error::Internal
@@ -75,6 +80,14 @@ where
             Error::Unavailable
         }
     }
+}
+
+/// DynamoDB's `ValidationException` for a key over its limits (2,048 bytes of partition key,
+/// 1,024 of sort key): "Size of hashkey has exceeded the maximum size limit of 2048 bytes",
+/// "Aggregated size of all range keys has exceeded the size limit of 1024 bytes".
+fn key_too_large(code: Option<&str>, message: Option<&str>) -> bool {
+    let message = message.unwrap_or_default().to_ascii_lowercase();
+    code == Some("ValidationException") && message.contains("size") && message.contains("key")
 }
 
 /// What one item of a canceled transaction says.
@@ -115,5 +128,36 @@ pub(crate) fn canceled(reasons: &[Reason]) -> Error {
         Error::Unavailable
     } else {
         Error::Contended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::{body::SdkBody, error::ErrorMetadata};
+
+    use super::*;
+
+    fn validation(message: &str) -> SdkError<QueryError, Response> {
+        let meta = ErrorMetadata::builder().code("ValidationException").message(message).build();
+        SdkError::service_error(
+            QueryError::generic(meta),
+            Response::new(StatusCode::try_from(400).unwrap(), SdkBody::empty()),
+        )
+    }
+
+    #[test]
+    fn a_key_over_dynamodbs_size_limit_is_the_callers_400_and_any_other_refusal_a_bug() {
+        // Given DynamoDB's answers to a 2 KB partition key and a 1 KB sort key (moto checks
+        // neither size, so the mapping is tested here)
+        for message in [
+            "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of 2048 bytes",
+            "One or more parameter values were invalid: Aggregated size of all range keys has exceeded the size limit of 1024 bytes",
+        ] {
+            // Then each answers 400, not 500
+            assert!(matches!(sdk("Query", &validation(message)), Error::InvalidParameter { .. }), "{message}");
+        }
+        // And a malformed expression (our bug) stays Internal
+        assert_eq!(sdk("Query", &validation("Invalid KeyConditionExpression: Syntax error")), Error::Internal);
     }
 }
