@@ -338,6 +338,24 @@ fn every_api_route_is_throttled_by_the_rate_and_burst_parameters() {
     assert!(burst < 1000.0, "ApiThrottleBurst default {burst}");
 }
 
+#[test]
+fn the_table_is_warm_from_its_first_second_at_what_the_parameters_say() {
+    // Given the template's table
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
+    let template: Value = serde_yaml::from_str(&text).expect("template.yaml parses");
+    let warm = &template["Resources"]["TwofaTable"]["Properties"]["WarmThroughput"];
+    // Then its warm throughput is the deployer's two parameters
+    assert_eq!(ref_target(&warm["WriteUnitsPerSecond"]), Some("TableWarmWriteUnits"), "{warm:?}");
+    assert_eq!(ref_target(&warm["ReadUnitsPerSecond"]), Some("TableWarmReadUnits"), "{warm:?}");
+    // And by default above what a new on-demand table starts with (4,000 writes, 12,000
+    // reads), never below it (DynamoDB only raises warm throughput)
+    let default = |name: &str| template["Parameters"][name]["Default"].as_f64().unwrap_or(0.0);
+    let min = |name: &str| template["Parameters"][name]["MinValue"].as_f64().unwrap_or(0.0);
+    assert!(default("TableWarmWriteUnits") > 4000.0 && min("TableWarmWriteUnits") >= 4000.0);
+    assert!(default("TableWarmReadUnits") >= 12000.0 && min("TableWarmReadUnits") >= 12000.0);
+}
+
 /// Every IAM statement of the template (functions' `Policies` and roles' `PolicyDocument`s),
 /// with the statement list it is in.
 fn statements(template: &Value) -> Vec<(&Value, &Vec<Value>)> {
