@@ -187,8 +187,9 @@ case "${1:-}" in
     install) cmd_install ;;
     run) cmd_run ;;
     dev) cmd_dev ;;
+    check) check_report "${2:?report file}" "${3:?users}" ;;
     *)
-        echo "usage: $0 {install|run|dev}" >&2
+        echo "usage: $0 {install|run|dev|check REPORT USERS}" >&2
         exit 2
         ;;
 esac
