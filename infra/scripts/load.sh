@@ -7,6 +7,9 @@
 #   infra/scripts/load.sh dev       make test's bounded run: a dev server of its own on a free
 #                                   port, its account given test numbers, a short run, checks on
 #                                   the report, the server stopped (by the pid recorded here)
+#   infra/scripts/load.sh check REPORT USERS   dev's checks on the REPORT=file.json of a run with
+#                                   WRONG_PERCENT > 0 (a bounded run against make local-aws;
+#                                   LOAD_TEST_MIN_PAIRS, 200, the fewest pairs it accepts)
 #
 # run's settings (environment, or make load's variables): URL, SID, TOKEN (required); NUMBERS,
 # comma-separated test numbers as `to:code`, or `to` with CODE (the account's policy must list
