@@ -7,6 +7,8 @@
 #   make build     sam build: every function of template.yaml (cargo-lambda, release profile), ARCH=x86_64|arm64
 #   make local-aws the whole API on sam local start-api (Lambda containers, AWS from moto); local-aws-down stops it
 #   make test-sam  black-box API tests against make local-aws, then stops all it started (needs Docker)
+#   make load URL=… SID=… TOKEN=… NUMBERS=…  send+verify pairs with Locust against any deployment
+#                  (USERS RAMP DURATION CODE WRONG_PERCENT PROCESSES REPORT; infra/scripts/load.sh)
 #   make deploy    sam build + sam deploy (--guided the first time, writing samconfig.toml)
 #   make validate  cfn-lint + sam validate --lint on template.yaml (also part of make test)
 #   make check-build  debug build of the workspace with the AWS backends
@@ -15,7 +17,8 @@
 #   make moto-up / moto-down   start / stop the local moto server (infra/scripts/moto.sh)
 #
 # aws-sam-cli, cargo-lambda and cfn-lint are installed pinned (infra/sam/requirements.txt) into
-# .venv-sam by infra/scripts/sam.sh; moto into .venv by infra/scripts/moto.sh.
+# .venv-sam by infra/scripts/sam.sh; moto into .venv by infra/scripts/moto.sh; Locust into
+# .venv-load by infra/scripts/load.sh.
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -25,7 +28,7 @@ SAM := infra/scripts/sam.sh
 ARCH ?=
 
 .PHONY: all run test bench fuzz build check-build lambda lint fmt moto-up moto-down moto-env \
-	local-aws local-aws-down test-sam deploy validate
+	local-aws local-aws-down test-sam deploy validate load
 
 all: check-build
 
@@ -58,6 +61,10 @@ local-aws-down:
 
 test-sam:
 	ARCH=$(ARCH) bash infra/scripts/test-sam.sh
+
+# Command-line variables reach the script's environment (make exports them).
+load:
+	bash infra/scripts/load.sh run
 
 deploy:
 	ARCH=$(ARCH) bash $(SAM) deploy

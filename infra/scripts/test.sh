@@ -95,6 +95,7 @@ installed() { # installed NAME: waits for its install; prints its log if it fail
 background_install sam bash infra/scripts/sam.sh install
 background_install schemathesis bash infra/scripts/schemathesis.sh install
 background_install cargo-lambda bash infra/scripts/workflow_e2e.sh install
+background_install load bash infra/scripts/load.sh install
 
 # --- checks ----------------------------------------------------------------------------
 phase "rustfmt" cargo fmt --all -- --check
@@ -124,6 +125,10 @@ phase "tests" run_tests "$@"
 # The dev server against openapi.yaml (starts and stops its own server, by pid).
 schemathesis() { installed schemathesis && bash infra/scripts/schemathesis.sh run; }
 phase "schemathesis" schemathesis
+# make load's tool on a short bounded run (5 users, 15 s) against a dev server of its own: pairs
+# verified, wrong codes answered 474, nothing else (starts and stops its server, by pid).
+load_test() { installed load && bash infra/scripts/load.sh dev; }
+phase "load (Locust, dev server)" load_test
 
 # One plain closing line: cargo prints a result per test binary (the last one is the doc-tests,
 # often "0 passed"), so the sum over all of them is what this run actually tested.
