@@ -32,26 +32,15 @@ LOCUSTFILE="${ROOT}/infra/load/locustfile.py"
 
 log() { printf '[load] %s\n' "$*" >&2; }
 die() { printf '[load] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 
 cmd_install() {
     if [[ -x "${VENV}/bin/locust" && -f "${STAMP}" && "$(cat "${STAMP}")" == "${SPEC}" ]]; then
         log "${SPEC} already installed in .venv-load"
         return 0
     fi
-    if [[ ! -x "${VENV}/bin/python" ]]; then
-        log "creating .venv-load"
-        if ! "${PYTHON}" -m venv "${VENV}"; then
-            # Debian's python3 ships venv/ensurepip separately.
-            rm -rf "${VENV}"
-            if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
-                log "python3 -m venv failed; installing python3-venv"
-                apt-get install -y -q python3-venv >&2 || { apt-get update -q >&2 && apt-get install -y -q python3-venv >&2; }
-                "${PYTHON}" -m venv "${VENV}"
-            else
-                die "python3 -m venv failed (install python3-venv)"
-            fi
-        fi
-    fi
+    make_venv "${VENV}"
     log "installing ${SPEC}"
     "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check "${SPEC}" >&2
     [[ -x "${VENV}/bin/locust" ]] || die "locust missing after install"

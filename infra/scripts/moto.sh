@@ -37,6 +37,8 @@ BASE_URL="http://${MOTO_HOST}:${MOTO_PORT}"
 
 log() { printf '[moto] %s\n' "$*" >&2; }
 die() { printf '[moto] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 
 # http METHOD URL [BODY]: prints the response body; non-zero exit on connection error or non-2xx.
 # Uses the venv's python so nothing beyond python3 is needed on the machine.
@@ -64,20 +66,7 @@ cmd_install() {
         log "moto ${MOTO_VERSION} already installed in .venv"
         return 0
     fi
-    if [[ ! -x "${VENV}/bin/python" ]]; then
-        log "creating virtualenv .venv with $(command -v "${PYTHON}" || echo "${PYTHON}")"
-        if ! "${PYTHON}" -m venv "${VENV}"; then
-            # Debian's python3 ships venv/ensurepip separately.
-            rm -rf "${VENV}"
-            if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
-                log "python3 -m venv failed; installing python3-venv"
-                apt-get install -y -q python3-venv >&2 || { apt-get update -q >&2 && apt-get install -y -q python3-venv >&2; }
-                "${PYTHON}" -m venv "${VENV}"
-            else
-                die "python3 -m venv failed (install python3-venv)"
-            fi
-        fi
-    fi
+    make_venv "${VENV}"
     log "installing ${MOTO_SPEC}"
     "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check "${MOTO_SPEC}" >&2
     [[ -x "${VENV}/bin/moto_server" ]] || die "moto_server missing after install"

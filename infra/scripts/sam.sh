@@ -74,6 +74,8 @@ case "$ARCH" in x86_64 | arm64) ;; *) echo "[sam] ARCH must be x86_64 or arm64, 
 
 log() { printf '[sam] %s\n' "$*" >&2; }
 die() { printf '[sam] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 
 cmd_install() {
     local want
@@ -82,10 +84,7 @@ cmd_install() {
         return 0
     fi
     local start=$SECONDS
-    if [[ ! -x "$VENV/bin/python" ]]; then
-        log "creating .venv-sam with $(command -v "$PYTHON" || echo "$PYTHON")"
-        "$PYTHON" -m venv "$VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
-    fi
+    make_venv "$VENV"
     log "installing $REQUIREMENTS (aws-sam-cli, cargo-lambda, cfn-lint and their dependencies, pinned)"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" >&2
     "$VENV/bin/sam" --version >&2

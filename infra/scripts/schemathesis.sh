@@ -35,16 +35,15 @@ TOKEN="schemathesis-token-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 
 log() { printf '[schemathesis] %s\n' "$*" >&2; }
 die() { printf '[schemathesis] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 
 cmd_install() {
     if [[ -x "${VENV}/bin/schemathesis" && -f "${STAMP}" && "$(cat "${STAMP}")" == "${SPEC}" ]]; then
         log "${SPEC} already installed in .venv-schemathesis"
         return 0
     fi
-    if [[ ! -x "${VENV}/bin/python" ]]; then
-        log "creating .venv-schemathesis"
-        "${PYTHON}" -m venv "${VENV}" || die "python3 -m venv failed (install python3-venv)"
-    fi
+    make_venv "${VENV}"
     log "installing ${SPEC}"
     "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check "${SPEC}" >&2
     [[ -x "${VENV}/bin/schemathesis" ]] || die "schemathesis missing after install"
