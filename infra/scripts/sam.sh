@@ -245,7 +245,8 @@ cmd_up() {
     # own `cargo build` would build the dependencies again with other features).
     [[ "${SAM_SKIP_BUILD:-0}" == 1 ]] || cargo build -q --workspace --all-targets --features twofa/aws
     local aws_env=(AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
-        AWS_REGION=us-east-1 TWOFA_AWS_ATTEMPT_TIMEOUT_MS=10000 TWOFA_AWS_OPERATION_TIMEOUT_MS=30000)
+        AWS_REGION=us-east-1 TWOFA_AWS_ATTEMPT_TIMEOUT_MS=10000 TWOFA_AWS_OPERATION_TIMEOUT_MS=30000
+        TWOFA_AWS_CONNECT_TIMEOUT_MS=10000)
     seed=$(env "${aws_env[@]}" "$target/twofa-seed" --table twofa-local --secret twofa-local-master --sender otp@example.com)
     eval "$seed"
     account=$(env "${aws_env[@]}" TWOFA_TABLE="$TWOFA_TABLE" TWOFA_SECRET_ARN="$TWOFA_SECRET_ARN" \
@@ -281,6 +282,7 @@ import json, sys
 json.dump({"Parameters": {
     "TWOFA_TABLE": sys.argv[2], "TWOFA_SECRET_ARN": sys.argv[3], "AWS_ENDPOINT_URL": sys.argv[4],
     "TWOFA_AWS_ATTEMPT_TIMEOUT_MS": "10000", "TWOFA_AWS_OPERATION_TIMEOUT_MS": "30000",
+    "TWOFA_AWS_CONNECT_TIMEOUT_MS": "10000",
     # sam local would pass the state machine's logical id: the one made in moto instead.
     "TWOFA_WORKFLOW_STATE_MACHINE_ARN": sys.argv[5],
     # The stack's own SES configuration set is not in moto: emails go without a set.

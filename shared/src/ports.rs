@@ -143,6 +143,13 @@ pub enum CancelWrite {
 
 #[async_trait]
 pub trait OtpStore: Send + Sync {
+    /// How many partitions this store spreads an account's OTPs over: a fresh sid names one of
+    /// them (`ids::otp_sid_bytes`), so a verify finds it from the sid alone. The embedded
+    /// store keeps one list and takes any.
+    fn otp_shards(&self) -> usize {
+        crate::domain::ids::OTP_SHARDS
+    }
+
     /// Everything a send reads before it decides, in one round trip.
     async fn snapshot(&self, req: &SnapshotRequest<'_>) -> Result<SendSnapshot>;
 

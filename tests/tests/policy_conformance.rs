@@ -342,7 +342,7 @@ async fn a_verify_whose_sid_names_another_country_counts_in_the_otps_own(f: Fixt
     let account =
         f.set(&account, serde_json::json!({ "pumpingGuard": { "minSends": 1, "minVerifyPercent": 100 } })).await;
     let now = f.clock.now_ms();
-    let sid = f.deps.keys.otp_sid(Some("GB"), now);
+    let sid = f.deps.keys.otp_sid(Some("GB"), now, f.deps.store.otp_shards());
     let otp = Otp {
         code_hash: f.deps.keys.hash_code(&sid, "123456").to_vec(),
         sealed_code: vec![],

@@ -466,8 +466,8 @@ impl Keys {
     /// first. Bytes 6..9 become a tag and the two letters, masked with an HMAC of the other 13
     /// under the current key: they still look uniformly random (56 random bits remain) and
     /// only the server can read the country back.
-    pub fn otp_sid(&self, country: Option<&str>, created_ms: Millis) -> String {
-        let mut bytes = super::ids::otp_sid_bytes(created_ms);
+    pub fn otp_sid(&self, country: Option<&str>, created_ms: Millis, shards: usize) -> String {
+        let mut bytes = super::ids::otp_sid_bytes(created_ms, shards);
         // libphonenumber's non-geographic region (`001`: +800, +870, +881…) goes as `01`.
         let country = country.map(|cc| if cc == NON_GEOGRAPHIC { "01" } else { cc });
         if let Some(cc) = country
@@ -744,7 +744,7 @@ mod tests {
         let sealed = before.seal(Purpose::WebhookSecret, b"whsec", "AC1");
         let token = before.hash_token("AC1", "tok");
         let code = before.hash_code("OTP1", "1234");
-        let sid = before.otp_sid(Some("GB"), 5);
+        let sid = before.otp_sid(Some("GB"), 5, 256);
         // When key 1 becomes current (active now) beside it
         let after = ring(&[(0, 0, 1), (1, 1, 2)]);
         // Then the old values still open, match and read under key 0
@@ -832,17 +832,17 @@ mod tests {
     #[test]
     fn otp_sids_carry_their_country_readable_only_with_the_key() {
         let keys = Keys::random();
-        let sid = keys.otp_sid(Some("GB"), 1_700_000_000_000);
+        let sid = keys.otp_sid(Some("GB"), 1_700_000_000_000, 256);
         assert!(crate::domain::ids::is_sid("OTP", &sid), "{sid}");
         assert_eq!(keys.otp_sid_country(&sid).as_deref(), Some("GB"));
-        let non_geographic = keys.otp_sid(Some("001"), 5);
+        let non_geographic = keys.otp_sid(Some("001"), 5, 256);
         assert_eq!(keys.otp_sid_country(&non_geographic).as_deref(), Some("001"));
         assert_eq!(Keys::random().otp_sid_country(&sid), None, "another key reads nothing (or noise)");
         assert_eq!(&sid[..15], crate::domain::ids::otp_sid_floor(1_700_000_000_000), "the time stays readable");
-        let plain = keys.otp_sid(None, 5);
+        let plain = keys.otp_sid(None, 5, 256);
         assert!(crate::domain::ids::is_sid("OTP", &plain));
-        let misread = (0..2000).filter(|_| keys.otp_sid_country(&keys.otp_sid(None, 5)).is_some()).count();
+        let misread = (0..2000).filter(|_| keys.otp_sid_country(&keys.otp_sid(None, 5, 256)).is_some()).count();
         assert!(misread <= 2, "{misread} of 2000 plain sids read as carrying a country");
-        assert_ne!(keys.otp_sid(Some("GB"), 5), keys.otp_sid(Some("GB"), 5));
+        assert_ne!(keys.otp_sid(Some("GB"), 5, 256), keys.otp_sid(Some("GB"), 5, 256));
     }
 }

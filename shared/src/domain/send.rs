@@ -191,8 +191,11 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
     let guarded = country.as_deref().filter(|cc| test.is_none() && guard::guards(&account.policy.guard, cc));
     let now = deps.clock.now_ms();
     let (sid, code) = match test {
-        Some(t) => (deps.keys.otp_sid(None, now), t.code(&deps.keys, &account.sid).ok_or(Error::Internal)?),
-        None => (deps.keys.otp_sid(country.as_deref(), now), generate_code(req.length)),
+        Some(t) => (
+            deps.keys.otp_sid(None, now, deps.store.otp_shards()),
+            t.code(&deps.keys, &account.sid).ok_or(Error::Internal)?,
+        ),
+        None => (deps.keys.otp_sid(country.as_deref(), now, deps.store.otp_shards()), generate_code(req.length)),
     };
     let run = workflow.map(|wf| WorkflowRun {
         workflow_sid: wf.sid,

@@ -40,6 +40,9 @@ pub struct Config {
     /// The workflow state machine (`TWOFA_WORKFLOW_STATE_MACHINE_ARN`); without it workflows
     /// past their first step are not run.
     pub workflow_state_machine_arn: Option<String>,
+    /// Partitions an account's fresh OTPs are spread over (`TWOFA_OTP_SHARDS`, a power of two
+    /// up to 256, default 256; raise only: search reads this many).
+    pub otp_shards: usize,
 }
 
 impl Config {
@@ -52,6 +55,14 @@ impl Config {
             ses_configuration_set: opt("TWOFA_SES_CONFIGURATION_SET"),
             voice_configuration_set: opt("TWOFA_VOICE_CONFIGURATION_SET"),
             workflow_state_machine_arn: opt("TWOFA_WORKFLOW_STATE_MACHINE_ARN"),
+            otp_shards: match opt("TWOFA_OTP_SHARDS") {
+                None => crate::domain::ids::OTP_SHARDS,
+                Some(n) => n
+                    .parse()
+                    .ok()
+                    .filter(|&n| crate::domain::ids::valid_shard_count(n))
+                    .ok_or("TWOFA_OTP_SHARDS must be a power of two from 1 to 256")?,
+            },
         })
     }
 }
@@ -125,7 +136,7 @@ pub async fn parts_from_env() -> Result<(Parts, aws_config::SdkConfig), BoxError
     // Every delivery attempt also writes a dispatch metric line (adapters::emf).
     let dispatcher = MeteredDispatcher::new(Arc::new(dispatcher(&sdk, &config)), stdout_sink(), metrics_namespace());
     let scheduler = scheduler(&sdk, &config);
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table).with_otp_shards(config.otp_shards);
     Ok((Parts { store: Arc::new(store), dispatcher: Arc::new(dispatcher), scheduler }, sdk))
 }
 

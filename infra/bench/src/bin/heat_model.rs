@@ -478,7 +478,8 @@ fn family(pk: &str, sids: &[String]) -> String {
     let mut parts = pk.split('#');
     let prefix = parts.next().unwrap_or_default();
     let names: &[&str] = match prefix {
-        "OTP" | "USAGE" | "ACCOUNT" | "LIMIT" | "WF" => &["account"],
+        "OTP" => &["account", "shard"],
+        "USAGE" | "ACCOUNT" | "LIMIT" | "WF" => &["account"],
         "DEST" => &["account", "to"],
         "GUARD" => &["account", "country", "bucket", "shard"],
         "MSG" => &["provider id"],
@@ -552,7 +553,70 @@ struct Row {
     ceiling: Option<Ceiling>,
 }
 
-fn model(charges: &[Charge], sids: &[String], pairs: &[usize]) -> Vec<Row> {
+/// How evenly fresh sids spread over an account's OTP shards: the busiest shard's count over
+/// the mean, among `per_shard` × `ids::OTP_SHARDS` sids minted by the code sends use.
+fn otp_shard_spread(per_shard: usize) -> f64 {
+    let mut counts = vec![0usize; ids::OTP_SHARDS];
+    for _ in 0..per_shard * ids::OTP_SHARDS {
+        counts[usize::from(ids::otp_shard(&ids::otp_sid(1_765_000_000_000)).expect("sharded"))] += 1;
+    }
+    *counts.iter().max().unwrap() as f64 / per_shard as f64
+}
+
+/// The account index of a sharded OTP partition key (`OTP#{account}#{shard}`).
+fn otp_shard_account(pk: &str, sids: &[String]) -> Option<usize> {
+    let mut parts = pk.split('#');
+    let (Some("OTP"), Some(account), Some(_shard), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    sids.iter().position(|s| s == account)
+}
+
+/// The rows of the model. An account's OTP shards are one row: a burst of a few hundred
+/// pairs puts one or two on most of the 256 shards, which says nothing about a shard's share
+/// at 10,000 pairs/s; the family's units are spread over the shards as the sids spread
+/// (`spread`: the busiest shard over the mean, measured on many fresh sids).
+fn model(charges: &[Charge], sids: &[String], pairs: &[usize], spread: f64) -> Vec<Row> {
+    let (shard_charges, charges): (Vec<&Charge>, Vec<&Charge>) =
+        charges.iter().partition(|c| otp_shard_account(&c.pk, sids).is_some());
+    let mut rows = model_keys(charges.into_iter(), sids, pairs);
+    let mut per_account: BTreeMap<usize, KeyHeat> = BTreeMap::new();
+    for c in shard_charges {
+        let a = otp_shard_account(&c.pk, sids).expect("a shard key");
+        let k = per_account.entry(a).or_default();
+        k.wcu += c.wcu;
+        k.rcu += c.rcu;
+        k.flows.insert(c.tag);
+        if let (Some(item), true) = (&c.item, c.transactional) {
+            let it = k.items.entry(item.clone()).or_default();
+            it.0 += 1;
+            it.1.insert(c.tag);
+        }
+    }
+    for (a, k) in per_account {
+        let n = pairs[a] as f64;
+        let share = spread / ids::OTP_SHARDS as f64;
+        let tx = k.items.values().filter(|(_, f)| f.len() >= 2).map(|(t, _)| f64::from(*t)).fold(0.0, f64::max) / n;
+        let (wcu, rcu) = (k.wcu / n * share, k.rcu / n * share);
+        rows.push(Row {
+            family: "OTP#{account}#{shard}".into(),
+            scope: Scope::Account(a),
+            keys: ids::OTP_SHARDS,
+            wcu,
+            rcu,
+            tx,
+            ceiling: ceiling(wcu, rcu, tx),
+        });
+    }
+    rows.sort_by(|a, b| {
+        let c = |r: &Row| r.ceiling.map_or(f64::INFINITY, |c| c.pairs_per_s);
+        c(a).total_cmp(&c(b)).then(a.family.cmp(&b.family))
+    });
+    rows
+}
+
+fn model_keys<'a>(charges: impl Iterator<Item = &'a Charge>, sids: &[String], pairs: &[usize]) -> Vec<Row> {
     let account_of = |pk: &str| sids.iter().position(|s| pk.contains(s.as_str()));
     let mut keys: BTreeMap<String, KeyHeat> = BTreeMap::new();
     for c in charges {
@@ -780,7 +844,8 @@ async fn run() {
     let _ = client.delete_table().table_name(&table).send().await;
 
     let pairs = [per_account, per_account];
-    let rows = model(&heat.charges, &sids, &pairs);
+    let spread = otp_shard_spread(1000);
+    let rows = model(&heat.charges, &sids, &pairs, spread);
     let total_pairs = (2 * per_account) as f64;
     let (wcu, rcu) = heat.charges.iter().fold((0.0, 0.0), |(w, r), c| (w + c.wcu, r + c.rcu));
     println!(
@@ -855,6 +920,32 @@ async fn run() {
         );
     }
     println!("goal (issue 26): 10,000 pairs/s per account, 100,000 per deployment");
+    println!(
+        "OTP shards: the busiest of {} takes {spread:.2}x the mean share of {} fresh sids (issue 26: at most 1.5x)",
+        ids::OTP_SHARDS,
+        1000 * ids::OTP_SHARDS
+    );
+    // `HEAT_CHECK=1` (make test): hold the keys redesigned so far to the issue's rules.
+    if std::env::var_os("HEAT_CHECK").is_some() {
+        let mut failed = vec![];
+        if spread > 1.5 {
+            failed.push(format!("the busiest OTP shard takes {spread:.2}x the mean"));
+        }
+        for r in rows.iter().filter(|r| r.family == "OTP#{account}#{shard}") {
+            match r.ceiling {
+                Some(c) if c.pairs_per_s >= 10_000.0 => {}
+                c => failed.push(format!("an account's OTP shards cap it at {c:?} pairs/s")),
+            }
+        }
+        if rows.iter().any(|r| r.family == "OTP#{account}") {
+            failed.push("a fresh OTP was written to an account's unsharded partition".into());
+        }
+        if !failed.is_empty() {
+            eprintln!("heat check FAILED: {}", failed.join("; "));
+            std::process::exit(1);
+        }
+        println!("heat check: passed (OTP shards: spread and 10,000 pairs/s per account; no unsharded OTP write)");
+    }
     if std::env::var_os("HEAT_DETAIL").is_some() {
         // Where each family's units come from, per pair of all accounts.
         let mut by: BTreeMap<(String, String), (f64, f64, usize)> = BTreeMap::new();
@@ -978,7 +1069,7 @@ mod tests {
             charge("gsi2 DUE", 1.0, tag(1, 0)),
             charge("DEST#AC1#+1", 9.0, tag(0, 0)),
         ];
-        let rows = model(&charges, &sids, &[2, 2]);
+        let rows = model(&charges, &sids, &[2, 2], 1.0);
         let row = |f: &str| rows.iter().find(|r| r.family == f).unwrap();
         // 6 WCU over account 1's 2 pairs: 3 a pair, 500 / 3.
         assert_eq!(row("OTP#{account}").scope, Scope::Account(0));

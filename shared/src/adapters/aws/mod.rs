@@ -32,14 +32,15 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(1200);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(400);
 
 /// The timeouts every SDK client shares: the constants above, unless
-/// `TWOFA_AWS_ATTEMPT_TIMEOUT_MS` / `TWOFA_AWS_OPERATION_TIMEOUT_MS` say otherwise (a slow
-/// emulator on a loaded machine; the fault tests use the constants).
+/// `TWOFA_AWS_CONNECT_TIMEOUT_MS` / `TWOFA_AWS_ATTEMPT_TIMEOUT_MS` /
+/// `TWOFA_AWS_OPERATION_TIMEOUT_MS` say otherwise (a slow emulator on a loaded machine, which
+/// accepts a search's dozens of connections slowly; the fault tests use the constants).
 pub fn timeout_config() -> aws_config::timeout::TimeoutConfig {
     let ms = |var: &str, default: Duration| {
         std::env::var(var).ok().and_then(|v| v.parse().ok()).map(Duration::from_millis).unwrap_or(default)
     };
     aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_timeout(ms("TWOFA_AWS_CONNECT_TIMEOUT_MS", CONNECT_TIMEOUT))
         .operation_attempt_timeout(ms("TWOFA_AWS_ATTEMPT_TIMEOUT_MS", ATTEMPT_TIMEOUT))
         .operation_timeout(ms("TWOFA_AWS_OPERATION_TIMEOUT_MS", OPERATION_TIMEOUT))
         .build()

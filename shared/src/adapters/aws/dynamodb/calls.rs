@@ -26,6 +26,9 @@ pub struct CallCounts {
     pub transact_write_items: u64,
     /// Anything else (table management).
     pub other: u64,
+    /// Sequential rounds of reads made at once (a search or count reads an account's OTP
+    /// partitions in parallel, round by round): the round trips a caller waits for.
+    pub search_rounds: u64,
 }
 
 impl CallCounts {
@@ -52,6 +55,7 @@ impl Sub for CallCounts {
             delete_item: self.delete_item - o.delete_item,
             transact_write_items: self.transact_write_items - o.transact_write_items,
             other: self.other - o.other,
+            search_rounds: self.search_rounds - o.search_rounds,
         }
     }
 }
@@ -66,9 +70,14 @@ pub(crate) struct Counters {
     delete_item: AtomicU64,
     transact_write_items: AtomicU64,
     other: AtomicU64,
+    search_rounds: AtomicU64,
 }
 
 impl Counters {
+    pub fn count_search_round(&self) {
+        self.search_rounds.fetch_add(1, Ordering::SeqCst);
+    }
+
     fn slot(&self, operation: &str) -> &AtomicU64 {
         match operation {
             "GetItem" => &self.get_item,
@@ -93,6 +102,7 @@ impl Counters {
             delete_item: get(&self.delete_item),
             transact_write_items: get(&self.transact_write_items),
             other: get(&self.other),
+            search_rounds: get(&self.search_rounds),
         }
     }
 }

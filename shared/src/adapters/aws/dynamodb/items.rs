@@ -14,6 +14,7 @@ use crate::domain::{
     error::{Error, Result},
     guard::{GuardCount, GuardKey, BUCKET_MS, WINDOW_BUCKETS},
     idempotency::{IdempotencyRecord, WINDOW_MS},
+    ids,
     limits::{Bucket, Counter, CounterKey, LimitDef, DEFAULT_LIMIT},
     otp::{
         Channel, ChannelEvent, ChannelStatus, Check, Delivery, Destination, FailureStreak, Otp, OtpStatus, Superseded,
@@ -100,14 +101,25 @@ impl Key {
         Key::account(sid).pk
     }
 
-    /// An OTP: its account's OTP partition, sorted by sid, which starts with the creation time
-    /// (`ids::otp_sid`), so a search is a `Query` of this partition by sid range.
+    /// An OTP: the account's OTP shard its sid names (`ids::otp_shard`), else (a sid minted
+    /// before sharding) the account's old single partition; sorted by sid, which starts with
+    /// the creation time, so a search is a `Query` of each partition by sid range.
     pub fn otp(account_sid: &str, otp_sid: &str) -> Self {
-        Key::new(Self::otp_partition(account_sid), esc(otp_sid))
+        let pk = match ids::otp_shard(otp_sid) {
+            Some(shard) => Self::otp_shard(account_sid, shard),
+            None => Self::legacy_otp_partition(account_sid),
+        };
+        Key::new(pk, esc(otp_sid))
     }
 
-    /// The partition of an account's OTPs.
-    pub fn otp_partition(account_sid: &str) -> String {
+    /// One of the `ids::OTP_SHARDS` partitions of an account's OTPs.
+    pub fn otp_shard(account_sid: &str, shard: u8) -> String {
+        format!("{OTP_PREFIX}{}#{shard:02x}", esc(account_sid))
+    }
+
+    /// The partition that held all of an account's OTPs before they were sharded (read until
+    /// its OTPs have expired from search; never written with a new OTP).
+    pub fn legacy_otp_partition(account_sid: &str) -> String {
         format!("{OTP_PREFIX}{}", esc(account_sid))
     }
 
@@ -1258,6 +1270,18 @@ mod tests {
         assert_eq!(item.get("sk"), Some(&AttributeValue::S("OTP0".into())), "sorted by sid");
         let back: Otp = from_item::<OtpItem, _>(item).unwrap();
         assert_eq!(back, otp);
+    }
+
+    #[test]
+    fn a_fresh_otp_lives_in_the_shard_its_sid_names_and_an_old_one_in_the_old_partition() {
+        // Given a sid minted now (sharded) and one minted before sharding
+        let fresh = ids::otp_sid(1_765_000_000_000);
+        let shard = ids::otp_shard(&fresh).unwrap();
+        let old = format!("OTP{:012x}{}", 1_700_000_000_000u64, "0".repeat(20));
+        // Then the key of each follows from the sid alone
+        assert_eq!(Key::otp("AC1", &fresh), Key::new(format!("OTP#AC1#{shard:02x}"), fresh.clone()));
+        assert_eq!(Key::otp("AC1", &old), Key::new("OTP#AC1".into(), old.clone()));
+        assert_eq!(Key::otp_shard("A#1", 7).as_str(), "OTP#A%231#07", "the account sid escaped");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct DynamoStore {
     table: String,
     calls: Arc<Counters>,
     accounts: AccountCache,
+    /// Partitions a fresh OTP of an account may land in (`OtpStore::otp_shards`).
+    otp_shards: usize,
 }
 
 impl DynamoStore {
@@ -73,7 +75,19 @@ impl DynamoStore {
             table: table.into(),
             calls,
             accounts: AccountCache { ttl: ACCOUNT_CACHE_TTL, ..Default::default() },
+            otp_shards: crate::domain::ids::OTP_SHARDS,
         }
+    }
+
+    /// The same store spreading fresh OTPs over `shards` partitions per account (a power of two
+    /// up to `ids::OTP_SHARDS`; anything else keeps the default). Search reads that many, so
+    /// the count may be raised on a running table but not lowered: OTPs in shards above a
+    /// lowered count still verify, but no longer show in search.
+    pub fn with_otp_shards(mut self, shards: usize) -> Self {
+        if crate::domain::ids::valid_shard_count(shards) {
+            self.otp_shards = shards;
+        }
+        self
     }
 
     /// The same store with accounts cached for `ttl` (zero: read on every request).
@@ -89,6 +103,10 @@ impl DynamoStore {
     /// DynamoDB requests this store has sent so far (SDK retries included), by operation.
     pub fn calls(&self) -> CallCounts {
         self.calls.snapshot()
+    }
+
+    fn count_search_round(&self) {
+        self.calls.count_search_round();
     }
 
     /// The usage count of one account, day and category (0 when nothing was counted).

@@ -529,6 +529,10 @@ impl DynamoStore {
 
 #[async_trait]
 impl OtpStore for DynamoStore {
+    fn otp_shards(&self) -> usize {
+        self.otp_shards
+    }
+
     async fn snapshot(&self, r: &SnapshotRequest<'_>) -> Result<SendSnapshot> {
         let dkey = Key::destination(r.account_sid, r.to);
         let lkeys: Vec<Key> = r.limit_names.iter().map(|name| Key::limit_by_name(r.account_sid, name)).collect();

@@ -11,6 +11,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use futures::{stream, FutureExt, StreamExt, TryStreamExt};
 
 use super::{
     errors,
@@ -24,75 +25,93 @@ use crate::{
         error::{Error, Result},
         ids,
         otp::{Otp, OtpStatus},
-        records::{Mark, OtpQuery, SearchFilter, Start},
+        records::{OtpQuery, SearchFilter, Start},
         time::Millis,
         usage::{UsageCategory, UsageKey},
     },
-    ports::{Counted, RecordStore},
+    ports::{Counted, OtpStore, RecordStore},
 };
 
-/// The key condition, filter and their placeholders of one search over one account.
+/// The key condition every partition of a search is read with.
+const KEY_CONDITION: &str = "#pk = :pk AND #sk BETWEEN :lo AND :hi";
+/// What one partition's first read evaluates at least (with a filter: exactly): small, as
+/// most partitions of a small account hold a few OTPs; each further read of a partition with
+/// a filter evaluates `GROWTH` times more, up to `MAX_READ`.
+const FIRST_READ: usize = 8;
+const GROWTH: usize = 4;
+const MAX_READ: usize = 1000;
+/// Reads of one round in flight at once: a round of 257 partitions goes out in 5 waves, so
+/// that a process does not open hundreds of connections at once (each new one a TLS handshake;
+/// an emulator refuses them).
+const PARALLEL_READS: usize = 64;
+
+/// The reads of one search of one account: the filter, which every partition shares, and the
+/// partitions with their sort-key bounds.
 struct SearchPlan {
-    key_condition: &'static str,
     filter: Option<String>,
+    /// The filter's names and values, and `#pk`/`#sk`; each read adds `:pk`, `:lo` and `:hi`.
     expr: Expr,
-    /// The sort key bounds of the time range, inclusive (no sid equals either: a bound is a
-    /// sid's time part alone, or the prefix).
+    parts: Vec<Part>,
+}
+
+/// One partition a search reads: its key, and the sort-key bounds of the time range,
+/// inclusive (no sid equals either: a bound is a sid's time part alone, or the prefix).
+#[derive(Debug, Clone)]
+struct Part {
+    pk: String,
     lo: String,
     hi: String,
 }
 
 impl SearchPlan {
-    /// None when the time range is empty.
-    fn new(account_sid: &str, f: &SearchFilter, now: Millis) -> Option<Self> {
-        let lo = match f.start_ms {
-            Some(start) if start > 0 => ids::otp_sid_floor(start),
-            _ => ids::OTP.to_owned(),
-        };
-        let hi = match f.end_ms {
-            Some(end) if end < 0 => return None,
-            Some(end) => ids::otp_sid_floor(end.saturating_add(1)),
-            None => ids::otp_sid_floor(Millis::MAX),
-        };
-        if lo >= hi {
+    /// None when the time range is empty. The partitions: the account's `ids::OTP_SHARDS`
+    /// shards, then its old partition (OTPs from before sharding, until they expire).
+    fn new(account_sid: &str, f: &SearchFilter, now: Millis, shards: usize) -> Option<Self> {
+        if f.end_ms.is_some_and(|end| end < 0) {
             return None;
         }
-        let mut expr = Expr::default()
-            .name(attr::PK)
-            .name(attr::SK)
-            .value(":pk", s(Key::otp_partition(account_sid)))
-            .value(":lo", s(lo.clone()))
-            .value(":hi", s(hi.clone()));
-        let mut parts: Vec<String> = vec![];
+        let from = f.start_ms.unwrap_or(0).max(0);
+        let to = f.end_ms.map_or(Millis::MAX, |end| end.saturating_add(1));
+        let (lo, hi) = (ids::otp_sid_floor(from), ids::otp_sid_floor(to));
+        let mut parts: Vec<Part> = if lo < hi {
+            (0..shards)
+                .map(|shard| Part { pk: Key::otp_shard(account_sid, shard as u8), lo: lo.clone(), hi: hi.clone() })
+                .collect()
+        } else {
+            vec![]
+        };
+        let (lo, hi) = (ids::legacy_otp_sid_floor(from), ids::legacy_otp_sid_floor(to));
+        if lo < hi {
+            parts.push(Part { pk: Key::legacy_otp_partition(account_sid), lo, hi });
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        let mut expr = Expr::default().name(attr::PK).name(attr::SK);
+        let mut conditions: Vec<String> = vec![];
         if let Some(service) = &f.service {
-            parts.push("#service = :service".into());
+            conditions.push("#service = :service".into());
             expr = expr.name("service").value(":service", s(service));
         }
         let to = f.to_variants();
         if !to.is_empty() {
             let placeholders: Vec<String> = (0..to.len()).map(|i| format!(":to{i}")).collect();
-            parts.push(format!("#to IN ({})", placeholders.join(", ")));
+            conditions.push(format!("#to IN ({})", placeholders.join(", ")));
             expr = expr.name("to");
             for (p, v) in placeholders.iter().zip(to) {
                 expr = expr.value(p, s(v));
             }
         }
         if let Some(channel) = f.channel {
-            parts.push("#channel = :channel".into());
+            conditions.push("#channel = :channel".into());
             expr = expr.name("channel").value(":channel", s(channel.as_str()));
         }
         if let Some(status) = f.status {
             let (condition, e) = status_at(status, now, expr);
-            parts.push(condition);
+            conditions.push(condition);
             expr = e;
         }
-        Some(SearchPlan {
-            key_condition: "#pk = :pk AND #sk BETWEEN :lo AND :hi",
-            filter: (!parts.is_empty()).then(|| parts.join(" AND ")),
-            expr,
-            lo,
-            hi,
-        })
+        Some(SearchPlan { filter: (!conditions.is_empty()).then(|| conditions.join(" AND ")), expr, parts })
     }
 }
 
@@ -125,103 +144,181 @@ fn status_at(status: OtpStatus, now: Millis, expr: Expr) -> (String, Expr) {
     }
 }
 
-/// The `ExclusiveStartKey` of a position: what DynamoDB answers as `LastEvaluatedKey` after
-/// the OTP at `mark`.
-fn start_key(account_sid: &str, mark: &Mark) -> Item {
-    Key::otp(account_sid, &mark.sid).to_item()
+/// Where one partition's reading stands.
+struct Cursor {
+    /// The `ExclusiveStartKey` of its next read (None: from its start).
+    start: Option<Item>,
+    /// Nothing more to read in it.
+    done: bool,
+    /// The last sort key it evaluated, once it has been read and has more.
+    frontier: Option<String>,
+    /// How many items its next read evaluates at most.
+    limit: usize,
+}
+
+impl Cursor {
+    /// A cursor on `part` from `start` (reading newest first unless `NewerThan`). DynamoDB
+    /// refuses a start key outside the key condition: one beyond the range's reading end
+    /// starts from the top, one before its start means nothing is left.
+    fn new(part: &Part, start: &Start, limit: usize) -> Self {
+        let at = |sid: &str| Some(Key { pk: part.pk.clone(), sk: esc(sid).into_owned() }.to_item());
+        let (done, start) = match start {
+            Start::Newest => (false, None),
+            Start::OlderThan(m) => {
+                let sk = esc(&m.sid);
+                (*sk < *part.lo, if *sk <= *part.hi { at(&m.sid) } else { None })
+            }
+            Start::NewerThan(m) => {
+                let sk = esc(&m.sid);
+                (*sk > *part.hi, if *sk >= *part.lo { at(&m.sid) } else { None })
+            }
+        };
+        Cursor { start, done, frontier: None, limit }
+    }
+}
+
+/// A sort key as read from an item or a `LastEvaluatedKey`.
+fn sort_key(item: &Item) -> Result<String> {
+    item.get(attr::SK).and_then(|v| v.as_s().ok()).cloned().ok_or_else(|| {
+        tracing::error!("an OTP item without a string sort key");
+        Error::Internal
+    })
 }
 
 impl DynamoStore {
-    fn search_query(&self, plan: &SearchPlan) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    /// One read of one partition of a search (a count when `select` says so).
+    async fn read_part(
+        &self,
+        plan: &SearchPlan,
+        part: &Part,
+        cursor_start: Option<Item>,
+        forward: bool,
+        limit: usize,
+        select: Option<Select>,
+    ) -> Result<aws_sdk_dynamodb::operation::query::QueryOutput> {
+        let op = if select.is_some() { "Query(count)" } else { "Query(search)" };
+        let expr = plan.expr.clone().value(":pk", s(&part.pk)).value(":lo", s(&part.lo)).value(":hi", s(&part.hi));
         self.client
             .query()
             .table_name(&self.table)
-            .key_condition_expression(plan.key_condition)
+            .key_condition_expression(KEY_CONDITION)
             .set_filter_expression(plan.filter.clone())
-            .set_expression_attribute_names(plan.expr.names())
-            .set_expression_attribute_values(plan.expr.values())
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .scan_index_forward(forward)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(cursor_start)
+            .set_select(select)
+            .send()
+            .await
+            .map_err(|e| errors::sdk(op, &e))
     }
 }
 
 #[async_trait]
 impl RecordStore for DynamoStore {
+    /// Every partition is read at once, a few items each (the newest of an account are spread
+    /// evenly over its shards); the reads are merged in sid order; a partition is read again,
+    /// with a larger limit, only while what it has not yet read could still belong on the page
+    /// (its last key read is ahead of the page's last OTP so far). A small account's page is
+    /// one round of reads; a page of a large one usually two.
     async fn search_otps(&self, account_sid: &str, q: &OtpQuery<'_>) -> Result<Vec<Otp>> {
-        let Some(plan) = SearchPlan::new(account_sid, q.filter, q.now) else { return Ok(vec![]) };
+        let Some(plan) = SearchPlan::new(account_sid, q.filter, q.now, self.otp_shards()) else { return Ok(vec![]) };
         if q.limit == 0 {
             return Ok(vec![]);
         }
-        // DynamoDB refuses a start key outside the key condition: one beyond the range's
-        // reading end starts from the top, one before its start means nothing is left.
-        let (forward, mut start) = match q.start {
-            Start::Newest => (false, None),
-            Start::OlderThan(m) => {
-                let sk = esc(&m.sid);
-                if *sk < *plan.lo {
-                    return Ok(vec![]);
-                }
-                (false, (*sk <= *plan.hi).then(|| start_key(account_sid, m)))
-            }
-            Start::NewerThan(m) => {
-                let sk = esc(&m.sid);
-                if *sk > *plan.hi {
-                    return Ok(vec![]);
-                }
-                (true, (*sk >= *plan.lo).then(|| start_key(account_sid, m)))
-            }
+        let forward = matches!(q.start, Start::NewerThan(_));
+        // `a` comes before `b` in reading order.
+        let before = |a: &str, b: &str| if forward { a < b } else { a > b };
+        let first = if plan.filter.is_some() {
+            FIRST_READ
+        } else {
+            // Twice a partition's share and a little: all of a small account's partitions in
+            // one read, and a large one's newest rarely need a second.
+            (2 * q.limit.div_ceil(plan.parts.len()) + 2).max(FIRST_READ).min(q.limit)
         };
-        let mut found: Vec<Otp> = Vec::with_capacity(q.limit.min(1000));
-        'pages: loop {
-            // Without a filter every item read is a match: read exactly what is missing.
-            // With one, `Limit` would count non-matches too; let each call read up to 1 MB.
-            let limit = plan.filter.is_none().then(|| i32::try_from(q.limit - found.len()).unwrap_or(i32::MAX));
-            let out = self
-                .search_query(&plan)
-                .scan_index_forward(forward)
-                .set_limit(limit)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| errors::sdk("Query(search)", &e))?;
-            for item in out.items.unwrap_or_default() {
-                found.push(from_item::<OtpItem, Otp>(item)?);
-                if found.len() == q.limit {
-                    break 'pages;
+        let mut cursors: Vec<Cursor> = plan.parts.iter().map(|p| Cursor::new(p, q.start, first)).collect();
+        let mut found: Vec<(String, Otp)> = Vec::new();
+        loop {
+            let cutoff = (found.len() == q.limit).then(|| found[q.limit - 1].0.clone());
+            let wanted: Vec<usize> = (0..cursors.len())
+                .filter(|&i| {
+                    let c = &cursors[i];
+                    !c.done
+                        && match (&c.frontier, &cutoff) {
+                            (None, _) | (_, None) => true,
+                            (Some(frontier), Some(cutoff)) => before(frontier, cutoff),
+                        }
+                })
+                .collect();
+            if wanted.is_empty() {
+                break;
+            }
+            self.count_search_round();
+            let reads = wanted.iter().map(|&i| {
+                let (part, c) = (&plan.parts[i], &cursors[i]);
+                let fut = self.read_part(&plan, part, c.start.clone(), forward, c.limit, None);
+                async move { fut.await.map(|out| (i, out)) }.boxed()
+            });
+            let outs: Vec<_> =
+                stream::iter(reads.collect::<Vec<_>>()).buffer_unordered(PARALLEL_READS).try_collect().await?;
+            for (i, out) in outs {
+                for item in out.items.unwrap_or_default() {
+                    let sk = sort_key(&item)?;
+                    found.push((sk, from_item::<OtpItem, Otp>(item)?));
+                }
+                let c = &mut cursors[i];
+                match out.last_evaluated_key {
+                    Some(key) if !key.is_empty() => {
+                        c.frontier = Some(sort_key(&key)?);
+                        c.start = Some(key);
+                        c.limit = if plan.filter.is_some() { (c.limit * GROWTH).min(MAX_READ) } else { q.limit };
+                    }
+                    _ => c.done = true,
                 }
             }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
+            found.sort_unstable_by(|a, b| if forward { a.0.cmp(&b.0) } else { b.0.cmp(&a.0) });
+            found.truncate(q.limit);
         }
-        Ok(found)
+        Ok(found.into_iter().map(|(_, otp)| otp).collect())
     }
 
+    /// Counts each partition newest first, sharing the `reads` out among the partitions that
+    /// still have more, round by round (a partition reads at least one item a round, so a
+    /// count may read up to one item per partition past `reads`).
     async fn count_otps(&self, account_sid: &str, filter: &SearchFilter, now: Millis, reads: u64) -> Result<Counted> {
-        let Some(plan) = SearchPlan::new(account_sid, filter, now) else {
+        let Some(plan) = SearchPlan::new(account_sid, filter, now, self.otp_shards()) else {
             return Ok(Counted { matched: 0, complete: true });
         };
+        let mut cursors: Vec<Cursor> = plan.parts.iter().map(|p| Cursor::new(p, &Start::Newest, 0)).collect();
         let (mut matched, mut left) = (0u64, reads);
-        let mut start = None;
         loop {
-            // `Limit` bounds the items read (before the filter), newest first.
-            let out = self
-                .search_query(&plan)
-                .select(Select::Count)
-                .scan_index_forward(false)
-                .limit(i32::try_from(left).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| errors::sdk("Query(count)", &e))?;
-            matched += u64::try_from(out.count).unwrap_or(0);
-            left = left.saturating_sub(u64::try_from(out.scanned_count).unwrap_or(0));
-            match out.last_evaluated_key {
-                // More in the range, none left to read: a lower bound.
-                Some(key) if !key.is_empty() && left == 0 => return Ok(Counted { matched, complete: false }),
-                Some(key) if !key.is_empty() => start = Some(key),
-                // All read; exactly `reads` of them counts as a bound, as the embedded store does
-                // (DynamoDB may or may not say more follow when a page ends at its limit).
-                _ => return Ok(Counted { matched, complete: left > 0 }),
+            let active: Vec<usize> = (0..cursors.len()).filter(|&i| !cursors[i].done).collect();
+            if active.is_empty() {
+                return Ok(Counted { matched, complete: true });
+            }
+            if left == 0 {
+                // More in the range and nothing left to read: a lower bound. Reading exactly
+                // `reads` counts as a bound too, as on the embedded store.
+                return Ok(Counted { matched, complete: false });
+            }
+            let share = usize::try_from((left / active.len() as u64).max(1)).unwrap_or(usize::MAX);
+            self.count_search_round();
+            let reads = active.iter().map(|&i| {
+                let fut =
+                    self.read_part(&plan, &plan.parts[i], cursors[i].start.clone(), false, share, Some(Select::Count));
+                async move { fut.await.map(|out| (i, out)) }.boxed()
+            });
+            let outs: Vec<_> =
+                stream::iter(reads.collect::<Vec<_>>()).buffer_unordered(PARALLEL_READS).try_collect().await?;
+            for (i, out) in outs {
+                matched += u64::try_from(out.count).unwrap_or(0);
+                left = left.saturating_sub(u64::try_from(out.scanned_count).unwrap_or(0));
+                let c = &mut cursors[i];
+                match out.last_evaluated_key {
+                    Some(key) if !key.is_empty() => c.start = Some(key),
+                    _ => c.done = true,
+                }
             }
         }
     }
@@ -280,24 +377,45 @@ fn usage_rows(account_sid: &str, item: &Item) -> Result<Vec<(UsageKey, u64)>> {
 mod tests {
     use super::*;
 
+    /// A sid of the form minted before sharding (no mark), created at `ms`.
+    fn legacy_sid(ms: Millis) -> String {
+        format!("{}{:012x}{}", ids::OTP, ms, "5a".repeat(10))
+    }
+
     #[test]
-    fn a_time_range_becomes_sort_key_bounds_that_hold_exactly_its_otps() {
+    fn a_time_range_becomes_sort_key_bounds_that_hold_exactly_its_otps_in_every_partition() {
         let f = SearchFilter { start_ms: Some(1_000), end_ms: Some(2_000), ..Default::default() };
-        let plan = SearchPlan::new("AC1", &f, 0).unwrap();
+        let plan = SearchPlan::new("AC1", &f, 0, ids::OTP_SHARDS).unwrap();
         assert!(plan.filter.is_none(), "a time range alone needs no filter");
+        // Every shard and then the old partition are read
+        assert_eq!(plan.parts.len(), ids::OTP_SHARDS + 1);
+        assert_eq!(plan.parts[7].pk, Key::otp_shard("AC1", 7));
+        let (shard, legacy) = (&plan.parts[0], &plan.parts[ids::OTP_SHARDS]);
+        assert_eq!(legacy.pk, Key::legacy_otp_partition("AC1"));
         for (created, inside) in [(0, false), (999, false), (1_000, true), (2_000, true), (2_001, false)] {
             for _ in 0..50 {
                 let sk = ids::otp_sid(created);
-                assert_eq!(plan.lo <= sk && sk <= plan.hi, inside, "created {created}: {sk}");
+                assert!(ids::otp_shard(&sk).is_some());
+                assert_eq!(shard.lo <= sk && sk <= shard.hi, inside, "created {created}: {sk}");
             }
+            let old = legacy_sid(created);
+            assert_eq!(legacy.lo <= old && old <= legacy.hi, inside, "created {created}: {old}");
         }
-        let open = SearchPlan::new("AC1", &SearchFilter::default(), 0).unwrap();
-        for created in [0, 1, 1_700_000_000_000, (1 << 48) - 1] {
+        let open = SearchPlan::new("AC1", &SearchFilter::default(), 0, ids::OTP_SHARDS).unwrap();
+        let (shard, legacy) = (&open.parts[0], &open.parts[ids::OTP_SHARDS]);
+        for created in [0, 1, 1_700_000_000_000, (1 << 47) - 1] {
             let sk = ids::otp_sid(created);
-            assert!(open.lo <= sk && sk <= open.hi, "created {created}: {sk}");
+            assert!(shard.lo <= sk && sk <= shard.hi, "created {created}: {sk}");
+        }
+        for created in [0, 1, 1_700_000_000_000, (1 << 41) - 1] {
+            let old = legacy_sid(created);
+            assert!(legacy.lo <= old && old <= legacy.hi, "created {created}: {old}");
         }
         let empty = SearchFilter { start_ms: Some(2_000), end_ms: Some(1_000), ..Default::default() };
-        assert!(SearchPlan::new("AC1", &empty, 0).is_none());
+        assert!(SearchPlan::new("AC1", &empty, 0, ids::OTP_SHARDS).is_none());
+        // A range that starts past every old sid's time reads no old partition
+        let late = SearchFilter { start_ms: Some(1 << 47), ..Default::default() };
+        assert!(SearchPlan::new("AC1", &late, 0, ids::OTP_SHARDS).is_none_or(|p| p.parts.len() <= ids::OTP_SHARDS));
     }
 
     #[test]
@@ -312,10 +430,12 @@ mod tests {
                 channel: Some(crate::domain::otp::Channel::Sms),
                 ..Default::default()
             };
-            let plan = SearchPlan::new("AC1", &f, 5).unwrap();
-            let text = format!("{} {}", plan.key_condition, plan.filter.as_deref().unwrap());
-            let names = plan.expr.names().unwrap();
-            let values = plan.expr.values().unwrap();
+            let plan = SearchPlan::new("AC1", &f, 5, 4).unwrap();
+            let text = format!("{KEY_CONDITION} {}", plan.filter.as_deref().unwrap());
+            let part = &plan.parts[0];
+            let expr = plan.expr.clone().value(":pk", s(&part.pk)).value(":lo", s(&part.lo)).value(":hi", s(&part.hi));
+            let names = expr.names().unwrap();
+            let values = expr.values().unwrap();
             for name in names.keys() {
                 assert!(text.contains(name.as_str()), "{status:?}: unused {name}");
             }
