@@ -1019,3 +1019,139 @@ async fn keys_rotate_with_otps_workflows_and_callbacks_in_flight_and_a_retired_k
     let (status, body) = w.call(&otp, "POST", "/2fa/verify", Some(verify(&c, &c_code))).await;
     assert_ne!(status, 200, "{body}");
 }
+
+/// Counts the requests a Secrets Manager client sends (each attempt that reaches the wire).
+#[derive(Debug, Default, Clone)]
+struct SecretRequests(Arc<std::sync::atomic::AtomicUsize>);
+
+impl SecretRequests {
+    fn take(&self) -> usize {
+        self.0.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl aws_sdk_secretsmanager::config::Intercept for SecretRequests {
+    fn name(&self) -> &'static str {
+        "tests::SecretRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &aws_sdk_secretsmanager::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_secretsmanager::config::RuntimeComponents,
+        _: &mut aws_sdk_secretsmanager::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A Secrets Manager client on moto that counts its requests, and a new secret holding `text`.
+async fn counted_secret(text: &str) -> (aws_sdk_secretsmanager::Client, SecretRequests, String) {
+    let sdk = aws_config().await;
+    let requests = SecretRequests::default();
+    let sm = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&sdk).interceptor(requests.clone()).build(),
+    );
+    let name = format!("twofa-keyring-{}", ids::new_sid(""));
+    let arn = sm.create_secret().name(&name).secret_string(text).send().await.unwrap().arn.unwrap();
+    requests.take();
+    (sm, requests, arn)
+}
+
+/// The text of the secret's version at `stage`, or None when no version has it.
+async fn stage_text(sm: &aws_sdk_secretsmanager::Client, arn: &str, stage: &str) -> Option<String> {
+    match sm.get_secret_value().secret_id(arn).version_stage(stage).send().await {
+        Ok(out) => out.secret_string().map(str::to_owned),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => None,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_keyring_is_read_with_one_request_never_rotated_rotated_or_retired() {
+    use twofa::{
+        adapters::{aws::secrets::SecretKeyring, aws::secrets::RETIRE_AFTER_MS, memory::MemoryStore},
+        domain::crypto::Purpose,
+    };
+    // Given a secret as the template makes it (key 0, never rotated)
+    let (sm, requests, arn) = counted_secret(&hex::encode([7u8; 32])).await;
+    let ring = SecretKeyring::new(sm.clone(), &arn);
+    // Then a function reads its keyring with one request (its cold start's one network call)
+    let keys = ring.load().await.expect("the keyring");
+    assert_eq!(requests.take(), 1);
+    let sealed0 = keys.seal(Purpose::Code, b"1234", "OTP1");
+    let hash0 = keys.hash_code("OTP1", "1234");
+    // When the operator rotates (active at once)
+    let now = twofa::ports::Clock::now_ms(&twofa::ports::SystemClock);
+    assert_eq!(ring.rotate(now, 0).await.expect("rotated").kid, 1);
+    requests.take();
+    // Then the new version holds the previous key too, and one request reads both: the
+    // keyring opens what either key made and writes with key 1
+    let stored = ring.read().await.unwrap();
+    assert_eq!(requests.take(), 1);
+    assert_eq!(stored.requests, 1);
+    assert_eq!((stored.current.kid, stored.previous.as_ref().map(|p| p.kid)), (1, Some(0)));
+    let keys = ring.load().await.unwrap();
+    assert_eq!(requests.take(), 1);
+    assert_eq!(keys.writer_kid(), 1);
+    let sealed1 = keys.seal(Purpose::Code, b"5678", "OTP2");
+    assert_eq!(keys.open(Purpose::Code, &sealed0, "OTP1").unwrap(), b"1234");
+    assert_eq!(keys.open(Purpose::Code, &sealed1, "OTP2").unwrap(), b"5678");
+    assert!(keys.code_matches("OTP1", "1234", &hash0));
+    // And `AWSPREVIOUS` is key 0 still, as functions of the version before read it
+    assert_eq!(stage_text(&sm, &arn, "AWSPREVIOUS").await.as_deref(), Some(hex::encode([7u8; 32]).as_str()));
+    // When the previous key is retired a day later
+    let store = MemoryStore::new();
+    let done = ring.retire_previous(&store, now + RETIRE_AFTER_MS + 1).await.expect("retired").expect("a key");
+    assert_eq!((done.kid, done.current), (0, 1));
+    requests.take();
+    // Then one request reads key 1 alone: nothing under key 0 opens any more
+    let keys = ring.load().await.unwrap();
+    assert_eq!(requests.take(), 1);
+    assert_eq!(keys.masters().len(), 1);
+    assert!(keys.open(Purpose::Code, &sealed0, "OTP1").is_err());
+    assert!(!keys.code_matches("OTP1", "1234", &hash0));
+    assert_eq!(keys.open(Purpose::Code, &sealed1, "OTP2").unwrap(), b"5678");
+    // And no version is `AWSPREVIOUS` (a function of the version before reads key 1 alone too)
+    assert_eq!(stage_text(&sm, &arn, "AWSPREVIOUS").await, None);
+    // And the next rotation keeps key 1 inside key 2's version
+    ring.rotate(now + RETIRE_AFTER_MS + 2, 0).await.expect("rotated again");
+    let stored = ring.read().await.unwrap();
+    assert_eq!((stored.current.kid, stored.previous.map(|p| p.kid), stored.requests), (2, Some(1), 1));
+}
+
+#[tokio::test]
+async fn a_keyring_rotated_before_the_previous_key_moved_inside_is_read_from_both_stages_until_retired() {
+    use twofa::{
+        adapters::{aws::secrets::SecretKeyring, aws::secrets::RETIRE_AFTER_MS, memory::MemoryStore},
+        domain::crypto::Purpose,
+    };
+    // Given a stack rotated by the version before this one: key 1's version has no
+    // `previous` field, key 0 (the template's string) is `AWSPREVIOUS`
+    let zero = hex::encode([7u8; 32]);
+    let (sm, requests, arn) = counted_secret(&zero).await;
+    let sealed0 = Keys::from_master(zero.as_bytes()).unwrap().seal(Purpose::Code, b"1234", "OTP1");
+    let now = twofa::ports::Clock::now_ms(&twofa::ports::SystemClock);
+    let key1 = format!(r#"{{"kid":1,"key":"{}","activeFromMs":{now}}}"#, "02".repeat(32));
+    sm.put_secret_value().secret_id(&arn).secret_string(&key1).send().await.unwrap();
+    requests.take();
+    let ring = SecretKeyring::new(sm.clone(), &arn);
+    // Then its keyring is read from both stages (two requests), both keys in it
+    let stored = ring.read().await.unwrap();
+    assert_eq!((requests.take(), stored.requests), (2, 2));
+    assert_eq!((stored.current.kid, stored.previous.as_ref().map(|p| p.kid)), (1, Some(0)));
+    let keys = stored.keys().unwrap();
+    assert_eq!(keys.open(Purpose::Code, &sealed0, "OTP1").unwrap(), b"1234");
+    // And another rotation waits for key 0 to be retired
+    assert!(ring.rotate(now, 0).await.unwrap_err().to_string().contains("retire it first"));
+    // When key 0 is retired
+    let done = ring.retire_previous(&MemoryStore::new(), now + RETIRE_AFTER_MS + 1).await.unwrap().unwrap();
+    assert_eq!((done.kid, done.current), (0, 1));
+    requests.take();
+    // Then the keyring is key 1 alone, read with one request from now on
+    let stored = ring.read().await.unwrap();
+    assert_eq!((requests.take(), stored.current.kid, stored.previous.is_none()), (1, 1, true));
+    assert!(stored.keys().unwrap().open(Purpose::Code, &sealed0, "OTP1").is_err());
+    assert_eq!(stage_text(&sm, &arn, "AWSPREVIOUS").await, None);
+}

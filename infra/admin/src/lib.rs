@@ -298,18 +298,17 @@ pub async fn run_keys(
     let text = |e: KeyringError| e.to_string();
     match command {
         Command::KeysStatus => {
-            let (current, previous) = ring.versions().await.map_err(text)?;
-            let writer =
-                Keys::from_ring(std::iter::once(current.key.clone()).chain(previous.clone().map(|p| p.key)).collect())
-                    .map_err(|_| "the current and previous keys have one id".to_owned())?
-                    .writer_kid();
+            let stored = ring.read().await.map_err(text)?;
+            let writer = stored.keys().map_err(text)?.writer_kid();
             let mut out = String::new();
-            for (role, v) in std::iter::once(("current", &current)).chain(previous.iter().map(|p| ("previous", p))) {
+            for (role, key) in
+                std::iter::once(("current", &stored.current)).chain(stored.previous.iter().map(|p| ("previous", p)))
+            {
                 out.push_str(&format!(
                     "key {} {role}, active from {}{}\n",
-                    v.key.kid,
-                    time::iso(v.key.active_from_ms),
-                    if v.key.kid == writer { ", written with now" } else { "" }
+                    key.kid,
+                    time::iso(key.active_from_ms),
+                    if key.kid == writer { ", written with now" } else { "" }
                 ));
             }
             Ok(out)

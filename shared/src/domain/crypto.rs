@@ -144,35 +144,103 @@ impl MasterKey {
         OsRng.fill_bytes(&mut secret);
         MasterKey { kid, active_from_ms, secret }
     }
+}
 
-    /// A Secrets Manager version's text: a bare string is the secret as it was (key 0, always
-    /// active); `{"kid": N, "key": "<hex>", "activeFromMs": T}` is a rotated one.
+/// What one version of the secret holds: the current key and, since a rotation keeps it
+/// inside the new version, the previous one, so that a function reads the whole keyring with
+/// one request. Its text is a bare string (key 0: the secret the template generated, never
+/// rotated) or `{"kid": N, "key": "<hex>", "activeFromMs": T, "previous": P}`, where `P` is
+/// `{"kid", "key", "activeFromMs"}` (key 0's bytes in hex too) or `null` (none: retired).
+#[derive(Debug, Clone)]
+pub struct StoredKeys {
+    pub current: MasterKey,
+    pub previous: StoredPrevious,
+}
+
+/// Where the previous key is (`StoredKeys`).
+#[derive(Debug, Clone)]
+pub enum StoredPrevious {
+    /// None: a bare string (never rotated), or `"previous": null` (retired).
+    None,
+    /// Inside the version.
+    Kept(MasterKey),
+    /// Not said: a rotated key written before the previous key moved inside (no `previous`
+    /// field). The secret's `AWSPREVIOUS` version holds the previous key, if it has one.
+    Staged,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredKey {
+    kid: u8,
+    key: String,
+    active_from_ms: Millis,
+}
+
+impl StoredKey {
+    fn master(self) -> Result<MasterKey> {
+        MasterKey::new(self.kid, self.active_from_ms, hex::decode(self.key).map_err(|_| Error::Internal)?)
+    }
+}
+
+fn key_json(key: &MasterKey) -> serde_json::Value {
+    serde_json::json!({"kid": key.kid, "key": hex::encode(&key.secret), "activeFromMs": key.active_from_ms})
+}
+
+impl StoredKeys {
+    /// A version's text, in any of the forms above.
     pub fn parse(text: &str) -> Result<Self> {
         let text = text.trim();
         if !text.starts_with('{') {
-            return Self::new(0, 0, text.as_bytes().to_vec());
+            let current = MasterKey::new(0, 0, text.as_bytes().to_vec())?;
+            return Ok(StoredKeys { current, previous: StoredPrevious::None });
         }
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Stored {
-            kid: u8,
-            key: String,
-            active_from_ms: Millis,
-        }
-        let stored: Stored = serde_json::from_str(text).map_err(|_| Error::Internal)?;
-        if stored.kid == 0 {
+        let mut json: serde_json::Value = serde_json::from_str(text).map_err(|_| Error::Internal)?;
+        // Taken out whole: an absent field (`Staged`) and `null` (`None`) differ.
+        let previous = json.as_object_mut().ok_or(Error::Internal)?.remove("previous");
+        let current = serde_json::from_value::<StoredKey>(json).map_err(|_| Error::Internal)?;
+        // Key 0 is only ever the bare string.
+        if current.kid == 0 {
             return Err(Error::Internal);
         }
-        Self::new(stored.kid, stored.active_from_ms, hex::decode(stored.key).map_err(|_| Error::Internal)?)
+        let current = current.master()?;
+        let previous = match previous {
+            None => StoredPrevious::Staged,
+            Some(serde_json::Value::Null) => StoredPrevious::None,
+            Some(p) => {
+                let p = serde_json::from_value::<StoredKey>(p).map_err(|_| Error::Internal)?.master()?;
+                if p.kid == current.kid {
+                    return Err(Error::Internal);
+                }
+                StoredPrevious::Kept(p)
+            }
+        };
+        Ok(StoredKeys { current, previous })
     }
 
-    /// The text `parse` reads back (key 0 keeps its bare form).
+    /// The keys a keyring is made of: the current one and the previous one kept inside (a
+    /// `Staged` previous key is the caller's to read).
+    pub fn masters(&self) -> Vec<MasterKey> {
+        let previous = match &self.previous {
+            StoredPrevious::Kept(p) => Some(p.clone()),
+            StoredPrevious::None | StoredPrevious::Staged => None,
+        };
+        std::iter::once(self.current.clone()).chain(previous).collect()
+    }
+
+    /// The text `parse` reads back (key 0 alone keeps its bare form; `Staged` writes the form
+    /// from before the previous key moved inside, which only tests write).
     pub fn to_text(&self) -> String {
-        if self.kid == 0 {
-            return String::from_utf8_lossy(&self.secret).into_owned();
+        let mut json = key_json(&self.current);
+        match &self.previous {
+            StoredPrevious::None if self.current.kid == 0 => {
+                return String::from_utf8_lossy(&self.current.secret).into_owned()
+            }
+            StoredPrevious::None => json["previous"] = serde_json::Value::Null,
+            StoredPrevious::Kept(p) => json["previous"] = key_json(p),
+            StoredPrevious::Staged => {}
         }
-        serde_json::json!({"kid": self.kid, "key": hex::encode(&self.secret), "activeFromMs": self.active_from_ms})
-            .to_string()
+        json.to_string()
     }
 }
 
@@ -190,7 +258,16 @@ struct KeyVersion {
     seal_root: HmacSha256,
     /// The one sealing key of values sealed before keys rotated (key 0 only).
     legacy_seal: Aes256Gcm,
+    /// Sealing keys derived already, with their purpose and period: a derivation is an HMAC
+    /// and an AES-256-GCM key schedule, which a seal paid each time; now once an hour per
+    /// purpose and process. At most `SEAL_PERIODS_KEPT` periods a purpose (the newest: seals
+    /// use the current one; opens mostly recent ones), and only keys that sealed or opened a
+    /// value, so values with made-up headers cannot push them out.
+    sealing: std::sync::RwLock<Vec<(Purpose, u32, Aes256Gcm)>>,
 }
+
+/// Sealing keys kept per purpose (`KeyVersion::sealing`).
+const SEAL_PERIODS_KEPT: usize = 8;
 
 impl KeyVersion {
     fn of(master: &MasterKey) -> Result<Self> {
@@ -203,7 +280,35 @@ impl KeyVersion {
             sid_mac: keyed(&derive(m, "twofa/v1/otp-sid-country")),
             seal_root: keyed(&derive(m, "twofa/v2/seal")),
             legacy_seal: Aes256Gcm::new_from_slice(&derive(m, "twofa/v1/seal")).map_err(|_| Error::Internal)?,
+            sealing: std::sync::RwLock::default(),
         })
+    }
+
+    /// `f` with the sealing key for `purpose` and `period`, derived once and kept when `f`
+    /// gives something back (it sealed, or the tag checked).
+    fn with_sealing_key<T>(&self, purpose: Purpose, period: u32, f: impl FnOnce(&Aes256Gcm) -> Option<T>) -> Option<T> {
+        let same = |&(p, n, _): &(Purpose, u32, Aes256Gcm)| p == purpose && n == period;
+        {
+            let kept = self.sealing.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, _, key)) = kept.iter().find(|e| same(e)) {
+                return f(key);
+            }
+        }
+        let key = self.sealing_key(purpose, period);
+        let out = f(&key)?;
+        let mut kept = self.sealing.write().unwrap_or_else(|e| e.into_inner());
+        if !kept.iter().any(same) {
+            let of_purpose = || kept.iter().enumerate().filter(|(_, (p, _, _))| *p == purpose);
+            if of_purpose().count() >= SEAL_PERIODS_KEPT {
+                let oldest = of_purpose().min_by_key(|(_, (_, n, _))| *n).map(|(i, _)| i).expect("kept keys");
+                if kept[oldest].1 > period {
+                    return Some(out);
+                }
+                kept.swap_remove(oldest);
+            }
+            kept.push((purpose, period, key));
+        }
+        Some(out)
     }
 
     fn sealing_key(&self, purpose: Purpose, period: u32) -> Aes256Gcm {
@@ -290,7 +395,7 @@ pub struct Keys {
 
 impl Clone for Keys {
     fn clone(&self) -> Self {
-        Keys { ring: std::sync::RwLock::new(self.ring()) }
+        Keys { ring: std::sync::RwLock::new(std::sync::Arc::clone(&self.ring())) }
     }
 }
 
@@ -338,7 +443,7 @@ impl Keys {
     /// function's caches (an account read before its values were sealed again, for 30 s) may
     /// still hold values under it.
     pub fn replace(&self, other: Keys, grace_ms: Millis) {
-        let fresh = other.ring();
+        let fresh = std::sync::Arc::clone(&other.ring());
         let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
         let now = wall_now();
         let mut masters = fresh.masters.clone();
@@ -362,8 +467,10 @@ impl Keys {
         }
     }
 
-    fn ring(&self) -> std::sync::Arc<Ring> {
-        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The ring, read-locked while it is used (no reference count taken per use: a reload,
+    /// every few minutes, is the only writer). Never held across another `ring()`.
+    fn ring(&self) -> std::sync::RwLockReadGuard<'_, std::sync::Arc<Ring>> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The keyring's keys, newest first (for the operator: ids and activation times), but
@@ -519,8 +626,9 @@ impl Keys {
         let mut nonce = [0u8; NONCE];
         rand::thread_rng().fill_bytes(&mut nonce);
         let ct = key
-            .sealing_key(purpose, period)
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+            .with_sealing_key(purpose, period, |k| {
+                k.encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() }).ok()
+            })
             .expect("AES-GCM encryption does not fail for in-memory buffers");
         let mut out = Vec::with_capacity(SEALED_HEADER + NONCE + ct.len());
         out.push(SEALED_V2);
@@ -556,7 +664,9 @@ impl Keys {
             if let Some(key) = ring.version(sealed[1]) {
                 let period = u32::from_be_bytes(sealed[2..6].try_into().expect("4 bytes"));
                 let (nonce, ct) = sealed[SEALED_HEADER..].split_at(NONCE);
-                if let Ok(plaintext) = key.sealing_key(purpose, period).decrypt(Nonce::from_slice(nonce), payload(ct)) {
+                if let Some(plaintext) =
+                    key.with_sealing_key(purpose, period, |k| k.decrypt(Nonce::from_slice(nonce), payload(ct)).ok())
+                {
                     return Ok(Opened { plaintext, kid: key.kid });
                 }
             }
@@ -814,14 +924,132 @@ mod tests {
     }
 
     #[test]
-    fn master_keys_read_back_from_their_secret_text() {
+    fn a_secret_version_reads_back_with_its_previous_key_inside_or_without_one() {
+        // Given a rotated key with the previous one (key 0, the template's string) inside
         let k = MasterKey::new(3, 1_700_000_000_000, vec![5u8; 32]).unwrap();
-        let back = MasterKey::parse(&k.to_text()).unwrap();
-        assert_eq!((back.kid, back.active_from_ms, back.secret), (3, 1_700_000_000_000, vec![5u8; 32]));
-        let legacy = MasterKey::parse("a-plain-secret-of-at-least-32-bytes!").unwrap();
-        assert_eq!((legacy.kid, legacy.active_from_ms), (0, 0));
-        assert!(MasterKey::parse(r#"{"kid":0,"key":"00","activeFromMs":0}"#).is_err());
-        assert!(!format!("{k:?}").contains("0505"), "Debug shows no key");
+        let zero = MasterKey::new(0, 0, b"a-plain-secret-of-at-least-32-bytes!".to_vec()).unwrap();
+        let text = StoredKeys { current: k.clone(), previous: StoredPrevious::Kept(zero) }.to_text();
+        // Then both read back, key 0's bytes unchanged
+        let back = StoredKeys::parse(&text).unwrap();
+        assert_eq!(
+            (back.current.kid, back.current.active_from_ms, &back.current.secret),
+            (3, 1_700_000_000_000, &k.secret)
+        );
+        let StoredPrevious::Kept(p) = &back.previous else { panic!("the previous key inside: {text}") };
+        assert_eq!(
+            (p.kid, p.active_from_ms, p.secret.as_slice()),
+            (0, 0, &b"a-plain-secret-of-at-least-32-bytes!"[..])
+        );
+        // And a retired keyring says it has no previous key (`null`), unlike the form from
+        // before the previous key moved inside (no field: it is in `AWSPREVIOUS`)
+        let retired = StoredKeys { current: k.clone(), previous: StoredPrevious::None }.to_text();
+        assert!(retired.contains(r#""previous":null"#), "{retired}");
+        assert!(matches!(StoredKeys::parse(&retired).unwrap().previous, StoredPrevious::None));
+        let older = format!(r#"{{"kid":3,"key":"{}","activeFromMs":1700000000000}}"#, "05".repeat(32));
+        let older = StoredKeys::parse(&older).unwrap();
+        assert!(matches!(older.previous, StoredPrevious::Staged));
+        assert_eq!((older.current.kid, older.current.secret), (3, vec![5u8; 32]));
+        // And the bare string is key 0 alone, written back bare
+        let legacy = StoredKeys::parse("a-plain-secret-of-at-least-32-bytes!").unwrap();
+        assert_eq!((legacy.current.kid, legacy.current.active_from_ms), (0, 0));
+        assert!(matches!(legacy.previous, StoredPrevious::None));
+        assert_eq!(legacy.to_text(), "a-plain-secret-of-at-least-32-bytes!");
+        // And what cannot be a keyring is refused: key 0 in JSON, a previous key with the
+        // current one's id, a short previous key
+        assert!(StoredKeys::parse(r#"{"kid":0,"key":"00","activeFromMs":0}"#).is_err());
+        let same = format!(
+            r#"{{"kid":3,"key":"{k5}","activeFromMs":1,"previous":{{"kid":3,"key":"{k5}","activeFromMs":0}}}}"#,
+            k5 = "05".repeat(32)
+        );
+        assert!(StoredKeys::parse(&same).is_err());
+        let short = format!(
+            r#"{{"kid":3,"key":"{}","activeFromMs":1,"previous":{{"kid":2,"key":"0505","activeFromMs":0}}}}"#,
+            "05".repeat(32)
+        );
+        assert!(StoredKeys::parse(&short).is_err());
+        assert!(!format!("{k:?} {back:?}").contains("0505"), "Debug shows no key");
+    }
+
+    #[test]
+    fn a_keyring_read_from_one_version_opens_values_of_both_keys_and_its_retired_form_only_the_current() {
+        // Given values under key 0, then a rotation that keeps key 0 inside key 1's version
+        let zero = MasterKey::new(0, 0, vec![1u8; 32]).unwrap();
+        let old = Keys::from_ring(vec![zero.clone()]).unwrap();
+        let sealed0 = old.seal(Purpose::Code, b"1234", "OTP1");
+        let hash0 = old.hash_code("OTP1", "1234");
+        let one = MasterKey::new(1, 1, vec![2u8; 32]).unwrap();
+        let text = StoredKeys { current: one.clone(), previous: StoredPrevious::Kept(zero) }.to_text();
+        // When a function builds its keyring from that one text
+        let keys = Keys::from_ring(StoredKeys::parse(&text).unwrap().masters()).unwrap();
+        // Then it opens what either key sealed, and writes with key 1
+        let sealed1 = keys.seal(Purpose::Code, b"5678", "OTP2");
+        assert_eq!(sealed1[1], 1);
+        assert_eq!(keys.open(Purpose::Code, &sealed0, "OTP1").unwrap(), b"1234");
+        assert_eq!(keys.open(Purpose::Code, &sealed1, "OTP2").unwrap(), b"5678");
+        assert!(keys.code_matches("OTP1", "1234", &hash0));
+        // When the previous key is retired (the version written without it)
+        let retired = StoredKeys { current: one, previous: StoredPrevious::None }.to_text();
+        let keys = Keys::from_ring(StoredKeys::parse(&retired).unwrap().masters()).unwrap();
+        // Then only key 1's values open
+        assert!(keys.open(Purpose::Code, &sealed0, "OTP1").is_err());
+        assert!(!keys.code_matches("OTP1", "1234", &hash0));
+        assert_eq!(keys.open(Purpose::Code, &sealed1, "OTP2").unwrap(), b"5678");
+    }
+
+    /// The (purpose, period) of the sealing keys key `kid` keeps derived.
+    fn kept_sealing_keys(keys: &Keys, kid: u8) -> Vec<(Purpose, u32)> {
+        let ring = keys.ring();
+        let version = ring.versions.iter().find(|v| v.kid == kid).expect("the key");
+        let mut kept: Vec<_> = version.sealing.read().unwrap().iter().map(|&(p, n, _)| (p, n)).collect();
+        kept.sort_by_key(|&(p, n)| (p.label(), n));
+        kept
+    }
+
+    /// `plaintext` sealed under `keys`' writer as if in `period` (what `seal` does in that hour).
+    fn sealed_in(keys: &Keys, purpose: Purpose, period: u32, plaintext: &[u8], aad: &str) -> Vec<u8> {
+        let ring = keys.ring();
+        let key = ring.writer(wall_now());
+        let nonce = [period as u8; NONCE];
+        let ct = key
+            .sealing_key(purpose, period)
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+            .unwrap();
+        [&[SEALED_V2, key.kid][..], &period.to_be_bytes(), &nonce, &ct].concat()
+    }
+
+    #[test]
+    fn a_sealing_key_is_derived_once_per_purpose_and_hour_and_kept_only_when_it_opened_something() {
+        // Given a keyring that has sealed nothing
+        let keys = ring(&[(1, 0, 1)]);
+        assert!(kept_sealing_keys(&keys, 1).is_empty());
+        // When it seals codes three times and a webhook secret once
+        let sealed: Vec<_> = (0..3).map(|i| keys.seal(Purpose::Code, format!("{i}").as_bytes(), "OTP1")).collect();
+        keys.seal(Purpose::WebhookSecret, b"whsec", "AC1");
+        // Then one key per purpose is kept, this hour's, and each value still opens (and
+        // under a ring that derives its key afresh)
+        // (an hour could turn during the test, in the microseconds between the seals)
+        let hour = (wall_now() / SEAL_PERIOD_MS) as u32;
+        assert_eq!(kept_sealing_keys(&keys, 1), [(Purpose::Code, hour), (Purpose::WebhookSecret, hour)]);
+        for (i, s) in sealed.iter().enumerate() {
+            assert_eq!(keys.open(Purpose::Code, s, "OTP1").unwrap(), format!("{i}").as_bytes());
+            assert_eq!(ring(&[(1, 0, 1)]).open(Purpose::Code, s, "OTP1").unwrap(), format!("{i}").as_bytes());
+        }
+        // When values with a period nobody sealed in, or a wrong tag, fail to open
+        let mut forged = sealed_in(&keys, Purpose::Code, 7, b"x", "OTP1");
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert!(keys.open(Purpose::Code, &forged, "OTP1").is_err());
+        // Then no key is kept for them
+        assert!(!kept_sealing_keys(&keys, 1).contains(&(Purpose::Code, 7)));
+        // When values of many hours open, the newest few are kept, this hour's among them
+        for period in 1..=20 {
+            let s = sealed_in(&keys, Purpose::Code, hour - period, b"y", "OTP2");
+            assert_eq!(keys.open(Purpose::Code, &s, "OTP2").unwrap(), b"y");
+        }
+        let code_keys: Vec<u32> =
+            kept_sealing_keys(&keys, 1).into_iter().filter(|&(p, _)| p == Purpose::Code).map(|(_, n)| n).collect();
+        assert_eq!(code_keys.len(), SEAL_PERIODS_KEPT, "{code_keys:?}");
+        assert!(code_keys.contains(&hour) && code_keys.iter().all(|&n| n > hour - 20), "{code_keys:?}");
     }
 
     #[test]

@@ -94,8 +94,8 @@ pub fn scheduler(sdk: &aws_config::SdkConfig, config: &Config) -> Arc<dyn Schedu
     }
 }
 
-/// The keyring: from Secrets Manager (`TWOFA_SECRET_ARN`, the deployed path: its current and
-/// previous versions) or from `TWOFA_SECRET_KEY` (hex, one key; local runs against emulators).
+/// The keyring: from Secrets Manager (`TWOFA_SECRET_ARN`, the deployed path: one read of its
+/// current version, which keeps the previous key inside) or from `TWOFA_SECRET_KEY` (hex, one key; local runs against emulators).
 /// Never from the table.
 pub async fn load_keys(sdk: &aws_config::SdkConfig) -> Result<Keys, BoxError> {
     if let Ok(arn) = std::env::var("TWOFA_SECRET_ARN") {

@@ -1,15 +1,23 @@
-//! The keyring in Secrets Manager: one secret whose `AWSCURRENT` version is the current key and
-//! whose `AWSPREVIOUS` version, while it has one, the previous key. A version's text is
-//! `MasterKey::parse`'s: the bare string the template generated (key 0) or a rotated key's
-//! JSON. Rotating puts a new version (Secrets Manager moves `AWSPREVIOUS` to the old current
-//! one itself); retiring takes `AWSPREVIOUS` off it, so functions stop reading it.
+//! The keyring in Secrets Manager: one secret whose `AWSCURRENT` version holds the whole
+//! keyring (`StoredKeys`): the bare string the template generated (key 0, never rotated), or
+//! the current key with the previous one inside (`"previous"`: a key, or `null` once
+//! retired). So a function reads its keyring with one request, its cold start's one network
+//! call. Rotating puts a new version that keeps the old current key as its previous one;
+//! retiring puts one without it.
+//!
+//! A stack rotated by the version before this one has a current JSON without a `previous`
+//! field and its previous key in the `AWSPREVIOUS` version: only for such a version is
+//! `AWSPREVIOUS` read too (a second request, after the first), until its next rotation or
+//! retirement writes the one-read form. Both write paths also leave `AWSPREVIOUS` on the key
+//! before (rotate: Secrets Manager moves it there; retire: taken off), so functions of the
+//! version before, which read both stages, read the same keyring while a deploy rolls.
 
 use aws_sdk_secretsmanager::{operation::get_secret_value::GetSecretValueError, Client};
 
 use crate::{
     domain::{
         account_admin,
-        crypto::{Keys, MasterKey, KEY_ACTIVATION_DELAY_MS},
+        crypto::{Keys, MasterKey, StoredKeys, StoredPrevious, KEY_ACTIVATION_DELAY_MS},
         otp::MAX_TIMEOUT_SECS,
         time::Millis,
     },
@@ -35,11 +43,25 @@ pub struct Retired {
     pub resealed: usize,
 }
 
-/// One version of the secret: its Secrets Manager id and the key it holds.
+/// The keyring as the secret holds it.
 #[derive(Debug, Clone)]
-pub struct Version {
+pub struct Stored {
+    /// The `AWSCURRENT` version's id.
     pub id: String,
-    pub key: MasterKey,
+    pub current: MasterKey,
+    /// The previous key, inside the current version (or, for a version written before it
+    /// moved inside, in `AWSPREVIOUS`).
+    pub previous: Option<MasterKey>,
+    /// Secrets Manager requests the read took (1 but for a keyring in the form before).
+    pub requests: usize,
+}
+
+impl Stored {
+    /// The keys the functions use: the current one and the previous one, if any.
+    pub fn keys(&self) -> Result<Keys, KeyringError> {
+        let masters = std::iter::once(self.current.clone()).chain(self.previous.clone()).collect();
+        Keys::from_ring(masters).map_err(|_| KeyringError::Unreadable("the current and previous keys have one id"))
+    }
 }
 
 /// Why a keyring operation did not happen. The sentences name no key material.
@@ -75,14 +97,23 @@ impl SecretKeyring {
         SecretKeyring { client, secret_id: secret_id.into() }
     }
 
-    /// The current and the previous version (two requests, at once).
-    pub async fn versions(&self) -> Result<(Version, Option<Version>), KeyringError> {
-        let (current, previous) = tokio::join!(self.version(CURRENT), self.version(PREVIOUS));
-        let current = current?.ok_or(KeyringError::Unreadable("the secret has no current version"))?;
-        Ok((current, previous?))
+    /// The keyring: one request (`AWSCURRENT`), but for a keyring rotated by the version
+    /// before this one (a current JSON with no `previous` field), whose previous key is then
+    /// read from `AWSPREVIOUS` too.
+    pub async fn read(&self) -> Result<Stored, KeyringError> {
+        let (id, stored) =
+            self.version(CURRENT).await?.ok_or(KeyringError::Unreadable("the secret has no current version"))?;
+        let (previous, requests) = match stored.previous {
+            StoredPrevious::None => (None, 1),
+            StoredPrevious::Kept(key) => (Some(key), 1),
+            // That version's previous key is `AWSPREVIOUS`'s current one (its own text is a
+            // bare string or a rotated key without a `previous` field).
+            StoredPrevious::Staged => (self.version(PREVIOUS).await?.map(|(_, p)| p.current), 2),
+        };
+        Ok(Stored { id, current: stored.current, previous, requests })
     }
 
-    async fn version(&self, stage: &str) -> Result<Option<Version>, KeyringError> {
+    async fn version(&self, stage: &str) -> Result<Option<(String, StoredKeys)>, KeyringError> {
         let out = match self.client.get_secret_value().secret_id(&self.secret_id).version_stage(stage).send().await {
             Ok(out) => out,
             // No version has the stage: no previous key (a secret never rotated, or retired).
@@ -92,17 +123,29 @@ impl SecretKeyring {
             Err(_) => return Err(KeyringError::Unavailable(format!("cannot read the secret's {stage} version"))),
         };
         let text = out.secret_string().ok_or(KeyringError::Unreadable("a secret version is not a string"))?;
-        let key = MasterKey::parse(text).map_err(|_| {
+        let stored = StoredKeys::parse(text).map_err(|_| {
             KeyringError::Unreadable("a secret version is no key (at least 32 bytes, or a rotated key)")
         })?;
-        Ok(Some(Version { id: out.version_id().unwrap_or_default().to_owned(), key }))
+        Ok(Some((out.version_id().unwrap_or_default().to_owned(), stored)))
     }
 
     /// The keyring the functions use: the current key and the previous one, if any.
     pub async fn load(&self) -> Result<Keys, KeyringError> {
-        let (current, previous) = self.versions().await?;
-        let masters = std::iter::once(current.key).chain(previous.map(|p| p.key)).collect();
-        Keys::from_ring(masters).map_err(|_| KeyringError::Unreadable("the current and previous keys have one id"))
+        self.read().await?.keys()
+    }
+
+    /// Put `keys` as the new current version; Secrets Manager moves `AWSPREVIOUS` to the
+    /// version it replaces.
+    async fn put(&self, keys: StoredKeys) -> Result<(), KeyringError> {
+        self.client
+            .put_secret_value()
+            .secret_id(&self.secret_id)
+            .secret_string(keys.to_text())
+            .client_request_token(uuid_v4())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|_| KeyringError::Unavailable("cannot put the keyring's new version".into()))
     }
 
     /// Make a new current key, active `delay_ms` after `now` (functions read the new keyring
@@ -111,30 +154,24 @@ impl SecretKeyring {
     /// first: a third key would drop it from the ring while values may still need it) and
     /// while the current key is not active yet.
     pub async fn rotate(&self, now: Millis, delay_ms: Millis) -> Result<MasterKey, KeyringError> {
-        let (current, previous) = self.versions().await?;
+        let Stored { current, previous, .. } = self.read().await?;
         if let Some(previous) = previous {
             return Err(KeyringError::Refused(format!(
                 "key {} is still kept as the previous key; retire it first (twofa-admin keys retire-previous)",
-                previous.key.kid
+                previous.kid
             )));
         }
-        if current.key.active_from_ms > now {
+        if current.active_from_ms > now {
             return Err(KeyringError::Refused(format!(
                 "key {} becomes active only at {} ms; rotate after that",
-                current.key.kid, current.key.active_from_ms
+                current.kid, current.active_from_ms
             )));
         }
         // Ids 1–255 in turn (0 is the secret as it was before keys rotated).
-        let kid = if current.key.kid == u8::MAX { 1 } else { current.key.kid + 1 };
+        let kid = if current.kid == u8::MAX { 1 } else { current.kid + 1 };
         let key = MasterKey::random(kid, now + delay_ms);
-        self.client
-            .put_secret_value()
-            .secret_id(&self.secret_id)
-            .secret_string(key.to_text())
-            .client_request_token(uuid_v4())
-            .send()
-            .await
-            .map_err(|_| KeyringError::Unavailable("cannot put the new key".into()))?;
+        // The key it replaces goes inside: functions read both with one request.
+        self.put(StoredKeys { current: key.clone(), previous: StoredPrevious::Kept(current) }).await?;
         Ok(key)
     }
 
@@ -144,42 +181,54 @@ impl SecretKeyring {
     /// from before keys rotated). Every other account value under it (token digests, webhook
     /// secrets, test codes) is sealed again under the current key first.
     pub async fn retire_previous(&self, store: &dyn AdminStore, now: Millis) -> Result<Option<Retired>, KeyringError> {
-        let (current, previous) = self.versions().await?;
-        let Some(previous) = previous else { return Ok(None) };
-        self.may_retire(&current, now)?;
-        let keys = Keys::from_ring(vec![current.key.clone(), previous.key.clone()])
-            .map_err(|_| KeyringError::Unreadable("the current and previous keys have one id"))?;
-        let resealed = account_admin::reseal(store, &keys, previous.key.kid)
+        let stored = self.read().await?;
+        let Some(previous) = stored.previous.clone() else { return Ok(None) };
+        self.may_retire(&stored.current, now)?;
+        let keys = stored.keys()?;
+        let resealed = account_admin::reseal(store, &keys, previous.kid)
             .await
             .map_err(|e| KeyringError::Unavailable(format!("accounts not sealed again: {e}")))?;
         if !resealed.blocked.is_empty() {
             return Err(KeyringError::Refused(format!(
                 "key {} is still needed by the tokens of {} (stored before keys rotated: only a new token moves \
                  them: twofa-admin account rotate-token SID); {} other values were sealed again",
-                previous.key.kid,
+                previous.kid,
                 resealed.blocked.join(" "),
                 resealed.values
             )));
         }
+        // The current key alone, saying so (`"previous": null`): functions stop reading the
+        // previous key at their next read.
+        self.put(StoredKeys { current: stored.current.clone(), previous: StoredPrevious::None }).await?;
+        // Secrets Manager moved `AWSPREVIOUS` to the version just replaced, which still holds
+        // the previous key: functions of the version before this one read that stage (and would
+        // find the current key's id twice), so it comes off.
         self.client
             .update_secret_version_stage()
             .secret_id(&self.secret_id)
             .version_stage(PREVIOUS)
-            .remove_from_version_id(&previous.id)
+            .remove_from_version_id(&stored.id)
             .send()
             .await
-            .map_err(|_| KeyringError::Unavailable("cannot take AWSPREVIOUS off the previous key".into()))?;
-        Ok(Some(Retired { kid: previous.key.kid, current: current.key.kid, resealed: resealed.values }))
+            .map_err(|_| {
+                KeyringError::Unavailable(format!(
+                    "key {} is retired, but AWSPREVIOUS could not be taken off the version before ({}): functions \
+                     of the version before this one fail to read the keyring until it is (aws secretsmanager \
+                     update-secret-version-stage --version-stage AWSPREVIOUS --remove-from-version-id {})",
+                    previous.kid, stored.id, stored.id
+                ))
+            })?;
+        Ok(Some(Retired { kid: previous.kid, current: stored.current.kid, resealed: resealed.values }))
     }
 
     /// `Refused` while OTPs under the key before `current` may still be pending.
-    pub fn may_retire(&self, current: &Version, now: Millis) -> Result<(), KeyringError> {
-        let at = current.key.active_from_ms + RETIRE_AFTER_MS;
+    pub fn may_retire(&self, current: &MasterKey, now: Millis) -> Result<(), KeyringError> {
+        let at = current.active_from_ms + RETIRE_AFTER_MS;
         if now < at {
             return Err(KeyringError::Refused(format!(
                 "OTPs under the previous key may be pending until {} (a day after key {} became active); retire after that",
                 crate::domain::time::iso(at),
-                current.key.kid
+                current.kid
             )));
         }
         Ok(())
