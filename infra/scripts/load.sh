@@ -11,7 +11,7 @@
 #                                   local-aws (.run/local-aws.env): an account of its own made
 #                                   with twofa-admin and given 20 test numbers, a short run
 #                                   (LOAD_SAM_USERS 3, LOAD_SAM_DURATION 20s), the same checks
-#                                   with a floor for sam local's speed (LOAD_TEST_MIN_PAIRS 15)
+#                                   with a floor for sam local's speed (LOAD_TEST_MIN_PAIRS 10)
 #   infra/scripts/load.sh check REPORT USERS   dev's checks on the REPORT=file.json of a run with
 #                                   WRONG_PERCENT > 0 (LOAD_TEST_MIN_PAIRS, 200, the fewest
 #                                   pairs it accepts)
@@ -185,18 +185,19 @@ cmd_local_aws() {
     env "${aws_env[@]}" "${admin}" account policy "${sid}" --json "{\"testNumbers\":[${policy%,}]}" >/dev/null \
         || die "twofa-admin account policy (test numbers) failed"
     # sam local serves each function from one warm container, one request at a time: a few users
-    # keep it busy (more only queue), and a wrong code on a quarter of the pairs makes at least
-    # one 474 certain in a run this short.
+    # keep it busy (more only queue). Measured here: ~2.6 pairs a second, 54 in 20 s; the floor
+    # of 10 holds on a machine 3x slower and still fails a run that did nothing. A wrong code
+    # on 30 % of the pairs makes a run without a 474 unlikely (0.7^20: under 0.1 % at 20 pairs).
     local users="${LOAD_SAM_USERS:-3}" duration="${LOAD_SAM_DURATION:-20s}"
-    log "account ${sid} (twofa-admin, ${#numbers[@]} test numbers) on ${TWOFA_SAM_URL}: ${users} users at once, ${duration}, 25 % wrong codes first"
+    log "account ${sid} (twofa-admin, ${#numbers[@]} test numbers) on ${TWOFA_SAM_URL}: ${users} users at once, ${duration}, 30 % wrong codes first"
     rm -f "${SAM_REPORT}"
     local rc=0
     TWOFA_LOAD_SID="${sid}" TWOFA_LOAD_TOKEN="${token}" TWOFA_LOAD_NUMBERS="$(IFS=,; echo "${numbers[*]}")" \
-        TWOFA_LOAD_CODE="${TEST_CODE}" TWOFA_LOAD_WRONG_PERCENT=25 TWOFA_LOAD_REPORT="${SAM_REPORT}" LOAD_TIMEOUT=180 \
+        TWOFA_LOAD_CODE="${TEST_CODE}" TWOFA_LOAD_WRONG_PERCENT=30 TWOFA_LOAD_REPORT="${SAM_REPORT}" LOAD_TIMEOUT=180 \
         locust_run "${TWOFA_SAM_URL}" "${users}" "${users}" "${duration}" || rc=$?
     ((rc == 0)) || die "locust failed (exit ${rc}; the stack's log: .run/sam-local.log)"
     [[ -f "${SAM_REPORT}" ]] || die "no report at ${SAM_REPORT}"
-    LOAD_TEST_MIN_PAIRS="${LOAD_TEST_MIN_PAIRS:-15}" check_report "${SAM_REPORT}" "${users}"
+    LOAD_TEST_MIN_PAIRS="${LOAD_TEST_MIN_PAIRS:-10}" check_report "${SAM_REPORT}" "${users}"
 }
 
 # check_report FILE USERS: what a sound run must show. Every send answers 200; every right code
