@@ -6,7 +6,8 @@
 #   make bench     release builds, then every performance figure as a ratio to its baseline (infra/scripts/bench.sh)
 #   make build     sam build: every function of template.yaml (cargo-lambda, release profile), ARCH=x86_64|arm64
 #   make local-aws the whole API on sam local start-api (Lambda containers, AWS from moto); local-aws-down stops it
-#   make test-sam  black-box API tests against make local-aws, then stops all it started (needs Docker)
+#   make test-sam  black-box API tests and a short make load against make local-aws, then stops
+#                  all it started (needs Docker)
 #   make load URL=… SID=… TOKEN=… NUMBERS=…  send+verify pairs with Locust against any deployment
 #                  (USERS RAMP DURATION CODE WRONG_PERCENT PROCESSES REPORT; infra/scripts/load.sh)
 #   make deploy    sam build + sam deploy (--guided the first time, writing samconfig.toml)

@@ -7,9 +7,14 @@
 #   infra/scripts/load.sh dev       make test's bounded run: a dev server of its own on a free
 #                                   port, its account given test numbers, a short run, checks on
 #                                   the report, the server stopped (by the pid recorded here)
+#   infra/scripts/load.sh local-aws make test-sam's bounded run against the running make
+#                                   local-aws (.run/local-aws.env): an account of its own made
+#                                   with twofa-admin and given 20 test numbers, a short run
+#                                   (LOAD_SAM_USERS 3, LOAD_SAM_DURATION 20s), the same checks
+#                                   with a floor for sam local's speed (LOAD_TEST_MIN_PAIRS 10)
 #   infra/scripts/load.sh check REPORT USERS   dev's checks on the REPORT=file.json of a run with
-#                                   WRONG_PERCENT > 0 (a bounded run against make local-aws;
-#                                   LOAD_TEST_MIN_PAIRS, 200, the fewest pairs it accepts)
+#                                   WRONG_PERCENT > 0 (LOAD_TEST_MIN_PAIRS, 200, the fewest
+#                                   pairs it accepts)
 #
 # run's settings (environment, or make load's variables): URL, SID, TOKEN (required); NUMBERS,
 # comma-separated test numbers as `to:code`, or `to` with CODE (the account's policy must list
@@ -73,6 +78,13 @@ cmd_run() {
         locust_run "${URL}" "${USERS:-10}" "${RAMP:-2}" "${DURATION:-60s}"
 }
 
+# 20 test numbers (the most an account may have), one a line; their code is TEST_CODE.
+TEST_CODE=246810
+test_numbers() {
+    local i
+    for i in $(seq 100 119); do echo "+14155550${i}"; done
+}
+
 # --- make test's bounded run against the dev server -------------------------------------
 DEV_PID_FILE="${RUN_DIR}/load-dev.pid"
 DEV_LOG="${RUN_DIR}/load-dev.log"
@@ -116,14 +128,13 @@ cmd_dev() {
         ((SECONDS < deadline)) || die "the dev server did not answer on port ${port} within 30 s"
         sleep 0.2
     done
-    # 20 test numbers (the most an account may have), one code: what an operator sets with
-    # twofa-admin on a deployment, here through the dev route.
-    local numbers=() i
-    for i in $(seq 100 119); do numbers+=("+14155550${i}"); done
-    "${py}" - "${url}" "${sid}" "${numbers[@]}" <<'PY' || die "setting the test numbers failed"
+    # What an operator sets with twofa-admin on a deployment, here through the dev route.
+    local numbers=()
+    mapfile -t numbers < <(test_numbers)
+    "${py}" - "${url}" "${sid}" "${TEST_CODE}" "${numbers[@]}" <<'PY' || die "setting the test numbers failed"
 import json, sys, urllib.request
-url, sid, numbers = sys.argv[1], sys.argv[2], sys.argv[3:]
-body = {"accountSid": sid, "testNumbers": [{"to": n, "code": "246810"} for n in numbers]}
+url, sid, code, numbers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+body = {"accountSid": sid, "testNumbers": [{"to": n, "code": code} for n in numbers]}
 req = urllib.request.Request(url + "/dev/accounts", data=json.dumps(body).encode(), method="POST",
                              headers={"Content-Type": "application/json"})
 got = json.load(urllib.request.urlopen(req, timeout=5))
@@ -134,16 +145,65 @@ PY
     rm -f "${DEV_REPORT}"
     local rc=0
     TWOFA_LOAD_SID="${sid}" TWOFA_LOAD_TOKEN="${token}" TWOFA_LOAD_NUMBERS="$(IFS=,; echo "${numbers[*]}")" \
-        TWOFA_LOAD_CODE=246810 TWOFA_LOAD_WRONG_PERCENT=10 TWOFA_LOAD_REPORT="${DEV_REPORT}" LOAD_TIMEOUT=120 \
+        TWOFA_LOAD_CODE="${TEST_CODE}" TWOFA_LOAD_WRONG_PERCENT=10 TWOFA_LOAD_REPORT="${DEV_REPORT}" LOAD_TIMEOUT=120 \
         locust_run "${url}" "${users}" 1 "${duration}" || rc=$?
     ((rc == 0)) || die "locust failed (exit ${rc}; dev server log .run/load-dev.log)"
     [[ -f "${DEV_REPORT}" ]] || die "no report at ${DEV_REPORT}"
     check_report "${DEV_REPORT}" "${users}"
 }
 
-# check_report FILE USERS: what a sound run of the dev server must show. Every send answers 200; every
-# right code 200; every wrong code 401/474 (and nothing else); no 5xx; and enough pairs that the
-# run did real work (a floor far below what 2 shared cores do: about 1,000 pairs a second).
+# --- make test-sam's bounded run against make local-aws -----------------------------------
+SAM_REPORT="${RUN_DIR}/load-sam-report.json"
+
+# The stack make local-aws runs, as a client and an operator see it: its API URL, and the table,
+# secret and moto endpoint twofa-admin needs (.run/local-aws.env, written by sam.sh up). The
+# account is made as on a deployment (twofa-admin account create, then its policy's test
+# numbers): the stack's own account (the sam_local tests') is left as it is.
+cmd_local_aws() {
+    cmd_install
+    cd "${ROOT}"
+    local env_file="${RUN_DIR}/local-aws.env"
+    [[ -f "${env_file}" ]] || die "the local stack is not up (no .run/local-aws.env): make local-aws first"
+    # shellcheck disable=SC1090
+    source "${env_file}"
+    [[ -n "${TWOFA_SAM_URL:-}" && -n "${TWOFA_MOTO_URL:-}" && -n "${TWOFA_TABLE:-}" && -n "${TWOFA_SECRET_ARN:-}" ]] \
+        || die ".run/local-aws.env lacks TWOFA_SAM_URL, TWOFA_MOTO_URL, TWOFA_TABLE or TWOFA_SECRET_ARN: make local-aws-down, then make local-aws"
+    # The workspace's debug build (make test-sam's first step; a no-op after it).
+    local admin="${CARGO_TARGET_DIR:-${ROOT}/target}/debug/twofa-admin"
+    [[ -x "${admin}" ]] || cargo build -q --workspace --all-targets --features twofa/aws
+    [[ -x "${admin}" ]] || die "no twofa-admin binary at ${admin}"
+    local aws_env=(AWS_ENDPOINT_URL="${TWOFA_MOTO_URL}" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+        AWS_REGION=us-east-1 TWOFA_AWS_ATTEMPT_TIMEOUT_MS=10000 TWOFA_AWS_OPERATION_TIMEOUT_MS=30000)
+    local created sid token numbers=() policy
+    created="$(env "${aws_env[@]}" "${admin}" account create --email load@example.com --any-sender)" \
+        || die "twofa-admin account create failed"
+    sid="$(sed -n 's/^ACCOUNT_SID=//p' <<<"${created}")"
+    token="$(sed -n 's/^AUTH_TOKEN=//p' <<<"${created}")"
+    [[ -n "${sid}" && -n "${token}" ]] || die "twofa-admin account create printed no account"
+    mapfile -t numbers < <(test_numbers)
+    policy="$(printf '{"to":"%s","code":"'"${TEST_CODE}"'"},' "${numbers[@]}")"
+    env "${aws_env[@]}" "${admin}" account policy "${sid}" --json "{\"testNumbers\":[${policy%,}]}" >/dev/null \
+        || die "twofa-admin account policy (test numbers) failed"
+    # sam local serves each function from one warm container, one request at a time: a few users
+    # keep it busy (more only queue). Measured here: ~2.6 pairs a second, 54 in 20 s; the floor
+    # of 10 holds on a machine 3x slower and still fails a run that did nothing. A wrong code
+    # on 30 % of the pairs makes a run without a 474 unlikely (0.7^20: under 0.1 % at 20 pairs).
+    local users="${LOAD_SAM_USERS:-3}" duration="${LOAD_SAM_DURATION:-20s}"
+    log "account ${sid} (twofa-admin, ${#numbers[@]} test numbers) on ${TWOFA_SAM_URL}: ${users} users at once, ${duration}, 30 % wrong codes first"
+    rm -f "${SAM_REPORT}"
+    local rc=0
+    TWOFA_LOAD_SID="${sid}" TWOFA_LOAD_TOKEN="${token}" TWOFA_LOAD_NUMBERS="$(IFS=,; echo "${numbers[*]}")" \
+        TWOFA_LOAD_CODE="${TEST_CODE}" TWOFA_LOAD_WRONG_PERCENT=30 TWOFA_LOAD_REPORT="${SAM_REPORT}" LOAD_TIMEOUT=180 \
+        locust_run "${TWOFA_SAM_URL}" "${users}" "${users}" "${duration}" || rc=$?
+    ((rc == 0)) || die "locust failed (exit ${rc}; the stack's log: .run/sam-local.log)"
+    [[ -f "${SAM_REPORT}" ]] || die "no report at ${SAM_REPORT}"
+    LOAD_TEST_MIN_PAIRS="${LOAD_TEST_MIN_PAIRS:-10}" check_report "${SAM_REPORT}" "${users}"
+}
+
+# check_report FILE USERS: what a sound run must show. Every send answers 200; every right code
+# 200; every wrong code 401/474 (and nothing else); no 5xx; and at least LOAD_TEST_MIN_PAIRS
+# pairs, so the run did real work (make test's default, 200, is far below what the dev server
+# does on 2 shared cores, about 600 pairs a second; load.sh local-aws sets its own floor).
 check_report() {
     "${VENV}/bin/python" - "$1" "$2" "${LOAD_TEST_MIN_PAIRS:-200}" <<'PY'
 import json, sys
@@ -179,9 +239,10 @@ case "${1:-}" in
     install) cmd_install ;;
     run) cmd_run ;;
     dev) cmd_dev ;;
+    local-aws) cmd_local_aws ;;
     check) check_report "${2:?report file}" "${3:?users}" ;;
     *)
-        echo "usage: $0 {install|run|dev|check REPORT USERS}" >&2
+        echo "usage: $0 {install|run|dev|local-aws|check REPORT USERS}" >&2
         exit 2
         ;;
 esac

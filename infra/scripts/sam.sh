@@ -10,7 +10,8 @@
 #   infra/scripts/sam.sh up         make local-aws: the whole API on sam local start-api, each
 #                                   function in its Lambda container, AWS from moto (see below)
 #   infra/scripts/sam.sh down       stop what `up` started (by pid, container id, network name)
-#   infra/scripts/sam.sh env        the export lines of the running local stack (URL, account)
+#   infra/scripts/sam.sh env        the export lines of the running local stack (URL, account,
+#                                   the table and secret twofa-admin reads)
 #   infra/scripts/sam.sh deploy     sam build + sam deploy (--guided the first time: samconfig.toml)
 #
 # Environment: ARCH (x86_64 | arm64; default the host's), SAM_PORT (local API port, 3001; the
@@ -317,12 +318,19 @@ PY
         echo "export TWOFA_LAMBDA_ROUTER_URL=http://127.0.0.1:$ROUTER_PORT"
         echo "export TWOFA_ACCOUNT_SID=$TWOFA_ACCOUNT_SID"
         echo "export TWOFA_AUTH_TOKEN=$TWOFA_AUTH_TOKEN"
+        # What twofa-admin reads, for more accounts on this stack (with
+        # AWS_ENDPOINT_URL=$TWOFA_MOTO_URL and moto's credentials: load.sh local-aws does so).
+        echo "export TWOFA_TABLE=$TWOFA_TABLE"
+        echo "export TWOFA_SECRET_ARN=$TWOFA_SECRET_ARN"
     } >"$LOCAL_ENV"
     trap - EXIT
     log "sam local start-api answered in $sam_took s; make local-aws took $((SECONDS - t0)) s in all"
     cat <<EOF
 ==> the API: http://127.0.0.1:$SAM_PORT (each function in its Lambda container; AWS from moto at $endpoint)
-    account: $TWOFA_ACCOUNT_SID  token: $TWOFA_AUTH_TOKEN   (also in .run/local-aws.env)
+    account: $TWOFA_ACCOUNT_SID  token: $TWOFA_AUTH_TOKEN   (also in .run/local-aws.env, with the
+    table and secret twofa-admin needs: source it, then AWS_ENDPOINT_URL=$endpoint AWS_REGION=us-east-1
+    AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing target/debug/twofa-admin account …)
+    load: infra/scripts/load.sh local-aws   (an account with test numbers, then a short make load)
     curl -s -u "$TWOFA_ACCOUNT_SID:$TWOFA_AUTH_TOKEN" http://127.0.0.1:$SAM_PORT/2fa/send -H 'Content-Type: application/json' \\
       -d '{"service":"2FA","from":"Twofa","to":"+14155550100","body":"Your verification code is: {code}"}'
     the SMS sent (with its code): curl -s $endpoint/moto-api/data.json   (sns.SMS)

@@ -301,9 +301,23 @@ fn ref_target(value: &Value) -> Option<&str> {
     }
 }
 
+/// The OTP routes: a send+verify pair's path (and cancel's), each form its own route.
+const OTP_ROUTES: [&str; 9] = [
+    "/2fa/send",
+    "/2fa/send.json",
+    "/2fa/send.xml",
+    "/2fa/verify",
+    "/2fa/verify.json",
+    "/2fa/verify.xml",
+    "/2fa/cancel",
+    "/2fa/cancel.json",
+    "/2fa/cancel.xml",
+];
+
 #[test]
-fn every_api_route_is_throttled_by_the_rate_and_burst_parameters() {
-    // Given the template's HTTP API (the one AWS::Serverless::HttpApi) and its parameters
+fn otp_routes_take_the_pair_rate_and_every_other_route_the_protective_throttle() {
+    // Given the template's HTTP API (the one AWS::Serverless::HttpApi), its HttpApi events and
+    // its parameters
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
     let template: Value = serde_yaml::from_str(&text).expect("template.yaml parses");
@@ -311,31 +325,61 @@ fn every_api_route_is_throttled_by_the_rate_and_burst_parameters() {
     let apis: Vec<&Value> =
         resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Serverless::HttpApi")).collect();
     assert_eq!(apis.len(), 1, "one HttpApi serves every route");
+    let parameter = |name: &str| &template["Parameters"][name];
+    let default =
+        |name: &str| parameter(name)["Default"].as_f64().unwrap_or_else(|| panic!("{name}: a numeric Default"));
 
-    // When its default route settings are read
+    // When the API's default route settings and each event's own route settings are read
     let settings = &apis[0]["Properties"]["DefaultRouteSettings"];
-
-    // Then both throttling limits are the deployer's parameters, so a flood is answered 429 by
-    // API Gateway before it takes the Lambda concurrency workflow steps and callbacks need
-    assert_eq!(ref_target(&settings["ThrottlingRateLimit"]), Some("ApiThrottleRate"), "rate: {settings:?}");
-    assert_eq!(ref_target(&settings["ThrottlingBurstLimit"]), Some("ApiThrottleBurst"), "burst: {settings:?}");
-    // And each parameter is a Number whose default throttles (0 would refuse every request)
-    // and whose minimum keeps a deployer from setting 0
-    for name in ["ApiThrottleRate", "ApiThrottleBurst"] {
-        let parameter = &template["Parameters"][name];
-        assert_eq!(parameter["Type"].as_str(), Some("Number"), "{name}: {parameter:?}");
-        let default = parameter["Default"].as_f64().unwrap_or_else(|| panic!("{name}: a numeric Default"));
-        assert!(default >= 1.0, "{name}: Default {default}");
-        assert!(parameter["MinValue"].as_f64().is_some_and(|min| min >= 1.0), "{name}: MinValue >= 1");
+    assert!(apis[0]["Properties"]["RouteSettings"].is_null(), "route settings live on the events");
+    let mut otp_routes = Vec::new();
+    for (_, resource) in resources {
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else { continue };
+        for (name, event) in events.iter().filter(|(_, e)| e["Type"].as_str() == Some("HttpApi")) {
+            let props = &event["Properties"];
+            let path = props["Path"].as_str().expect("Path");
+            let route = &props["RouteSettings"];
+            if OTP_ROUTES.contains(&path) {
+                // Then each OTP route is throttled by the pair-rate parameters
+                assert_eq!(ref_target(&route["ThrottlingRateLimit"]), Some("ApiThrottleRate"), "{name:?}: {route:?}");
+                assert_eq!(ref_target(&route["ThrottlingBurstLimit"]), Some("ApiThrottleBurst"), "{name:?}: {route:?}");
+                otp_routes.push(path);
+            } else {
+                // And every other route keeps the API's default (no settings of its own)
+                assert!(route.is_null(), "{name:?} ({path}) has route settings of its own: {route:?}");
+            }
+        }
+    }
+    otp_routes.sort_unstable();
+    let mut want = OTP_ROUTES.to_vec();
+    want.sort_unstable();
+    assert_eq!(otp_routes, want, "every OTP route is an event, once");
+    // And the default route settings (every other route, and any route added later) are the
+    // protective parameters, so a flood there is answered 429 by API Gateway before it takes
+    // the Lambda concurrency the OTP routes, workflow steps and callbacks need
+    assert_eq!(ref_target(&settings["ThrottlingRateLimit"]), Some("ApiOtherThrottleRate"), "rate: {settings:?}");
+    assert_eq!(ref_target(&settings["ThrottlingBurstLimit"]), Some("ApiOtherThrottleBurst"), "burst: {settings:?}");
+    // And each parameter is a Number whose default throttles (0 would refuse every request),
+    // whose minimum keeps a deployer from setting 0, and which says what it protects
+    for name in ["ApiThrottleRate", "ApiThrottleBurst", "ApiOtherThrottleRate", "ApiOtherThrottleBurst"] {
+        assert_eq!(parameter(name)["Type"].as_str(), Some("Number"), "{name}: {:?}", parameter(name));
+        assert!(default(name) >= 1.0, "{name}: Default {}", default(name));
+        assert!(parameter(name)["MinValue"].as_f64().is_some_and(|min| min >= 1.0), "{name}: MinValue >= 1");
         assert!(
-            parameter["Description"].as_str().is_some_and(|d| d.contains("concurrency")),
+            parameter(name)["Description"].as_str().is_some_and(|d| d.contains("concurrency")),
             "{name}: what it protects"
         );
     }
-    // And a burst by default stays well below the account's default Lambda concurrency (1000),
-    // which the functions of the workflow steps and callbacks share with the API's
-    let burst = template["Parameters"]["ApiThrottleBurst"]["Default"].as_f64().unwrap();
-    assert!(burst < 1000.0, "ApiThrottleBurst default {burst}");
+    // And by default send and verify each take 10,000 requests a second (an account's 10,000
+    // pairs a second, issue 26, with no setting raised), which is also the most API Gateway's
+    // default account quota lets a route be given (10,000 rps; burst 5,000)
+    assert_eq!(default("ApiThrottleRate"), 10_000.0, "ApiThrottleRate default");
+    let burst = default("ApiThrottleBurst");
+    assert!((1_000.0..=5_000.0).contains(&burst), "ApiThrottleBurst default {burst}");
+    // And the other routes' default stays far below the account's default Lambda concurrency
+    // (1000), which the OTP routes, workflow steps and callbacks share with them
+    assert!(default("ApiOtherThrottleRate") <= 1_000.0, "ApiOtherThrottleRate default");
+    assert!(default("ApiOtherThrottleBurst") < 1_000.0, "ApiOtherThrottleBurst default");
 }
 
 #[test]
