@@ -128,6 +128,7 @@ fn otp(account: &str, to: &str, now: Millis) -> Otp {
         workflow: None,
         watched: true,
         clears_failures: false,
+        guarded: false,
         sid,
     }
 }

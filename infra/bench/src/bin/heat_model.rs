@@ -16,6 +16,12 @@
 //! - no single item may be in more than 20 transactions a second;
 //! - a key only one pair ever touches (its `DEST#`, `MSG#`, ...) grows with nobody's rate.
 //!
+//! The pumping guard's counters are written by the stream worker (`count_guard`), fed the
+//! table's stream (read off moto) in batches of `STREAM_BATCH` records, each batch its own
+//! writer; its window is read through the store's per-process cache, whose clock advances by
+//! one process's share of 10,000 pairs/s per send (`PROCESSES` processes serve the account),
+//! so the reads charged are those one of them makes at that rate.
+//!
 //! moto reports no consumed capacity, so units are computed from the items (see the unit rules
 //! at `write_units` and below); item sizes before and after each write come from a shadow of
 //! the table read after every step with a second, untapped client.
@@ -43,7 +49,7 @@ use twofa::{
     adapters::{
         aws::{
             aws_config,
-            dynamodb::{create_table, DynamoStore},
+            dynamodb::{create_table_with_stream, DynamoStore},
         },
         clock::AdjustableClock,
         outbox::Outbox,
@@ -52,12 +58,26 @@ use twofa::{
         account::Account,
         callbacks::{CallbackMethod, CallbackTarget},
         crypto::Keys,
+        guard::GUARD_CACHE_MS,
         ids,
         otp::ChannelStatus,
         receipts::{self, Receipt},
     },
     ports::{AccountStore, Deps, NoScheduler},
 };
+
+/// Records in a stream batch as the model feeds them to the counting: Lambda hands on up to 100
+/// (`BatchSize`) after up to a 1 s batching window per lane (stream shard x
+/// ParallelizationFactor 10). At 10,000 pairs/s one account makes ~45,000 OTP records/s; over
+/// ~45 stream shards (the partitions its ~45,000 WCU/s need) that is ~100 records a lane a
+/// second: full batches. (The model's batches hold both accounts' pairs: half of what one
+/// account at that rate puts in a batch, a margin of 2.)
+const STREAM_BATCH: usize = 100;
+/// Processes (Lambda instances) serving one account's 10,000 pairs/s: ~2 requests a pair of
+/// ~50 ms each is ~1,000 busy at once. Each reads a guard window at most once per cache time.
+const PROCESSES: i64 = 1_000;
+/// The pairs a second the cache clock is set for.
+const MODEL_PAIRS_PER_S: i64 = 10_000;
 
 // ---- DynamoDB's unit rules (on-demand; provisioned capacity counts the same units) ----
 
@@ -656,6 +676,81 @@ impl Bench {
     }
 }
 
+/// Time as the model has it pass (ms), for the guard's window cache.
+#[derive(Default)]
+struct ModelClock(std::sync::atomic::AtomicI64);
+
+impl twofa::ports::Clock for ModelClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Stream batches are tagged as flows from here on (no pair's).
+const STREAM_FLOWS: usize = 1_000_000;
+
+/// The table's stream on moto, read as Lambda hands it on, in batches of `STREAM_BATCH`.
+struct Stream {
+    arn: String,
+    /// Per shard, the last sequence number read.
+    read: HashMap<String, String>,
+    pending: Vec<Value>,
+    batches: usize,
+}
+
+impl Stream {
+    /// The full batches the stream holds now (with `all`, the rest too), as Lambda events.
+    async fn batches(&mut self, all: bool) -> Vec<Value> {
+        let described = streams("DescribeStream", json!({ "StreamArn": self.arn })).await;
+        for shard in described["StreamDescription"]["Shards"].as_array().cloned().unwrap_or_default() {
+            let id = shard["ShardId"].as_str().unwrap_or_default().to_owned();
+            let mut ask = json!({ "StreamArn": self.arn, "ShardId": id, "ShardIteratorType": "TRIM_HORIZON" });
+            if let Some(seq) = self.read.get(&id) {
+                ask["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
+                ask["SequenceNumber"] = json!(seq);
+            }
+            let mut iterator = streams("GetShardIterator", ask).await["ShardIterator"].clone();
+            loop {
+                let page = streams("GetRecords", json!({ "ShardIterator": iterator })).await;
+                let got = page["Records"].as_array().cloned().unwrap_or_default();
+                let Some(last) = got.last() else { break };
+                self.read.insert(id.clone(), last["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default().into());
+                for mut r in got {
+                    // Lambda gives epoch seconds here; moto an ISO date.
+                    r["dynamodb"]["ApproximateCreationDateTime"] = json!(0);
+                    self.pending.push(r);
+                }
+                iterator = page["NextShardIterator"].clone();
+            }
+        }
+        let mut out = vec![];
+        while self.pending.len() >= STREAM_BATCH || (all && !self.pending.is_empty()) {
+            let take = self.pending.len().min(STREAM_BATCH);
+            out.push(json!({ "Records": self.pending.drain(..take).collect::<Vec<_>>() }));
+            self.batches += 1;
+        }
+        out
+    }
+}
+
+/// A raw DynamoDB Streams call to moto (JSON protocol; moto does not check signatures).
+async fn streams(target: &str, body: Value) -> Value {
+    let url = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+    let r = reqwest::Client::new()
+        .post(url)
+        .header("X-Amz-Target", format!("DynamoDBStreams_20120810.{target}"))
+        .header("Content-Type", "application/x-amz-json-1.0")
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("moto streams");
+    r.json().await.expect("a streams answer")
+}
+
 fn number(account: usize, i: usize) -> String {
     format!("+1415555{account}{i:03}")
 }
@@ -675,9 +770,25 @@ async fn run() {
     let reader =
         Client::from_conf(aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(reader_tap.clone()).build());
     let table = format!("heat-{}", ids::new_sid(""));
-    create_table(&client, &table).await.expect("create table");
+    create_table_with_stream(&client, &table).await.expect("create table");
     let keys = Keys::random();
-    let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
+    // The guard's window cache on a clock of its own (not the wall's: the burst on moto is far
+    // slower than the rate modelled): one process's share of the model's rate.
+    let cache_clock = Arc::new(ModelClock::default());
+    let store = Arc::new(
+        DynamoStore::new(client.clone(), table.clone())
+            .with_guard_cache(std::time::Duration::from_millis(GUARD_CACHE_MS as u64), cache_clock.clone()),
+    );
+    let arn = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("describe")
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .expect("a stream");
+    let mut stream = Stream { arn, read: HashMap::new(), pending: vec![], batches: 0 };
     let clock = Arc::new(AdjustableClock::default());
     let outbox = Arc::new(Outbox::new(clock.clone()).with_max(100_000));
     use base64::Engine;
@@ -714,6 +825,8 @@ async fn run() {
     macro_rules! send_and_receipt {
         ($a:expr, $i:expr) => {{
             b.act(Some($a), Some($i));
+            // The account's sends are spread over `PROCESSES`: this one sees every so many.
+            cache_clock.0.fetch_add(PROCESSES * 1000 / MODEL_PAIRS_PER_S, std::sync::atomic::Ordering::SeqCst);
             let (status, body) = b.call($a, "/2fa/send", send(&number($a, $i))).await;
             *statuses.entry(("send", status)).or_default() += 1;
             heat.account(b.drain()).await;
@@ -754,6 +867,16 @@ async fn run() {
             }
         }};
     }
+    // The stream's batches as they fill (each batch one writer of its own, `Tag::flow`).
+    macro_rules! stream_batches {
+        ($all:expr) => {{
+            for batch in stream.batches($all).await {
+                b.act(None, Some(STREAM_FLOWS + stream.batches));
+                twofa::workers::callbacks::count_guard_of(b.store.as_ref(), batch).await.expect("guard counted");
+                heat.account(b.drain()).await;
+            }
+        }};
+    }
     for i in 0..per_account {
         for a in 0..2 {
             send_and_receipt!(a, i);
@@ -762,6 +885,7 @@ async fn run() {
                 answer!(a, i);
             }
         }
+        stream_batches!(false);
     }
     // Past the default limit's minute (one OTP per destination), so a resend is admitted.
     clock.advance_secs(61);
@@ -770,13 +894,16 @@ async fn run() {
             send_and_receipt!(a, i);
             answer!(a, i);
         }
+        stream_batches!(false);
     }
+    stream_batches!(true);
     // Past every OTP's expiry (and the superseded ones' guard time): the sweeper settles the
     // 30 % nobody verified and the superseded ones.
     clock.advance_secs(3600);
     b.act(None, None);
     let swept = twofa::workers::callbacks::sweep_all(b.store.as_ref(), clock.as_ref()).await.expect("sweep");
     heat.account(b.drain()).await;
+    stream_batches!(true);
     let _ = client.delete_table().table_name(&table).send().await;
 
     let pairs = [per_account, per_account];
@@ -797,6 +924,11 @@ async fn run() {
         rcu / total_pairs
     );
     println!("Units computed from the items (rules in infra/bench/src/bin/heat_model.rs); each row is its family's hottest key.");
+    println!(
+        "Guard counters: counted off the stream, {} batches of up to {STREAM_BATCH} records, one ADD per counter each; \
+         windows read by one of {PROCESSES} processes sharing {MODEL_PAIRS_PER_S} pairs/s, kept {GUARD_CACHE_MS} ms.",
+        stream.batches
+    );
     println!();
     println!(
         "{:<48} {:<14} {:>5} {:>9} {:>9} {:>12} {:>9}  bound by",

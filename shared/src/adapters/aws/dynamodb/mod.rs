@@ -8,6 +8,7 @@ mod accounts;
 mod calls;
 mod errors;
 mod expiry;
+mod guard;
 mod items;
 mod limits;
 mod named;
@@ -33,7 +34,7 @@ use rand::Rng;
 
 pub use accounts::ACCOUNT_CACHE_TTL;
 pub use calls::CallCounts;
-pub use stream::{otp_from_image, otp_item};
+pub use stream::{otp_from_image, otp_item, says_guarded};
 pub use table::{create_table, create_table_with_stream, GSI1, GSI2};
 
 use self::{
@@ -60,6 +61,7 @@ pub struct DynamoStore {
     table: String,
     calls: Arc<Counters>,
     accounts: AccountCache,
+    guard: guard::GuardCache,
 }
 
 impl DynamoStore {
@@ -73,7 +75,15 @@ impl DynamoStore {
             table: table.into(),
             calls,
             accounts: AccountCache { ttl: ACCOUNT_CACHE_TTL, ..Default::default() },
+            guard: guard::GuardCache::default(),
         }
+    }
+
+    /// The same store with the pumping guard's windows kept for `ttl` per process (zero: read
+    /// on every guarded send; the default is `guard::GUARD_CACHE_MS`), timed by `clock`.
+    pub fn with_guard_cache(mut self, ttl: Duration, clock: Arc<dyn crate::ports::Clock>) -> Self {
+        self.guard = guard::GuardCache::new(ttl, clock);
+        self
     }
 
     /// The same store with accounts cached for `ttl` (zero: read on every request).
@@ -129,6 +139,11 @@ impl DynamoStore {
     /// Strongly consistent `BatchGetItem` of `keys` (duplicates allowed), one request per 100
     /// distinct keys, `UnprocessedKeys` asked again with backoff.
     async fn batch_get(&self, keys: &[Key]) -> Result<HashMap<Key, Item>> {
+        self.batch_get_with(keys, true).await
+    }
+
+    /// `batch_get`, strongly consistent or not.
+    async fn batch_get_with(&self, keys: &[Key], consistent: bool) -> Result<HashMap<Key, Item>> {
         let mut seen = HashSet::new();
         let unique: Vec<&Key> = keys.iter().filter(|k| seen.insert(*k)).collect();
         let mut found = HashMap::with_capacity(unique.len());
@@ -143,7 +158,7 @@ impl DynamoStore {
                 if round > 0 {
                     backoff(round).await;
                 }
-                let request = KeysAndAttributes::builder().set_keys(Some(pending)).consistent_read(true).build();
+                let request = KeysAndAttributes::builder().set_keys(Some(pending)).consistent_read(consistent).build();
                 let out = self
                     .client
                     .batch_get_item()
