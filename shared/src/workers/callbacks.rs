@@ -11,8 +11,12 @@ use aws_lambda_events::{
     sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent},
     streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse},
 };
+use std::sync::{
+    atomic::{AtomicU32, Ordering},
+    LazyLock,
+};
+
 use futures::{stream, StreamExt};
-use rand::Rng;
 use serde_json::{json, Value};
 
 use super::{record_source, BoxError};
@@ -252,18 +256,21 @@ fn otp_changes(records: &[dynamodb::EventRecord]) -> Vec<(Option<Otp>, Otp)> {
         .collect()
 }
 
+/// This process's turn of the shards: each batch takes the next, from a random start (so many
+/// processes spread evenly, and one spreads its batches exactly).
+static NEXT_SHARD: LazyLock<AtomicU32> = LazyLock::new(|| AtomicU32::new(rand::random()));
+
 /// The pumping guard's counts of one stream batch (`guard::tally`: guarded OTPs inserted are
-/// sends, guarded OTPs turned `success` are verifies), one `ADD` per counter, each in a shard
-/// picked at random: a counter item takes 1/`SHARDS` of the batches that count in it, and a
-/// batch of 100 records costs a few writes, not one per send. How many counters it wrote.
+/// sends, guarded OTPs turned `success` are verifies), one `ADD` per counter, the shards taken
+/// in turn: a counter item takes 1/`SHARDS` of the batches that count in it, and a batch of
+/// 100 records costs a few writes, not one per send. How many counters it wrote.
 pub async fn count_guard(store: &DynamoStore, records: &[dynamodb::EventRecord]) -> Result<usize> {
     let changes = otp_changes(records);
     let mut counts = guard::tally(changes.iter().map(|(old, new)| (old.as_ref(), new)));
-    {
-        let mut rng = rand::thread_rng();
-        for (key, _) in &mut counts {
-            key.shard = rng.gen_range(0..guard::SHARDS);
-        }
+    // One turn a batch: each of its counters moves on by one shard from the last batch's.
+    let turn = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+    for (i, (key, _)) in counts.iter_mut().enumerate() {
+        key.shard = (turn.wrapping_add(i as u32) % u32::from(guard::SHARDS)) as u8;
     }
     store.add_guard_counts(&counts).await?;
     Ok(counts.len())

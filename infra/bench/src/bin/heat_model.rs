@@ -17,8 +17,9 @@
 //! - a key only one pair ever touches (its `DEST#`, `MSG#`, ...) grows with nobody's rate.
 //!
 //! The pumping guard's counters are written by the stream worker (`count_guard`), fed the
-//! table's stream (read off moto) in batches of `STREAM_BATCH` records, each batch its own
-//! writer; its window is read through the store's per-process cache, whose clock advances by
+//! stream records each step's OTP writes make (one a write, the images from the shadow below:
+//! a moto table with a stream copies itself at every transaction, minutes for the burst) in
+//! batches of `STREAM_BATCH` records, each batch its own writer; its window is read through the store's per-process cache, whose clock advances by
 //! one process's share of 10,000 pairs/s per send (`PROCESSES` processes serve the account),
 //! so the reads charged are those one of them makes at that rate.
 //!
@@ -49,7 +50,7 @@ use twofa::{
     adapters::{
         aws::{
             aws_config,
-            dynamodb::{create_table_with_stream, DynamoStore},
+            dynamodb::{create_table, DynamoStore},
         },
         clock::AdjustableClock,
         outbox::Outbox,
@@ -313,6 +314,10 @@ struct Heat {
     shadow: HashMap<Key, Item>,
     charges: Vec<Charge>,
     requests: usize,
+    /// The stream records of the OTP writes so far, not yet handed to the stream worker.
+    stream: Vec<Value>,
+    /// Stream records made so far (their sequence numbers).
+    records: usize,
 }
 
 impl Heat {
@@ -406,6 +411,38 @@ impl Heat {
                 }
             }
             self.charge_reads(e);
+        }
+        // The stream: one record per OTP write that was not refused; the first of an item in
+        // this step carries its images before and after the step, the others none that differ.
+        let mut streamed = BTreeSet::new();
+        for e in log.iter().filter(|e| e.resp.get("__type").is_none()) {
+            for (key, _) in written(&e.op, &e.req).into_iter().filter(|(k, _)| k.0.starts_with("OTP#")) {
+                let (old, new) = match streamed.insert(key.clone()) {
+                    true => (self.shadow.get(&key), after.get(&key)),
+                    false => (after.get(&key), after.get(&key)),
+                };
+                let name = match (old, new) {
+                    (None, Some(_)) => "INSERT",
+                    (Some(_), Some(_)) => "MODIFY",
+                    (Some(_), None) => "REMOVE",
+                    (None, None) => continue,
+                };
+                self.records += 1;
+                self.stream.push(json!({
+                    "awsRegion": "us-east-1",
+                    "eventID": self.records.to_string(),
+                    "eventName": name,
+                    "eventSource": "aws:dynamodb",
+                    "dynamodb": {
+                        "Keys": { "pk": { "S": key.0 }, "sk": { "S": key.1 } },
+                        "NewImage": new,
+                        "OldImage": old,
+                        "SequenceNumber": self.records.to_string(),
+                        "SizeBytes": 0,
+                        "StreamViewType": "NEW_AND_OLD_IMAGES",
+                    },
+                }));
+            }
         }
         for key in keys {
             match after.get(&key) {
@@ -689,68 +726,6 @@ impl twofa::ports::Clock for ModelClock {
 /// Stream batches are tagged as flows from here on (no pair's).
 const STREAM_FLOWS: usize = 1_000_000;
 
-/// The table's stream on moto, read as Lambda hands it on, in batches of `STREAM_BATCH`.
-struct Stream {
-    arn: String,
-    /// Per shard, the last sequence number read.
-    read: HashMap<String, String>,
-    pending: Vec<Value>,
-    batches: usize,
-}
-
-impl Stream {
-    /// The full batches the stream holds now (with `all`, the rest too), as Lambda events.
-    async fn batches(&mut self, all: bool) -> Vec<Value> {
-        let described = streams("DescribeStream", json!({ "StreamArn": self.arn })).await;
-        for shard in described["StreamDescription"]["Shards"].as_array().cloned().unwrap_or_default() {
-            let id = shard["ShardId"].as_str().unwrap_or_default().to_owned();
-            let mut ask = json!({ "StreamArn": self.arn, "ShardId": id, "ShardIteratorType": "TRIM_HORIZON" });
-            if let Some(seq) = self.read.get(&id) {
-                ask["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
-                ask["SequenceNumber"] = json!(seq);
-            }
-            let mut iterator = streams("GetShardIterator", ask).await["ShardIterator"].clone();
-            loop {
-                let page = streams("GetRecords", json!({ "ShardIterator": iterator })).await;
-                let got = page["Records"].as_array().cloned().unwrap_or_default();
-                let Some(last) = got.last() else { break };
-                self.read.insert(id.clone(), last["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default().into());
-                for mut r in got {
-                    // Lambda gives epoch seconds here; moto an ISO date.
-                    r["dynamodb"]["ApproximateCreationDateTime"] = json!(0);
-                    self.pending.push(r);
-                }
-                iterator = page["NextShardIterator"].clone();
-            }
-        }
-        let mut out = vec![];
-        while self.pending.len() >= STREAM_BATCH || (all && !self.pending.is_empty()) {
-            let take = self.pending.len().min(STREAM_BATCH);
-            out.push(json!({ "Records": self.pending.drain(..take).collect::<Vec<_>>() }));
-            self.batches += 1;
-        }
-        out
-    }
-}
-
-/// A raw DynamoDB Streams call to moto (JSON protocol; moto does not check signatures).
-async fn streams(target: &str, body: Value) -> Value {
-    let url = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
-    let r = reqwest::Client::new()
-        .post(url)
-        .header("X-Amz-Target", format!("DynamoDBStreams_20120810.{target}"))
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("moto streams");
-    r.json().await.expect("a streams answer")
-}
-
 fn number(account: usize, i: usize) -> String {
     format!("+1415555{account}{i:03}")
 }
@@ -770,7 +745,7 @@ async fn run() {
     let reader =
         Client::from_conf(aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(reader_tap.clone()).build());
     let table = format!("heat-{}", ids::new_sid(""));
-    create_table_with_stream(&client, &table).await.expect("create table");
+    create_table(&client, &table).await.expect("create table");
     let keys = Keys::random();
     // The guard's window cache on a clock of its own (not the wall's: the burst on moto is far
     // slower than the rate modelled): one process's share of the model's rate.
@@ -779,16 +754,7 @@ async fn run() {
         DynamoStore::new(client.clone(), table.clone())
             .with_guard_cache(std::time::Duration::from_millis(GUARD_CACHE_MS as u64), cache_clock.clone()),
     );
-    let arn = client
-        .describe_table()
-        .table_name(&table)
-        .send()
-        .await
-        .expect("describe")
-        .table
-        .and_then(|t| t.latest_stream_arn)
-        .expect("a stream");
-    let mut stream = Stream { arn, read: HashMap::new(), pending: vec![], batches: 0 };
+    let mut batches = 0;
     let clock = Arc::new(AdjustableClock::default());
     let outbox = Arc::new(Outbox::new(clock.clone()).with_max(100_000));
     use base64::Engine;
@@ -814,8 +780,16 @@ async fn run() {
     };
     let app = axum::Router::new().merge(twofa::http::otp::router(deps));
     let b = Bench { app, tap, auths, outbox, store };
-    let mut heat =
-        Heat { table: table.clone(), reader, reader_tap, shadow: HashMap::new(), charges: vec![], requests: 0 };
+    let mut heat = Heat {
+        table: table.clone(),
+        reader,
+        reader_tap,
+        shadow: HashMap::new(),
+        charges: vec![],
+        requests: 0,
+        stream: vec![],
+        records: 0,
+    };
     b.drain();
 
     let send = |to: &str| json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "{code}" });
@@ -870,8 +844,11 @@ async fn run() {
     // The stream's batches as they fill (each batch one writer of its own, `Tag::flow`).
     macro_rules! stream_batches {
         ($all:expr) => {{
-            for batch in stream.batches($all).await {
-                b.act(None, Some(STREAM_FLOWS + stream.batches));
+            while heat.stream.len() >= STREAM_BATCH || ($all && !heat.stream.is_empty()) {
+                let take = heat.stream.len().min(STREAM_BATCH);
+                let batch = json!({ "Records": heat.stream.drain(..take).collect::<Vec<_>>() });
+                batches += 1;
+                b.act(None, Some(STREAM_FLOWS + batches));
                 twofa::workers::callbacks::count_guard_of(b.store.as_ref(), batch).await.expect("guard counted");
                 heat.account(b.drain()).await;
             }
@@ -927,7 +904,7 @@ async fn run() {
     println!(
         "Guard counters: counted off the stream, {} batches of up to {STREAM_BATCH} records, one ADD per counter each; \
          windows read by one of {PROCESSES} processes sharing {MODEL_PAIRS_PER_S} pairs/s, kept {GUARD_CACHE_MS} ms.",
-        stream.batches
+        batches
     );
     println!();
     println!(
