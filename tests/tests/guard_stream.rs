@@ -105,6 +105,10 @@ impl World {
         send(&self.deps, &self.account, req).await
     }
 
+    async fn send_owned(&self, to: String) -> Result<String, Error> {
+        self.send(&to).await
+    }
+
     async fn verify(&self, sid: &str, to: &str) {
         let msg = self.outbox.messages(Some(to)).into_iter().next().expect("a message");
         let code: String = msg.body.chars().filter(char::is_ascii_digit).collect();
@@ -254,5 +258,19 @@ async fn an_undone_send_takes_its_count_back_whenever_the_stream_counts_it() {
     w.send(&us(2)).await.expect("send");
     w.count_stream().await;
     assert_eq!(w.us_window().await, GuardCount { sends: 1, verifies: 0 });
+    w.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_of_a_cold_process_read_the_window_once() {
+    // Given a process that has read no window yet
+    let w = world(Duration::from_millis(GUARD_CACHE_MS as u64), 100, 20).await;
+    // When 10 guarded sends to one country run at once
+    let before = w.store.calls();
+    let sends = futures::future::join_all((0..10).map(|i| w.send_owned(us(i)))).await;
+    // Then each read its snapshot, and the window was read once for all of them
+    assert!(sends.iter().all(Result::is_ok), "{sends:?}");
+    let c = w.store.calls() - before;
+    assert_eq!(c.batch_get_item, 11, "{c:?}");
     w.drop().await;
 }

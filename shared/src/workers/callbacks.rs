@@ -4,18 +4,19 @@
 //! One binary, three event shapes; template.yaml deploys it twice (stream + queue, schedule)
 //! so each function holds only the permissions its part needs.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, LazyLock,
+    },
+    time::Duration,
+};
 
 use aws_lambda_events::{
     dynamodb,
     sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent},
     streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse},
 };
-use std::sync::{
-    atomic::{AtomicU32, Ordering},
-    LazyLock,
-};
-
 use futures::{stream, StreamExt};
 use serde_json::{json, Value};
 

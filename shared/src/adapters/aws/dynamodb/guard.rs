@@ -37,6 +37,10 @@ pub(super) struct GuardCache {
     ttl_ms: Millis,
     clock: Arc<dyn Clock>,
     entries: Mutex<HashMap<WindowId, Window>>,
+    /// Held through a read (when caching): concurrent sends that find a window stale wait for
+    /// the first one's read and take its copy, rather than all read it (a cold process under
+    /// a burst would read each counter once per request in flight).
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl Default for GuardCache {
@@ -47,7 +51,7 @@ impl Default for GuardCache {
 
 impl GuardCache {
     pub(super) fn new(ttl: Duration, clock: Arc<dyn Clock>) -> Self {
-        GuardCache { ttl_ms: ttl.as_millis() as Millis, clock, entries: Mutex::default() }
+        GuardCache { ttl_ms: ttl.as_millis() as Millis, clock, entries: Mutex::default(), reading: Default::default() }
     }
 
     fn get(&self, id: &WindowId, now: Millis) -> Option<Vec<Option<GuardCount>>> {
@@ -88,10 +92,22 @@ impl DynamoStore {
         if keys.is_empty() {
             return Ok(vec![]);
         }
-        let now = self.guard.clock.now_ms();
         let windows = windows(keys);
-        let cached: Vec<Option<Vec<Option<GuardCount>>>> =
-            windows.iter().map(|(id, _)| self.guard.get(id, now)).collect();
+        let cached_at = |now| -> Vec<Option<Vec<Option<GuardCount>>>> {
+            windows.iter().map(|(id, _)| self.guard.get(id, now)).collect()
+        };
+        let mut now = self.guard.clock.now_ms();
+        let mut cached = cached_at(now);
+        let _turn = match self.guard.ttl_ms > 0 && cached.iter().any(Option::is_none) {
+            true => {
+                let turn = self.guard.reading.lock().await;
+                // A read that was in flight may have brought the window meanwhile.
+                now = self.guard.clock.now_ms();
+                cached = cached_at(now);
+                Some(turn)
+            }
+            false => None,
+        };
         let stale: Vec<Key> = windows
             .iter()
             .zip(&cached)
