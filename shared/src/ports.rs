@@ -82,7 +82,9 @@ pub struct SendSnapshot {
     /// The record of the idempotency key asked for, if the account has one, whatever its age
     /// (the domain checks `live_at`).
     pub idempotency: Option<IdempotencyRecord>,
-    /// The pumping-guard counters asked for, in that order.
+    /// The pumping-guard counters asked for, in that order: exact on the embedded store; on
+    /// DynamoDB as the stream has counted them, read eventually consistent and kept up to
+    /// `guard::GUARD_CACHE_MS` per process (read beside the rest, no extra round trip).
     pub guard: Vec<Option<GuardCount>>,
     /// The destination's failed verifies since its last success (any service).
     pub failures: FailureStreak,
@@ -117,7 +119,9 @@ pub struct SendPlan {
     /// has no record of that key younger than `idempotency::WINDOW_MS` at `created_ms`.
     pub idempotency: Option<IdempotencyRecord>,
     /// The pumping-guard counters this send counts in (`sends + 1`): its country's and the
-    /// account-wide one, if it is guarded; none otherwise.
+    /// account-wide one, if it is guarded; none otherwise. The embedded store counts them in
+    /// the commit; DynamoDB counts the send off the table's stream (the OTP item says
+    /// `guarded`), and an undo takes it back from these.
     pub guard: Vec<GuardKey>,
 }
 
@@ -130,8 +134,7 @@ pub enum VerifyWrite {
     /// invalid; `failed` when that used the OTP's last attempt (the OTP is failed now).
     Wrong { failed: bool },
     /// Nothing was compared or written; the OTP as it is now (None: no such OTP for this
-    /// account): not pending at `now`, no attempts left, or (a right code) not in the guard
-    /// counter's country.
+    /// account): not pending at `now`, or no attempts left.
     Refused(Option<Otp>),
 }
 
@@ -198,6 +201,10 @@ pub trait OtpStore: Send + Sync {
     /// `MAX_ATTEMPTS` wrong codes are ever compared per OTP, whatever the concurrency.
     /// `code_hashes` are the code as each key of the ring stores it (`Keys::code_hashes`): it
     /// is right when the OTP's hash is any of them.
+    /// A right code of a guarded OTP (`Otp::guarded`) counts in the pumping guard: the
+    /// embedded store counts it in this write; DynamoDB counts it off the table's stream (this
+    /// stays one conditional write). `Error::Contended` on a conflicting write (nothing
+    /// compared, nothing written).
     async fn verify_code(
         &self,
         account_sid: &str,
@@ -205,22 +212,6 @@ pub trait OtpStore: Send + Sync {
         code_hashes: &[Vec<u8>],
         check: &Check,
         now: Millis,
-    ) -> Result<VerifyWrite> {
-        self.verify_code_counted(account_sid, otp_sid, code_hashes, check, now, &[]).await
-    }
-
-    /// `verify_code` that, with `guard`, also counts a right code in that pumping-guard
-    /// counter, in the same write, and then requires the OTP's country to be `guard.country`
-    /// (refused otherwise, answering the OTP as it is). `Error::Contended` on a conflicting
-    /// write (nothing compared, nothing written).
-    async fn verify_code_counted(
-        &self,
-        account_sid: &str,
-        otp_sid: &str,
-        code_hashes: &[Vec<u8>],
-        check: &Check,
-        now: Millis,
-        guard: &[GuardKey],
     ) -> Result<VerifyWrite>;
 
     /// Forget the failed verifies of `to` (the operator's clear); false when it had none.

@@ -118,6 +118,7 @@ fn random_otp(rng: &mut Rng, account: &str, sid: String, created_ms: Millis) -> 
         }],
         workflow: None,
         watched: false,
+        guarded: false,
         clears_failures: false,
         sid,
     }
@@ -243,13 +244,13 @@ fn sids(otps: &[Otp]) -> Vec<String> {
 async fn random_searches_over_shards_and_the_old_partition_answer_what_the_embedded_store_answers() {
     let seed = std::env::var("TWOFA_SEARCH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261206);
     let mut rng = Rng(seed);
-    // Given the same OTPs in both stores: a busy account (600 over 16 shards, 30 from before
+    // Given the same OTPs in both stores: a busy account (400 over 16 shards, 30 from before
     // sharding), a small one (12 and 3), and a neighbour whose OTPs must never show (16
     // shards, not 256, so that a shard holds dozens and pages need more than one read of it)
     let (memory, dynamo) = (Arc::new(MemoryStore::new()), dynamo(16).await);
     let stores: Vec<Arc<dyn Store>> = vec![memory.clone(), dynamo.clone()];
     let (busy, small, other) = (ids::new_sid(ids::ACCOUNT), ids::new_sid(ids::ACCOUNT), ids::new_sid(ids::ACCOUNT));
-    let busy_otps = fill(&mut rng, &stores, &busy, 600, 30).await;
+    let busy_otps = fill(&mut rng, &stores, &busy, 400, 30).await;
     let small_otps = fill(&mut rng, &stores, &small, 12, 3).await;
     fill(&mut rng, &stores, &other, 20, 2).await;
     let shards_used = busy_otps.iter().filter_map(|o| ids::otp_shard(&o.sid)).collect::<std::collections::HashSet<_>>();

@@ -178,6 +178,7 @@ fn watched_otp(account: &str, i: usize) -> Otp {
         workflow: None,
         watched: true,
         clears_failures: false,
+        guarded: false,
         sid,
     }
 }

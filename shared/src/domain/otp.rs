@@ -278,6 +278,9 @@ pub struct Otp {
     /// Its destination had failed verifies when it was sent: verifying it clears them (so an
     /// OTP sent to a destination without any costs its verify nothing more).
     pub clears_failures: bool,
+    /// The pumping guard counts it (`domain::guard`): its send in its country's window and the
+    /// account-wide one, and its verify there too.
+    pub guarded: bool,
 }
 
 // By hand for `clone_from`: the embedded store writes a new OTP into the memory of the one
@@ -306,6 +309,7 @@ impl Clone for Otp {
             workflow: None,
             watched: false,
             clears_failures: false,
+            guarded: false,
         };
         otp.clone_from(self);
         otp
@@ -333,6 +337,7 @@ impl Clone for Otp {
             workflow,
             watched,
             clears_failures,
+            guarded,
         } = source;
         self.sid.clone_from(sid);
         self.account_sid.clone_from(account_sid);
@@ -354,6 +359,7 @@ impl Clone for Otp {
         self.workflow.clone_from(workflow);
         self.watched = *watched;
         self.clears_failures = *clears_failures;
+        self.guarded = *guarded;
     }
 }
 
@@ -450,6 +456,7 @@ pub(crate) mod tests {
             workflow: None,
             watched: true,
             clears_failures: false,
+            guarded: false,
         }
     }
 
@@ -528,6 +535,7 @@ pub(crate) mod tests {
             }),
             watched: false,
             clears_failures: true,
+            guarded: true,
         }
     }
 

@@ -25,8 +25,8 @@ use crate::ports::{Deps, DispatchError, OutboundMessage, SendPlan, SendSnapshot,
 
 /// How often a send re-reads and re-plans after losing a conditional write to a concurrent one.
 pub const MAX_COMMIT_ATTEMPTS: u32 = 12;
-/// Most counters one send may touch: with the OTP, destination, supersede, usage, idempotency
-/// and pumping-guard items they must fit in one DynamoDB transaction (100 items).
+/// Most counters one send may touch: with the OTP, destination, supersede, usage and
+/// idempotency items they must fit in one DynamoDB transaction (100 items).
 pub const MAX_COUNTERS_PER_SEND: usize = 90;
 /// The `targetSid` of a send to a test destination (nothing was handed to a provider).
 pub const TEST_PROVIDER_ID: &str = "test";
@@ -267,6 +267,7 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         workflow: run,
         watched: req.delivery.callback.is_some() || account.policy.callback.is_some(),
         clears_failures: false,
+        guarded: guarded.is_some(),
     };
 
     let guarded = guarded.map(|cc| (cc, &account.policy.guard));

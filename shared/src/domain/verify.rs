@@ -4,7 +4,6 @@ use super::{
     account::Account,
     crypto::Purpose,
     error::{Error, Result},
-    guard,
     ids::{self, new_sid},
     otp::{Check, OtpStatus, MAX_ATTEMPTS},
     phone,
@@ -125,17 +124,10 @@ async fn attempt(deps: &Deps, account: &Account, sid: &str, code: &str, now: Mil
     };
     // The code as each key of the ring would have stored it: the OTP names none before it is read.
     let hashes = deps.keys.code_hashes(sid, code);
-    // The pumping guard counts the verify in the OTP's country, which the sid carries; the
-    // store checks it against the OTP in the same write.
-    let counter = |country: Option<&str>| {
-        country
-            .filter(|cc| guard::guards(&account.policy.guard, cc))
-            .map(|cc| guard::counted_in(&account.sid, cc, now, sid))
-            .unwrap_or_default()
-    };
-    let mut guard = counter(deps.keys.otp_sid_country(sid).as_deref());
+    // The pumping guard counts the verify where the OTP says (`Otp::guarded`): the embedded
+    // store in this write, DynamoDB off the table's stream. Nothing to name here.
     for round in 0..MAX_VERIFY_ROUNDS {
-        let written = deps.store.verify_code_counted(&account.sid, sid, &hashes, &check, now, &guard).await;
+        let written = deps.store.verify_code(&account.sid, sid, &hashes, &check, now).await;
         match written {
             Ok(VerifyWrite::Verified) => {
                 tracing::info!(otp = %sid, "otp verified");
@@ -153,11 +145,10 @@ async fn attempt(deps: &Deps, account: &Account, sid: &str, code: &str, now: Mil
                 if otp.attempts >= MAX_ATTEMPTS {
                     return Ok(Attempt::Refused(Rejection::on(Error::MaxAttempts, sid)));
                 }
-                // Pending with attempts left, yet refused: a right code whose sid named another
-                // country than the OTP has (an OTP from before the guard); count it there.
-                guard = counter(otp.country.as_deref());
+                // Pending with attempts left, yet refused: it changed between the two writes
+                // of a right code (a concurrent guess); look again.
             }
-            // A concurrent write to the OTP or the guard's counter: nothing was compared.
+            // A concurrent write to the OTP: nothing was compared.
             Err(Error::Contended) => backoff(round).await,
             Err(e) => return Err(e),
         }

@@ -4,7 +4,13 @@
 //! One binary, three event shapes; template.yaml deploys it twice (stream + queue, schedule)
 //! so each function holds only the permissions its part needs.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, LazyLock,
+    },
+    time::Duration,
+};
 
 use aws_lambda_events::{
     dynamodb,
@@ -20,7 +26,7 @@ use crate::{
     adapters::{
         aws::{
             aws_config,
-            dynamodb::{otp_from_image, DynamoStore},
+            dynamodb::{otp_from_image, says_guarded, DynamoStore},
             sqs::SqsCallbackQueue,
         },
         webhook::HttpWebhooks,
@@ -29,6 +35,8 @@ use crate::{
         callbacks::{self, CallbackEvent, PendingCall, UrlRules},
         crypto::Keys,
         error::Result,
+        guard,
+        otp::Otp,
         time::Millis,
     },
     ports::{CallbackQueue, Clock, ExpiryStore, SystemClock, Webhooks},
@@ -134,11 +142,22 @@ impl CallbackWorker {
         callbacks::events(old.as_ref(), &new, if observed > 0 { observed } else { now })
     }
 
-    /// A stream batch: every event's first call, concurrently; the first record whose event
-    /// could not be handed on (account or queue unreachable) is reported, so the stream
-    /// resumes from it (records before it are done; later ones may be told twice, with the
-    /// same `webhook-id`).
+    /// A stream batch: its pumping-guard counts first (`count_guard`; if they cannot be
+    /// written the whole batch is reported and comes again), then every event's first call,
+    /// concurrently; the first record whose event could not be handed on (account or queue
+    /// unreachable) is reported, so the stream resumes from it (records before it are done;
+    /// later ones may be told twice, with the same `webhook-id`, and counted twice).
     pub async fn stream(&self, event: dynamodb::Event) -> DynamoDbEventResponse {
+        let mut response = DynamoDbEventResponse::default();
+        if let Err(e) = count_guard(&self.store, &event.records).await {
+            tracing::warn!(error = %e, "pumping-guard counts not written; the batch comes again");
+            if let Some(first) = event.records.first() {
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = first.change.sequence_number.clone();
+                response.batch_item_failures.push(failure);
+            }
+            return response;
+        }
         let now = self.clock.now_ms();
         let work: Vec<(usize, CallbackEvent)> = event
             .records
@@ -154,7 +173,6 @@ impl CallbackWorker {
             .await
             .into_iter()
             .min();
-        let mut response = DynamoDbEventResponse::default();
         if let Some(i) = failed {
             let mut failure = DynamoDbBatchItemFailure::default();
             failure.item_identifier = event.records[i].change.sequence_number.clone();
@@ -216,6 +234,54 @@ impl CallbackWorker {
     pub async fn sweep(&self) -> Result<usize> {
         sweep_all(self.store.as_ref(), self.clock.as_ref()).await
     }
+}
+
+/// The OTP changes of a batch: (old, new) for each record with an OTP new image.
+fn otp_changes(records: &[dynamodb::EventRecord]) -> Vec<(Option<Otp>, Otp)> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let read = |image: &serde_dynamo::Item| -> Option<Otp> {
+                if image.is_empty() {
+                    return None;
+                }
+                otp_from_image(image.clone()).ok().flatten()
+            };
+            let (old, mut new) = (read(&r.change.old_image), read(&r.change.new_image)?);
+            // An insert by a version that counted its send itself is not counted again.
+            if old.is_none() && !says_guarded(&r.change.new_image) {
+                new.guarded = false;
+            }
+            Some((old, new))
+        })
+        .collect()
+}
+
+/// This process's turn of the shards: each batch takes the next, from a random start (so many
+/// processes spread evenly, and one spreads its batches exactly).
+static NEXT_SHARD: LazyLock<AtomicU32> = LazyLock::new(|| AtomicU32::new(rand::random()));
+
+/// The pumping guard's counts of one stream batch (`guard::tally`: guarded OTPs inserted are
+/// sends, guarded OTPs turned `success` are verifies), one `ADD` per counter, the shards taken
+/// in turn: a counter item takes 1/`SHARDS` of the batches that count in it, and a batch of
+/// 100 records costs a few writes, not one per send. How many counters it wrote.
+pub async fn count_guard(store: &DynamoStore, records: &[dynamodb::EventRecord]) -> Result<usize> {
+    let changes = otp_changes(records);
+    let mut counts = guard::tally(changes.iter().map(|(old, new)| (old.as_ref(), new)));
+    // One turn a batch: each of its counters moves on by one shard from the last batch's.
+    let turn = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+    for (i, (key, _)) in counts.iter_mut().enumerate() {
+        key.shard = (turn.wrapping_add(i as u32) % u32::from(guard::SHARDS)) as u8;
+    }
+    store.add_guard_counts(&counts).await?;
+    Ok(counts.len())
+}
+
+/// `count_guard` of a stream batch as Lambda hands it on (JSON): for tests and the heat model,
+/// which read the table's stream themselves.
+pub async fn count_guard_of(store: &DynamoStore, batch: Value) -> std::result::Result<usize, BoxError> {
+    let event: dynamodb::Event = serde_json::from_value(batch)?;
+    Ok(count_guard(store, &event.records).await?)
 }
 
 /// Settle what is due at the sweep's start: every shard of the due index, read on while it has

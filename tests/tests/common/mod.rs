@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod stream;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -16,6 +16,13 @@
 //! - no single item may be in more than 20 transactions a second;
 //! - a key only one pair ever touches (its `DEST#`, `MSG#`, ...) grows with nobody's rate.
 //!
+//! The pumping guard's counters are written by the stream worker (`count_guard`), fed the
+//! stream records each step's OTP writes make (one a write, the images from the shadow below:
+//! a moto table with a stream copies itself at every transaction, minutes for the burst) in
+//! batches of `STREAM_BATCH` records, each batch its own writer; its window is read through the store's per-process cache, whose clock advances by
+//! one process's share of 10,000 pairs/s per send (`PROCESSES` processes serve the account),
+//! so the reads charged are those one of them makes at that rate.
+//!
 //! moto reports no consumed capacity, so units are computed from the items (see the unit rules
 //! at `write_units` and below); item sizes before and after each write come from a shadow of
 //! the table read after every step with a second, untapped client.
@@ -52,12 +59,26 @@ use twofa::{
         account::Account,
         callbacks::{CallbackMethod, CallbackTarget},
         crypto::Keys,
+        guard::GUARD_CACHE_MS,
         ids,
         otp::ChannelStatus,
         receipts::{self, Receipt},
     },
     ports::{AccountStore, Deps, NoScheduler},
 };
+
+/// Records in a stream batch as the model feeds them to the counting: Lambda hands on up to 100
+/// (`BatchSize`) after up to a 1 s batching window per lane (stream shard x
+/// ParallelizationFactor 10). At 10,000 pairs/s one account makes ~45,000 OTP records/s; over
+/// ~45 stream shards (the partitions its ~45,000 WCU/s need) that is ~100 records a lane a
+/// second: full batches. (The model's batches hold both accounts' pairs: half of what one
+/// account at that rate puts in a batch, a margin of 2.)
+const STREAM_BATCH: usize = 100;
+/// Processes (Lambda instances) serving one account's 10,000 pairs/s: ~2 requests a pair of
+/// ~50 ms each is ~1,000 busy at once. Each reads a guard window at most once per cache time.
+const PROCESSES: i64 = 1_000;
+/// The pairs a second the cache clock is set for.
+const MODEL_PAIRS_PER_S: i64 = 10_000;
 
 // ---- DynamoDB's unit rules (on-demand; provisioned capacity counts the same units) ----
 
@@ -293,6 +314,10 @@ struct Heat {
     shadow: HashMap<Key, Item>,
     charges: Vec<Charge>,
     requests: usize,
+    /// The stream records of the OTP writes so far, not yet handed to the stream worker.
+    stream: Vec<Value>,
+    /// Stream records made so far (their sequence numbers).
+    records: usize,
 }
 
 impl Heat {
@@ -386,6 +411,38 @@ impl Heat {
                 }
             }
             self.charge_reads(e);
+        }
+        // The stream: one record per OTP write that was not refused; the first of an item in
+        // this step carries its images before and after the step, the others none that differ.
+        let mut streamed = BTreeSet::new();
+        for e in log.iter().filter(|e| e.resp.get("__type").is_none()) {
+            for (key, _) in written(&e.op, &e.req).into_iter().filter(|(k, _)| k.0.starts_with("OTP#")) {
+                let (old, new) = match streamed.insert(key.clone()) {
+                    true => (self.shadow.get(&key), after.get(&key)),
+                    false => (after.get(&key), after.get(&key)),
+                };
+                let name = match (old, new) {
+                    (None, Some(_)) => "INSERT",
+                    (Some(_), Some(_)) => "MODIFY",
+                    (Some(_), None) => "REMOVE",
+                    (None, None) => continue,
+                };
+                self.records += 1;
+                self.stream.push(json!({
+                    "awsRegion": "us-east-1",
+                    "eventID": self.records.to_string(),
+                    "eventName": name,
+                    "eventSource": "aws:dynamodb",
+                    "dynamodb": {
+                        "Keys": { "pk": { "S": key.0 }, "sk": { "S": key.1 } },
+                        "NewImage": new,
+                        "OldImage": old,
+                        "SequenceNumber": self.records.to_string(),
+                        "SizeBytes": 0,
+                        "StreamViewType": "NEW_AND_OLD_IMAGES",
+                    },
+                }));
+            }
         }
         for key in keys {
             match after.get(&key) {
@@ -720,6 +777,19 @@ impl Bench {
     }
 }
 
+/// Time as the model has it pass (ms), for the guard's window cache.
+#[derive(Default)]
+struct ModelClock(std::sync::atomic::AtomicI64);
+
+impl twofa::ports::Clock for ModelClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Stream batches are tagged as flows from here on (no pair's).
+const STREAM_FLOWS: usize = 1_000_000;
+
 fn number(account: usize, i: usize) -> String {
     format!("+1415555{account}{i:03}")
 }
@@ -741,7 +811,14 @@ async fn run() {
     let table = format!("heat-{}", ids::new_sid(""));
     create_table(&client, &table).await.expect("create table");
     let keys = Keys::random();
-    let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
+    // The guard's window cache on a clock of its own (not the wall's: the burst on moto is far
+    // slower than the rate modelled): one process's share of the model's rate.
+    let cache_clock = Arc::new(ModelClock::default());
+    let store = Arc::new(
+        DynamoStore::new(client.clone(), table.clone())
+            .with_guard_cache(std::time::Duration::from_millis(GUARD_CACHE_MS as u64), cache_clock.clone()),
+    );
+    let mut batches = 0;
     let clock = Arc::new(AdjustableClock::default());
     let outbox = Arc::new(Outbox::new(clock.clone()).with_max(100_000));
     use base64::Engine;
@@ -767,8 +844,16 @@ async fn run() {
     };
     let app = axum::Router::new().merge(twofa::http::otp::router(deps));
     let b = Bench { app, tap, auths, outbox, store };
-    let mut heat =
-        Heat { table: table.clone(), reader, reader_tap, shadow: HashMap::new(), charges: vec![], requests: 0 };
+    let mut heat = Heat {
+        table: table.clone(),
+        reader,
+        reader_tap,
+        shadow: HashMap::new(),
+        charges: vec![],
+        requests: 0,
+        stream: vec![],
+        records: 0,
+    };
     b.drain();
 
     let send = |to: &str| json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "{code}" });
@@ -778,6 +863,8 @@ async fn run() {
     macro_rules! send_and_receipt {
         ($a:expr, $i:expr) => {{
             b.act(Some($a), Some($i));
+            // The account's sends are spread over `PROCESSES`: this one sees every so many.
+            cache_clock.0.fetch_add(PROCESSES * 1000 / MODEL_PAIRS_PER_S, std::sync::atomic::Ordering::SeqCst);
             let (status, body) = b.call($a, "/2fa/send", send(&number($a, $i))).await;
             *statuses.entry(("send", status)).or_default() += 1;
             heat.account(b.drain()).await;
@@ -818,6 +905,19 @@ async fn run() {
             }
         }};
     }
+    // The stream's batches as they fill (each batch one writer of its own, `Tag::flow`).
+    macro_rules! stream_batches {
+        ($all:expr) => {{
+            while heat.stream.len() >= STREAM_BATCH || ($all && !heat.stream.is_empty()) {
+                let take = heat.stream.len().min(STREAM_BATCH);
+                let batch = json!({ "Records": heat.stream.drain(..take).collect::<Vec<_>>() });
+                batches += 1;
+                b.act(None, Some(STREAM_FLOWS + batches));
+                twofa::workers::callbacks::count_guard_of(b.store.as_ref(), batch).await.expect("guard counted");
+                heat.account(b.drain()).await;
+            }
+        }};
+    }
     for i in 0..per_account {
         for a in 0..2 {
             send_and_receipt!(a, i);
@@ -826,6 +926,7 @@ async fn run() {
                 answer!(a, i);
             }
         }
+        stream_batches!(false);
     }
     // Past the default limit's minute (one OTP per destination), so a resend is admitted.
     clock.advance_secs(61);
@@ -834,13 +935,16 @@ async fn run() {
             send_and_receipt!(a, i);
             answer!(a, i);
         }
+        stream_batches!(false);
     }
+    stream_batches!(true);
     // Past every OTP's expiry (and the superseded ones' guard time): the sweeper settles the
     // 30 % nobody verified and the superseded ones.
     clock.advance_secs(3600);
     b.act(None, None);
     let swept = twofa::workers::callbacks::sweep_all(b.store.as_ref(), clock.as_ref()).await.expect("sweep");
     heat.account(b.drain()).await;
+    stream_batches!(true);
     let _ = client.delete_table().table_name(&table).send().await;
 
     let pairs = [per_account, per_account];
@@ -862,6 +966,11 @@ async fn run() {
         rcu / total_pairs
     );
     println!("Units computed from the items (rules in infra/bench/src/bin/heat_model.rs); each row is its family's hottest key.");
+    println!(
+        "Guard counters: counted off the stream, {} batches of up to {STREAM_BATCH} records, one ADD per counter each; \
+         windows read by one of {PROCESSES} processes sharing {MODEL_PAIRS_PER_S} pairs/s, kept {GUARD_CACHE_MS} ms.",
+        batches
+    );
     println!();
     println!(
         "{:<48} {:<14} {:>5} {:>9} {:>9} {:>12} {:>9}  bound by",

@@ -21,7 +21,7 @@ use crate::{
     domain::{
         account::Account,
         error::{Error, Result},
-        guard::{GuardCount, GuardKey},
+        guard::{self, GuardCount, GuardKey},
         idempotency::IdempotencyRecord,
         limits::{Counter, CounterKey, CounterOp, LimitDef},
         otp::{ChannelEvent, Check, Destination, FailureStreak, Otp, OtpStatus, MAX_ATTEMPTS},
@@ -435,8 +435,8 @@ impl OtpStore for MemoryStore {
             }
         }
         for g in &plan.guard {
-            if let Some(c) = s.guard.get_mut(g) {
-                c.sends = c.sends.saturating_sub(1);
+            if let Some(c) = s.guard.get_mut(g).filter(|c| c.sends > 0) {
+                c.sends -= 1;
             }
         }
         if let Some(r) = &plan.idempotency {
@@ -472,14 +472,13 @@ impl OtpStore for MemoryStore {
         Ok(s.destinations.get(&s.ids.destination(account_sid, service, to)).cloned())
     }
 
-    async fn verify_code_counted(
+    async fn verify_code(
         &self,
         account_sid: &str,
         otp_sid: &str,
         code_hashes: &[Vec<u8>],
         check: &Check,
         now: Millis,
-        guard: &[GuardKey],
     ) -> Result<VerifyWrite> {
         let mut locked = self.lock()?;
         // One borrow of the state, so the accounts can be read beside a mutable OTP.
@@ -492,9 +491,6 @@ impl OtpStore for MemoryStore {
         }
         // Compared and counted under one lock: a wrong code is never compared uncounted.
         let right = code_hashes.iter().any(|h| crate::domain::crypto::ct_eq(&otp.code_hash, h));
-        if right && guard.first().is_some_and(|g| otp.country.as_deref() != Some(g.country.as_str())) {
-            return Ok(VerifyWrite::Refused(Some(Otp::clone(otp))));
-        }
         let old = self.heard(&s.accounts, otp).then(|| Otp::clone(otp));
         otp.checks.push(Check { valid: right, ..check.clone() });
         let written = if right {
@@ -512,13 +508,19 @@ impl OtpStore for MemoryStore {
         };
         let destination = (account_sid.to_owned(), otp.delivery.to.clone());
         let clears = otp.clears_failures || otp.attempts > 0;
+        // A guarded OTP's verify counts where the stream worker counts it on DynamoDB: its
+        // country and account-wide, in the bucket of now (exact here, and at once).
+        let guard = match (&written, otp.country.as_deref()) {
+            (VerifyWrite::Verified, Some(cc)) if otp.guarded => guard::counted_in(account_sid, cc, now, otp_sid),
+            _ => vec![],
+        };
         if old.is_some() {
             self.tell(old, otp);
         }
-        match (&written, guard) {
-            (VerifyWrite::Verified, g) => {
-                for g in g {
-                    s.guard.entry(g.clone()).or_default().verifies += 1;
+        match &written {
+            VerifyWrite::Verified => {
+                for g in guard {
+                    s.guard.entry(g).or_default().verifies += 1;
                 }
                 if clears {
                     s.failures.remove(&destination);

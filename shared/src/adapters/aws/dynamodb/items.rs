@@ -12,7 +12,7 @@ use crate::domain::{
     account::Account,
     callbacks::{CallbackMethod, CallbackTarget},
     error::{Error, Result},
-    guard::{GuardCount, GuardKey, BUCKET_MS, WINDOW_BUCKETS},
+    guard::{self, GuardCount, GuardKey, BUCKET_MS, WINDOW_BUCKETS},
     idempotency::{IdempotencyRecord, WINDOW_MS},
     ids,
     limits::{Bucket, Counter, CounterKey, LimitDef, DEFAULT_LIMIT},
@@ -51,7 +51,6 @@ pub(crate) mod attr {
     pub const SID: &str = "sid";
     pub const OTP_SID: &str = "otp_sid";
     pub const CREATED_MS: &str = "created_ms";
-    pub const COUNTRY: &str = "country";
     pub const SENDS: &str = "sends";
     pub const VERIFIES: &str = "verifies";
     pub const TTL: &str = "ttl";
@@ -719,6 +718,10 @@ pub(crate) struct OtpItem {
     pub workflow: Option<WorkflowRunItem>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub clears_failures: bool,
+    /// Whether the pumping guard counts it (the stream worker reads it), on every OTP with a
+    /// country; absent on OTPs from before it (see `Otp::try_from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guarded: Option<bool>,
 }
 
 /// One step of a workflow: its channel and interval.
@@ -873,6 +876,7 @@ impl From<&Otp> for OtpItem {
             events: o.events.iter().map(EventItem::from).collect(),
             workflow: o.workflow.as_ref().map(WorkflowRunItem::from),
             clears_failures: o.clears_failures,
+            guarded: o.country.is_some().then_some(o.guarded),
         }
     }
 }
@@ -880,6 +884,11 @@ impl From<&Otp> for OtpItem {
 impl TryFrom<OtpItem> for Otp {
     type Error = Error;
     fn try_from(i: OtpItem) -> Result<Self> {
+        // An OTP from before the flag (sent before an upgrade, verified after it): its send
+        // was counted if its country was guardable and the account's guard on, which only the
+        // account knows; its verify is counted as guarded all the same (a verify too many
+        // errs towards sending, for one OTP lifetime after the upgrade).
+        let guarded = i.guarded.unwrap_or_else(|| i.country.as_deref().is_some_and(guard::guardable));
         Ok(Otp {
             sid: i.sid,
             account_sid: i.account_sid,
@@ -917,6 +926,7 @@ impl TryFrom<OtpItem> for Otp {
             // the flag no longer matters.
             watched: i.gsi2pk.is_some(),
             clears_failures: i.clears_failures,
+            guarded,
         })
     }
 }
@@ -1182,7 +1192,7 @@ pub(crate) fn guard_ttl(k: &GuardKey) -> i64 {
 impl TryFrom<GuardCounterItem> for GuardCount {
     type Error = Error;
     fn try_from(i: GuardCounterItem) -> Result<Self> {
-        Ok(GuardCount { sends: i.sends.max(0) as u64, verifies: i.verifies.max(0) as u64 })
+        Ok(GuardCount { sends: i.sends, verifies: i.verifies })
     }
 }
 

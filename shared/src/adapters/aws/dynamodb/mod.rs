@@ -8,6 +8,7 @@ mod accounts;
 mod calls;
 mod errors;
 mod expiry;
+mod guard;
 mod items;
 mod limits;
 mod named;
@@ -33,7 +34,7 @@ use rand::Rng;
 
 pub use accounts::ACCOUNT_CACHE_TTL;
 pub use calls::CallCounts;
-pub use stream::{otp_from_image, otp_item};
+pub use stream::{otp_from_image, otp_item, says_guarded};
 pub use table::{create_table, create_table_with_stream, GSI1, GSI2};
 
 use self::{
@@ -62,6 +63,7 @@ pub struct DynamoStore {
     accounts: AccountCache,
     /// Partitions a fresh OTP of an account may land in (`OtpStore::otp_shards`).
     otp_shards: usize,
+    guard: guard::GuardCache,
 }
 
 impl DynamoStore {
@@ -76,6 +78,7 @@ impl DynamoStore {
             calls,
             accounts: AccountCache { ttl: ACCOUNT_CACHE_TTL, ..Default::default() },
             otp_shards: crate::domain::ids::OTP_SHARDS,
+            guard: guard::GuardCache::default(),
         }
     }
 
@@ -87,6 +90,13 @@ impl DynamoStore {
         if crate::domain::ids::valid_shard_count(shards) {
             self.otp_shards = shards;
         }
+        self
+    }
+
+    /// The same store with the pumping guard's windows kept for `ttl` per process (zero: read
+    /// on every guarded send; the default is `guard::GUARD_CACHE_MS`), timed by `clock`.
+    pub fn with_guard_cache(mut self, ttl: Duration, clock: Arc<dyn crate::ports::Clock>) -> Self {
+        self.guard = guard::GuardCache::new(ttl, clock);
         self
     }
 
@@ -147,6 +157,11 @@ impl DynamoStore {
     /// Strongly consistent `BatchGetItem` of `keys` (duplicates allowed), one request per 100
     /// distinct keys, `UnprocessedKeys` asked again with backoff.
     async fn batch_get(&self, keys: &[Key]) -> Result<HashMap<Key, Item>> {
+        self.batch_get_with(keys, true).await
+    }
+
+    /// `batch_get`, strongly consistent or not.
+    async fn batch_get_with(&self, keys: &[Key], consistent: bool) -> Result<HashMap<Key, Item>> {
         let mut seen = HashSet::new();
         let unique: Vec<&Key> = keys.iter().filter(|k| seen.insert(*k)).collect();
         let mut found = HashMap::with_capacity(unique.len());
@@ -161,7 +176,7 @@ impl DynamoStore {
                 if round > 0 {
                     backoff(round).await;
                 }
-                let request = KeysAndAttributes::builder().set_keys(Some(pending)).consistent_read(true).build();
+                let request = KeysAndAttributes::builder().set_keys(Some(pending)).consistent_read(consistent).build();
                 let out = self
                     .client
                     .batch_get_item()

@@ -1,11 +1,12 @@
 //! OTP sessions on DynamoDB (docs/data-model.md, "OTPs"): send's one transaction (OTP,
 //! destination, superseded OTP, counters, usage, idempotency) and its undo, verify and cancel
-//! as single conditional updates that answer the old item when refused.
+//! as single conditional updates that answer the old item when refused. The pumping guard's
+//! counters are written by the stream worker (`guard.rs`), not here.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
-    operation::{transact_write_items::TransactWriteItemsError, update_item::UpdateItemError},
-    types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update},
+    operation::update_item::UpdateItemError,
+    types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem},
 };
 
 use super::{
@@ -13,15 +14,14 @@ use super::{
     errors::{canceled, Reason},
     items::{
         attr, counter_of, destination_of, destination_ttl, failures_of, from_item, gsi2sk, guard_ttl, service_attr,
-        to_item, to_value, usage_shard, CheckItem, CounterItem, DestinationEntry, EventItem, GuardCounterItem,
-        IdempotencyItem, Key, LimitItem, MessageItem, OtpItem,
+        to_item, to_value, usage_shard, CheckItem, CounterItem, DestinationEntry, EventItem, IdempotencyItem, Key,
+        LimitItem, MessageItem, OtpItem,
     },
     n, s, DynamoStore, Expr, TransactError,
 };
 use crate::{
     domain::{
         error::{Error, Result},
-        guard::GuardKey,
         idempotency::WINDOW_MS,
         limits::{Counter, CounterKey, CounterOp},
         otp::{ChannelEvent, Check, Destination, Otp, OtpStatus, FAILURES_KEPT_MS, MAX_ATTEMPTS},
@@ -159,10 +159,8 @@ impl DynamoStore {
         }
 
         tx.extend(self.usage_updates(&plan.usage, usage_shard(&otp.sid), 1)?);
-
-        for g in &plan.guard {
-            tx.push(self.guard_count(g, attr::SENDS)?);
-        }
+        // No pumping-guard counter: the stream worker counts the send off the OTP item
+        // (`guarded`), outside any transaction.
         Ok(tx)
     }
 
@@ -298,37 +296,28 @@ impl DynamoStore {
 
         tx.extend(self.usage_updates(&plan.usage, usage_shard(&otp.sid), -1)?.into_iter().map(|u| vec![u]));
 
+        // The send's count taken back, with the OTP's delete (so once, and only if undone).
+        // Unconditional: the stream may not have counted the send yet (its `+1` comes after,
+        // maybe in another shard; the window's sum is right either way).
         for g in &plan.guard {
             tx.push(vec![self.update(
                 &Key::guard(g),
-                "ADD #sends :minus_one",
-                Some("#sends > :zero"),
-                Expr::default().name(attr::SENDS).value(":minus_one", n(-1)).value(":zero", n(0)),
+                "ADD #sends :minus_one SET #ttl = :ttl",
+                None,
+                Expr::default()
+                    .name(attr::SENDS)
+                    .name(attr::TTL)
+                    .value(":minus_one", n(-1))
+                    .value(":ttl", n(guard_ttl(g))),
             )?]);
         }
         Ok(tx)
     }
 
-    /// `ADD {what} 1` on a pumping-guard counter (`sends` or `verifies`), in a transaction.
-    fn guard_count(&self, g: &GuardKey, what: &str) -> Result<TransactWriteItem> {
-        self.update(
-            &Key::guard(g),
-            "ADD #count :one SET #ttl = :ttl",
-            None,
-            Expr::default().alias("#count", what).name(attr::TTL).value(":one", n(1)).value(":ttl", n(guard_ttl(g))),
-        )
-    }
-
     /// A right code (the wrong-code count refused it): the OTP verified, only if it is still
-    /// pending with attempts left; with `guard`, counted there in the same transaction.
-    async fn verify_right_code(
-        &self,
-        key: &Key,
-        code_hash: &[u8],
-        check: &Check,
-        now: Millis,
-        guard: &[GuardKey],
-    ) -> Result<VerifyWrite> {
+    /// pending with attempts left. One conditional write: the pumping guard counts a guarded
+    /// OTP's verify off the table's stream.
+    async fn verify_right_code(&self, key: &Key, code_hash: &[u8], check: &Check, now: Millis) -> Result<VerifyWrite> {
         let expr = with_check(pending_at(now), &Check { valid: true, ..check.clone() })?
             .name(attr::UPDATED_MS)
             .name(attr::ATTEMPTS)
@@ -336,9 +325,6 @@ impl DynamoStore {
             .value(":success", s(OtpStatus::Success.as_str()))
             .value(":max", n(MAX_ATTEMPTS))
             .value(":hash", AttributeValue::B(code_hash.to_vec().into()));
-        if let Some(first) = guard.first() {
-            return self.verify_and_count(key, expr, &first.country, guard).await;
-        }
         let written = self
             .update_otp_or_old(
                 "UpdateItem(verify)",
@@ -352,46 +338,6 @@ impl DynamoStore {
             None => VerifyWrite::Verified,
             Some(old) => VerifyWrite::Refused(old),
         })
-    }
-
-    /// Verify as one `TransactWriteItems`: the OTP's conditional update (which also requires the
-    /// OTP's country to be `country`) and `ADD verifies 1` on each pumping-guard counter (the
-    /// country's and the account-wide one). Still one round trip; a refused OTP comes back
-    /// from the cancellation reason (`ALL_OLD`).
-    async fn verify_and_count(&self, key: &Key, expr: Expr, country: &str, guard: &[GuardKey]) -> Result<VerifyWrite> {
-        let expr = expr.name(attr::COUNTRY).value(":country", s(country));
-        let otp_update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key.to_item()))
-            .update_expression(VERIFIED_UPDATE)
-            .condition_expression(format!(
-                "attribute_exists(pk) AND {PENDING_AT_NOW} AND #attempts < :max AND #code_hash = :hash AND #country = :country"
-            ))
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(super::build_error)?;
-        let mut items = vec![TransactWriteItem::builder().update(otp_update).build()];
-        for g in guard {
-            items.push(self.guard_count(g, attr::VERIFIES)?);
-        }
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(VerifyWrite::Verified),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                    let reasons = c.cancellation_reasons();
-                    match reasons.first() {
-                        Some(r) if Reason::from(r) == Reason::ConditionFailed => match r.item() {
-                            Some(item) => Ok(VerifyWrite::Refused(Some(from_item::<OtpItem, _>(item.clone())?))),
-                            None => Ok(VerifyWrite::Refused(None)),
-                        },
-                        _ => Err(canceled(&reasons.iter().map(Reason::from).collect::<Vec<_>>())),
-                    }
-                }
-                _ => Err(errors::sdk("TransactWriteItems(verify)", &e)),
-            },
-        }
     }
 
     /// One conditional `UpdateItem` of an OTP that answers the item as it was when the
@@ -538,14 +484,14 @@ impl OtpStore for DynamoStore {
         let lkeys: Vec<Key> = r.limit_names.iter().map(|name| Key::limit_by_name(r.account_sid, name)).collect();
         let ckeys: Vec<Key> = r.counters.iter().map(Key::counter_home).collect();
         let ikey = r.idempotency_key.map(|k| Key::idempotency(r.account_sid, k));
-        let gkeys: Vec<Key> = r.guard.iter().map(Key::guard).collect();
         let all: Vec<Key> = std::iter::once(dkey.clone())
             .chain(lkeys.iter().cloned())
             .chain(ckeys.iter().cloned())
             .chain(ikey.iter().cloned())
-            .chain(gkeys.iter().cloned())
             .collect();
-        let found = self.batch_get(&all).await?;
+        // The guard's window beside the rest (its own eventually consistent request, when this
+        // process's copy is stale): no round trip after the snapshot's.
+        let (found, guard) = tokio::try_join!(self.batch_get(&all), self.guard_window(r.guard))?;
         let get = |k: &Key| found.get(k).cloned();
         Ok(SendSnapshot {
             destination: get(&dkey).map(|item| destination_of(&item, r.service)).transpose()?.flatten(),
@@ -556,10 +502,7 @@ impl OtpStore for DynamoStore {
                 .map(|k| Ok(get(k).map(|item| counter_of(&item)).transpose()?.flatten()))
                 .collect::<Result<_>>()?,
             idempotency: ikey.as_ref().and_then(get).map(from_item::<IdempotencyItem, _>).transpose()?,
-            guard: gkeys
-                .iter()
-                .map(|k| get(k).map(from_item::<GuardCounterItem, _>).transpose())
-                .collect::<Result<_>>()?,
+            guard,
         })
     }
 
@@ -674,14 +617,13 @@ impl OtpStore for DynamoStore {
         Ok(item.map(|item| destination_of(&item, service)).transpose()?.flatten())
     }
 
-    async fn verify_code_counted(
+    async fn verify_code(
         &self,
         account_sid: &str,
         otp_sid: &str,
         code_hashes: &[Vec<u8>],
         check: &Check,
         now: Millis,
-        guard: &[GuardKey],
     ) -> Result<VerifyWrite> {
         // A wrong code is compared only by a write that counts it: the first write counts the
         // code if it is not the OTP's (`<> :hash`), so concurrent guesses each take an attempt
@@ -727,7 +669,7 @@ impl OtpStore for DynamoStore {
                 return Ok(VerifyWrite::Refused(Some(otp)));
             }
             if let Some(code_hash) = code_hashes.iter().find(|h| crate::domain::crypto::ct_eq(&otp.code_hash, h)) {
-                let verified = self.verify_right_code(&key, code_hash, check, now, guard).await?;
+                let verified = self.verify_right_code(&key, code_hash, check, now).await?;
                 // The streak is cleared only where there may be one: no write for an OTP whose
                 // destination had no failures when it was sent and that took no wrong code.
                 if matches!(verified, VerifyWrite::Verified) && (otp.clears_failures || otp.attempts > 0) {

@@ -14,6 +14,14 @@ pub fn otp_from_image(image: serde_dynamo::Item) -> Result<Option<Otp>> {
     from_item::<OtpItem, Otp>(attrs).map(Some)
 }
 
+/// Whether an OTP image says if the pumping guard counts it (`guarded`): an OTP put by a
+/// version before the stream counted sends has no say, and its send was counted where it was
+/// sent (its verify is counted as `Otp::guarded` reads it).
+pub fn says_guarded(image: &serde_dynamo::Item) -> bool {
+    let attrs: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> = image.clone().into();
+    attrs.contains_key("guarded")
+}
+
 /// The item a send puts for `otp` (the inverse of `otp_from_image`), for loading OTPs in bulk
 /// (`BatchWriteItem`) where a send's transaction per OTP would be too slow: tests at scale.
 pub fn otp_item(otp: &Otp) -> Result<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
