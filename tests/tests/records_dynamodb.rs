@@ -14,7 +14,7 @@ use records_flows::{follow, search, sids};
 use twofa::{
     adapters::aws::{
         aws_config,
-        dynamodb::{create_table, CallCounts, DynamoStore},
+        dynamodb::{create_table, CallCounts, DynamoStore, USAGE_SHARDS},
     },
     domain::{account::Account, ids},
     ports::{AccountStore, Clock},
@@ -174,14 +174,17 @@ async fn following_a_page_token_costs_one_round_of_queries_and_page_n_a_count_an
 }
 
 #[tokio::test]
-async fn a_single_record_is_one_get_item_and_usage_one_query() {
+async fn a_single_record_is_one_get_item_and_usage_one_round_of_queries() {
     let (api, store) = start().await;
     let sid = api.sent("+14155550100").await;
     let (_, c) = cost(&store, follow(&api, &format!("/2fa/search/{sid}"))).await;
     assert_eq!((c.get_item, c.query, c.writes()), (1, 0, 0), "the OTP (the account is cached): {c:?}");
+    // And usage is one round of queries: each of the account's usage partitions, and the one
+    // from before they were spread
     for path in ["/2fa/usage/records", "/2fa/usage/records/daily", "/2fa/usage/records/alltime?channel=sms"] {
         let (_, c) = cost(&store, flows::usage(&api, path)).await;
-        assert_eq!((c.get_item, c.query, c.writes()), (0, 1, 0), "{path}: {c:?}");
+        let parts = u64::from(USAGE_SHARDS) + 1;
+        assert_eq!((c.get_item, c.query, c.writes(), c.search_rounds), (0, parts, 0, 1), "{path}: {c:?}");
     }
     // And a malformed sid costs no read of the table at all (the account is cached)
     let (_, c) = cost(&store, api.get("/2fa/search/OTPnot")).await;

@@ -183,10 +183,16 @@ impl Key {
         Key::new(format!("IDEM#{}#{}", esc(account_sid), esc(key)), "I")
     }
 
-    /// One of the `USAGE_SHARDS` counter items of an account's day (see `usage_shard`): one
-    /// attribute per category (`All`, `sms`, ...), so what one send counts is one item.
+    /// One of the `USAGE_SHARDS` counter items of an account's day (see `usage_shard`), each
+    /// shard a partition of its own: one attribute per category (`All`, `sms`, ...), so what
+    /// one send counts is one item.
     pub fn usage(account_sid: &str, day: &str, shard: u8) -> Self {
-        Key::new(Self::usage_partition(account_sid), format!("{}#{shard}", esc(day)))
+        Key::new(Self::usage_shard(account_sid, shard), format!("{}#{shard}", esc(day)))
+    }
+
+    /// One of the `USAGE_SHARDS` partitions of an account's usage counters.
+    pub fn usage_shard(account_sid: &str, shard: u8) -> String {
+        format!("USAGE#{}#{shard:02x}", esc(account_sid))
     }
 
     /// One pumping-guard counter (account, country, ten-minute bucket, shard).
@@ -194,8 +200,9 @@ impl Key {
         Key::new(format!("GUARD#{}#{}#{}#{}", esc(&k.account_sid), esc(&k.country), k.bucket, k.shard), "G")
     }
 
-    /// The partition of an account's usage counters.
-    pub fn usage_partition(account_sid: &str) -> String {
+    /// The one partition that held an account's usage counters (8 shards a day, in the sort
+    /// key) before they were spread over partitions: still read, never written.
+    pub fn legacy_usage_partition(account_sid: &str) -> String {
         format!("USAGE#{}", esc(account_sid))
     }
 
@@ -214,13 +221,17 @@ impl Key {
     }
 }
 
-/// Each day and category of an account's usage is counted in this many items: every send's
-/// transaction updates usage, and one item per account would make all of an account's
-/// concurrent sends conflict on it (TransactionConflict) and retry.
-pub(crate) const USAGE_SHARDS: u32 = 8;
+/// Each day and category of an account's usage is counted in this many items, each in a
+/// partition of its own: every send's transaction updates usage, so one item per account would
+/// make all of an account's concurrent sends conflict on it (TransactionConflict) and retry,
+/// and one partition would take all of its usage writes. 64: a send's 2 WCU (transactional)
+/// are ~310 WCU/s a partition at 10,000 sends/s, within half a partition; an item is in one
+/// transaction every 64th send (~1,280 sends/s an account at 20 transactions/s an item: the
+/// next step is counting usage off the stream, as the pumping guard is).
+pub const USAGE_SHARDS: u32 = 64;
 
 /// The usage shard a send counts in: fixed by its OTP sid, so `undo_send` finds the same one.
-pub(crate) fn usage_shard(otp_sid: &str) -> u8 {
+pub fn usage_shard(otp_sid: &str) -> u8 {
     (otp_sid.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % USAGE_SHARDS) as u8
 }
 
@@ -248,7 +259,7 @@ pub(crate) fn gsi1sk(created_ms: Millis, sid: &str) -> String {
 /// 512 give ~410 WCU/s each (one account at 10,000 pairs/s: ~41). The cost is the sweep's: one
 /// Query per shard a minute (0.5 RRU each when idle). Never lower it on a deployed table: the
 /// sweeper reads shards `0..DUE_SHARDS`, so entries in a shard above would not be swept.
-pub(crate) const DUE_SHARDS: usize = 512;
+pub const DUE_SHARDS: usize = 512;
 
 /// The partition every pending OTP was put in before the index was sharded: entries the
 /// earlier version wrote are swept from it until they are all settled (`due_partition`).
@@ -257,7 +268,7 @@ pub(crate) const LEGACY_DUE_PARTITION: &str = "DUE";
 /// The `gsi2pk` of an OTP: its shard of the due index (FNV-1a of the sid, whose random bytes
 /// make it uniform). Only the send's put names it (later writes set or remove `gsi2sk`, or
 /// both keys) and the sweeper reads every shard, so nothing needs to compute it again.
-pub(crate) fn due_shard_of(otp_sid: &str) -> String {
+pub fn due_shard_of(otp_sid: &str) -> String {
     let hash =
         otp_sid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     due_partition(usize::try_from(hash % DUE_SHARDS as u64).unwrap_or(0))
@@ -1243,14 +1254,14 @@ mod tests {
     fn usage_shards_spread_sends_and_stay_fixed_per_otp() {
         // Given many OTP sids, each always maps to the same shard, and together they use all
         let mut seen = [0u32; USAGE_SHARDS as usize];
-        for _ in 0..800 {
+        for _ in 0..6400 {
             let sid = crate::domain::ids::new_sid(crate::domain::ids::OTP);
             let shard = usage_shard(&sid);
             assert_eq!(shard, usage_shard(&sid));
             seen[shard as usize] += 1;
         }
-        assert!(seen.iter().all(|&n| n > 40), "uneven shards: {seen:?}");
-        assert_eq!(Key::usage("AC1", "2026-11-23", 3).sk, "2026-11-23#3");
+        assert!(seen.iter().all(|&n| n > 50), "uneven shards: {seen:?}");
+        assert_eq!(Key::usage("AC1", "2026-11-23", 3), Key::new("USAGE#AC1#03".into(), "2026-11-23#3"));
     }
 
     #[test]

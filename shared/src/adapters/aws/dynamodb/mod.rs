@@ -34,6 +34,7 @@ use rand::Rng;
 
 pub use accounts::ACCOUNT_CACHE_TTL;
 pub use calls::CallCounts;
+pub use items::{due_shard_of, usage_shard, DUE_SHARDS, USAGE_SHARDS};
 pub use stream::{otp_from_image, otp_item, says_guarded};
 pub use table::{create_table, create_table_with_stream, GSI1, GSI2};
 
@@ -41,7 +42,7 @@ use self::{
     accounts::AccountCache,
     calls::{CountCalls, Counters},
     errors::{canceled, Reason},
-    items::{attr, Item, Key, USAGE_SHARDS},
+    items::{attr, Item, Key},
 };
 use crate::domain::{
     error::{Error, Result},

@@ -7,7 +7,8 @@
 //!   no index for a send or a verify to write. A page position is turned back into the
 //!   `ExclusiveStartKey` DynamoDB itself would give.
 //! - Count: the same query with `Select=COUNT`.
-//! - Usage: one `Query` of the account's usage partition, `sk BETWEEN {from}# AND {to}#~`.
+//! - Usage: one round of `Query`s, one of each of the account's usage partitions (and the one
+//!   from before they were spread), `sk BETWEEN {from}# AND {to}#~`.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Select};
@@ -15,7 +16,7 @@ use futures::{stream, FutureExt, StreamExt, TryStreamExt};
 
 use super::{
     errors,
-    items::{attr, esc, from_item, Item, Key, OtpItem},
+    items::{attr, esc, from_item, Item, Key, OtpItem, USAGE_SHARDS},
     n,
     otps::PENDING_AT_NOW,
     s, DynamoStore, Expr,
@@ -327,16 +328,25 @@ impl RecordStore for DynamoStore {
         if from_day > to_day {
             return Ok(vec![]);
         }
-        // Counters are updated in place: read them (strongly) as the last send left them.
-        let items = self
-            .query_all(
+        // Counters are updated in place: read them (strongly) as the last send left them, every
+        // shard's partition and the one from before they were spread, in one round.
+        self.count_search_round();
+        let partitions = (0..USAGE_SHARDS as u8)
+            .map(|shard| Key::usage_shard(account_sid, shard))
+            .chain([Key::legacy_usage_partition(account_sid)]);
+        let reads = partitions.map(|pk| {
+            self.query_all(
                 "Query(usage)",
-                Key::usage_partition(account_sid),
+                pk,
                 "#sk BETWEEN :a AND :b",
                 s(format!("{}#", esc(from_day))),
                 Some(s(format!("{}#~", esc(to_day)))),
             )
-            .await?;
+            .boxed()
+        });
+        let pages: Vec<Vec<Item>> =
+            stream::iter(reads.collect::<Vec<_>>()).buffer_unordered(PARALLEL_READS).try_collect().await?;
+        let items: Vec<Item> = pages.into_iter().flatten().collect();
         // Shards are this adapter's business: the port gets one row per day and category.
         let mut rows = std::collections::HashMap::new();
         for item in &items {
