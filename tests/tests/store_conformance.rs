@@ -324,6 +324,7 @@ conformance!(
     update_event_replaces_one_event_in_place,
     usage_counts_every_committed_send,
     a_count_reads_at_most_its_bound_and_says_whether_it_read_everything,
+    an_otp_from_before_sharding_still_verifies_cancels_and_shows_in_search,
     snapshot_reads_pointer_limits_and_counters_in_the_order_asked,
     snapshot_returns_the_idempotency_record_of_the_account_and_key,
     second_plan_with_a_recorded_idempotency_key_is_contended_until_the_window_ends,
@@ -1032,6 +1033,51 @@ async fn usage_counts_every_committed_send(f: Fixture) {
     }
     let other_day = UsageKey { day: "2001-01-01".into(), ..usage_keys(&acct, T0)[0].clone() };
     assert_eq!(f.usage(&other_day).await, 0);
+}
+
+async fn an_otp_from_before_sharding_still_verifies_cancels_and_shows_in_search(f: Fixture) {
+    use twofa::{
+        domain::records::{OtpQuery, SearchFilter, Start},
+        ports::RecordStore,
+    };
+    // Given two OTPs whose sids have the form minted before OTPs were sharded (no mark: on
+    // DynamoDB they are in the account's old partition, where the previous version put them)
+    let acct = account_sid();
+    let old_form = |n: u8| format!("{}{:012x}{}", ids::OTP, T0, format!("{n:02x}").repeat(10));
+    let [a, b] = [1, 2].map(|n| {
+        let mut o = otp(&acct, &phone(), T0);
+        o.sid = old_form(n);
+        o.events = vec![event(&o.sid, T0)];
+        o
+    });
+    assert_eq!(ids::otp_shard(&a.sid), None, "the old form names no shard");
+    for o in [&a, &b] {
+        f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
+    }
+    // (on DynamoDB, in the one partition the previous version wrote every OTP of an account to)
+    if let Some(d) = &f.dynamo {
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
+        let got =
+            client.get_item().table_name(d.table()).key("pk", S(format!("OTP#{acct}"))).key("sk", S(a.sid.clone()));
+        assert!(got.send().await.unwrap().item.is_some(), "in OTP#{{account}}");
+    }
+    // When one is verified with its code and the other canceled
+    let c = check(false, T0 + 1);
+    assert!(verified(
+        f.store.verify_code(&acct, &a.sid, std::slice::from_ref(&a.code_hash), &c, T0 + 1).await.unwrap()
+    ));
+    assert!(matches!(f.store.cancel_otp(&acct, &b.sid, T0 + 2).await.unwrap(), CancelWrite::Canceled));
+    // Then both read back changed, and a search lists them beside a fresh one, newest first
+    assert_eq!(f.store.get_otp(&acct, &a.sid).await.unwrap().unwrap().status, OtpStatus::Success);
+    assert_eq!(f.store.get_otp(&acct, &b.sid).await.unwrap().unwrap().status, OtpStatus::Canceled);
+    let fresh = otp(&acct, &phone(), T0 + 5);
+    f.store.commit_send(&plan(fresh.clone(), None, None, vec![])).await.unwrap();
+    let filter = SearchFilter::default();
+    let q = OtpQuery { filter: &filter, now: T0 + 6, start: &Start::Newest, limit: 10 };
+    let found: Vec<String> =
+        RecordStore::search_otps(f.store.as_ref(), &acct, &q).await.unwrap().into_iter().map(|o| o.sid).collect();
+    assert_eq!(found, [fresh.sid, b.sid, a.sid]);
 }
 
 async fn a_count_reads_at_most_its_bound_and_says_whether_it_read_everything(f: Fixture) {
