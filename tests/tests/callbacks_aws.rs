@@ -12,7 +12,10 @@ use std::{io::Write, sync::Arc, time::Duration};
 
 use axum::{body::Body, http::Request};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
-use common::receiver::{Call, Receiver};
+use common::{
+    receiver::{Call, Receiver},
+    stream::streams,
+};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use twofa::{
@@ -315,26 +318,6 @@ impl World {
             .collect();
         json!({ "Records": records })
     }
-}
-
-/// A raw DynamoDB Streams call to moto (the JSON protocol; moto does not check signatures).
-async fn streams(target: &str, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .post(moto_url())
-        .header("X-Amz-Target", format!("DynamoDBStreams_20120810.{target}"))
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("moto streams");
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    assert!(status.is_success(), "{target}: {status} {text}");
-    serde_json::from_str(&text).unwrap()
 }
 
 fn random_us_number() -> String {
