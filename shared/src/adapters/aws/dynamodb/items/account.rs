@@ -1,0 +1,193 @@
+//! Accounts: an account's item (and its copies under its ancestors), its policy in attributes.
+
+use serde::{Deserialize, Serialize};
+
+use super::{bytes, corrupt, gsi1sk, opt_bytes, Key, ACCOUNTS_GSI1PK};
+use crate::domain::{
+    account::Account,
+    callbacks::{CallbackMethod, CallbackTarget},
+    error::{Error, Result},
+    policy::{AccountPolicy, GuardSettings, SealedSecret, TestDestination, MAX_FAILED_VERIFIES},
+    time::Millis,
+};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct AccountItem {
+    pub pk: String,
+    pub sk: String,
+    pub sid: String,
+    #[serde(with = "bytes")]
+    pub token_hash: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub ancestors: Vec<String>,
+    #[serde(default)]
+    pub suspended: bool,
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
+    pub created_ms: Millis,
+    #[serde(flatten)]
+    pub policy: PolicyItem,
+    /// `ACCOUNTS_GSI1PK` / `gsi1sk(created_ms, sid)` on the account's own item; absent on copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi1pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi1sk: Option<String>,
+}
+
+/// An account's policy, as attributes of its item (all absent for the default policy, so
+/// accounts written before it read back with it). `set_policy` rewrites exactly these.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct PolicyItem {
+    /// Absent: every country; a list (possibly empty): only those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_countries: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_countries: Option<Vec<String>>,
+    /// Absent: the default settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardSettingsItem>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_destinations: Vec<TestDestinationItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_method: Option<CallbackMethod>,
+    /// Sealed (`callbacks::seal_secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
+    pub webhook_secret: Option<Vec<u8>>,
+    /// Absent: any sender the deployment has; a list (possibly empty): only those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub senders: Option<Vec<String>>,
+    /// Absent: the default (100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failed_verifies: Option<u32>,
+}
+
+impl PolicyItem {
+    /// Every attribute a policy may have (what `set_policy` sets or removes).
+    pub const ATTRIBUTES: [&'static str; 9] = [
+        "sms_countries",
+        "call_countries",
+        "guard",
+        "test_destinations",
+        "callback_url",
+        "callback_method",
+        "webhook_secret",
+        "senders",
+        "max_failed_verifies",
+    ];
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct GuardSettingsItem {
+    pub enabled: bool,
+    pub min_sends: u32,
+    pub min_verify_percent: u8,
+    /// Absent on items written before the account-wide window: its default.
+    #[serde(default = "default_account_min_sends")]
+    pub account_min_sends: u32,
+}
+
+fn default_account_min_sends() -> u32 {
+    GuardSettings::DEFAULT_ACCOUNT_MIN_SENDS
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TestDestinationItem {
+    pub to: String,
+    #[serde(with = "bytes")]
+    pub sealed_code: Vec<u8>,
+}
+
+impl From<&AccountPolicy> for PolicyItem {
+    fn from(p: &AccountPolicy) -> Self {
+        let g = p.guard;
+        PolicyItem {
+            sms_countries: p.sms_countries.clone(),
+            call_countries: p.call_countries.clone(),
+            guard: (g != GuardSettings::default()).then_some(GuardSettingsItem {
+                enabled: g.enabled,
+                min_sends: g.min_sends,
+                min_verify_percent: g.min_verify_percent,
+                account_min_sends: g.account_min_sends,
+            }),
+            test_destinations: p
+                .test_destinations
+                .iter()
+                .map(|t| TestDestinationItem { to: t.to.clone(), sealed_code: t.sealed_code.clone() })
+                .collect(),
+            callback_url: p.callback.as_ref().map(|c| c.url.clone()),
+            callback_method: p.callback.as_ref().map(|c| c.method),
+            webhook_secret: p.webhook_secret.as_ref().map(|s| s.0.clone()),
+            senders: p.senders.clone(),
+            max_failed_verifies: (p.max_failed_verifies != MAX_FAILED_VERIFIES).then_some(p.max_failed_verifies),
+        }
+    }
+}
+
+impl From<PolicyItem> for AccountPolicy {
+    fn from(i: PolicyItem) -> Self {
+        AccountPolicy {
+            sms_countries: i.sms_countries,
+            call_countries: i.call_countries,
+            guard: i.guard.map_or_else(GuardSettings::default, |g| GuardSettings {
+                enabled: g.enabled,
+                min_sends: g.min_sends,
+                min_verify_percent: g.min_verify_percent,
+                account_min_sends: g.account_min_sends,
+            }),
+            test_destinations: i
+                .test_destinations
+                .into_iter()
+                .map(|t| TestDestination { to: t.to, sealed_code: t.sealed_code })
+                .collect(),
+            callback: i
+                .callback_url
+                .map(|url| CallbackTarget { url, method: i.callback_method.unwrap_or(CallbackMethod::Post) }),
+            webhook_secret: i.webhook_secret.map(SealedSecret),
+            senders: i.senders,
+            max_failed_verifies: i.max_failed_verifies.unwrap_or(MAX_FAILED_VERIFIES),
+        }
+    }
+}
+
+impl AccountItem {
+    /// The account under `key`: its own (`Key::account`) or an ancestor's copy.
+    pub fn new(key: Key, a: &Account) -> Self {
+        let own = key == Key::account(&a.sid);
+        AccountItem {
+            gsi1pk: own.then(|| ACCOUNTS_GSI1PK.to_owned()),
+            gsi1sk: own.then(|| gsi1sk(a.created_ms, &a.sid)),
+            pk: key.pk,
+            sk: key.sk,
+            sid: a.sid.clone(),
+            token_hash: a.token_hash.clone(),
+            email: a.email.clone(),
+            ancestors: a.ancestors.clone(),
+            suspended: a.suspended,
+            allowed_ips: a.allowed_ips.iter().map(ToString::to_string).collect(),
+            created_ms: a.created_ms,
+            policy: PolicyItem::from(&a.policy),
+        }
+    }
+}
+
+impl TryFrom<AccountItem> for Account {
+    type Error = Error;
+    fn try_from(i: AccountItem) -> Result<Self> {
+        let allowed_ips =
+            i.allowed_ips.iter().map(|ip| ip.parse().or_else(|_| corrupt("allowed_ips")())).collect::<Result<_>>()?;
+        Ok(Account {
+            sid: i.sid,
+            token_hash: i.token_hash,
+            email: i.email,
+            ancestors: i.ancestors,
+            suspended: i.suspended,
+            allowed_ips,
+            created_ms: i.created_ms,
+            policy: i.policy.into(),
+        })
+    }
+}
