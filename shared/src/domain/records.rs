@@ -28,8 +28,9 @@ const FAN_OUT: usize = 8;
 /// The most records a page asked for by number may skip (reading them to get there).
 pub const MAX_SKIP: u64 = 10_000;
 
-/// The records a first page's `total` reads per account, at most: the newest 10,000 of the
-/// search's time range (about 1,250 RRU on DynamoDB for 1 KB records, eventually consistent).
+/// The records a first page's `total` reads per account, about: the newest 10,000 of the
+/// search's time range (on DynamoDB shared out over the account's partitions, plus at most one
+/// a partition and round; about 1,250 RRU for 1 KB records, eventually consistent).
 /// `total` is exact when the range holds fewer; otherwise it counts the matches among those
 /// (a lower bound), and the pages go on past it (`nextPageUri`).
 pub const COUNT_READS: u64 = 10_000;
