@@ -31,7 +31,6 @@ VERSION="2.47.0"
 SPEC="locust==${VERSION}"
 PYTHON="${PYTHON:-python3}"
 VENV="${ROOT}/.venv-load"
-STAMP="${VENV}/.stamp"
 RUN_DIR="${ROOT}/.run"
 LOCUSTFILE="${ROOT}/infra/load/locustfile.py"
 
@@ -40,17 +39,7 @@ die() { printf '[load] ERROR: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=venv.sh
 source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 
-cmd_install() {
-    if [[ -x "${VENV}/bin/locust" && -f "${STAMP}" && "$(cat "${STAMP}")" == "${SPEC}" ]]; then
-        log "${SPEC} already installed in .venv-load"
-        return 0
-    fi
-    make_venv "${VENV}"
-    log "installing ${SPEC}"
-    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check "${SPEC}" >&2
-    [[ -x "${VENV}/bin/locust" ]] || die "locust missing after install"
-    echo "${SPEC}" >"${STAMP}"
-}
+cmd_install() { pip_install_pinned "${VENV}" "${SPEC}" locust; }
 
 # locust_run URL USERS RAMP DURATION: one headless run with the TWOFA_LOAD_* environment set.
 locust_run() {

@@ -20,7 +20,6 @@ VERSION="4.32.5"
 SPEC="schemathesis==${VERSION}"
 PYTHON="${PYTHON:-python3}"
 VENV="${ROOT}/.venv-schemathesis"
-STAMP="${VENV}/.stamp"
 RUN_DIR="${ROOT}/.run"
 PID_FILE="${RUN_DIR}/schemathesis-dev.pid"
 DEV_LOG="${RUN_DIR}/schemathesis-dev.log"
@@ -38,17 +37,7 @@ die() { printf '[schemathesis] ERROR: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=venv.sh
 source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 
-cmd_install() {
-    if [[ -x "${VENV}/bin/schemathesis" && -f "${STAMP}" && "$(cat "${STAMP}")" == "${SPEC}" ]]; then
-        log "${SPEC} already installed in .venv-schemathesis"
-        return 0
-    fi
-    make_venv "${VENV}"
-    log "installing ${SPEC}"
-    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check "${SPEC}" >&2
-    [[ -x "${VENV}/bin/schemathesis" ]] || die "schemathesis missing after install"
-    echo "${SPEC}" >"${STAMP}"
-}
+cmd_install() { pip_install_pinned "${VENV}" "${SPEC}" schemathesis; }
 
 free_port() {
     "${VENV}/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

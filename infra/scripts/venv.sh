@@ -17,3 +17,18 @@ make_venv() {
         die "python3 -m venv failed (Debian: apt-get install python3-venv)"
     fi
 }
+
+# pip_install_pinned VENV SPEC BIN: install the pinned SPEC into VENV unless its stamp
+# (`VENV/.stamp`) already names it, and check that VENV/bin/BIN came with it.
+pip_install_pinned() {
+    local venv=$1 spec=$2 bin=$3
+    if [[ -x "${venv}/bin/${bin}" && -f "${venv}/.stamp" && "$(cat "${venv}/.stamp")" == "${spec}" ]]; then
+        log "${spec} already installed in ${venv##*/}"
+        return 0
+    fi
+    make_venv "${venv}"
+    log "installing ${spec}"
+    "${venv}/bin/python" -m pip install --quiet --disable-pip-version-check "${spec}" >&2
+    [[ -x "${venv}/bin/${bin}" ]] || die "${bin} missing after install"
+    echo "${spec}" >"${venv}/.stamp"
+}
