@@ -282,3 +282,49 @@ async fn client_strings_no_key_can_hold_answer_4xx_without_a_dynamodb_call() {
     let cost = api.store.calls() - before;
     assert_eq!(cost.reads() + cost.writes(), 0, "{cost:?}");
 }
+
+/// The emulator keeps DynamoDB's promise that the store's send commit relies on (each commit
+/// carries a ClientRequestToken): an SDK retry of a transaction that was in fact applied (its
+/// attempt timed out) is answered as done, not run again against its own conditions.
+#[tokio::test]
+async fn a_transaction_repeated_with_its_token_is_answered_done_and_written_once() {
+    use aws_sdk_dynamodb::types::{AttributeValue as V, TransactWriteItem, Update};
+    // Given a table and a conditional transaction that adds 1 to a new item, with a token
+    let _ = moto_url();
+    let ddb = aws_sdk_dynamodb::Client::new(&aws_config().await);
+    let table = format!("twofa-{}", ids::new_sid(""));
+    create_table(&ddb, &table).await.expect("create table");
+    let add = |amount: &str| {
+        TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(&table)
+                    .key("pk", V::S("T#1".into()))
+                    .key("sk", V::S("T".into()))
+                    .update_expression("ADD #n :one")
+                    .condition_expression("attribute_not_exists(pk)")
+                    .expression_attribute_names("#n", "n")
+                    .expression_attribute_values(":one", V::N(amount.into()))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    };
+    let token = ids::new_sid("");
+    let send = |amount: &'static str| {
+        ddb.transact_write_items().transact_items(add(amount)).client_request_token(&token).send()
+    };
+    send("1").await.expect("first");
+    // When the same transaction is sent again with the same token
+    let again = send("1").await;
+    // Then it is answered as done, and the item was written once
+    assert!(again.is_ok(), "a repeat with its token is done: {again:?}");
+    let item = ddb.get_item().table_name(&table).key("pk", V::S("T#1".into())).key("sk", V::S("T".into()));
+    assert_eq!(item.send().await.unwrap().item.unwrap()["n"], V::N("1".into()));
+    // And the same token with other parameters is refused, as DynamoDB refuses it
+    let other = send("2").await.expect_err("another body under the same token");
+    assert!(format!("{other:?}").contains("IdempotentParameterMismatch"), "{other:?}");
+    // And without a token, the repeat runs again and fails its condition
+    let plain = ddb.transact_write_items().transact_items(add("1")).send().await;
+    assert!(plain.is_err(), "a repeat without a token is a new transaction");
+}
