@@ -34,7 +34,7 @@ use rand::Rng;
 
 pub use accounts::ACCOUNT_CACHE_TTL;
 pub use calls::CallCounts;
-pub use items::{due_shard_of, usage_shard, DUE_SHARDS, USAGE_SHARDS};
+pub use items::{due_shard_of, usage_item, usage_shard, DUE_SHARDS, USAGE_ITEMS, USAGE_SHARDS};
 pub use stream::{otp_from_image, otp_item, says_guarded};
 pub use table::{create_table, create_table_with_stream, GSI1, GSI2};
 
@@ -122,24 +122,30 @@ impl DynamoStore {
 
     /// The usage count of one account, day and category (0 when nothing was counted).
     pub async fn usage_count(&self, key: &UsageKey) -> Result<u64> {
-        // Item by item, not through the usage query, so the suite checks the items themselves.
+        // Partition by partition, not through the usage query, so the suite checks the items
+        // themselves: the day's items (`{day}#{item}`) of each of the account's partitions.
         let mut total = 0;
         for shard in 0..USAGE_SHARDS as u8 {
-            let Some(item) = self.get("GetItem(usage)", &Key::usage(&key.account_sid, &key.day, shard), true).await?
-            else {
-                continue;
-            };
-            let count = match item.get(key.category.as_str()) {
-                None => 0,
-                Some(AttributeValue::N(v)) => v.parse::<i64>().map_err(|_| Error::Internal)?,
-                Some(_) => {
-                    tracing::error!("corrupt usage item");
-                    return Err(Error::Internal);
-                }
-            };
-            total += u64::try_from(count).unwrap_or(0);
+            let pk = Key::usage_shard(&key.account_sid, shard);
+            let day = s(format!("{}#", items::esc(&key.day)));
+            for item in self.query_all("Query(usage)", pk, "begins_with(#sk, :a)", day, None).await? {
+                total += Self::usage_count_of(&item, key)?;
+            }
         }
         Ok(total)
+    }
+
+    /// One usage item's count of `key`'s category.
+    fn usage_count_of(item: &Item, key: &UsageKey) -> Result<u64> {
+        let count = match item.get(key.category.as_str()) {
+            None => 0,
+            Some(AttributeValue::N(v)) => v.parse::<i64>().map_err(|_| Error::Internal)?,
+            Some(_) => {
+                tracing::error!("corrupt usage item");
+                return Err(Error::Internal);
+            }
+        };
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn get(&self, op: &'static str, key: &Key, consistent: bool) -> Result<Option<Item>> {

@@ -14,7 +14,7 @@ use super::{
     errors::{canceled, Reason},
     items::{
         attr, counter_of, destination_of, destination_ttl, failures_of, from_item, gsi2sk, guard_ttl, service_attr,
-        to_item, to_value, usage_shard, CheckItem, CounterItem, DestinationEntry, EventItem, IdempotencyItem, Key,
+        to_item, to_value, usage_item, CheckItem, CounterItem, DestinationEntry, EventItem, IdempotencyItem, Key,
         LimitItem, MessageItem, OtpItem,
     },
     n, s, DynamoStore, Expr, TransactError,
@@ -70,7 +70,7 @@ impl DynamoStore {
     /// to each category's attribute of that day's item in `shard`. Categories share the item
     /// (a send's `All` and channel are one transactional item, 2 WRU, not two); an undo
     /// (`delta` < 0) requires each count above zero, so it never takes back what was not counted.
-    fn usage_updates(&self, usage: &[UsageKey], shard: u8, delta: i64) -> Result<Vec<TransactWriteItem>> {
+    fn usage_updates(&self, usage: &[UsageKey], shard: u16, delta: i64) -> Result<Vec<TransactWriteItem>> {
         let mut days: Vec<(&str, &str, Vec<&'static str>)> = Vec::new();
         for key in usage {
             let category = key.category.as_str();
@@ -158,7 +158,7 @@ impl DynamoStore {
             });
         }
 
-        tx.extend(self.usage_updates(&plan.usage, usage_shard(&otp.sid), 1)?);
+        tx.extend(self.usage_updates(&plan.usage, usage_item(&otp.sid), 1)?);
         // No pumping-guard counter: the stream worker counts the send off the OTP item
         // (`guarded`), outside any transaction.
         Ok(tx)
@@ -294,7 +294,7 @@ impl DynamoStore {
             )?]);
         }
 
-        tx.extend(self.usage_updates(&plan.usage, usage_shard(&otp.sid), -1)?.into_iter().map(|u| vec![u]));
+        tx.extend(self.usage_updates(&plan.usage, usage_item(&otp.sid), -1)?.into_iter().map(|u| vec![u]));
 
         // The send's count taken back, with the OTP's delete (so once, and only if undone).
         // Unconditional: the stream may not have counted the send yet (its `+1` comes after,
@@ -727,7 +727,7 @@ impl OtpStore for DynamoStore {
             Some(&format!("attribute_exists(pk) AND {PENDING_AT_NOW} AND #workflow.#sent = :step")),
             expr,
         )?];
-        tx.extend(self.usage_updates(usage, usage_shard(otp_sid), 1)?);
+        tx.extend(self.usage_updates(usage, usage_item(otp_sid), 1)?);
         match self.transact("TransactWriteItems(claim_step)", tx).await {
             Ok(()) => Ok(true),
             Err(TransactError::Canceled(reasons)) if reasons.first() == Some(&Reason::ConditionFailed) => Ok(false),

@@ -184,11 +184,13 @@ impl Key {
         Key::new(format!("IDEM#{}#{}", esc(account_sid), esc(key)), "I")
     }
 
-    /// One of the `USAGE_SHARDS` counter items of an account's day (see `usage_shard`), each
-    /// shard a partition of its own: one attribute per category (`All`, `sms`, ...), so what
-    /// one send counts is one item.
-    pub fn usage(account_sid: &str, day: &str, shard: u8) -> Self {
-        Key::new(Self::usage_shard(account_sid, shard), format!("{}#{shard}", esc(day)))
+    /// One of the `USAGE_ITEMS` counter items of an account's day (see `usage_item`), in
+    /// partition `item % USAGE_SHARDS`: one attribute per category (`All`, `sms`, ...), so what
+    /// one send counts is one item. (Items 0..64 are where the 64 items a day of the previous
+    /// layout were: the same keys.)
+    pub fn usage(account_sid: &str, day: &str, item: u16) -> Self {
+        let partition = (u32::from(item) % USAGE_SHARDS) as u8;
+        Key::new(Self::usage_shard(account_sid, partition), format!("{}#{item}", esc(day)))
     }
 
     /// One of the `USAGE_SHARDS` partitions of an account's usage counters.
@@ -222,18 +224,27 @@ impl Key {
     }
 }
 
-/// Each day and category of an account's usage is counted in this many items, each in a
-/// partition of its own: every send's transaction updates usage, so one item per account would
-/// make all of an account's concurrent sends conflict on it (TransactionConflict) and retry,
-/// and one partition would take all of its usage writes. 64: a send's 2 WCU (transactional)
-/// are ~310 WCU/s a partition at 10,000 sends/s, within half a partition; an item is in one
-/// transaction every 64th send (~1,280 sends/s an account at 20 transactions/s an item: the
-/// next step is counting usage off the stream, as the pumping guard is).
+/// Each day and category of an account's usage is counted in `USAGE_ITEMS` items spread over
+/// this many partitions (`USAGE#{account}#{partition}`, 16 items of a day each): every send's
+/// transaction updates usage, so one partition would take all of an account's usage writes.
+/// 64: a send's 2 WCU (transactional) are ~310 WCU/s a partition at 10,000 sends/s, within
+/// half a partition. Reading usage is one Query per partition, in one round.
 pub const USAGE_SHARDS: u32 = 64;
 
-/// The usage shard a send counts in: fixed by its OTP sid, so `undo_send` finds the same one.
+/// Items an account's day of usage is counted in: an item is in one transaction every
+/// `USAGE_ITEMS`th send, so 1,024 keep each under 20 transactions/s (where conflicts between
+/// an account's concurrent sends would start) up to ~19,000 sends/s an account. An account
+/// only has the items its sends touched: a small one reads a few items a day.
+pub const USAGE_ITEMS: u32 = 1024;
+
+/// The usage item a send counts in: fixed by its OTP sid, so `undo_send` finds the same one.
+pub fn usage_item(otp_sid: &str) -> u16 {
+    (otp_sid.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % USAGE_ITEMS) as u16
+}
+
+/// The usage partition a send counts in (`USAGE#{account}#{partition}`).
 pub fn usage_shard(otp_sid: &str) -> u8 {
-    (otp_sid.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % USAGE_SHARDS) as u8
+    (u32::from(usage_item(otp_sid)) % USAGE_SHARDS) as u8
 }
 
 /// Partition key prefix of OTP items.
@@ -404,18 +415,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn usage_shards_spread_sends_and_stay_fixed_per_otp() {
-        // Given many OTP sids, each always maps to the same shard, and together they use all
-        let mut seen = [0u32; USAGE_SHARDS as usize];
-        for _ in 0..6400 {
+    fn usage_items_spread_sends_over_partitions_and_stay_fixed_per_otp() {
+        // Given many OTP sids, each always counts in the same item, and together they use
+        // every item, each about as often
+        let mut items = vec![0u32; USAGE_ITEMS as usize];
+        let mut partitions = [0u32; USAGE_SHARDS as usize];
+        for _ in 0..USAGE_ITEMS * 100 {
             let sid = crate::domain::ids::new_sid(crate::domain::ids::OTP);
-            let shard = usage_shard(&sid);
-            assert_eq!(shard, usage_shard(&sid));
-            seen[shard as usize] += 1;
+            let item = usage_item(&sid);
+            assert_eq!(item, usage_item(&sid));
+            items[usize::from(item)] += 1;
+            partitions[usize::from(usage_shard(&sid))] += 1;
         }
-        assert!(seen.iter().all(|&n| n > 50), "uneven shards: {seen:?}");
+        assert!(items.iter().all(|&n| (50..=150).contains(&n)), "uneven items: {items:?}");
+        assert!(partitions.iter().all(|&n| n > 1400), "uneven partitions: {partitions:?}");
+        // And an item's partition is its number modulo the partitions: the first 64 keep the
+        // keys of the layout of 64 items a day
         assert_eq!(Key::usage("AC1", "2026-11-23", 3), Key::new("USAGE#AC1#03".into(), "2026-11-23#3"));
+        assert_eq!(Key::usage("AC1", "2026-11-23", 1000), Key::new("USAGE#AC1#28".into(), "2026-11-23#1000"));
     }
+
     #[test]
     fn user_input_in_keys_cannot_collide_across_components() {
         let a = CounterKey { account_sid: "AC1".into(), limit: "LM1".into(), bucket: "a#b".into(), value: "c".into() };
