@@ -206,3 +206,15 @@ async fn the_same_idempotency_key_with_another_locale_is_another_request() {
     assert_eq!(other["message"], "Invalid parameter: Idempotency-Key (already used for a different request)");
     assert_eq!(api.dev.outbox.messages(Some(TO)).len(), 1);
 }
+
+#[test]
+fn docs_api_md_lists_every_template_as_it_is_sent() {
+    // Given the API reference of this repository
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    let doc = std::fs::read_to_string(root.join("docs/api.md")).expect("docs/api.md");
+    // Then each built-in template has its row, word for word
+    for t in twofa::domain::templates::TEMPLATES {
+        let row = format!("| `{}` | {} |", t.locale, t.text);
+        assert!(doc.contains(&row), "docs/api.md has no row {row}");
+    }
+}
