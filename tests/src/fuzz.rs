@@ -14,6 +14,7 @@ use twofa::{
         crypto::Keys,
         limits::parse_buckets,
         records::{Mark, PageToken, Start},
+        templates,
         workflows::parse_channels,
     },
     http::params::Params,
@@ -46,6 +47,9 @@ pub fn params(data: &[u8]) {
             let _ = p.boolean("asynchronous");
             let _ = p.json("limits");
             let _ = p.bounded("body", 1600, false);
+        }
+        if let Some(locale) = p.text("locale") {
+            let _ = templates::lookup(&locale);
         }
     }
 }

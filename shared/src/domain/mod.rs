@@ -23,6 +23,7 @@ pub mod receipts;
 pub mod records;
 pub mod send;
 pub mod sms;
+pub mod templates;
 pub mod time;
 pub mod usage;
 pub mod verify;

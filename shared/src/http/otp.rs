@@ -15,6 +15,7 @@ use crate::{
             MIN_TIMEOUT_SECS,
         },
         send::{self, SendRequest},
+        templates,
         verify::{self, VerifyTarget},
     },
     http::{acting_for, auth::Caller, otp_ok, params::Params, ApiError, Routes},
@@ -89,11 +90,18 @@ fn parse_send(p: &Params, rules: UrlRules) -> Result<SendRequest> {
     let service = p.bounded("service", 64, true)?.unwrap_or_default();
     let from = p.bounded("from", 254, true)?.unwrap_or_default();
     let to = p.bounded("to", 254, true)?.unwrap_or_default();
-    let body = p.bounded("body", 1600, true)?.unwrap_or_default();
+    let body = p.bounded("body", 1600, false)?;
     let subject = p.bounded("subject", 998, false)?;
-    let language = match p.opt("language")? {
-        None => DEFAULT_LANGUAGE.to_owned(),
-        Some(l) => parse_language(&l)?,
+    let language = p.opt("language")?.map(|l| parse_language(&l)).transpose()?;
+    // No `body`: the built-in template in `locale`, naming the service, read in a call in that
+    // locale's language unless `language` says otherwise. With a `body`, `locale` plays no part
+    // (a send with a body is the same request it was before templates existed).
+    let (body, language) = match body {
+        Some(body) => (body, language.unwrap_or_else(|| DEFAULT_LANGUAGE.to_owned())),
+        None => {
+            let template = templates::lookup(p.opt("locale")?.as_deref().unwrap_or(templates::DEFAULT_LOCALE))?;
+            (template.body(&service), language.unwrap_or_else(|| template.call_language().to_owned()))
+        }
     };
     let voice = match p.opt("voice")?.map(|v| v.to_ascii_lowercase()) {
         None => None,
