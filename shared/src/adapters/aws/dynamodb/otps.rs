@@ -15,7 +15,7 @@ use super::{
     items::{
         attr, counter_of, destination_of, destination_ttl, failures_of, from_item, gsi2sk, guard_ttl, service_attr,
         to_item, to_value, usage_item, CheckItem, CounterItem, DestinationEntry, EventItem, IdempotencyItem, Key,
-        LimitItem, MessageItem, OtpItem,
+        LimitItem, MessageItem, OtpItem, StoredDefinition,
     },
     n, s, DynamoStore, Expr, TransactError,
 };
@@ -23,7 +23,7 @@ use crate::{
     domain::{
         error::{Error, Result},
         idempotency::WINDOW_MS,
-        limits::{Counter, CounterKey, CounterOp},
+        limits::{Counter, CounterKey, CounterOp, LimitDef},
         otp::{ChannelEvent, Check, Destination, Otp, OtpStatus, FAILURES_KEPT_MS, MAX_ATTEMPTS},
         send::TEST_PROVIDER_ID,
         time::Millis,
@@ -481,7 +481,7 @@ impl OtpStore for DynamoStore {
 
     async fn snapshot(&self, r: &SnapshotRequest<'_>) -> Result<SendSnapshot> {
         let dkey = Key::destination(r.account_sid, r.to);
-        let lkeys: Vec<Key> = r.limit_names.iter().map(|name| Key::limit_by_name(r.account_sid, name)).collect();
+        let lkeys: Vec<Key> = r.limit_names.iter().map(|name| LimitDef::by_name(r.account_sid, name)).collect();
         let ckeys: Vec<Key> = r.counters.iter().map(Key::counter_home).collect();
         let ikey = r.idempotency_key.map(|k| Key::idempotency(r.account_sid, k));
         let all: Vec<Key> = std::iter::once(dkey.clone())

@@ -1,15 +1,107 @@
 //! Limits and workflows (definitions stored twice, by name and by sid, in the account's
-//! partition) and the counters of limits' buckets.
+//! partition, one item shape for both: `DefinitionItem`) and the counters of limits' buckets.
 
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::{attr, channel, corrupt, epoch_secs, Item, Key};
+use super::{attr, channel, corrupt, epoch_secs, esc, Item, Key, LIMIT_NAME_PREFIX};
 use crate::domain::{
     error::{Error, Result},
     limits::{Bucket, Counter, LimitDef},
     time::Millis,
     workflows::{Step, WorkflowDef},
 };
+
+// --- definitions (limits and workflows) ---------------------------------------------------
+
+/// What a limit and a workflow item share: whose it is, its name and times, around the part
+/// that is its own (`body`, flattened: the stored attributes are one flat map, as they were
+/// when each had a struct of its own). Stored twice, whole, in the account's partition:
+/// `NAME#{name}` (read by name on send) and `SID#{sid}` (read by sid on the API), both always
+/// written in one transaction (`named.rs`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct DefinitionItem<B> {
+    pub pk: String,
+    pub sk: String,
+    pub sid: String,
+    pub account_sid: String,
+    pub created_by: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub body: B,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub created_ms: Millis,
+    pub updated_ms: Millis,
+}
+
+/// The shared part of a definition, as the domain holds it.
+pub(crate) struct Header {
+    pub sid: String,
+    pub account_sid: String,
+    pub created_by: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_ms: Millis,
+    pub updated_ms: Millis,
+}
+
+/// A domain definition stored as a `DefinitionItem`: its own part, its partition and what its
+/// store operations are called and answer.
+pub(crate) trait StoredDefinition: Sized + Send + Sync {
+    type Body: Serialize + DeserializeOwned;
+    /// Operation names, for logs and `CallCounts`.
+    const CREATE: &'static str;
+    const GET: &'static str;
+    const GET_BY_NAME: &'static str;
+    const UPDATE: &'static str;
+    const DELETE: &'static str;
+    const LIST: &'static str;
+    /// The account's partition of definitions of this kind.
+    fn partition(account_sid: &str) -> String;
+    fn name_taken() -> Error;
+    fn not_found() -> Error;
+    fn header(&self) -> Header;
+    fn body(&self) -> Self::Body;
+    fn from_parts(header: Header, body: Self::Body) -> Result<Self>;
+
+    fn by_name(account_sid: &str, name: &str) -> Key {
+        Key::new(Self::partition(account_sid), format!("{LIMIT_NAME_PREFIX}{}", esc(name)))
+    }
+    fn by_sid(account_sid: &str, sid: &str) -> Key {
+        Key::new(Self::partition(account_sid), format!("SID#{}", esc(sid)))
+    }
+}
+
+impl<B> DefinitionItem<B> {
+    pub fn new<T: StoredDefinition<Body = B>>(key: Key, def: &T) -> Self {
+        let h = def.header();
+        DefinitionItem {
+            pk: key.pk,
+            sk: key.sk,
+            sid: h.sid,
+            account_sid: h.account_sid,
+            created_by: h.created_by,
+            name: h.name,
+            body: def.body(),
+            description: h.description,
+            created_ms: h.created_ms,
+            updated_ms: h.updated_ms,
+        }
+    }
+
+    pub fn into_def<T: StoredDefinition<Body = B>>(self) -> Result<T> {
+        let header = Header {
+            sid: self.sid,
+            account_sid: self.account_sid,
+            created_by: self.created_by,
+            name: self.name,
+            description: self.description,
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+        };
+        T::from_parts(header, self.body)
+    }
+}
 
 // --- limits --------------------------------------------------------------------------------
 
@@ -20,64 +112,77 @@ pub(crate) struct BucketItem {
     pub interval_secs: u32,
 }
 
-/// A limit. Stored twice, whole, under the same partition: `NAME#{name}` (read by name on
-/// send) and `SID#{sid}` (read by sid on the API); both always written in one transaction.
+/// A limit's own part: its buckets, and as the client wrote them.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct LimitItem {
-    pub pk: String,
-    pub sk: String,
-    pub sid: String,
-    pub account_sid: String,
-    pub created_by: String,
-    pub name: String,
+pub(crate) struct LimitBody {
     pub buckets: Vec<BucketItem>,
     pub buckets_json: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub created_ms: Millis,
-    pub updated_ms: Millis,
 }
 
-impl LimitItem {
-    pub fn new(key: Key, d: &LimitDef) -> Self {
-        LimitItem {
-            pk: key.pk,
-            sk: key.sk,
-            sid: d.sid.clone(),
-            account_sid: d.account_sid.clone(),
-            created_by: d.created_by.clone(),
-            name: d.name.clone(),
-            buckets: d
+pub(crate) type LimitItem = DefinitionItem<LimitBody>;
+
+impl StoredDefinition for LimitDef {
+    type Body = LimitBody;
+    const CREATE: &'static str = "TransactWriteItems(create_limit)";
+    const GET: &'static str = "GetItem(limit)";
+    const GET_BY_NAME: &'static str = "GetItem(limit by name)";
+    const UPDATE: &'static str = "TransactWriteItems(update_limit)";
+    const DELETE: &'static str = "TransactWriteItems(delete_limit)";
+    const LIST: &'static str = "Query(limits)";
+
+    fn partition(account_sid: &str) -> String {
+        Key::limits_partition(account_sid)
+    }
+    fn name_taken() -> Error {
+        Error::LimitNameExists
+    }
+    fn not_found() -> Error {
+        Error::LimitNotFound
+    }
+    fn header(&self) -> Header {
+        Header {
+            sid: self.sid.clone(),
+            account_sid: self.account_sid.clone(),
+            created_by: self.created_by.clone(),
+            name: self.name.clone(),
+            description: self.description.clone(),
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+        }
+    }
+    fn body(&self) -> LimitBody {
+        LimitBody {
+            buckets: self
                 .buckets
                 .iter()
                 .map(|b| BucketItem { name: b.name.clone(), max: b.max, interval_secs: b.interval_secs })
                 .collect(),
-            buckets_json: d.buckets_json.clone(),
-            description: d.description.clone(),
-            created_ms: d.created_ms,
-            updated_ms: d.updated_ms,
+            buckets_json: self.buckets_json.clone(),
         }
+    }
+    fn from_parts(h: Header, body: LimitBody) -> Result<Self> {
+        Ok(LimitDef {
+            sid: h.sid,
+            account_sid: h.account_sid,
+            created_by: h.created_by,
+            name: h.name,
+            buckets: body
+                .buckets
+                .into_iter()
+                .map(|b| Bucket { name: b.name, max: b.max, interval_secs: b.interval_secs })
+                .collect(),
+            buckets_json: body.buckets_json,
+            description: h.description,
+            created_ms: h.created_ms,
+            updated_ms: h.updated_ms,
+        })
     }
 }
 
 impl TryFrom<LimitItem> for LimitDef {
     type Error = Error;
     fn try_from(i: LimitItem) -> Result<Self> {
-        Ok(LimitDef {
-            sid: i.sid,
-            account_sid: i.account_sid,
-            created_by: i.created_by,
-            name: i.name,
-            buckets: i
-                .buckets
-                .into_iter()
-                .map(|b| Bucket { name: b.name, max: b.max, interval_secs: b.interval_secs })
-                .collect(),
-            buckets_json: i.buckets_json,
-            description: i.description,
-            created_ms: i.created_ms,
-            updated_ms: i.updated_ms,
-        })
+        i.into_def()
     }
 }
 
@@ -103,56 +208,69 @@ impl TryFrom<StepItem> for Step {
     }
 }
 
-/// A workflow definition, stored twice like a limit: `NAME#{name}` (a send names it) and
-/// `SID#{sid}` (the API), always written together.
+/// A workflow's own part: its steps, and as the client wrote them.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct WorkflowItem {
-    pub pk: String,
-    pub sk: String,
-    pub sid: String,
-    pub account_sid: String,
-    pub created_by: String,
-    pub name: String,
+pub(crate) struct WorkflowBody {
     pub steps: Vec<StepItem>,
     pub channels_json: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub created_ms: Millis,
-    pub updated_ms: Millis,
 }
 
-impl WorkflowItem {
-    pub fn new(key: Key, d: &WorkflowDef) -> Self {
-        WorkflowItem {
-            pk: key.pk,
-            sk: key.sk,
-            sid: d.sid.clone(),
-            account_sid: d.account_sid.clone(),
-            created_by: d.created_by.clone(),
-            name: d.name.clone(),
-            steps: d.steps.iter().map(StepItem::from).collect(),
-            channels_json: d.channels_json.clone(),
-            description: d.description.clone(),
-            created_ms: d.created_ms,
-            updated_ms: d.updated_ms,
+pub(crate) type WorkflowItem = DefinitionItem<WorkflowBody>;
+
+impl StoredDefinition for WorkflowDef {
+    type Body = WorkflowBody;
+    const CREATE: &'static str = "TransactWriteItems(create_workflow)";
+    const GET: &'static str = "GetItem(workflow)";
+    const GET_BY_NAME: &'static str = "GetItem(workflow by name)";
+    const UPDATE: &'static str = "TransactWriteItems(update_workflow)";
+    const DELETE: &'static str = "TransactWriteItems(delete_workflow)";
+    const LIST: &'static str = "Query(workflows)";
+
+    fn partition(account_sid: &str) -> String {
+        Key::workflows_partition(account_sid)
+    }
+    fn name_taken() -> Error {
+        Error::WorkflowNameExists
+    }
+    fn not_found() -> Error {
+        Error::WorkflowNotFound
+    }
+    fn header(&self) -> Header {
+        Header {
+            sid: self.sid.clone(),
+            account_sid: self.account_sid.clone(),
+            created_by: self.created_by.clone(),
+            name: self.name.clone(),
+            description: self.description.clone(),
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
         }
+    }
+    fn body(&self) -> WorkflowBody {
+        WorkflowBody {
+            steps: self.steps.iter().map(StepItem::from).collect(),
+            channels_json: self.channels_json.clone(),
+        }
+    }
+    fn from_parts(h: Header, body: WorkflowBody) -> Result<Self> {
+        Ok(WorkflowDef {
+            sid: h.sid,
+            account_sid: h.account_sid,
+            created_by: h.created_by,
+            name: h.name,
+            steps: body.steps.into_iter().map(Step::try_from).collect::<Result<_>>()?,
+            channels_json: body.channels_json,
+            description: h.description,
+            created_ms: h.created_ms,
+            updated_ms: h.updated_ms,
+        })
     }
 }
 
 impl TryFrom<WorkflowItem> for WorkflowDef {
     type Error = Error;
     fn try_from(i: WorkflowItem) -> Result<Self> {
-        Ok(WorkflowDef {
-            sid: i.sid,
-            account_sid: i.account_sid,
-            created_by: i.created_by,
-            name: i.name,
-            steps: i.steps.into_iter().map(Step::try_from).collect::<Result<_>>()?,
-            channels_json: i.channels_json,
-            description: i.description,
-            created_ms: i.created_ms,
-            updated_ms: i.updated_ms,
-        })
+        i.into_def()
     }
 }
 
@@ -192,5 +310,98 @@ pub(crate) fn counter_of(item: &Item) -> Result<Option<Counter>> {
             Err(_) => corrupt("count")(),
         },
         _ => corrupt("counter")(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+
+    use super::*;
+    use crate::adapters::aws::dynamodb::items::{from_item, to_item};
+    use crate::domain::otp::Channel;
+
+    fn names(item: &Item) -> Vec<&str> {
+        let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn a_limit_is_stored_as_the_flat_item_it_always_was_and_reads_back() {
+        // Given a limit with a bucket and a description
+        let def = LimitDef {
+            sid: "LM1".into(),
+            account_sid: "AC1".into(),
+            created_by: "AC0".into(),
+            name: "Login".into(),
+            buckets: vec![Bucket { name: "to".into(), max: 3, interval_secs: 60 }],
+            buckets_json: r#"[{"name":"to"}]"#.into(),
+            description: Some("d".into()),
+            created_ms: 1,
+            updated_ms: 2,
+        };
+        // When it is made an item by sid
+        let item = to_item(&LimitItem::new(LimitDef::by_sid("AC1", "LM1"), &def)).unwrap();
+        // Then its attributes are the ones items written before the shared shape have, and
+        // the item reads back as the same limit
+        assert_eq!(
+            names(&item),
+            [
+                "account_sid",
+                "buckets",
+                "buckets_json",
+                "created_by",
+                "created_ms",
+                "description",
+                "name",
+                "pk",
+                "sid",
+                "sk",
+                "updated_ms"
+            ]
+        );
+        assert_eq!((&item["pk"], &item["sk"]), (&V::S("LIMIT#AC1".into()), &V::S("SID#LM1".into())));
+        assert_eq!(from_item::<LimitItem, LimitDef>(item).unwrap(), def);
+    }
+
+    #[test]
+    fn a_workflow_is_stored_as_the_flat_item_it_always_was_and_reads_back() {
+        // Given a workflow of two steps, without a description
+        let def = WorkflowDef {
+            sid: "WF1".into(),
+            account_sid: "AC1".into(),
+            created_by: "AC1".into(),
+            name: "SMS then call".into(),
+            steps: vec![
+                Step { channel: Channel::Sms, interval_secs: 60 },
+                Step { channel: Channel::Call, interval_secs: 0 },
+            ],
+            channels_json: "[]".into(),
+            description: None,
+            created_ms: 1,
+            updated_ms: 1,
+        };
+        // When it is made an item by name
+        let item = to_item(&WorkflowItem::new(WorkflowDef::by_name("AC1", "SMS then call"), &def)).unwrap();
+        // Then its attributes are the old ones (no description when there is none), and it
+        // reads back as the same workflow
+        assert_eq!(
+            names(&item),
+            [
+                "account_sid",
+                "channels_json",
+                "created_by",
+                "created_ms",
+                "name",
+                "pk",
+                "sid",
+                "sk",
+                "steps",
+                "updated_ms"
+            ]
+        );
+        assert_eq!((&item["pk"], &item["sk"]), (&V::S("WF#AC1".into()), &V::S("NAME#SMS then call".into())));
+        assert_eq!(from_item::<WorkflowItem, WorkflowDef>(item).unwrap(), def);
     }
 }

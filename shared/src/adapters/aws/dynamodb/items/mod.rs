@@ -135,34 +135,15 @@ impl Key {
         Key::new(format!("DEST#{}#{}", esc(account_sid), esc(to)), "D")
     }
 
-    fn limit_pk(account_sid: &str) -> String {
-        format!("LIMIT#{}", esc(account_sid))
-    }
-
-    pub fn limit_by_name(account_sid: &str, name: &str) -> Self {
-        Key::new(Key::limit_pk(account_sid), format!("{LIMIT_NAME_PREFIX}{}", esc(name)))
-    }
-
-    pub fn limit_by_sid(account_sid: &str, sid: &str) -> Self {
-        Key::new(Key::limit_pk(account_sid), format!("SID#{}", esc(sid)))
-    }
-
-    /// The partition holding every limit of an account (for `Query`).
+    /// The partition holding every limit of an account (for `Query`); a limit's two items
+    /// are `StoredDefinition::by_name` / `by_sid` in it.
     pub fn limits_partition(account_sid: &str) -> String {
-        Key::limit_pk(account_sid)
+        format!("LIMIT#{}", esc(account_sid))
     }
 
     /// Workflows, as limits: by name and by sid in the account's `WF#` partition.
     pub fn workflows_partition(account_sid: &str) -> String {
         format!("WF#{}", esc(account_sid))
-    }
-
-    pub fn workflow_by_name(account_sid: &str, name: &str) -> Self {
-        Key::new(Key::workflows_partition(account_sid), format!("{LIMIT_NAME_PREFIX}{}", esc(name)))
-    }
-
-    pub fn workflow_by_sid(account_sid: &str, sid: &str) -> Self {
-        Key::new(Key::workflows_partition(account_sid), format!("SID#{}", esc(sid)))
     }
 
     pub fn counter(k: &CounterKey) -> Self {
