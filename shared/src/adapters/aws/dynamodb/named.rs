@@ -27,9 +27,9 @@ fn items_of<T: StoredDefinition>(def: &T) -> Result<(Item, Item)> {
     ))
 }
 
-fn def_of<T: StoredDefinition>(item: Item) -> Result<T>
+fn def_of<T>(item: Item) -> Result<T>
 where
-    T: TryFrom<DefinitionItem<T::Body>, Error = Error>,
+    T: StoredDefinition + TryFrom<DefinitionItem<T::Body>, Error = Error>,
 {
     from_item::<DefinitionItem<T::Body>, T>(item)
 }

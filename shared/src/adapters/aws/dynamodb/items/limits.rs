@@ -72,6 +72,21 @@ pub(crate) trait StoredDefinition: Sized + Send + Sync {
     }
 }
 
+/// The `Header` of a domain definition (limits and workflows name these fields alike).
+macro_rules! header_of {
+    ($def:expr) => {
+        Header {
+            sid: $def.sid.clone(),
+            account_sid: $def.account_sid.clone(),
+            created_by: $def.created_by.clone(),
+            name: $def.name.clone(),
+            description: $def.description.clone(),
+            created_ms: $def.created_ms,
+            updated_ms: $def.updated_ms,
+        }
+    };
+}
+
 impl<B> DefinitionItem<B> {
     pub fn new<T: StoredDefinition<Body = B>>(key: Key, def: &T) -> Self {
         let h = def.header();
@@ -140,15 +155,7 @@ impl StoredDefinition for LimitDef {
         Error::LimitNotFound
     }
     fn header(&self) -> Header {
-        Header {
-            sid: self.sid.clone(),
-            account_sid: self.account_sid.clone(),
-            created_by: self.created_by.clone(),
-            name: self.name.clone(),
-            description: self.description.clone(),
-            created_ms: self.created_ms,
-            updated_ms: self.updated_ms,
-        }
+        header_of!(self)
     }
     fn body(&self) -> LimitBody {
         LimitBody {
@@ -236,15 +243,7 @@ impl StoredDefinition for WorkflowDef {
         Error::WorkflowNotFound
     }
     fn header(&self) -> Header {
-        Header {
-            sid: self.sid.clone(),
-            account_sid: self.account_sid.clone(),
-            created_by: self.created_by.clone(),
-            name: self.name.clone(),
-            description: self.description.clone(),
-            created_ms: self.created_ms,
-            updated_ms: self.updated_ms,
-        }
+        header_of!(self)
     }
     fn body(&self) -> WorkflowBody {
         WorkflowBody {
