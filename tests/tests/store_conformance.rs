@@ -1009,13 +1009,13 @@ async fn update_event_replaces_one_event_in_place(f: Fixture) {
     f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
     // When the provider's answer is recorded
     let sent = ChannelEvent { status: ChannelStatus::Sent, target_sid: Some("SM1".into()), ..o.events[0].clone() };
-    f.store.update_event(&o, 0, &sent).await.expect("update");
+    f.store.update_event(&o, 0, &sent, true).await.expect("update");
     // Then the event is replaced and nothing else changed
     assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap(), Some(Otp { events: vec![sent.clone()], ..o.clone() }));
     // And an event that does not exist, or an unknown OTP, is contended
-    assert_eq!(f.store.update_event(&o, 1, &sent).await, Err(Error::Contended));
+    assert_eq!(f.store.update_event(&o, 1, &sent, true).await, Err(Error::Contended));
     let unknown = Otp { sid: ids::new_sid(ids::OTP), ..o.clone() };
-    assert_eq!(f.store.update_event(&unknown, 0, &sent).await, Err(Error::Contended));
+    assert_eq!(f.store.update_event(&unknown, 0, &sent, true).await, Err(Error::Contended));
     assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap().events.len(), 1);
 }
 
@@ -1583,14 +1583,14 @@ mod dynamodb_costs {
         // When the provider's ids of both are recorded, and a test destination's answer
         for (i, id) in [(0, "SM-first"), (1, "SM-second")] {
             let sent = ChannelEvent { status: ChannelStatus::Sent, target_sid: Some(id.into()), ..o.events[i].clone() };
-            store.update_event(&o, i, &sent).await.expect("update");
+            store.update_event(&o, i, &sent, true).await.expect("update");
         }
         let test = ChannelEvent {
             status: ChannelStatus::Sent,
             target_sid: Some(TEST_PROVIDER_ID.into()),
             ..o.events[0].clone()
         };
-        store.update_event(&o, 0, &test).await.expect("update");
+        store.update_event(&o, 0, &test, true).await.expect("update");
         // Then each id has its lookup item, naming the OTP and its event, with the OTP's TTL
         let get = |pk: &str| {
             let (client, table, pk) = (client.clone(), store.table().to_owned(), pk.to_owned());

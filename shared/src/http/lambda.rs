@@ -10,6 +10,7 @@ use crate::{
     adapters::aws::{
         aws_config, dispatch_config,
         dynamodb::DynamoStore,
+        eum_sms::{EumSms, SmsOrigin},
         polly::PollyVoices,
         ses::SesEmail,
         sfn::SfnScheduler,
@@ -29,6 +30,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Config {
     pub table: String,
     pub sms_sender_id: Option<String>,
+    /// SMS through End User Messaging SMS from this origination identity and configuration
+    /// (`TWOFA_SMS_ROUTE=end-user-messaging`); None: through SNS (the default).
+    pub sms_origin: Option<SmsOrigin>,
     /// What voice calls come from (an SMS Voice v2 phone number, its id or ARN, or a pool);
     /// without one the deployment places no calls (`channel=call` is a 400).
     pub voice_origination: Option<String>,
@@ -51,6 +55,17 @@ impl Config {
         Ok(Config {
             table: std::env::var("TWOFA_TABLE").map_err(|_| "TWOFA_TABLE is not set")?,
             sms_sender_id: opt("TWOFA_SMS_SENDER_ID"),
+            sms_origin: match opt("TWOFA_SMS_ROUTE").as_deref() {
+                None | Some("sns") => None,
+                Some("end-user-messaging") => Some(SmsOrigin {
+                    origination_identity: opt("TWOFA_SMS_ORIGINATION_IDENTITY").ok_or(
+                        "TWOFA_SMS_ROUTE=end-user-messaging needs TWOFA_SMS_ORIGINATION_IDENTITY (a number, sender id or pool)",
+                    )?,
+                    configuration_set: opt("TWOFA_SMS_CONFIGURATION_SET"),
+                    protect_configuration: opt("TWOFA_SMS_PROTECT_CONFIGURATION"),
+                }),
+                Some(_) => return Err("TWOFA_SMS_ROUTE must be sns or end-user-messaging".into()),
+            },
             voice_origination: opt("TWOFA_VOICE_ORIGINATION"),
             ses_configuration_set: opt("TWOFA_SES_CONFIGURATION_SET"),
             voice_configuration_set: opt("TWOFA_VOICE_CONFIGURATION_SET"),
@@ -78,8 +93,12 @@ pub fn dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> ChannelDispat
             config.voice_configuration_set.clone(),
         )),
     });
+    let sms: Arc<dyn crate::ports::Dispatcher> = match &config.sms_origin {
+        Some(origin) => Arc::new(EumSms::new(aws_sdk_pinpointsmsvoicev2::Client::new(&sdk), origin.clone())),
+        None => Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), config.sms_sender_id.clone())),
+    };
     ChannelDispatcher {
-        sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), config.sms_sender_id.clone())),
+        sms,
         email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), config.ses_configuration_set.clone())),
         call,
     }
