@@ -5,6 +5,8 @@
 //! Receipts come back through the receipts worker's SNS handling, as the configuration set's
 //! SNS event destination delivers them.
 
+mod workflow_defs;
+
 use std::sync::Arc;
 
 use axum::{body::Body, http::Request};
@@ -21,10 +23,19 @@ use twofa::{
         voice::{usable_voices, SmsVoiceCalls},
         Calls, ChannelDispatcher,
     },
-    domain::{account::Account, crypto::Keys, ids, otp::ChannelStatus},
-    ports::{AccountStore, Deps, Dispatcher, NoScheduler, OtpStore, SystemClock},
+    domain::{
+        account::Account,
+        crypto::Keys,
+        ids,
+        otp::{Channel, ChannelStatus, Delivery},
+        send::{send, SendRequest},
+        workflows::run_step,
+    },
+    ports::{AccountStore, Deps, Dispatcher, OtpStore, SystemClock, WorkflowStore},
     workers::receipts::ReceiptWorker,
 };
+
+use workflow_defs::RecordingScheduler;
 
 const POOL: &str = "pool-2a6a1e9b3f7c4d2e8f0a1b2c3d4e5f60";
 const CONFIG_SET: &str = "twofa-sms-events";
@@ -33,6 +44,9 @@ const CALLER: &str = "+18005550199";
 
 struct AwsApi {
     app: axum::Router,
+    deps: Deps,
+    account: Account,
+    scheduler: Arc<RecordingScheduler>,
     store: Arc<DynamoStore>,
     ddb: aws_sdk_dynamodb::Client,
     sid: String,
@@ -88,14 +102,16 @@ async fn start_on(route: Route) -> AwsApi {
             )),
         }),
     };
+    let scheduler = Arc::new(RecordingScheduler::default());
     let deps = Deps {
         store: store.clone(),
         dispatcher: Arc::new(dispatcher),
         clock: Arc::new(SystemClock),
         keys: Arc::new(keys),
-        scheduler: Arc::new(NoScheduler),
+        scheduler: scheduler.clone(),
     };
-    AwsApi { app: twofa::http::otp::router(deps), store, ddb, sid: account.sid, token }
+    let app = twofa::http::otp::router(deps.clone());
+    AwsApi { app, deps, scheduler, store, ddb, sid: account.sid.clone(), account, token }
 }
 
 impl AwsApi {
@@ -367,4 +383,45 @@ async fn a_call_against_moto_is_placed_through_the_stand_in() {
     assert_eq!(sent[0]["Operation"], "SendVoiceMessage");
     assert_eq!(sent[0]["Request"]["OriginationIdentity"], CALLER);
     assert_eq!(sent[0]["Request"]["MessageBodyTextType"], "SSML");
+}
+
+#[tokio::test]
+async fn a_workflows_later_sms_step_names_its_own_event_and_its_receipt_moves_that_one() {
+    // Given a workflow sms, sms on End User Messaging, its first step sent with the OTP
+    let api = start().await;
+    let to = new_number();
+    let wf = workflow_defs::workflow_def(&api.sid, &ids::new_sid("wf"), &[(Channel::Sms, 0), (Channel::Sms, 1)], 0);
+    api.store.create_workflow(&wf).await.unwrap();
+    let req = SendRequest {
+        service: "2FA".into(),
+        delivery: Delivery::sms("Twofa", &to, "Your code is {code}"),
+        length: 6,
+        timeout_secs: 300,
+        guard_time: None,
+        limits: vec![],
+        idempotency_key: None,
+        workflow: Some(wf.sid),
+        email: None,
+        email_from: None,
+    };
+    let sid = send(&api.deps, &api.account, req).await.expect("send");
+    // When the scheduled second step runs (as the step Lambda would)
+    let run = api.scheduler.0.lock().unwrap().pop().expect("the second step scheduled");
+    run_step(&api.deps, &run).await.expect("step");
+    // Then each text's context names its own event
+    let sent = sent_to(&to).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let events: Vec<&str> = sent.iter().map(|m| m["Request"]["Context"]["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["0", "1"]);
+    let ttl = sent[1]["Request"]["TimeToLive"].as_i64().unwrap();
+    assert!(ttl <= 300, "the OTP's time left at the step: {ttl}");
+    // And the second text's receipt moves the second event only
+    let m = &sent[1];
+    let event = text_event("TEXT_DELIVERED", m["MessageId"].as_str().unwrap(), &m["Request"]["Context"]);
+    let tally = ReceiptWorker { store: api.store.clone() }.handle(event).await.unwrap();
+    assert_eq!(tally["applied"], 1, "{tally}");
+    let otp = api.store.get_otp(&api.sid, &sid).await.unwrap().unwrap();
+    let statuses: Vec<ChannelStatus> = otp.events.iter().map(|e| e.status).collect();
+    assert_eq!(statuses, [ChannelStatus::Sent, ChannelStatus::Delivered]);
+    assert_eq!(api.lookup_items().await, 0);
 }
