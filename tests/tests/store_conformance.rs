@@ -1611,6 +1611,34 @@ mod dynamodb_costs {
         assert_eq!(get(&format!("MSG#{TEST_PROVIDER_ID}")).await, None);
         drop_table(&store).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dispatch_whose_receipts_name_their_event_gets_no_lookup_item() {
+        // Given a committed OTP
+        let store = dynamo_store().await;
+        let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
+        let o = otp(&account_sid(), &phone(), T0);
+        store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
+        // When its provider's id is recorded without a lookup (End User Messaging SMS)
+        let sent =
+            ChannelEvent { status: ChannelStatus::Sent, target_sid: Some("eum-1".into()), ..o.events[0].clone() };
+        store.update_event(&o, 0, &sent, false).await.expect("update");
+        // Then the event has it, and no MSG# item was written
+        let now = store.get_otp(&o.account_sid, &o.sid).await.unwrap().unwrap();
+        assert_eq!(now.events[0].target_sid.as_deref(), Some("eum-1"));
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        let item = client
+            .get_item()
+            .table_name(store.table())
+            .key("pk", S("MSG#eum-1".into()))
+            .key("sk", S("M".into()))
+            .send()
+            .await
+            .unwrap()
+            .item;
+        assert_eq!(item, None);
+        drop_table(&store).await;
+    }
 }
 
 // --- workflows ---------------------------------------------------------------------------------
