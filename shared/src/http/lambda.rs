@@ -55,17 +55,7 @@ impl Config {
         Ok(Config {
             table: std::env::var("TWOFA_TABLE").map_err(|_| "TWOFA_TABLE is not set")?,
             sms_sender_id: opt("TWOFA_SMS_SENDER_ID"),
-            sms_origin: match opt("TWOFA_SMS_ROUTE").as_deref() {
-                None | Some("sns") => None,
-                Some("end-user-messaging") => Some(SmsOrigin {
-                    origination_identity: opt("TWOFA_SMS_ORIGINATION_IDENTITY").ok_or(
-                        "TWOFA_SMS_ROUTE=end-user-messaging needs TWOFA_SMS_ORIGINATION_IDENTITY (a number, sender id or pool)",
-                    )?,
-                    configuration_set: opt("TWOFA_SMS_CONFIGURATION_SET"),
-                    protect_configuration: opt("TWOFA_SMS_PROTECT_CONFIGURATION"),
-                }),
-                Some(_) => return Err("TWOFA_SMS_ROUTE must be sns or end-user-messaging".into()),
-            },
+            sms_origin: sms_origin(opt)?,
             voice_origination: opt("TWOFA_VOICE_ORIGINATION"),
             ses_configuration_set: opt("TWOFA_SES_CONFIGURATION_SET"),
             voice_configuration_set: opt("TWOFA_VOICE_CONFIGURATION_SET"),
@@ -79,6 +69,21 @@ impl Config {
                     .ok_or("TWOFA_OTP_SHARDS must be a power of two from 1 to 256")?,
             },
         })
+    }
+}
+
+/// The SMS route `TWOFA_SMS_ROUTE` names (unset or `sns`: SNS, None), as `var` reads it.
+fn sms_origin(var: impl Fn(&str) -> Option<String>) -> Result<Option<SmsOrigin>, BoxError> {
+    match var("TWOFA_SMS_ROUTE").as_deref() {
+        None | Some("sns") => Ok(None),
+        Some("end-user-messaging") => Ok(Some(SmsOrigin {
+            origination_identity: var("TWOFA_SMS_ORIGINATION_IDENTITY").ok_or(
+                "TWOFA_SMS_ROUTE=end-user-messaging needs TWOFA_SMS_ORIGINATION_IDENTITY (a number, sender id or pool)",
+            )?,
+            configuration_set: var("TWOFA_SMS_CONFIGURATION_SET"),
+            protect_configuration: var("TWOFA_SMS_PROTECT_CONFIGURATION"),
+        })),
+        Some(_) => Err("TWOFA_SMS_ROUTE must be sns or end-user-messaging".into()),
     }
 }
 
@@ -352,6 +357,32 @@ pub fn after_secret(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sms_go_through_sns_unless_end_user_messaging_is_named_with_its_origination_identity() {
+        use super::{sms_origin, SmsOrigin};
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(sms_origin(vars(&[])).unwrap(), None, "the default stays SNS");
+        assert_eq!(sms_origin(vars(&[("TWOFA_SMS_ROUTE", "sns")])).unwrap(), None);
+        let eum = sms_origin(vars(&[
+            ("TWOFA_SMS_ROUTE", "end-user-messaging"),
+            ("TWOFA_SMS_ORIGINATION_IDENTITY", "pool-1"),
+            ("TWOFA_SMS_CONFIGURATION_SET", "twofa-sms"),
+        ]));
+        assert_eq!(
+            eum.unwrap(),
+            Some(SmsOrigin {
+                origination_identity: "pool-1".into(),
+                configuration_set: Some("twofa-sms".into()),
+                protect_configuration: None
+            })
+        );
+        let missing = sms_origin(vars(&[("TWOFA_SMS_ROUTE", "end-user-messaging")])).unwrap_err();
+        assert!(missing.to_string().contains("TWOFA_SMS_ORIGINATION_IDENTITY"), "{missing}");
+        assert!(sms_origin(vars(&[("TWOFA_SMS_ROUTE", "pigeon")])).is_err());
+    }
+
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use axum::routing::get;
