@@ -13,6 +13,21 @@ applied. Without it such a retry fails its own conditions and a test sees a spur
 Here a successful transaction's token is remembered with a digest of its body for 10 minutes;
 a repeat gets the same answer, a different body under the same token gets DynamoDB's
 IdempotentParameterMismatchException.
+
+moto has no AWS End User Messaging SMS and Voice v2 (pinpoint-sms-voice-v2). A STAND-IN for
+its two sends (SendTextMessage for SMS, SendVoiceMessage for calls) answers them here, before
+moto sees the request, in the service's wire protocol as the SDK speaks it: awsJson1_0, a POST
+with `X-Amz-Target: PinpointSMSVoiceV2.<Operation>` and a JSON body, answered
+`{"MessageId": ...}` or the service's error shape (`{"__type": "ThrottlingException", ...}`).
+It delivers nothing and checks only what the service requires (a destination, an origination
+identity, a body). For tests:
+  GET  /_twofa/sms-voice/messages  every call answered so far: {"Messages": [{"Operation",
+                                   "MessageId", "Request"}]}, oldest first
+  POST /_twofa/sms-voice/fail      {"Error": "ThrottlingException" | "InternalServerException" |
+                                   "ValidationException" | "AccessDeniedException" | ...,
+                                   "Times": 1, "Status": 400, "Destination": "+1..."}: the next
+                                   Times calls (to Destination, if given) answer that
+  POST /_twofa/sms-voice/reset     forget the messages and any failure to come
 Usage: python moto_serial_server.py HOST PORT
 """
 import hashlib
@@ -20,6 +35,7 @@ import json
 import sys
 import threading
 import time
+import uuid
 from io import BytesIO
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -42,11 +58,86 @@ def transaction_token(environ, body):
         return None
 
 
+SMS_VOICE_TARGET = "PinpointSMSVoiceV2."
+# What the stand-in has answered, and the failures it is told to answer next.
+sms_voice = {"messages": [], "fail": []}
+# The status each error is answered with (the service's: throttling 400, its own fault 500).
+SMS_VOICE_ERROR_STATUS = {
+    "ThrottlingException": 400, "InternalServerException": 500, "ValidationException": 400,
+    "AccessDeniedException": 400, "ConflictException": 400, "ResourceNotFoundException": 400,
+    "ServiceQuotaExceededException": 400,
+}
+STATUS_TEXT = {200: "OK", 400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def json_answer(start_response, status, body, headers=()):
+    data = json.dumps(body).encode()
+    start_response(f"{status} {STATUS_TEXT.get(status, 'Error')}", [
+        ("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(data))),
+        ("x-amzn-RequestId", str(uuid.uuid4())), *headers])
+    return [data]
+
+
+def sms_voice_send(operation, body, start_response):
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return json_answer(start_response, 400, {"__type": "SerializationException", "message": "not JSON"})
+    to = request.get("DestinationPhoneNumber")
+    fail = next((f for f in sms_voice["fail"] if f.get("Destination") in (None, to)), None)
+    if fail is not None:
+        fail["Times"] -= 1
+        if fail["Times"] <= 0:
+            sms_voice["fail"].remove(fail)
+        error = fail["Error"]
+        answer = {"__type": error, "message": fail.get("Message", f"stand-in: {error}")}
+        if fail.get("Reason"):
+            answer["Reason"] = fail["Reason"]
+        status = fail.get("Status") or SMS_VOICE_ERROR_STATUS.get(error, 400)
+        return json_answer(start_response, status, answer, [("x-amzn-ErrorType", error)])
+    required = {"SendTextMessage": ["DestinationPhoneNumber"],
+                "SendVoiceMessage": ["DestinationPhoneNumber", "OriginationIdentity"]}.get(operation)
+    if required is None:
+        return json_answer(start_response, 400, {"__type": "UnknownOperationException",
+                                                 "message": f"the stand-in does not answer {operation}"})
+    missing = [field for field in required if not request.get(field)]
+    if missing:
+        return json_answer(start_response, 400, {"__type": "ValidationException", "Reason": "MISSING_PARAMETER",
+                                                 "message": f"{missing[0]} is required"})
+    message_id = str(uuid.uuid4())
+    sms_voice["messages"].append({"Operation": operation, "MessageId": message_id, "Request": request})
+    return json_answer(start_response, 200, {"MessageId": message_id})
+
+
+def sms_voice_control(environ, body, start_response):
+    """The test-facing paths; None for any other request."""
+    path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")
+    if path == "/_twofa/sms-voice/messages" and method == "GET":
+        return json_answer(start_response, 200, {"Messages": sms_voice["messages"]})
+    if path == "/_twofa/sms-voice/fail" and method == "POST":
+        fail = json.loads(body or b"{}")
+        fail.setdefault("Error", "ThrottlingException")
+        fail["Times"] = int(fail.get("Times", 1))
+        sms_voice["fail"].append(fail)
+        return json_answer(start_response, 200, {})
+    if path == "/_twofa/sms-voice/reset" and method == "POST":
+        sms_voice["messages"].clear()
+        sms_voice["fail"].clear()
+        return json_answer(start_response, 200, {})
+    return None
+
+
 def serialized(environ, start_response):
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else b""
     environ["wsgi.input"] = BytesIO(body)
     with lock:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith(SMS_VOICE_TARGET):
+            return sms_voice_send(target[len(SMS_VOICE_TARGET):], body, start_response)
+        control = sms_voice_control(environ, body, start_response)
+        if control is not None:
+            return control
         token = transaction_token(environ, body)
         if token is None:
             return list(app(environ, start_response))

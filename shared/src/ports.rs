@@ -185,8 +185,10 @@ pub trait OtpStore: Send + Sync {
     /// Replace event number `index` of `otp` (what the provider said of a dispatch). `otp` is
     /// the OTP as committed or read: its account, sid and creation time are what is used (the
     /// store may keep a lookup of the dispatch's provider id for receipts, for as long as the
-    /// OTP is kept). An OTP or event that is not there is `Contended`.
-    async fn update_event(&self, otp: &Otp, index: usize, event: &ChannelEvent) -> Result<()>;
+    /// OTP is kept). `lookup: false` keeps none: the provider's receipts name the OTP and
+    /// event themselves (`DispatchReceipt::receipts_name_event`). An OTP or event that is not
+    /// there is `Contended`.
+    async fn update_event(&self, otp: &Otp, index: usize, event: &ChannelEvent, lookup: bool) -> Result<()>;
 
     async fn get_otp(&self, account_sid: &str, otp_sid: &str) -> Result<Option<Otp>>;
 
@@ -399,8 +401,13 @@ impl<T: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore> Stor
 /// OTP and its delivery already hold (a dispatcher copies only what it keeps).
 #[derive(Clone)]
 pub struct OutboundMessage<'a> {
+    pub account_sid: &'a str,
     pub request_id: &'a str,
     pub event_sid: &'a str,
+    /// Where the dispatch's event is in the OTP's `events`.
+    pub event_index: usize,
+    /// Seconds until the OTP expires: a message still undelivered then is worth nothing.
+    pub ttl_secs: u32,
     pub channel: Channel,
     pub from: &'a str,
     pub to: &'a str,
@@ -419,11 +426,23 @@ pub struct OutboundMessage<'a> {
 }
 
 impl<'a> OutboundMessage<'a> {
-    /// The message of one dispatch (`event_sid`) of OTP `request_id`, on `d`'s channel.
-    pub fn new(request_id: &'a str, event_sid: &'a str, d: &'a Delivery, content: Content) -> Self {
+    /// The message of one dispatch (event `event_index`, `event_sid`) of `otp`, on `d`'s
+    /// channel, sent at `now`.
+    pub fn new(
+        otp: &'a Otp,
+        event_index: usize,
+        event_sid: &'a str,
+        d: &'a Delivery,
+        content: Content,
+        now: Millis,
+    ) -> Self {
+        let ttl_ms = (otp.expires_ms - now).max(0);
         OutboundMessage {
-            request_id,
+            account_sid: &otp.account_sid,
+            request_id: &otp.sid,
             event_sid,
+            event_index,
+            ttl_secs: u32::try_from((ttl_ms + 999) / 1000).unwrap_or(u32::MAX),
             channel: d.channel,
             from: &d.from,
             to: &d.to,
@@ -454,6 +473,16 @@ impl std::fmt::Debug for OutboundMessage<'_> {
 pub struct DispatchReceipt {
     /// The provider's message id (SNS/SES MessageId, call id): the SDR's `targetSid`.
     pub provider_id: String,
+    /// The provider's receipts for this message carry its account, OTP and event (End User
+    /// Messaging's `context`), so the store keeps no lookup of `provider_id` for them.
+    pub receipts_name_event: bool,
+}
+
+impl DispatchReceipt {
+    /// A message whose receipts name it by `provider_id` alone.
+    pub fn new(provider_id: impl Into<String>) -> Self {
+        DispatchReceipt { provider_id: provider_id.into(), receipts_name_event: false }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -58,7 +58,7 @@ struct VoiceProvider;
 #[async_trait::async_trait]
 impl CallPlacer for VoiceProvider {
     async fn place_call(&self, _: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
-        Ok(DispatchReceipt { provider_id: uuid_like() })
+        Ok(DispatchReceipt::new(uuid_like()))
     }
 }
 

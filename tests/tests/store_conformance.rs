@@ -1009,13 +1009,13 @@ async fn update_event_replaces_one_event_in_place(f: Fixture) {
     f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
     // When the provider's answer is recorded
     let sent = ChannelEvent { status: ChannelStatus::Sent, target_sid: Some("SM1".into()), ..o.events[0].clone() };
-    f.store.update_event(&o, 0, &sent).await.expect("update");
+    f.store.update_event(&o, 0, &sent, true).await.expect("update");
     // Then the event is replaced and nothing else changed
     assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap(), Some(Otp { events: vec![sent.clone()], ..o.clone() }));
     // And an event that does not exist, or an unknown OTP, is contended
-    assert_eq!(f.store.update_event(&o, 1, &sent).await, Err(Error::Contended));
+    assert_eq!(f.store.update_event(&o, 1, &sent, true).await, Err(Error::Contended));
     let unknown = Otp { sid: ids::new_sid(ids::OTP), ..o.clone() };
-    assert_eq!(f.store.update_event(&unknown, 0, &sent).await, Err(Error::Contended));
+    assert_eq!(f.store.update_event(&unknown, 0, &sent, true).await, Err(Error::Contended));
     assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap().events.len(), 1);
 }
 
@@ -1583,14 +1583,14 @@ mod dynamodb_costs {
         // When the provider's ids of both are recorded, and a test destination's answer
         for (i, id) in [(0, "SM-first"), (1, "SM-second")] {
             let sent = ChannelEvent { status: ChannelStatus::Sent, target_sid: Some(id.into()), ..o.events[i].clone() };
-            store.update_event(&o, i, &sent).await.expect("update");
+            store.update_event(&o, i, &sent, true).await.expect("update");
         }
         let test = ChannelEvent {
             status: ChannelStatus::Sent,
             target_sid: Some(TEST_PROVIDER_ID.into()),
             ..o.events[0].clone()
         };
-        store.update_event(&o, 0, &test).await.expect("update");
+        store.update_event(&o, 0, &test, true).await.expect("update");
         // Then each id has its lookup item, naming the OTP and its event, with the OTP's TTL
         let get = |pk: &str| {
             let (client, table, pk) = (client.clone(), store.table().to_owned(), pk.to_owned());
@@ -1609,6 +1609,34 @@ mod dynamodb_costs {
         }
         // And the test destination's "test" has none
         assert_eq!(get(&format!("MSG#{TEST_PROVIDER_ID}")).await, None);
+        drop_table(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dispatch_whose_receipts_name_their_event_gets_no_lookup_item() {
+        // Given a committed OTP
+        let store = dynamo_store().await;
+        let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
+        let o = otp(&account_sid(), &phone(), T0);
+        store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
+        // When its provider's id is recorded without a lookup (End User Messaging SMS)
+        let sent =
+            ChannelEvent { status: ChannelStatus::Sent, target_sid: Some("eum-1".into()), ..o.events[0].clone() };
+        store.update_event(&o, 0, &sent, false).await.expect("update");
+        // Then the event has it, and no MSG# item was written
+        let now = store.get_otp(&o.account_sid, &o.sid).await.unwrap().unwrap();
+        assert_eq!(now.events[0].target_sid.as_deref(), Some("eum-1"));
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        let item = client
+            .get_item()
+            .table_name(store.table())
+            .key("pk", S("MSG#eum-1".into()))
+            .key("sk", S("M".into()))
+            .send()
+            .await
+            .unwrap()
+            .item;
+        assert_eq!(item, None);
         drop_table(&store).await;
     }
 }

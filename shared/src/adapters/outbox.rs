@@ -166,7 +166,7 @@ impl Dispatcher for Outbox {
         *entry_time = time;
         *at_ms = now;
         entries.push_back(entry);
-        Ok(DispatchReceipt { provider_id: id })
+        Ok(DispatchReceipt::new(id))
     }
 }
 
@@ -191,8 +191,11 @@ mod tests {
     fn message(channel: Channel, to: &str) -> OutboundMessage<'_> {
         let call = channel == Channel::Call;
         OutboundMessage {
+            account_sid: "AC1",
             request_id: "OTP1",
             event_sid: "EV1",
+            event_index: 0,
+            ttl_secs: 600,
             channel,
             from: "Twofa",
             to,

@@ -14,6 +14,18 @@ pub struct Receipt {
     pub status: ChannelStatus,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The OTP and event the message was sent for, when the receipt says so itself (End User
+    /// Messaging SMS echoes the `context` it was sent with): then no lookup of `provider_id`
+    /// is needed to find them.
+    pub target: Option<ReceiptTarget>,
+}
+
+/// Where a dispatch's event is: the OTP's account and sid, and its index in `events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptTarget {
+    pub account_sid: String,
+    pub otp_sid: String,
+    pub event: usize,
 }
 
 /// What a receipt did.

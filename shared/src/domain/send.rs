@@ -297,12 +297,14 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         tracing::info!(otp = %otp.sid, "otp stored; its workflow's first step waits");
         return Ok(otp.sid.clone());
     }
-    let dispatched = deps.dispatcher.dispatch(&OutboundMessage::new(&otp.sid, &event.sid, d, content)).await;
+    let dispatched = deps.dispatcher.dispatch(&OutboundMessage::new(otp, 0, &event.sid, d, content, now)).await;
     let mut event = event;
+    let mut lookup = true;
     match dispatched {
         Ok(receipt) => {
             event.status = ChannelStatus::Sent;
             event.target_sid = Some(receipt.provider_id);
+            lookup = !receipt.receipts_name_event;
         }
         Err(DispatchError::Rejected { code, message }) => {
             event.status = ChannelStatus::Failed;
@@ -320,7 +322,7 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         }
     }
     // The message is out; failing to note the provider's id must not fail the send.
-    if let Err(e) = deps.store.update_event(otp, 0, &event).await {
+    if let Err(e) = deps.store.update_event(otp, 0, &event, lookup).await {
         tracing::warn!(otp = %otp.sid, error = %e, "could not record the dispatch result");
     }
     tracing::info!(otp = %otp.sid, channel = d.channel.as_str(), status = event.status.as_str(), "otp sent");

@@ -239,11 +239,15 @@ pub async fn run_step(deps: &Deps, run: &StepRun) -> Result<StepRun> {
     }
     // Claimed: whatever happens now, this step is not sent again. A provider that is down
     // leaves a failed event and the next step (the fallback) still goes out.
-    let dispatched = deps.dispatcher.dispatch(&OutboundMessage::new(&otp.sid, &event.sid, &d, content)).await;
+    let index_of_event = otp.events.len();
+    let message = OutboundMessage::new(&otp, index_of_event, &event.sid, &d, content, now);
+    let dispatched = deps.dispatcher.dispatch(&message).await;
+    let mut lookup = true;
     match dispatched {
         Ok(receipt) => {
             event.status = ChannelStatus::Sent;
             event.target_sid = Some(receipt.provider_id);
+            lookup = !receipt.receipts_name_event;
         }
         Err(DispatchError::Rejected { code, message }) => {
             event.status = ChannelStatus::Failed;
@@ -256,8 +260,7 @@ pub async fn run_step(deps: &Deps, run: &StepRun) -> Result<StepRun> {
             event.error_message = Some("The provider could not be reached".into());
         }
     }
-    let index_of_event = otp.events.len();
-    if let Err(e) = deps.store.update_event(&otp, index_of_event, &event).await {
+    if let Err(e) = deps.store.update_event(&otp, index_of_event, &event, lookup).await {
         tracing::warn!(otp = %otp.sid, error = %e, "could not record the step's dispatch result");
     }
     tracing::info!(otp = %otp.sid, step = run.step, channel = d.channel.as_str(), status = event.status.as_str(), "workflow step sent");

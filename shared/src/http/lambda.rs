@@ -10,6 +10,7 @@ use crate::{
     adapters::aws::{
         aws_config, dispatch_config,
         dynamodb::DynamoStore,
+        eum_sms::{EumSms, SmsOrigin},
         polly::PollyVoices,
         ses::SesEmail,
         sfn::SfnScheduler,
@@ -29,6 +30,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Config {
     pub table: String,
     pub sms_sender_id: Option<String>,
+    /// SMS through End User Messaging SMS from this origination identity and configuration
+    /// (`TWOFA_SMS_ROUTE=end-user-messaging`); None: through SNS (the default).
+    pub sms_origin: Option<SmsOrigin>,
     /// What voice calls come from (an SMS Voice v2 phone number, its id or ARN, or a pool);
     /// without one the deployment places no calls (`channel=call` is a 400).
     pub voice_origination: Option<String>,
@@ -51,6 +55,7 @@ impl Config {
         Ok(Config {
             table: std::env::var("TWOFA_TABLE").map_err(|_| "TWOFA_TABLE is not set")?,
             sms_sender_id: opt("TWOFA_SMS_SENDER_ID"),
+            sms_origin: sms_origin(opt)?,
             voice_origination: opt("TWOFA_VOICE_ORIGINATION"),
             ses_configuration_set: opt("TWOFA_SES_CONFIGURATION_SET"),
             voice_configuration_set: opt("TWOFA_VOICE_CONFIGURATION_SET"),
@@ -67,6 +72,21 @@ impl Config {
     }
 }
 
+/// The SMS route `TWOFA_SMS_ROUTE` names (unset or `sns`: SNS, None), as `var` reads it.
+fn sms_origin(var: impl Fn(&str) -> Option<String>) -> Result<Option<SmsOrigin>, BoxError> {
+    match var("TWOFA_SMS_ROUTE").as_deref() {
+        None | Some("sns") => Ok(None),
+        Some("end-user-messaging") => Ok(Some(SmsOrigin {
+            origination_identity: var("TWOFA_SMS_ORIGINATION_IDENTITY").ok_or(
+                "TWOFA_SMS_ROUTE=end-user-messaging needs TWOFA_SMS_ORIGINATION_IDENTITY (a number, sender id or pool)",
+            )?,
+            configuration_set: var("TWOFA_SMS_CONFIGURATION_SET"),
+            protect_configuration: var("TWOFA_SMS_PROTECT_CONFIGURATION"),
+        })),
+        Some(_) => Err("TWOFA_SMS_ROUTE must be sns or end-user-messaging".into()),
+    }
+}
+
 /// The dispatcher of every channel, its clients built from `sdk` with the delivery retries.
 pub fn dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> ChannelDispatcher {
     let sdk = dispatch_config(sdk);
@@ -78,8 +98,12 @@ pub fn dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> ChannelDispat
             config.voice_configuration_set.clone(),
         )),
     });
+    let sms: Arc<dyn crate::ports::Dispatcher> = match &config.sms_origin {
+        Some(origin) => Arc::new(EumSms::new(aws_sdk_pinpointsmsvoicev2::Client::new(&sdk), origin.clone())),
+        None => Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), config.sms_sender_id.clone())),
+    };
     ChannelDispatcher {
-        sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), config.sms_sender_id.clone())),
+        sms,
         email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), config.ses_configuration_set.clone())),
         call,
     }
@@ -333,6 +357,32 @@ pub fn after_secret(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sms_go_through_sns_unless_end_user_messaging_is_named_with_its_origination_identity() {
+        use super::{sms_origin, SmsOrigin};
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(sms_origin(vars(&[])).unwrap(), None, "the default stays SNS");
+        assert_eq!(sms_origin(vars(&[("TWOFA_SMS_ROUTE", "sns")])).unwrap(), None);
+        let eum = sms_origin(vars(&[
+            ("TWOFA_SMS_ROUTE", "end-user-messaging"),
+            ("TWOFA_SMS_ORIGINATION_IDENTITY", "pool-1"),
+            ("TWOFA_SMS_CONFIGURATION_SET", "twofa-sms"),
+        ]));
+        assert_eq!(
+            eum.unwrap(),
+            Some(SmsOrigin {
+                origination_identity: "pool-1".into(),
+                configuration_set: Some("twofa-sms".into()),
+                protect_configuration: None
+            })
+        );
+        let missing = sms_origin(vars(&[("TWOFA_SMS_ROUTE", "end-user-messaging")])).unwrap_err();
+        assert!(missing.to_string().contains("TWOFA_SMS_ORIGINATION_IDENTITY"), "{missing}");
+        assert!(sms_origin(vars(&[("TWOFA_SMS_ROUTE", "pigeon")])).is_err());
+    }
+
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use axum::routing::get;

@@ -12,6 +12,9 @@
 //!   destination) → an SNS topic → here; each SNS message is the event itself, `{"eventType":
 //!   "VOICE_COMPLETED" | …, "isFinal", "messageId", "messageStatus",
 //!   "messageStatusDescription", …}`.
+//! - SMS through End User Messaging SMS: the same configuration set's event destination; its
+//!   text events (`"TEXT_DELIVERED" | "TEXT_TTL_EXPIRED" | …`) carry the `context` the text was
+//!   sent with, which names the OTP and event: no lookup by message id.
 //!
 //! Each becomes a `domain::receipts::Receipt` on the event whose `targetSid` is that id.
 
@@ -23,10 +26,14 @@ use serde_json::{json, Value};
 
 use super::{record_source, BoxError};
 use crate::{
-    adapters::aws::{aws_config, dynamodb::DynamoStore},
+    adapters::aws::{
+        aws_config,
+        dynamodb::DynamoStore,
+        eum_sms::{CONTEXT_ACCOUNT, CONTEXT_EVENT, CONTEXT_OTP},
+    },
     domain::{
         otp::ChannelStatus,
-        receipts::{self, Receipt, ReceiptOutcome},
+        receipts::{self, Receipt, ReceiptOutcome, ReceiptTarget},
     },
     ports::ReceiptStore,
 };
@@ -63,7 +70,7 @@ pub fn sms_receipt(message: &str) -> Option<Receipt> {
         _ => return None,
     };
     let error_message = error_code.as_ref().and(log.delivery.provider_response);
-    Some(Receipt { provider_id: log.notification.message_id, status, error_code, error_message })
+    Some(Receipt { provider_id: log.notification.message_id, status, error_code, error_message, target: None })
 }
 
 #[derive(Deserialize)]
@@ -123,7 +130,7 @@ pub fn ses_receipt(message: &str) -> Option<Receipt> {
         }
         _ => return None,
     };
-    Some(Receipt { provider_id: n.mail.message_id, status, error_code, error_message })
+    Some(Receipt { provider_id: n.mail.message_id, status, error_code, error_message, target: None })
 }
 
 #[derive(Deserialize)]
@@ -152,13 +159,58 @@ pub fn voice_receipt(message: &str) -> Option<Receipt> {
     };
     let error_code = (status != ChannelStatus::Delivered).then(|| e.event_type.clone());
     let error_message = error_code.as_ref().and(e.message_status_description.or(e.message_status));
-    Some(Receipt { provider_id: e.message_id, status, error_code, error_message })
+    Some(Receipt { provider_id: e.message_id, status, error_code, error_message, target: None })
 }
 
-/// The receipt in one SNS message of the receipts topics: an SES notification or an SMS
-/// Voice v2 voice event.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TextEvent {
+    event_type: String,
+    message_id: String,
+    message_status_description: Option<String>,
+    #[serde(default)]
+    context: std::collections::HashMap<String, String>,
+}
+
+/// The receipt in one End User Messaging SMS text event; None for a text still on its way
+/// (queued, pending) and anything that is not a text event. The `context` the text was sent
+/// with names its OTP and event (`adapters::aws::eum_sms::context`).
+pub fn text_receipt(message: &str) -> Option<Receipt> {
+    let e: TextEvent = serde_json::from_str(message).ok()?;
+    let status = match e.event_type.as_str() {
+        // Accepted by the handset or, where the country gives no more, by its carrier (as an
+        // SNS `SUCCESS`).
+        "TEXT_DELIVERED" | "TEXT_SUCCESSFUL" => ChannelStatus::Delivered,
+        // It went out and did not arrive: blocked by the handset or carrier, not delivered in
+        // its time to live (the OTP's), the carrier or handset unreachable, filtered as spam.
+        "TEXT_BLOCKED"
+        | "TEXT_CARRIER_BLOCKED"
+        | "TEXT_TTL_EXPIRED"
+        | "TEXT_CARRIER_UNREACHABLE"
+        | "TEXT_UNREACHABLE"
+        | "TEXT_SPAM"
+        | "TEXT_UNKNOWN" => ChannelStatus::Undelivered,
+        // It could not be sent at all: the number, the message, or the protect configuration.
+        "TEXT_INVALID" | "TEXT_INVALID_MESSAGE" | "TEXT_PROTECT_BLOCKED" => ChannelStatus::Failed,
+        // TEXT_QUEUED, TEXT_PENDING, voice events and types not known here.
+        _ => return None,
+    };
+    let error_code = (status != ChannelStatus::Delivered).then(|| e.event_type.clone());
+    let error_message = error_code.as_ref().and(e.message_status_description);
+    let target = (|| {
+        Some(ReceiptTarget {
+            account_sid: e.context.get(CONTEXT_ACCOUNT)?.clone(),
+            otp_sid: e.context.get(CONTEXT_OTP)?.clone(),
+            event: e.context.get(CONTEXT_EVENT)?.parse().ok()?,
+        })
+    })();
+    Some(Receipt { provider_id: e.message_id, status, error_code, error_message, target })
+}
+
+/// The receipt in one SNS message of the receipts topics: an SES notification, or an End User
+/// Messaging SMS and Voice v2 voice or text event.
 pub fn sns_receipt(message: &str) -> Option<Receipt> {
-    ses_receipt(message).or_else(|| voice_receipt(message))
+    ses_receipt(message).or_else(|| voice_receipt(message)).or_else(|| text_receipt(message))
 }
 
 /// How one invocation went.
@@ -307,6 +359,49 @@ mod tests {
         }
         assert_eq!(voice_receipt(r#"{"eventType":"VOICE_COMPLETED"}"#), None, "no message id");
         assert_eq!(voice_receipt("not json"), None);
+    }
+
+    /// An End User Messaging SMS text event as its SNS event destination publishes it.
+    fn text_event(kind: &str, context: Value) -> String {
+        json!({
+            "eventType": kind, "eventVersion": "1.0", "eventTimestamp": 1_764_617_634_558_i64,
+            "isFinal": true, "originationPhoneNumber": "+12065550152", "destinationPhoneNumber": "+14255550156",
+            "isoCountryCode": "US", "mcc": "310", "mnc": "800", "messageId": "9539975a-e71f-45f3-b496-8d98dc098a77",
+            "messageRequestTimestamp": 1_764_617_630_170_i64, "messageEncoding": "GSM",
+            "messageType": "TRANSACTIONAL", "messageStatus": kind.trim_start_matches("TEXT_"),
+            "messageStatusDescription": "Message has been accepted by phone", "context": context,
+            "totalMessageParts": 1, "totalMessagePrice": 0.00581, "totalCarrierFee": 0.003
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn text_events_read_as_receipts_that_name_their_otp_and_event() {
+        let ctx = json!({"accountSid": "AC1", "otpSid": "OT1", "event": "2"});
+        let cases = [
+            ("TEXT_DELIVERED", ChannelStatus::Delivered),
+            ("TEXT_SUCCESSFUL", ChannelStatus::Delivered),
+            ("TEXT_TTL_EXPIRED", ChannelStatus::Undelivered),
+            ("TEXT_BLOCKED", ChannelStatus::Undelivered),
+            ("TEXT_CARRIER_UNREACHABLE", ChannelStatus::Undelivered),
+            ("TEXT_INVALID", ChannelStatus::Failed),
+            ("TEXT_PROTECT_BLOCKED", ChannelStatus::Failed),
+        ];
+        for (kind, want) in cases {
+            let r = sns_receipt(&text_event(kind, ctx.clone())).unwrap_or_else(|| panic!("{kind}"));
+            assert_eq!((r.provider_id.as_str(), r.status), ("9539975a-e71f-45f3-b496-8d98dc098a77", want), "{kind}");
+            assert_eq!(
+                r.target,
+                Some(ReceiptTarget { account_sid: "AC1".into(), otp_sid: "OT1".into(), event: 2 }),
+                "{kind}"
+            );
+            assert_eq!(r.error_code.is_some(), want != ChannelStatus::Delivered, "{kind}");
+        }
+        for kind in ["TEXT_QUEUED", "TEXT_PENDING", "TEXT_SOMETHING_NEW"] {
+            assert_eq!(text_receipt(&text_event(kind, ctx.clone())), None, "{kind}: not an outcome");
+        }
+        // A text sent with no (or another) context is still a receipt, found by its message id.
+        assert_eq!(text_receipt(&text_event("TEXT_DELIVERED", json!({"other": "x"}))).unwrap().target, None);
     }
 
     #[test]

@@ -926,8 +926,13 @@ async fn run() {
             if status == 200 {
                 let sid = body["requestID"].as_str().unwrap().to_owned();
                 let (_, provider_id) = b.sent(&sid);
-                let receipt =
-                    Receipt { provider_id, status: ChannelStatus::Delivered, error_code: None, error_message: None };
+                let receipt = Receipt {
+                    provider_id,
+                    status: ChannelStatus::Delivered,
+                    error_code: None,
+                    error_message: None,
+                    target: None,
+                };
                 receipts::apply(b.store.as_ref(), &receipt).await.expect("receipt");
                 heat.account(b.drain()).await;
                 latest.insert(($a, $i), sid);

@@ -1,7 +1,8 @@
-//! AWS adapters: the DynamoDB store, SNS (SMS) and SES (email) dispatchers, and the
-//! dispatcher that routes each message to its channel's.
+//! AWS adapters: the DynamoDB store, SNS or End User Messaging (SMS) and SES (email)
+//! dispatchers, and the dispatcher that routes each message to its channel's.
 
 pub mod dynamodb;
+pub mod eum_sms;
 pub mod polly;
 pub mod secrets;
 pub mod ses;
@@ -285,14 +286,17 @@ mod tests {
     #[async_trait]
     impl Dispatcher for Fixed {
         async fn dispatch(&self, _: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
-            Ok(DispatchReceipt { provider_id: self.0.into() })
+            Ok(DispatchReceipt::new(self.0))
         }
     }
 
     fn msg(channel: Channel) -> OutboundMessage<'static> {
         OutboundMessage {
+            account_sid: "AC1",
             request_id: "OTP1",
             event_sid: "OTE1",
+            event_index: 0,
+            ttl_secs: 600,
             channel,
             from: "Twofa",
             to: "+14155550100",

@@ -56,7 +56,7 @@ impl Dispatcher for SesEmail {
         match result {
             Ok(out) => {
                 tracing::info!(request_id = %msg.request_id, event = %msg.event_sid, message_id = %out.message_id, "email sent");
-                Ok(DispatchReceipt { provider_id: out.message_id })
+                Ok(DispatchReceipt::new(out.message_id))
             }
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());

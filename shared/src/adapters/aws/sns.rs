@@ -92,7 +92,7 @@ impl Dispatcher for SnsSms {
             Ok(out) => {
                 let provider_id = out.message_id.unwrap_or_default();
                 tracing::info!(request_id = %msg.request_id, event = %msg.event_sid, message_id = %provider_id, "sms published");
-                Ok(DispatchReceipt { provider_id })
+                Ok(DispatchReceipt::new(provider_id))
             }
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());

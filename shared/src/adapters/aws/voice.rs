@@ -52,7 +52,7 @@ impl CallPlacer for SmsVoiceCalls {
             Ok(out) => {
                 let provider_id = out.message_id.unwrap_or_default();
                 tracing::info!(request_id = %msg.request_id, event = %msg.event_sid, message_id = %provider_id, "call placed");
-                Ok(DispatchReceipt { provider_id })
+                Ok(DispatchReceipt::new(provider_id))
             }
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());

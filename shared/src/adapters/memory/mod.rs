@@ -448,7 +448,7 @@ impl OtpStore for MemoryStore {
         Ok(())
     }
 
-    async fn update_event(&self, of: &Otp, index: usize, event: &ChannelEvent) -> Result<()> {
+    async fn update_event(&self, of: &Otp, index: usize, event: &ChannelEvent, _lookup: bool) -> Result<()> {
         let mut locked = self.lock()?;
         // One borrow of the state, so the accounts can be read beside a mutable OTP.
         let s = &mut *locked;

@@ -559,7 +559,7 @@ impl OtpStore for DynamoStore {
         Err(Error::Unavailable)
     }
 
-    async fn update_event(&self, otp: &Otp, index: usize, event: &ChannelEvent) -> Result<()> {
+    async fn update_event(&self, otp: &Otp, index: usize, event: &ChannelEvent, lookup: bool) -> Result<()> {
         let update = async {
             self.client
                 .update_item()
@@ -583,8 +583,9 @@ impl OtpStore for DynamoStore {
         };
         // The provider's message id gets its own lookup item (`MSG#{id}`), so a receipt finds
         // this event whatever the OTP's other dispatches (a workflow's OTP has several). A test
-        // destination's "test" is no message id (and would make one hot key).
-        let Some(provider_id) = event.target_sid.as_deref().filter(|id| *id != TEST_PROVIDER_ID) else {
+        // destination's "test" is no message id (and would make one hot key). A provider whose
+        // receipts carry the OTP and event themselves needs none (`lookup: false`).
+        let Some(provider_id) = event.target_sid.as_deref().filter(|id| lookup && *id != TEST_PROVIDER_ID) else {
             return update.await;
         };
         // Two plain writes at once rather than a transaction (which would cost twice the units

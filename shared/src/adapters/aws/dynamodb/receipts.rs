@@ -4,7 +4,12 @@
 //! one conditional `UpdateItem`.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::{
+    operation::update_item::UpdateItemError,
+    types::{AttributeValue, ReturnValuesOnConditionCheckFailure},
+};
 
 use super::{
     errors,
@@ -23,14 +28,21 @@ use crate::{
 #[async_trait]
 impl ReceiptStore for DynamoStore {
     async fn apply_receipt(&self, r: &Receipt) -> Result<ReceiptOutcome> {
-        // Strongly consistent: a receipt that follows its dispatch closely still finds it.
-        let Some(item) = self.get("GetItem(message)", &Key::message(&r.provider_id), true).await? else {
-            return Ok(ReceiptOutcome::Unknown);
+        let (otp_key, i) = match &r.target {
+            // The receipt names its OTP and event (End User Messaging's `context`): no lookup.
+            // What it says is checked by the update's condition, not trusted.
+            Some(t) => (Key::otp(&t.account_sid, &t.otp_sid), t.event),
+            None => {
+                // Strongly consistent: a receipt that follows its dispatch closely still finds it.
+                let Some(item) = self.get("GetItem(message)", &Key::message(&r.provider_id), true).await? else {
+                    return Ok(ReceiptOutcome::Unknown);
+                };
+                let found: Dispatch = from_item::<MessageItem, _>(item)?;
+                (found.otp, found.event as usize)
+            }
         };
-        let found: Dispatch = from_item::<MessageItem, _>(item)?;
 
         // The event must still be `sent` and still be this dispatch: forward only, once.
-        let i = found.event;
         let mut update = format!("SET #events[{i}].#status = :status");
         let mut expr = Expr::default()
             .name(attr::EVENTS)
@@ -50,22 +62,40 @@ impl ReceiptStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(found.otp.to_item()))
+            .set_key(Some(otp_key.to_item()))
             .update_expression(update)
             .condition_expression(format!(
-                "size(#events) > :i AND #events[{i}].target_sid = :id AND #events[{i}].#status = :sent"
+                "attribute_exists(pk) AND size(#events) > :i AND #events[{i}].target_sid = :id AND #events[{i}].#status = :sent"
             ))
             .set_expression_attribute_names(expr.names())
             .set_expression_attribute_values(expr.clone().value(":i", n(i)).values())
+            // The item as it was, when the condition failed: no second read to tell a late
+            // receipt from one that names no dispatch of ours.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(ReceiptOutcome::Applied),
             Err(e) => match e.as_service_error() {
+                // A receipt that named an OTP or event that is not (or no longer) there, or
+                // is not this message's: as unknown as one with no lookup item.
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) if r.target.is_some() => {
+                    Ok(if names_dispatch(c.item(), i, &r.provider_id) {
+                        ReceiptOutcome::Unchanged
+                    } else {
+                        ReceiptOutcome::Unknown
+                    })
+                }
                 Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(ReceiptOutcome::Unchanged),
                 Some(UpdateItemError::TransactionConflictException(_)) => Err(Error::Contended),
                 _ => Err(errors::sdk("UpdateItem(receipt)", &e)),
             },
         }
     }
+}
+
+/// Whether `item` (an OTP as it was) has event `i` dispatched as `provider_id`.
+fn names_dispatch(item: Option<&HashMap<String, AttributeValue>>, i: usize, provider_id: &str) -> bool {
+    let event = item.and_then(|item| item.get(attr::EVENTS)?.as_l().ok()?.get(i)?.as_m().ok());
+    event.and_then(|e| e.get("target_sid")?.as_s().ok()).is_some_and(|id| id == provider_id)
 }
