@@ -494,6 +494,9 @@ fn the_sweeper_runs_every_slice_of_the_due_index_once_a_minute_and_no_more_at_on
     assert_eq!(slices, (0..SWEEP_SLICES).collect::<Vec<_>>());
     // And as many sweeps may run at once as there are slices, never more
     assert_eq!(sweeper["ReservedConcurrentExecutions"].as_u64(), Some(SWEEP_SLICES as u64));
+    // And each has the CPU for its writes in flight (more than the other functions' default)
+    let default_memory = template["Globals"]["Function"]["MemorySize"].as_u64().expect("a default MemorySize");
+    assert!(sweeper["MemorySize"].as_u64().is_some_and(|m| m >= 1024 && m > default_memory), "{sweeper:?}");
     // And a slice's invocation is its minute's only try: no retry, none started a minute late
     // (the next minute's sweep takes what is left), so one slice is not swept twice at once
     assert_eq!(sweeper["EventInvokeConfig"]["MaximumRetryAttempts"].as_u64(), Some(0));
