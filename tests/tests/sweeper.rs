@@ -52,12 +52,24 @@ struct Fixture {
     store: Arc<dyn Store>,
     expiry: Arc<dyn ExpiryStore>,
     dynamo: Option<Arc<DynamoStore>>,
+    _turn: Option<Turn>,
+}
+
+/// The tests' turns at moto: the test that runs every slice at once puts ~500 Queries in moto's
+/// one queue, which would hold the other tests' requests past their SDK timeout (a write that
+/// went through, timed out and was retried is then refused, and a count is one short); so it
+/// runs alone, the others beside each other.
+static MOTO_TURN: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+enum Turn {
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>),
 }
 
 impl Fixture {
     fn memory() -> Self {
         let store = Arc::new(MemoryStore::new());
-        Fixture { store: store.clone(), expiry: store, dynamo: None }
+        Fixture { store: store.clone(), expiry: store, dynamo: None, _turn: None }
     }
 
     async fn dynamodb() -> Self {
@@ -65,12 +77,14 @@ impl Fixture {
     }
 
     /// `dynamodb`, its table with a stream (moto copies a streamed table at every
-    /// transaction: only the test that reads the stream has one).
+    /// transaction: only the test that reads the stream has one), moto to itself (`Turn`).
     async fn dynamodb_with_stream() -> Self {
         Self::dynamodb_with(true).await
     }
 
     async fn dynamodb_with(with_stream: bool) -> Self {
+        let turn =
+            if with_stream { Turn::Alone(MOTO_TURN.write().await) } else { Turn::Shared(MOTO_TURN.read().await) };
         assert!(
             std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| !u.is_empty()),
             "AWS_ENDPOINT_URL is not set: the DynamoDB sweeper tests need moto (`make test`, or \
@@ -84,7 +98,7 @@ impl Fixture {
             create_table(&client, &table).await.expect("create the table in moto");
         }
         let store = Arc::new(DynamoStore::new(client, table));
-        Fixture { store: store.clone(), expiry: store.clone(), dynamo: Some(store) }
+        Fixture { store: store.clone(), expiry: store.clone(), dynamo: Some(store), _turn: Some(turn) }
     }
 
     /// `n` watched OTPs of `accounts`, created at `T0` with a 5-minute timeout; answered as
