@@ -304,7 +304,8 @@ pub struct DuePage {
 #[async_trait]
 pub trait ExpiryStore: Send + Sync {
     /// How many shards the due OTPs are spread over (DynamoDB: partitions of the due index,
-    /// so no one partition takes every OTP's writes). Each is read on its own, `0..due_shards()`.
+    /// so no one partition takes every OTP's writes). Each is read on its own, `0..due_shards()`;
+    /// a sweeper given a slice (`callbacks::SweepSlice`) reads only the shards of its slice.
     fn due_shards(&self) -> usize;
 
     /// Up to `limit` OTPs of `shard` stored pending and due at `now`, oldest deadline first,

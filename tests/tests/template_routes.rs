@@ -465,3 +465,55 @@ fn no_function_can_write_an_account_or_send_email_but_as_the_deployments_identit
     }
     assert_eq!(template["Parameters"]["SesIdentity"]["Default"].as_str(), Some("*"));
 }
+
+#[test]
+fn the_sweeper_runs_every_slice_of_the_due_index_once_a_minute_and_no_more_at_once() {
+    use twofa::{domain::callbacks::SWEEP_SLICES, workers::callbacks::slice_of};
+    // Given the template's sweeper function
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
+    let template: Value = serde_yaml::from_str(&text).expect("template.yaml parses");
+    let sweeper = &template["Resources"]["SweeperFunction"]["Properties"];
+    assert_eq!(sweeper["Environment"]["Variables"]["TWOFA_CALLBACKS_MODE"].as_str(), Some("sweep"));
+    // When its events are read as the worker reads the invocations they make
+    let events = sweeper["Events"].as_mapping().expect("the sweeper's Events");
+    let mut slices = vec![];
+    for (name, event) in events {
+        // Then each is a schedule every minute whose input names a slice of `SWEEP_SLICES`
+        assert_eq!(event["Type"].as_str(), Some("Schedule"), "{name:?}");
+        let props = &event["Properties"];
+        assert_eq!(props["Schedule"].as_str(), Some("rate(1 minute)"), "{name:?}");
+        let input: serde_json::Value =
+            serde_json::from_str(props["Input"].as_str().expect("an Input")).expect("the Input is JSON");
+        let slice = slice_of(&input).unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        assert_eq!(slice.slices(), SWEEP_SLICES, "{name:?}: {input}");
+        slices.push(slice.slice());
+    }
+    // And every slice has its schedule, once (no shard swept by none, none by two)
+    slices.sort_unstable();
+    assert_eq!(slices, (0..SWEEP_SLICES).collect::<Vec<_>>());
+    // And as many sweeps may run at once as there are slices, never more
+    assert_eq!(sweeper["ReservedConcurrentExecutions"].as_u64(), Some(SWEEP_SLICES as u64));
+    // And each has the CPU for its writes in flight (more than the other functions' default)
+    let default_memory = template["Globals"]["Function"]["MemorySize"].as_u64().expect("a default MemorySize");
+    assert!(sweeper["MemorySize"].as_u64().is_some_and(|m| m >= 1024 && m > default_memory), "{sweeper:?}");
+    // And a slice's invocation is its minute's only try: no retry, none started a minute late
+    // (the next minute's sweep takes what is left), so one slice is not swept twice at once
+    assert_eq!(sweeper["EventInvokeConfig"]["MaximumRetryAttempts"].as_u64(), Some(0));
+    assert_eq!(sweeper["EventInvokeConfig"]["MaximumEventAgeInSeconds"].as_u64(), Some(60));
+    // And the sweepers may still only read the due index and update OTP items
+    let allowed: Vec<(Vec<&str>, String)> = sweeper["Policies"][0]["Statement"]
+        .as_sequence()
+        .expect("the sweeper's statements")
+        .iter()
+        .map(|s| {
+            assert_eq!(s["Effect"].as_str(), Some("Allow"));
+            (actions(s), format!("{:?} {:?}", s["Resource"], s["Condition"]))
+        })
+        .collect();
+    assert_eq!(allowed.len(), 2, "{allowed:?}");
+    assert_eq!(allowed[0].0, ["dynamodb:Query"]);
+    assert!(allowed[0].1.contains("/index/gsi2"), "{allowed:?}");
+    assert_eq!(allowed[1].0, ["dynamodb:UpdateItem"]);
+    assert!(allowed[1].1.contains("OTP#*"), "{allowed:?}");
+}

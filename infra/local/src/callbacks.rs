@@ -17,7 +17,7 @@ use twofa::{
         memory::{MemoryStore, OtpChange},
     },
     domain::{
-        callbacks::{self, CallFailure, CallbackEvent, DeadLetter, RETRY_DELAYS_S},
+        callbacks::{self, CallFailure, CallbackEvent, DeadLetter, SweepSlice, RETRY_DELAYS_S},
         time::Millis,
     },
     ports::{Clock, Deps, SystemClock, Webhooks},
@@ -97,7 +97,7 @@ impl DevCallbacks {
                 let now = this.clock.now_ms();
                 if woken || last_sweep.elapsed() >= SWEEP_EVERY {
                     last_sweep = tokio::time::Instant::now();
-                    if let Err(e) = callbacks::sweep(this.store.as_ref(), now, SWEEP_BUDGET).await {
+                    if let Err(e) = callbacks::sweep(this.store.as_ref(), SweepSlice::WHOLE, now, SWEEP_BUDGET).await {
                         tracing::warn!(error = %e, "expiry sweep failed");
                     }
                 }

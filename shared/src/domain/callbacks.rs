@@ -526,31 +526,89 @@ pub async fn deliver(
 pub const SWEEP_BATCH: usize = 500;
 
 /// Shards read at once: an idle sweep is one read per shard, so this sets how long it takes
-/// (513 DynamoDB shards / 16 ≈ 33 sequential reads ≈ 0.2 s).
+/// (a slice's 16 DynamoDB shards: one round of reads; all 513, a sweep given no slice: ≈ 33
+/// sequential reads ≈ 0.2 s).
 pub const SWEEP_SHARDS_AT_ONCE: usize = 16;
 
-/// Settling writes in flight at once, over every shard: one conditional `UpdateItem` takes
-/// ~5–10 ms, so 32 settle ~3,000–6,000 OTPs a second, without one sweep taking a large share of
-/// the table's (or a partition's) write rate.
+/// Settling writes in flight at once in one sweep, over its shards: one conditional
+/// `UpdateItem` takes ~5–10 ms, so 32 settle ~3,000–6,000 OTPs a second, without one sweep
+/// taking a large share of the table's (or a partition's) write rate (`SWEEP_SLICES` sweeps
+/// run at once).
 pub const SWEEP_WRITES_AT_ONCE: usize = 32;
 
+/// Sweepers a deployment runs at once (template.yaml: one schedule per slice, each naming its
+/// slice of this many; the function's reserved concurrency). One sweep settles ~2,000–4,000
+/// expiries a second sustained (`SWEEP_WRITES_AT_ONCE` writes at ~5–10 ms each, 40 s a
+/// minute); 100,000 pairs a second leave ~30,000 a second to expire, so 32 slices (~64,000–
+/// 128,000 a second) keep up with twice that at the slow end. 32 also gives each slice 16 of
+/// the 512 shards, `SWEEP_SHARDS_AT_ONCE`: a slice reads all its shards at once.
+pub const SWEEP_SLICES: usize = 32;
+
+/// One sweeper's share of the due index: the shards `s` of `0..due_shards()` with
+/// `s % slices == slice`. The slices of one count are disjoint and cover every shard, so
+/// sweepers given slices `0..slices` together read every shard once; the legacy `DUE`
+/// partition (DynamoDB's shard 512) is in exactly one of them (512 % 32 = 0: slice 0's).
+/// `WHOLE` (slice 0 of 1) is every shard: what a sweep given no slice reads. A store of one
+/// shard (the embedded store) is all in slice 0; the other slices of it have nothing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepSlice {
+    slice: usize,
+    slices: usize,
+}
+
+impl SweepSlice {
+    /// Every shard.
+    pub const WHOLE: SweepSlice = SweepSlice { slice: 0, slices: 1 };
+
+    /// Slice `slice` of `slices`: None unless `slice < slices`.
+    pub fn new(slice: usize, slices: usize) -> Option<Self> {
+        (slice < slices).then_some(SweepSlice { slice, slices })
+    }
+
+    pub fn slice(&self) -> usize {
+        self.slice
+    }
+
+    pub fn slices(&self) -> usize {
+        self.slices
+    }
+
+    /// Whether shard `shard` is this slice's.
+    pub fn holds(&self, shard: usize) -> bool {
+        shard % self.slices == self.slice
+    }
+
+    /// This slice's shards of `0..count`, in order.
+    pub fn shards(&self, count: usize) -> Vec<usize> {
+        (self.slice..count).step_by(self.slices).collect()
+    }
+}
+
 /// Settle every OTP stored pending whose deadline has passed at `now` (expired, or canceled by
-/// a newer send): the stored change yields its callback. Every shard is read, 16 at once,
-/// oldest deadline first; what each page names is settled concurrently (32 writes in flight
-/// in all), and a shard whose page was full is read on from where it ended until it returns
-/// less than a page. No read starts once `budget` is spent (the next sweep takes the rest).
-/// A refused write (an OTP verified or canceled since it was read) is just not counted: only a
-/// shard with nothing more due ends. Answers how many were settled; an error of a read or a
-/// write stops its shard, the others go on, and the first error is answered once they are done.
-pub async fn sweep(store: &dyn ExpiryStore, now: Millis, budget: std::time::Duration) -> Result<usize> {
+/// a newer send) in the shards of `slice` (`SweepSlice::WHOLE`: all of them): the stored
+/// change yields its callback. The slice's shards are read 16 at once, oldest deadline first;
+/// what each page names is settled concurrently (32 writes in flight in all), and a shard
+/// whose page was full is read on from where it ended until it returns less than a page. No
+/// read starts once `budget` is spent (the next sweep takes the rest). A refused write (an OTP
+/// verified or canceled since it was read, or settled by another sweep of the same shard) is
+/// just not counted: only a shard with nothing more due ends. Answers how many were settled;
+/// an error of a read or a write stops its shard, the others go on, and the first error is
+/// answered once they are done.
+pub async fn sweep(
+    store: &dyn ExpiryStore,
+    slice: SweepSlice,
+    now: Millis,
+    budget: std::time::Duration,
+) -> Result<usize> {
     use futures::{stream, StreamExt};
     let until = tokio::time::Instant::now() + budget;
     let writes = tokio::sync::Semaphore::new(SWEEP_WRITES_AT_ONCE);
-    // Each sweep starts at another shard, so when the budget ends a sweep early (a backlog),
-    // the shards left for the next one are not always the same.
-    let count = store.due_shards().max(1);
+    // Each sweep starts at another of its shards, so when the budget ends a sweep early (a
+    // backlog), the shards left for the next one are not always the same.
+    let shards = slice.shards(store.due_shards().max(1));
+    let count = shards.len().max(1);
     let first = usize::try_from(now.div_euclid(60_000)).unwrap_or(0) % count;
-    let shards: Vec<(usize, Result<()>)> = stream::iter((0..count).map(|i| (first + i) % count))
+    let shards: Vec<(usize, Result<()>)> = stream::iter((0..shards.len()).map(|i| shards[(first + i) % count]))
         .map(|shard| {
             let writes = &writes;
             async move {
@@ -740,5 +798,38 @@ mod tests {
         assert!(!sealed.windows(10).any(|w| secret.as_bytes().windows(10).any(|s| s == w)));
         assert_eq!(open_key(&keys, "AC1", &sealed).unwrap(), secret_key(&secret).unwrap());
         assert!(open_key(&keys, "AC2", &sealed).is_err());
+    }
+
+    #[test]
+    fn the_slices_of_one_count_share_out_every_shard_once_and_the_legacy_partition_to_one() {
+        // Given DynamoDB's due index: 512 shards and the legacy `DUE` partition as shard 512
+        let shards = 513;
+        for slices in [1, 2, 16, SWEEP_SLICES, 600] {
+            // When it is cut into `slices` slices
+            let all: Vec<Vec<usize>> =
+                (0..slices).map(|i| SweepSlice::new(i, slices).unwrap().shards(shards)).collect();
+            // Then every shard is in exactly one slice, and a slice holds what it reads
+            let mut seen = vec![0; shards];
+            for (i, slice) in all.iter().enumerate() {
+                for &s in slice {
+                    seen[s] += 1;
+                    assert!(SweepSlice::new(i, slices).unwrap().holds(s));
+                }
+            }
+            assert!(seen.iter().all(|&n| n == 1), "{slices} slices: {seen:?}");
+            // And the slices are even: none reads more than one shard above another
+            let sizes: Vec<usize> = all.iter().map(Vec::len).collect();
+            assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+            // And the legacy partition is in one slice only
+            assert_eq!(all.iter().filter(|s| s.contains(&512)).count(), 1);
+        }
+        // And the deployed count gives each slice the 16 shards a sweep reads at once (slice 0
+        // one more, the legacy partition)
+        assert_eq!(SweepSlice::new(0, SWEEP_SLICES).unwrap().shards(shards).len(), SWEEP_SHARDS_AT_ONCE + 1);
+        assert_eq!(SweepSlice::new(31, SWEEP_SLICES).unwrap().shards(shards).len(), SWEEP_SHARDS_AT_ONCE);
+        // And the whole is every shard; a slice past its count is none
+        assert_eq!(SweepSlice::WHOLE.shards(shards), (0..shards).collect::<Vec<_>>());
+        assert_eq!(SweepSlice::new(32, 32), None);
+        assert_eq!(SweepSlice::new(0, 0), None);
     }
 }

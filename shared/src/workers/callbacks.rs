@@ -2,7 +2,8 @@
 //! (`domain::callbacks::events`, the same events the dev server derives from its store feed),
 //! calls that failed made again off the SQS retry queue, and the expiry sweep on a schedule.
 //! One binary, three event shapes; template.yaml deploys it twice (stream + queue, schedule)
-//! so each function holds only the permissions its part needs.
+//! so each function holds only the permissions its part needs. The schedule is one per slice
+//! of the due index, each invocation naming its slice (`slice_of`).
 
 use std::{
     sync::{
@@ -32,7 +33,7 @@ use crate::{
         webhook::HttpWebhooks,
     },
     domain::{
-        callbacks::{self, CallbackEvent, PendingCall, UrlRules},
+        callbacks::{self, CallbackEvent, PendingCall, SweepSlice, UrlRules},
         crypto::Keys,
         error::Result,
         guard,
@@ -115,8 +116,10 @@ impl CallbackWorker {
         match record_source(&payload) {
             Some("aws:dynamodb") => Ok(serde_json::to_value(self.stream(serde_json::from_value(payload)?).await)?),
             Some("aws:sqs") => Ok(serde_json::to_value(self.retries(serde_json::from_value(payload)?).await)?),
-            _ if payload.get("source").and_then(Value::as_str) == Some("aws.events") => {
-                Ok(json!({ "settled": self.sweep().await? }))
+            _ if payload.get("sweep").is_some()
+                || payload.get("source").and_then(Value::as_str) == Some("aws.events") =>
+            {
+                Ok(json!({ "settled": self.sweep(slice_of(&payload)?).await? }))
             }
             _ => Err("not a stream, queue or schedule event".into()),
         }
@@ -230,9 +233,9 @@ impl CallbackWorker {
         Ok(())
     }
 
-    /// The expiry sweep (see `sweep_all`).
-    pub async fn sweep(&self) -> Result<usize> {
-        sweep_all(self.store.as_ref(), self.clock.as_ref()).await
+    /// The expiry sweep of one slice (see `sweep_slice`).
+    pub async fn sweep(&self, slice: SweepSlice) -> Result<usize> {
+        sweep_slice(self.store.as_ref(), self.clock.as_ref(), slice).await
     }
 }
 
@@ -287,9 +290,33 @@ pub async fn count_guard_of(store: &DynamoStore, batch: Value) -> std::result::R
 /// Settle what is due at the sweep's start: every shard of the due index, read on while it has
 /// more (`callbacks::sweep`), for up to `SWEEP_BUDGET`.
 pub async fn sweep_all(store: &dyn ExpiryStore, clock: &dyn Clock) -> Result<usize> {
-    let settled = callbacks::sweep(store, clock.now_ms(), SWEEP_BUDGET).await?;
-    tracing::info!(settled, "expiry sweep");
+    sweep_slice(store, clock, SweepSlice::WHOLE).await
+}
+
+/// `sweep_all` of the shards of one slice only.
+pub async fn sweep_slice(store: &dyn ExpiryStore, clock: &dyn Clock, slice: SweepSlice) -> Result<usize> {
+    let settled = callbacks::sweep(store, slice, clock.now_ms(), SWEEP_BUDGET).await?;
+    tracing::info!(settled, slice = slice.slice(), slices = slice.slices(), "expiry sweep");
     Ok(settled)
+}
+
+/// The slice a scheduled invocation names: `{"sweep": {"slice": i, "slices": n}}` (the
+/// schedule's `Input`, template.yaml), slice `i` of `n`; an event without `sweep` (the
+/// schedule's own event, as the versions before slices were invoked with: one left from an
+/// upgrade) sweeps every shard. A `sweep` that names no valid slice is refused, not taken
+/// for the whole: a schedule set up wrong fails (the function's error alarm) rather than
+/// running a second sweep of every shard beside the slices.
+pub fn slice_of(payload: &Value) -> std::result::Result<SweepSlice, BoxError> {
+    let Some(sweep) = payload.get("sweep") else { return Ok(SweepSlice::WHOLE) };
+    let field =
+        |name: &str| {
+            sweep.get(name).and_then(Value::as_u64).and_then(|n| usize::try_from(n).ok()).ok_or_else(|| -> BoxError {
+                format!("sweep.{name} must be a whole number, not {}", sweep[name]).into()
+            })
+        };
+    let (slice, slices) = (field("slice")?, field("slices")?);
+    SweepSlice::new(slice, slices)
+        .ok_or_else(|| format!("sweep.slice must be below sweep.slices ({slice} of {slices})").into())
 }
 
 /// `functions/callbacks`: the stream and retry-queue worker, or with
@@ -300,9 +327,9 @@ pub async fn run() -> std::result::Result<(), BoxError> {
     if std::env::var("TWOFA_CALLBACKS_MODE").as_deref() == Ok("sweep") {
         let sdk = aws_config().await;
         let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), env("TWOFA_TABLE")?));
-        return super::serve(move |_schedule| {
+        return super::serve(move |schedule| {
             let store = store.clone();
-            async move { Ok(json!({ "settled": sweep_all(store.as_ref(), &SystemClock).await? })) }
+            async move { Ok(json!({ "settled": sweep_slice(store.as_ref(), &SystemClock, slice_of(&schedule)?).await? })) }
         })
         .await;
     }
@@ -312,4 +339,56 @@ pub async fn run() -> std::result::Result<(), BoxError> {
         async move { worker.get().await?.handle(payload).await }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The event EventBridge delivers for a schedule rule without `Input`.
+    fn scheduled_event() -> Value {
+        json!({ "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+                "source": "aws.events", "account": "123456789012", "time": "2026-12-01T19:41:00Z",
+                "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:123456789012:rule/twofa-sweeper"],
+                "detail": {} })
+    }
+
+    #[test]
+    fn a_schedule_input_naming_a_slice_sweeps_that_slice() {
+        // Given the Input of the schedules of slices 0, 7 and 31 of 32
+        for i in [0, 7, 31] {
+            let payload = json!({ "sweep": { "slice": i, "slices": 32 } });
+            // When it is read, then it is that slice
+            let slice = slice_of(&payload).unwrap();
+            assert_eq!((slice.slice(), slice.slices()), (i, 32));
+        }
+    }
+
+    #[test]
+    fn an_event_naming_no_slice_sweeps_every_shard() {
+        // Given the schedule's own event (the versions before slices were invoked with it), or
+        // an empty one
+        for payload in [scheduled_event(), json!({})] {
+            // Then every shard is swept
+            assert_eq!(slice_of(&payload).unwrap(), SweepSlice::WHOLE, "{payload}");
+        }
+    }
+
+    #[test]
+    fn a_sweep_input_naming_no_valid_slice_is_refused_naming_the_field() {
+        // Given slices that do not exist, or are not numbers
+        let cases = [
+            (json!({ "sweep": { "slice": 32, "slices": 32 } }), "sweep.slice must be below sweep.slices"),
+            (json!({ "sweep": { "slice": 0, "slices": 0 } }), "sweep.slice must be below sweep.slices"),
+            (json!({ "sweep": { "slice": -1, "slices": 32 } }), "sweep.slice"),
+            (json!({ "sweep": { "slice": "3", "slices": 32 } }), "sweep.slice"),
+            (json!({ "sweep": { "slice": 3 } }), "sweep.slices"),
+            (json!({ "sweep": {} }), "sweep.slice"),
+        ];
+        for (payload, says) in cases {
+            // Then the event is refused, and the error names what is wrong
+            let error = slice_of(&payload).expect_err(&payload.to_string()).to_string();
+            assert!(error.starts_with(says), "{payload}: {error}");
+        }
+    }
 }

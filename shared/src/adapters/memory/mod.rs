@@ -639,7 +639,8 @@ impl LimitStore for MemoryStore {
 
 #[async_trait]
 impl ExpiryStore for MemoryStore {
-    /// One: nothing here is partitioned.
+    /// One: nothing here is partitioned. So slice 0 of any count (`callbacks::SweepSlice`)
+    /// sweeps everything and the other slices nothing; the dev server sweeps the whole.
     fn due_shards(&self) -> usize {
         1
     }

@@ -2,7 +2,8 @@
 //! pending carry `gsi2pk = DUE#{shard}` (512 shards, by sid) and `gsi2sk = {deadline}#{sid}`,
 //! so "due at now" is one key range of each shard, read a page at a time; settling one is a
 //! conditional `UpdateItem` that also takes it out of the index. Entries the version before
-//! the shards wrote (`gsi2pk = DUE`) are read as one more shard.
+//! the shards wrote (`gsi2pk = DUE`) are read as one more shard. Which shards one sweep reads
+//! is its slice's (`callbacks::SweepSlice`: the deployed sweepers are one per slice).
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
