@@ -392,8 +392,8 @@ impl Scheduler for NoScheduler {
 }
 
 /// The whole store.
-pub trait Store: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore {}
-impl<T: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore> Store for T {}
+pub trait Store: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore {}
+impl<T: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore> Store for T {}
 
 /// A message to deliver. `Debug` leaves the text out: it carries the code. It borrows what the
 /// OTP and its delivery already hold (a dispatcher copies only what it keeps).
@@ -405,6 +405,8 @@ pub struct OutboundMessage<'a> {
     pub from: &'a str,
     pub to: &'a str,
     pub subject: Option<&'a str>,
+    /// The code alone (a provider of the customer's own may lay the message out itself).
+    pub code: &'a str,
     /// The plain text: the SMS, the email's text part, what a call says.
     pub text: String,
     /// Email: the HTML part (the caller's text escaped, the code set apart).
@@ -420,7 +422,7 @@ pub struct OutboundMessage<'a> {
 
 impl<'a> OutboundMessage<'a> {
     /// The message of one dispatch (`event_sid`) of OTP `request_id`, on `d`'s channel.
-    pub fn new(request_id: &'a str, event_sid: &'a str, d: &'a Delivery, content: Content) -> Self {
+    pub fn new(request_id: &'a str, event_sid: &'a str, d: &'a Delivery, code: &'a str, content: Content) -> Self {
         OutboundMessage {
             request_id,
             event_sid,
@@ -428,6 +430,7 @@ impl<'a> OutboundMessage<'a> {
             from: &d.from,
             to: &d.to,
             subject: d.subject.as_deref(),
+            code,
             text: content.text,
             html: content.html,
             ssml: content.ssml,
@@ -485,6 +488,12 @@ pub trait Dispatcher: Send + Sync {
     async fn voices(&self) -> std::result::Result<Arc<Vec<Voice>>, DispatchError> {
         static BUILTIN: std::sync::OnceLock<Arc<Vec<Voice>>> = std::sync::OnceLock::new();
         Ok(BUILTIN.get_or_init(|| Arc::new(builtin_voices())).clone())
+    }
+
+    /// The HMAC key delivery reports from provider `name` are signed with (`POST
+    /// /2fa/receipts/{provider}`); None: this deployment has no such provider.
+    fn receipt_key(&self, _name: &str) -> Option<&[u8]> {
+        None
     }
 
     async fn dispatch(&self, msg: &OutboundMessage<'_>) -> std::result::Result<DispatchReceipt, DispatchError>;

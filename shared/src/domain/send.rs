@@ -297,7 +297,8 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         tracing::info!(otp = %otp.sid, "otp stored; its workflow's first step waits");
         return Ok(otp.sid.clone());
     }
-    let dispatched = deps.dispatcher.dispatch(&OutboundMessage::new(&otp.sid, &event.sid, d, content)).await;
+    let dispatched =
+        deps.dispatcher.dispatch(&OutboundMessage::new(&otp.sid, &event.sid, d, code.reveal(), content)).await;
     let mut event = event;
     match dispatched {
         Ok(receipt) => {

@@ -239,7 +239,8 @@ pub async fn run_step(deps: &Deps, run: &StepRun) -> Result<StepRun> {
     }
     // Claimed: whatever happens now, this step is not sent again. A provider that is down
     // leaves a failed event and the next step (the fallback) still goes out.
-    let dispatched = deps.dispatcher.dispatch(&OutboundMessage::new(&otp.sid, &event.sid, &d, content)).await;
+    let dispatched =
+        deps.dispatcher.dispatch(&OutboundMessage::new(&otp.sid, &event.sid, &d, code.reveal(), content)).await;
     match dispatched {
         Ok(receipt) => {
             event.status = ChannelStatus::Sent;
