@@ -4,19 +4,9 @@
 
 mod common;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use axum::{
-    body::Bytes,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-    routing::post,
-    Router,
-};
-use common::Api;
+use common::{provider::Provider, Api};
 use serde_json::{json, Value};
 use twofa::{
     adapters::provider::{HttpProvider, ProviderConfig},
@@ -25,70 +15,6 @@ use twofa::{
 use twofa_local::Dev;
 
 const TO: &str = "+14155550100";
-
-/// One request the stand-in received.
-#[derive(Clone)]
-struct Got {
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Got {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).expect("a JSON body")
-    }
-}
-
-#[derive(Default)]
-struct Inner {
-    got: Vec<Got>,
-    /// What to answer, in turn (then 200 with a fresh message id): status, body.
-    answers: Vec<(u16, String)>,
-    /// How long to wait before answering.
-    delay: Duration,
-}
-
-/// The customer's provider, on loopback.
-#[derive(Clone)]
-struct Provider {
-    url: String,
-    inner: Arc<Mutex<Inner>>,
-}
-
-async fn take(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
-    let (delay, (status, answer)) = {
-        let mut i = inner.lock().unwrap();
-        i.got.push(Got { headers, body: String::from_utf8_lossy(&body).into_owned() });
-        let n = i.got.len();
-        let answer = if i.answers.is_empty() {
-            (200, json!({ "messageId": format!("prov-{n}") }).to_string())
-        } else {
-            i.answers.remove(0)
-        };
-        (i.delay, answer)
-    };
-    tokio::time::sleep(delay).await;
-    (StatusCode::from_u16(status).unwrap(), answer)
-}
-
-impl Provider {
-    async fn start(answers: &[(u16, &str)], delay: Duration) -> Self {
-        let inner = Arc::new(Mutex::new(Inner {
-            got: vec![],
-            answers: answers.iter().map(|(s, b)| (*s, b.to_string())).collect(),
-            delay,
-        }));
-        let app = Router::new().route("/sms", post(take)).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/sms", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Provider { url, inner }
-    }
-
-    fn got(&self) -> Vec<Got> {
-        self.inner.lock().unwrap().got.clone()
-    }
-}
 
 /// A dev server whose SMS go to `url` as provider `acme`, signed with the secret answered.
 async fn api_with_provider(url: &str, timeout: Duration) -> (Api, String) {
