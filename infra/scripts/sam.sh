@@ -288,6 +288,9 @@ json.dump({"Parameters": {
     "TWOFA_WORKFLOW_STATE_MACHINE_ARN": sys.argv[5],
     # The stack's own SES configuration set is not in moto: emails go without a set.
     "TWOFA_SES_CONFIGURATION_SET": "",
+    # No provider of your own: SMS through SNS (moto), whatever sam makes of the template's
+    # conditional variables.
+    "TWOFA_SMS_PROVIDER_URL": "", "TWOFA_SMS_PROVIDER_SECRET": "", "TWOFA_SMS_PROVIDER_NAME": "",
 }}, open(sys.argv[1], "w"))
 PY
     # 5. sam local start-api, each function's container started at once (EAGER) and kept warm

@@ -395,8 +395,8 @@ impl Scheduler for NoScheduler {
 }
 
 /// The whole store.
-pub trait Store: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore {}
-impl<T: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore> Store for T {}
+pub trait Store: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore {}
+impl<T: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore> Store for T {}
 
 /// A message to deliver. `Debug` leaves the text out: it carries the code. It borrows what the
 /// OTP and its delivery already hold (a dispatcher copies only what it keeps).
@@ -413,6 +413,8 @@ pub struct OutboundMessage<'a> {
     pub from: &'a str,
     pub to: &'a str,
     pub subject: Option<&'a str>,
+    /// The code alone (a provider of the customer's own may lay the message out itself).
+    pub code: &'a str,
     /// The plain text: the SMS, the email's text part, what a call says.
     pub text: String,
     /// Email: the HTML part (the caller's text escaped, the code set apart).
@@ -428,12 +430,13 @@ pub struct OutboundMessage<'a> {
 
 impl<'a> OutboundMessage<'a> {
     /// The message of one dispatch (event `event_index`, `event_sid`) of `otp`, on `d`'s
-    /// channel, sent at `now`.
+    /// channel, its code `code`, sent at `now`.
     pub fn new(
         otp: &'a Otp,
         event_index: usize,
         event_sid: &'a str,
         d: &'a Delivery,
+        code: &'a str,
         content: Content,
         now: Millis,
     ) -> Self {
@@ -448,6 +451,7 @@ impl<'a> OutboundMessage<'a> {
             from: &d.from,
             to: &d.to,
             subject: d.subject.as_deref(),
+            code,
             text: content.text,
             html: content.html,
             ssml: content.ssml,
@@ -515,6 +519,12 @@ pub trait Dispatcher: Send + Sync {
     async fn voices(&self) -> std::result::Result<Arc<Vec<Voice>>, DispatchError> {
         static BUILTIN: std::sync::OnceLock<Arc<Vec<Voice>>> = std::sync::OnceLock::new();
         Ok(BUILTIN.get_or_init(|| Arc::new(builtin_voices())).clone())
+    }
+
+    /// The HMAC key delivery reports from provider `name` are signed with (`POST
+    /// /2fa/receipts/{provider}`); None: this deployment has no such provider.
+    fn receipt_key(&self, _name: &str) -> Option<&[u8]> {
+        None
     }
 
     async fn dispatch(&self, msg: &OutboundMessage<'_>) -> std::result::Result<DispatchReceipt, DispatchError>;

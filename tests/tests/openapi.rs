@@ -62,6 +62,7 @@ fn concrete(spec_path: &str) -> String {
         .replace("/2fa/search/{sid}", &format!("/2fa/search/OTP{}", "0".repeat(32)))
         .replace("{sid}", &format!("LM{}", "0".repeat(32)))
         .replace("{subresource}", "daily")
+        .replace("{provider}", "acme")
 }
 
 /// The merged routers, as the dev server serves them.

@@ -25,6 +25,7 @@ use twofa::{
         clock::AdjustableClock,
         memory::{MemoryStore, DEFAULT_MAX_OTPS},
         outbox::{Outbox, OutboxMode, DEFAULT_OUTBOX_MAX},
+        provider::{HttpProvider, WithProvider},
         webhook::HttpWebhooks,
     },
     domain::{
@@ -74,6 +75,14 @@ impl Dev {
         let webhooks = Arc::new(HttpWebhooks::new(outbox.callback_url_rules()));
         let callbacks = Arc::new(DevCallbacks::new(deps.clone(), store.clone(), clock.clone(), webhooks));
         Dev { deps, store, outbox, clock, callbacks, scheduler, started: Arc::new(Once::new()) }
+    }
+
+    /// The same server sending SMS through `provider` (its delivery reports to `POST
+    /// /2fa/receipts/{name}`) instead of the outbox; other channels still go to the outbox.
+    /// Before `app`.
+    pub fn with_sms_provider(mut self, provider: HttpProvider) -> Self {
+        self.deps.dispatcher = Arc::new(WithProvider { provider, inner: self.outbox.clone() });
+        self
     }
 
     /// Create an account (a sub-account of `parent` if given) with this token (and a webhook

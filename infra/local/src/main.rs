@@ -1,7 +1,11 @@
 //! `make run`: the whole API on 127.0.0.1:3000 (PORT overrides), embedded.
 
 use twofa::{
-    adapters::{memory::DEFAULT_MAX_OTPS, outbox::DEFAULT_OUTBOX_MAX},
+    adapters::{
+        memory::DEFAULT_MAX_OTPS,
+        outbox::DEFAULT_OUTBOX_MAX,
+        provider::{HttpProvider, ProviderConfig},
+    },
     domain::{crypto::Keys, ids},
     ports::AccountStore,
 };
@@ -28,6 +32,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         env_usize("TWOFA_DEV_MAX_OTPS").unwrap_or(DEFAULT_MAX_OTPS),
         env_usize("TWOFA_DEV_OUTBOX_MAX").unwrap_or(DEFAULT_OUTBOX_MAX),
     );
+    // SMS through a provider of your own (README "Your own provider"), else to the outbox.
+    let provider = ProviderConfig::sms_from_env(true)?;
+    if let Some(p) = &provider {
+        println!("  SMS go to {} (receipts: POST /2fa/receipts/{})", p.url.origin().ascii_serialization(), p.name);
+    }
+    let dev = match provider {
+        Some(p) => dev.with_sms_provider(HttpProvider::new(p)),
+        None => dev,
+    };
     let sid = std::env::var("TWOFA_DEV_ACCOUNT_SID").unwrap_or_else(|_| ids::new_sid(ids::ACCOUNT));
     let token = std::env::var("TWOFA_DEV_AUTH_TOKEN").unwrap_or_else(|_| hex_token());
     if !ids::is_sid(ids::ACCOUNT, &sid) || token.is_empty() || token.len() > twofa::domain::account::MAX_TOKEN_LEN {

@@ -135,6 +135,10 @@ impl Dispatcher for MeteredDispatcher {
         self.inner.callback_url_rules()
     }
 
+    fn receipt_key(&self, name: &str) -> Option<&[u8]> {
+        self.inner.receipt_key(name)
+    }
+
     async fn voices(&self) -> Result<Arc<Vec<Voice>>, DispatchError> {
         self.inner.voices().await
     }

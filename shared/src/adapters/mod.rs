@@ -5,6 +5,7 @@ pub mod clock;
 pub mod emf;
 pub mod memory;
 pub mod outbox;
+pub mod provider;
 pub mod webhook;
 
 #[cfg(feature = "aws")]

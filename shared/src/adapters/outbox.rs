@@ -200,6 +200,7 @@ mod tests {
             from: "Twofa",
             to,
             subject: (channel == Channel::Email).then_some("Your code"),
+            code: "123456",
             text: format!("Your code for {to} is 123456"),
             html: (channel == Channel::Email).then(|| "<p>123456</p>".into()),
             ssml: call.then(|| "<speak>1 2 3 4 5 6</speak>".into()),

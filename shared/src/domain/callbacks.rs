@@ -220,6 +220,23 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, payload: &str) -> String {
     format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
 }
 
+/// How far a signed request's `webhook-timestamp` may be from now (Standard Webhooks' own
+/// tolerance): an older one is a replay.
+pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
+
+/// Whether `signatures` (the `webhook-signature` header: `v1,<base64>` entries, space
+/// separated) holds `sign(key, id, timestamp, payload)`, with `timestamp` within
+/// `SIGNATURE_TOLERANCE_SECS` of `now_secs`. Compared in constant time.
+pub fn verify(key: &[u8], id: &str, timestamp: &str, signatures: &str, payload: &str, now_secs: i64) -> bool {
+    use subtle::ConstantTimeEq;
+    let Ok(at) = timestamp.parse::<i64>() else { return false };
+    if id.is_empty() || (at - now_secs).abs() > SIGNATURE_TOLERANCE_SECS {
+        return false;
+    }
+    let expected = sign(key, id, at, payload);
+    signatures.split(' ').any(|s| bool::from(s.as_bytes().ct_eq(expected.as_bytes())))
+}
+
 /// One event of one OTP, as told to its callback. The same event read twice (a stream record
 /// replayed, a retry) has the same `sid`, so a receiver deduplicates on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

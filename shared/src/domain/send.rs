@@ -297,7 +297,8 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         tracing::info!(otp = %otp.sid, "otp stored; its workflow's first step waits");
         return Ok(otp.sid.clone());
     }
-    let dispatched = deps.dispatcher.dispatch(&OutboundMessage::new(otp, 0, &event.sid, d, content, now)).await;
+    let dispatched =
+        deps.dispatcher.dispatch(&OutboundMessage::new(otp, 0, &event.sid, d, code.reveal(), content, now)).await;
     let mut event = event;
     let mut lookup = true;
     match dispatched {

@@ -240,7 +240,7 @@ pub async fn run_step(deps: &Deps, run: &StepRun) -> Result<StepRun> {
     // Claimed: whatever happens now, this step is not sent again. A provider that is down
     // leaves a failed event and the next step (the fallback) still goes out.
     let index_of_event = otp.events.len();
-    let message = OutboundMessage::new(&otp, index_of_event, &event.sid, &d, content, now);
+    let message = OutboundMessage::new(&otp, index_of_event, &event.sid, &d, code.reveal(), content, now);
     let dispatched = deps.dispatcher.dispatch(&message).await;
     let mut lookup = true;
     match dispatched {

@@ -19,9 +19,10 @@ use crate::{
         Calls, ChannelDispatcher,
     },
     adapters::emf::{stdout_sink, MeteredDispatcher, NAMESPACE},
+    adapters::provider::{HttpProvider, ProviderConfig, WithProvider},
     domain::crypto::{Keys, KEY_REFRESH_MS, KEY_RETIRE_GRACE_MS},
     http::auth::ClientIp,
-    ports::{Deps, NoScheduler, Scheduler, SystemClock},
+    ports::{Deps, Dispatcher, NoScheduler, Scheduler, SystemClock},
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -44,6 +45,9 @@ pub struct Config {
     /// The workflow state machine (`TWOFA_WORKFLOW_STATE_MACHINE_ARN`); without it workflows
     /// past their first step are not run.
     pub workflow_state_machine_arn: Option<String>,
+    /// SMS through a provider of the customer's own instead of SNS (`TWOFA_SMS_PROVIDER_URL`,
+    /// `_SECRET`, `_NAME`: `adapters::provider`).
+    pub sms_provider: Option<ProviderConfig>,
     /// Partitions an account's fresh OTPs are spread over (`TWOFA_OTP_SHARDS`, a power of two
     /// up to 256, default 256; raise only: search reads this many).
     pub otp_shards: usize,
@@ -60,6 +64,7 @@ impl Config {
             ses_configuration_set: opt("TWOFA_SES_CONFIGURATION_SET"),
             voice_configuration_set: opt("TWOFA_VOICE_CONFIGURATION_SET"),
             workflow_state_machine_arn: opt("TWOFA_WORKFLOW_STATE_MACHINE_ARN"),
+            sms_provider: ProviderConfig::sms_from_env(false)?,
             otp_shards: match opt("TWOFA_OTP_SHARDS") {
                 None => crate::domain::ids::OTP_SHARDS,
                 Some(n) => n
@@ -87,8 +92,18 @@ fn sms_origin(var: impl Fn(&str) -> Option<String>) -> Result<Option<SmsOrigin>,
     }
 }
 
-/// The dispatcher of every channel, its clients built from `sdk` with the delivery retries.
-pub fn dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> ChannelDispatcher {
+/// The dispatcher of every channel, its clients built from `sdk` with the delivery retries;
+/// SMS through the customer's own provider when one is configured.
+pub fn dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> Arc<dyn Dispatcher> {
+    let channels = Arc::new(channel_dispatcher(sdk, config));
+    match &config.sms_provider {
+        Some(p) => Arc::new(WithProvider { provider: HttpProvider::new(p.clone()), inner: channels }),
+        None => channels,
+    }
+}
+
+/// The AWS dispatcher of every channel.
+pub fn channel_dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> ChannelDispatcher {
     let sdk = dispatch_config(sdk);
     let call = config.voice_origination.clone().map(|origination| Calls {
         voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&sdk)).usable(usable_voices())),
@@ -158,7 +173,7 @@ pub async fn parts_from_env() -> Result<(Parts, aws_config::SdkConfig), BoxError
     let config = Config::from_env()?;
     let sdk = aws_config().await;
     // Every delivery attempt also writes a dispatch metric line (adapters::emf).
-    let dispatcher = MeteredDispatcher::new(Arc::new(dispatcher(&sdk, &config)), stdout_sink(), metrics_namespace());
+    let dispatcher = MeteredDispatcher::new(dispatcher(&sdk, &config), stdout_sink(), metrics_namespace());
     let scheduler = scheduler(&sdk, &config);
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table).with_otp_shards(config.otp_shards);
     Ok((Parts { store: Arc::new(store), dispatcher: Arc::new(dispatcher), scheduler }, sdk))

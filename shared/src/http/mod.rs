@@ -11,6 +11,7 @@ pub mod limits;
 pub mod metrics;
 pub mod otp;
 pub mod params;
+pub mod receipts;
 pub mod records;
 #[cfg(feature = "aws")]
 pub mod step_lambda;

@@ -30,12 +30,14 @@ pub fn router(deps: Deps) -> Router {
     routes().finish(deps)
 }
 
-/// Every route of the group (and its paths, for the OpenAPI check).
+/// Every route of the group (and its paths, for the OpenAPI check); with the receipts of a
+/// provider of the customer's own, which only the sending function has the secret of.
 pub fn routes() -> Routes {
     Routes::new()
         .with_suffixes("/2fa/send", post(send_otp))
         .with_suffixes("/2fa/verify", post(verify_otp))
         .with_suffixes("/2fa/cancel", post(cancel_otp))
+        .merge(crate::http::receipts::routes())
 }
 
 async fn send_otp(

@@ -1,6 +1,7 @@
 //! The black-box harness: a dev server on an ephemeral loopback port, driven over HTTP.
 #![allow(dead_code)]
 
+pub mod provider;
 pub mod receiver;
 pub mod stream;
 
@@ -38,7 +39,11 @@ impl Resp {
 impl Api {
     /// Given a fresh dev server with one account.
     pub async fn start() -> Self {
-        let dev = Dev::new(Keys::random());
+        Self::start_with(Dev::new(Keys::random())).await
+    }
+
+    /// Given `dev` (a dev server set up some other way) with one account.
+    pub async fn start_with(dev: Dev) -> Self {
         let token = hex_token();
         let account = dev.create_account(None, &token, None).await.expect("account");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -79,7 +84,7 @@ impl Api {
         Self::finish(req, body, content_type).await
     }
 
-    async fn finish(mut req: reqwest::RequestBuilder, body: Option<&str>, content_type: &str) -> Resp {
+    pub async fn finish(mut req: reqwest::RequestBuilder, body: Option<&str>, content_type: &str) -> Resp {
         if let Some(b) = body {
             req = req.header("Content-Type", content_type).body(b.to_owned());
         }

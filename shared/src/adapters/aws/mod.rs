@@ -222,6 +222,10 @@ impl Dispatcher for ChannelDispatcher {
         channel != Channel::Call || self.call.is_some()
     }
 
+    fn receipt_key(&self, name: &str) -> Option<&[u8]> {
+        self.sms.receipt_key(name)
+    }
+
     async fn voices(&self) -> Result<Arc<Vec<Voice>>, DispatchError> {
         match &self.call {
             Some(calls) => calls.voices.voices().await,
@@ -301,6 +305,7 @@ mod tests {
             from: "Twofa",
             to: "+14155550100",
             subject: None,
+            code: "123456",
             text: "123456".into(),
             html: None,
             ssml: None,

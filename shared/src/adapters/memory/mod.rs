@@ -2,6 +2,7 @@
 //! is atomic exactly as a DynamoDB transaction is. Same conditions, same answers.
 
 mod account_admin;
+mod receipts;
 mod records;
 mod workflows;
 

@@ -1,0 +1,46 @@
+//! Delivery receipts on the embedded store: the event a provider message id names, moved
+//! forward under the store's one lock.
+
+use async_trait::async_trait;
+
+use super::MemoryStore;
+use crate::{
+    domain::{
+        error::Result,
+        otp::ChannelStatus,
+        receipts::{Receipt, ReceiptOutcome},
+    },
+    ports::ReceiptStore,
+};
+
+#[async_trait]
+impl ReceiptStore for MemoryStore {
+    async fn apply_receipt(&self, r: &Receipt) -> Result<ReceiptOutcome> {
+        let mut locked = self.lock()?;
+        let s = &mut *locked;
+        // A scan of the OTPs kept (at most `max_otps`) rather than an index of message ids
+        // kept up by every send: receipts are rare in the dev server, sends are not.
+        let Some(otp) =
+            s.otps.values_mut().find(|o| o.events.iter().any(|e| e.target_sid.as_ref() == Some(&r.provider_id)))
+        else {
+            return Ok(ReceiptOutcome::Unknown);
+        };
+        let i = otp.events.iter().position(|e| e.target_sid.as_ref() == Some(&r.provider_id)).expect("found above");
+        if otp.events[i].status != ChannelStatus::Sent {
+            return Ok(ReceiptOutcome::Unchanged);
+        }
+        let old = self.heard(&s.accounts, otp).then(|| (**otp).clone());
+        let event = &mut otp.events[i];
+        event.status = r.status;
+        if r.error_code.is_some() {
+            event.error_code.clone_from(&r.error_code);
+        }
+        if r.error_message.is_some() {
+            event.error_message.clone_from(&r.error_message);
+        }
+        if old.is_some() {
+            self.tell(old, otp);
+        }
+        Ok(ReceiptOutcome::Applied)
+    }
+}
