@@ -423,6 +423,8 @@ pub struct OutboundMessage<'a> {
     pub language: &'a str,
     pub voice: Option<&'a str>,
     pub repeat: u8,
+    /// WhatsApp: the code alone, for the authentication template's parameters.
+    pub code: Option<String>,
 }
 
 impl<'a> OutboundMessage<'a> {
@@ -454,6 +456,7 @@ impl<'a> OutboundMessage<'a> {
             language: &d.language,
             voice: d.voice.as_deref(),
             repeat: d.repeat,
+            code: content.code,
         }
     }
 }

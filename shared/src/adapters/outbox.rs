@@ -120,6 +120,7 @@ impl Dispatcher for Outbox {
             Channel::Sms => "SM",
             Channel::Call => "CA",
             Channel::Email => "EM",
+            Channel::Whatsapp => "WA",
         };
         let now = self.clock.now_ms();
         let id = new_sid(prefix);
@@ -207,6 +208,7 @@ mod tests {
             language: "en-US",
             voice: None,
             repeat: 1,
+            code: None,
         }
     }
 

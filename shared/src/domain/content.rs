@@ -18,11 +18,14 @@ pub struct Content {
     pub voice_id: Option<String>,
     /// SMS: the encoding and segments the text takes.
     pub sms: Option<sms::Measure>,
+    /// WhatsApp: the code alone, the authentication template's one parameter.
+    pub code: Option<String>,
 }
 
 /// `voice`: the voice chosen for a call (`voice::choose`); ignored on other channels.
 pub fn compose(d: &Delivery, code: &Code, voice: Option<&Voice>) -> Result<Content> {
-    let mut content = Content { text: send::message(d, code), html: None, ssml: None, voice_id: None, sms: None };
+    let mut content =
+        Content { text: send::message(d, code), html: None, ssml: None, voice_id: None, sms: None, code: None };
     match d.channel {
         Channel::Sms => content.sms = Some(sms::check(&content.text)?),
         Channel::Email => content.html = Some(email_html(&d.body, code.reveal())),
@@ -30,6 +33,12 @@ pub fn compose(d: &Delivery, code: &Code, voice: Option<&Voice>) -> Result<Conte
             content.text = voice::spoken_text(&d.body, code.reveal(), d.repeat);
             content.ssml = Some(voice::ssml(&d.body, code.reveal(), d.repeat));
             content.voice_id = voice.map(|v| v.id.clone());
+        }
+        // Meta fixes an authentication template's words (`body` cannot change them): the text
+        // is what it shows in English, for the dev outbox and the logs of what went out.
+        Channel::Whatsapp => {
+            content.text = format!("{} is your verification code.", code.reveal());
+            content.code = Some(code.reveal().to_owned());
         }
     }
     Ok(content)
