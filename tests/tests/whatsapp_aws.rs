@@ -5,6 +5,8 @@
 //! /_twofa/social/messages and fails on request). Receipts come back through the receipts
 //! worker's SNS handling, as the WABA's event destination delivers Meta's status webhooks.
 
+mod workflow_defs;
+
 use std::sync::Arc;
 
 use axum::{body::Body, http::Request};
@@ -19,16 +21,25 @@ use twofa::{
         whatsapp::{Whatsapp, WhatsappOrigin},
         ChannelDispatcher,
     },
-    domain::{account::Account, crypto::Keys, ids, otp::ChannelStatus},
-    ports::{AccountStore, Dispatcher, OtpStore},
+    domain::{
+        account::Account,
+        crypto::Keys,
+        ids,
+        otp::{Channel, ChannelStatus},
+        workflows::run_step,
+    },
+    ports::{AccountStore, Deps, Dispatcher, OtpStore, WorkflowStore},
     workers::receipts::ReceiptWorker,
 };
+use workflow_defs::RecordingScheduler;
 
 const PHONE_NUMBER_ID: &str = "phone-number-id-976c72a700aac43eaf573ae050example";
 const TEMPLATE: &str = "twofa_code";
 
 struct AwsApi {
     app: axum::Router,
+    deps: Deps,
+    scheduler: Arc<RecordingScheduler>,
     store: Arc<DynamoStore>,
     ddb: aws_sdk_dynamodb::Client,
     sid: String,
@@ -67,15 +78,16 @@ async fn start(with_whatsapp: bool) -> AwsApi {
         call: None,
         whatsapp,
     };
-    let deps = twofa::ports::Deps {
+    let scheduler = Arc::new(RecordingScheduler::default());
+    let deps = Deps {
         store: store.clone(),
         dispatcher: Arc::new(dispatcher),
         clock: Arc::new(twofa::ports::SystemClock),
         keys: Arc::new(keys),
-        scheduler: Arc::new(twofa::ports::NoScheduler),
+        scheduler: scheduler.clone(),
     };
-    let app = twofa::http::otp::router(deps);
-    AwsApi { app, store, ddb, sid: account.sid, token }
+    let app = twofa::http::otp::router(deps.clone());
+    AwsApi { app, deps, scheduler, store, ddb, sid: account.sid, token }
 }
 
 impl AwsApi {
@@ -278,4 +290,37 @@ async fn a_throttled_whatsapp_is_retried_and_a_refused_one_is_a_failed_event_not
     let sid = body["requestID"].as_str().unwrap();
     assert_eq!(api.channel_status(sid).await, (ChannelStatus::Failed, Some("InvalidParametersException".into())));
     assert!(sent_to(&refused).await.is_empty(), "not retried");
+}
+
+#[tokio::test]
+async fn in_a_whatsapp_then_sms_workflow_the_sms_goes_only_when_the_whatsapp_code_was_not_verified() {
+    // Given a workflow whatsapp, then sms 60 s later, on a deployment with WhatsApp
+    let api = start(true).await;
+    let wf = workflow_defs::workflow_def(&api.sid, "wa-sms", &[(Channel::Whatsapp, 0), (Channel::Sms, 60)], 0);
+    api.store.create_workflow(&wf).await.unwrap();
+    let (verified_to, silent_to) = (new_number(), new_number());
+    let mut runs = Vec::new();
+    for to in [&verified_to, &silent_to] {
+        let (status, body) = api.whatsapp(to, json!({ "workflow": wf.sid })).await;
+        assert_eq!(status, 200, "{body}");
+        let run = api.scheduler.0.lock().unwrap().pop().expect("the sms step scheduled");
+        runs.push((body["requestID"].as_str().unwrap().to_owned(), run));
+    }
+    // And the first user verifies the code the WhatsApp message carried
+    let m = sent_to(&verified_to).await.remove(0);
+    let code = m["Message"]["template"]["components"][0]["parameters"][0]["text"].as_str().unwrap().to_owned();
+    let (status, body) = api.post("/2fa/verify", json!({ "requestId": runs[0].0, "code": code })).await;
+    assert_eq!(status, 200, "{body}");
+    // When each SMS step comes due (as the step Lambda runs it)
+    for (_, run) in &runs {
+        run_step(&api.deps, run).await.expect("step");
+    }
+    // Then the verified OTP has its WhatsApp event only, and the other an SMS sent after it
+    let channels = |otp: &twofa::domain::otp::Otp| otp.events.iter().map(|e| e.channel).collect::<Vec<_>>();
+    let verified = api.store.get_otp(&api.sid, &runs[0].0).await.unwrap().unwrap();
+    assert_eq!(channels(&verified), [Channel::Whatsapp]);
+    let silent = api.store.get_otp(&api.sid, &runs[1].0).await.unwrap().unwrap();
+    assert_eq!(channels(&silent), [Channel::Whatsapp, Channel::Sms]);
+    assert_eq!(silent.events[1].status, ChannelStatus::Sent, "handed to SNS");
+    assert_eq!(sent_to(&silent_to).await.len(), 1, "one WhatsApp message, not two");
 }
