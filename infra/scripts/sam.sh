@@ -288,6 +288,10 @@ json.dump({"Parameters": {
     "TWOFA_WORKFLOW_STATE_MACHINE_ARN": sys.argv[5],
     # The stack's own SES configuration set is not in moto: emails go without a set.
     "TWOFA_SES_CONFIGURATION_SET": "",
+    # WhatsApp through the Social stand-in beside moto (moto_serial_server.py): any number id.
+    "TWOFA_WHATSAPP_PHONE_NUMBER_ID": "phone-number-id-0123456789abcdef0123456789abcdef",
+    "TWOFA_WHATSAPP_TEMPLATE": "twofa_code",
+    "TWOFA_WHATSAPP_LANGUAGES": "en_US",
 }}, open(sys.argv[1], "w"))
 PY
     # 5. sam local start-api, each function's container started at once (EAGER) and kept warm
