@@ -324,3 +324,39 @@ async fn in_a_whatsapp_then_sms_workflow_the_sms_goes_only_when_the_whatsapp_cod
     assert_eq!(silent.events[1].status, ChannelStatus::Sent, "handed to SNS");
     assert_eq!(sent_to(&silent_to).await.len(), 1, "one WhatsApp message, not two");
 }
+
+#[tokio::test]
+async fn a_whatsapp_send_makes_one_write_fewer_than_an_sns_sms_and_its_receipt_no_read() {
+    // Given a deployment with WhatsApp (SMS through SNS), its account read once (a warm process)
+    let api = start(true).await;
+    let worker = ReceiptWorker { store: api.store.clone() };
+    let (status, body) = api.whatsapp(&new_number(), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    // When an SMS and a WhatsApp message are sent, each counted alone
+    let mut sends = Vec::new();
+    for channel in ["sms", "whatsapp"] {
+        let to = new_number();
+        let before = api.store.calls();
+        let body = json!({ "service": "2FA", "channel": channel, "from": "Twofa", "to": to, "body": "Code {code}" });
+        let (status, body) = api.post("/2fa/send", body).await;
+        assert_eq!(status, 200, "{body}");
+        let cost = api.store.calls() - before;
+        sends.push((cost.writes(), cost.reads(), body["requestID"].as_str().unwrap().to_owned(), to));
+    }
+    let (sms, wa) = (&sends[0], &sends[1]);
+    eprintln!("send round trips (writes, reads): SNS SMS ({}, {}), WhatsApp ({}, {})", sms.0, sms.1, wa.0, wa.1);
+    // Then WhatsApp writes one item fewer (no MSG# lookup) and reads as much
+    assert_eq!((wa.0 + 1, wa.1), (sms.0, sms.1));
+    // And its receipt is one write with no read before it
+    let m = sent_to(&wa.3).await.remove(0);
+    let before = api.store.calls();
+    let event = status_event(
+        m["MessageId"].as_str().unwrap(),
+        "delivered",
+        &m["Message"]["biz_opaque_callback_data"],
+        json!([]),
+    );
+    assert_eq!(worker.handle(event).await.unwrap()["applied"], 1);
+    let receipt = api.store.calls() - before;
+    assert_eq!((receipt.writes(), receipt.reads()), (1, 0));
+}
