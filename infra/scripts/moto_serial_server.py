@@ -10,7 +10,7 @@ transaction that succeeded, with the same token and parameters within 10 minutes
 again without writing anything; the SDK relies on that when it retries an attempt that timed
 out (on a loaded machine moto can take longer than an attempt's timeout) but had in fact been
 applied. Without it such a retry fails its own conditions and a test sees a spurious conflict.
-Here a successful transaction's token is remembered with a digest of its body for 10 minutes;
+Here a successful transaction's token is remembered with a digest of its parameters for 10 minutes;
 a repeat gets the same answer, a different body under the same token gets DynamoDB's
 IdempotentParameterMismatchException.
 
@@ -28,8 +28,22 @@ identity, a body). For tests:
                                    "Times": 1, "Status": 400, "Destination": "+1..."}: the next
                                    Times calls (to Destination, if given) answer that
   POST /_twofa/sms-voice/reset     forget the messages and any failure to come
+
+moto has no AWS End User Messaging Social (socialmessaging) either. A STAND-IN for its
+SendWhatsAppMessage answers here too, in that service's wire protocol as the SDK speaks it:
+restJson1, `POST /v1/whatsapp/send` with a JSON body `{"originationPhoneNumberId",
+"metaApiVersion", "message": <base64 of Meta's message JSON>}`, answered `{"messageId": ...}` or
+an error (`x-amzn-ErrorType: ValidationException`, `{"message": ...}`, the service's status). It
+delivers nothing; it checks the three fields and that the message is Meta JSON with a `to`.
+  GET  /_twofa/social/messages     every message answered so far: {"Messages": [{"MessageId",
+                                   "OriginationPhoneNumberId", "MetaApiVersion", "Message"
+                                   (the decoded JSON)}]}, oldest first
+  POST /_twofa/social/fail         {"Error": "ThrottledRequestException" | "ValidationException"
+                                   | ..., "Times": 1, "To": "14155550100"}: as sms-voice/fail
+  POST /_twofa/social/reset        forget the messages and any failure to come
 Usage: python moto_serial_server.py HOST PORT
 """
+import base64
 import hashlib
 import json
 import sys
@@ -127,6 +141,72 @@ def sms_voice_control(environ, body, start_response):
     return None
 
 
+SOCIAL_SEND_PATH = "/v1/whatsapp/send"
+social = {"messages": [], "fail": []}
+SOCIAL_ERROR_STATUS = {
+    "ValidationException": 400, "InvalidParametersException": 400, "AccessDeniedException": 403,
+    "ResourceNotFoundException": 404, "ThrottledRequestException": 429, "InternalServiceException": 500,
+    "DependencyException": 502,
+}
+
+
+def rest_json_error(start_response, error, message, status=None):
+    data = json.dumps({"message": message}).encode()
+    status = status or SOCIAL_ERROR_STATUS.get(error, 400)
+    start_response(f"{status} {STATUS_TEXT.get(status, 'Error')}", [
+        ("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+        ("x-amzn-RequestId", str(uuid.uuid4())), ("x-amzn-ErrorType", error)])
+    return [data]
+
+
+def social_send(body, start_response):
+    try:
+        request = json.loads(body or b"{}")
+        message = json.loads(base64.b64decode(request.get("message") or ""))
+    except ValueError:
+        return rest_json_error(start_response, "ValidationException", "message must be base64 of Meta's message JSON")
+    for field in ("originationPhoneNumberId", "metaApiVersion"):
+        if not request.get(field):
+            return rest_json_error(start_response, "ValidationException", f"{field} is required")
+    if message.get("messaging_product") != "whatsapp" or not message.get("to"):
+        return rest_json_error(start_response, "InvalidParametersException", "not a WhatsApp message with a `to`")
+    to = str(message["to"]).lstrip("+")
+    fail = next((f for f in social["fail"] if str(f.get("To", to)).lstrip("+") == to), None)
+    if fail is not None:
+        fail["Times"] -= 1
+        if fail["Times"] <= 0:
+            social["fail"].remove(fail)
+        return rest_json_error(start_response, fail["Error"], fail.get("Message", f"stand-in: {fail['Error']}"),
+                               fail.get("Status"))
+    message_id = str(uuid.uuid4())
+    social["messages"].append({"MessageId": message_id, "OriginationPhoneNumberId": request["originationPhoneNumberId"],
+                               "MetaApiVersion": request["metaApiVersion"], "Message": message})
+    data = json.dumps({"messageId": message_id}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+                              ("x-amzn-RequestId", str(uuid.uuid4()))])
+    return [data]
+
+
+def social_control(environ, body, start_response):
+    """The Social stand-in's send and test-facing paths; None for any other request."""
+    path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")
+    if path == SOCIAL_SEND_PATH and method == "POST":
+        return social_send(body, start_response)
+    if path == "/_twofa/social/messages" and method == "GET":
+        return json_answer(start_response, 200, {"Messages": social["messages"]})
+    if path == "/_twofa/social/fail" and method == "POST":
+        fail = json.loads(body or b"{}")
+        fail.setdefault("Error", "ThrottledRequestException")
+        fail["Times"] = int(fail.get("Times", 1))
+        social["fail"].append(fail)
+        return json_answer(start_response, 200, {})
+    if path == "/_twofa/social/reset" and method == "POST":
+        social["messages"].clear()
+        social["fail"].clear()
+        return json_answer(start_response, 200, {})
+    return None
+
+
 def serialized(environ, start_response):
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else b""
@@ -136,6 +216,8 @@ def serialized(environ, start_response):
         if target.startswith(SMS_VOICE_TARGET):
             return sms_voice_send(target[len(SMS_VOICE_TARGET):], body, start_response)
         control = sms_voice_control(environ, body, start_response)
+        if control is None:
+            control = social_control(environ, body, start_response)
         if control is not None:
             return control
         token = transaction_token(environ, body)
@@ -144,7 +226,9 @@ def serialized(environ, start_response):
         now = time.monotonic()
         for t in [t for t, seen in done_transactions.items() if now - seen[0] > TOKEN_WINDOW_S]:
             del done_transactions[t]
-        digest = hashlib.sha256(body).hexdigest()
+        # The parameters, not their bytes: the SDK writes maps (a key's attributes, expression
+        # names and values) in no fixed order, so a repeat's JSON can differ byte for byte.
+        digest = hashlib.sha256(json.dumps(json.loads(body), sort_keys=True).encode()).hexdigest()
         seen = done_transactions.get(token)
         if seen is not None:
             if seen[1] != digest:

@@ -291,6 +291,10 @@ json.dump({"Parameters": {
     # No provider of your own: SMS through SNS (moto), whatever sam makes of the template's
     # conditional variables.
     "TWOFA_SMS_PROVIDER_URL": "", "TWOFA_SMS_PROVIDER_SECRET": "", "TWOFA_SMS_PROVIDER_NAME": "",
+    # WhatsApp through the Social stand-in beside moto (moto_serial_server.py): any number id.
+    "TWOFA_WHATSAPP_PHONE_NUMBER_ID": "phone-number-id-0123456789abcdef0123456789abcdef",
+    "TWOFA_WHATSAPP_TEMPLATE": "twofa_code",
+    "TWOFA_WHATSAPP_LANGUAGES": "en_US",
 }}, open(sys.argv[1], "w"))
 PY
     # 5. sam local start-api, each function's container started at once (EAGER) and kept warm

@@ -85,7 +85,7 @@ async fn a_send_to_a_country_outside_the_accounts_geo_permissions_is_476_with_40
     let api = Api::start().await;
     let (status, acct) = dev_accounts(&api, json!({ "allowedCountries": { "sms": ["GB"] } })).await;
     assert_eq!(status, 200, "{acct}");
-    assert_eq!(acct["policy"]["allowedCountries"], json!({ "sms": ["GB"], "call": null }));
+    assert_eq!(acct["policy"]["allowedCountries"], json!({ "sms": ["GB"], "call": null, "whatsapp": null }));
     let (sid, token) = (acct["accountSid"].as_str().unwrap(), acct["authToken"].as_str().unwrap());
     let body = |to: &str| json!({ "service": "2FA", "from": "Twofa", "to": to, "body": "Code {code}" });
     // When it sends to a US number

@@ -530,7 +530,10 @@ async fn bad_send_input_gets_a_400_naming_the_parameter() {
         "Invalid parameter: timeout (must be a whole number from 30 to 86400)"
     );
     assert_eq!(bad(&api, json!({ "to": "12-34" })).await, "Invalid parameter: to (must be an E.164 phone number)");
-    assert_eq!(bad(&api, json!({ "channel": "fax" })).await, "Invalid parameter: channel (must be sms, call or email)");
+    assert_eq!(
+        bad(&api, json!({ "channel": "fax" })).await,
+        "Invalid parameter: channel (must be sms, call, email or whatsapp)"
+    );
     assert_eq!(bad(&api, json!({ "limits": "{oops" })).await, "Invalid parameter: limits (malformed JSON)");
     assert_eq!(
         bad(&api, json!({ "voice": "robot", "channel": "call" })).await,

@@ -48,6 +48,7 @@ async fn start() -> AwsApi {
         sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
         email: Arc::new(SesEmail::new(ses, None)),
         call: None,
+        whatsapp: None,
     };
     let deps = Deps {
         store: store.clone(),

@@ -123,6 +123,7 @@ async fn world_with(answers: &[u16], method: CallbackMethod, keys: Arc<Keys>) ->
         dispatcher: Arc::new(ChannelDispatcher {
             sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
             email: Arc::new(SesEmail::new(ses, None)),
+            whatsapp: None,
             call: Some(Calls {
                 voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&sdk)).usable(usable_voices())),
                 placer: Arc::new(VoiceProvider),

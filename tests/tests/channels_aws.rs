@@ -144,6 +144,7 @@ async fn start_with(voice_url: &str, sns_url: Option<&str>, voice_configuration_
     let dispatcher = ChannelDispatcher {
         sms: Arc::new(SnsSms::new(sns, None)),
         email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&delivery), None)),
+        whatsapp: None,
         call: Some(Calls {
             voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&delivery)).usable(usable_voices())),
             placer: Arc::new(SmsVoiceCalls::new(

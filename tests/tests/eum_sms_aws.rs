@@ -93,6 +93,7 @@ async fn start_on(route: Route) -> AwsApi {
         sms,
         email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&delivery), None)),
         // Calls through the same stand-in: moto has no SMS Voice v2 of its own.
+        whatsapp: None,
         call: Some(Calls {
             voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&delivery)).usable(usable_voices())),
             placer: Arc::new(SmsVoiceCalls::new(

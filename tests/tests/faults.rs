@@ -134,6 +134,7 @@ async fn world(ddb_url: &str, sns_url: &str) -> World {
         sms: Arc::new(SnsSms::new(sns, None)),
         email: Arc::new(SesEmail::new(ses, None)),
         call: None,
+        whatsapp: None,
     };
     let deps = Deps {
         store,

@@ -53,6 +53,7 @@ async fn start(url: &str) -> AwsApi {
         sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
         email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), None)),
         call: None,
+        whatsapp: None,
     };
     let deps = Deps {
         store: store.clone(),

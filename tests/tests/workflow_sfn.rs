@@ -162,6 +162,7 @@ async fn world(m: &Machine) -> World {
     let dispatcher = ChannelDispatcher {
         sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
         email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), None)),
+        whatsapp: None,
         call: Some(Calls {
             voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&sdk)).usable(usable_voices())),
             placer: Arc::new(SmsVoiceCalls::new(

@@ -45,6 +45,7 @@ async fn given_a_deployment() -> Deployment {
         sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
         email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), None)),
         call: None,
+        whatsapp: None,
     };
     let deps = Deps {
         store: Arc::new(store),

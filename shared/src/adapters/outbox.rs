@@ -120,6 +120,7 @@ impl Dispatcher for Outbox {
             Channel::Sms => "SM",
             Channel::Call => "CA",
             Channel::Email => "EM",
+            Channel::Whatsapp => "WA",
         };
         let now = self.clock.now_ms();
         let id = new_sid(prefix);

@@ -22,7 +22,8 @@ pub struct Content {
 
 /// `voice`: the voice chosen for a call (`voice::choose`); ignored on other channels.
 pub fn compose(d: &Delivery, code: &Code, voice: Option<&Voice>) -> Result<Content> {
-    let mut content = Content { text: send::message(d, code), html: None, ssml: None, voice_id: None, sms: None };
+    let mut content =
+        Content { text: send::message(d, code), html: None, ssml: None, voice_id: None, sms: None };
     match d.channel {
         Channel::Sms => content.sms = Some(sms::check(&content.text)?),
         Channel::Email => content.html = Some(email_html(&d.body, code.reveal())),
@@ -31,6 +32,10 @@ pub fn compose(d: &Delivery, code: &Code, voice: Option<&Voice>) -> Result<Conte
             content.ssml = Some(voice::ssml(&d.body, code.reveal(), d.repeat));
             content.voice_id = voice.map(|v| v.id.clone());
         }
+        // Meta fixes an authentication template's words (`body` cannot change them): the text
+        // is what it shows in English, for the dev outbox and the logs of what went out; the
+        // template takes the code alone (`OutboundMessage::code`).
+        Channel::Whatsapp => content.text = format!("{} is your verification code.", code.reveal()),
     }
     Ok(content)
 }

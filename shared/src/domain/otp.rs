@@ -15,10 +15,12 @@ pub enum Channel {
     Sms,
     Call,
     Email,
+    /// WhatsApp, as an authentication template (`adapters::aws::whatsapp`).
+    Whatsapp,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Call, Channel::Email];
+    pub const ALL: [Channel; 4] = [Channel::Sms, Channel::Call, Channel::Email, Channel::Whatsapp];
 
     /// `voice` is accepted for `call`, as the workflow seeds use it.
     pub fn parse(s: &str) -> Option<Self> {
@@ -26,6 +28,7 @@ impl Channel {
             "sms" => Some(Channel::Sms),
             "call" | "voice" => Some(Channel::Call),
             "email" => Some(Channel::Email),
+            "whatsapp" => Some(Channel::Whatsapp),
             _ => None,
         }
     }
@@ -35,6 +38,7 @@ impl Channel {
             Channel::Sms => "sms",
             Channel::Call => "call",
             Channel::Email => "email",
+            Channel::Whatsapp => "whatsapp",
         }
     }
 }
@@ -562,5 +566,6 @@ pub(crate) mod tests {
         assert_eq!(Channel::parse("voice"), Some(Channel::Call));
         assert_eq!(Channel::parse("CALL"), Some(Channel::Call));
         assert_eq!(Channel::parse("fax"), None);
+        assert_eq!(Channel::parse("WhatsApp"), Some(Channel::Whatsapp));
     }
 }

@@ -29,6 +29,8 @@ pub struct AccountPolicy {
     pub sms_countries: Option<Vec<String>>,
     /// Countries calls may go to; None: every country.
     pub call_countries: Option<Vec<String>>,
+    /// Countries WhatsApp messages may go to (by the number's country); None: every country.
+    pub whatsapp_countries: Option<Vec<String>>,
     pub guard: GuardSettings,
     pub test_destinations: Vec<TestDestination>,
     /// Where the account's OTP events are told (a send may name its own).
@@ -53,6 +55,7 @@ impl Default for AccountPolicy {
         AccountPolicy {
             sms_countries: None,
             call_countries: None,
+            whatsapp_countries: None,
             guard: GuardSettings::default(),
             test_destinations: vec![],
             callback: None,
@@ -132,7 +135,7 @@ pub mod senders {
                         Some(domain) => from.rsplit_once('@').is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain)),
                         None => r.contains('@') && r.eq_ignore_ascii_case(from),
                     },
-                    Channel::Sms | Channel::Call => {
+                    Channel::Sms | Channel::Call | Channel::Whatsapp => {
                         if r.starts_with('+') {
                             phone::parse(from, "from").is_ok_and(|p| p.e164 == *r)
                         } else {
@@ -270,6 +273,7 @@ impl AccountPolicy {
         let list = match channel {
             Channel::Sms => &self.sms_countries,
             Channel::Call => &self.call_countries,
+            Channel::Whatsapp => &self.whatsapp_countries,
             Channel::Email => return true,
         };
         list.as_ref().is_none_or(|l| l.iter().any(|c| c == country))
@@ -284,7 +288,11 @@ impl AccountPolicy {
     /// (what the dev server and the admin command show).
     pub fn view(&self) -> serde_json::Value {
         serde_json::json!({
-            "allowedCountries": { "sms": self.sms_countries, "call": self.call_countries },
+            "allowedCountries": {
+                "sms": self.sms_countries,
+                "call": self.call_countries,
+                "whatsapp": self.whatsapp_countries,
+            },
             "pumpingGuard": {
                 "enabled": self.guard.enabled,
                 "minSends": self.guard.min_sends,
@@ -360,6 +368,8 @@ pub struct CountriesUpdate {
     pub sms: Option<Option<Vec<String>>>,
     #[serde(default, with = "double_option")]
     pub call: Option<Option<Vec<String>>>,
+    #[serde(default, with = "double_option")]
+    pub whatsapp: Option<Option<Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -432,6 +442,9 @@ impl PolicyUpdate {
             }
             if let Some(call) = c.call {
                 policy.call_countries = call.map(|l| countries(&l)).transpose()?;
+            }
+            if let Some(whatsapp) = c.whatsapp {
+                policy.whatsapp_countries = whatsapp.map(|l| countries(&l)).transpose()?;
             }
         }
         if let Some(g) = self.pumping_guard {

@@ -57,7 +57,7 @@ impl SendRequest {
     /// in its one form: a phone number in E.164 (whose country it answers), an address as given.
     pub fn validate(&mut self) -> Result<Option<String>> {
         let mut country = None;
-        if matches!(self.delivery.channel, Channel::Sms | Channel::Call) {
+        if matches!(self.delivery.channel, Channel::Sms | Channel::Call | Channel::Whatsapp) {
             let number = phone::parse(&self.delivery.to, "to")?;
             self.delivery.to = number.e164;
             country = Some(number.country);

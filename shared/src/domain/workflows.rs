@@ -102,11 +102,9 @@ pub fn parse_channels(v: &Value) -> Result<(Vec<Step>, String)> {
         let Value::Object(step) = item else {
             return Err(Error::invalid(format!("channels[{i}]"), "must be an object {channel, interval}"));
         };
-        let channel = step
-            .get("channel")
-            .and_then(Value::as_str)
-            .and_then(Channel::parse)
-            .ok_or_else(|| Error::invalid(format!("channels[{i}].channel"), "must be sms, voice, call or email"))?;
+        let channel = step.get("channel").and_then(Value::as_str).and_then(Channel::parse).ok_or_else(|| {
+            Error::invalid(format!("channels[{i}].channel"), "must be sms, voice, call, email or whatsapp")
+        })?;
         let interval = step.get("interval");
         let interval_secs = match interval {
             None | Some(Value::Null) => Some(0),

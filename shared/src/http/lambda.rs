@@ -16,6 +16,7 @@ use crate::{
         sfn::SfnScheduler,
         sns::SnsSms,
         voice::{usable_voices, SmsVoiceCalls},
+        whatsapp::{Whatsapp, WhatsappOrigin, DEFAULT_META_API_VERSION},
         Calls, ChannelDispatcher,
     },
     adapters::emf::{stdout_sink, MeteredDispatcher, NAMESPACE},
@@ -37,6 +38,9 @@ pub struct Config {
     /// What voice calls come from (an SMS Voice v2 phone number, its id or ARN, or a pool);
     /// without one the deployment places no calls (`channel=call` is a 400).
     pub voice_origination: Option<String>,
+    /// WhatsApp's phone number and template (`TWOFA_WHATSAPP_PHONE_NUMBER_ID`, …); without
+    /// them the deployment sends no WhatsApp (`channel=whatsapp` is a 400).
+    pub whatsapp: Option<WhatsappOrigin>,
     /// The SES configuration set emails are sent in (delivery, bounce and complaint events).
     pub ses_configuration_set: Option<String>,
     /// The SMS Voice v2 configuration set calls are placed in (its event destination gives the
@@ -61,6 +65,7 @@ impl Config {
             sms_sender_id: opt("TWOFA_SMS_SENDER_ID"),
             sms_origin: sms_origin(opt)?,
             voice_origination: opt("TWOFA_VOICE_ORIGINATION"),
+            whatsapp: whatsapp_origin(opt)?,
             ses_configuration_set: opt("TWOFA_SES_CONFIGURATION_SET"),
             voice_configuration_set: opt("TWOFA_VOICE_CONFIGURATION_SET"),
             workflow_state_machine_arn: opt("TWOFA_WORKFLOW_STATE_MACHINE_ARN"),
@@ -92,6 +97,30 @@ fn sms_origin(var: impl Fn(&str) -> Option<String>) -> Result<Option<SmsOrigin>,
     }
 }
 
+/// WhatsApp's setup, as `var` reads it: `TWOFA_WHATSAPP_PHONE_NUMBER_ID` (unset: no
+/// WhatsApp) with `TWOFA_WHATSAPP_TEMPLATE`, `TWOFA_WHATSAPP_LANGUAGES` (comma-separated, default
+/// `en_US`) and `TWOFA_WHATSAPP_META_API_VERSION`.
+fn whatsapp_origin(var: impl Fn(&str) -> Option<String>) -> Result<Option<WhatsappOrigin>, BoxError> {
+    let Some(phone_number_id) = var("TWOFA_WHATSAPP_PHONE_NUMBER_ID") else { return Ok(None) };
+    let template = var("TWOFA_WHATSAPP_TEMPLATE")
+        .ok_or("TWOFA_WHATSAPP_PHONE_NUMBER_ID needs TWOFA_WHATSAPP_TEMPLATE (an approved authentication template)")?;
+    let languages: Vec<String> = var("TWOFA_WHATSAPP_LANGUAGES")
+        .unwrap_or_else(|| "en_US".into())
+        .split(',')
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if languages.is_empty() {
+        return Err("TWOFA_WHATSAPP_LANGUAGES must name at least one language".into());
+    }
+    Ok(Some(WhatsappOrigin {
+        phone_number_id,
+        template,
+        languages,
+        meta_api_version: var("TWOFA_WHATSAPP_META_API_VERSION").unwrap_or_else(|| DEFAULT_META_API_VERSION.into()),
+    }))
+}
+
 /// The dispatcher of every channel, its clients built from `sdk` with the delivery retries;
 /// SMS through the customer's own provider when one is configured.
 pub fn dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> Arc<dyn Dispatcher> {
@@ -121,6 +150,10 @@ pub fn channel_dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> Chann
         sms,
         email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), config.ses_configuration_set.clone())),
         call,
+        whatsapp: config.whatsapp.clone().map(|origin| {
+            Arc::new(Whatsapp::new(aws_sdk_socialmessaging::Client::new(&sdk), origin))
+                as Arc<dyn crate::ports::Dispatcher>
+        }),
     }
 }
 
@@ -396,6 +429,31 @@ mod tests {
         let missing = sms_origin(vars(&[("TWOFA_SMS_ROUTE", "end-user-messaging")])).unwrap_err();
         assert!(missing.to_string().contains("TWOFA_SMS_ORIGINATION_IDENTITY"), "{missing}");
         assert!(sms_origin(vars(&[("TWOFA_SMS_ROUTE", "pigeon")])).is_err());
+    }
+
+    #[test]
+    fn whatsapp_is_off_without_a_phone_number_id_and_needs_its_template_with_one() {
+        use super::{whatsapp_origin, WhatsappOrigin};
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(whatsapp_origin(vars(&[])).unwrap(), None);
+        let missing = whatsapp_origin(vars(&[("TWOFA_WHATSAPP_PHONE_NUMBER_ID", "phone-number-id-1")])).unwrap_err();
+        assert!(missing.to_string().contains("TWOFA_WHATSAPP_TEMPLATE"), "{missing}");
+        let on = whatsapp_origin(vars(&[
+            ("TWOFA_WHATSAPP_PHONE_NUMBER_ID", "phone-number-id-1"),
+            ("TWOFA_WHATSAPP_TEMPLATE", "twofa_code"),
+            ("TWOFA_WHATSAPP_LANGUAGES", "en_US, es"),
+        ]));
+        assert_eq!(
+            on.unwrap(),
+            Some(WhatsappOrigin {
+                phone_number_id: "phone-number-id-1".into(),
+                template: "twofa_code".into(),
+                languages: vec!["en_US".into(), "es".into()],
+                meta_api_version: "v20.0".into(),
+            })
+        );
     }
 
     use std::sync::atomic::{AtomicUsize, Ordering};

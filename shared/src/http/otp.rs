@@ -87,7 +87,9 @@ async fn cancel_otp(
 fn parse_send(p: &Params, rules: UrlRules) -> Result<SendRequest> {
     let channel = match p.opt("channel")? {
         None => Channel::Sms,
-        Some(c) => Channel::parse(&c).ok_or_else(|| Error::invalid("channel", "must be sms, call or email"))?,
+        Some(c) => {
+            Channel::parse(&c).ok_or_else(|| Error::invalid("channel", "must be sms, call, email or whatsapp"))?
+        }
     };
     let service = p.bounded("service", 64, true)?.unwrap_or_default();
     let from = p.bounded("from", 254, true)?.unwrap_or_default();

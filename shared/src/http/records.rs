@@ -64,7 +64,7 @@ async fn search(State(deps): State<Deps>, Caller(caller): Caller, p: Params) -> 
     let channel_text = p.opt("channel")?;
     let channel = channel_text
         .as_deref()
-        .map(|c| Channel::parse(c).ok_or_else(|| Error::invalid("channel", "must be sms, call or email")))
+        .map(|c| Channel::parse(c).ok_or_else(|| Error::invalid("channel", "must be sms, call, email or whatsapp")))
         .transpose()?;
     let start_text = p.opt("startTime")?;
     let start_ms = start_text.as_deref().map(|s| date_param("startTime", s, records::parse_start)).transpose()?;
@@ -245,9 +245,8 @@ async fn usage(deps: Deps, caller: Account, p: Params, period: UsagePeriod) -> A
     let channel_text = p.opt("channel")?;
     let category = match channel_text.as_deref() {
         None => UsageCategory::All,
-        Some(c) => {
-            UsageCategory::parse(c).ok_or_else(|| Error::invalid("channel", "must be sms, call, email, test or All"))?
-        }
+        Some(c) => UsageCategory::parse(c)
+            .ok_or_else(|| Error::invalid("channel", "must be sms, call, email, whatsapp, test or All"))?,
     };
     // The seed's record URIs say startTime/endTime: following one must work too.
     let (start, start_name) = day_param(&p, "startDate", "startTime")?;
@@ -315,6 +314,7 @@ fn usage_value(r: &UsageRecord, account_sid: &str, path: &str, named_channel: bo
                 UsageCategory::Channel(Channel::Sms) => ("Total SMS sent for OTP", "SMS"),
                 UsageCategory::Channel(Channel::Call) => ("Total calls made for OTP", "Calls"),
                 UsageCategory::Channel(Channel::Email) => ("Total emails sent for OTP", "Emails"),
+                UsageCategory::Channel(Channel::Whatsapp) => ("Total WhatsApp messages sent for OTP", "Messages"),
                 _ => ("Total OTPs sent to test destinations: nothing delivered, not billed", "OTP"),
             };
             let c = r.category;

@@ -15,6 +15,11 @@
 //! - SMS through End User Messaging SMS: the same configuration set's event destination; its
 //!   text events (`"TEXT_DELIVERED" | "TEXT_TTL_EXPIRED" | …`) carry the `context` the text was
 //!   sent with, which names the OTP and event: no lookup by message id.
+//! - WhatsApp through End User Messaging Social: the WABA's event destination → an SNS topic →
+//!   here; each SNS message is `{"context": {…}, "whatsAppWebhookEntry": "<Meta's webhook
+//!   entry, as a JSON string>", "messageId", …}`. The entry's `changes[].value.statuses[]` are
+//!   Meta's status events (`sent`, `delivered`, `read`, `failed`), each echoing the
+//!   `biz_opaque_callback_data` the message was sent with, which names the OTP and event.
 //!
 //! Each becomes a `domain::receipts::Receipt` on the event whose `targetSid` is that id.
 
@@ -213,6 +218,83 @@ pub fn sns_receipt(message: &str) -> Option<Receipt> {
     ses_receipt(message).or_else(|| voice_receipt(message)).or_else(|| text_receipt(message))
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SocialEvent {
+    whats_app_webhook_entry: String,
+    message_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct WebhookEntry {
+    #[serde(default)]
+    changes: Vec<WebhookChange>,
+}
+
+#[derive(Deserialize)]
+struct WebhookChange {
+    #[serde(default)]
+    value: WebhookValue,
+}
+
+#[derive(Deserialize, Default)]
+struct WebhookValue {
+    #[serde(default)]
+    statuses: Vec<WhatsappStatus>,
+}
+
+#[derive(Deserialize)]
+struct WhatsappStatus {
+    status: String,
+    biz_opaque_callback_data: Option<String>,
+    #[serde(default)]
+    errors: Vec<WhatsappError>,
+}
+
+#[derive(Deserialize)]
+struct WhatsappError {
+    code: Option<i64>,
+    title: Option<String>,
+    message: Option<String>,
+}
+
+/// The receipts in one End User Messaging Social event (None: not one); a status still on its
+/// way (`sent`) or not ours reads as no receipt. The event's `messageId` is the one
+/// `SendWhatsAppMessage` answered (the event's `targetSid`); the status's
+/// `biz_opaque_callback_data` (`adapters::aws::whatsapp::callback_data`) names the OTP and event.
+pub fn whatsapp_receipts(message: &str) -> Option<Vec<Option<Receipt>>> {
+    let e: SocialEvent = serde_json::from_str(message).ok()?;
+    let entry: WebhookEntry = serde_json::from_str(&e.whats_app_webhook_entry).unwrap_or_default();
+    let statuses: Vec<WhatsappStatus> = entry.changes.into_iter().flat_map(|c| c.value.statuses).collect();
+    if statuses.is_empty() {
+        // An incoming message or another notification: nothing of a delivery.
+        return Some(vec![None]);
+    }
+    let provider_id = e.message_id.unwrap_or_default();
+    Some(statuses.into_iter().map(|s| whatsapp_status(&provider_id, s)).collect())
+}
+
+fn whatsapp_status(provider_id: &str, s: WhatsappStatus) -> Option<Receipt> {
+    let status = match s.status.as_str() {
+        // Read implies delivered (Meta may send `read` alone when both happen at once).
+        "delivered" | "read" => ChannelStatus::Delivered,
+        "failed" => ChannelStatus::Failed,
+        // `sent` (to WhatsApp's servers: the event is `sent` already) and anything new.
+        _ => return None,
+    };
+    let error = (status == ChannelStatus::Failed).then(|| s.errors.into_iter().next()).flatten();
+    let error_code = (status == ChannelStatus::Failed).then(|| {
+        format!("WHATSAPP_{}", error.as_ref().and_then(|e| e.code).map_or("FAILED".into(), |c| c.to_string()))
+    });
+    let error_message = error.and_then(|e| e.message.or(e.title));
+    let target = s.biz_opaque_callback_data.as_deref().and_then(|data| {
+        let mut parts = data.split('|');
+        let (account, otp, event) = (parts.next()?, parts.next()?, parts.next()?.parse().ok()?);
+        Some(ReceiptTarget { account_sid: account.to_owned(), otp_sid: otp.to_owned(), event })
+    });
+    Some(Receipt { provider_id: provider_id.to_owned(), status, error_code, error_message, target })
+}
+
 /// How one invocation went.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
@@ -244,7 +326,11 @@ impl ReceiptWorker {
             event.aws_logs.data.log_events.iter().map(|e| sms_receipt(&e.message)).collect()
         } else if record_source(&payload) == Some("aws:sns") {
             let event: SnsEvent = serde_json::from_value(payload)?;
-            event.records.iter().map(|r| sns_receipt(&r.sns.message)).collect()
+            event
+                .records
+                .iter()
+                .flat_map(|r| whatsapp_receipts(&r.sns.message).unwrap_or_else(|| vec![sns_receipt(&r.sns.message)]))
+                .collect()
         } else {
             return Err("not a CloudWatch Logs or SNS event".into());
         };
@@ -402,6 +488,54 @@ mod tests {
         }
         // A text sent with no (or another) context is still a receipt, found by its message id.
         assert_eq!(text_receipt(&text_event("TEXT_DELIVERED", json!({"other": "x"}))).unwrap().target, None);
+    }
+
+    /// An End User Messaging Social event carrying one Meta status webhook, as its SNS event
+    /// destination publishes it.
+    fn whatsapp_event(status: &str, callback: &str, errors: Value) -> String {
+        let entry = json!({
+            "id": "1234567890abcde",
+            "changes": [{ "field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": { "display_phone_number": "15550000000", "phone_number_id": "abcde1234567890" },
+                "statuses": [{
+                    "id": "wamid.HBgLMTQxNTU1NTAxMDAVAgARGBI1RjQyNUE3NEYxMzAzMzQ5MkEA", "status": status,
+                    "timestamp": "1764617634", "recipient_id": "14155550100",
+                    "biz_opaque_callback_data": callback, "errors": errors
+                }]
+            }}]
+        });
+        json!({
+            "context": { "MetaWabaIds": [{ "wabaId": "1234567890abcde", "arn": "arn:aws:social-messaging:us-east-1:123456789012:waba/w" }],
+                         "MetaPhoneNumberIds": [{ "metaPhoneNumberId": "abcde1234567890", "arn": "arn:aws:social-messaging:us-east-1:123456789012:phone-number-id/p" }] },
+            "whatsAppWebhookEntry": entry.to_string(),
+            "aws_account_id": "123456789012",
+            "message_timestamp": "2026-12-01T10:00:00.000Z",
+            "messageId": "6d69f07a-c317-4278-9d5c-6a84078419ec"
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn whatsapp_statuses_read_as_receipts_that_name_their_otp_and_event() {
+        let target = Some(ReceiptTarget { account_sid: "AC1".into(), otp_sid: "OT1".into(), event: 0 });
+        for (status, want) in [("delivered", ChannelStatus::Delivered), ("read", ChannelStatus::Delivered)] {
+            let got = whatsapp_receipts(&whatsapp_event(status, "AC1|OT1|0", json!([]))).unwrap();
+            let r = got[0].clone().unwrap_or_else(|| panic!("{status}"));
+            assert_eq!(
+                (r.provider_id.as_str(), r.status, r.error_code),
+                ("6d69f07a-c317-4278-9d5c-6a84078419ec", want, None)
+            );
+            assert_eq!(r.target, target, "{status}");
+        }
+        let errors = json!([{ "code": 131026, "title": "Message undeliverable", "message": "Message undeliverable" }]);
+        let failed = whatsapp_receipts(&whatsapp_event("failed", "AC1|OT1|0", errors)).unwrap()[0].clone().unwrap();
+        assert_eq!((failed.status, failed.error_code.as_deref()), (ChannelStatus::Failed, Some("WHATSAPP_131026")));
+        assert_eq!(failed.error_message.as_deref(), Some("Message undeliverable"));
+        // `sent` says no more than the event does already.
+        assert_eq!(whatsapp_receipts(&whatsapp_event("sent", "AC1|OT1|0", json!([]))).unwrap(), vec![None]);
+        // Not a Social event: the other readers take it.
+        assert_eq!(whatsapp_receipts(r#"{"eventType":"Delivery","mail":{"messageId":"m"}}"#), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod sfn;
 pub mod sns;
 pub mod sqs;
 pub mod voice;
+pub mod whatsapp;
 
 use std::{sync::Arc, time::Duration};
 
@@ -214,12 +215,18 @@ pub struct ChannelDispatcher {
     pub email: Arc<dyn Dispatcher>,
     /// Voice calls, when an origination identity is configured.
     pub call: Option<Calls>,
+    /// WhatsApp, when a phone number and template are configured.
+    pub whatsapp: Option<Arc<dyn Dispatcher>>,
 }
 
 #[async_trait]
 impl Dispatcher for ChannelDispatcher {
     fn delivers(&self, channel: Channel) -> bool {
-        channel != Channel::Call || self.call.is_some()
+        match channel {
+            Channel::Call => self.call.is_some(),
+            Channel::Whatsapp => self.whatsapp.is_some(),
+            Channel::Sms | Channel::Email => true,
+        }
     }
 
     fn receipt_key(&self, name: &str) -> Option<&[u8]> {
@@ -242,6 +249,13 @@ impl Dispatcher for ChannelDispatcher {
                 None => Err(DispatchError::Rejected {
                     code: "CALL_UNSUPPORTED".into(),
                     message: "voice calls are not configured".into(),
+                }),
+            },
+            Channel::Whatsapp => match &self.whatsapp {
+                Some(whatsapp) => whatsapp.dispatch(msg).await,
+                None => Err(DispatchError::Rejected {
+                    code: "WHATSAPP_UNSUPPORTED".into(),
+                    message: "WhatsApp is not configured".into(),
                 }),
             },
         }
@@ -318,10 +332,20 @@ mod tests {
 
     #[tokio::test]
     async fn each_channel_goes_to_its_dispatcher_and_calls_need_a_placer() {
-        let d = ChannelDispatcher { sms: Arc::new(Fixed("sms")), email: Arc::new(Fixed("email")), call: None };
+        let d = ChannelDispatcher {
+            sms: Arc::new(Fixed("sms")),
+            email: Arc::new(Fixed("email")),
+            call: None,
+            whatsapp: None,
+        };
         assert_eq!(d.dispatch(&msg(Channel::Sms)).await.unwrap().provider_id, "sms");
         assert_eq!(d.dispatch(&msg(Channel::Email)).await.unwrap().provider_id, "email");
         assert!(d.delivers(Channel::Sms) && d.delivers(Channel::Email) && !d.delivers(Channel::Call));
+        assert!(!d.delivers(Channel::Whatsapp));
+        let with_whatsapp = ChannelDispatcher { whatsapp: Some(Arc::new(Fixed("whatsapp"))), ..d };
+        assert!(with_whatsapp.delivers(Channel::Whatsapp));
+        assert_eq!(with_whatsapp.dispatch(&msg(Channel::Whatsapp)).await.unwrap().provider_id, "whatsapp");
+        let d = with_whatsapp;
         assert_eq!(
             d.dispatch(&msg(Channel::Call)).await,
             Err(DispatchError::Rejected {

@@ -45,6 +45,8 @@ pub(crate) struct PolicyItem {
     pub sms_countries: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_countries: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp_countries: Option<Vec<String>>,
     /// Absent: the default settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<GuardSettingsItem>,
@@ -67,9 +69,10 @@ pub(crate) struct PolicyItem {
 
 impl PolicyItem {
     /// Every attribute a policy may have (what `set_policy` sets or removes).
-    pub const ATTRIBUTES: [&'static str; 9] = [
+    pub const ATTRIBUTES: [&'static str; 10] = [
         "sms_countries",
         "call_countries",
+        "whatsapp_countries",
         "guard",
         "test_destinations",
         "callback_url",
@@ -107,6 +110,7 @@ impl From<&AccountPolicy> for PolicyItem {
         PolicyItem {
             sms_countries: p.sms_countries.clone(),
             call_countries: p.call_countries.clone(),
+            whatsapp_countries: p.whatsapp_countries.clone(),
             guard: (g != GuardSettings::default()).then_some(GuardSettingsItem {
                 enabled: g.enabled,
                 min_sends: g.min_sends,
@@ -132,6 +136,7 @@ impl From<PolicyItem> for AccountPolicy {
         AccountPolicy {
             sms_countries: i.sms_countries,
             call_countries: i.call_countries,
+            whatsapp_countries: i.whatsapp_countries,
             guard: i.guard.map_or_else(GuardSettings::default, |g| GuardSettings {
                 enabled: g.enabled,
                 min_sends: g.min_sends,
