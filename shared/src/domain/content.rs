@@ -22,8 +22,7 @@ pub struct Content {
 
 /// `voice`: the voice chosen for a call (`voice::choose`); ignored on other channels.
 pub fn compose(d: &Delivery, code: &Code, voice: Option<&Voice>) -> Result<Content> {
-    let mut content =
-        Content { text: send::message(d, code), html: None, ssml: None, voice_id: None, sms: None };
+    let mut content = Content { text: send::message(d, code), html: None, ssml: None, voice_id: None, sms: None };
     match d.channel {
         Channel::Sms => content.sms = Some(sms::check(&content.text)?),
         Channel::Email => content.html = Some(email_html(&d.body, code.reveal())),
