@@ -74,7 +74,44 @@ def transaction_token(environ, body):
 
 SMS_VOICE_TARGET = "PinpointSMSVoiceV2."
 # What the stand-in has answered, and the failures it is told to answer next.
-sms_voice = {"messages": [], "fail": []}
+class StandIn:
+    """What a stand-in was sent and the failures a test asked of it, with the test-facing paths
+    `/_twofa/{name}/messages` (GET), `/_twofa/{name}/fail` (POST `{"Error", "Times", ...}`: the
+    next matching calls fail) and `/_twofa/{name}/reset` (POST)."""
+
+    def __init__(self, name, default_error):
+        self.name, self.default_error = name, default_error
+        self.messages, self.failures = [], []
+
+    def take_failure(self, matches):
+        """The first failure asked for that `matches` the call, counted down; None if none."""
+        fail = next((f for f in self.failures if matches(f)), None)
+        if fail is not None:
+            fail["Times"] -= 1
+            if fail["Times"] <= 0:
+                self.failures.remove(fail)
+        return fail
+
+    def control(self, environ, body, start_response):
+        """The test-facing paths; None for any other request."""
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")
+        prefix = f"/_twofa/{self.name}/"
+        if path == prefix + "messages" and method == "GET":
+            return json_answer(start_response, 200, {"Messages": self.messages})
+        if path == prefix + "fail" and method == "POST":
+            fail = json.loads(body or b"{}")
+            fail.setdefault("Error", self.default_error)
+            fail["Times"] = int(fail.get("Times", 1))
+            self.failures.append(fail)
+            return json_answer(start_response, 200, {})
+        if path == prefix + "reset" and method == "POST":
+            self.messages.clear()
+            self.failures.clear()
+            return json_answer(start_response, 200, {})
+        return None
+
+
+sms_voice = StandIn("sms-voice", "ThrottlingException")
 # The status each error is answered with (the service's: throttling 400, its own fault 500).
 SMS_VOICE_ERROR_STATUS = {
     "ThrottlingException": 400, "InternalServerException": 500, "ValidationException": 400,
@@ -98,11 +135,8 @@ def sms_voice_send(operation, body, start_response):
     except ValueError:
         return json_answer(start_response, 400, {"__type": "SerializationException", "message": "not JSON"})
     to = request.get("DestinationPhoneNumber")
-    fail = next((f for f in sms_voice["fail"] if f.get("Destination") in (None, to)), None)
+    fail = sms_voice.take_failure(lambda f: f.get("Destination") in (None, to))
     if fail is not None:
-        fail["Times"] -= 1
-        if fail["Times"] <= 0:
-            sms_voice["fail"].remove(fail)
         error = fail["Error"]
         answer = {"__type": error, "message": fail.get("Message", f"stand-in: {error}")}
         if fail.get("Reason"):
@@ -119,30 +153,12 @@ def sms_voice_send(operation, body, start_response):
         return json_answer(start_response, 400, {"__type": "ValidationException", "Reason": "MISSING_PARAMETER",
                                                  "message": f"{missing[0]} is required"})
     message_id = str(uuid.uuid4())
-    sms_voice["messages"].append({"Operation": operation, "MessageId": message_id, "Request": request})
+    sms_voice.messages.append({"Operation": operation, "MessageId": message_id, "Request": request})
     return json_answer(start_response, 200, {"MessageId": message_id})
 
 
-def sms_voice_control(environ, body, start_response):
-    """The test-facing paths; None for any other request."""
-    path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")
-    if path == "/_twofa/sms-voice/messages" and method == "GET":
-        return json_answer(start_response, 200, {"Messages": sms_voice["messages"]})
-    if path == "/_twofa/sms-voice/fail" and method == "POST":
-        fail = json.loads(body or b"{}")
-        fail.setdefault("Error", "ThrottlingException")
-        fail["Times"] = int(fail.get("Times", 1))
-        sms_voice["fail"].append(fail)
-        return json_answer(start_response, 200, {})
-    if path == "/_twofa/sms-voice/reset" and method == "POST":
-        sms_voice["messages"].clear()
-        sms_voice["fail"].clear()
-        return json_answer(start_response, 200, {})
-    return None
-
-
 SOCIAL_SEND_PATH = "/v1/whatsapp/send"
-social = {"messages": [], "fail": []}
+social = StandIn("social", "ThrottledRequestException")
 SOCIAL_ERROR_STATUS = {
     "ValidationException": 400, "InvalidParametersException": 400, "AccessDeniedException": 403,
     "ResourceNotFoundException": 404, "ThrottledRequestException": 429, "InternalServiceException": 500,
@@ -171,15 +187,12 @@ def social_send(body, start_response):
     if message.get("messaging_product") != "whatsapp" or not message.get("to"):
         return rest_json_error(start_response, "InvalidParametersException", "not a WhatsApp message with a `to`")
     to = str(message["to"]).lstrip("+")
-    fail = next((f for f in social["fail"] if str(f.get("To", to)).lstrip("+") == to), None)
+    fail = social.take_failure(lambda f: str(f.get("To", to)).lstrip("+") == to)
     if fail is not None:
-        fail["Times"] -= 1
-        if fail["Times"] <= 0:
-            social["fail"].remove(fail)
         return rest_json_error(start_response, fail["Error"], fail.get("Message", f"stand-in: {fail['Error']}"),
                                fail.get("Status"))
     message_id = str(uuid.uuid4())
-    social["messages"].append({"MessageId": message_id, "OriginationPhoneNumberId": request["originationPhoneNumberId"],
+    social.messages.append({"MessageId": message_id, "OriginationPhoneNumberId": request["originationPhoneNumberId"],
                                "MetaApiVersion": request["metaApiVersion"], "Message": message})
     data = json.dumps({"messageId": message_id}).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
@@ -192,19 +205,7 @@ def social_control(environ, body, start_response):
     path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")
     if path == SOCIAL_SEND_PATH and method == "POST":
         return social_send(body, start_response)
-    if path == "/_twofa/social/messages" and method == "GET":
-        return json_answer(start_response, 200, {"Messages": social["messages"]})
-    if path == "/_twofa/social/fail" and method == "POST":
-        fail = json.loads(body or b"{}")
-        fail.setdefault("Error", "ThrottledRequestException")
-        fail["Times"] = int(fail.get("Times", 1))
-        social["fail"].append(fail)
-        return json_answer(start_response, 200, {})
-    if path == "/_twofa/social/reset" and method == "POST":
-        social["messages"].clear()
-        social["fail"].clear()
-        return json_answer(start_response, 200, {})
-    return None
+    return social.control(environ, body, start_response)
 
 
 def serialized(environ, start_response):
@@ -215,7 +216,7 @@ def serialized(environ, start_response):
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith(SMS_VOICE_TARGET):
             return sms_voice_send(target[len(SMS_VOICE_TARGET):], body, start_response)
-        control = sms_voice_control(environ, body, start_response)
+        control = sms_voice.control(environ, body, start_response)
         if control is None:
             control = social_control(environ, body, start_response)
         if control is not None:
@@ -232,13 +233,10 @@ def serialized(environ, start_response):
         seen = done_transactions.get(token)
         if seen is not None:
             if seen[1] != digest:
-                answer = json.dumps({
+                return json_answer(start_response, 400, {
                     "__type": "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
                     "message": "Request parameters do not match the original request with this token",
-                }).encode()
-                start_response("400 Bad Request", [
-                    ("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(answer)))])
-                return [answer]
+                })
             start_response(seen[2], seen[3])
             return [seen[4]]
         answered = {}
