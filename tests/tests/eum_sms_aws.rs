@@ -7,11 +7,12 @@
 
 mod workflow_defs;
 
+mod common;
+
 use std::sync::Arc;
 
-use axum::{body::Body, http::Request};
+use common::aws::{self, moto_url, new_number};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 use twofa::{
     adapters::aws::{
         aws_config, dispatch_config,
@@ -51,10 +52,6 @@ struct AwsApi {
     ddb: aws_sdk_dynamodb::Client,
     sid: String,
     token: String,
-}
-
-fn moto_url() -> String {
-    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL must point at moto: run `make test`")
 }
 
 /// How the deployment under test sends SMS.
@@ -117,17 +114,7 @@ async fn start_on(route: Route) -> AwsApi {
 
 impl AwsApi {
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        use base64::Engine;
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.sid, self.token));
-        let req = Request::post(path)
-            .header("Authorization", format!("Basic {auth}"))
-            .header("Content-Type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap())
+        aws::post(&self.app, &self.sid, &self.token, path, body).await
     }
 
     async fn sms(&self, to: &str, timeout: u32) -> (u16, Value) {
@@ -138,34 +125,16 @@ impl AwsApi {
 
     /// The `MSG#` receipt lookup items in the table.
     async fn lookup_items(&self) -> usize {
-        let out = self.ddb.scan().table_name(self.store.table()).send().await.expect("scan");
-        out.items()
-            .iter()
-            .filter(|i| i.get("pk").and_then(|v| v.as_s().ok()).is_some_and(|pk| pk.starts_with("MSG#")))
-            .count()
+        aws::lookup_items(&self.ddb, self.store.table()).await
     }
-}
-
-/// A number that can exist (+1 415 5xx xxxx), new each time.
-fn new_number() -> String {
-    let digits: String = ids::new_sid("").chars().filter(char::is_ascii_digit).collect();
-    format!("+14155{}", &format!("{digits}000000")[..6])
 }
 
 /// What the stand-in was asked to send to `to`.
 async fn sent_to(to: &str) -> Vec<Value> {
-    let all: Value = reqwest::get(format!("{}/_twofa/sms-voice/messages", moto_url()))
+    aws::stand_in_messages("sms-voice")
         .await
-        .expect("the stand-in")
-        .json()
-        .await
-        .unwrap();
-    all["Messages"]
-        .as_array()
-        .unwrap()
-        .iter()
+        .into_iter()
         .filter(|m| m["Request"]["DestinationPhoneNumber"] == to)
-        .cloned()
         .collect()
 }
 

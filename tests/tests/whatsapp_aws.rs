@@ -7,11 +7,12 @@
 
 mod workflow_defs;
 
+mod common;
+
 use std::sync::Arc;
 
-use axum::{body::Body, http::Request};
+use common::aws::{self, moto_url, new_number};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 use twofa::{
     adapters::aws::{
         aws_config, dispatch_config,
@@ -44,10 +45,6 @@ struct AwsApi {
     ddb: aws_sdk_dynamodb::Client,
     sid: String,
     token: String,
-}
-
-fn moto_url() -> String {
-    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL must point at moto: run `make test`")
 }
 
 /// A deployment on moto, with WhatsApp configured or not.
@@ -92,17 +89,7 @@ async fn start(with_whatsapp: bool) -> AwsApi {
 
 impl AwsApi {
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        use base64::Engine;
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.sid, self.token));
-        let req = Request::post(path)
-            .header("Authorization", format!("Basic {auth}"))
-            .header("Content-Type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap())
+        aws::post(&self.app, &self.sid, &self.token, path, body).await
     }
 
     async fn whatsapp(&self, to: &str, extra: Value) -> (u16, Value) {
@@ -119,29 +106,13 @@ impl AwsApi {
 
     /// The `MSG#` receipt lookup items in the table.
     async fn lookup_items(&self) -> usize {
-        let out = self.ddb.scan().table_name(self.store.table()).send().await.expect("scan");
-        out.items()
-            .iter()
-            .filter(|i| i.get("pk").and_then(|v| v.as_s().ok()).is_some_and(|pk| pk.starts_with("MSG#")))
-            .count()
+        aws::lookup_items(&self.ddb, self.store.table()).await
     }
-}
-
-/// A number that can exist (+1 415 5xx xxxx), new each time.
-fn new_number() -> String {
-    let digits: String = ids::new_sid("").chars().filter(char::is_ascii_digit).collect();
-    format!("+14155{}", &format!("{digits}000000")[..6])
 }
 
 /// What the stand-in was asked to send to `to` (Meta's `to`, as the message JSON has it).
 async fn sent_to(to: &str) -> Vec<Value> {
-    let all: Value = reqwest::get(format!("{}/_twofa/social/messages", moto_url()))
-        .await
-        .expect("the stand-in")
-        .json()
-        .await
-        .unwrap();
-    all["Messages"].as_array().unwrap().iter().filter(|m| m["Message"]["to"] == to).cloned().collect()
+    aws::stand_in_messages("social").await.into_iter().filter(|m| m["Message"]["to"] == to).collect()
 }
 
 /// The stand-in answers the next `times` sends to `to` with `error`.

@@ -1,6 +1,7 @@
 //! The black-box harness: a dev server on an ephemeral loopback port, driven over HTTP.
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod provider;
 pub mod receiver;
 pub mod stream;

@@ -1,0 +1,54 @@
+//! What the AWS-path tests of the delivery routes share: the OTP router called in process
+//! with an account's credentials, what a stand-in beside moto was asked to send, the receipt
+//! lookup items of a table, fresh numbers.
+
+use axum::{body::Body, http::Request};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub fn moto_url() -> String {
+    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL must point at moto: run `make test`")
+}
+
+/// `POST path` with a JSON `body` to `app` as account `sid` (Basic auth with `token`): the
+/// status and the JSON answer.
+pub async fn post(app: &axum::Router, sid: &str, token: &str, path: &str, body: Value) -> (u16, Value) {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{sid}:{token}"));
+    let req = Request::post(path)
+        .header("Authorization", format!("Basic {auth}"))
+        .header("Content-Type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// Every message the stand-in `name` (`sms-voice`, `social`: infra/scripts/moto_serial_server.py)
+/// was asked to send.
+pub async fn stand_in_messages(name: &str) -> Vec<Value> {
+    let all: Value = reqwest::get(format!("{}/_twofa/{name}/messages", moto_url()))
+        .await
+        .expect("the stand-in")
+        .json()
+        .await
+        .unwrap();
+    all["Messages"].as_array().expect("Messages").clone()
+}
+
+/// The `MSG#` receipt lookup items in `table`.
+pub async fn lookup_items(ddb: &aws_sdk_dynamodb::Client, table: &str) -> usize {
+    let out = ddb.scan().table_name(table).send().await.expect("scan");
+    out.items()
+        .iter()
+        .filter(|i| i.get("pk").and_then(|v| v.as_s().ok()).is_some_and(|pk| pk.starts_with("MSG#")))
+        .count()
+}
+
+/// A number that can exist (+1 415 5xx xxxx), new each time.
+pub fn new_number() -> String {
+    let digits: String = twofa::domain::ids::new_sid("").chars().filter(char::is_ascii_digit).collect();
+    format!("+14155{}", &format!("{digits}000000")[..6])
+}
