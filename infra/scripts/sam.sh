@@ -195,6 +195,9 @@ except urllib.error.HTTPError:
 # sam_local COMMAND PORT WARM LOG PIDFILE: `sam local start-api|start-lambda` on the built
 # template, in the background: the emulation image, our network, the env-vars file and moto's
 # endpoint of cmd_up (its $image and $endpoint).
+# WhatsApp through the Social stand-in beside moto: any phone number id will do.
+WHATSAPP_NUMBER_ID="phone-number-id-0123456789abcdef0123456789abcdef"
+
 sam_local() {
     env AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
         setsid "$VENV/bin/sam" local "$1" \
@@ -205,6 +208,7 @@ sam_local() {
         --warm-containers "$3" \
         --env-vars "$RUN/sam-env.json" \
         --parameter-overrides "Architecture=$ARCH" "AwsEndpointUrl=$endpoint" \
+            "WhatsappPhoneNumberId=$WHATSAPP_NUMBER_ID" "WhatsappTemplate=twofa_code" \
         --region us-east-1 \
         </dev/null >"$4" 2>&1 &
     echo $! >"$5"
@@ -292,6 +296,7 @@ json.dump({"Parameters": {
     # conditional variables.
     "TWOFA_SMS_PROVIDER_URL": "", "TWOFA_SMS_PROVIDER_SECRET": "", "TWOFA_SMS_PROVIDER_NAME": "",
     # WhatsApp through the Social stand-in beside moto (moto_serial_server.py): any number id.
+    # (Also given as the template's parameters to sam local, so its conditional variables exist.)
     "TWOFA_WHATSAPP_PHONE_NUMBER_ID": "phone-number-id-0123456789abcdef0123456789abcdef",
     "TWOFA_WHATSAPP_TEMPLATE": "twofa_code",
     "TWOFA_WHATSAPP_LANGUAGES": "en_US",

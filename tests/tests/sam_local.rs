@@ -411,3 +411,67 @@ async fn verifying_after_the_first_step_stops_the_workflow() {
     let sdr = sam.get(&format!("/2fa/search/{sid}")).await.json();
     assert_eq!(sdr["events"].as_array().unwrap().len(), 1, "{sdr}");
 }
+
+impl Sam {
+    /// The WhatsApp messages the Social stand-in beside moto (moto_serial_server.py) was asked
+    /// to send to `to` (Meta's `to`: the number without `+`).
+    async fn whatsapp_to(&self, to: &str) -> Vec<Value> {
+        let url = format!("{}/_twofa/social/messages", self.moto);
+        let all: Value = self.http.get(&url).send().await.unwrap().json().await.unwrap();
+        let to = to.trim_start_matches('+');
+        all["Messages"].as_array().map_or(vec![], |l| {
+            l.iter()
+                .filter(|m| m["Message"]["to"].as_str().map(|t| t.trim_start_matches('+')) == Some(to))
+                .cloned()
+                .collect()
+        })
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make test-sam"]
+async fn a_whatsapp_then_sms_workflow_sends_the_sms_only_when_whatsapp_was_not_verified() {
+    let sam = Sam::new();
+    // Given a workflow: WhatsApp at once, an SMS 3 s later
+    let wf = sam.workflow(json!([{ "channel": "whatsapp", "interval": 0 }, { "channel": "sms", "interval": 3 }])).await;
+    let to = new_number();
+    // When an OTP is sent with it and nobody verifies
+    let sid = sam.send_sms(&to, json!({ "workflow": wf })).await.request_id();
+    // Then the WhatsApp step went through End User Messaging Social (its stand-in) at once
+    let sent = sam.whatsapp_to(&to).await;
+    assert_eq!(sent.len(), 1, "one WhatsApp message: {sent:?}");
+    // And the SMS step follows through Step Functions and the step Lambda, with the same code
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while sam.sms_count(&to).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "no SMS step within 90 s");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let code = sam.sms_code(&to).await;
+    assert!(sent[0]["Message"].to_string().contains(&code), "the WhatsApp message carried {code}: {}", sent[0]);
+    let sdr = sam.get(&format!("/2fa/search/{sid}")).await.json();
+    let channels: Vec<_> = sdr["events"].as_array().unwrap().iter().map(|e| e["channel"].clone()).collect();
+    assert_eq!(channels, [json!("whatsapp"), json!("sms")], "{sdr}");
+    let r = sam.post("/2fa/verify", &json!({ "requestId": sid, "code": code })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Given a second OTP with the same workflow, to another number
+    let to = new_number();
+    let sid = sam.send_sms(&to, json!({ "workflow": wf })).await.request_id();
+    // When its WhatsApp code is verified before the SMS step is due
+    let sent = sam.whatsapp_to(&to).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let text = sent[0]["Message"].to_string();
+    let r = sam.post("/2fa/verify", &json!({ "requestId": sid, "code": whatsapp_code(&text) })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Then, well past the step's time, no SMS was sent
+    tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+    assert_eq!(sam.sms_count(&to).await, 0);
+}
+
+/// The code in a WhatsApp authentication template message (its body parameter's text).
+fn whatsapp_code(message: &str) -> String {
+    let v: Value = serde_json::from_str(message).unwrap();
+    let components = v["template"]["components"].as_array().expect("template components");
+    let body = components.iter().find(|c| c["type"] == "body").expect("a body component");
+    body["parameters"][0]["text"].as_str().expect("the code").to_owned()
+}
