@@ -15,8 +15,8 @@ use common::aws::{self, moto_url, new_number};
 use serde_json::{json, Value};
 use twofa::{
     adapters::aws::{
-        aws_config, dispatch_config,
-        dynamodb::{create_table, DynamoStore},
+        dispatch_config,
+        dynamodb::DynamoStore,
         eum_sms::{EumSms, SmsOrigin},
         polly::PollyVoices,
         ses::SesEmail,
@@ -26,13 +26,12 @@ use twofa::{
     },
     domain::{
         account::Account,
-        crypto::Keys,
         ids,
         otp::{Channel, ChannelStatus, Delivery},
         send::{send, SendRequest},
         workflows::run_step,
     },
-    ports::{AccountStore, Deps, Dispatcher, OtpStore, SystemClock, WorkflowStore},
+    ports::{Deps, Dispatcher, OtpStore, SystemClock, WorkflowStore},
     workers::receipts::ReceiptWorker,
 };
 
@@ -66,16 +65,7 @@ async fn start() -> AwsApi {
 }
 
 async fn start_on(route: Route) -> AwsApi {
-    let _ = moto_url();
-    let sdk = aws_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = format!("twofa-{}", ids::new_sid(""));
-    create_table(&ddb, &table).await.expect("create table");
-    let keys = Keys::random();
-    let store = Arc::new(DynamoStore::new(ddb.clone(), table));
-    let token = ids::new_sid("");
-    let account = Account::new(ids::new_sid(ids::ACCOUNT), &token, &keys, None, 0);
-    store.put_account(&account).await.expect("account");
+    let aws::Deployment { sdk, ddb, store, keys, account, token } = aws::deployment().await;
     let delivery = dispatch_config(&sdk);
     let origin = SmsOrigin {
         origination_identity: POOL.into(),

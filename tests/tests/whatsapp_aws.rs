@@ -15,21 +15,18 @@ use common::aws::{self, moto_url, new_number};
 use serde_json::{json, Value};
 use twofa::{
     adapters::aws::{
-        aws_config, dispatch_config,
-        dynamodb::{create_table, DynamoStore},
+        dispatch_config,
+        dynamodb::DynamoStore,
         ses::SesEmail,
         sns::SnsSms,
         whatsapp::{Whatsapp, WhatsappOrigin},
         ChannelDispatcher,
     },
     domain::{
-        account::Account,
-        crypto::Keys,
-        ids,
         otp::{Channel, ChannelStatus},
         workflows::run_step,
     },
-    ports::{AccountStore, Deps, Dispatcher, OtpStore, WorkflowStore},
+    ports::{Deps, Dispatcher, OtpStore, WorkflowStore},
     workers::receipts::ReceiptWorker,
 };
 use workflow_defs::RecordingScheduler;
@@ -49,16 +46,7 @@ struct AwsApi {
 
 /// A deployment on moto, with WhatsApp configured or not.
 async fn start(with_whatsapp: bool) -> AwsApi {
-    let _ = moto_url();
-    let sdk = aws_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = format!("twofa-{}", ids::new_sid(""));
-    create_table(&ddb, &table).await.expect("create table");
-    let keys = Keys::random();
-    let store = Arc::new(DynamoStore::new(ddb.clone(), table));
-    let token = ids::new_sid("");
-    let account = Account::new(ids::new_sid(ids::ACCOUNT), &token, &keys, None, 0);
-    store.put_account(&account).await.expect("account");
+    let aws::Deployment { sdk, ddb, store, keys, account, token } = aws::deployment().await;
     let delivery = dispatch_config(&sdk);
     let origin = WhatsappOrigin {
         phone_number_id: PHONE_NUMBER_ID.into(),

@@ -52,3 +52,35 @@ pub fn new_number() -> String {
     let digits: String = twofa::domain::ids::new_sid("").chars().filter(char::is_ascii_digit).collect();
     format!("+14155{}", &format!("{digits}000000")[..6])
 }
+
+/// A fresh table on moto with one account in it: what every route suite starts from.
+pub struct Deployment {
+    pub sdk: aws_config::SdkConfig,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub store: std::sync::Arc<twofa::adapters::aws::dynamodb::DynamoStore>,
+    pub keys: twofa::domain::crypto::Keys,
+    pub account: twofa::domain::account::Account,
+    pub token: String,
+}
+
+pub async fn deployment() -> Deployment {
+    use twofa::{
+        adapters::aws::{
+            aws_config,
+            dynamodb::{create_table, DynamoStore},
+        },
+        domain::{account::Account, crypto::Keys, ids},
+        ports::AccountStore,
+    };
+    let _ = moto_url();
+    let sdk = aws_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = format!("twofa-{}", ids::new_sid(""));
+    create_table(&ddb, &table).await.expect("create table");
+    let keys = Keys::random();
+    let store = std::sync::Arc::new(DynamoStore::new(ddb.clone(), table));
+    let token = ids::new_sid("");
+    let account = Account::new(ids::new_sid(ids::ACCOUNT), &token, &keys, None, 0);
+    store.put_account(&account).await.expect("account");
+    Deployment { sdk, ddb, store, keys, account, token }
+}
