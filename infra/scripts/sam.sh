@@ -302,10 +302,25 @@ json.dump({"Parameters": {
     "TWOFA_WHATSAPP_LANGUAGES": "en_US",
 }}, open(sys.argv[1], "w"))
 PY
-    # 5. sam local start-api, each function's container started at once (EAGER) and kept warm
+    # 5. sam local start-api, each function's container started at once (EAGER) and kept warm.
+    # SAM picks each container's host port at random before Docker binds it, so two containers
+    # started together can draw the same port ("port is already allocated", about one start in
+    # a hundred): such a start is stopped, its containers removed, and tried again.
     start=$SECONDS
-    log "sam local start-api on http://127.0.0.1:$SAM_PORT (log: .run/sam-local.log)"
-    sam_local start-api "$SAM_PORT" EAGER "$SAM_LOG" "$SAM_PID"
+    local try
+    for try in 1 2 3; do
+        log "sam local start-api on http://127.0.0.1:$SAM_PORT (log: .run/sam-local.log; try $try)"
+        sam_local start-api "$SAM_PORT" EAGER "$SAM_LOG" "$SAM_PID"
+        if wait_http "http://127.0.0.1:$SAM_PORT/2fa/search" 300 "$(cat "$SAM_PID")"; then
+            break
+        fi
+        tail -n 40 "$SAM_LOG" >&2
+        grep -q "port is already allocated" "$SAM_LOG" && ((try < 3)) \
+            || die "sam local start-api did not come up (log above)"
+        log "two Lambda containers drew the same host port: starting sam local start-api again"
+        stop_pid "$SAM_PID" "sam local start-api"
+        remove_containers
+    done
     # 6. the step Lambda for the state machine: sam local start-lambda (containers made on the
     # first invoke), and the router between moto's Step Functions and it
     log "sam local start-lambda on http://127.0.0.1:$LAMBDA_PORT (log: .run/sam-lambda.log)"
@@ -313,10 +328,6 @@ PY
     setsid "$VENV/bin/python" infra/scripts/lambda_router.py 127.0.0.1 "$ROUTER_PORT" "$endpoint" \
         "http://127.0.0.1:$LAMBDA_PORT" </dev/null >"$ROUTER_LOG" 2>&1 &
     echo $! >"$ROUTER_PID"
-    if ! wait_http "http://127.0.0.1:$SAM_PORT/2fa/search" 300 "$(cat "$SAM_PID")"; then
-        tail -n 40 "$SAM_LOG" >&2
-        die "sam local start-api did not come up (log above)"
-    fi
     if ! wait_http "http://127.0.0.1:$LAMBDA_PORT/2015-03-31/functions/$STEP_FUNCTION/invocations" 120 "$(cat "$LAMBDA_PID")"; then
         tail -n 40 "$LAMBDA_LOG" >&2
         die "sam local start-lambda did not come up (log above)"
@@ -362,12 +373,9 @@ stop_pid() { # stop_pid PIDFILE NAME
     rm -f "$1"
 }
 
-cmd_down() {
-    stop_pid "$SAM_PID" "sam local start-api"
-    stop_pid "$LAMBDA_PID" "sam local start-lambda"
-    stop_pid "$ROUTER_PID" "the Lambda router"
+# The Lambda containers SAM left on our network (it removes them on a clean exit).
+remove_containers() {
     if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-        # The Lambda containers SAM left on our network (it removes them on a clean exit).
         local ids
         ids=$(docker ps -aq --filter "network=$NETWORK" || true)
         if [[ -n "$ids" ]]; then
@@ -376,6 +384,13 @@ cmd_down() {
             docker rm -f $ids >/dev/null || true
         fi
     fi
+}
+
+cmd_down() {
+    stop_pid "$SAM_PID" "sam local start-api"
+    stop_pid "$LAMBDA_PID" "sam local start-lambda"
+    stop_pid "$ROUTER_PID" "the Lambda router"
+    remove_containers
     bash infra/scripts/moto.sh stop || true
     if command -v docker >/dev/null && docker network inspect "$NETWORK" >/dev/null 2>&1; then
         docker network rm "$NETWORK" >/dev/null || true
