@@ -426,6 +426,9 @@ pub struct OutboundMessage<'a> {
     pub language: &'a str,
     pub voice: Option<&'a str>,
     pub repeat: u8,
+    /// The account's routes for this message, in order (`domain::routing`); empty: the
+    /// channel's deployment route.
+    pub routes: &'a [String],
 }
 
 impl<'a> OutboundMessage<'a> {
@@ -459,7 +462,14 @@ impl<'a> OutboundMessage<'a> {
             language: &d.language,
             voice: d.voice.as_deref(),
             repeat: d.repeat,
+            routes: &[],
         }
+    }
+
+    /// The same message taking the account's `routes`.
+    pub fn with_routes(mut self, routes: &'a [String]) -> Self {
+        self.routes = routes;
+        self
     }
 }
 
@@ -481,23 +491,38 @@ pub struct DispatchReceipt {
     /// The provider's receipts for this message carry its account, OTP and event (End User
     /// Messaging's `context`), so the store keeps no lookup of `provider_id` for them.
     pub receipts_name_event: bool,
+    /// The route that sent it (`adapters::router` names it).
+    pub route: Option<String>,
 }
 
 impl DispatchReceipt {
     /// A message whose receipts name it by `provider_id` alone.
     pub fn new(provider_id: impl Into<String>) -> Self {
-        DispatchReceipt { provider_id: provider_id.into(), receipts_name_event: false }
+        DispatchReceipt { provider_id: provider_id.into(), receipts_name_event: false, route: None }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DispatchError {
-    /// The provider refused this message (bad number, opted out...): recorded as a failed event.
+    /// The provider refused this message (bad number, opted out...): recorded as a failed
+    /// event. Final: no other route is tried.
     #[error("rejected by provider: {code}")]
-    Rejected { code: String, message: String },
-    /// The provider could not be reached or throttled: the send is undone and answers 503.
+    Rejected { code: String, message: String, route: Option<String> },
+    /// The provider could not be reached, failed (5xx) or throttled: nothing went out; the
+    /// next route is tried, and with none left the send is undone and answers 503.
     #[error("channel unavailable")]
     Unavailable,
+    /// No answer in time after the request went out: the message may have been sent, so no
+    /// other route is tried (it would send the code twice); the send is undone and answers 503.
+    #[error("no answer from the provider in time")]
+    Unconfirmed,
+}
+
+impl DispatchError {
+    /// A refusal by a provider, before a router names its route.
+    pub fn rejected(code: impl Into<String>, message: impl Into<String>) -> Self {
+        DispatchError::Rejected { code: code.into(), message: message.into(), route: None }
+    }
 }
 
 #[async_trait]

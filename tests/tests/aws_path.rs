@@ -7,13 +7,14 @@ use std::sync::Arc;
 use axum::{body::Body, http::Request};
 use serde_json::{json, Value};
 use tower::ServiceExt;
+use twofa::adapters::router::{self, Route, Router};
+use twofa::domain::otp::Channel;
 use twofa::{
     adapters::aws::{
         aws_config,
         dynamodb::{create_table, DynamoStore},
         ses::SesEmail,
         sns::SnsSms,
-        ChannelDispatcher,
     },
     domain::{account::Account, crypto::Keys, ids},
     ports::{AccountStore, Deps, NoScheduler, SystemClock},
@@ -44,12 +45,10 @@ async fn start() -> AwsApi {
     let token = ids::new_sid("");
     let account = Account::new(ids::new_sid(ids::ACCOUNT), &token, &keys, None, 0);
     store.put_account(&account).await.expect("account");
-    let dispatcher = ChannelDispatcher {
-        sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
-        email: Arc::new(SesEmail::new(ses, None)),
-        call: None,
-        whatsapp: None,
-    };
+    let dispatcher = Router::new(vec![
+        Route::new(router::SNS, Channel::Sms, Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None))),
+        Route::new(router::SES, Channel::Email, Arc::new(SesEmail::new(ses, None))),
+    ]);
     let deps = Deps {
         store: store.clone(),
         dispatcher: Arc::new(dispatcher),

@@ -18,6 +18,7 @@ use common::{
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
+use twofa::adapters::router::{self, Route, Router};
 use twofa::{
     adapters::{
         aws::{
@@ -28,7 +29,7 @@ use twofa::{
             sns::SnsSms,
             sqs::SqsCallbackQueue,
             voice::usable_voices,
-            Calls, ChannelDispatcher,
+            Calls,
         },
         clock::AdjustableClock,
         webhook::HttpWebhooks,
@@ -120,15 +121,18 @@ async fn world_with(answers: &[u16], method: CallbackMethod, keys: Arc<Keys>) ->
     let scheduled = Arc::new(Scheduled::default());
     let deps = Deps {
         store: store.clone(),
-        dispatcher: Arc::new(ChannelDispatcher {
-            sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
-            email: Arc::new(SesEmail::new(ses, None)),
-            whatsapp: None,
-            call: Some(Calls {
-                voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&sdk)).usable(usable_voices())),
-                placer: Arc::new(VoiceProvider),
-            }),
-        }),
+        dispatcher: Arc::new(Router::new(vec![
+            Route::new(router::SNS, Channel::Sms, Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None))),
+            Route::new(router::SES, Channel::Email, Arc::new(SesEmail::new(ses, None))),
+            Route::new(
+                router::END_USER_MESSAGING,
+                Channel::Call,
+                Arc::new(Calls {
+                    voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&sdk)).usable(usable_voices())),
+                    placer: Arc::new(VoiceProvider),
+                }),
+            ),
+        ])),
         clock: clock.clone(),
         keys: keys.clone(),
         scheduler: scheduled.clone(),

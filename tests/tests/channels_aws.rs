@@ -12,6 +12,8 @@ use std::{
 use axum::{body::Body, extract::State, http::Request, response::Response};
 use serde_json::{json, Value};
 use tower::ServiceExt;
+use twofa::adapters::router::{self, Route, Router};
+use twofa::domain::otp::Channel;
 use twofa::{
     adapters::aws::{
         aws_config, dispatch_config,
@@ -20,7 +22,7 @@ use twofa::{
         ses::SesEmail,
         sns::SnsSms,
         voice::{usable_voices, SmsVoiceCalls},
-        Calls, ChannelDispatcher,
+        Calls,
     },
     domain::{
         account::Account,
@@ -141,19 +143,22 @@ async fn start_with(voice_url: &str, sns_url: Option<&str>, voice_configuration_
         }
         None => aws_sdk_sns::Client::new(&delivery),
     };
-    let dispatcher = ChannelDispatcher {
-        sms: Arc::new(SnsSms::new(sns, None)),
-        email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&delivery), None)),
-        whatsapp: None,
-        call: Some(Calls {
-            voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&delivery)).usable(usable_voices())),
-            placer: Arc::new(SmsVoiceCalls::new(
-                aws_sdk_pinpointsmsvoicev2::Client::from_conf(voice_conf),
-                ORIGINATION.into(),
-                voice_configuration_set.map(str::to_owned),
-            )),
-        }),
-    };
+    let dispatcher = Router::new(vec![
+        Route::new(router::SNS, Channel::Sms, Arc::new(SnsSms::new(sns, None))),
+        Route::new(router::SES, Channel::Email, Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&delivery), None))),
+        Route::new(
+            router::END_USER_MESSAGING,
+            Channel::Call,
+            Arc::new(Calls {
+                voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&delivery)).usable(usable_voices())),
+                placer: Arc::new(SmsVoiceCalls::new(
+                    aws_sdk_pinpointsmsvoicev2::Client::from_conf(voice_conf),
+                    ORIGINATION.into(),
+                    voice_configuration_set.map(str::to_owned),
+                )),
+            }),
+        ),
+    ]);
     let deps = Deps {
         store: store.clone(),
         dispatcher: Arc::new(dispatcher),

@@ -22,8 +22,9 @@ use twofa::{
         ses::SesEmail,
         sns::SnsSms,
         voice::{usable_voices, SmsVoiceCalls},
-        Calls, ChannelDispatcher,
+        Calls,
     },
+    adapters::router::{self, Route, Router},
     domain::{
         account::Account,
         ids,
@@ -31,7 +32,7 @@ use twofa::{
         send::{send, SendRequest},
         workflows::run_step,
     },
-    ports::{Deps, Dispatcher, OtpStore, SystemClock, WorkflowStore},
+    ports::{Deps, OtpStore, SystemClock, WorkflowStore},
     workers::receipts::ReceiptWorker,
 };
 
@@ -53,18 +54,18 @@ struct AwsApi {
     token: String,
 }
 
-/// How the deployment under test sends SMS.
+/// The SMS route a deployment under test takes by default (it has both: tables can name either).
 #[derive(Clone, Copy, PartialEq)]
-enum Route {
+enum SmsVia {
     Sns,
     EndUserMessaging,
 }
 
 async fn start() -> AwsApi {
-    start_on(Route::EndUserMessaging).await
+    start_on(SmsVia::EndUserMessaging).await
 }
 
-async fn start_on(route: Route) -> AwsApi {
+async fn start_on(via: SmsVia) -> AwsApi {
     let aws::Deployment { sdk, ddb, store, keys, account, token } = aws::deployment().await;
     let delivery = dispatch_config(&sdk);
     let origin = SmsOrigin {
@@ -72,24 +73,29 @@ async fn start_on(route: Route) -> AwsApi {
         configuration_set: Some(CONFIG_SET.into()),
         protect_configuration: Some(PROTECT.into()),
     };
-    let sms: Arc<dyn Dispatcher> = match route {
-        Route::EndUserMessaging => Arc::new(EumSms::new(aws_sdk_pinpointsmsvoicev2::Client::new(&delivery), origin)),
-        Route::Sns => Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&delivery), None)),
+    let eum = EumSms::new(aws_sdk_pinpointsmsvoicev2::Client::new(&delivery), origin);
+    let sns = SnsSms::new(aws_sdk_sns::Client::new(&delivery), None);
+    let mut sms = vec![
+        Route::new(router::END_USER_MESSAGING, Channel::Sms, Arc::new(eum)),
+        Route::new(router::SNS, Channel::Sms, Arc::new(sns)),
+    ];
+    if via == SmsVia::Sns {
+        sms.reverse();
+    }
+    let calls = Calls {
+        voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&delivery)).usable(usable_voices())),
+        // (through the same stand-in: moto has no SMS Voice v2 of its own)
+        placer: Arc::new(SmsVoiceCalls::new(aws_sdk_pinpointsmsvoicev2::Client::new(&delivery), CALLER.into(), None)),
     };
-    let dispatcher = ChannelDispatcher {
-        sms,
-        email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&delivery), None)),
-        // Calls through the same stand-in: moto has no SMS Voice v2 of its own.
-        whatsapp: None,
-        call: Some(Calls {
-            voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&delivery)).usable(usable_voices())),
-            placer: Arc::new(SmsVoiceCalls::new(
-                aws_sdk_pinpointsmsvoicev2::Client::new(&delivery),
-                CALLER.into(),
-                None,
-            )),
-        }),
-    };
+    let ses = SesEmail::new(aws_sdk_ses::Client::new(&delivery), None);
+    let dispatcher = Router::new(
+        sms.into_iter()
+            .chain([
+                Route::new(router::SES, Channel::Email, Arc::new(ses)),
+                Route::new(router::END_USER_MESSAGING, Channel::Call, Arc::new(calls)),
+            ])
+            .collect(),
+    );
     let scheduler = Arc::new(RecordingScheduler::default());
     let deps = Deps {
         store: store.clone(),
@@ -275,7 +281,7 @@ async fn a_text_end_user_messaging_refuses_is_a_failed_event_and_is_not_retried(
 #[tokio::test]
 async fn a_send_through_end_user_messaging_makes_one_write_fewer_than_through_sns_and_its_receipt_no_read() {
     let mut costs = Vec::new();
-    for route in [Route::Sns, Route::EndUserMessaging] {
+    for route in [SmsVia::Sns, SmsVia::EndUserMessaging] {
         // Given a deployment on each route, and the sender's account read once (a warm process)
         let api = start_on(route).await;
         let worker = ReceiptWorker { store: api.store.clone() };
@@ -292,11 +298,11 @@ async fn a_send_through_end_user_messaging_makes_one_write_fewer_than_through_sn
         let pair = api.store.calls() - before;
         let before = api.store.calls();
         let receipt = match route {
-            Route::EndUserMessaging => {
+            SmsVia::EndUserMessaging => {
                 let ctx = json!({ "accountSid": api.sid, "otpSid": sid, "event": "0" });
                 worker.handle(text_event("TEXT_DELIVERED", &message_id, &ctx)).await.unwrap()
             }
-            Route::Sns => {
+            SmsVia::Sns => {
                 let log = json!({ "notification": { "messageId": message_id }, "delivery": {}, "status": "SUCCESS" });
                 let data = gzip_logs(&log.to_string());
                 worker.handle(json!({ "awslogs": { "data": data } })).await.unwrap()

@@ -17,6 +17,8 @@ use std::{
 use axum::{body::Body, http::Request};
 use serde_json::{json, Value};
 use tower::ServiceExt;
+use twofa::adapters::router::{self, Route, Router};
+use twofa::domain::otp::Channel;
 use twofa::{
     adapters::aws::{
         aws_config, dispatch_config_with,
@@ -24,7 +26,7 @@ use twofa::{
         production_timeout_config,
         ses::SesEmail,
         sns::SnsSms,
-        ChannelDispatcher, ATTEMPT_TIMEOUT, DISPATCH_OPERATION_TIMEOUT, OPERATION_TIMEOUT,
+        ATTEMPT_TIMEOUT, DISPATCH_OPERATION_TIMEOUT, OPERATION_TIMEOUT,
     },
     domain::{account::Account, crypto::Keys, ids},
     ports::{AccountStore, Deps, NoScheduler, SystemClock},
@@ -130,12 +132,10 @@ async fn world(ddb_url: &str, sns_url: &str) -> World {
     let token = ids::new_sid("");
     let account = Account::new(ids::new_sid(ids::ACCOUNT), &token, &keys, None, 0);
     store.put_account(&account).await.expect("account");
-    let dispatcher = ChannelDispatcher {
-        sms: Arc::new(SnsSms::new(sns, None)),
-        email: Arc::new(SesEmail::new(ses, None)),
-        call: None,
-        whatsapp: None,
-    };
+    let dispatcher = Router::new(vec![
+        Route::new(router::SNS, Channel::Sms, Arc::new(SnsSms::new(sns, None))),
+        Route::new(router::SES, Channel::Email, Arc::new(SesEmail::new(ses, None))),
+    ]);
     let deps = Deps {
         store,
         dispatcher: Arc::new(dispatcher),

@@ -17,11 +17,11 @@ use twofa::{
             dynamodb::{create_table, DynamoStore},
             ses::SesEmail,
             sns::SnsSms,
-            ChannelDispatcher,
         },
-        provider::{HttpProvider, ProviderConfig, WithProvider},
+        provider::{HttpProvider, ProviderConfig},
+        router::{self, Route, Router},
     },
-    domain::{account::Account, callbacks::new_secret, crypto::Keys, ids},
+    domain::{account::Account, callbacks::new_secret, crypto::Keys, ids, otp::Channel},
     ports::{AccountStore, Deps, NoScheduler, OtpStore, SystemClock},
 };
 
@@ -49,15 +49,14 @@ async fn start(url: &str) -> AwsApi {
     store.put_account(&account).await.expect("account");
     let secret = new_secret();
     let provider = HttpProvider::new(ProviderConfig::new("acme", url, &secret, true).expect("a provider"));
-    let channels = ChannelDispatcher {
-        sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
-        email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), None)),
-        call: None,
-        whatsapp: None,
-    };
+    let routes = Router::new(vec![
+        Route::new("acme", Channel::Sms, Arc::new(provider)),
+        Route::new(router::SNS, Channel::Sms, Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None))),
+        Route::new(router::SES, Channel::Email, Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), None))),
+    ]);
     let deps = Deps {
         store: store.clone(),
-        dispatcher: Arc::new(WithProvider { provider, inner: Arc::new(channels) }),
+        dispatcher: Arc::new(routes),
         clock: Arc::new(SystemClock),
         keys: Arc::new(keys),
         scheduler: Arc::new(NoScheduler),

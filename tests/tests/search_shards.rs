@@ -115,6 +115,7 @@ fn random_otp(rng: &mut Rng, account: &str, sid: String, created_ms: Millis) -> 
             error_message: None,
             encoding: None,
             segments: None,
+            route: None,
         }],
         workflow: None,
         watched: false,

@@ -148,6 +148,7 @@ fn event(otp_sid: &str, now: Millis) -> ChannelEvent {
         error_message: None,
         encoding: Some(Encoding::Gsm7),
         segments: Some(1),
+        route: None,
     }
 }
 

@@ -288,6 +288,7 @@ fn watched_otp(account: &str, i: usize) -> Otp {
             error_message: None,
             encoding: None,
             segments: None,
+            route: None,
         }],
         workflow: None,
         watched: true,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use common::aws::{self, moto_url, new_number};
 use serde_json::{json, Value};
+use twofa::adapters::router::{self, Route, Router};
 use twofa::{
     adapters::aws::{
         dispatch_config,
@@ -20,13 +21,12 @@ use twofa::{
         ses::SesEmail,
         sns::SnsSms,
         whatsapp::{Whatsapp, WhatsappOrigin},
-        ChannelDispatcher,
     },
     domain::{
         otp::{Channel, ChannelStatus},
         workflows::run_step,
     },
-    ports::{Deps, Dispatcher, OtpStore, WorkflowStore},
+    ports::{Deps, OtpStore, WorkflowStore},
     workers::receipts::ReceiptWorker,
 };
 use workflow_defs::RecordingScheduler;
@@ -54,15 +54,15 @@ async fn start(with_whatsapp: bool) -> AwsApi {
         languages: vec!["en_US".into(), "es".into()],
         meta_api_version: "v20.0".into(),
     };
-    let whatsapp = with_whatsapp.then(|| {
-        Arc::new(Whatsapp::new(aws_sdk_socialmessaging::Client::new(&delivery), origin)) as Arc<dyn Dispatcher>
-    });
-    let dispatcher = ChannelDispatcher {
-        sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&delivery), None)),
-        email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&delivery), None)),
-        call: None,
-        whatsapp,
-    };
+    let mut routes = vec![
+        Route::new(router::SNS, Channel::Sms, Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&delivery), None))),
+        Route::new(router::SES, Channel::Email, Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&delivery), None))),
+    ];
+    if with_whatsapp {
+        let whatsapp = Whatsapp::new(aws_sdk_socialmessaging::Client::new(&delivery), origin);
+        routes.push(Route::new(router::END_USER_MESSAGING_SOCIAL, Channel::Whatsapp, Arc::new(whatsapp)));
+    }
+    let dispatcher = Router::new(routes);
     let scheduler = Arc::new(RecordingScheduler::default());
     let deps = Deps {
         store: store.clone(),

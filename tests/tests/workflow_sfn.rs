@@ -16,6 +16,7 @@ use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType, StateM
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+use twofa::adapters::router::{self, Route, Router};
 use twofa::{
     adapters::aws::{
         aws_config,
@@ -25,7 +26,7 @@ use twofa::{
         sfn::SfnScheduler,
         sns::SnsSms,
         voice::{usable_voices, SmsVoiceCalls},
-        Calls, ChannelDispatcher,
+        Calls,
     },
     domain::{
         account::Account,
@@ -159,19 +160,22 @@ async fn world(m: &Machine) -> World {
     let account = Account::new(ids::new_sid(ids::ACCOUNT), "token", &keys, None, 0);
     store.put_account(&account).await.expect("account");
     let voice = aws_sdk_pinpointsmsvoicev2::config::Builder::from(&sdk).endpoint_url(&m.router).build();
-    let dispatcher = ChannelDispatcher {
-        sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
-        email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), None)),
-        whatsapp: None,
-        call: Some(Calls {
-            voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&sdk)).usable(usable_voices())),
-            placer: Arc::new(SmsVoiceCalls::new(
-                aws_sdk_pinpointsmsvoicev2::Client::from_conf(voice),
-                "+18005550199".into(),
-                None,
-            )),
-        }),
-    };
+    let dispatcher = Router::new(vec![
+        Route::new(router::SNS, Channel::Sms, Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None))),
+        Route::new(router::SES, Channel::Email, Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), None))),
+        Route::new(
+            router::END_USER_MESSAGING,
+            Channel::Call,
+            Arc::new(Calls {
+                voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&sdk)).usable(usable_voices())),
+                placer: Arc::new(SmsVoiceCalls::new(
+                    aws_sdk_pinpointsmsvoicev2::Client::from_conf(voice),
+                    "+18005550199".into(),
+                    None,
+                )),
+            }),
+        ),
+    ]);
     let deps = Deps {
         store: store.clone(),
         dispatcher: Arc::new(dispatcher),

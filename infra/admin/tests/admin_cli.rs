@@ -7,13 +7,14 @@ use std::{net::IpAddr, process::Command, sync::Arc, time::Duration};
 use axum::{body::Body, http::Request};
 use serde_json::{json, Value};
 use tower::ServiceExt;
+use twofa::adapters::router::{self, Route, Router};
+use twofa::domain::otp::Channel;
 use twofa::{
     adapters::aws::{
         aws_config,
         dynamodb::{create_table, DynamoStore},
         ses::SesEmail,
         sns::SnsSms,
-        ChannelDispatcher,
     },
     domain::{crypto::Keys, ids},
     http::auth::ClientIp,
@@ -41,12 +42,10 @@ async fn given_a_deployment() -> Deployment {
     let master_hex = ids::new_sid("") + &ids::new_sid("");
     let keys = Keys::from_master(&hex::decode(&master_hex).unwrap()).unwrap();
     let store = DynamoStore::new(ddb, table.clone()).with_account_cache_ttl(Duration::ZERO);
-    let dispatcher = ChannelDispatcher {
-        sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None)),
-        email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), None)),
-        call: None,
-        whatsapp: None,
-    };
+    let dispatcher = Router::new(vec![
+        Route::new(router::SNS, Channel::Sms, Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), None))),
+        Route::new(router::SES, Channel::Email, Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), None))),
+    ]);
     let deps = Deps {
         store: Arc::new(store),
         dispatcher: Arc::new(dispatcher),

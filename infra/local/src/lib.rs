@@ -24,10 +24,12 @@ use twofa::{
     adapters::{
         clock::AdjustableClock,
         memory::{MemoryStore, DEFAULT_MAX_OTPS},
-        outbox::{Outbox, OutboxMode, DEFAULT_OUTBOX_MAX},
-        provider::{HttpProvider, WithProvider},
+        outbox::{Outbox, OutboxMode, BACKUP_ROUTE, DEFAULT_OUTBOX_MAX},
+        provider::HttpProvider,
+        router::{self, Route, OUTBOX},
         webhook::HttpWebhooks,
     },
+    domain::otp::Channel,
     domain::{
         account::Account,
         callbacks as cb,
@@ -41,6 +43,21 @@ use twofa::{
 };
 
 use crate::{callbacks::DevCallbacks, scheduler::DevScheduler};
+
+/// The dev server's routes: every channel into the outbox (`outbox`), SMS also through a
+/// second outbox route (`outbox-backup`) for routing tables and failover to be tried, and
+/// through `provider` first when there is one.
+fn outbox_routes(outbox: &Arc<Outbox>, provider: Option<HttpProvider>) -> Vec<Route> {
+    let mut routes = Vec::new();
+    if let Some(p) = provider {
+        routes.push(Route::new(p.name().to_owned(), Channel::Sms, Arc::new(p)));
+    }
+    for channel in [Channel::Sms, Channel::Call, Channel::Email, Channel::Whatsapp] {
+        routes.push(Route::new(OUTBOX, channel, Arc::new(outbox.route(OUTBOX))));
+    }
+    routes.push(Route::new(BACKUP_ROUTE, Channel::Sms, Arc::new(outbox.route(BACKUP_ROUTE))));
+    routes
+}
 
 /// Handles on the embedded adapters, for the dev routes and for tests.
 #[derive(Clone)]
@@ -67,7 +84,9 @@ impl Dev {
         let scheduler = Arc::new(DevScheduler::new(clock.clone()));
         let deps = Deps {
             store: store.clone(),
-            dispatcher: outbox.clone(),
+            dispatcher: Arc::new(
+                router::Router::new(outbox_routes(&outbox, None)).with_url_rules(outbox.callback_url_rules()),
+            ),
             clock: clock.clone(),
             keys: Arc::new(keys),
             scheduler: scheduler.clone(),
@@ -78,10 +97,11 @@ impl Dev {
     }
 
     /// The same server sending SMS through `provider` (its delivery reports to `POST
-    /// /2fa/receipts/{name}`) instead of the outbox; other channels still go to the outbox.
-    /// Before `app`.
+    /// /2fa/receipts/{name}`) instead of the outbox; other channels still go to the outbox,
+    /// and routing tables can still name the outbox's routes. Before `app`.
     pub fn with_sms_provider(mut self, provider: HttpProvider) -> Self {
-        self.deps.dispatcher = Arc::new(WithProvider { provider, inner: self.outbox.clone() });
+        let routes = outbox_routes(&self.outbox, Some(provider));
+        self.deps.dispatcher = Arc::new(router::Router::new(routes).with_url_rules(self.outbox.callback_url_rules()));
         self
     }
 
@@ -203,6 +223,9 @@ async fn outbox(State(dev): State<Dev>, Query(q): Query<OutboxQuery>) -> impl In
 #[derive(Deserialize)]
 struct ModeBody {
     mode: String,
+    /// One route's mode (`outbox`, `outbox-backup`); absent: every route's.
+    #[serde(default)]
+    route: Option<String>,
 }
 
 async fn outbox_mode(State(dev): State<Dev>, Json(b): Json<ModeBody>) -> Response {
@@ -215,8 +238,15 @@ async fn outbox_mode(State(dev): State<Dev>, Json(b): Json<ModeBody>) -> Respons
                 .into_response()
         }
     };
-    dev.outbox.set_mode(mode);
-    Json(json!({ "mode": b.mode })).into_response()
+    match &b.route {
+        Some(route) if route == OUTBOX || route == BACKUP_ROUTE => dev.outbox.set_route_mode(route, mode),
+        Some(_) => {
+            let error = format!("route must be {OUTBOX} or {BACKUP_ROUTE}");
+            return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response();
+        }
+        None => dev.outbox.set_mode(mode),
+    }
+    Json(json!({ "mode": b.mode, "route": b.route })).into_response()
 }
 
 #[derive(Deserialize)]

@@ -150,6 +150,7 @@ impl Dispatcher for MeteredDispatcher {
             Ok(_) => "ok",
             Err(DispatchError::Rejected { .. }) => "rejected",
             Err(DispatchError::Unavailable) => "unavailable",
+            Err(DispatchError::Unconfirmed) => "unconfirmed",
         };
         (self.sink)(&dispatch_line(&self.namespace, msg.channel, outcome, start.elapsed()));
         result

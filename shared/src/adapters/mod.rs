@@ -6,6 +6,7 @@ pub mod emf;
 pub mod memory;
 pub mod outbox;
 pub mod provider;
+pub mod router;
 pub mod webhook;
 
 #[cfg(feature = "aws")]

@@ -2,7 +2,7 @@
 //! developer (or a test) reads the code from `/dev/outbox`.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
 };
 
@@ -18,10 +18,17 @@ use crate::{
     ports::{Clock, DispatchError, DispatchReceipt, Dispatcher, OutboundMessage},
 };
 
+/// The outbox's own route name (`adapters::router::OUTBOX`), and its second SMS route on the
+/// dev server: routing tables and failover can be tried there (`/dev/outbox/mode` takes a
+/// route).
+pub const BACKUP_ROUTE: &str = "outbox-backup";
+
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct OutboxEntry {
     pub id: String,
     pub channel: &'static str,
+    /// The route that took it (`outbox`, `outbox-backup`).
+    pub route: String,
     pub from: String,
     pub to: String,
     pub subject: Option<String>,
@@ -61,6 +68,8 @@ pub struct Outbox {
     clock: Arc<dyn Clock>,
     entries: Mutex<VecDeque<OutboxEntry>>,
     mode: Mutex<OutboxMode>,
+    /// Routes whose mode is set apart from `mode`.
+    route_modes: Mutex<HashMap<String, OutboxMode>>,
     max: usize,
     url_rules: UrlRules,
 }
@@ -71,6 +80,7 @@ impl Outbox {
             clock,
             entries: Mutex::default(),
             mode: Mutex::default(),
+            route_modes: Mutex::default(),
             max: DEFAULT_OUTBOX_MAX,
             url_rules: UrlRules::AnyHost,
         }
@@ -89,8 +99,20 @@ impl Outbox {
         self
     }
 
+    /// The mode of every route (those set apart included).
     pub fn set_mode(&self, mode: OutboxMode) {
         *self.mode.lock().expect("outbox lock") = mode;
+        self.route_modes.lock().expect("outbox lock").clear();
+    }
+
+    /// The mode of one route.
+    pub fn set_route_mode(&self, route: &str, mode: OutboxMode) {
+        self.route_modes.lock().expect("outbox lock").insert(route.to_owned(), mode);
+    }
+
+    /// A route named `name` into this outbox.
+    pub fn route(self: &Arc<Self>, name: &str) -> OutboxRoute {
+        OutboxRoute { outbox: self.clone(), name: name.to_owned() }
     }
 
     /// Messages, newest first, optionally only those to `to`.
@@ -109,11 +131,33 @@ impl Dispatcher for Outbox {
     }
 
     async fn dispatch(&self, msg: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
-        match *self.mode.lock().expect("outbox lock") {
+        self.deliver(msg, crate::adapters::router::OUTBOX)
+    }
+}
+
+/// One named route into an outbox (the messages it takes show its name).
+pub struct OutboxRoute {
+    outbox: Arc<Outbox>,
+    name: String,
+}
+
+#[async_trait]
+impl Dispatcher for OutboxRoute {
+    fn callback_url_rules(&self) -> UrlRules {
+        self.outbox.url_rules
+    }
+
+    async fn dispatch(&self, msg: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
+        self.outbox.deliver(msg, &self.name)
+    }
+}
+
+impl Outbox {
+    fn deliver(&self, msg: &OutboundMessage<'_>, route_name: &str) -> Result<DispatchReceipt, DispatchError> {
+        let set_apart = self.route_modes.lock().expect("outbox lock").get(route_name).copied();
+        match set_apart.unwrap_or(*self.mode.lock().expect("outbox lock")) {
             OutboxMode::Deliver => {}
-            OutboxMode::Reject => {
-                return Err(DispatchError::Rejected { code: "30008".into(), message: "Unknown error".into() })
-            }
+            OutboxMode::Reject => return Err(DispatchError::rejected("30008", "Unknown error")),
             OutboxMode::Down => return Err(DispatchError::Unavailable),
         }
         let prefix = match msg.channel {
@@ -137,6 +181,7 @@ impl Dispatcher for Outbox {
         let OutboxEntry {
             id: entry_id,
             channel,
+            route,
             from,
             to,
             subject,
@@ -151,6 +196,7 @@ impl Dispatcher for Outbox {
         } = &mut entry;
         entry_id.clone_from(&id);
         *channel = msg.channel.as_str();
+        set(route, route_name);
         set(from, msg.from);
         set(to, msg.to);
         set_opt(subject, msg.subject);
@@ -209,6 +255,7 @@ mod tests {
             language: "en-US",
             voice: None,
             repeat: 1,
+            routes: &[],
         }
     }
 

@@ -6,8 +6,10 @@
 //! What the provider's answer means:
 //! - 2xx `{"messageId": "…"}`: sent; the id is the event's `targetSid` (receipts name it).
 //! - 4xx but 408 and 429: the provider refused this message: a `failed` event, final.
-//! - 408, 429, 5xx, no connection, no answer in time: the provider is down; the send is undone
-//!   and answers 503.
+//! - 408, 429, 5xx, no connection: the provider is down (`Unavailable`): the next route in the
+//!   account's routing table takes the message, and with none the send is undone (503).
+//! - No answer in time once the request went out: `Unconfirmed`; not retried here nor on
+//!   another route (`adapters::router`).
 //!
 //! Nothing is retried here. A request that timed out may have reached the provider, and a
 //! second one would send the code twice (twice the cost, two messages): the send is undone
@@ -15,17 +17,13 @@
 //! retry sends a new one. The `webhook-id` is the dispatch's event sid, the same for any
 //! repeat of one dispatch, so a provider that deduplicates on it could be retried safely.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    domain::{
-        callbacks::{self, UrlRules},
-        otp::Channel,
-        voice::Voice,
-    },
+    domain::callbacks,
     ports::{DispatchError, DispatchReceipt, Dispatcher, OutboundMessage},
 };
 
@@ -71,6 +69,13 @@ impl ProviderConfig {
             || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err("the provider name must be 1 to 64 letters, digits, - or _".into());
+        }
+        // It is a route's name too (`adapters::router`): not one of the deployment's own.
+        use crate::adapters::router::{END_USER_MESSAGING, END_USER_MESSAGING_SOCIAL, OUTBOX, SES, SNS};
+        if [SNS, END_USER_MESSAGING, END_USER_MESSAGING_SOCIAL, SES, OUTBOX, crate::adapters::outbox::BACKUP_ROUTE]
+            .contains(&name)
+        {
+            return Err(format!("the provider name {name} is the name of a built-in route: choose another"));
         }
         let url = reqwest::Url::parse(url).map_err(|_| "the provider URL is not a URL".to_owned())?;
         if !(url.scheme() == "https" || (allow_http && url.scheme() == "http")) {
@@ -181,9 +186,17 @@ impl Dispatcher for HttpProvider {
             Ok(a) => a,
             Err(e) => {
                 // Not the error itself: it may hold the URL, whose query may hold a token.
-                let why = if e.is_timeout() { "no answer in time" } else { "could not be reached" };
+                // No connection: nothing went out. Anything later (no answer in time, a
+                // connection cut): the provider may have the message.
+                let (why, failure) = if e.is_connect() {
+                    ("could not be reached", DispatchError::Unavailable)
+                } else if e.is_timeout() {
+                    ("no answer in time", DispatchError::Unconfirmed)
+                } else {
+                    ("the request failed after it was sent", DispatchError::Unconfirmed)
+                };
                 tracing::warn!(provider = %self.config.name, why, "provider unavailable");
-                return Err(DispatchError::Unavailable);
+                return Err(failure);
             }
         };
         let status = answer.status().as_u16();
@@ -195,10 +208,7 @@ impl Dispatcher for HttpProvider {
                 // would lose its receipts; a refusal would hide a message that may go out.
                 None => {
                     tracing::warn!(provider = %self.config.name, status, "provider answered without a messageId");
-                    Err(DispatchError::Rejected {
-                        code: "PROVIDER_BAD_ANSWER".into(),
-                        message: "the provider answered without a messageId".into(),
-                    })
+                    Err(DispatchError::rejected("PROVIDER_BAD_ANSWER", "the provider answered without a messageId"))
                 }
             };
         }
@@ -206,42 +216,10 @@ impl Dispatcher for HttpProvider {
             // The provider's words, short: they are shown in the event.
             let text = answer.text().await.unwrap_or_default();
             let message: String = text.chars().take(200).collect();
-            return Err(DispatchError::Rejected { code: format!("PROVIDER_{status}"), message });
+            return Err(DispatchError::rejected(format!("PROVIDER_{status}"), message));
         }
         tracing::warn!(provider = %self.config.name, status, "provider unavailable");
         Err(DispatchError::Unavailable)
-    }
-}
-
-/// SMS through the provider, every other channel through `inner`.
-pub struct WithProvider {
-    pub provider: HttpProvider,
-    pub inner: Arc<dyn Dispatcher>,
-}
-
-#[async_trait]
-impl Dispatcher for WithProvider {
-    fn delivers(&self, channel: Channel) -> bool {
-        channel == Channel::Sms || self.inner.delivers(channel)
-    }
-
-    fn callback_url_rules(&self) -> UrlRules {
-        self.inner.callback_url_rules()
-    }
-
-    fn receipt_key(&self, name: &str) -> Option<&[u8]> {
-        self.provider.receipt_key(name).or_else(|| self.inner.receipt_key(name))
-    }
-
-    async fn voices(&self) -> Result<Arc<Vec<Voice>>, DispatchError> {
-        self.inner.voices().await
-    }
-
-    async fn dispatch(&self, msg: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
-        match msg.channel {
-            Channel::Sms => self.provider.dispatch(msg).await,
-            _ => self.inner.dispatch(msg).await,
-        }
     }
 }
 
@@ -258,6 +236,7 @@ mod tests {
         assert!(ProviderConfig::new("acme", "http://sms.example.com/send", secret, false).is_err());
         assert!(ProviderConfig::new("acme", "http://127.0.0.1:9/send", secret, true).is_ok());
         assert!(ProviderConfig::new("a/b", "https://sms.example.com/send", secret, false).is_err());
+        assert!(ProviderConfig::new("sns", "http://127.0.0.1:9/send", secret, true).is_err(), "a route's name");
         assert!(ProviderConfig::new("acme", "https://sms.example.com/send", "whsec_!!", false).is_err());
         assert!(ProviderConfig::new("acme", "https://sms.example.com/send", "whsec_c2hvcnQ=", false).is_err());
     }

@@ -703,6 +703,7 @@ mod tests {
             error_message: None,
             encoding: None,
             segments: None,
+            route: None,
         }];
         otp
     }

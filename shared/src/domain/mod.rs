@@ -21,6 +21,7 @@ pub mod policy;
 mod properties;
 pub mod receipts;
 pub mod records;
+pub mod routing;
 pub mod send;
 pub mod sms;
 pub mod templates;

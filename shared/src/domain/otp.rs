@@ -131,6 +131,9 @@ pub struct ChannelEvent {
     /// SMS: how the text was encoded and how many segments it took (each is billed).
     pub encoding: Option<Encoding>,
     pub segments: Option<u32>,
+    /// The route that sent it or refused it (`domain::routing`); None before it was tried,
+    /// and on events stored before routes were named.
+    pub route: Option<String>,
 }
 
 // By hand for `clone_from`: a stored event updated with the provider's answer keeps its
@@ -150,6 +153,7 @@ impl Clone for ChannelEvent {
             error_message: None,
             encoding: None,
             segments: None,
+            route: None,
         };
         event.clone_from(self);
         event
@@ -168,6 +172,7 @@ impl Clone for ChannelEvent {
             error_message,
             encoding,
             segments,
+            route,
         } = source;
         self.sid.clone_from(sid);
         self.at_ms = *at_ms;
@@ -180,6 +185,7 @@ impl Clone for ChannelEvent {
         self.error_message.clone_from(error_message);
         self.encoding = *encoding;
         self.segments = *segments;
+        self.route.clone_from(route);
     }
 }
 
@@ -511,6 +517,7 @@ pub(crate) mod tests {
             error_message: Some("Unknown error".into()),
             encoding: Some(Encoding::Gsm7),
             segments: Some(1),
+            route: Some("sns".into()),
         };
         Otp {
             sid: "OTPfull".into(),

@@ -14,6 +14,7 @@ use super::{
     error::{Error, Result},
     otp::Channel,
     phone,
+    routing::{self, RouteRule, RoutesInput},
     send::is_email,
 };
 use crate::ports::AccountStore;
@@ -44,6 +45,8 @@ pub struct AccountPolicy {
     /// Consecutive failed verifies at one destination (across OTPs) after which sends to it
     /// answer 478 until a verify succeeds, the operator clears them, or a day passes.
     pub max_failed_verifies: u32,
+    /// The routing table (`routing`): empty, each channel's deployment route.
+    pub routes: Vec<RouteRule>,
 }
 
 /// The default and highest budget of failed verifies per destination (NIST SP 800-63B's
@@ -62,6 +65,7 @@ impl Default for AccountPolicy {
             webhook_secret: None,
             senders: None,
             max_failed_verifies: MAX_FAILED_VERIFIES,
+            routes: Vec::new(),
         }
     }
 }
@@ -305,6 +309,7 @@ impl AccountPolicy {
             "webhookSecret": if self.webhook_secret.is_some() { "set" } else { "none" },
             "senders": self.senders.as_ref().map_or_else(|| serde_json::json!(["*"]), |l| serde_json::json!(l)),
             "maxFailedVerifies": self.max_failed_verifies,
+            "routes": routing::view(&self.routes),
         })
     }
 
@@ -341,6 +346,9 @@ pub struct PolicyUpdate {
     /// 1 to 100: consecutive failed verifies per destination before its sends answer 478.
     #[serde(default)]
     pub max_failed_verifies: Option<u32>,
+    /// Replaces the whole routing table (`null` or `{}`: each channel's deployment route).
+    #[serde(default, with = "double_option")]
+    pub routes: Option<Option<RoutesInput>>,
 }
 
 /// A policy after an update, and the webhook secret the update made, if it made one: shown
@@ -469,6 +477,9 @@ impl PolicyUpdate {
                 return Err(Error::invalid("maxFailedVerifies", format!("must be 1 to {MAX_FAILED_VERIFIES}")));
             }
             policy.max_failed_verifies = max;
+        }
+        if let Some(table) = self.routes {
+            policy.routes = table.map(RoutesInput::rules).transpose()?.unwrap_or_default();
         }
         if let Some(list) = self.senders {
             let list = senders::list(&list, "senders")?;

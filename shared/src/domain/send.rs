@@ -16,12 +16,15 @@ use super::{
     otp::{Channel, ChannelEvent, ChannelStatus, Delivery, Destination, Otp, OtpStatus, Superseded},
     phone,
     policy::GuardSettings,
+    routing,
     time::{self, Millis},
     usage::{UsageCategory, UsageKey},
     voice::{self, Gender},
     workflows::{self, WorkflowRun},
 };
-use crate::ports::{Deps, DispatchError, OutboundMessage, SendPlan, SendSnapshot, SnapshotRequest, StepRun};
+use crate::ports::{
+    Deps, DispatchError, DispatchReceipt, OutboundMessage, SendPlan, SendSnapshot, SnapshotRequest, StepRun,
+};
 
 /// How often a send re-reads and re-plans after losing a conditional write to a concurrent one.
 pub const MAX_COMMIT_ATTEMPTS: u32 = 12;
@@ -243,6 +246,7 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         error_message: None,
         encoding: content.sms.map(|m| m.encoding),
         segments: content.sms.map(|m| m.segments),
+        route: None,
     };
     // A test destination takes no workflow: it is sent (to nobody) once.
     let run = run.filter(|_| test.is_none()).map(|r| WorkflowRun { sent: u32::from(inline), ..r });
@@ -297,37 +301,61 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         tracing::info!(otp = %otp.sid, "otp stored; its workflow's first step waits");
         return Ok(otp.sid.clone());
     }
-    let dispatched =
-        deps.dispatcher.dispatch(&OutboundMessage::new(otp, 0, &event.sid, d, code.reveal(), content, now)).await;
+    let routes = routing::routes_for(&account.policy.routes, d.channel, otp.country.as_deref());
+    let message = OutboundMessage::new(otp, 0, &event.sid, d, code.reveal(), content, now).with_routes(routes);
+    let dispatched = deps.dispatcher.dispatch(&message).await;
     let mut event = event;
-    let mut lookup = true;
-    match dispatched {
-        Ok(receipt) => {
-            event.status = ChannelStatus::Sent;
-            event.target_sid = Some(receipt.provider_id);
-            lookup = !receipt.receipts_name_event;
-        }
-        Err(DispatchError::Rejected { code, message }) => {
-            event.status = ChannelStatus::Failed;
-            event.error_code = Some(code);
-            event.error_message = Some(message);
-        }
-        Err(DispatchError::Unavailable) => {
-            // Nothing was delivered: take the whole send back so it leaves no trace (a
-            // scheduled step finds no OTP and sends nothing).
+    let lookup = match dispatched {
+        Err(DispatchError::Unavailable | DispatchError::Unconfirmed) => {
+            // Nothing was delivered (or, unconfirmed, its code must not work): take the whole
+            // send back so it leaves no trace (a scheduled step finds no OTP and sends nothing).
             undo(deps, &plan).await;
             if otp.workflow.is_some() {
                 let _ = deps.scheduler.stop(&otp.account_sid, &otp.sid).await;
             }
             return Err(Error::Unavailable);
         }
-    }
+        outcome => record_outcome(&mut event, outcome),
+    };
     // The message is out; failing to note the provider's id must not fail the send.
     if let Err(e) = deps.store.update_event(otp, 0, &event, lookup).await {
         tracing::warn!(otp = %otp.sid, error = %e, "could not record the dispatch result");
     }
     tracing::info!(otp = %otp.sid, channel = d.channel.as_str(), status = event.status.as_str(), "otp sent");
     Ok(otp.sid.clone())
+}
+
+/// `event` as a dispatch left it: sent (with the provider's id) or refused, by its route.
+/// Answers whether receipts need the provider id's lookup item. A route that was down or
+/// silent is a failed event too (a workflow step's; a send undoes itself first).
+pub(crate) fn record_outcome(event: &mut ChannelEvent, outcome: Result<DispatchReceipt, DispatchError>) -> bool {
+    match outcome {
+        Ok(receipt) => {
+            event.status = ChannelStatus::Sent;
+            event.target_sid = Some(receipt.provider_id);
+            event.route = receipt.route;
+            !receipt.receipts_name_event
+        }
+        Err(DispatchError::Rejected { code, message, route }) => {
+            event.status = ChannelStatus::Failed;
+            event.error_code = Some(code);
+            event.error_message = Some(message);
+            event.route = route;
+            true
+        }
+        Err(DispatchError::Unavailable) => {
+            event.status = ChannelStatus::Failed;
+            event.error_code = Some("UNAVAILABLE".into());
+            event.error_message = Some("The provider could not be reached".into());
+            true
+        }
+        Err(DispatchError::Unconfirmed) => {
+            event.status = ChannelStatus::Failed;
+            event.error_code = Some("UNCONFIRMED".into());
+            event.error_message = Some("The provider did not answer in time; the message may have gone".into());
+            true
+        }
+    }
 }
 
 /// The first step the scheduler runs, if any falls before the OTP's expiry.

@@ -16,12 +16,13 @@ use super::{
     error::{Error, Result},
     ids::{self, new_sid},
     otp::{Channel, ChannelEvent, ChannelStatus, Delivery, Otp, MAX_TIMEOUT_SECS},
+    routing,
     send::is_email,
     time::{self, Millis},
     usage::{UsageCategory, UsageKey},
     voice::{self, Gender},
 };
-use crate::ports::{Deps, DispatchError, OutboundMessage, StepRun};
+use crate::ports::{Deps, OutboundMessage, StepRun};
 
 pub const MAX_STEPS: usize = 10;
 pub const MAX_NAME_LEN: usize = 64;
@@ -177,6 +178,7 @@ pub fn queued_event(d: &Delivery, now: Millis) -> ChannelEvent {
         error_message: None,
         encoding: None,
         segments: None,
+        route: None,
     }
 }
 
@@ -238,26 +240,21 @@ pub async fn run_step(deps: &Deps, run: &StepRun) -> Result<StepRun> {
     // Claimed: whatever happens now, this step is not sent again. A provider that is down
     // leaves a failed event and the next step (the fallback) still goes out.
     let index_of_event = otp.events.len();
-    let message = OutboundMessage::new(&otp, index_of_event, &event.sid, &d, code.reveal(), content, now);
-    let dispatched = deps.dispatcher.dispatch(&message).await;
-    let mut lookup = true;
-    match dispatched {
-        Ok(receipt) => {
-            event.status = ChannelStatus::Sent;
-            event.target_sid = Some(receipt.provider_id);
-            lookup = !receipt.receipts_name_event;
+    // The account's routing table as it is now (its account gone: the deployment's routes).
+    let table = match deps.store.get_account(&otp.account_sid).await {
+        Ok(Some(account)) => account.policy.routes,
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::warn!(otp = %otp.sid, error = %e, "account unreadable: the step takes the deployment's routes");
+            Vec::new()
         }
-        Err(DispatchError::Rejected { code, message }) => {
-            event.status = ChannelStatus::Failed;
-            event.error_code = Some(code);
-            event.error_message = Some(message);
-        }
-        Err(DispatchError::Unavailable) => {
-            event.status = ChannelStatus::Failed;
-            event.error_code = Some("UNAVAILABLE".into());
-            event.error_message = Some("The provider could not be reached".into());
-        }
-    }
+    };
+    let routes = routing::routes_for(&table, d.channel, otp.country.as_deref());
+    let message =
+        OutboundMessage::new(&otp, index_of_event, &event.sid, &d, code.reveal(), content, now).with_routes(routes);
+    let outcome = deps.dispatcher.dispatch(&message).await;
+    drop(message);
+    let lookup = super::send::record_outcome(&mut event, outcome);
     if let Err(e) = deps.store.update_event(&otp, index_of_event, &event, lookup).await {
         tracing::warn!(otp = %otp.sid, error = %e, "could not record the step's dispatch result");
     }

@@ -17,11 +17,13 @@ use crate::{
         sns::SnsSms,
         voice::{usable_voices, SmsVoiceCalls},
         whatsapp::{Whatsapp, WhatsappOrigin, DEFAULT_META_API_VERSION},
-        Calls, ChannelDispatcher,
+        Calls,
     },
     adapters::emf::{stdout_sink, MeteredDispatcher, NAMESPACE},
-    adapters::provider::{HttpProvider, ProviderConfig, WithProvider},
+    adapters::provider::{HttpProvider, ProviderConfig},
+    adapters::router::{self, Route},
     domain::crypto::{Keys, KEY_REFRESH_MS, KEY_RETIRE_GRACE_MS},
+    domain::otp::Channel,
     http::auth::ClientIp,
     ports::{Deps, Dispatcher, NoScheduler, Scheduler, SystemClock},
 };
@@ -32,8 +34,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Config {
     pub table: String,
     pub sms_sender_id: Option<String>,
-    /// SMS through End User Messaging SMS from this origination identity and configuration
-    /// (`TWOFA_SMS_ROUTE=end-user-messaging`); None: through SNS (the default).
+    /// The SMS route a message takes when its account's routing table names none: the
+    /// provider's name when one is configured, else `TWOFA_SMS_ROUTE` (`sns`, the default, or
+    /// `end-user-messaging`).
+    pub sms_route: String,
+    /// End User Messaging SMS from this origination identity and configuration
+    /// (`TWOFA_SMS_ORIGINATION_IDENTITY`, …): the `end-user-messaging` route; None: no such route.
     pub sms_origin: Option<SmsOrigin>,
     /// What voice calls come from (an SMS Voice v2 phone number, its id or ARN, or a pool);
     /// without one the deployment places no calls (`channel=call` is a 400).
@@ -60,16 +66,19 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> Result<Self, BoxError> {
         let opt = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
+        let (route, sms_origin) = sms_routes(opt)?;
+        let sms_provider = ProviderConfig::sms_from_env(false)?;
         Ok(Config {
             table: std::env::var("TWOFA_TABLE").map_err(|_| "TWOFA_TABLE is not set")?,
             sms_sender_id: opt("TWOFA_SMS_SENDER_ID"),
-            sms_origin: sms_origin(opt)?,
+            sms_route: sms_provider.as_ref().map_or(route.to_owned(), |p| p.name.clone()),
+            sms_origin,
             voice_origination: opt("TWOFA_VOICE_ORIGINATION"),
             whatsapp: whatsapp_origin(opt)?,
             ses_configuration_set: opt("TWOFA_SES_CONFIGURATION_SET"),
             voice_configuration_set: opt("TWOFA_VOICE_CONFIGURATION_SET"),
             workflow_state_machine_arn: opt("TWOFA_WORKFLOW_STATE_MACHINE_ARN"),
-            sms_provider: ProviderConfig::sms_from_env(false)?,
+            sms_provider,
             otp_shards: match opt("TWOFA_OTP_SHARDS") {
                 None => crate::domain::ids::OTP_SHARDS,
                 Some(n) => n
@@ -82,17 +91,22 @@ impl Config {
     }
 }
 
-/// The SMS route `TWOFA_SMS_ROUTE` names (unset or `sns`: SNS, None), as `var` reads it.
-fn sms_origin(var: impl Fn(&str) -> Option<String>) -> Result<Option<SmsOrigin>, BoxError> {
+/// The default SMS route `TWOFA_SMS_ROUTE` names (unset: `sns`), and End User Messaging's
+/// origin when `TWOFA_SMS_ORIGINATION_IDENTITY` gives one (then a route tables can name, the
+/// default or not), as `var` reads them.
+fn sms_routes(var: impl Fn(&str) -> Option<String>) -> Result<(&'static str, Option<SmsOrigin>), BoxError> {
+    let origin = var("TWOFA_SMS_ORIGINATION_IDENTITY").map(|origination_identity| SmsOrigin {
+        origination_identity,
+        configuration_set: var("TWOFA_SMS_CONFIGURATION_SET"),
+        protect_configuration: var("TWOFA_SMS_PROTECT_CONFIGURATION"),
+    });
     match var("TWOFA_SMS_ROUTE").as_deref() {
-        None | Some("sns") => Ok(None),
-        Some("end-user-messaging") => Ok(Some(SmsOrigin {
-            origination_identity: var("TWOFA_SMS_ORIGINATION_IDENTITY").ok_or(
-                "TWOFA_SMS_ROUTE=end-user-messaging needs TWOFA_SMS_ORIGINATION_IDENTITY (a number, sender id or pool)",
-            )?,
-            configuration_set: var("TWOFA_SMS_CONFIGURATION_SET"),
-            protect_configuration: var("TWOFA_SMS_PROTECT_CONFIGURATION"),
-        })),
+        None | Some(router::SNS) => Ok((router::SNS, origin)),
+        Some(router::END_USER_MESSAGING) if origin.is_some() => Ok((router::END_USER_MESSAGING, origin)),
+        Some(router::END_USER_MESSAGING) => {
+            Err("TWOFA_SMS_ROUTE=end-user-messaging needs TWOFA_SMS_ORIGINATION_IDENTITY (a number, sender id or pool)"
+                .into())
+        }
         Some(_) => Err("TWOFA_SMS_ROUTE must be sns or end-user-messaging".into()),
     }
 }
@@ -121,40 +135,51 @@ fn whatsapp_origin(var: impl Fn(&str) -> Option<String>) -> Result<Option<Whatsa
     }))
 }
 
-/// The dispatcher of every channel, its clients built from `sdk` with the delivery retries;
-/// SMS through the customer's own provider when one is configured.
+/// The dispatcher of every channel: the deployment's routes (`routes`).
 pub fn dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> Arc<dyn Dispatcher> {
-    let channels = Arc::new(channel_dispatcher(sdk, config));
-    match &config.sms_provider {
-        Some(p) => Arc::new(WithProvider { provider: HttpProvider::new(p.clone()), inner: channels }),
-        None => channels,
-    }
+    Arc::new(router::Router::new(routes(sdk, config)))
 }
 
-/// The AWS dispatcher of every channel.
-pub fn channel_dispatcher(sdk: &aws_config::SdkConfig, config: &Config) -> ChannelDispatcher {
+/// Every route this deployment has, each channel's default first, their clients built from
+/// `sdk` with the delivery retries: SMS through SNS, End User Messaging SMS (with an
+/// origination identity) and the customer's own provider (when configured); calls through End
+/// User Messaging (with an origination); email through SES; WhatsApp through End User Messaging
+/// Social (when configured).
+pub fn routes(sdk: &aws_config::SdkConfig, config: &Config) -> Vec<Route> {
     let sdk = dispatch_config(sdk);
-    let call = config.voice_origination.clone().map(|origination| Calls {
-        voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&sdk)).usable(usable_voices())),
-        placer: Arc::new(SmsVoiceCalls::new(
-            aws_sdk_pinpointsmsvoicev2::Client::new(&sdk),
-            origination,
-            config.voice_configuration_set.clone(),
-        )),
-    });
-    let sms: Arc<dyn crate::ports::Dispatcher> = match &config.sms_origin {
-        Some(origin) => Arc::new(EumSms::new(aws_sdk_pinpointsmsvoicev2::Client::new(&sdk), origin.clone())),
-        None => Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), config.sms_sender_id.clone())),
-    };
-    ChannelDispatcher {
-        sms,
-        email: Arc::new(SesEmail::new(aws_sdk_ses::Client::new(&sdk), config.ses_configuration_set.clone())),
-        call,
-        whatsapp: config.whatsapp.clone().map(|origin| {
-            Arc::new(Whatsapp::new(aws_sdk_socialmessaging::Client::new(&sdk), origin))
-                as Arc<dyn crate::ports::Dispatcher>
-        }),
+    let mut sms = vec![Route::new(
+        router::SNS,
+        Channel::Sms,
+        Arc::new(SnsSms::new(aws_sdk_sns::Client::new(&sdk), config.sms_sender_id.clone())),
+    )];
+    if let Some(origin) = &config.sms_origin {
+        let eum = EumSms::new(aws_sdk_pinpointsmsvoicev2::Client::new(&sdk), origin.clone());
+        sms.push(Route::new(router::END_USER_MESSAGING, Channel::Sms, Arc::new(eum)));
     }
+    if let Some(p) = &config.sms_provider {
+        sms.push(Route::new(p.name.clone(), Channel::Sms, Arc::new(HttpProvider::new(p.clone()))));
+    }
+    // The default first.
+    sms.sort_by_key(|r| r.name != config.sms_route);
+    let mut routes = sms;
+    if let Some(origination) = config.voice_origination.clone() {
+        let calls = Calls {
+            voices: Arc::new(PollyVoices::new(aws_sdk_polly::Client::new(&sdk)).usable(usable_voices())),
+            placer: Arc::new(SmsVoiceCalls::new(
+                aws_sdk_pinpointsmsvoicev2::Client::new(&sdk),
+                origination,
+                config.voice_configuration_set.clone(),
+            )),
+        };
+        routes.push(Route::new(router::END_USER_MESSAGING, Channel::Call, Arc::new(calls)));
+    }
+    let ses = SesEmail::new(aws_sdk_ses::Client::new(&sdk), config.ses_configuration_set.clone());
+    routes.push(Route::new(router::SES, Channel::Email, Arc::new(ses)));
+    if let Some(origin) = config.whatsapp.clone() {
+        let whatsapp = Whatsapp::new(aws_sdk_socialmessaging::Client::new(&sdk), origin);
+        routes.push(Route::new(router::END_USER_MESSAGING_SOCIAL, Channel::Whatsapp, Arc::new(whatsapp)));
+    }
+    routes
 }
 
 /// What runs a workflow's later steps: Step Functions executions of the configured state
@@ -406,29 +431,33 @@ pub fn after_secret(
 #[cfg(test)]
 mod tests {
     #[test]
-    fn sms_go_through_sns_unless_end_user_messaging_is_named_with_its_origination_identity() {
-        use super::{sms_origin, SmsOrigin};
+    fn sms_go_through_sns_unless_end_user_messaging_is_named_and_it_is_a_route_with_an_origination_identity() {
+        use super::{sms_routes, SmsOrigin};
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
             move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
         };
-        assert_eq!(sms_origin(vars(&[])).unwrap(), None, "the default stays SNS");
-        assert_eq!(sms_origin(vars(&[("TWOFA_SMS_ROUTE", "sns")])).unwrap(), None);
-        let eum = sms_origin(vars(&[
+        assert_eq!(sms_routes(vars(&[])).unwrap(), ("sns", None), "the default stays SNS");
+        assert_eq!(sms_routes(vars(&[("TWOFA_SMS_ROUTE", "sns")])).unwrap(), ("sns", None));
+        let origin = SmsOrigin {
+            origination_identity: "pool-1".into(),
+            configuration_set: Some("twofa-sms".into()),
+            protect_configuration: None,
+        };
+        let eum = sms_routes(vars(&[
             ("TWOFA_SMS_ROUTE", "end-user-messaging"),
             ("TWOFA_SMS_ORIGINATION_IDENTITY", "pool-1"),
             ("TWOFA_SMS_CONFIGURATION_SET", "twofa-sms"),
         ]));
-        assert_eq!(
-            eum.unwrap(),
-            Some(SmsOrigin {
-                origination_identity: "pool-1".into(),
-                configuration_set: Some("twofa-sms".into()),
-                protect_configuration: None
-            })
-        );
-        let missing = sms_origin(vars(&[("TWOFA_SMS_ROUTE", "end-user-messaging")])).unwrap_err();
+        assert_eq!(eum.unwrap(), ("end-user-messaging", Some(origin.clone())));
+        // An origination identity alone: SNS stays the default, End User Messaging a route
+        let beside = sms_routes(vars(&[
+            ("TWOFA_SMS_ORIGINATION_IDENTITY", "pool-1"),
+            ("TWOFA_SMS_CONFIGURATION_SET", "twofa-sms"),
+        ]));
+        assert_eq!(beside.unwrap(), ("sns", Some(origin)));
+        let missing = sms_routes(vars(&[("TWOFA_SMS_ROUTE", "end-user-messaging")])).unwrap_err();
         assert!(missing.to_string().contains("TWOFA_SMS_ORIGINATION_IDENTITY"), "{missing}");
-        assert!(sms_origin(vars(&[("TWOFA_SMS_ROUTE", "pigeon")])).is_err());
+        assert!(sms_routes(vars(&[("TWOFA_SMS_ROUTE", "pigeon")])).is_err());
     }
 
     #[test]

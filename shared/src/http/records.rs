@@ -208,6 +208,10 @@ fn sdr_value(otp: &Otp, caller: &Account, now: Millis, keys: &Keys) -> Value {
                 map.insert("encoding".into(), encoding.as_str().into());
                 map.insert("segments".into(), segments.into());
             }
+            // Ours too: the route that sent or refused it.
+            if let (Some(route), Some(map)) = (&e.route, event.as_object_mut()) {
+                map.insert("route".into(), route.as_str().into());
+            }
             event
         })
         .collect();

@@ -77,8 +77,8 @@ pub fn assert_400_naming(r: &Resp, param: &str) {
 /// The seed's nine fields, then ours (`country`: the destination's ISO code, null for email).
 const SDR_KEYS: [&str; 10] =
     ["sid", "service", "accountSid", "dateCreated", "dateUpdated", "status", "uri", "checks", "events", "country"];
-/// The seed's nine, then ours for an SMS: its encoding and segments.
-const EVENT_KEYS: [&str; 11] = [
+/// The seed's nine, then ours for an SMS: its encoding and segments, and the route it took.
+const EVENT_KEYS: [&str; 12] = [
     "sid",
     "dateCreated",
     "channel",
@@ -90,6 +90,7 @@ const EVENT_KEYS: [&str; 11] = [
     "channelErrorMessage",
     "encoding",
     "segments",
+    "route",
 ];
 const PAGE_KEYS: [&str; 11] = [
     "page",
@@ -178,6 +179,7 @@ pub async fn seed_flow(api: &Api) {
             "channelErrorMessage": null,
             "encoding": "GSM-7",
             "segments": 1,
+            "route": "outbox",
         }])
     );
     assert!(v["events"][0]["sid"].as_str().unwrap().starts_with("OTE"));

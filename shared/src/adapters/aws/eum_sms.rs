@@ -83,13 +83,14 @@ impl Dispatcher for EumSms {
             Ok(out) => {
                 let provider_id = out.message_id.unwrap_or_default();
                 tracing::info!(request_id = %msg.request_id, event = %msg.event_sid, message_id = %provider_id, "sms sent through End User Messaging");
-                Ok(DispatchReceipt { provider_id, receipts_name_event: true })
+                Ok(DispatchReceipt { provider_id, receipts_name_event: true, route: None })
             }
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());
                 let Some(err) = e.as_service_error() else {
-                    tracing::warn!(request_id = %msg.request_id, "End User Messaging unreachable");
-                    return Err(DispatchError::Unavailable);
+                    let failure = super::unanswered(&e);
+                    tracing::warn!(request_id = %msg.request_id, ?failure, "End User Messaging unreachable");
+                    return Err(failure);
                 };
                 let code = err.code().unwrap_or("SMS_ERROR").to_owned();
                 let refused = match err {
@@ -112,10 +113,7 @@ impl Dispatcher for EumSms {
                 };
                 if refused {
                     tracing::info!(request_id = %msg.request_id, code = %code, "End User Messaging refused the sms");
-                    Err(DispatchError::Rejected {
-                        code,
-                        message: "The SMS provider refused the message or the destination number".into(),
-                    })
+                    Err(DispatchError::rejected(code, "The SMS provider refused the message or the destination number"))
                 } else {
                     tracing::warn!(request_id = %msg.request_id, code = %code, ?status, "End User Messaging unavailable");
                     Err(DispatchError::Unavailable)

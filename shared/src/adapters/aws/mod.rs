@@ -209,56 +209,32 @@ pub struct Calls {
     pub placer: Arc<dyn CallPlacer>,
 }
 
-/// Routes each message to the dispatcher of its channel.
-pub struct ChannelDispatcher {
-    pub sms: Arc<dyn Dispatcher>,
-    pub email: Arc<dyn Dispatcher>,
-    /// Voice calls, when an origination identity is configured.
-    pub call: Option<Calls>,
-    /// WhatsApp, when a phone number and template are configured.
-    pub whatsapp: Option<Arc<dyn Dispatcher>>,
-}
-
+/// Calls as a route: `place_call` on `placer`, in the voices `voices` has.
 #[async_trait]
-impl Dispatcher for ChannelDispatcher {
+impl Dispatcher for Calls {
     fn delivers(&self, channel: Channel) -> bool {
-        match channel {
-            Channel::Call => self.call.is_some(),
-            Channel::Whatsapp => self.whatsapp.is_some(),
-            Channel::Sms | Channel::Email => true,
-        }
-    }
-
-    fn receipt_key(&self, name: &str) -> Option<&[u8]> {
-        self.sms.receipt_key(name)
+        channel == Channel::Call
     }
 
     async fn voices(&self) -> Result<Arc<Vec<Voice>>, DispatchError> {
-        match &self.call {
-            Some(calls) => calls.voices.voices().await,
-            None => Ok(Arc::new(Vec::new())),
-        }
+        self.voices.voices().await
     }
 
     async fn dispatch(&self, msg: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
-        match msg.channel {
-            Channel::Sms => self.sms.dispatch(msg).await,
-            Channel::Email => self.email.dispatch(msg).await,
-            Channel::Call => match &self.call {
-                Some(calls) => calls.placer.place_call(msg).await,
-                None => Err(DispatchError::Rejected {
-                    code: "CALL_UNSUPPORTED".into(),
-                    message: "voice calls are not configured".into(),
-                }),
-            },
-            Channel::Whatsapp => match &self.whatsapp {
-                Some(whatsapp) => whatsapp.dispatch(msg).await,
-                None => Err(DispatchError::Rejected {
-                    code: "WHATSAPP_UNSUPPORTED".into(),
-                    message: "WhatsApp is not configured".into(),
-                }),
-            },
-        }
+        self.placer.place_call(msg).await
+    }
+}
+
+/// A provider call that got no service error back: `Unconfirmed` when the request may have
+/// reached the provider (no answer in time, or an answer we could not read), `Unavailable` when
+/// it failed on the way (no connection, a request that could not be made). An I/O error
+/// mid-request counts as on the way: the SDK itself retries it on the same route.
+pub(crate) fn unanswered<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> DispatchError {
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match e {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => DispatchError::Unconfirmed,
+        SdkError::DispatchFailure(f) if f.is_timeout() => DispatchError::Unconfirmed,
+        _ => DispatchError::Unavailable,
     }
 }
 
@@ -297,62 +273,6 @@ mod tests {
         let amazon = format!("{:?}", trust_store(None));
         assert!(system.contains("enable_native_roots: true"), "{system}");
         assert!(amazon.contains("enable_native_roots: false"), "{amazon}");
-    }
-
-    struct Fixed(&'static str);
-
-    #[async_trait]
-    impl Dispatcher for Fixed {
-        async fn dispatch(&self, _: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
-            Ok(DispatchReceipt::new(self.0))
-        }
-    }
-
-    fn msg(channel: Channel) -> OutboundMessage<'static> {
-        OutboundMessage {
-            account_sid: "AC1",
-            request_id: "OTP1",
-            event_sid: "OTE1",
-            event_index: 0,
-            ttl_secs: 600,
-            channel,
-            from: "Twofa",
-            to: "+14155550100",
-            subject: None,
-            code: "123456",
-            text: "123456".into(),
-            html: None,
-            ssml: None,
-            voice_id: None,
-            language: "en-US",
-            voice: None,
-            repeat: 1,
-        }
-    }
-
-    #[tokio::test]
-    async fn each_channel_goes_to_its_dispatcher_and_calls_need_a_placer() {
-        let d = ChannelDispatcher {
-            sms: Arc::new(Fixed("sms")),
-            email: Arc::new(Fixed("email")),
-            call: None,
-            whatsapp: None,
-        };
-        assert_eq!(d.dispatch(&msg(Channel::Sms)).await.unwrap().provider_id, "sms");
-        assert_eq!(d.dispatch(&msg(Channel::Email)).await.unwrap().provider_id, "email");
-        assert!(d.delivers(Channel::Sms) && d.delivers(Channel::Email) && !d.delivers(Channel::Call));
-        assert!(!d.delivers(Channel::Whatsapp));
-        let with_whatsapp = ChannelDispatcher { whatsapp: Some(Arc::new(Fixed("whatsapp"))), ..d };
-        assert!(with_whatsapp.delivers(Channel::Whatsapp));
-        assert_eq!(with_whatsapp.dispatch(&msg(Channel::Whatsapp)).await.unwrap().provider_id, "whatsapp");
-        let d = with_whatsapp;
-        assert_eq!(
-            d.dispatch(&msg(Channel::Call)).await,
-            Err(DispatchError::Rejected {
-                code: "CALL_UNSUPPORTED".into(),
-                message: "voice calls are not configured".into()
-            })
-        );
     }
 
     #[test]

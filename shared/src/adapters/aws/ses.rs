@@ -61,8 +61,9 @@ impl Dispatcher for SesEmail {
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());
                 let Some(err) = e.as_service_error() else {
-                    tracing::warn!(request_id = %msg.request_id, "SES unreachable");
-                    return Err(DispatchError::Unavailable);
+                    let failure = super::unanswered(&e);
+                    tracing::warn!(request_id = %msg.request_id, ?failure, "SES unreachable");
+                    return Err(failure);
                 };
                 let code = err.code().unwrap_or("SES_ERROR").to_owned();
                 let refusal = match err {
@@ -79,7 +80,7 @@ impl Dispatcher for SesEmail {
                 match refusal {
                     Some(message) => {
                         tracing::info!(request_id = %msg.request_id, code = %code, "SES refused the email");
-                        Err(DispatchError::Rejected { code, message: message.into() })
+                        Err(DispatchError::rejected(code, message))
                     }
                     None => {
                         tracing::warn!(request_id = %msg.request_id, code = %code, ?status, "SES unavailable");

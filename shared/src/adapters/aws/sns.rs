@@ -97,8 +97,9 @@ impl Dispatcher for SnsSms {
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());
                 let Some(err) = e.as_service_error() else {
-                    tracing::warn!(request_id = %msg.request_id, "SNS unreachable");
-                    return Err(DispatchError::Unavailable);
+                    let failure = super::unanswered(&e);
+                    tracing::warn!(request_id = %msg.request_id, ?failure, "SNS unreachable");
+                    return Err(failure);
                 };
                 let code = err.code().unwrap_or("SNS_ERROR").to_owned();
                 let refused = match err {
@@ -122,10 +123,7 @@ impl Dispatcher for SnsSms {
                 };
                 if refused {
                     tracing::info!(request_id = %msg.request_id, code = %code, "SNS refused the sms");
-                    Err(DispatchError::Rejected {
-                        code,
-                        message: "The SMS provider refused the message or the destination number".into(),
-                    })
+                    Err(DispatchError::rejected(code, "The SMS provider refused the message or the destination number"))
                 } else {
                     tracing::warn!(request_id = %msg.request_id, code = %code, ?status, "SNS unavailable");
                     Err(DispatchError::Unavailable)

@@ -57,8 +57,9 @@ impl CallPlacer for SmsVoiceCalls {
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());
                 let Some(err) = e.as_service_error() else {
-                    tracing::warn!(request_id = %msg.request_id, "SMS Voice unreachable");
-                    return Err(DispatchError::Unavailable);
+                    let failure = super::unanswered(&e);
+                    tracing::warn!(request_id = %msg.request_id, ?failure, "SMS Voice unreachable");
+                    return Err(failure);
                 };
                 let code = err.code().unwrap_or("VOICE_ERROR").to_owned();
                 let refused = match err {
@@ -76,10 +77,7 @@ impl CallPlacer for SmsVoiceCalls {
                 };
                 if refused {
                     tracing::info!(request_id = %msg.request_id, code = %code, "SMS Voice refused the call");
-                    Err(DispatchError::Rejected {
-                        code,
-                        message: "The voice provider refused the call or the destination number".into(),
-                    })
+                    Err(DispatchError::rejected(code, "The voice provider refused the call or the destination number"))
                 } else {
                     tracing::warn!(request_id = %msg.request_id, code = %code, ?status, "SMS Voice unavailable");
                     Err(DispatchError::Unavailable)

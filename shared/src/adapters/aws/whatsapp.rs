@@ -98,13 +98,14 @@ impl Dispatcher for Whatsapp {
             Ok(out) => {
                 let provider_id = out.message_id.unwrap_or_default();
                 tracing::info!(request_id = %msg.request_id, event = %msg.event_sid, message_id = %provider_id, "whatsapp sent");
-                Ok(DispatchReceipt { provider_id, receipts_name_event: true })
+                Ok(DispatchReceipt { provider_id, receipts_name_event: true, route: None })
             }
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());
                 let Some(err) = e.as_service_error() else {
-                    tracing::warn!(request_id = %msg.request_id, "End User Messaging Social unreachable");
-                    return Err(DispatchError::Unavailable);
+                    let failure = super::unanswered(&e);
+                    tracing::warn!(request_id = %msg.request_id, ?failure, "End User Messaging Social unreachable");
+                    return Err(failure);
                 };
                 let code = err.code().unwrap_or("WHATSAPP_ERROR").to_owned();
                 let refused = match err {
@@ -123,10 +124,7 @@ impl Dispatcher for Whatsapp {
                 };
                 if refused {
                     tracing::info!(request_id = %msg.request_id, code = %code, "End User Messaging Social refused the whatsapp message");
-                    Err(DispatchError::Rejected {
-                        code,
-                        message: "WhatsApp refused the message or the destination number".into(),
-                    })
+                    Err(DispatchError::rejected(code, "WhatsApp refused the message or the destination number"))
                 } else {
                     tracing::warn!(request_id = %msg.request_id, code = %code, ?status, "End User Messaging Social unavailable");
                     Err(DispatchError::Unavailable)

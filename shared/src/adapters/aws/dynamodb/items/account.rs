@@ -7,7 +7,9 @@ use crate::domain::{
     account::Account,
     callbacks::{CallbackMethod, CallbackTarget},
     error::{Error, Result},
+    otp::Channel,
     policy::{AccountPolicy, GuardSettings, SealedSecret, TestDestination, MAX_FAILED_VERIFIES},
+    routing::RouteRule,
     time::Millis,
 };
 
@@ -65,11 +67,21 @@ pub(crate) struct PolicyItem {
     /// Absent: the default (100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_failed_verifies: Option<u32>,
+    /// Absent: no routing table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteRuleItem>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RouteRuleItem {
+    pub channel: String,
+    pub country: String,
+    pub routes: Vec<String>,
 }
 
 impl PolicyItem {
     /// Every attribute a policy may have (what `set_policy` sets or removes).
-    pub const ATTRIBUTES: [&'static str; 10] = [
+    pub const ATTRIBUTES: [&'static str; 11] = [
         "sms_countries",
         "call_countries",
         "whatsapp_countries",
@@ -80,6 +92,7 @@ impl PolicyItem {
         "webhook_secret",
         "senders",
         "max_failed_verifies",
+        "routes",
     ];
 }
 
@@ -127,6 +140,15 @@ impl From<&AccountPolicy> for PolicyItem {
             webhook_secret: p.webhook_secret.as_ref().map(|s| s.0.clone()),
             senders: p.senders.clone(),
             max_failed_verifies: (p.max_failed_verifies != MAX_FAILED_VERIFIES).then_some(p.max_failed_verifies),
+            routes: p
+                .routes
+                .iter()
+                .map(|r| RouteRuleItem {
+                    channel: r.channel.as_str().to_owned(),
+                    country: r.country.clone(),
+                    routes: r.routes.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -154,6 +176,15 @@ impl From<PolicyItem> for AccountPolicy {
             webhook_secret: i.webhook_secret.map(SealedSecret),
             senders: i.senders,
             max_failed_verifies: i.max_failed_verifies.unwrap_or(MAX_FAILED_VERIFIES),
+            // A rule of a channel this build does not know is left out rather than fail the
+            // account's every request.
+            routes: i
+                .routes
+                .into_iter()
+                .filter_map(|r| {
+                    Some(RouteRule { channel: Channel::parse(&r.channel)?, country: r.country, routes: r.routes })
+                })
+                .collect(),
         }
     }
 }

@@ -55,6 +55,9 @@ pub(crate) struct EventItem {
     pub encoding: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segments: Option<u32>,
+    /// The route that sent or refused it; absent on events from before routes had names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 impl From<&ChannelEvent> for EventItem {
@@ -71,6 +74,7 @@ impl From<&ChannelEvent> for EventItem {
             error_message: e.error_message.clone(),
             encoding: e.encoding.map(|x| x.as_str().to_owned()),
             segments: e.segments,
+            route: e.route.clone(),
         }
     }
 }
@@ -94,6 +98,7 @@ impl TryFrom<EventItem> for ChannelEvent {
                 .map(|x| Encoding::parse(x).map_or_else(corrupt("events.encoding"), Ok))
                 .transpose()?,
             segments: e.segments,
+            route: e.route,
         })
     }
 }
