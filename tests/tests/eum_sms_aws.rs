@@ -29,10 +29,12 @@ use twofa::{
         account::Account,
         ids,
         otp::{Channel, ChannelStatus, Delivery},
+        policy::{self, PolicyUpdate},
         send::{send, SendRequest},
+        usage::UsageCategory,
         workflows::run_step,
     },
-    ports::{Deps, OtpStore, SystemClock, WorkflowStore},
+    ports::{Deps, OtpStore, RecordStore, SystemClock, WorkflowStore},
     workers::receipts::ReceiptWorker,
 };
 
@@ -390,4 +392,92 @@ async fn a_workflows_later_sms_step_names_its_own_event_and_its_receipt_moves_th
     let statuses: Vec<ChannelStatus> = otp.events.iter().map(|e| e.status).collect();
     assert_eq!(statuses, [ChannelStatus::Sent, ChannelStatus::Delivered]);
     assert_eq!(api.lookup_items().await, 0);
+}
+
+// ---- routing tables: End User Messaging and SNS side by side ---------------------------------
+
+impl AwsApi {
+    /// This account's routing table set to `routes` (what `twofa-admin account policy` does).
+    async fn set_routes(&self, routes: Value) {
+        let update: PolicyUpdate = serde_json::from_value(json!({ "routes": routes })).unwrap();
+        policy::update_policy(self.store.as_ref(), &self.deps.keys, &self.sid, update).await.expect("policy");
+    }
+
+    /// The account's SMS sent today, as usage counts them.
+    async fn sms_usage(&self) -> u64 {
+        let day = twofa::domain::time::day(self.deps.clock.now_ms());
+        let rows = self.store.usage(&self.sid, &day, &day).await.unwrap();
+        rows.iter().filter(|(k, _)| k.category == UsageCategory::Channel(Channel::Sms)).map(|(_, n)| n).sum()
+    }
+}
+
+/// What moto's SNS published to `to`.
+async fn published_to(to: &str) -> Vec<Value> {
+    let data: Value = reqwest::get(format!("{}/moto-api/data.json", moto_url())).await.unwrap().json().await.unwrap();
+    data["sns"]["SMS"].as_array().cloned().unwrap_or_default().into_iter().filter(|m| m["phone_number"] == to).collect()
+}
+
+#[tokio::test]
+async fn with_end_user_messaging_throttled_the_table_fails_over_to_sns_which_sends_once() {
+    // Given a table End User Messaging then SNS, and End User Messaging throttling every try
+    let api = start().await;
+    api.set_routes(json!({ "sms": { "*": ["end-user-messaging", "sns"] } })).await;
+    let to = new_number();
+    fail_next(&to, "ThrottlingException", 3).await;
+    // When an SMS is sent
+    let (status, body) = api.sms(&to, 600).await;
+    assert_eq!(status, 200, "{body}");
+    let sid = body["requestID"].as_str().unwrap();
+    // Then SNS carried it, once; End User Messaging sent nothing
+    assert!(sent_to(&to).await.is_empty());
+    let published = published_to(&to).await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    // And the OTP has one event, sent by SNS, and usage counts one SMS
+    let otp = api.store.get_otp(&api.sid, sid).await.unwrap().unwrap();
+    assert_eq!(otp.events.len(), 1);
+    assert_eq!((otp.events[0].status, otp.events[0].route.as_deref()), (ChannelStatus::Sent, Some("sns")));
+    assert_eq!(api.sms_usage().await, 1);
+    // And its code verifies
+    let code: String = published[0]["message"].as_str().unwrap().chars().filter(char::is_ascii_digit).collect();
+    let (status, body) = api.post("/2fa/verify", json!({ "requestId": sid, "code": code })).await;
+    assert_eq!((status, body["code"].clone()), (200, json!(200)), "{body}");
+}
+
+#[tokio::test]
+async fn a_refusal_by_end_user_messaging_does_not_fail_over_to_sns() {
+    // Given a table End User Messaging then SNS, and End User Messaging refusing the number
+    let api = start().await;
+    api.set_routes(json!({ "sms": { "*": ["end-user-messaging", "sns"] } })).await;
+    let to = new_number();
+    fail_next(&to, "ValidationException", 1).await;
+    // When an SMS is sent, then the OTP stands with a failed event of End User Messaging
+    let (status, body) = api.sms(&to, 600).await;
+    assert_eq!(status, 200, "{body}");
+    let otp = api.store.get_otp(&api.sid, body["requestID"].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        (otp.events[0].status, otp.events[0].route.as_deref()),
+        (ChannelStatus::Failed, Some("end-user-messaging"))
+    );
+    // And SNS sent nothing
+    assert!(published_to(&to).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_table_by_country_sends_each_number_by_its_route_and_the_records_name_them() {
+    // Given US numbers through SNS and the rest through End User Messaging
+    let api = start().await;
+    api.set_routes(json!({ "sms": { "US": ["sns"], "*": ["end-user-messaging"] } })).await;
+    // When one SMS goes to a US number and one to a UK number
+    let us = new_number();
+    let uk = format!("+4474001{}", &us[us.len() - 5..]);
+    let (s1, b1) = api.sms(&us, 600).await;
+    let (s2, b2) = api.sms(&uk, 600).await;
+    assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
+    // Then SNS carried the US one and End User Messaging the UK one
+    assert_eq!((published_to(&us).await.len(), sent_to(&us).await.len()), (1, 0));
+    assert_eq!((published_to(&uk).await.len(), sent_to(&uk).await.len()), (0, 1));
+    for (body, route) in [(b1, "sns"), (b2, "end-user-messaging")] {
+        let otp = api.store.get_otp(&api.sid, body["requestID"].as_str().unwrap()).await.unwrap().unwrap();
+        assert_eq!(otp.events[0].route.as_deref(), Some(route));
+    }
 }

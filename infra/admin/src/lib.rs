@@ -46,8 +46,9 @@ usage: twofa-admin account <command>
   clear-failures SID DESTINATION          forget a number's (or address's) failed verifies, so
                                           its sends no longer answer 478
   policy SID --json '{…}'                 geo permissions, pumping guard, test numbers, senders,
-                                          failed-verify budget (allowedCountries, pumpingGuard,
-                                          testNumbers, senders, maxFailedVerifies)
+                                          failed-verify budget, routing table (allowedCountries,
+                                          pumpingGuard, testNumbers, senders, maxFailedVerifies,
+                                          routes: {\"sms\":{\"US\":[\"sns\"],\"*\":[\"sns\"]}})
 
   keys status                             the keyring: each key's id and since when it is
                                           written with (no key material)

@@ -303,6 +303,30 @@ async fn a_policy_set_by_the_command_is_enforced_by_the_api() {
 }
 
 #[tokio::test]
+async fn a_routing_table_set_by_the_command_is_shown_back_and_its_route_sends() {
+    // Given an account whose SMS to the US go by SNS
+    let d = given_a_deployment().await;
+    let (sid, token) = d.account();
+    let table = r#"{"routes":{"sms":{"US":["sns"],"*":["end-user-messaging","sns"]}}}"#;
+    let shown: Value = serde_json::from_str(&d.admin_ok(&["account", "policy", &sid, "--json", table]).stdout).unwrap();
+    // Then the table reads back, the country before the star
+    assert_eq!(shown["routes"], json!({ "sms": { "US": ["sns"], "*": ["end-user-messaging", "sns"] } }));
+    let again: Value = serde_json::from_str(&d.admin_ok(&["account", "show", &sid]).stdout).unwrap();
+    assert_eq!(again["policy"]["routes"], shown["routes"]);
+    // And a US number is sent to through SNS
+    let to = number();
+    let (status, body) = d.send_as(&sid, &token, &to).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(code_sent_to(&to).await.len(), 6);
+    // And a malformed table is refused naming routes, the old one kept
+    let bad = d.admin(&["account", "policy", &sid, "--json", r#"{"routes":{"sms":{"*":[]}}}"#]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("routes"), "{}", bad.stderr);
+    let kept: Value = serde_json::from_str(&d.admin_ok(&["account", "show", &sid]).stdout).unwrap();
+    assert_eq!(kept["policy"]["routes"], shown["routes"]);
+}
+
+#[tokio::test]
 async fn usage_errors_exit_2_and_unknown_accounts_exit_1() {
     let d = given_a_deployment().await;
     let usage = d.admin(&["account", "create"]);
