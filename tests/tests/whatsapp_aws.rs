@@ -118,10 +118,21 @@ async fn fail_next(to: &str, error: &str, times: u32) {
 /// A Meta status webhook as the WABA's SNS event destination hands it to the receipts function:
 /// the End User Messaging Social header, the webhook entry as a JSON string.
 fn status_event(message_id: &str, status: &str, callback: &Value, errors: Value) -> Value {
+    status_event_with(
+        "wamid.HBgLMTQxNTU1NTAxMDAVAgARGBI1RjQyNUE3NEYxMzAzMzQ5MkEA",
+        message_id,
+        status,
+        callback,
+        errors,
+    )
+}
+
+/// `status_event` with Meta's message id `wamid` in the status.
+fn status_event_with(wamid: &str, message_id: &str, status: &str, callback: &Value, errors: Value) -> Value {
     let entry = json!({ "id": "1234567890abcde", "changes": [{ "field": "messages", "value": {
         "messaging_product": "whatsapp",
         "metadata": { "display_phone_number": "15550000000", "phone_number_id": "abcde1234567890" },
-        "statuses": [{ "id": "wamid.HBgLMTQxNTU1NTAxMDAVAgARGBI1RjQyNUE3NEYxMzAzMzQ5MkEA", "status": status,
+        "statuses": [{ "id": wamid, "status": status,
             "timestamp": "1764617634", "recipient_id": "14155550100", "biz_opaque_callback_data": callback,
             "errors": errors }] } }] });
     let event = json!({
@@ -215,6 +226,26 @@ async fn delivered_read_and_failed_statuses_move_the_channel_status() {
     let tally = worker.handle(status_event("not-this-message", "failed", &forged, json!([]))).await.unwrap();
     assert_eq!(tally["unknown"], 1, "{tally}");
     assert_eq!(api.channel_status(otp_sid).await.0, ChannelStatus::Delivered);
+}
+
+#[tokio::test]
+async fn a_status_naming_the_message_by_metas_id_alone_moves_it_too() {
+    // Given a WhatsApp message sent, whose id from SendWhatsAppMessage is Meta's message id
+    // (AWS does not say which id its event header's messageId is)
+    let api = start(true).await;
+    let worker = ReceiptWorker { store: api.store.clone() };
+    let to = new_number();
+    let (status, body) = api.whatsapp(&to, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let m = sent_to(&to).await.remove(0);
+    let callback = &m["Message"]["biz_opaque_callback_data"];
+    // When its status comes back with another id in the header and the sent id as Meta's
+    let event =
+        status_event_with(m["MessageId"].as_str().unwrap(), "an-aws-event-id", "delivered", callback, json!([]));
+    let tally = worker.handle(event).await.expect("receipts");
+    // Then the event moved forward
+    assert_eq!(tally["applied"], 1, "{tally}");
+    assert_eq!(api.channel_status(body["requestID"].as_str().unwrap()).await, (ChannelStatus::Delivered, None));
 }
 
 #[tokio::test]

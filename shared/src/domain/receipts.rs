@@ -18,6 +18,9 @@ pub struct Receipt {
     /// Messaging SMS echoes the `context` it was sent with): then no lookup of `provider_id`
     /// is needed to find them.
     pub target: Option<ReceiptTarget>,
+    /// Another id the same message may be known by (WhatsApp: Meta's `wamid` beside the
+    /// event's AWS `messageId`): the event whose `target_sid` is either is this message's.
+    pub also_id: Option<String>,
 }
 
 /// Where a dispatch's event is: the OTP's account and sid, and its index in `events`.

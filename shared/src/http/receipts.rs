@@ -96,6 +96,7 @@ fn parse(payload: &str) -> Result<Receipt, Error> {
         error_message: text("errorMessage", MAX_ERROR_MESSAGE_LEN, false)?,
         // A provider's report names its message alone: found through the `MSG#` lookup.
         target: None,
+        also_id: None,
     })
 }
 
@@ -123,6 +124,7 @@ mod tests {
                 error_code: Some("E1".into()),
                 error_message: Some("no route".into()),
                 target: None,
+                also_id: None,
             }
         );
     }

@@ -75,7 +75,14 @@ pub fn sms_receipt(message: &str) -> Option<Receipt> {
         _ => return None,
     };
     let error_message = error_code.as_ref().and(log.delivery.provider_response);
-    Some(Receipt { provider_id: log.notification.message_id, status, error_code, error_message, target: None })
+    Some(Receipt {
+        provider_id: log.notification.message_id,
+        status,
+        error_code,
+        error_message,
+        target: None,
+        also_id: None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -135,7 +142,7 @@ pub fn ses_receipt(message: &str) -> Option<Receipt> {
         }
         _ => return None,
     };
-    Some(Receipt { provider_id: n.mail.message_id, status, error_code, error_message, target: None })
+    Some(Receipt { provider_id: n.mail.message_id, status, error_code, error_message, target: None, also_id: None })
 }
 
 #[derive(Deserialize)]
@@ -164,7 +171,7 @@ pub fn voice_receipt(message: &str) -> Option<Receipt> {
     };
     let error_code = (status != ChannelStatus::Delivered).then(|| e.event_type.clone());
     let error_message = error_code.as_ref().and(e.message_status_description.or(e.message_status));
-    Some(Receipt { provider_id: e.message_id, status, error_code, error_message, target: None })
+    Some(Receipt { provider_id: e.message_id, status, error_code, error_message, target: None, also_id: None })
 }
 
 #[derive(Deserialize)]
@@ -209,7 +216,7 @@ pub fn text_receipt(message: &str) -> Option<Receipt> {
             event: e.context.get(CONTEXT_EVENT)?.parse().ok()?,
         })
     })();
-    Some(Receipt { provider_id: e.message_id, status, error_code, error_message, target })
+    Some(Receipt { provider_id: e.message_id, status, error_code, error_message, target, also_id: None })
 }
 
 /// The receipt in one SNS message of the receipts topics: an SES notification, or an End User
@@ -245,6 +252,9 @@ struct WebhookValue {
 
 #[derive(Deserialize)]
 struct WhatsappStatus {
+    /// Meta's id of the message (`wamid.…`).
+    #[serde(default)]
+    id: Option<String>,
     status: String,
     biz_opaque_callback_data: Option<String>,
     #[serde(default)]
@@ -292,7 +302,10 @@ fn whatsapp_status(provider_id: &str, s: WhatsappStatus) -> Option<Receipt> {
         let (account, otp, event) = (parts.next()?, parts.next()?, parts.next()?.parse().ok()?);
         Some(ReceiptTarget { account_sid: account.to_owned(), otp_sid: otp.to_owned(), event })
     });
-    Some(Receipt { provider_id: provider_id.to_owned(), status, error_code, error_message, target })
+    // AWS does not say whether `SendWhatsAppMessage`'s `messageId` (the event's `targetSid`) is
+    // the event header's `messageId` or Meta's `wamid`: either matches.
+    let also_id = s.id.filter(|id| id != provider_id);
+    Some(Receipt { provider_id: provider_id.to_owned(), status, error_code, error_message, target, also_id })
 }
 
 /// How one invocation went.

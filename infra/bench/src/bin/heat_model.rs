@@ -932,6 +932,7 @@ async fn run() {
                     error_code: None,
                     error_message: None,
                     target: None,
+                    also_id: None,
                 };
                 receipts::apply(b.store.as_ref(), &receipt).await.expect("receipt");
                 heat.account(b.drain()).await;

@@ -20,12 +20,13 @@ impl ReceiptStore for MemoryStore {
         let s = &mut *locked;
         // A scan of the OTPs kept (at most `max_otps`) rather than an index of message ids
         // kept up by every send: receipts are rare in the dev server, sends are not.
-        let Some(otp) =
-            s.otps.values_mut().find(|o| o.events.iter().any(|e| e.target_sid.as_ref() == Some(&r.provider_id)))
-        else {
+        let names = |e: &crate::domain::otp::ChannelEvent| {
+            e.target_sid.as_deref().is_some_and(|id| id == r.provider_id || r.also_id.as_deref() == Some(id))
+        };
+        let Some(otp) = s.otps.values_mut().find(|o| o.events.iter().any(names)) else {
             return Ok(ReceiptOutcome::Unknown);
         };
-        let i = otp.events.iter().position(|e| e.target_sid.as_ref() == Some(&r.provider_id)).expect("found above");
+        let i = otp.events.iter().position(names).expect("found above");
         if otp.events[i].status != ChannelStatus::Sent {
             return Ok(ReceiptOutcome::Unchanged);
         }

@@ -49,7 +49,8 @@ impl ReceiptStore for DynamoStore {
             .name(attr::STATUS)
             .value(":status", s(r.status.as_str()))
             .value(":sent", s(ChannelStatus::Sent.as_str()))
-            .value(":id", s(&r.provider_id));
+            .value(":id", s(&r.provider_id))
+            .value(":also", s(r.also_id.as_deref().unwrap_or(&r.provider_id)));
         if let Some(code) = &r.error_code {
             update.push_str(&format!(", #events[{i}].error_code = :code"));
             expr = expr.value(":code", s(code));
@@ -65,7 +66,7 @@ impl ReceiptStore for DynamoStore {
             .set_key(Some(otp_key.to_item()))
             .update_expression(update)
             .condition_expression(format!(
-                "attribute_exists(pk) AND size(#events) > :i AND #events[{i}].target_sid = :id AND #events[{i}].#status = :sent"
+                "attribute_exists(pk) AND size(#events) > :i AND #events[{i}].target_sid IN (:id, :also) AND #events[{i}].#status = :sent"
             ))
             .set_expression_attribute_names(expr.names())
             .set_expression_attribute_values(expr.clone().value(":i", n(i)).values())
@@ -80,11 +81,16 @@ impl ReceiptStore for DynamoStore {
                 // A receipt that named an OTP or event that is not (or no longer) there, or
                 // is not this message's: as unknown as one with no lookup item.
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) if r.target.is_some() => {
-                    Ok(if names_dispatch(c.item(), i, &r.provider_id) {
-                        ReceiptOutcome::Unchanged
-                    } else {
-                        ReceiptOutcome::Unknown
-                    })
+                    let also = r.also_id.as_deref();
+                    Ok(
+                        if names_dispatch(c.item(), i, &r.provider_id)
+                            || also.is_some_and(|a| names_dispatch(c.item(), i, a))
+                        {
+                            ReceiptOutcome::Unchanged
+                        } else {
+                            ReceiptOutcome::Unknown
+                        },
+                    )
                 }
                 Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(ReceiptOutcome::Unchanged),
                 Some(UpdateItemError::TransactionConflictException(_)) => Err(Error::Contended),
