@@ -466,6 +466,33 @@ impl<'a> OutboundMessage<'a> {
         }
     }
 
+    /// A message of `channel` to `to` with the code `123456`, as unit tests of dispatchers use
+    /// one (a call with its SSML and voice, an email with its subject and HTML part).
+    #[cfg(test)]
+    pub(crate) fn sample(channel: Channel, to: &'a str) -> Self {
+        let call = channel == Channel::Call;
+        OutboundMessage {
+            account_sid: "AC1",
+            request_id: "OTP1",
+            event_sid: "EV1",
+            event_index: 0,
+            ttl_secs: 600,
+            channel,
+            from: "Twofa",
+            to,
+            subject: (channel == Channel::Email).then_some("Your code"),
+            code: "123456",
+            text: format!("Your code for {to} is 123456"),
+            html: (channel == Channel::Email).then(|| "<p>123456</p>".into()),
+            ssml: call.then(|| "<speak>1 2 3 4 5 6</speak>".into()),
+            voice_id: call.then(|| "Joanna".into()),
+            language: "en-US",
+            voice: None,
+            repeat: 1,
+            routes: &[],
+        }
+    }
+
     /// The same message taking the account's `routes`.
     pub fn with_routes(mut self, routes: &'a [String]) -> Self {
         self.routes = routes;

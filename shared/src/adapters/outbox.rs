@@ -236,27 +236,7 @@ mod tests {
     use crate::adapters::clock::AdjustableClock;
 
     fn message(channel: Channel, to: &str) -> OutboundMessage<'_> {
-        let call = channel == Channel::Call;
-        OutboundMessage {
-            account_sid: "AC1",
-            request_id: "OTP1",
-            event_sid: "EV1",
-            event_index: 0,
-            ttl_secs: 600,
-            channel,
-            from: "Twofa",
-            to,
-            subject: (channel == Channel::Email).then_some("Your code"),
-            code: "123456",
-            text: format!("Your code for {to} is 123456"),
-            html: (channel == Channel::Email).then(|| "<p>123456</p>".into()),
-            ssml: call.then(|| "<speak>1 2 3 4 5 6</speak>".into()),
-            voice_id: call.then(|| "Joanna".into()),
-            language: "en-US",
-            voice: None,
-            repeat: 1,
-            routes: &[],
-        }
+        OutboundMessage::sample(channel, to)
     }
 
     #[tokio::test]

@@ -216,26 +216,7 @@ mod tests {
     }
 
     fn message(channel: Channel, routes: &[String]) -> OutboundMessage<'_> {
-        OutboundMessage {
-            account_sid: "AC1",
-            request_id: "OTP1",
-            event_sid: "EV1",
-            event_index: 0,
-            ttl_secs: 600,
-            channel,
-            from: "Twofa",
-            to: "+14155550100",
-            subject: None,
-            code: "123456",
-            text: "Your code is 123456".into(),
-            html: None,
-            ssml: None,
-            voice_id: None,
-            language: "en",
-            voice: None,
-            repeat: 1,
-            routes,
-        }
+        OutboundMessage::sample(channel, "+14155550100").with_routes(routes)
     }
 
     fn names(list: &[&str]) -> Vec<String> {
