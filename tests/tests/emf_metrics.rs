@@ -36,7 +36,7 @@ async fn given_a_metered_otp_router() -> Harness {
     let captured = lines.clone();
     let sink: Sink = Arc::new(move |line: &str| captured.lock().unwrap().push(line.to_owned()));
     let deps = Deps {
-        dispatcher: Arc::new(MeteredDispatcher::new(dev.outbox.clone(), sink.clone(), "twofa-test")),
+        dispatcher: Arc::new(MeteredDispatcher::new(dev.deps.dispatcher.clone(), sink.clone(), "twofa-test")),
         ..dev.deps.clone()
     };
     let app = with_metrics(twofa::http::otp::router(deps), sink, "twofa-test");
@@ -116,14 +116,14 @@ async fn a_send_writes_a_dispatch_line_of_its_channel_and_a_request_line() {
     let lines = h.take();
     assert_eq!(lines.len(), 4, "{lines:?}");
     let (dims, values) = emf(&lines[0]);
-    assert_eq!(dims, json!({ "Channel": "sms", "Outcome": "ok" }));
+    assert_eq!(dims, json!({ "Channel": "sms", "Outcome": "ok", "Route": "outbox" }));
     assert_eq!((values["Dispatches"].clone(), values["DispatchFailures"].clone()), (json!(1.0), json!(0.0)));
     assert!(values["DispatchLatency"].as_f64().unwrap() >= 0.0);
     let (dims, values) = emf(&lines[1]);
     assert_eq!(dims, json!({ "Operation": "send", "Code": "200" }));
     assert_eq!((values["Requests"].clone(), values["Failures"].clone()), (json!(1.0), json!(0.0)));
     assert!(values["Latency"].as_f64().unwrap() >= 0.0);
-    assert_eq!(emf(&lines[2]).0, json!({ "Channel": "email", "Outcome": "ok" }));
+    assert_eq!(emf(&lines[2]).0, json!({ "Channel": "email", "Outcome": "ok", "Route": "outbox" }));
     // And no line carries the destination or the code
     let text = format!("{lines:?}");
     assert!(!text.contains("4155550100") && !text.contains("user@example.com"));

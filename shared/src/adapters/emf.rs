@@ -95,13 +95,20 @@ pub fn request_line(namespace: &str, operation: &str, code: u16, took: Duration)
     .render()
 }
 
-/// The line of one delivery attempt on `channel`: `ok`, `rejected` (the provider refused this
-/// message) or `unavailable` (the provider could not be reached), and how long it took.
-pub fn dispatch_line(namespace: &str, channel: Channel, outcome: &str, took: Duration) -> String {
+/// The line of one delivery on `channel`: `ok`, `rejected` (the provider refused this
+/// message), `unavailable` (no route could be reached) or `unconfirmed` (a route did not answer
+/// in time), the route that sent or refused it when one did, and how long it took.
+pub fn dispatch_line(namespace: &str, channel: Channel, outcome: &str, route: Option<&str>, took: Duration) -> String {
+    let with_route: [(&str, &str); 3] =
+        [("Channel", channel.as_str()), ("Outcome", outcome), ("Route", route.unwrap_or_default())];
+    let (dimension_sets, dimensions): (&[&[&str]], &[(&str, &str)]) = match route {
+        Some(_) => (&[&["Channel"], &["Channel", "Outcome"], &["Channel", "Route"]], &with_route),
+        None => (&[&["Channel"], &["Channel", "Outcome"]], &with_route[..2]),
+    };
     Line {
         namespace,
-        dimension_sets: &[&["Channel"], &["Channel", "Outcome"]],
-        dimensions: &[("Channel", channel.as_str()), ("Outcome", outcome)],
+        dimension_sets,
+        dimensions,
         metrics: &[
             ("Dispatches", "Count", 1.0),
             ("DispatchFailures", "Count", if outcome == "ok" { 0.0 } else { 1.0 }),
@@ -146,13 +153,13 @@ impl Dispatcher for MeteredDispatcher {
     async fn dispatch(&self, msg: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
         let start = Instant::now();
         let result = self.inner.dispatch(msg).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(DispatchError::Rejected { .. }) => "rejected",
-            Err(DispatchError::Unavailable) => "unavailable",
-            Err(DispatchError::Unconfirmed) => "unconfirmed",
+        let (outcome, route) = match &result {
+            Ok(r) => ("ok", r.route.as_deref()),
+            Err(DispatchError::Rejected { route, .. }) => ("rejected", route.as_deref()),
+            Err(DispatchError::Unavailable) => ("unavailable", None),
+            Err(DispatchError::Unconfirmed) => ("unconfirmed", None),
         };
-        (self.sink)(&dispatch_line(&self.namespace, msg.channel, outcome, start.elapsed()));
+        (self.sink)(&dispatch_line(&self.namespace, msg.channel, outcome, route, start.elapsed()));
         result
     }
 }
