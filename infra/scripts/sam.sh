@@ -197,6 +197,10 @@ except urllib.error.HTTPError:
 # endpoint of cmd_up (its $image and $endpoint).
 # WhatsApp through the Social stand-in beside moto: any phone number id will do.
 WHATSAPP_NUMBER_ID="phone-number-id-0123456789abcdef0123456789abcdef"
+# End User Messaging SMS through the SMS Voice v2 stand-in beside moto: any pool id will do. Given,
+# the stack has the end-user-messaging SMS route (accounts' routing tables may name it); the
+# default route stays sns.
+SMS_ORIGINATION_IDENTITY="pool-0123456789abcdef0123456789abcdef"
 
 sam_local() {
     env AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
@@ -209,6 +213,7 @@ sam_local() {
         --env-vars "$RUN/sam-env.json" \
         --parameter-overrides "Architecture=$ARCH" "AwsEndpointUrl=$endpoint" \
             "WhatsappPhoneNumberId=$WHATSAPP_NUMBER_ID" "WhatsappTemplate=twofa_code" \
+            "SmsOriginationIdentity=$SMS_ORIGINATION_IDENTITY" \
         --region us-east-1 \
         </dev/null >"$4" 2>&1 &
     echo $! >"$5"
@@ -282,7 +287,8 @@ print(sfn.create_state_machine(name="twofa-local-workflow", definition=definitio
 PY
     )
     log "workflow state machine $machine"
-    "$VENV/bin/python" - "$RUN/sam-env.json" "$TWOFA_TABLE" "$TWOFA_SECRET_ARN" "$endpoint" "$machine" <<'PY'
+    "$VENV/bin/python" - "$RUN/sam-env.json" "$TWOFA_TABLE" "$TWOFA_SECRET_ARN" "$endpoint" "$machine" \
+        "$SMS_ORIGINATION_IDENTITY" <<'PY'
 import json, sys
 json.dump({"Parameters": {
     "TWOFA_TABLE": sys.argv[2], "TWOFA_SECRET_ARN": sys.argv[3], "AWS_ENDPOINT_URL": sys.argv[4],
@@ -292,14 +298,20 @@ json.dump({"Parameters": {
     "TWOFA_WORKFLOW_STATE_MACHINE_ARN": sys.argv[5],
     # The stack's own SES configuration set is not in moto: emails go without a set.
     "TWOFA_SES_CONFIGURATION_SET": "",
-    # No provider of your own: SMS through SNS (moto), whatever sam makes of the template's
-    # conditional variables.
+    # No provider of your own: SMS through SNS (moto) by default, whatever sam makes of the
+    # template's conditional variables.
     "TWOFA_SMS_PROVIDER_URL": "", "TWOFA_SMS_PROVIDER_SECRET": "", "TWOFA_SMS_PROVIDER_NAME": "",
     # WhatsApp through the Social stand-in beside moto (moto_serial_server.py): any number id.
     # (Also given as the template's parameters to sam local, so its conditional variables exist.)
     "TWOFA_WHATSAPP_PHONE_NUMBER_ID": "phone-number-id-0123456789abcdef0123456789abcdef",
     "TWOFA_WHATSAPP_TEMPLATE": "twofa_code",
     "TWOFA_WHATSAPP_LANGUAGES": "en_US",
+    # The end-user-messaging SMS route, through the SMS Voice v2 stand-in beside moto (also
+    # given as the template's parameter). The stack's own configuration set is not in moto:
+    # texts go without a set (the stand-in needs none).
+    "TWOFA_SMS_ORIGINATION_IDENTITY": sys.argv[6],
+    "TWOFA_SMS_CONFIGURATION_SET": "",
+    "TWOFA_SMS_ROUTE": "sns",
 }}, open(sys.argv[1], "w"))
 PY
     # 5. sam local start-api, each function's container started at once (EAGER) and kept warm.
@@ -356,7 +368,8 @@ PY
     load: infra/scripts/load.sh local-aws   (an account with test numbers, then a short make load)
     curl -s -u "$TWOFA_ACCOUNT_SID:$TWOFA_AUTH_TOKEN" http://127.0.0.1:$SAM_PORT/2fa/send -H 'Content-Type: application/json' \\
       -d '{"service":"2FA","from":"Twofa","to":"+14155550100","body":"Your verification code is: {code}"}'
-    the SMS sent (with its code): curl -s $endpoint/moto-api/data.json   (sns.SMS)
+    the SMS sent (with its code): curl -s $endpoint/moto-api/data.json   (sns.SMS; the default route)
+    on the end-user-messaging route (an account's routing table naming it): curl -s $endpoint/_twofa/sms-voice/messages
     stop it all: make local-aws-down
 EOF
 }

@@ -3,6 +3,10 @@
 //! container), DynamoDB, SNS, SES and Secrets Manager from moto. Codes are read the way an
 //! operator would: from what SNS/SES "delivered" (moto's `/moto-api/data.json`).
 //!
+//! SMS go out on two routes there: `sns` (moto) and `end-user-messaging` (the SMS Voice v2
+//! stand-in beside moto, `infra/scripts/moto_serial_server.py`); accounts of their own, made
+//! with twofa-admin as an operator would, pick them with their routing tables.
+//!
 //! Run by `make test-sam`, which starts the stack (`make local-aws`), runs these with
 //! `--ignored` and stops everything. Ignored in `make test` (no Docker there); run by hand
 //! without the stack's environment they fail, they never pass empty.
@@ -474,4 +478,141 @@ fn whatsapp_code(message: &str) -> String {
     let components = v["template"]["components"].as_array().expect("template components");
     let body = components.iter().find(|c| c["type"] == "body").expect("a body component");
     body["parameters"][0]["text"].as_str().expect("the code").to_owned()
+}
+
+impl Sam {
+    /// A new account on the stack (`twofa-admin account create`, then `account policy` with
+    /// `policy`), as an operator makes one: run from the workspace's build beside this test,
+    /// with the table and secret of `.run/local-aws.env`. Its policy is set before its first
+    /// request, so no function holds an older copy of it.
+    fn new_account(&self, policy: &Value) -> Sam {
+        let admin = |args: &[&str]| -> String {
+            // This test's binary is target/…/debug/deps/sam_local-…; the admin command is in
+            // target/…/debug.
+            let exe = std::env::current_exe().expect("the test's path");
+            let bin = exe.parent().and_then(|deps| deps.parent()).expect("the build directory").join("twofa-admin");
+            let out = std::process::Command::new(&bin)
+                .args(args)
+                .env("TWOFA_TABLE", env("TWOFA_TABLE"))
+                .env("TWOFA_SECRET_ARN", env("TWOFA_SECRET_ARN"))
+                .env("AWS_ENDPOINT_URL", &self.moto)
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("AWS_REGION", "us-east-1")
+                .env("TWOFA_AWS_ATTEMPT_TIMEOUT_MS", "10000")
+                .env("TWOFA_AWS_OPERATION_TIMEOUT_MS", "30000")
+                .output()
+                .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(out.status.success(), "twofa-admin {args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+            stdout
+        };
+        let created = admin(&["account", "create", "--email", "routes@example.com", "--any-sender"]);
+        let field = |name: &str| {
+            created
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {created}"))
+                .to_owned()
+        };
+        let (sid, token) = (field("ACCOUNT_SID="), field("AUTH_TOKEN="));
+        admin(&["account", "policy", &sid, "--json", &policy.to_string()]);
+        Sam { base: self.base.clone(), moto: self.moto.clone(), sid, token, http: self.http.clone() }
+    }
+
+    async fn sms_voice(&self, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/_twofa/sms-voice/{path}", self.moto);
+        let req = match body {
+            Some(b) => self.http.post(&url).json(&b),
+            None => self.http.get(&url),
+        };
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(resp.status(), 200, "{url}");
+        resp.json().await.unwrap()
+    }
+
+    /// The texts the End User Messaging SMS stand-in beside moto sent to `to`, oldest first.
+    async fn texts_to(&self, to: &str) -> Vec<Value> {
+        let all = self.sms_voice("messages", None).await;
+        all["Messages"].as_array().map_or(vec![], |l| {
+            l.iter()
+                .filter(|m| m["Operation"] == "SendTextMessage" && m["Request"]["DestinationPhoneNumber"] == to)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// The SMS the account was billed for today (0 before its first).
+    async fn sms_usage(&self) -> u64 {
+        let r = self.get("/2fa/usage/records/today?channel=sms").await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let records = r.json()["usageRecords"].as_array().expect("usageRecords").clone();
+        records.iter().map(|r| r["count"].as_str().and_then(|c| c.parse::<u64>().ok()).expect("a count")).sum()
+    }
+
+    /// The session's events as (channel, status, route), after the code verified.
+    async fn verified_events(&self, sid: &str, code: &str) -> Vec<(String, String, String)> {
+        let r = self.post("/2fa/verify", &json!({ "requestId": sid, "code": code })).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let sdr = self.get(&format!("/2fa/search/{sid}")).await.json();
+        assert_eq!(sdr["status"], "success", "{sdr}");
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        sdr["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no events: {sdr}"))
+            .iter()
+            .map(|e| (text(&e["channel"]), text(&e["channelStatus"]), text(&e["route"])))
+            .collect()
+    }
+}
+
+fn sent(route: &str) -> Vec<(String, String, String)> {
+    vec![("sms".to_owned(), "sent".to_owned(), route.to_owned())]
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make test-sam"]
+async fn one_message_on_each_sms_route_and_a_route_down_fails_over() {
+    let stack = Sam::new();
+    // Given an account whose table sends SMS through SNS first, and one whose table sends them
+    // through End User Messaging first (the stack has both routes; its default is sns)
+    let sns_first = stack.new_account(&json!({ "routes": { "sms": { "*": ["sns", "end-user-messaging"] } } }));
+    let eum_first = stack.new_account(&json!({ "routes": { "sms": { "*": ["end-user-messaging", "sns"] } } }));
+
+    // When the first sends an SMS
+    let to = new_number();
+    let sid = sns_first.send_sms(&to, json!({})).await.request_id();
+    // Then SNS carried it, End User Messaging did not, and its code verifies; its event names sns
+    let code = stack.sms_code(&to).await;
+    assert!(stack.texts_to(&to).await.is_empty());
+    assert_eq!(sns_first.verified_events(&sid, &code).await, sent("sns"));
+
+    // When the second sends an SMS
+    let to = new_number();
+    let sid = eum_first.send_sms(&to, json!({})).await.request_id();
+    // Then End User Messaging SMS carried it, from the stack's origination identity, and SNS did not
+    let texts = stack.texts_to(&to).await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    let request = &texts[0]["Request"];
+    assert!(request["OriginationIdentity"].as_str().is_some_and(|o| o.starts_with("pool-")), "{request}");
+    assert_eq!(stack.sms_count(&to).await, 0);
+    // And its code verifies; its event names end-user-messaging
+    let code = digits(request["MessageBody"].as_str().expect("MessageBody"));
+    assert_eq!(code.len(), 6, "{request}");
+    assert_eq!(eum_first.verified_events(&sid, &code).await, sent("end-user-messaging"));
+
+    // Given End User Messaging throttling every attempt at a number (the SDK makes 3 per send)
+    let to = new_number();
+    stack.sms_voice("fail", Some(json!({ "Error": "ThrottlingException", "Times": 5, "Destination": to }))).await;
+    let usage = eum_first.sms_usage().await;
+    // When the second account sends to it
+    let r = eum_first.send_sms(&to, json!({})).await;
+    // Then the send succeeds through the next route of its table, SNS, once
+    let sid = r.request_id();
+    assert_eq!(stack.sms_count(&to).await, 1);
+    assert!(stack.texts_to(&to).await.is_empty());
+    // And the session has one event, on sns, whose code verifies, and one SMS is counted
+    let code = stack.sms_code(&to).await;
+    assert_eq!(eum_first.verified_events(&sid, &code).await, sent("sns"));
+    assert_eq!(eum_first.sms_usage().await, usage + 1);
 }

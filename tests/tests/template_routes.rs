@@ -517,3 +517,101 @@ fn the_sweeper_runs_every_slice_of_the_due_index_once_a_minute_and_no_more_at_on
     assert_eq!(allowed[1].0, ["dynamodb:UpdateItem"]);
     assert!(allowed[1].1.contains("OTP#*"), "{allowed:?}");
 }
+
+/// `value` as `!Tag inner`, if it is tagged `tag`.
+fn tagged<'a>(value: &'a Value, tag: &str) -> Option<&'a Value> {
+    match value {
+        Value::Tagged(t) if t.tag == tag => Some(&t.value),
+        _ => None,
+    }
+}
+
+/// `!If [condition, then, else]` as its three parts.
+fn if_parts(value: &Value) -> Option<(&str, &Value, &Value)> {
+    let parts = tagged(value, "If")?.as_sequence()?;
+    match parts.as_slice() {
+        [condition, then, otherwise] => Some((condition.as_str()?, then, otherwise)),
+        _ => None,
+    }
+}
+
+fn is_no_value(value: &Value) -> bool {
+    ref_target(value) == Some("AWS::NoValue")
+}
+
+#[test]
+fn every_sms_sending_function_has_the_sns_route_always_and_end_user_messaging_with_an_origination_identity() {
+    // Given the template
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
+    let template: Value = serde_yaml::from_str(&text).expect("template.yaml parses");
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    // When the functions that send (the ones told the default SMS route) are read
+    let senders: Vec<(&str, &Value)> = resources
+        .iter()
+        .filter(|(_, r)| !r["Properties"]["Environment"]["Variables"]["TWOFA_SMS_ROUTE"].is_null())
+        .map(|(id, r)| (id.as_str().expect("a logical id"), &r["Properties"]))
+        .collect();
+    let ids: Vec<&str> = senders.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, ["OtpFunction", "WorkflowStepFunction"], "the functions that send SMS");
+    for (id, function) in &senders {
+        let env = &function["Environment"]["Variables"];
+        // Then SmsRoute only names the default route
+        assert_eq!(ref_target(&env["TWOFA_SMS_ROUTE"]), Some("SmsRoute"), "{id}");
+        // And the end-user-messaging route exists whenever an origination identity is given
+        let (condition, then, otherwise) =
+            if_parts(&env["TWOFA_SMS_ORIGINATION_IDENTITY"]).unwrap_or_else(|| panic!("{id}: an !If"));
+        assert_eq!((condition, ref_target(then)), ("HasSmsOriginationIdentity", Some("SmsOriginationIdentity")));
+        assert!(is_no_value(otherwise), "{id}: {otherwise:?}");
+        let (condition, _, otherwise) =
+            if_parts(&env["TWOFA_SMS_CONFIGURATION_SET"]).unwrap_or_else(|| panic!("{id}: an !If"));
+        assert_eq!(condition, "HasSmsOriginationIdentity", "{id}");
+        assert!(is_no_value(otherwise), "{id}: {otherwise:?}");
+        let list = function["Policies"][0]["Statement"].as_sequence().expect("statements");
+        // And it may publish SMS through SNS whatever the parameters (an unconditional
+        // statement: any account's routing table may name sns)
+        let sns: Vec<&Value> = list.iter().filter(|s| actions(s).contains(&"sns:Publish")).collect();
+        assert_eq!(sns.len(), 1, "{id}: one sns:Publish statement, not under a condition");
+        assert_eq!((sns[0]["Effect"].as_str(), actions(sns[0])), (Some("Allow"), vec!["sns:Publish"]), "{id}");
+        // And it may call SendTextMessage only with an origination identity, and nothing else
+        // of End User Messaging SMS with that statement
+        let texts: Vec<&Value> = list
+            .iter()
+            .filter_map(|s| if_parts(s))
+            .filter(|(_, then, _)| actions(then).contains(&"sms-voice:SendTextMessage"))
+            .map(|(condition, then, otherwise)| {
+                assert_eq!(condition, "HasSmsOriginationIdentity", "{id}");
+                assert!(is_no_value(otherwise), "{id}: {otherwise:?}");
+                then
+            })
+            .collect();
+        assert_eq!(texts.len(), 1, "{id}: one SendTextMessage statement");
+        assert_eq!(actions(texts[0]), ["sms-voice:SendTextMessage"], "{id}");
+        let resources = format!("{:?}", texts[0]["Resource"]);
+        assert!(!resources.contains(":*\"") && resources.contains("configuration-set/${Set}"), "{id}: {resources}");
+        assert!(!list.iter().any(|s| actions(s).contains(&"sms-voice:SendTextMessage")), "{id}: unconditional");
+    }
+    // And the condition is the identity's presence; no condition depends on the default route
+    let conditions = &template["Conditions"];
+    assert_eq!(
+        format!("{:?}", conditions["HasSmsOriginationIdentity"]),
+        format!("{:?}", serde_yaml::from_str::<Value>(r#"!Not [!Equals [!Ref SmsOriginationIdentity, ""]]"#).unwrap())
+    );
+    assert!(!format!("{conditions:?}").contains("SmsRoute"), "{conditions:?}");
+    // And the stack's own configuration set (the receipts' event destination) exists with the
+    // route when no other set is given
+    assert_eq!(
+        template["Resources"]["SmsTextConfigurationSet"]["Condition"].as_str(),
+        Some("UsesStackSmsConfigurationSet")
+    );
+    let uses = format!("{:?}", conditions["UsesStackSmsConfigurationSet"]);
+    assert!(uses.contains("HasSmsOriginationIdentity") && uses.contains("HasSmsConfigurationSet"), "{uses}");
+    // And SmsRoute=end-user-messaging without an identity is refused before anything is made
+    let rule = &template["Rules"]["EndUserMessagingRouteNeedsOriginationIdentity"];
+    let condition = format!("{:?}", rule["RuleCondition"]);
+    assert!(condition.contains("SmsRoute") && condition.contains("end-user-messaging"), "{condition}");
+    let assertion = format!("{:?}", rule["Assertions"][0]["Assert"]);
+    assert!(assertion.contains("Not") && assertion.contains("SmsOriginationIdentity"), "{assertion}");
+    // And the default stays sns, which needs nothing more
+    assert_eq!(template["Parameters"]["SmsRoute"]["Default"].as_str(), Some("sns"));
+}
