@@ -17,6 +17,7 @@ use crate::domain::{
     limits::{Counter, CounterKey, CounterOp, LimitDef},
     otp::{Channel, ChannelEvent, Check, Delivery, Destination, FailureStreak, Otp, Superseded},
     policy::AccountPolicy,
+    providers::OpenedProvider,
     receipts::{Receipt, ReceiptOutcome},
     records::{OtpQuery, SearchFilter},
     time::Millis,
@@ -429,6 +430,9 @@ pub struct OutboundMessage<'a> {
     /// The account's routes for this message, in order (`domain::routing`); empty: the
     /// channel's deployment route.
     pub routes: &'a [String],
+    /// The account's own providers that `routes` names, opened (`domain::providers`): a route
+    /// name that is one of them goes there, before a deployment route of that name.
+    pub providers: &'a [OpenedProvider],
 }
 
 impl<'a> OutboundMessage<'a> {
@@ -463,6 +467,7 @@ impl<'a> OutboundMessage<'a> {
             voice: d.voice.as_deref(),
             repeat: d.repeat,
             routes: &[],
+            providers: &[],
         }
     }
 
@@ -490,12 +495,19 @@ impl<'a> OutboundMessage<'a> {
             voice: None,
             repeat: 1,
             routes: &[],
+            providers: &[],
         }
     }
 
     /// The same message taking the account's `routes`.
     pub fn with_routes(mut self, routes: &'a [String]) -> Self {
         self.routes = routes;
+        self
+    }
+
+    /// The same message with the account's own `providers` (those its routes name).
+    pub fn with_providers(mut self, providers: &'a [OpenedProvider]) -> Self {
+        self.providers = providers;
         self
     }
 }

@@ -99,7 +99,8 @@ pub async fn rotate_token(store: &dyn AdminStore, keys: &Keys, sid: &str) -> Res
 /// What `reseal` did before a key is retired.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Resealed {
-    /// Values sealed again under the current key (token digests, webhook secrets, test codes).
+    /// Values sealed again under the current key (token digests, webhook secrets, test codes,
+    /// provider secrets).
     pub values: usize,
     /// Accounts whose token is still stored as a bare HMAC under key 0 (from before keys
     /// rotated): only the token itself could be hashed again, so they need a new one
@@ -138,6 +139,12 @@ pub async fn reseal(store: &dyn AdminStore, keys: &Keys, retiring: u8) -> Result
         for t in &mut policy.test_destinations {
             if let Ok(Some(again)) = t.resealed(keys, &sid, retiring) {
                 *t = again;
+                changed += 1;
+            }
+        }
+        for p in &mut policy.providers {
+            if let Ok(Some(again)) = p.resealed(keys, &sid, retiring) {
+                *p = again;
                 changed += 1;
             }
         }

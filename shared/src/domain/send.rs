@@ -16,7 +16,7 @@ use super::{
     otp::{Channel, ChannelEvent, ChannelStatus, Delivery, Destination, Otp, OtpStatus, Superseded},
     phone,
     policy::GuardSettings,
-    routing,
+    providers, routing,
     time::{self, Millis},
     usage::{UsageCategory, UsageKey},
     voice::{self, Gender},
@@ -302,7 +302,10 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         return Ok(otp.sid.clone());
     }
     let routes = routing::routes_for(&account.policy.routes, d.channel, otp.country.as_deref());
-    let message = OutboundMessage::new(otp, 0, &event.sid, d, code.reveal(), content, now).with_routes(routes);
+    let own = providers::opened_for(&deps.keys, &account.sid, &account.policy.providers, routes);
+    let message = OutboundMessage::new(otp, 0, &event.sid, d, code.reveal(), content, now)
+        .with_routes(routes)
+        .with_providers(&own);
     let dispatched = deps.dispatcher.dispatch(&message).await;
     let mut event = event;
     let lookup = match dispatched {

@@ -51,6 +51,7 @@ pub(crate) mod attr {
     pub const WINDOW_END_MS: &str = "window_end_ms";
     pub const SID: &str = "sid";
     pub const OTP_SID: &str = "otp_sid";
+    pub const ACCOUNT_SID: &str = "account_sid";
     pub const CREATED_MS: &str = "created_ms";
     pub const SENDS: &str = "sends";
     pub const VERIFIES: &str = "verifies";
