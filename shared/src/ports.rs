@@ -186,10 +186,10 @@ pub trait OtpStore: Send + Sync {
     /// Replace event number `index` of `otp` (what the provider said of a dispatch). `otp` is
     /// the OTP as committed or read: its account, sid and creation time are what is used (the
     /// store may keep a lookup of the dispatch's provider id for receipts, for as long as the
-    /// OTP is kept). `lookup: false` keeps none: the provider's receipts name the OTP and
-    /// event themselves (`DispatchReceipt::receipts_name_event`). An OTP or event that is not
-    /// there is `Contended`.
-    async fn update_event(&self, otp: &Otp, index: usize, event: &ChannelEvent, lookup: bool) -> Result<()>;
+    /// OTP is kept): `lookup` says which (`Lookup::None` keeps none: the provider's receipts
+    /// name the OTP and event themselves, `DispatchReceipt::receipts_name_event`). An OTP or
+    /// event that is not there is `Contended`.
+    async fn update_event(&self, otp: &Otp, index: usize, event: &ChannelEvent, lookup: Lookup) -> Result<()>;
 
     async fn get_otp(&self, account_sid: &str, otp_sid: &str) -> Result<Option<Otp>>;
 
@@ -523,6 +523,20 @@ impl std::fmt::Debug for OutboundMessage<'_> {
     }
 }
 
+/// The lookup of a dispatch's provider message id its receipts find the event by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// None: the provider's receipts name the OTP and event themselves.
+    None,
+    /// By the id alone: a deployment route's receipts.
+    Deployment,
+    /// By the OTP's account and the id: a provider of the account's own, whose receipts come
+    /// to the account's path (`domain::providers`). Kept apart from the deployment's, so an id
+    /// an account's provider answers can neither take over another message's lookup nor be
+    /// found by another's receipts.
+    Account,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DispatchReceipt {
     /// The provider's message id (SNS/SES MessageId, call id): the SDR's `targetSid`.
@@ -532,12 +546,19 @@ pub struct DispatchReceipt {
     pub receipts_name_event: bool,
     /// The route that sent it (`adapters::router` names it).
     pub route: Option<String>,
+    /// It went through a provider of the account's own (`Lookup::Account`).
+    pub account_provider: bool,
 }
 
 impl DispatchReceipt {
     /// A message whose receipts name it by `provider_id` alone.
     pub fn new(provider_id: impl Into<String>) -> Self {
-        DispatchReceipt { provider_id: provider_id.into(), receipts_name_event: false, route: None }
+        DispatchReceipt {
+            provider_id: provider_id.into(),
+            receipts_name_event: false,
+            route: None,
+            account_provider: false,
+        }
     }
 }
 

@@ -25,8 +25,9 @@ use twofa::{
         callbacks::UrlRules,
         crypto::Keys,
         ids,
-        otp::Channel,
+        otp::{Channel, ChannelStatus},
         policy::{self, PolicyUpdate},
+        receipts::{self, Receipt, ReceiptOutcome},
     },
     ports::{AccountStore, Deps, NoScheduler, OtpStore, SystemClock},
 };
@@ -66,6 +67,14 @@ async fn start() -> AwsApi {
 }
 
 impl AwsApi {
+    /// A new account on the deployment's routes: (sid, token).
+    async fn plain_account(&self) -> (String, String) {
+        let token = ids::new_sid("");
+        let account = Account::new(ids::new_sid(ids::ACCOUNT), &token, &self.keys, None, 0);
+        self.store.put_account(&account).await.expect("account");
+        (account.sid, token)
+    }
+
     /// A new account whose SMS go to its provider `acme` at `url`: (sid, token, acme's secret).
     async fn account_with_provider(&self, url: &str) -> (String, String, String) {
         let token = ids::new_sid("");
@@ -155,4 +164,44 @@ async fn on_dynamodb_an_accounts_provider_sends_and_its_signed_report_moves_only
     // Then the stored event reads delivered
     assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")), "{answer}");
     assert_eq!(api.event(&a, &otp).await.1, "delivered");
+}
+
+#[tokio::test]
+async fn on_dynamodb_an_accounts_provider_that_answers_another_messages_id_cannot_take_its_receipts() {
+    // Given account B's SMS sent by the deployment's SNS route as message X
+    let api = start().await;
+    let (b, b_token) = api.plain_account().await;
+    let (status, sent) = api.send(&b, &b_token).await;
+    assert_eq!(status, 200, "{sent}");
+    let b_otp = sent["requestID"].as_str().unwrap().to_owned();
+    let x = api.event(&b, &b_otp).await.0.expect("SNS's message id");
+    // And account A whose own provider answers its SMS with that same id X
+    let answer = format!(r#"{{"messageId":"{x}"}}"#);
+    let provider = Provider::start(&[(200, answer.as_str())], Duration::ZERO).await;
+    let (a, a_token, a_secret) = api.account_with_provider(&provider.url).await;
+    let (status, sent) = api.send(&a, &a_token).await;
+    assert_eq!(status, 200, "{sent}");
+    let a_otp = sent["requestID"].as_str().unwrap().to_owned();
+    assert_eq!(api.event(&a, &a_otp).await, (Some(x.clone()), "sent".into(), Some("acme".into())));
+    // When SNS reports X delivered
+    let delivered = Receipt {
+        provider_id: x.clone(),
+        status: ChannelStatus::Delivered,
+        error_code: None,
+        error_message: None,
+        target: None,
+        also_id: None,
+        account_sid: None,
+    };
+    let outcome = receipts::apply(api.store.as_ref(), &delivered).await.unwrap();
+    // Then B's message is the one delivered, and A's is untouched
+    assert_eq!(outcome, ReceiptOutcome::Applied);
+    assert_eq!(api.event(&b, &b_otp).await.1, "delivered");
+    assert_eq!(api.event(&a, &a_otp).await.1, "sent");
+    // And A's provider's report of X moves A's message only
+    let body = json!({ "messageId": x, "status": "undelivered" });
+    let (status, answer) = api.report(&format!("/2fa/receipts/{a}/acme"), &a_secret, body).await;
+    assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")), "{answer}");
+    assert_eq!(api.event(&a, &a_otp).await.1, "undelivered");
+    assert_eq!(api.event(&b, &b_otp).await.1, "delivered");
 }

@@ -223,6 +223,7 @@ impl Dispatcher for Router {
                 Ok(mut receipt) => {
                     self.troubled(key, false);
                     receipt.route = Some(name.to_owned());
+                    receipt.account_provider = matches!(step, Step::Account(_));
                     return Ok(receipt);
                 }
                 Err(DispatchError::Rejected { code, message, .. }) => {

@@ -23,7 +23,7 @@ use super::{
     workflows::{self, WorkflowRun},
 };
 use crate::ports::{
-    Deps, DispatchError, DispatchReceipt, OutboundMessage, SendPlan, SendSnapshot, SnapshotRequest, StepRun,
+    Deps, DispatchError, DispatchReceipt, Lookup, OutboundMessage, SendPlan, SendSnapshot, SnapshotRequest, StepRun,
 };
 
 /// How often a send re-reads and re-plans after losing a conditional write to a concurrent one.
@@ -329,34 +329,40 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
 }
 
 /// `event` as a dispatch left it: sent (with the provider's id) or refused, by its route.
-/// Answers whether receipts need the provider id's lookup item. A route that was down or
-/// silent is a failed event too (a workflow step's; a send undoes itself first).
-pub(crate) fn record_outcome(event: &mut ChannelEvent, outcome: Result<DispatchReceipt, DispatchError>) -> bool {
+/// Answers which lookup of the provider id receipts need. A route that was down or silent is
+/// a failed event too (a workflow step's; a send undoes itself first).
+pub(crate) fn record_outcome(event: &mut ChannelEvent, outcome: Result<DispatchReceipt, DispatchError>) -> Lookup {
     match outcome {
         Ok(receipt) => {
             event.status = ChannelStatus::Sent;
             event.target_sid = Some(receipt.provider_id);
             event.route = receipt.route;
-            !receipt.receipts_name_event
+            if receipt.receipts_name_event {
+                Lookup::None
+            } else if receipt.account_provider {
+                Lookup::Account
+            } else {
+                Lookup::Deployment
+            }
         }
         Err(DispatchError::Rejected { code, message, route }) => {
             event.status = ChannelStatus::Failed;
             event.error_code = Some(code);
             event.error_message = Some(message);
             event.route = route;
-            true
+            Lookup::Deployment
         }
         Err(DispatchError::Unavailable) => {
             event.status = ChannelStatus::Failed;
             event.error_code = Some("UNAVAILABLE".into());
             event.error_message = Some("The provider could not be reached".into());
-            true
+            Lookup::Deployment
         }
         Err(DispatchError::Unconfirmed) => {
             event.status = ChannelStatus::Failed;
             event.error_code = Some("UNCONFIRMED".into());
             event.error_message = Some("The provider did not answer in time; the message may have gone".into());
-            true
+            Lookup::Deployment
         }
     }
 }

@@ -34,7 +34,12 @@ impl ReceiptStore for DynamoStore {
             Some(t) => (Key::otp(&t.account_sid, &t.otp_sid), t.event),
             None => {
                 // Strongly consistent: a receipt that follows its dispatch closely still finds it.
-                let Some(item) = self.get("GetItem(message)", &Key::message(&r.provider_id), true).await? else {
+                // A report of an account's own provider looks in that account's lookups only.
+                let key = match &r.account_sid {
+                    Some(account) => Key::account_message(account, &r.provider_id),
+                    None => Key::message(&r.provider_id),
+                };
+                let Some(item) = self.get("GetItem(message)", &key, true).await? else {
                     return Ok(ReceiptOutcome::Unknown);
                 };
                 let found: Dispatch = from_item::<MessageItem, _>(item)?;

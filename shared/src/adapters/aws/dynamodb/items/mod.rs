@@ -130,6 +130,13 @@ impl Key {
         Key::new(format!("MSG#{}", esc(provider_id)), "M")
     }
 
+    /// The lookup item of a dispatch by a provider of the account's own: its account's and
+    /// apart from the deployment's (`esc` leaves no `#` in either part, so `MSG#{id}` and
+    /// `MSG#{account}#{id}` never meet).
+    pub fn account_message(account_sid: &str, provider_id: &str) -> Self {
+        Key::new(format!("MSG#{}#{}", esc(account_sid), esc(provider_id)), "M")
+    }
+
     /// A destination of an account: every service's supersede pointer to it (`svc:{service}`)
     /// and the default limit's counter, so a send writes one item for both.
     pub fn destination(account_sid: &str, to: &str) -> Self {
