@@ -17,6 +17,7 @@ use crate::domain::{
     limits::{Counter, CounterKey, CounterOp, LimitDef},
     otp::{Channel, ChannelEvent, Check, Delivery, Destination, FailureStreak, Otp, Superseded},
     policy::AccountPolicy,
+    providers::OpenedProvider,
     receipts::{Receipt, ReceiptOutcome},
     records::{OtpQuery, SearchFilter},
     time::Millis,
@@ -185,10 +186,10 @@ pub trait OtpStore: Send + Sync {
     /// Replace event number `index` of `otp` (what the provider said of a dispatch). `otp` is
     /// the OTP as committed or read: its account, sid and creation time are what is used (the
     /// store may keep a lookup of the dispatch's provider id for receipts, for as long as the
-    /// OTP is kept). `lookup: false` keeps none: the provider's receipts name the OTP and
-    /// event themselves (`DispatchReceipt::receipts_name_event`). An OTP or event that is not
-    /// there is `Contended`.
-    async fn update_event(&self, otp: &Otp, index: usize, event: &ChannelEvent, lookup: bool) -> Result<()>;
+    /// OTP is kept): `lookup` says which (`Lookup::None` keeps none: the provider's receipts
+    /// name the OTP and event themselves, `DispatchReceipt::receipts_name_event`). An OTP or
+    /// event that is not there is `Contended`.
+    async fn update_event(&self, otp: &Otp, index: usize, event: &ChannelEvent, lookup: Lookup) -> Result<()>;
 
     async fn get_otp(&self, account_sid: &str, otp_sid: &str) -> Result<Option<Otp>>;
 
@@ -429,6 +430,9 @@ pub struct OutboundMessage<'a> {
     /// The account's routes for this message, in order (`domain::routing`); empty: the
     /// channel's deployment route.
     pub routes: &'a [String],
+    /// The account's own providers that `routes` names, opened (`domain::providers`): a route
+    /// name that is one of them goes there, before a deployment route of that name.
+    pub providers: &'a [OpenedProvider],
 }
 
 impl<'a> OutboundMessage<'a> {
@@ -463,6 +467,7 @@ impl<'a> OutboundMessage<'a> {
             voice: d.voice.as_deref(),
             repeat: d.repeat,
             routes: &[],
+            providers: &[],
         }
     }
 
@@ -490,12 +495,19 @@ impl<'a> OutboundMessage<'a> {
             voice: None,
             repeat: 1,
             routes: &[],
+            providers: &[],
         }
     }
 
     /// The same message taking the account's `routes`.
     pub fn with_routes(mut self, routes: &'a [String]) -> Self {
         self.routes = routes;
+        self
+    }
+
+    /// The same message with the account's own `providers` (those its routes name).
+    pub fn with_providers(mut self, providers: &'a [OpenedProvider]) -> Self {
+        self.providers = providers;
         self
     }
 }
@@ -511,6 +523,20 @@ impl std::fmt::Debug for OutboundMessage<'_> {
     }
 }
 
+/// The lookup of a dispatch's provider message id its receipts find the event by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// None: the provider's receipts name the OTP and event themselves.
+    None,
+    /// By the id alone: a deployment route's receipts.
+    Deployment,
+    /// By the OTP's account and the id: a provider of the account's own, whose receipts come
+    /// to the account's path (`domain::providers`). Kept apart from the deployment's, so an id
+    /// an account's provider answers can neither take over another message's lookup nor be
+    /// found by another's receipts.
+    Account,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DispatchReceipt {
     /// The provider's message id (SNS/SES MessageId, call id): the SDR's `targetSid`.
@@ -520,12 +546,19 @@ pub struct DispatchReceipt {
     pub receipts_name_event: bool,
     /// The route that sent it (`adapters::router` names it).
     pub route: Option<String>,
+    /// It went through a provider of the account's own (`Lookup::Account`).
+    pub account_provider: bool,
 }
 
 impl DispatchReceipt {
     /// A message whose receipts name it by `provider_id` alone.
     pub fn new(provider_id: impl Into<String>) -> Self {
-        DispatchReceipt { provider_id: provider_id.into(), receipts_name_event: false, route: None }
+        DispatchReceipt {
+            provider_id: provider_id.into(),
+            receipts_name_event: false,
+            route: None,
+            account_provider: false,
+        }
     }
 }
 

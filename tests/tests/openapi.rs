@@ -63,6 +63,7 @@ fn concrete(spec_path: &str) -> String {
         .replace("{sid}", &format!("LM{}", "0".repeat(32)))
         .replace("{subresource}", "daily")
         .replace("{provider}", "acme")
+        .replace("{accountSid}", &format!("AC{}", "0".repeat(32)))
 }
 
 /// The merged routers, as the dev server serves them.

@@ -35,7 +35,7 @@ use twofa::{
         verify::{verify, VerifyTarget},
         workflows::{run_step, Step, WorkflowDef},
     },
-    ports::{CancelWrite, Clock, Deps, ExpiryStore, NoScheduler, SendPlan, Store, SystemClock, VerifyWrite},
+    ports::{CancelWrite, Clock, Deps, ExpiryStore, Lookup, NoScheduler, SendPlan, Store, SystemClock, VerifyWrite},
     Error,
 };
 
@@ -1010,13 +1010,13 @@ async fn update_event_replaces_one_event_in_place(f: Fixture) {
     f.store.commit_send(&plan(o.clone(), None, None, vec![])).await.unwrap();
     // When the provider's answer is recorded
     let sent = ChannelEvent { status: ChannelStatus::Sent, target_sid: Some("SM1".into()), ..o.events[0].clone() };
-    f.store.update_event(&o, 0, &sent, true).await.expect("update");
+    f.store.update_event(&o, 0, &sent, Lookup::Deployment).await.expect("update");
     // Then the event is replaced and nothing else changed
     assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap(), Some(Otp { events: vec![sent.clone()], ..o.clone() }));
     // And an event that does not exist, or an unknown OTP, is contended
-    assert_eq!(f.store.update_event(&o, 1, &sent, true).await, Err(Error::Contended));
+    assert_eq!(f.store.update_event(&o, 1, &sent, Lookup::Deployment).await, Err(Error::Contended));
     let unknown = Otp { sid: ids::new_sid(ids::OTP), ..o.clone() };
-    assert_eq!(f.store.update_event(&unknown, 0, &sent, true).await, Err(Error::Contended));
+    assert_eq!(f.store.update_event(&unknown, 0, &sent, Lookup::Deployment).await, Err(Error::Contended));
     assert_eq!(f.store.get_otp(&acct, &o.sid).await.unwrap().unwrap().events.len(), 1);
 }
 
@@ -1585,14 +1585,14 @@ mod dynamodb_costs {
         // When the provider's ids of both are recorded, and a test destination's answer
         for (i, id) in [(0, "SM-first"), (1, "SM-second")] {
             let sent = ChannelEvent { status: ChannelStatus::Sent, target_sid: Some(id.into()), ..o.events[i].clone() };
-            store.update_event(&o, i, &sent, true).await.expect("update");
+            store.update_event(&o, i, &sent, Lookup::Deployment).await.expect("update");
         }
         let test = ChannelEvent {
             status: ChannelStatus::Sent,
             target_sid: Some(TEST_PROVIDER_ID.into()),
             ..o.events[0].clone()
         };
-        store.update_event(&o, 0, &test, true).await.expect("update");
+        store.update_event(&o, 0, &test, Lookup::Deployment).await.expect("update");
         // Then each id has its lookup item, naming the OTP and its event, with the OTP's TTL
         let get = |pk: &str| {
             let (client, table, pk) = (client.clone(), store.table().to_owned(), pk.to_owned());
@@ -1624,7 +1624,7 @@ mod dynamodb_costs {
         // When its provider's id is recorded without a lookup (End User Messaging SMS)
         let sent =
             ChannelEvent { status: ChannelStatus::Sent, target_sid: Some("eum-1".into()), ..o.events[0].clone() };
-        store.update_event(&o, 0, &sent, false).await.expect("update");
+        store.update_event(&o, 0, &sent, Lookup::None).await.expect("update");
         // Then the event has it, and no MSG# item was written
         let now = store.get_otp(&o.account_sid, &o.sid).await.unwrap().unwrap();
         assert_eq!(now.events[0].target_sid.as_deref(), Some("eum-1"));

@@ -456,6 +456,10 @@ async fn execute(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &
             if let Some(secret) = change.webhook_secret {
                 out.push_str(&format!("WEBHOOK_SECRET={}\n", secret.0));
             }
+            // Shown this once (stored only sealed): one line per provider added or rotated.
+            for p in change.provider_secrets {
+                out.push_str(&format!("PROVIDER_SECRET {} {}\n", p.name, p.secret));
+            }
             out
         }
     })

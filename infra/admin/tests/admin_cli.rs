@@ -327,6 +327,42 @@ async fn a_routing_table_set_by_the_command_is_shown_back_and_its_route_sends() 
 }
 
 #[tokio::test]
+async fn a_provider_set_by_the_command_prints_its_secret_once_and_never_shows_it_again() {
+    // Given an account
+    let d = given_a_deployment().await;
+    let (sid, _) = d.account();
+    // When its policy names a provider of its own, routed to
+    let policy = r#"{"providers":[{"name":"acme","url":"https://sms.acme.example/send"}],"routes":{"sms":{"*":["acme","sns"]}}}"#;
+    let run = d.admin_ok(&["account", "policy", &sid, "--json", policy]);
+    // Then the provider's secret is printed, this once
+    let line = run.stdout.lines().find_map(|l| l.strip_prefix("PROVIDER_SECRET acme ")).expect("the secret line");
+    assert!(line.starts_with("whsec_"), "{}", run.stdout);
+    // And the account shows the provider's name and URL, never its secret
+    let shown = d.admin_ok(&["account", "show", &sid]).stdout;
+    let policy: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(policy["policy"]["providers"], json!([{ "name": "acme", "url": "https://sms.acme.example/send" }]));
+    assert!(!shown.contains(line.trim_start_matches("whsec_")));
+    // And naming it again prints nothing new; a provider URL a deployment cannot call is refused
+    let again = d.admin_ok(&[
+        "account",
+        "policy",
+        &sid,
+        "--json",
+        r#"{"providers":[{"name":"acme","url":"https://sms2.acme.example/send"}]}"#,
+    ]);
+    assert!(!again.stdout.contains("PROVIDER_SECRET"), "{}", again.stdout);
+    let bad = d.admin(&[
+        "account",
+        "policy",
+        &sid,
+        "--json",
+        r#"{"providers":[{"name":"acme","url":"http://10.0.0.1/send"}]}"#,
+    ]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("providers"), "{}", bad.stderr);
+}
+
+#[tokio::test]
 async fn usage_errors_exit_2_and_unknown_accounts_exit_1() {
     let d = given_a_deployment().await;
     let usage = d.admin(&["account", "create"]);

@@ -36,6 +36,7 @@ use twofa::{
         crypto::Keys,
         ids,
         policy::{self, PolicyUpdate, SealedSecret},
+        providers::ProviderSecret,
         time,
     },
     http,
@@ -117,7 +118,8 @@ impl Dev {
     }
 
     /// `create_account` with a policy and webhook secret (a new one when None); answers the
-    /// account and its webhook secret. Nothing is created when the policy is invalid.
+    /// account, its webhook secret and its providers' secrets. Nothing is created when the
+    /// policy is invalid.
     pub async fn create_account_with(
         &self,
         sid: Option<String>,
@@ -125,7 +127,7 @@ impl Dev {
         parent: Option<&str>,
         policy: PolicyUpdate,
         webhook_secret: Option<String>,
-    ) -> twofa::Result<(Account, String)> {
+    ) -> twofa::Result<(Account, String, Vec<ProviderSecret>)> {
         if let Some(s) = &webhook_secret {
             cb::secret_key(s)?;
         }
@@ -145,7 +147,7 @@ impl Dev {
         };
         account.policy.webhook_secret = Some(SealedSecret(cb::seal_secret(&self.deps.keys, &account.sid, &secret)));
         self.store.put_account(&account).await?;
-        Ok((account, secret))
+        Ok((account, secret, change.provider_secrets))
     }
 
     /// Every router, merged, plus the dev routes.
@@ -275,7 +277,8 @@ async fn advance_clock(State(dev): State<Dev>, Json(b): Json<AdvanceBody>) -> im
 /// `accountSid`, with a policy (`allowedCountries`, `pumpingGuard`, `testNumbers`,
 /// `callbackUrl`, `callbackMethod`: see `domain::policy::PolicyUpdate`); or, given
 /// `accountSid`, change that account's policy (`rotateWebhookSecret: true` for a new secret).
-/// A new account's webhook secret, or a new one, is answered as `webhookSecret`, this once.
+/// A new account's webhook secret, or a new one, is answered as `webhookSecret`, this once;
+/// the secrets of providers added or rotated as `providerSecrets` (`[{name, secret}]`).
 async fn create_account(State(dev): State<Dev>, body: Option<Json<Value>>) -> Response {
     let fail = |status: StatusCode, msg: String| (status, Json(json!({ "error": msg }))).into_response();
     let mut body = match body.map(|Json(b)| b).unwrap_or_else(|| json!({})) {
@@ -289,10 +292,10 @@ async fn create_account(State(dev): State<Dev>, body: Option<Json<Value>>) -> Re
         Err(e) => return fail(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let rules = dev.outbox.callback_url_rules();
-    let (account, token, secret) = match existing {
+    let (account, token, secret, provider_secrets) = match existing {
         Some(sid) => match policy::update_policy_with(dev.store.as_ref(), &dev.deps.keys, &sid, update, rules).await {
             Ok(change) => match dev.store.get_account(&sid).await {
-                Ok(Some(a)) => (a, None, change.webhook_secret.map(|s| s.0)),
+                Ok(Some(a)) => (a, None, change.webhook_secret.map(|s| s.0), change.provider_secrets),
                 _ => return fail(StatusCode::NOT_FOUND, "unknown accountSid".into()),
             },
             Err(twofa::Error::NotFound) => return fail(StatusCode::NOT_FOUND, "unknown accountSid".into()),
@@ -301,7 +304,7 @@ async fn create_account(State(dev): State<Dev>, body: Option<Json<Value>>) -> Re
         None => {
             let token = hex_token();
             match dev.create_account_with(None, &token, parent.as_deref(), update, None).await {
-                Ok((a, secret)) => (a, Some(token), Some(secret)),
+                Ok((a, secret, made)) => (a, Some(token), Some(secret), made),
                 Err(twofa::Error::NotFound) => return fail(StatusCode::NOT_FOUND, "unknown parentSid".into()),
                 Err(e) => return fail(StatusCode::BAD_REQUEST, e.to_string()),
             }
@@ -315,6 +318,9 @@ async fn create_account(State(dev): State<Dev>, body: Option<Json<Value>>) -> Re
     // Shown this once; stored only sealed.
     if let Some(secret) = secret {
         out["webhookSecret"] = json!(secret);
+    }
+    if !provider_secrets.is_empty() {
+        out["providerSecrets"] = json!(provider_secrets);
     }
     Json(out).into_response()
 }

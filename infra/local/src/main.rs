@@ -51,7 +51,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .into());
     }
     let secret = std::env::var("TWOFA_DEV_WEBHOOK_SECRET").ok();
-    let (account, secret) = dev
+    let (account, secret, _) = dev
         .create_account_with(Some(sid.clone()), &token, None, Default::default(), secret)
         .await
         .map_err(|e| format!("dev account: {e}"))?;

@@ -23,7 +23,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    domain::callbacks,
+    domain::{
+        callbacks::{self, UrlRules},
+        providers::OpenedProvider,
+    },
     ports::{DispatchError, DispatchReceipt, Dispatcher, OutboundMessage},
 };
 
@@ -71,10 +74,7 @@ impl ProviderConfig {
             return Err("the provider name must be 1 to 64 letters, digits, - or _".into());
         }
         // It is a route's name too (`adapters::router`): not one of the deployment's own.
-        use crate::adapters::router::{END_USER_MESSAGING, END_USER_MESSAGING_SOCIAL, OUTBOX, SES, SNS};
-        if [SNS, END_USER_MESSAGING, END_USER_MESSAGING_SOCIAL, SES, OUTBOX, crate::adapters::outbox::BACKUP_ROUTE]
-            .contains(&name)
-        {
+        if crate::domain::routing::BUILT_IN.contains(&name) {
             return Err(format!("the provider name {name} is the name of a built-in route: choose another"));
         }
         let url = reqwest::Url::parse(url).map_err(|_| "the provider URL is not a URL".to_owned())?;
@@ -119,6 +119,28 @@ pub struct HttpProvider {
     client: reqwest::Client,
 }
 
+/// A client to post messages with, `timeout` for each. `rules`: the addresses a host name may
+/// resolve to (None: any; the deployment's own provider is the operator's, accounts' providers
+/// are not, so their shared client is guarded like the callbacks' one).
+pub fn client(timeout: Duration, rules: Option<UrlRules>) -> reqwest::Client {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("twofa-provider/1");
+    let client = match rules {
+        Some(rules) => client.no_proxy().dns_resolver(std::sync::Arc::new(crate::adapters::webhook::Guarded(rules))),
+        None => client,
+    };
+    // As the callbacks' client (`webhook`): Mozilla's roots built in, or the system's.
+    #[cfg(feature = "aws")]
+    let client = {
+        let system = std::env::var("TWOFA_TLS_ROOTS").is_ok_and(|v| v == "system");
+        client.tls_built_in_webpki_certs(!system).tls_built_in_native_certs(system)
+    };
+    client.build().expect("a client with these settings builds")
+}
+
 impl HttpProvider {
     pub fn new(config: ProviderConfig) -> Self {
         Self::with_timeout(config, TIMEOUT)
@@ -126,19 +148,7 @@ impl HttpProvider {
 
     /// With another time limit per message (tests of a provider that does not answer).
     pub fn with_timeout(config: ProviderConfig, timeout: Duration) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("twofa-provider/1");
-        // As the callbacks' client (`webhook`): Mozilla's roots built in, or the system's.
-        #[cfg(feature = "aws")]
-        let client = {
-            let system = std::env::var("TWOFA_TLS_ROOTS").is_ok_and(|v| v == "system");
-            client.tls_built_in_webpki_certs(!system).tls_built_in_native_certs(system)
-        };
-        let client = client.build().expect("a client with these settings builds");
-        HttpProvider { config, client }
+        HttpProvider { config, client: client(timeout, None) }
     }
 
     pub fn name(&self) -> &str {
@@ -158,69 +168,111 @@ impl Dispatcher for HttpProvider {
     }
 
     async fn dispatch(&self, msg: &OutboundMessage<'_>) -> Result<DispatchReceipt, DispatchError> {
-        let body = serde_json::to_string(&Request {
-            to: msg.to,
-            channel: msg.channel.as_str(),
-            from: msg.from,
-            text: &msg.text,
-            code: msg.code,
-            request_id: msg.request_id,
-            locale: msg.language,
-        })
-        .expect("plain fields serialize");
-        // The wall clock, not the deployment's (the dev server's can be moved): the receiver
-        // holds the timestamp against its own to refuse replays.
-        let now_secs = chrono::Utc::now().timestamp();
-        let signature = callbacks::sign(&self.config.key, msg.event_sid, now_secs, &body);
-        let sent = self
-            .client
-            .post(self.config.url.clone())
-            .header("content-type", "application/json")
-            .header("webhook-id", msg.event_sid)
-            .header("webhook-timestamp", now_secs.to_string())
-            .header("webhook-signature", signature)
-            .body(body)
-            .send()
-            .await;
-        let answer = match sent {
-            Ok(a) => a,
-            Err(e) => {
-                // Not the error itself: it may hold the URL, whose query may hold a token.
-                // No connection: nothing went out. Anything later (no answer in time, a
-                // connection cut): the provider may have the message.
-                let (why, failure) = if e.is_connect() {
-                    ("could not be reached", DispatchError::Unavailable)
-                } else if e.is_timeout() {
-                    ("no answer in time", DispatchError::Unconfirmed)
-                } else {
-                    ("the request failed after it was sent", DispatchError::Unconfirmed)
-                };
-                tracing::warn!(provider = %self.config.name, why, "provider unavailable");
-                return Err(failure);
+        post(&self.client, &self.config.name, self.config.url.clone(), &self.config.key, msg).await
+    }
+}
+
+/// An account's own provider (`domain::providers`), posted to with `client`, shared by every
+/// account's providers in the process. Under `UrlRules::Public` an URL that is not https or
+/// names a private address (as an IP, or by what its name resolves to) is refused.
+pub(crate) async fn post_to_account_provider(
+    client: &reqwest::Client,
+    rules: UrlRules,
+    provider: &OpenedProvider,
+    msg: &OutboundMessage<'_>,
+) -> Result<DispatchReceipt, DispatchError> {
+    let not_public =
+        || DispatchError::rejected("PROVIDER_URL_NOT_PUBLIC", "the provider URL is not a public https address");
+    let Ok(url) = reqwest::Url::parse(&provider.url) else { return Err(not_public()) };
+    // IP literals never reach the resolver: judged here.
+    let literal = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    };
+    if literal.is_some_and(|ip| !rules.allows_ip(ip)) || (rules == UrlRules::Public && url.scheme() != "https") {
+        tracing::warn!(account = %msg.account_sid, provider = %provider.name, "account provider URL not public: refused");
+        return Err(not_public());
+    }
+    post(client, &provider.name, url, &provider.key, msg).await
+}
+
+/// One message posted to a provider, its answer read as the module says.
+async fn post(
+    client: &reqwest::Client,
+    name: &str,
+    url: reqwest::Url,
+    key: &[u8],
+    msg: &OutboundMessage<'_>,
+) -> Result<DispatchReceipt, DispatchError> {
+    let body = serde_json::to_string(&Request {
+        to: msg.to,
+        channel: msg.channel.as_str(),
+        from: msg.from,
+        text: &msg.text,
+        code: msg.code,
+        request_id: msg.request_id,
+        locale: msg.language,
+    })
+    .expect("plain fields serialize");
+    // The wall clock, not the deployment's (the dev server's can be moved): the receiver
+    // holds the timestamp against its own to refuse replays.
+    let now_secs = chrono::Utc::now().timestamp();
+    let signature = callbacks::sign(key, msg.event_sid, now_secs, &body);
+    let sent = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", msg.event_sid)
+        .header("webhook-timestamp", now_secs.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    let answer = match sent {
+        Ok(a) => a,
+        Err(e) if crate::adapters::webhook::not_public(&e) => {
+            tracing::warn!(provider = %name, "provider host resolves to no public address: refused");
+            return Err(DispatchError::rejected(
+                "PROVIDER_URL_NOT_PUBLIC",
+                "the provider URL is not a public https address",
+            ));
+        }
+        Err(e) => {
+            // Not the error itself: it may hold the URL, whose query may hold a token.
+            // No connection: nothing went out. Anything later (no answer in time, a
+            // connection cut): the provider may have the message.
+            let (why, failure) = if e.is_connect() {
+                ("could not be reached", DispatchError::Unavailable)
+            } else if e.is_timeout() {
+                ("no answer in time", DispatchError::Unconfirmed)
+            } else {
+                ("the request failed after it was sent", DispatchError::Unconfirmed)
+            };
+            tracing::warn!(provider = %name, why, "provider unavailable");
+            return Err(failure);
+        }
+    };
+    let status = answer.status().as_u16();
+    if answer.status().is_success() {
+        let id = answer.json::<Answer>().await.ok().map(|a| a.message_id);
+        return match id.filter(|id| !id.is_empty() && id.len() <= MAX_MESSAGE_ID_LEN) {
+            Some(id) => Ok(DispatchReceipt::new(id)),
+            // It took the message but said nothing a receipt could name: sent, unknown id
+            // would lose its receipts; a refusal would hide a message that may go out.
+            None => {
+                tracing::warn!(provider = %name, status, "provider answered without a messageId");
+                Err(DispatchError::rejected("PROVIDER_BAD_ANSWER", "the provider answered without a messageId"))
             }
         };
-        let status = answer.status().as_u16();
-        if answer.status().is_success() {
-            let id = answer.json::<Answer>().await.ok().map(|a| a.message_id);
-            return match id.filter(|id| !id.is_empty() && id.len() <= MAX_MESSAGE_ID_LEN) {
-                Some(id) => Ok(DispatchReceipt::new(id)),
-                // It took the message but said nothing a receipt could name: sent, unknown id
-                // would lose its receipts; a refusal would hide a message that may go out.
-                None => {
-                    tracing::warn!(provider = %self.config.name, status, "provider answered without a messageId");
-                    Err(DispatchError::rejected("PROVIDER_BAD_ANSWER", "the provider answered without a messageId"))
-                }
-            };
-        }
-        if refused(status) {
-            // The provider's words, short: they are shown in the event.
-            let text = answer.text().await.unwrap_or_default();
-            let message: String = text.chars().take(200).collect();
-            return Err(DispatchError::rejected(format!("PROVIDER_{status}"), message));
-        }
-        tracing::warn!(provider = %self.config.name, status, "provider unavailable");
-        Err(DispatchError::Unavailable)
     }
+    if refused(status) {
+        // The provider's words, short: they are shown in the event.
+        let text = answer.text().await.unwrap_or_default();
+        let message: String = text.chars().take(200).collect();
+        return Err(DispatchError::rejected(format!("PROVIDER_{status}"), message));
+    }
+    tracing::warn!(provider = %name, status, "provider unavailable");
+    Err(DispatchError::Unavailable)
 }
 
 #[cfg(test)]

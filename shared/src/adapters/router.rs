@@ -20,14 +20,15 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
 
 use crate::{
-    domain::{callbacks::UrlRules, otp::Channel, voice::Voice},
+    adapters::provider,
+    domain::{callbacks::UrlRules, otp::Channel, providers::OpenedProvider, voice::Voice},
     ports::{DispatchError, DispatchReceipt, Dispatcher, OutboundMessage},
 };
 
@@ -66,13 +67,56 @@ pub struct Router {
     routes: Vec<Route>,
     url_rules: UrlRules,
     budget: Duration,
-    /// Routes that were down or silent, and when.
+    /// Routes that were down or silent, and when (an account's provider as `{account}/{name}`:
+    /// two accounts' `acme` are two providers).
     trouble: Mutex<HashMap<String, Instant>>,
+    /// The one client every account's own provider is posted with, made at the first.
+    account_client: OnceLock<reqwest::Client>,
+    account_timeout: Duration,
+}
+
+/// One route of a message's plan: the deployment's, or a provider of the message's account.
+enum Step<'r, 'm> {
+    Deployment(&'r Route),
+    Account(&'m OpenedProvider),
+}
+
+impl Step<'_, '_> {
+    fn name(&self) -> &str {
+        match self {
+            Step::Deployment(r) => &r.name,
+            Step::Account(p) => &p.name,
+        }
+    }
+
+    fn trouble_key(&self, account_sid: &str) -> String {
+        match self {
+            Step::Deployment(r) => r.name.clone(),
+            Step::Account(p) => format!("{account_sid}/{}", p.name),
+        }
+    }
 }
 
 impl Router {
     pub fn new(routes: Vec<Route>) -> Self {
-        Router { routes, url_rules: UrlRules::Public, budget: BUDGET, trouble: Mutex::default() }
+        Router {
+            routes,
+            url_rules: UrlRules::Public,
+            budget: BUDGET,
+            trouble: Mutex::default(),
+            account_client: OnceLock::new(),
+            account_timeout: provider::TIMEOUT,
+        }
+    }
+
+    /// Another time limit per message to an account's own provider (tests).
+    pub fn with_provider_timeout(mut self, timeout: Duration) -> Self {
+        self.account_timeout = timeout;
+        self
+    }
+
+    fn account_client(&self) -> &reqwest::Client {
+        self.account_client.get_or_init(|| provider::client(self.account_timeout, Some(self.url_rules)))
     }
 
     /// The callback URLs this deployment takes (the dev server's: any host).
@@ -92,11 +136,16 @@ impl Router {
         self.routes.iter().filter(|r| r.channel == channel).map(|r| r.name.as_str()).collect()
     }
 
-    /// The routes `msg` tries, in order: its account's (those this deployment has), else the
-    /// channel's default; recently troubled ones moved last.
-    fn plan(&self, msg: &OutboundMessage<'_>) -> Vec<&Route> {
-        let of = |name: &str| self.routes.iter().find(|r| r.channel == msg.channel && r.name == name);
-        let mut plan: Vec<&Route> = msg.routes.iter().filter_map(|n| of(n)).collect();
+    /// The routes `msg` tries, in order: its account's (its own providers first by name, then
+    /// those this deployment has), else the channel's default; recently troubled ones moved
+    /// last.
+    fn plan<'m>(&self, msg: &OutboundMessage<'m>) -> Vec<Step<'_, 'm>> {
+        let providers: &'m [OpenedProvider] = msg.providers;
+        let of = |name: &str| match providers.iter().find(|p| p.name == name) {
+            Some(p) => Some(Step::Account(p)),
+            None => self.routes.iter().find(|r| r.channel == msg.channel && r.name == name).map(Step::Deployment),
+        };
+        let mut plan: Vec<Step> = msg.routes.iter().filter_map(|n| of(n)).collect();
         if plan.len() < msg.routes.len() {
             let unknown: Vec<&String> = msg.routes.iter().filter(|n| of(n).is_none()).collect();
             // The table was checked for form only (the admin command does not know the
@@ -104,23 +153,24 @@ impl Router {
             tracing::warn!(account = %msg.account_sid, channel = msg.channel.as_str(), ?unknown, "routes this deployment does not have: skipped");
         }
         if plan.is_empty() {
-            plan.extend(self.routes.iter().find(|r| r.channel == msg.channel));
+            plan.extend(self.routes.iter().find(|r| r.channel == msg.channel).map(Step::Deployment));
         }
         if plan.len() > 1 {
             let trouble = self.trouble.lock().expect("router lock");
-            let cooling = |r: &&Route| trouble.get(&r.name).is_some_and(|at| at.elapsed() < COOL_DOWN);
+            let cooling =
+                |r: &Step| trouble.get(&r.trouble_key(msg.account_sid)).is_some_and(|at| at.elapsed() < COOL_DOWN);
             // Stable: the account's order among the healthy, then among the cooling.
             plan.sort_by_key(|r| cooling(r));
         }
         plan
     }
 
-    fn troubled(&self, name: &str, yes: bool) {
+    fn troubled(&self, key: String, yes: bool) {
         let mut trouble = self.trouble.lock().expect("router lock");
         if yes {
-            trouble.insert(name.to_owned(), Instant::now());
+            trouble.insert(key, Instant::now());
         } else if !trouble.is_empty() {
-            trouble.remove(name);
+            trouble.remove(&key);
         }
     }
 }
@@ -156,28 +206,37 @@ impl Dispatcher for Router {
             ));
         }
         let start = Instant::now();
-        for (i, route) in plan.iter().enumerate() {
+        for (i, step) in plan.iter().enumerate() {
+            let name = step.name();
             if i > 0 && start.elapsed() >= self.budget {
-                tracing::warn!(request_id = %msg.request_id, route = %route.name, "time budget spent: no further route tried");
+                tracing::warn!(request_id = %msg.request_id, route = %name, "time budget spent: no further route tried");
                 break;
             }
-            match route.dispatcher.dispatch(msg).await {
+            let outcome = match step {
+                Step::Deployment(route) => route.dispatcher.dispatch(msg).await,
+                Step::Account(p) => {
+                    provider::post_to_account_provider(self.account_client(), self.url_rules, p, msg).await
+                }
+            };
+            let key = step.trouble_key(msg.account_sid);
+            match outcome {
                 Ok(mut receipt) => {
-                    self.troubled(&route.name, false);
-                    receipt.route = Some(route.name.clone());
+                    self.troubled(key, false);
+                    receipt.route = Some(name.to_owned());
+                    receipt.account_provider = matches!(step, Step::Account(_));
                     return Ok(receipt);
                 }
                 Err(DispatchError::Rejected { code, message, .. }) => {
-                    self.troubled(&route.name, false);
-                    return Err(DispatchError::Rejected { code, message, route: Some(route.name.clone()) });
+                    self.troubled(key, false);
+                    return Err(DispatchError::Rejected { code, message, route: Some(name.to_owned()) });
                 }
                 Err(DispatchError::Unavailable) => {
-                    self.troubled(&route.name, true);
-                    tracing::warn!(request_id = %msg.request_id, route = %route.name, left = plan.len() - i - 1, "route down");
+                    self.troubled(key, true);
+                    tracing::warn!(request_id = %msg.request_id, route = %name, left = plan.len() - i - 1, "route down");
                 }
                 Err(DispatchError::Unconfirmed) => {
-                    self.troubled(&route.name, true);
-                    tracing::warn!(request_id = %msg.request_id, route = %route.name, "route silent: not failed over (the message may have gone)");
+                    self.troubled(key, true);
+                    tracing::warn!(request_id = %msg.request_id, route = %name, "route silent: not failed over (the message may have gone)");
                     return Err(DispatchError::Unconfirmed);
                 }
             }
@@ -293,6 +352,13 @@ mod tests {
         assert!(!router.delivers(Channel::Call));
         assert!(matches!(router.dispatch(&message(Channel::Call, &[])).await,
             Err(DispatchError::Rejected { code, .. }) if code == "CALL_UNSUPPORTED"));
+    }
+
+    #[test]
+    fn the_domain_knows_every_built_in_route_name() {
+        let ours =
+            [SNS, END_USER_MESSAGING, END_USER_MESSAGING_SOCIAL, SES, OUTBOX, crate::adapters::outbox::BACKUP_ROUTE];
+        assert_eq!(ours, crate::domain::routing::BUILT_IN);
     }
 
     #[tokio::test]

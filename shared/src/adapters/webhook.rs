@@ -30,8 +30,8 @@ impl std::fmt::Display for NotPublic {
 
 impl StdError for NotPublic {}
 
-/// The system resolver, keeping the addresses `rules` allow.
-struct Guarded(UrlRules);
+/// The system resolver, keeping the addresses `rules` allow (account providers' calls too).
+pub(crate) struct Guarded(pub UrlRules);
 
 impl Resolve for Guarded {
     fn resolve(&self, name: Name) -> Resolving {
@@ -69,7 +69,8 @@ impl HttpWebhooks {
     }
 }
 
-fn not_public(e: &reqwest::Error) -> bool {
+/// Whether `e` is a host name that resolved to no address a call may go to.
+pub(crate) fn not_public(e: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn StdError + 'static)> = e.source();
     while let Some(s) = source {
         if s.is::<NotPublic>() {

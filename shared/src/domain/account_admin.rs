@@ -99,7 +99,8 @@ pub async fn rotate_token(store: &dyn AdminStore, keys: &Keys, sid: &str) -> Res
 /// What `reseal` did before a key is retired.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Resealed {
-    /// Values sealed again under the current key (token digests, webhook secrets, test codes).
+    /// Values sealed again under the current key (token digests, webhook secrets, test codes,
+    /// provider secrets).
     pub values: usize,
     /// Accounts whose token is still stored as a bare HMAC under key 0 (from before keys
     /// rotated): only the token itself could be hashed again, so they need a new one
@@ -138,6 +139,12 @@ pub async fn reseal(store: &dyn AdminStore, keys: &Keys, retiring: u8) -> Result
         for t in &mut policy.test_destinations {
             if let Ok(Some(again)) = t.resealed(keys, &sid, retiring) {
                 *t = again;
+                changed += 1;
+            }
+        }
+        for p in &mut policy.providers {
+            if let Ok(Some(again)) = p.resealed(keys, &sid, retiring) {
+                *p = again;
                 changed += 1;
             }
         }
@@ -188,22 +195,27 @@ mod tests {
 
     #[tokio::test]
     async fn resealing_moves_every_account_value_off_the_retiring_key_and_names_tokens_only_a_new_token_can_move() {
-        use crate::domain::policy::{update_policy, PolicyUpdate, TestNumberInput};
-        // Given accounts made under key 1: one with a test number, and one whose token is a
-        // bare HMAC from before keys rotated (key 0)
+        use crate::domain::policy::{update_policy_with, PolicyUpdate, TestNumberInput};
+        // Given accounts made under key 1: one with a test number and a provider of its own,
+        // and one whose token is a bare HMAC from before keys rotated (key 0)
         let store = MemoryStore::new();
         let old = ring(&[1]);
         let c = create(&store, &old, 1_000, "a@example.com", None).await.unwrap();
         let sid = c.account.sid.clone();
         let tests = vec![TestNumberInput { to: "+14155550100".into(), code: "4321".into() }];
-        update_policy(&store, &old, &sid, PolicyUpdate { test_numbers: Some(tests), ..Default::default() })
-            .await
-            .unwrap();
+        let providers = vec![crate::domain::providers::ProviderInput {
+            name: "acme".into(),
+            url: "https://sms.acme.example/send".into(),
+        }];
+        let update = PolicyUpdate { test_numbers: Some(tests), providers: Some(Some(providers)), ..Default::default() };
+        let made = update_policy_with(&store, &old, &sid, update, callbacks::UrlRules::Public).await.unwrap();
+        let provider_secret = made.provider_secrets[0].secret.clone();
         // When key 2 is current and key 1 is resealed away from
         let both = ring(&[1, 2]);
         let done = reseal(&store, &both, 1).await.unwrap();
-        // Then the token digest, the webhook secret and the test code were sealed again
-        assert_eq!(done, Resealed { values: 3, blocked: vec![] });
+        // Then the token digest, the webhook secret, the test code and the provider's secret
+        // were sealed again
+        assert_eq!(done, Resealed { values: 4, blocked: vec![] });
         // And they all work under key 2 alone
         let new = ring(&[2]);
         let stored = store.get_account(&sid).await.unwrap().unwrap();
@@ -214,6 +226,10 @@ mod tests {
             callbacks::secret_key(&c.webhook_secret.0).unwrap()
         );
         assert_eq!(stored.policy.test_destinations[0].code(&new, &sid).unwrap().reveal(), "4321");
+        assert_eq!(
+            stored.policy.providers[0].open(&new, &sid).unwrap().key,
+            callbacks::secret_key(&provider_secret).unwrap()
+        );
         assert!(authenticate(&store, &old, &sid, &c.token.0, None).await.is_err(), "key 1 alone opens nothing now");
         // And resealing again finds nothing under key 1
         assert_eq!(reseal(&store, &both, 1).await.unwrap(), Resealed::default());

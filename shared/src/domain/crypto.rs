@@ -98,6 +98,8 @@ pub enum Purpose {
     PageToken,
     /// An auth token's digest (`Keys::hash_token`).
     Token,
+    /// The `whsec_` secret of a provider of an account's own (`domain::providers`).
+    ProviderSecret,
 }
 
 impl Purpose {
@@ -108,6 +110,7 @@ impl Purpose {
             Purpose::TestCode => "test-code",
             Purpose::PageToken => "page-token",
             Purpose::Token => "token",
+            Purpose::ProviderSecret => "provider-secret",
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod phone;
 pub mod policy;
 #[cfg(test)]
 mod properties;
+pub mod providers;
 pub mod receipts;
 pub mod records;
 pub mod routing;

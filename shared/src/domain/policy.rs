@@ -14,6 +14,7 @@ use super::{
     error::{Error, Result},
     otp::Channel,
     phone,
+    providers::{self, AccountProvider, ProviderInput, ProviderSecret},
     routing::{self, RouteRule, RoutesInput},
     send::is_email,
 };
@@ -47,6 +48,8 @@ pub struct AccountPolicy {
     pub max_failed_verifies: u32,
     /// The routing table (`routing`): empty, each channel's deployment route.
     pub routes: Vec<RouteRule>,
+    /// Providers of the account's own (`providers`), routes its table may name.
+    pub providers: Vec<AccountProvider>,
 }
 
 /// The default and highest budget of failed verifies per destination (NIST SP 800-63B's
@@ -66,6 +69,7 @@ impl Default for AccountPolicy {
             senders: None,
             max_failed_verifies: MAX_FAILED_VERIFIES,
             routes: Vec::new(),
+            providers: Vec::new(),
         }
     }
 }
@@ -310,6 +314,7 @@ impl AccountPolicy {
             "senders": self.senders.as_ref().map_or_else(|| serde_json::json!(["*"]), |l| serde_json::json!(l)),
             "maxFailedVerifies": self.max_failed_verifies,
             "routes": routing::view(&self.routes),
+            "providers": providers::view(&self.providers),
         })
     }
 
@@ -349,6 +354,13 @@ pub struct PolicyUpdate {
     /// Replaces the whole routing table (`null` or `{}`: each channel's deployment route).
     #[serde(default, with = "double_option")]
     pub routes: Option<Option<RoutesInput>>,
+    /// Replaces the account's providers (`null` or `[]`: none); one kept by name keeps its
+    /// secret, a new one gets one (answered once).
+    #[serde(default, with = "double_option")]
+    pub providers: Option<Option<Vec<ProviderInput>>>,
+    /// The name of one of the account's providers: a new secret replaces its old one.
+    #[serde(default)]
+    pub rotate_provider_secret: Option<String>,
 }
 
 /// A policy after an update, and the webhook secret the update made, if it made one: shown
@@ -357,6 +369,8 @@ pub struct PolicyUpdate {
 pub struct PolicyChange {
     pub policy: AccountPolicy,
     pub webhook_secret: Option<WebhookSecret>,
+    /// The secrets of the providers the update added or rotated.
+    pub provider_secrets: Vec<ProviderSecret>,
 }
 
 /// A webhook secret in clear, to show once. `Debug` shows nothing of it.
@@ -478,6 +492,15 @@ impl PolicyUpdate {
             }
             policy.max_failed_verifies = max;
         }
+        let (list, provider_secrets) = providers::apply(
+            keys,
+            account_sid,
+            std::mem::take(&mut policy.providers),
+            self.providers,
+            self.rotate_provider_secret.as_deref(),
+            rules,
+        )?;
+        policy.providers = list;
         if let Some(table) = self.routes {
             policy.routes = table.map(RoutesInput::rules).transpose()?.unwrap_or_default();
         }
@@ -499,7 +522,7 @@ impl PolicyUpdate {
             }
             policy.test_destinations = out;
         }
-        Ok(PolicyChange { policy, webhook_secret })
+        Ok(PolicyChange { policy, webhook_secret, provider_secrets })
     }
 }
 

@@ -21,6 +21,10 @@ pub struct Receipt {
     /// Another id the same message may be known by (WhatsApp: Meta's `wamid` beside the
     /// event's AWS `messageId`): the event whose `target_sid` is either is this message's.
     pub also_id: Option<String>,
+    /// The account whose own provider reported it (`domain::providers`): only a message of
+    /// that account may be moved, any other is `Unknown`, so one account's provider cannot
+    /// report on another's messages. None: a deployment route's receipt.
+    pub account_sid: Option<String>,
 }
 
 /// Where a dispatch's event is: the OTP's account and sid, and its index in `events`.

@@ -39,6 +39,11 @@ pub fn routes_for<'a>(rules: &'a [RouteRule], channel: Channel, country: Option<
     country.and_then(of).or_else(|| of("*")).map_or(&[], |r| r.routes.as_slice())
 }
 
+/// The names of the deployment's own routes (`adapters::router`, `adapters::outbox`): a
+/// provider, the deployment's or an account's, takes none of them.
+pub const BUILT_IN: [&str; 6] =
+    ["sns", "end-user-messaging", "end-user-messaging-social", "ses", "outbox", "outbox-backup"];
+
 /// Whether `name` can name a route: 1 to 64 letters, digits, `-` or `_`.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()

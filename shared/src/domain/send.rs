@@ -16,14 +16,14 @@ use super::{
     otp::{Channel, ChannelEvent, ChannelStatus, Delivery, Destination, Otp, OtpStatus, Superseded},
     phone,
     policy::GuardSettings,
-    routing,
+    providers, routing,
     time::{self, Millis},
     usage::{UsageCategory, UsageKey},
     voice::{self, Gender},
     workflows::{self, WorkflowRun},
 };
 use crate::ports::{
-    Deps, DispatchError, DispatchReceipt, OutboundMessage, SendPlan, SendSnapshot, SnapshotRequest, StepRun,
+    Deps, DispatchError, DispatchReceipt, Lookup, OutboundMessage, SendPlan, SendSnapshot, SnapshotRequest, StepRun,
 };
 
 /// How often a send re-reads and re-plans after losing a conditional write to a concurrent one.
@@ -302,7 +302,10 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
         return Ok(otp.sid.clone());
     }
     let routes = routing::routes_for(&account.policy.routes, d.channel, otp.country.as_deref());
-    let message = OutboundMessage::new(otp, 0, &event.sid, d, code.reveal(), content, now).with_routes(routes);
+    let own = providers::opened_for(&deps.keys, &account.sid, &account.policy.providers, routes);
+    let message = OutboundMessage::new(otp, 0, &event.sid, d, code.reveal(), content, now)
+        .with_routes(routes)
+        .with_providers(&own);
     let dispatched = deps.dispatcher.dispatch(&message).await;
     let mut event = event;
     let lookup = match dispatched {
@@ -326,34 +329,40 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
 }
 
 /// `event` as a dispatch left it: sent (with the provider's id) or refused, by its route.
-/// Answers whether receipts need the provider id's lookup item. A route that was down or
-/// silent is a failed event too (a workflow step's; a send undoes itself first).
-pub(crate) fn record_outcome(event: &mut ChannelEvent, outcome: Result<DispatchReceipt, DispatchError>) -> bool {
+/// Answers which lookup of the provider id receipts need. A route that was down or silent is
+/// a failed event too (a workflow step's; a send undoes itself first).
+pub(crate) fn record_outcome(event: &mut ChannelEvent, outcome: Result<DispatchReceipt, DispatchError>) -> Lookup {
     match outcome {
         Ok(receipt) => {
             event.status = ChannelStatus::Sent;
             event.target_sid = Some(receipt.provider_id);
             event.route = receipt.route;
-            !receipt.receipts_name_event
+            if receipt.receipts_name_event {
+                Lookup::None
+            } else if receipt.account_provider {
+                Lookup::Account
+            } else {
+                Lookup::Deployment
+            }
         }
         Err(DispatchError::Rejected { code, message, route }) => {
             event.status = ChannelStatus::Failed;
             event.error_code = Some(code);
             event.error_message = Some(message);
             event.route = route;
-            true
+            Lookup::Deployment
         }
         Err(DispatchError::Unavailable) => {
             event.status = ChannelStatus::Failed;
             event.error_code = Some("UNAVAILABLE".into());
             event.error_message = Some("The provider could not be reached".into());
-            true
+            Lookup::Deployment
         }
         Err(DispatchError::Unconfirmed) => {
             event.status = ChannelStatus::Failed;
             event.error_code = Some("UNCONFIRMED".into());
             event.error_message = Some("The provider did not answer in time; the message may have gone".into());
-            true
+            Lookup::Deployment
         }
     }
 }

@@ -245,17 +245,19 @@ pub async fn run_step(deps: &Deps, run: &StepRun) -> Result<StepRun> {
     // leaves a failed event and the next step (the fallback) still goes out.
     let index_of_event = otp.events.len();
     // The account's routing table as it is now (its account gone: the deployment's routes).
-    let table = match account {
-        Ok(Some(account)) => account.policy.routes,
-        Ok(None) => Vec::new(),
+    let (table, own) = match account {
+        Ok(Some(account)) => (account.policy.routes, account.policy.providers),
+        Ok(None) => (Vec::new(), Vec::new()),
         Err(e) => {
             tracing::warn!(otp = %otp.sid, error = %e, "account unreadable: the step takes the deployment's routes");
-            Vec::new()
+            (Vec::new(), Vec::new())
         }
     };
     let routes = routing::routes_for(&table, d.channel, otp.country.as_deref());
-    let message =
-        OutboundMessage::new(&otp, index_of_event, &event.sid, &d, code.reveal(), content, now).with_routes(routes);
+    let own = super::providers::opened_for(&deps.keys, &otp.account_sid, &own, routes);
+    let message = OutboundMessage::new(&otp, index_of_event, &event.sid, &d, code.reveal(), content, now)
+        .with_routes(routes)
+        .with_providers(&own);
     let outcome = deps.dispatcher.dispatch(&message).await;
     drop(message);
     let lookup = super::send::record_outcome(&mut event, outcome);

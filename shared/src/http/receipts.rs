@@ -2,6 +2,10 @@
 //! (`adapters::provider`), signed the Standard Webhooks way with that provider's secret, each
 //! moving the event whose `targetSid` is its `messageId` forward (`domain::receipts`). Served
 //! by the function that sends (it holds the provider's secret), and by the dev server.
+//!
+//! `POST /2fa/receipts/{accountSid}/{provider}`: the same from a provider of an account's own
+//! (`domain::providers`), signed with that provider's secret; it moves only that account's
+//! events (a report naming another account's message is `unknown` and changes nothing).
 
 use axum::{
     body::Bytes,
@@ -30,7 +34,33 @@ const MAX_ERROR_MESSAGE_LEN: usize = 512;
 
 /// The receipt route (and its path, for the OpenAPI check).
 pub fn routes() -> Routes {
-    Routes::new().route("/2fa/receipts/{provider}", post(receive))
+    Routes::new()
+        .route("/2fa/receipts/{provider}", post(receive))
+        .route("/2fa/receipts/{accountSid}/{provider}", post(receive_for_account))
+}
+
+async fn receive_for_account(
+    State(deps): State<Deps>,
+    Path((account_sid, provider)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let provider = crate::http::strip_format_suffix(&provider);
+    // Unsigned: 401 before anything is read.
+    if headers.get("webhook-signature").is_none_or(|v| v.is_empty()) {
+        return Err(Error::Unauthenticated.into());
+    }
+    // An account or provider that is not there: 404, as the path names nothing.
+    let account = deps.store.get_account(&account_sid).await?.ok_or(Error::NotFound)?;
+    let own = account.policy.providers.iter().find(|p| p.name == provider).ok_or(Error::NotFound)?;
+    let opened = own.open(&deps.keys, &account.sid).map_err(|_| {
+        tracing::warn!(account = %account.sid, provider = %provider, "provider secret does not open: receipt refused");
+        Error::Unauthenticated
+    })?;
+    let payload = verified(&opened.key, &headers, &body, provider)?;
+    let mut receipt = parse(payload)?;
+    receipt.account_sid = Some(account.sid.clone());
+    applied(&deps, &receipt).await
 }
 
 async fn receive(
@@ -43,8 +73,16 @@ async fn receive(
     // signature, so the answer does not tell which providers exist.
     let provider = crate::http::strip_format_suffix(&provider);
     let key = deps.dispatcher.receipt_key(provider).ok_or(Error::Unauthenticated)?;
+    let payload = verified(key, &headers, &body, provider)?;
+    let receipt = parse(payload)?;
+    applied(&deps, &receipt).await
+}
+
+/// The body, if the headers sign it with `key` (Standard Webhooks, within the tolerance);
+/// 401 otherwise.
+fn verified<'b>(key: &[u8], headers: &HeaderMap, body: &'b Bytes, provider: &str) -> Result<&'b str, Error> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let payload = std::str::from_utf8(&body).map_err(|_| Error::Unauthenticated)?;
+    let payload = std::str::from_utf8(body).map_err(|_| Error::Unauthenticated)?;
     let now_secs = chrono::Utc::now().timestamp();
     let signed = callbacks::verify(
         key,
@@ -56,10 +94,13 @@ async fn receive(
     );
     if !signed {
         tracing::warn!(provider = %provider, "receipt with a bad or stale signature refused");
-        return Err(Error::Unauthenticated.into());
+        return Err(Error::Unauthenticated);
     }
-    let receipt = parse(payload)?;
-    let outcome = receipts::apply(deps.store.as_ref(), &receipt).await?;
+    Ok(payload)
+}
+
+async fn applied(deps: &Deps, receipt: &Receipt) -> Result<Response, ApiError> {
+    let outcome = receipts::apply(deps.store.as_ref(), receipt).await?;
     let outcome = match outcome {
         ReceiptOutcome::Applied => "applied",
         ReceiptOutcome::Unchanged => "unchanged",
@@ -97,6 +138,7 @@ fn parse(payload: &str) -> Result<Receipt, Error> {
         // A provider's report names its message alone: found through the `MSG#` lookup.
         target: None,
         also_id: None,
+        account_sid: None,
     })
 }
 
@@ -125,6 +167,7 @@ mod tests {
                 error_message: Some("no route".into()),
                 target: None,
                 also_id: None,
+                account_sid: None,
             }
         );
     }

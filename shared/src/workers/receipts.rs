@@ -82,6 +82,7 @@ pub fn sms_receipt(message: &str) -> Option<Receipt> {
         error_message,
         target: None,
         also_id: None,
+        account_sid: None,
     })
 }
 
@@ -142,7 +143,15 @@ pub fn ses_receipt(message: &str) -> Option<Receipt> {
         }
         _ => return None,
     };
-    Some(Receipt { provider_id: n.mail.message_id, status, error_code, error_message, target: None, also_id: None })
+    Some(Receipt {
+        provider_id: n.mail.message_id,
+        status,
+        error_code,
+        error_message,
+        target: None,
+        also_id: None,
+        account_sid: None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -171,7 +180,15 @@ pub fn voice_receipt(message: &str) -> Option<Receipt> {
     };
     let error_code = (status != ChannelStatus::Delivered).then(|| e.event_type.clone());
     let error_message = error_code.as_ref().and(e.message_status_description.or(e.message_status));
-    Some(Receipt { provider_id: e.message_id, status, error_code, error_message, target: None, also_id: None })
+    Some(Receipt {
+        provider_id: e.message_id,
+        status,
+        error_code,
+        error_message,
+        target: None,
+        also_id: None,
+        account_sid: None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -216,7 +233,15 @@ pub fn text_receipt(message: &str) -> Option<Receipt> {
             event: e.context.get(CONTEXT_EVENT)?.parse().ok()?,
         })
     })();
-    Some(Receipt { provider_id: e.message_id, status, error_code, error_message, target, also_id: None })
+    Some(Receipt {
+        provider_id: e.message_id,
+        status,
+        error_code,
+        error_message,
+        target,
+        also_id: None,
+        account_sid: None,
+    })
 }
 
 /// The receipt in one SNS message of the receipts topics: an SES notification, or an End User
@@ -305,7 +330,15 @@ fn whatsapp_status(provider_id: &str, s: WhatsappStatus) -> Option<Receipt> {
     // AWS does not say whether `SendWhatsAppMessage`'s `messageId` (the event's `targetSid`) is
     // the event header's `messageId` or Meta's `wamid`: either matches.
     let also_id = s.id.filter(|id| id != provider_id);
-    Some(Receipt { provider_id: provider_id.to_owned(), status, error_code, error_message, target, also_id })
+    Some(Receipt {
+        provider_id: provider_id.to_owned(),
+        status,
+        error_code,
+        error_message,
+        target,
+        also_id,
+        account_sid: None,
+    })
 }
 
 /// How one invocation went.

@@ -933,6 +933,7 @@ async fn run() {
                     error_message: None,
                     target: None,
                     also_id: None,
+                    account_sid: None,
                 };
                 receipts::apply(b.store.as_ref(), &receipt).await.expect("receipt");
                 heat.account(b.drain()).await;

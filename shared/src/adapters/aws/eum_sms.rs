@@ -83,7 +83,7 @@ impl Dispatcher for EumSms {
             Ok(out) => {
                 let provider_id = out.message_id.unwrap_or_default();
                 tracing::info!(request_id = %msg.request_id, event = %msg.event_sid, message_id = %provider_id, "sms sent through End User Messaging");
-                Ok(DispatchReceipt { provider_id, receipts_name_event: true, route: None })
+                Ok(DispatchReceipt { provider_id, receipts_name_event: true, route: None, account_provider: false })
             }
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());

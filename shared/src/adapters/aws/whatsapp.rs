@@ -98,7 +98,7 @@ impl Dispatcher for Whatsapp {
             Ok(out) => {
                 let provider_id = out.message_id.unwrap_or_default();
                 tracing::info!(request_id = %msg.request_id, event = %msg.event_sid, message_id = %provider_id, "whatsapp sent");
-                Ok(DispatchReceipt { provider_id, receipts_name_event: true, route: None })
+                Ok(DispatchReceipt { provider_id, receipts_name_event: true, route: None, account_provider: false })
             }
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());

@@ -32,8 +32,8 @@ use crate::{
         workflows::WorkflowDef,
     },
     ports::{
-        AccountStore, CancelWrite, DuePage, ExpiryStore, LimitStore, OtpStore, SendPlan, SendSnapshot, SnapshotRequest,
-        VerifyWrite,
+        AccountStore, CancelWrite, DuePage, ExpiryStore, LimitStore, Lookup, OtpStore, SendPlan, SendSnapshot,
+        SnapshotRequest, VerifyWrite,
     },
 };
 
@@ -449,7 +449,7 @@ impl OtpStore for MemoryStore {
         Ok(())
     }
 
-    async fn update_event(&self, of: &Otp, index: usize, event: &ChannelEvent, _lookup: bool) -> Result<()> {
+    async fn update_event(&self, of: &Otp, index: usize, event: &ChannelEvent, _lookup: Lookup) -> Result<()> {
         let mut locked = self.lock()?;
         // One borrow of the state, so the accounts can be read beside a mutable OTP.
         let s = &mut *locked;

@@ -23,7 +23,9 @@ impl ReceiptStore for MemoryStore {
         let names = |e: &crate::domain::otp::ChannelEvent| {
             e.target_sid.as_deref().is_some_and(|id| id == r.provider_id || r.also_id.as_deref() == Some(id))
         };
-        let Some(otp) = s.otps.values_mut().find(|o| o.events.iter().any(names)) else {
+        // An account's own provider reports on that account's messages only.
+        let ours = |o: &crate::domain::otp::Otp| r.account_sid.as_ref().is_none_or(|a| *a == o.account_sid);
+        let Some(otp) = s.otps.values_mut().find(|o| ours(o) && o.events.iter().any(names)) else {
             return Ok(ReceiptOutcome::Unknown);
         };
         let i = otp.events.iter().position(names).expect("found above");

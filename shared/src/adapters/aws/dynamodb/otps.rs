@@ -29,7 +29,7 @@ use crate::{
         time::Millis,
         usage::UsageKey,
     },
-    ports::{CancelWrite, OtpStore, SendPlan, SendSnapshot, SnapshotRequest, VerifyWrite},
+    ports::{CancelWrite, Lookup, OtpStore, SendPlan, SendSnapshot, SnapshotRequest, VerifyWrite},
 };
 
 /// Rounds of an undo that drops the parts whose condition no longer holds.
@@ -559,7 +559,7 @@ impl OtpStore for DynamoStore {
         Err(Error::Unavailable)
     }
 
-    async fn update_event(&self, otp: &Otp, index: usize, event: &ChannelEvent, lookup: bool) -> Result<()> {
+    async fn update_event(&self, otp: &Otp, index: usize, event: &ChannelEvent, lookup: Lookup) -> Result<()> {
         let update = async {
             self.client
                 .update_item()
@@ -584,9 +584,16 @@ impl OtpStore for DynamoStore {
         // The provider's message id gets its own lookup item (`MSG#{id}`), so a receipt finds
         // this event whatever the OTP's other dispatches (a workflow's OTP has several). A test
         // destination's "test" is no message id (and would make one hot key). A provider whose
-        // receipts carry the OTP and event themselves needs none (`lookup: false`).
-        let Some(provider_id) = event.target_sid.as_deref().filter(|id| lookup && *id != TEST_PROVIDER_ID) else {
+        // receipts carry the OTP and event themselves needs none (`Lookup::None`); a provider
+        // of the account's own gets the account's (`MSG#{account}#{id}`), so the id it answers
+        // cannot take over a lookup of another account's or of the deployment's routes.
+        let Some(provider_id) = event.target_sid.as_deref().filter(|id| *id != TEST_PROVIDER_ID) else {
             return update.await;
+        };
+        let key = match lookup {
+            Lookup::None => return update.await,
+            Lookup::Deployment => Key::message(provider_id),
+            Lookup::Account => Key::account_message(&otp.account_sid, provider_id),
         };
         // Two plain writes at once rather than a transaction (which would cost twice the units
         // of both items): each is right on its own. A lookup whose event update failed points
@@ -596,7 +603,7 @@ impl OtpStore for DynamoStore {
         // again (an SDK retry after a lost answer) writes the same item, where a conditional
         // put would turn that retry into a failure.
         let lookup = async {
-            let item = to_item(&MessageItem::new(provider_id, otp, index as u32))?;
+            let item = to_item(&MessageItem::new(key, otp, index as u32))?;
             self.client
                 .put_item()
                 .table_name(&self.table)

@@ -34,7 +34,12 @@ impl ReceiptStore for DynamoStore {
             Some(t) => (Key::otp(&t.account_sid, &t.otp_sid), t.event),
             None => {
                 // Strongly consistent: a receipt that follows its dispatch closely still finds it.
-                let Some(item) = self.get("GetItem(message)", &Key::message(&r.provider_id), true).await? else {
+                // A report of an account's own provider looks in that account's lookups only.
+                let key = match &r.account_sid {
+                    Some(account) => Key::account_message(account, &r.provider_id),
+                    None => Key::message(&r.provider_id),
+                };
+                let Some(item) = self.get("GetItem(message)", &key, true).await? else {
                     return Ok(ReceiptOutcome::Unknown);
                 };
                 let found: Dispatch = from_item::<MessageItem, _>(item)?;
@@ -44,6 +49,11 @@ impl ReceiptStore for DynamoStore {
 
         // The event must still be `sent` and still be this dispatch: forward only, once.
         let mut update = format!("SET #events[{i}].#status = :status");
+        // An account's own provider reports on that account's messages only: the OTP the
+        // lookup names must be that account's.
+        let mut condition = format!(
+            "attribute_exists(pk) AND size(#events) > :i AND #events[{i}].target_sid IN (:id, :also) AND #events[{i}].#status = :sent"
+        );
         let mut expr = Expr::default()
             .name(attr::EVENTS)
             .name(attr::STATUS)
@@ -59,15 +69,17 @@ impl ReceiptStore for DynamoStore {
             update.push_str(&format!(", #events[{i}].error_message = :message"));
             expr = expr.value(":message", s(message));
         }
+        if let Some(account) = &r.account_sid {
+            condition.push_str(" AND #account_sid = :account");
+            expr = expr.name(attr::ACCOUNT_SID).value(":account", s(account));
+        }
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(otp_key.to_item()))
             .update_expression(update)
-            .condition_expression(format!(
-                "attribute_exists(pk) AND size(#events) > :i AND #events[{i}].target_sid IN (:id, :also) AND #events[{i}].#status = :sent"
-            ))
+            .condition_expression(condition)
             .set_expression_attribute_names(expr.names())
             .set_expression_attribute_values(expr.clone().value(":i", n(i)).values())
             // The item as it was, when the condition failed: no second read to tell a late
@@ -80,17 +92,14 @@ impl ReceiptStore for DynamoStore {
             Err(e) => match e.as_service_error() {
                 // A receipt that named an OTP or event that is not (or no longer) there, or
                 // is not this message's: as unknown as one with no lookup item.
-                Some(UpdateItemError::ConditionalCheckFailedException(c)) if r.target.is_some() => {
+                Some(UpdateItemError::ConditionalCheckFailedException(c))
+                    if r.target.is_some() || r.account_sid.is_some() =>
+                {
                     let also = r.also_id.as_deref();
-                    Ok(
-                        if names_dispatch(c.item(), i, &r.provider_id)
-                            || also.is_some_and(|a| names_dispatch(c.item(), i, a))
-                        {
-                            ReceiptOutcome::Unchanged
-                        } else {
-                            ReceiptOutcome::Unknown
-                        },
-                    )
+                    let account_matches = r.account_sid.as_ref().is_none_or(|a| of_account(c.item(), a));
+                    let named = names_dispatch(c.item(), i, &r.provider_id)
+                        || also.is_some_and(|a| names_dispatch(c.item(), i, a));
+                    Ok(if account_matches && named { ReceiptOutcome::Unchanged } else { ReceiptOutcome::Unknown })
                 }
                 Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(ReceiptOutcome::Unchanged),
                 Some(UpdateItemError::TransactionConflictException(_)) => Err(Error::Contended),
@@ -98,6 +107,11 @@ impl ReceiptStore for DynamoStore {
             },
         }
     }
+}
+
+/// Whether `item` (an OTP as it was) is account `account_sid`'s.
+fn of_account(item: Option<&HashMap<String, AttributeValue>>, account_sid: &str) -> bool {
+    item.and_then(|item| item.get(attr::ACCOUNT_SID)?.as_s().ok()).is_some_and(|a| a == account_sid)
 }
 
 /// Whether `item` (an OTP as it was) has event `i` dispatched as `provider_id`.

@@ -9,6 +9,7 @@ use crate::domain::{
     error::{Error, Result},
     otp::Channel,
     policy::{AccountPolicy, GuardSettings, SealedSecret, TestDestination, MAX_FAILED_VERIFIES},
+    providers::AccountProvider,
     routing::RouteRule,
     time::Millis,
 };
@@ -70,6 +71,18 @@ pub(crate) struct PolicyItem {
     /// Absent: no routing table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteRuleItem>,
+    /// Absent: no provider of the account's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderItem>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ProviderItem {
+    pub name: String,
+    pub url: String,
+    /// Sealed (`domain::providers`).
+    #[serde(with = "bytes")]
+    pub secret: Vec<u8>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,7 +94,7 @@ pub(crate) struct RouteRuleItem {
 
 impl PolicyItem {
     /// Every attribute a policy may have (what `set_policy` sets or removes).
-    pub const ATTRIBUTES: [&'static str; 11] = [
+    pub const ATTRIBUTES: [&'static str; 12] = [
         "sms_countries",
         "call_countries",
         "whatsapp_countries",
@@ -93,6 +106,7 @@ impl PolicyItem {
         "senders",
         "max_failed_verifies",
         "routes",
+        "providers",
     ];
 }
 
@@ -149,6 +163,11 @@ impl From<&AccountPolicy> for PolicyItem {
                     routes: r.routes.clone(),
                 })
                 .collect(),
+            providers: p
+                .providers
+                .iter()
+                .map(|p| ProviderItem { name: p.name.clone(), url: p.url.clone(), secret: p.secret.0.clone() })
+                .collect(),
         }
     }
 }
@@ -184,6 +203,11 @@ impl From<PolicyItem> for AccountPolicy {
                 .filter_map(|r| {
                     Some(RouteRule { channel: Channel::parse(&r.channel)?, country: r.country, routes: r.routes })
                 })
+                .collect(),
+            providers: i
+                .providers
+                .into_iter()
+                .map(|p| AccountProvider { name: p.name, url: p.url, secret: SealedSecret(p.secret) })
                 .collect(),
         }
     }

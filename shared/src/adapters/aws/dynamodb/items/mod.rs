@@ -51,6 +51,7 @@ pub(crate) mod attr {
     pub const WINDOW_END_MS: &str = "window_end_ms";
     pub const SID: &str = "sid";
     pub const OTP_SID: &str = "otp_sid";
+    pub const ACCOUNT_SID: &str = "account_sid";
     pub const CREATED_MS: &str = "created_ms";
     pub const SENDS: &str = "sends";
     pub const VERIFIES: &str = "verifies";
@@ -127,6 +128,13 @@ impl Key {
     /// and the event it is about with one `GetItem`.
     pub fn message(provider_id: &str) -> Self {
         Key::new(format!("MSG#{}", esc(provider_id)), "M")
+    }
+
+    /// The lookup item of a dispatch by a provider of the account's own: its account's and
+    /// apart from the deployment's (`esc` leaves no `#` in either part, so `MSG#{id}` and
+    /// `MSG#{account}#{id}` never meet).
+    pub fn account_message(account_sid: &str, provider_id: &str) -> Self {
+        Key::new(format!("MSG#{}#{}", esc(account_sid), esc(provider_id)), "M")
     }
 
     /// A destination of an account: every service's supersede pointer to it (`svc:{service}`)

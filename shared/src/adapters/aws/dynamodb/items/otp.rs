@@ -337,8 +337,8 @@ pub(crate) struct Dispatch {
 }
 
 impl MessageItem {
-    pub fn new(provider_id: &str, otp: &Otp, event: u32) -> Self {
-        let key = Key::message(provider_id);
+    /// The lookup `key` (`Key::message`, `Key::account_message`) of event `event` of `otp`.
+    pub fn new(key: Key, otp: &Otp, event: u32) -> Self {
         let otp_key = Key::otp(&otp.account_sid, &otp.sid);
         MessageItem {
             pk: key.pk,
