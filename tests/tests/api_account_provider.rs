@@ -177,3 +177,27 @@ async fn a_bad_provider_in_a_policy_update_answers_400_naming_providers() {
     assert_eq!(status, 400);
     assert!(answer["error"].as_str().unwrap().contains("rotateProviderSecret"), "{answer}");
 }
+
+#[tokio::test]
+async fn the_deployments_provider_cannot_report_on_a_message_an_accounts_own_provider_sent() {
+    // Given a deployment provider `own` and an account provider acme that answer the same id
+    let same = r#"{"messageId":"shared-id-1"}"#;
+    let account_side = Provider::start(&[(200, same)], Duration::ZERO).await;
+    let deployment_side = Provider::start(&[(200, same)], Duration::ZERO).await;
+    let deployment_secret = new_secret();
+    let config = twofa::adapters::provider::ProviderConfig::new("own", &deployment_side.url, &deployment_secret, true)
+        .expect("a provider");
+    let dev = twofa_local::Dev::new(twofa::domain::crypto::Keys::random())
+        .with_sms_provider(twofa::adapters::provider::HttpProvider::new(config));
+    let api = Api::start_with(dev).await;
+    with_provider(&api, &api.sid, &account_side.url, json!(["acme"])).await;
+    let r = api.send_to(TO, json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sid = r.request_id();
+    // When the deployment's provider reports that id delivered
+    let body = json!({ "messageId": "shared-id-1", "status": "delivered" });
+    let answer = report(&api, "/2fa/receipts/own", &deployment_secret, &body).await;
+    // Then nothing moved: the message is acme's, reported at the account's own path only
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(record(&api, &sid).await["events"][0]["channelStatus"], "sent");
+}

@@ -23,12 +23,28 @@ impl ReceiptStore for MemoryStore {
         let names = |e: &crate::domain::otp::ChannelEvent| {
             e.target_sid.as_deref().is_some_and(|id| id == r.provider_id || r.also_id.as_deref() == Some(id))
         };
-        // An account's own provider reports on that account's messages only.
-        let ours = |o: &crate::domain::otp::Otp| r.account_sid.as_ref().is_none_or(|a| *a == o.account_sid);
-        let Some(otp) = s.otps.values_mut().find(|o| ours(o) && o.events.iter().any(names)) else {
+        // An account's own provider reports on that account's messages only, and a deployment
+        // route's reports never on a message an account's own provider sent (as DynamoDB keeps
+        // the two lookups apart): which one sent it is the event's route, one of the account's
+        // providers or not.
+        let accounts = &s.accounts;
+        let by_own_provider = |o: &crate::domain::otp::Otp, e: &crate::domain::otp::ChannelEvent| {
+            let own = |route: &String| {
+                accounts.get(&o.account_sid).is_some_and(|a| a.policy.providers.iter().any(|p| p.name == *route))
+            };
+            e.route.as_ref().is_some_and(own)
+        };
+        let reported = |o: &crate::domain::otp::Otp, e: &crate::domain::otp::ChannelEvent| {
+            names(e)
+                && match &r.account_sid {
+                    Some(a) => *a == o.account_sid && by_own_provider(o, e),
+                    None => !by_own_provider(o, e),
+                }
+        };
+        let Some(otp) = s.otps.values_mut().find(|o| o.events.iter().any(|e| reported(o, e))) else {
             return Ok(ReceiptOutcome::Unknown);
         };
-        let i = otp.events.iter().position(names).expect("found above");
+        let i = otp.events.iter().position(|e| reported(otp, e)).expect("found above");
         if otp.events[i].status != ChannelStatus::Sent {
             return Ok(ReceiptOutcome::Unchanged);
         }
