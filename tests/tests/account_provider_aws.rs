@@ -184,15 +184,7 @@ async fn on_dynamodb_an_accounts_provider_that_answers_another_messages_id_canno
     let a_otp = sent["requestID"].as_str().unwrap().to_owned();
     assert_eq!(api.event(&a, &a_otp).await, (Some(x.clone()), "sent".into(), Some("acme".into())));
     // When SNS reports X delivered
-    let delivered = Receipt {
-        provider_id: x.clone(),
-        status: ChannelStatus::Delivered,
-        error_code: None,
-        error_message: None,
-        target: None,
-        also_id: None,
-        account_sid: None,
-    };
+    let delivered = Receipt::by_id(x.clone(), ChannelStatus::Delivered, None, None);
     let outcome = receipts::apply(api.store.as_ref(), &delivered).await.unwrap();
     // Then B's message is the one delivered, and A's is untouched
     assert_eq!(outcome, ReceiptOutcome::Applied);

@@ -27,6 +27,27 @@ pub struct Receipt {
     pub account_sid: Option<String>,
 }
 
+impl Receipt {
+    /// A report that names its message by the provider's id alone (SNS, SES, calls, a
+    /// deployment provider): found through the id's lookup.
+    pub fn by_id(
+        provider_id: impl Into<String>,
+        status: ChannelStatus,
+        error_code: Option<String>,
+        error_message: Option<String>,
+    ) -> Self {
+        Receipt {
+            provider_id: provider_id.into(),
+            status,
+            error_code,
+            error_message,
+            target: None,
+            also_id: None,
+            account_sid: None,
+        }
+    }
+}
+
 /// Where a dispatch's event is: the OTP's account and sid, and its index in `events`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiptTarget {

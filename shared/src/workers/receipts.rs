@@ -75,15 +75,7 @@ pub fn sms_receipt(message: &str) -> Option<Receipt> {
         _ => return None,
     };
     let error_message = error_code.as_ref().and(log.delivery.provider_response);
-    Some(Receipt {
-        provider_id: log.notification.message_id,
-        status,
-        error_code,
-        error_message,
-        target: None,
-        also_id: None,
-        account_sid: None,
-    })
+    Some(Receipt::by_id(log.notification.message_id, status, error_code, error_message))
 }
 
 #[derive(Deserialize)]
@@ -143,15 +135,7 @@ pub fn ses_receipt(message: &str) -> Option<Receipt> {
         }
         _ => return None,
     };
-    Some(Receipt {
-        provider_id: n.mail.message_id,
-        status,
-        error_code,
-        error_message,
-        target: None,
-        also_id: None,
-        account_sid: None,
-    })
+    Some(Receipt::by_id(n.mail.message_id, status, error_code, error_message))
 }
 
 #[derive(Deserialize)]
@@ -180,15 +164,7 @@ pub fn voice_receipt(message: &str) -> Option<Receipt> {
     };
     let error_code = (status != ChannelStatus::Delivered).then(|| e.event_type.clone());
     let error_message = error_code.as_ref().and(e.message_status_description.or(e.message_status));
-    Some(Receipt {
-        provider_id: e.message_id,
-        status,
-        error_code,
-        error_message,
-        target: None,
-        also_id: None,
-        account_sid: None,
-    })
+    Some(Receipt::by_id(e.message_id, status, error_code, error_message))
 }
 
 #[derive(Deserialize)]

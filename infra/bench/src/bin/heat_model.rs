@@ -926,15 +926,7 @@ async fn run() {
             if status == 200 {
                 let sid = body["requestID"].as_str().unwrap().to_owned();
                 let (_, provider_id) = b.sent(&sid);
-                let receipt = Receipt {
-                    provider_id,
-                    status: ChannelStatus::Delivered,
-                    error_code: None,
-                    error_message: None,
-                    target: None,
-                    also_id: None,
-                    account_sid: None,
-                };
+                let receipt = Receipt::by_id(provider_id, ChannelStatus::Delivered, None, None);
                 receipts::apply(b.store.as_ref(), &receipt).await.expect("receipt");
                 heat.account(b.drain()).await;
                 latest.insert(($a, $i), sid);
