@@ -201,6 +201,8 @@ WHATSAPP_NUMBER_ID="phone-number-id-0123456789abcdef0123456789abcdef"
 # the stack has the end-user-messaging SMS route (accounts' routing tables may name it); the
 # default route stays sns.
 SMS_ORIGINATION_IDENTITY="pool-0123456789abcdef0123456789abcdef"
+# Calls through the same stand-in (SendVoiceMessage), from this caller number.
+VOICE_ORIGINATION="+18005550199"
 
 sam_local() {
     env AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
@@ -213,7 +215,7 @@ sam_local() {
         --env-vars "$RUN/sam-env.json" \
         --parameter-overrides "Architecture=$ARCH" "AwsEndpointUrl=$endpoint" \
             "WhatsappPhoneNumberId=$WHATSAPP_NUMBER_ID" "WhatsappTemplate=twofa_code" \
-            "SmsOriginationIdentity=$SMS_ORIGINATION_IDENTITY" \
+            "SmsOriginationIdentity=$SMS_ORIGINATION_IDENTITY" "VoiceOrigination=$VOICE_ORIGINATION" \
         --region us-east-1 \
         </dev/null >"$4" 2>&1 &
     echo $! >"$5"
@@ -288,7 +290,7 @@ PY
     )
     log "workflow state machine $machine"
     "$VENV/bin/python" - "$RUN/sam-env.json" "$TWOFA_TABLE" "$TWOFA_SECRET_ARN" "$endpoint" "$machine" \
-        "$SMS_ORIGINATION_IDENTITY" <<'PY'
+        "$SMS_ORIGINATION_IDENTITY" "$VOICE_ORIGINATION" <<'PY'
 import json, sys
 json.dump({"Parameters": {
     "TWOFA_TABLE": sys.argv[2], "TWOFA_SECRET_ARN": sys.argv[3], "AWS_ENDPOINT_URL": sys.argv[4],
@@ -312,6 +314,10 @@ json.dump({"Parameters": {
     "TWOFA_SMS_ORIGINATION_IDENTITY": sys.argv[6],
     "TWOFA_SMS_CONFIGURATION_SET": "",
     "TWOFA_SMS_ROUTE": "sns",
+    # Calls through the SMS Voice v2 stand-in too (voices from moto's Polly); the stack's voice
+    # configuration set is not in moto: calls go without one.
+    "TWOFA_VOICE_ORIGINATION": sys.argv[7],
+    "TWOFA_VOICE_CONFIGURATION_SET": "",
 }}, open(sys.argv[1], "w"))
 PY
     # 5. sam local start-api, each function's container started at once (EAGER) and kept warm.

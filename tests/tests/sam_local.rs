@@ -531,6 +531,17 @@ impl Sam {
         resp.json().await.unwrap()
     }
 
+    /// The calls the SMS Voice v2 stand-in beside moto placed to `to`, oldest first.
+    async fn calls_to(&self, to: &str) -> Vec<Value> {
+        let all = self.sms_voice("messages", None).await;
+        all["Messages"].as_array().map_or(vec![], |l| {
+            l.iter()
+                .filter(|m| m["Operation"] == "SendVoiceMessage" && m["Request"]["DestinationPhoneNumber"] == to)
+                .cloned()
+                .collect()
+        })
+    }
+
     /// The texts the End User Messaging SMS stand-in beside moto sent to `to`, oldest first.
     async fn texts_to(&self, to: &str) -> Vec<Value> {
         let all = self.sms_voice("messages", None).await;
@@ -615,4 +626,36 @@ async fn one_message_on_each_sms_route_and_a_route_down_fails_over() {
     let code = stack.sms_code(&to).await;
     assert_eq!(eum_first.verified_events(&sid, &code).await, sent("sns"));
     assert_eq!(eum_first.sms_usage().await, usage + 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make test-sam"]
+async fn a_call_is_placed_through_the_stand_in_and_the_code_it_reads_verifies() {
+    // Given the local stack, whose calls go to End User Messaging (the stand-in beside moto)
+    let sam = Sam::new();
+    let to = new_number();
+    // When an OTP is sent by voice call
+    let body = json!({ "service": "2FA", "channel": "call", "from": "Twofa", "to": to, "body": "Your code is {code}" });
+    let r = sam.post("/2fa/send", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sid = r.request_id();
+    // Then one call was placed, from the stack's caller number, reading SSML
+    let calls = sam.calls_to(&to).await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let request = &calls[0]["Request"];
+    assert_eq!(
+        (request["OriginationIdentity"].as_str(), request["MessageBodyTextType"].as_str()),
+        (Some("+18005550199"), Some("SSML"))
+    );
+    // And the digits it reads, one by one, are the code: it verifies, and the event names the route
+    let ssml = request["MessageBody"].as_str().unwrap();
+    let code: String = ssml
+        .split("<say-as interpret-as=\"digits\">")
+        .skip(1)
+        .filter_map(|s| s.chars().next().filter(char::is_ascii_digit))
+        .take(6)
+        .collect();
+    assert_eq!(code.len(), 6, "{ssml}");
+    let events = sam.verified_events(&sid, &code).await;
+    assert_eq!(events, [("call".to_owned(), "sent".to_owned(), "end-user-messaging".to_owned())]);
 }
