@@ -44,17 +44,8 @@ async fn record(api: &Api, sid: &str) -> Value {
 
 /// A delivery report to `path`, signed with `secret` now.
 async fn report(api: &Api, path: &str, secret: &str, body: &Value) -> common::Resp {
-    let payload = body.to_string();
-    let id = format!("msg_{}", twofa_local::hex_token());
-    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let signature = standardwebhooks::Webhook::new(secret).unwrap().sign(&id, at, payload.as_bytes()).unwrap();
-    let req = api
-        .http
-        .post(format!("{}{path}", api.base))
-        .header("webhook-id", id)
-        .header("webhook-timestamp", at.to_string())
-        .header("webhook-signature", signature);
-    Api::finish(req, Some(&payload), "application/json").await
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    api.signed_report(path, secret, body, now).await
 }
 
 #[tokio::test]

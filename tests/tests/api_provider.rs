@@ -33,16 +33,7 @@ async fn record(api: &Api, sid: &str) -> Value {
 
 /// A delivery report for `message_id`, signed with `secret` at `at` (Unix seconds).
 async fn report(api: &Api, provider: &str, secret: &str, body: &Value, at: i64) -> common::Resp {
-    let payload = body.to_string();
-    let id = format!("msg_{}", twofa_local::hex_token());
-    let signature = standardwebhooks::Webhook::new(secret).unwrap().sign(&id, at, payload.as_bytes()).unwrap();
-    let req = api
-        .http
-        .post(format!("{}/2fa/receipts/{provider}", api.base))
-        .header("webhook-id", id)
-        .header("webhook-timestamp", at.to_string())
-        .header("webhook-signature", signature);
-    Api::finish(req, Some(&payload), "application/json").await
+    api.signed_report(&format!("/2fa/receipts/{provider}"), secret, body, at).await
 }
 
 fn now_secs() -> i64 {

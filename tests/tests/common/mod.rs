@@ -68,6 +68,21 @@ impl Api {
         (a.sid, token)
     }
 
+    /// A delivery report posted to `path`, Standard-Webhooks-signed with `secret` at `at`
+    /// (Unix seconds), as a provider sends one.
+    pub async fn signed_report(&self, path: &str, secret: &str, body: &Value, at: i64) -> Resp {
+        let payload = body.to_string();
+        let id = format!("msg_{}", hex_token());
+        let signature = standardwebhooks::Webhook::new(secret).unwrap().sign(&id, at, payload.as_bytes()).unwrap();
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("webhook-id", id)
+            .header("webhook-timestamp", at.to_string())
+            .header("webhook-signature", signature);
+        Self::finish(req, Some(&payload), "application/json").await
+    }
+
     pub async fn call(&self, method: Method, path: &str, body: Option<&str>, content_type: &str) -> Resp {
         self.call_as(&self.sid, &self.token, method, path, body, content_type).await
     }
