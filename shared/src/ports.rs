@@ -14,6 +14,7 @@ use crate::domain::{
     error::Result,
     guard::{GuardCount, GuardKey},
     idempotency::IdempotencyRecord,
+    insights::{Cell, Granularity},
     limits::{Counter, CounterKey, CounterOp, LimitDef},
     otp::{Channel, ChannelEvent, Check, Delivery, Destination, FailureStreak, Otp, Superseded},
     policy::AccountPolicy,
@@ -281,6 +282,31 @@ pub trait RecordStore: Send + Sync {
     async fn usage(&self, account_sid: &str, from_day: &str, to_day: &str) -> Result<Vec<(UsageKey, u64)>>;
 }
 
+/// Insights' counter cells (`domain::insights`), kept as sends, verifies and receipts happen.
+///
+/// PLACEHOLDER (issue 28, in progress): the default methods count nothing; each store gets its
+/// own before this lands.
+#[async_trait]
+pub trait InsightsStore: Send + Sync {
+    /// Counts one send refused with `code` (one of `insights::REFUSAL_CODES`).
+    async fn count_refusal(&self, _account_sid: &str, _at: Millis, _channel: Channel, _country: &str, _code: u16) -> Result<()> {
+        Ok(())
+    }
+
+    /// The cells of `account_sid` whose hour is within `[from_ms, to_ms)`, in no particular
+    /// order (a cell may come in parts, or summed by day when `granularity` is a day: the
+    /// report sums them). Bounded by the range, never by the account's OTPs.
+    async fn insight_cells(
+        &self,
+        _account_sid: &str,
+        _from_ms: Millis,
+        _to_ms: Millis,
+        _granularity: Granularity,
+    ) -> Result<Vec<Cell>> {
+        Ok(vec![])
+    }
+}
+
 /// `RecordStore::count_otps`' answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counted {
@@ -396,8 +422,8 @@ impl Scheduler for NoScheduler {
 }
 
 /// The whole store.
-pub trait Store: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore {}
-impl<T: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore> Store for T {}
+pub trait Store: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore {}
+impl<T: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore> Store for T {}
 
 /// A message to deliver. `Debug` leaves the text out: it carries the code. It borrows what the
 /// OTP and its delivery already hold (a dispatcher copies only what it keeps).

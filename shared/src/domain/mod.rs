@@ -11,6 +11,7 @@ pub mod definitions;
 pub mod error;
 pub mod guard;
 pub mod idempotency;
+pub mod insights;
 pub mod ids;
 pub mod limit_admin;
 pub mod limits;

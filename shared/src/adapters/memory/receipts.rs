@@ -63,3 +63,7 @@ impl ReceiptStore for MemoryStore {
         Ok(ReceiptOutcome::Applied)
     }
 }
+
+// PLACEHOLDER (issue 28, in progress): counts nothing until insights land.
+#[async_trait]
+impl crate::ports::InsightsStore for MemoryStore {}
