@@ -5,7 +5,8 @@
 # everything this script started is stopped: sam by its pid, the Lambda containers by our
 # network, moto by its pid, the network by its name. Fails when Docker is missing, when the
 # stack does not come up, when any test fails, when no test ran (a skipped test is not a
-# pass), and when the load run's checks fail.
+# pass), and when the load run's checks fail. Beside the stack, issue 26's sweep test runs at
+# its full size (5,000 due OTPs) on a moto of its own.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export CARGO_TERM_COLOR=never
@@ -30,6 +31,38 @@ start=$SECONDS
 cargo build -q --workspace --all-targets --features twofa/aws
 TESTS_BUILD=$((SECONDS - start))
 
+# Issue 26's sweep at full size, beside the stack's start (which is mostly a release build and
+# an image build): 5,000 due OTPs over the due index's shards, one canceled between its read and
+# its write, all settled by one sweep, on a moto of its own (port SWEEP_MOTO_PORT, MOTO_PORT+10
+# by default). make test runs the same test with 600: moto sorts the whole table for each of
+# the sweep's 513 Queries, so the full size takes minutes (331 s of sweep on a busy 2-core
+# machine), too long for make test's budget.
+SWEEP_LOG=.run/test-sam-sweep.log
+SWEEP_MOTO=(env MOTO_NAME=moto-sweep MOTO_PORT="${SWEEP_MOTO_PORT:-$((${MOTO_PORT:-5055} + 10))}")
+sweep_full() {
+    "${SWEEP_MOTO[@]}" bash infra/scripts/moto.sh start >/dev/null || return 1
+    local rc=0
+    (
+        eval "$("${SWEEP_MOTO[@]}" bash infra/scripts/moto.sh env)"
+        export TWOFA_AWS_ATTEMPT_TIMEOUT_MS=30000 TWOFA_AWS_OPERATION_TIMEOUT_MS=90000 TWOFA_AWS_CONNECT_TIMEOUT_MS=10000
+        TWOFA_SWEEP_TEST_OTPS="${TWOFA_SWEEP_TEST_OTPS:-5000}" cargo test -q --workspace --features twofa/aws --test sweeper \
+            dynamodb::thousands -- --nocapture
+    ) || rc=$?
+    "${SWEEP_MOTO[@]}" bash infra/scripts/moto.sh stop >/dev/null || true
+    return "$rc"
+}
+sweep_start=$SECONDS
+# In a process group of its own (job control on for this one job), so a stop ends its cargo too.
+set -m
+sweep_full >"$SWEEP_LOG" 2>&1 &
+SWEEP_PID=$!
+set +m
+stop_sweep() {
+    kill -- -"$SWEEP_PID" 2>/dev/null || true
+    "${SWEEP_MOTO[@]}" bash infra/scripts/moto.sh stop >/dev/null 2>&1 || true
+}
+trap 'stop_sweep; cleanup' EXIT
+
 STARTED=1
 start=$SECONDS
 bash "$SAM" up
@@ -49,15 +82,28 @@ load_rc=0
 bash infra/scripts/load.sh local-aws || load_rc=$?
 LOAD=$((SECONDS - start))
 
-passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' "$LOG")
-failed=$(awk '/^test result:/ {f += $6} END {print f + 0}' "$LOG")
+sweep_rc=0
+wait "$SWEEP_PID" || sweep_rc=$?
+SWEEP=$((SECONDS - sweep_start))
+trap cleanup EXIT
+echo "==> the full-size sweep (5,000 due OTPs on moto; log ${SWEEP_LOG}):"
+grep -E 'settled|stored|test result' "$SWEEP_LOG" || tail -n 20 "$SWEEP_LOG"
+
+passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' "$LOG" "$SWEEP_LOG")
+failed=$(awk '/^test result:/ {f += $6} END {print f + 0}' "$LOG" "$SWEEP_LOG")
+if ! grep -q '^test result: ok. 1 passed' "$SWEEP_LOG"; then
+    sweep_rc=1
+fi
 echo
-echo "==> test-sam timings: test build ${TESTS_BUILD}s, make local-aws ${UP}s (sam build, image, moto, seed, sam start), tests ${RUN}s, load ${LOAD}s, total $((SECONDS - T0))s"
+echo "==> test-sam timings: test build ${TESTS_BUILD}s, make local-aws ${UP}s (sam build, image, moto, seed, sam start), tests ${RUN}s, load ${LOAD}s, full-size sweep ${SWEEP}s (beside the rest), total $((SECONDS - T0))s"
 if ((load_rc != 0)); then
     echo "==> the load run against make local-aws FAILED (exit ${load_rc}; report .run/load-sam-report.json)"
 fi
-if ((rc != 0 || failed != 0 || passed == 0 || load_rc != 0)); then
-    echo "==> test-sam FAILED (exit ${rc}, ${passed} passed, ${failed} failed, load exit ${load_rc}); last lines of the sam log:"
+if ((sweep_rc != 0)); then
+    echo "==> the full-size sweep FAILED (log ${SWEEP_LOG})"
+fi
+if ((rc != 0 || failed != 0 || passed == 0 || load_rc != 0 || sweep_rc != 0)); then
+    echo "==> test-sam FAILED (exit ${rc}, ${passed} passed, ${failed} failed, load exit ${load_rc}, sweep exit ${sweep_rc}); last lines of the sam log:"
     tail -n 30 .run/sam-local.log || true
     echo "sam: ${passed} passed, ${failed} failed"
     exit 1
