@@ -282,29 +282,32 @@ pub trait RecordStore: Send + Sync {
     async fn usage(&self, account_sid: &str, from_day: &str, to_day: &str) -> Result<Vec<(UsageKey, u64)>>;
 }
 
-/// Insights' counter cells (`domain::insights`), kept as sends, verifies and receipts happen.
-///
-/// PLACEHOLDER (issue 28, in progress): the default methods count nothing; each store gets its
-/// own before this lands.
+/// Insights' counter cells (`domain::insights`), kept as sends, verifies and receipts happen:
+/// the embedded store in the writes it counts; DynamoDB off the table's stream
+/// (`workers::callbacks::count_insights`), refusals as they are answered.
 #[async_trait]
 pub trait InsightsStore: Send + Sync {
-    /// Counts one send refused with `code` (one of `insights::REFUSAL_CODES`).
-    async fn count_refusal(&self, _account_sid: &str, _at: Millis, _channel: Channel, _country: &str, _code: u16) -> Result<()> {
-        Ok(())
-    }
+    /// Counts one send refused with `code` (one of `insights::REFUSAL_CODES`; another is not
+    /// counted) at `at`, under `channel` and `country` (`insights::country_of`).
+    async fn count_refusal(
+        &self,
+        account_sid: &str,
+        at: Millis,
+        channel: Channel,
+        country: &str,
+        code: u16,
+    ) -> Result<()>;
 
     /// The cells of `account_sid` whose hour is within `[from_ms, to_ms)`, in no particular
     /// order (a cell may come in parts, or summed by day when `granularity` is a day: the
     /// report sums them). Bounded by the range, never by the account's OTPs.
     async fn insight_cells(
         &self,
-        _account_sid: &str,
-        _from_ms: Millis,
-        _to_ms: Millis,
-        _granularity: Granularity,
-    ) -> Result<Vec<Cell>> {
-        Ok(vec![])
-    }
+        account_sid: &str,
+        from_ms: Millis,
+        to_ms: Millis,
+        granularity: Granularity,
+    ) -> Result<Vec<Cell>>;
 }
 
 /// `RecordStore::count_otps`' answer.
@@ -422,7 +425,10 @@ impl Scheduler for NoScheduler {
 }
 
 /// The whole store.
-pub trait Store: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore {}
+pub trait Store:
+    AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore
+{
+}
 impl<T: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore> Store for T {}
 
 /// A message to deliver. `Debug` leaves the text out: it carries the code. It borrows what the

@@ -2,12 +2,26 @@
 //! channel and destination country, from counters kept as sends, verifies and receipts happen
 //! (never a scan of OTPs). The console's overview draws these same numbers.
 //!
-//! The data types and the pure aggregation live here; the stores keep the counter cells
-//! (`ports::InsightsStore`).
+//! The data types, the pure aggregation, the counts each OTP change brings (`changes`, shared
+//! by the embedded store and the DynamoDB stream worker) and the API's parameters
+//! (`query_of`) live here; the stores keep the counter cells (`ports::InsightsStore`).
+//!
+//! What counts where: every count of an OTP goes to the hour it was **sent** (its
+//! `created_ms`), its first channel (a delivery outcome: the message's own channel) and its
+//! destination country (`ZZ` for email or none): so a period's conversion is "of the OTPs
+//! sent then, how many were verified", never above 1. A refusal counts in the hour it was
+//! refused. OTPs to an account's test destinations count as sends and verifies like any other
+//! (they are the account's traffic; the usage API shows them apart as `test`); they have no
+//! delivery outcome.
 
 use std::collections::BTreeMap;
 
-use super::{otp::Channel, time::Millis};
+use super::{
+    error::{Error, Result},
+    otp::{Channel, ChannelStatus, Otp},
+    time::{self, Millis},
+};
+use crate::ports::Deps;
 
 /// The refusals insights count, by API code: the default limit (453), a named limit (454),
 /// geo permissions (476), the pumping guard (477), the failure budget (478).
@@ -19,6 +33,12 @@ pub const HOUR_MS: Millis = 3_600_000;
 pub const DAY_MS: Millis = 24 * HOUR_MS;
 /// The longest range one request may ask for (a custom range in the console included).
 pub const MAX_RANGE_MS: Millis = 93 * DAY_MS;
+/// The longest range reported by hour (168 periods); longer ones are by day.
+pub const MAX_HOURLY_RANGE_MS: Millis = 7 * DAY_MS;
+/// Without `granularity`, ranges up to this long are by hour, longer ones by day.
+pub const DEFAULT_HOURLY_UP_TO_MS: Millis = 72 * HOUR_MS;
+/// The country of a cell without one (email) or with none of ISO 3166's (non-geographic).
+pub const NO_COUNTRY: &str = "ZZ";
 
 /// Counters of one cell (or a sum of cells).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -168,6 +188,238 @@ pub fn report(query: &InsightsQuery, cells: &[Cell]) -> InsightsReport {
     InsightsReport { query: query.clone(), totals, series, channels, countries }
 }
 
+/// The first millisecond of the UTC hour of `ms`.
+pub fn hour_of(ms: Millis) -> Millis {
+    ms.div_euclid(HOUR_MS) * HOUR_MS
+}
+
+/// The first millisecond of the UTC day of `ms`.
+pub fn day_of(ms: Millis) -> Millis {
+    ms.div_euclid(DAY_MS) * DAY_MS
+}
+
+/// A cell's country: the destination's ISO 3166-1 alpha-2 code, else `ZZ` (email, or a
+/// non-geographic number).
+pub fn country_of(country: Option<&str>) -> String {
+    match country {
+        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) => c.to_owned(),
+        _ => NO_COUNTRY.to_owned(),
+    }
+}
+
+/// The channel an OTP's send counts under: its first step's (a workflow's first step may
+/// wait, so it is not always among its events yet).
+pub fn first_channel(otp: &Otp) -> Channel {
+    otp.workflow
+        .as_ref()
+        .and_then(|w| w.steps.first().map(|s| s.channel))
+        .or_else(|| otp.events.first().map(|e| e.channel))
+        .unwrap_or(otp.delivery.channel)
+}
+
+fn cell_of(otp: &Otp, channel: Channel, counts: Counts) -> Cell {
+    Cell {
+        account_sid: otp.account_sid.clone(),
+        hour_ms: hour_of(otp.created_ms),
+        channel,
+        country: country_of(otp.country.as_deref()),
+        counts,
+    }
+}
+
+/// The send of `otp`: one in its sending hour, first channel and country.
+pub fn send_cell(otp: &Otp) -> Cell {
+    cell_of(otp, first_channel(otp), Counts { sends: 1, ..Counts::default() })
+}
+
+/// The verify of `otp`: counted where its send is.
+pub fn verified_cell(otp: &Otp) -> Cell {
+    cell_of(otp, first_channel(otp), Counts { verified: 1, ..Counts::default() })
+}
+
+/// A message of `otp` on `channel` whose status went from `old` (None: a new message) to
+/// `new`: counted once, when it first reaches a final status (delivered, undelivered or
+/// failed, a route's refusal at send included).
+pub fn outcome_cell(otp: &Otp, channel: Channel, old: Option<ChannelStatus>, new: ChannelStatus) -> Option<Cell> {
+    let is_final =
+        |s: ChannelStatus| matches!(s, ChannelStatus::Delivered | ChannelStatus::Undelivered | ChannelStatus::Failed);
+    if !is_final(new) || old.is_some_and(is_final) {
+        return None;
+    }
+    let mut counts = Counts::default();
+    match new {
+        ChannelStatus::Delivered => counts.delivered = 1,
+        ChannelStatus::Undelivered => counts.undelivered = 1,
+        _ => counts.failed = 1,
+    }
+    Some(cell_of(otp, channel, counts))
+}
+
+/// A send refused with `code` (one of `REFUSAL_CODES`; None for another code), in the hour
+/// it was refused.
+pub fn refusal_cell(account_sid: &str, at: Millis, channel: Channel, country: &str, code: u16) -> Option<Cell> {
+    let i = REFUSAL_CODES.iter().position(|c| *c == code)?;
+    let mut counts = Counts::default();
+    counts.refused[i] = 1;
+    Some(Cell {
+        account_sid: account_sid.to_owned(),
+        hour_ms: hour_of(at),
+        channel,
+        country: country_of(Some(country)),
+        counts,
+    })
+}
+
+/// Every count one change of an OTP brings (`old` None: it was created): its send, its verify,
+/// each message's first final status. The embedded store counts these as it writes; the
+/// DynamoDB stream worker off the table's stream, from the same function.
+pub fn changes(old: Option<&Otp>, new: &Otp) -> Vec<Cell> {
+    let mut cells = vec![];
+    if old.is_none() {
+        cells.push(send_cell(new));
+    }
+    let success = |o: &Otp| o.status == super::otp::OtpStatus::Success;
+    if success(new) && !old.is_some_and(success) {
+        cells.push(verified_cell(new));
+    }
+    for (i, e) in new.events.iter().enumerate() {
+        let before = old.and_then(|o| o.events.get(i)).map(|e| e.status);
+        cells.extend(outcome_cell(new, e.channel, before, e.status));
+    }
+    cells
+}
+
+/// Sums cells of one account, hour (or any one key), channel and country into one each.
+pub fn merge(cells: impl IntoIterator<Item = Cell>) -> Vec<Cell> {
+    let mut merged: BTreeMap<(String, Millis, usize, String), Counts> = BTreeMap::new();
+    for c in cells {
+        let ch = Channel::ALL.iter().position(|x| *x == c.channel).unwrap_or(0);
+        merged.entry((c.account_sid, c.hour_ms, ch, c.country)).or_default().add(&c.counts);
+    }
+    merged
+        .into_iter()
+        .map(|((account_sid, hour_ms, ch, country), counts)| Cell {
+            account_sid,
+            hour_ms,
+            channel: Channel::ALL[ch],
+            country,
+            counts,
+        })
+        .collect()
+}
+
+/// The insights API's parameters as given (each None when absent).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InsightsParams<'a> {
+    /// `24h`, `7d` or `30d` (default `24h` when neither `from` nor `to` is given).
+    pub range: Option<&'a str>,
+    /// A UTC date (`2026-12-01`, midnight) or date-time (`2026-12-01T10:00:00`).
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    /// `hour` or `day`.
+    pub granularity: Option<&'a str>,
+    pub channel: Option<&'a str>,
+    pub country: Option<&'a str>,
+}
+
+/// The query the parameters ask for at `now`, or `Error::InvalidParameter` naming the first bad
+/// one (an HTTP 400). The console's overview reads its own parameters through this too.
+///
+/// - `range=24h`: the 24 whole hours ending with the current one; `7d` / `30d`: that many whole
+///   UTC days ending today. Not with `from`/`to`.
+/// - `from` and `to` (both, or neither): `from` rounds down and `to` up to the granularity's
+///   boundary; `from < to`, at most `MAX_RANGE_MS` apart.
+/// - `granularity`: `hour` (for a range up to `MAX_HOURLY_RANGE_MS`) or `day`; default `hour`
+///   up to `DEFAULT_HOURLY_UP_TO_MS`, else `day`.
+/// - `channel`: `sms`, `call`, `email`, `whatsapp`; `country`: ISO 3166-1 alpha-2 (any case).
+pub fn query_of(p: &InsightsParams<'_>, now: Millis) -> Result<InsightsQuery> {
+    let granularity = p
+        .granularity
+        .map(|g| Granularity::parse(g.trim()).ok_or_else(|| Error::invalid("granularity", "must be hour or day")))
+        .transpose()?;
+    let channel = p
+        .channel
+        .map(|c| {
+            Channel::parse(c.trim()).ok_or_else(|| Error::invalid("channel", "must be sms, call, email or whatsapp"))
+        })
+        .transpose()?;
+    let country = p
+        .country
+        .map(|c| {
+            let c = c.trim();
+            (c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+                .then(|| c.to_ascii_uppercase())
+                .ok_or_else(|| Error::invalid("country", "must be an ISO 3166-1 alpha-2 country code"))
+        })
+        .transpose()?;
+    let (from_ms, to_ms, default_granularity) = match (p.range, p.from, p.to) {
+        (Some(_), Some(_), _) => return Err(Error::invalid("range", "give range, or from and to, not both")),
+        (Some(_), None, Some(_)) => return Err(Error::invalid("range", "give range, or from and to, not both")),
+        (None, Some(_), None) => return Err(Error::invalid("to", "required with from")),
+        (None, None, Some(_)) => return Err(Error::invalid("from", "required with to")),
+        (range, None, None) => {
+            let hour = hour_of(now);
+            let day = day_of(now);
+            match range.map(str::trim).unwrap_or("24h") {
+                "24h" => (hour - 23 * HOUR_MS, hour + HOUR_MS, Granularity::Hour),
+                "7d" => (day - 6 * DAY_MS, day + DAY_MS, Granularity::Day),
+                "30d" => (day - 29 * DAY_MS, day + DAY_MS, Granularity::Day),
+                _ => return Err(Error::invalid("range", "must be 24h, 7d or 30d")),
+            }
+        }
+        (None, Some(from), Some(to)) => {
+            let parse = |name: &'static str, s: &str| {
+                time::parse_date_or_datetime(s).ok_or_else(|| {
+                    Error::invalid(name, "must be a UTC date YYYY-MM-DD or date-time YYYY-MM-DDTHH:MM:SS")
+                })
+            };
+            let (from, to) = (parse("from", from)?, parse("to", to)?);
+            if to <= from {
+                return Err(Error::invalid("to", "must be after from"));
+            }
+            let g = if to - from <= DEFAULT_HOURLY_UP_TO_MS { Granularity::Hour } else { Granularity::Day };
+            (from, to, g)
+        }
+    };
+    let granularity = granularity.unwrap_or(default_granularity);
+    let step = granularity.step_ms();
+    let from_ms = from_ms.div_euclid(step) * step;
+    let to_ms = (to_ms + step - 1).div_euclid(step) * step;
+    if to_ms - from_ms > MAX_RANGE_MS {
+        let name = if p.range.is_some() { "range" } else { "to" };
+        return Err(Error::invalid(name, "at most 93 days after from"));
+    }
+    if granularity == Granularity::Hour && to_ms - from_ms > MAX_HOURLY_RANGE_MS {
+        return Err(Error::invalid("granularity", "must be day for a range over 7 days"));
+    }
+    Ok(InsightsQuery { from_ms, to_ms, granularity, channel, country })
+}
+
+/// The insights of `account_sid` (the acting account, already checked to be the caller's or
+/// one of its tree's): one read of its cells over the range, summed.
+pub async fn insights(deps: &Deps, account_sid: &str, q: &InsightsQuery) -> Result<InsightsReport> {
+    let cells = deps.store.insight_cells(account_sid, q.from_ms, q.to_ms, q.granularity).await?;
+    Ok(report(q, &cells))
+}
+
+/// Counts a refused send, if `error` is one of the refusals insights count. A store that cannot
+/// count it is logged and otherwise ignored: the refusal is answered all the same.
+pub async fn count_refusal(deps: &Deps, account_sid: &str, channel: Channel, country: Option<&str>, error: &Error) {
+    let code = match error {
+        Error::TooManyToDestination => 453,
+        Error::LimitExceeded(_) => 454,
+        Error::CountryNotAllowed(_) => 476,
+        Error::SendsPaused(_) => 477,
+        Error::TooManyFailures => 478,
+        _ => return,
+    };
+    let country = country_of(country);
+    let now = deps.clock.now_ms();
+    if let Err(e) = deps.store.count_refusal(account_sid, now, channel, &country, code).await {
+        tracing::warn!(account = %account_sid, code, error = %e, "refusal not counted in insights");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,7 +458,10 @@ mod tests {
         assert_eq!(r.series[2].1, Counts::default());
         assert_eq!(r.totals.sends, 7);
         assert_eq!(r.totals.conversion_rate(), Some(5.0 / 7.0));
-        assert_eq!(r.channels.iter().map(|(c, n)| (*c, n.sends)).collect::<Vec<_>>(), [(Channel::Sms, 6), (Channel::Call, 1)]);
+        assert_eq!(
+            r.channels.iter().map(|(c, n)| (*c, n.sends)).collect::<Vec<_>>(),
+            [(Channel::Sms, 6), (Channel::Call, 1)]
+        );
         assert_eq!(r.countries.iter().map(|(c, n)| (c.as_str(), n.sends)).collect::<Vec<_>>(), [("US", 5), ("GB", 2)]);
     }
 
@@ -218,5 +473,95 @@ mod tests {
         assert_eq!(c.delivery_rate(), Some(0.75));
         assert_eq!(c.refused_with(454), 2);
         assert_eq!(c.refusals(), 3);
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    const NOW: Millis = 20_000 * DAY_MS + 10 * HOUR_MS + 1_234; // 10:00:01.234 one day
+
+    fn q(p: InsightsParams<'_>) -> Result<InsightsQuery> {
+        query_of(&p, NOW)
+    }
+
+    #[test]
+    fn the_named_ranges_end_with_the_current_hour_or_day() {
+        let h = q(InsightsParams::default()).unwrap();
+        assert_eq!(
+            (h.from_ms, h.to_ms, h.granularity),
+            (hour_of(NOW) - 23 * HOUR_MS, hour_of(NOW) + HOUR_MS, Granularity::Hour)
+        );
+        let d = q(InsightsParams { range: Some("30d"), ..Default::default() }).unwrap();
+        assert_eq!(
+            (d.to_ms - d.from_ms, d.to_ms, d.granularity),
+            (30 * DAY_MS, day_of(NOW) + DAY_MS, Granularity::Day)
+        );
+    }
+
+    #[test]
+    fn a_custom_range_is_rounded_out_and_its_granularity_follows_its_length() {
+        let p =
+            InsightsParams { from: Some("2024-10-01T10:30:00"), to: Some("2024-10-01T12:10:00"), ..Default::default() };
+        let r = q(p).unwrap();
+        assert_eq!(((r.to_ms - r.from_ms) / HOUR_MS, r.granularity), (3, Granularity::Hour));
+        let p = InsightsParams { from: Some("2024-10-01"), to: Some("2024-10-05"), ..Default::default() };
+        assert_eq!(q(p).unwrap().granularity, Granularity::Day);
+        let p = InsightsParams { from: Some("2024-10-01"), to: Some("2025-01-02"), ..Default::default() };
+        assert_eq!(q(p).unwrap().to_ms - q(p).unwrap().from_ms, MAX_RANGE_MS);
+    }
+
+    #[test]
+    fn a_bad_parameter_is_named() {
+        let named = |p: InsightsParams<'_>| match q(p) {
+            Err(Error::InvalidParameter { param, .. }) => param,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(named(InsightsParams { range: Some("1w"), ..Default::default() }), "range");
+        assert_eq!(named(InsightsParams { from: Some("2024-10-01"), ..Default::default() }), "to");
+        assert_eq!(
+            named(InsightsParams { from: Some("2024-10-01"), to: Some("2025-01-03"), ..Default::default() }),
+            "to"
+        );
+        assert_eq!(
+            named(InsightsParams { range: Some("30d"), granularity: Some("hour"), ..Default::default() }),
+            "granularity"
+        );
+        assert_eq!(named(InsightsParams { country: Some("U1"), ..Default::default() }), "country");
+        assert_eq!(named(InsightsParams { channel: Some("fax"), ..Default::default() }), "channel");
+    }
+
+    #[test]
+    fn an_otps_changes_count_its_send_verify_and_each_messages_first_final_status_once() {
+        use crate::domain::otp::{tests::otp_at, OtpStatus};
+        let mut otp = otp_at(NOW);
+        otp.country = Some("GB".into());
+        otp.events.push(crate::domain::otp::ChannelEvent {
+            sid: "EV0".into(),
+            at_ms: NOW,
+            channel: Channel::Sms,
+            sender: "Twofa".into(),
+            recipient: "+447400123456".into(),
+            target_sid: Some("SM0".into()),
+            status: ChannelStatus::Sent,
+            error_code: None,
+            error_message: None,
+            encoding: None,
+            segments: None,
+            route: None,
+        });
+        let sent = changes(None, &otp);
+        assert_eq!((sent.len(), sent[0].counts.sends, sent[0].country.as_str()), (1, 1, "GB"));
+        assert_eq!(sent[0].hour_ms, hour_of(NOW));
+        let mut later = otp.clone();
+        later.status = OtpStatus::Success;
+        later.events[0].status = ChannelStatus::Delivered;
+        let cells = merge(changes(Some(&otp), &later));
+        assert_eq!(cells.len(), 1);
+        assert_eq!((cells[0].counts.verified, cells[0].counts.sends), (1, 0));
+        assert_eq!(cells[0].counts.delivered, 1);
+        // The same change seen again (nothing new) counts nothing
+        assert!(changes(Some(&later), &later).is_empty());
     }
 }

@@ -12,6 +12,7 @@ use super::{
     guard,
     idempotency::{self, IdempotencyRecord},
     ids::{self, new_sid},
+    insights,
     limits::{admissions, default_admission, plan_counters, Admission, Counter, LimitDef},
     otp::{Channel, ChannelEvent, ChannelStatus, Delivery, Destination, Otp, OtpStatus, Superseded},
     phone,
@@ -186,7 +187,9 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
     if let (Some(cc), None) = (&country, test) {
         for channel in channels.iter().filter(|c| **c != Channel::Email) {
             if !account.policy.allows(*channel, cc) {
-                return Err(Error::CountryNotAllowed(cc.clone()));
+                let refused = Error::CountryNotAllowed(cc.clone());
+                insights::count_refusal(deps, &account.sid, channels[0], Some(cc), &refused).await;
+                return Err(refused);
             }
         }
     }
@@ -276,7 +279,15 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
 
     let guarded = guarded.map(|cc| (cc, &account.policy.guard));
     let max_failures = account.policy.max_failed_verifies;
-    let plan = match admit(deps, &req, otp, now, guarded, test.is_some(), max_failures).await? {
+    let admitted = match admit(deps, &req, otp, now, guarded, test.is_some(), max_failures).await {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            // A refusal (453, 454, 477, 478) counts in insights; other errors do not.
+            insights::count_refusal(deps, &account.sid, channels[0], country.as_deref(), &e).await;
+            return Err(e);
+        }
+    };
+    let plan = match admitted {
         Admitted::Plan(plan) => plan,
         Admitted::Replay(sid) => {
             tracing::info!(otp = %sid, "idempotent repeat: first response, nothing sent");

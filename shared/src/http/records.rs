@@ -1,7 +1,8 @@
 //! The records endpoint group: session detail records and usage records.
 //!
 //! `GET|POST /2fa/search`, `GET /2fa/search/{OTPSid}`, `GET|POST /2fa/usage/records` and
-//! `GET /2fa/usage/records/{subresource}`, each with `.json`/`.xml` twins, in the seed shapes.
+//! `GET /2fa/usage/records/{subresource}`, each with `.json`/`.xml` twins, in the seed shapes;
+//! and ours, `GET /2fa/insights` (`.json`), in the shape docs/console.md gives.
 
 use axum::{
     extract::{Path, State},
@@ -16,6 +17,7 @@ use crate::{
         account::Account,
         crypto::Keys,
         error::{Error, Result},
+        insights::{self, Counts, InsightsParams, InsightsReport, REFUSAL_CODES},
         otp::{Channel, Otp, OtpStatus},
         records::{
             self, PageToken, Sdr, SearchFilter, SearchRequest, UsagePeriod, UsageRecord, UsageRequest,
@@ -30,6 +32,7 @@ use crate::{
 
 const SEARCH_PATH: &str = "/2fa/search";
 const USAGE_PATH: &str = "/2fa/usage/records";
+const INSIGHTS_PATH: &str = "/2fa/insights";
 
 pub fn router(deps: Deps) -> Router {
     routes().finish(deps)
@@ -42,6 +45,8 @@ pub fn routes() -> Routes {
         .route("/2fa/search/{sid}", get(one_record))
         .with_suffixes(USAGE_PATH, get(usage_range).post(usage_range))
         .route("/2fa/usage/records/{subresource}", get(usage_period))
+        .route(INSIGHTS_PATH, get(insights_report))
+        .route("/2fa/insights.json", get(insights_report))
 }
 
 type Answer = std::result::Result<Json<Value>, ApiError>;
@@ -340,4 +345,63 @@ fn usage_value(r: &UsageRecord, account_sid: &str, path: &str, named_channel: bo
             })
         }
     }
+}
+
+// --- insights ------------------------------------------------------------------------------------
+
+/// `GET /2fa/insights`: the acting account's counts over a range (`insights::query_of`).
+async fn insights_report(State(deps): State<Deps>, Caller(caller): Caller, p: Params) -> Answer {
+    let (range, from, to) = (p.opt("range")?, p.opt("from")?, p.opt("to")?);
+    let (granularity, channel, country) = (p.opt("granularity")?, p.opt("channel")?, p.opt("country")?);
+    let params = InsightsParams {
+        range: range.as_deref(),
+        from: from.as_deref(),
+        to: to.as_deref(),
+        granularity: granularity.as_deref(),
+        channel: channel.as_deref(),
+        country: country.as_deref(),
+    };
+    let query = insights::query_of(&params, deps.clock.now_ms())?;
+    let acting = acting_for(&deps, &caller, p.opt("accountSid")?.as_deref()).await?;
+    let found = insights::insights(&deps, &acting.sid, &query).await?;
+    Ok(Json(json!({ "data": insights_value(&found, &acting.sid), "code": 200, "message": "OK" })))
+}
+
+/// The report in the API's shape (docs/console.md).
+pub fn insights_value(r: &InsightsReport, account_sid: &str) -> Value {
+    let with = |key: &str, value: Value, counts: &Counts| {
+        let mut v = counts_value(counts);
+        if let Some(map) = v.as_object_mut() {
+            map.insert(key.to_owned(), value);
+        }
+        v
+    };
+    json!({
+        "accountSid": account_sid,
+        "from": time::iso(r.query.from_ms),
+        "to": time::iso(r.query.to_ms),
+        "granularity": r.query.granularity.as_str(),
+        "channel": r.query.channel.map(Channel::as_str),
+        "country": r.query.country,
+        "totals": counts_value(&r.totals),
+        "series": r.series.iter().map(|(at, c)| with("start", time::iso(*at).into(), c)).collect::<Vec<_>>(),
+        "channels": r.channels.iter().map(|(ch, c)| with("channel", ch.as_str().into(), c)).collect::<Vec<_>>(),
+        "countries": r.countries.iter().map(|(cc, c)| with("country", cc.as_str().into(), c)).collect::<Vec<_>>(),
+    })
+}
+
+fn counts_value(c: &Counts) -> Value {
+    let rate = |r: Option<f64>| r.map(|r| (r * 10_000.0).round() / 10_000.0);
+    let refused: serde_json::Map<String, Value> =
+        REFUSAL_CODES.iter().map(|code| (code.to_string(), c.refused_with(*code).into())).collect();
+    json!({
+        "sends": c.sends,
+        "verified": c.verified,
+        "conversionRate": rate(c.conversion_rate()),
+        "delivered": c.delivered,
+        "undelivered": c.undelivered,
+        "failed": c.failed,
+        "deliveryRate": rate(c.delivery_rate()),
+        "refused": refused,
+    })
 }

@@ -27,7 +27,7 @@ use crate::{
     adapters::{
         aws::{
             aws_config,
-            dynamodb::{otp_from_image, says_guarded, DynamoStore},
+            dynamodb::{otp_from_image, says_guarded, DynamoStore, INSIGHT_SHARDS},
             sqs::SqsCallbackQueue,
         },
         webhook::HttpWebhooks,
@@ -36,7 +36,7 @@ use crate::{
         callbacks::{self, CallbackEvent, PendingCall, SweepSlice, UrlRules},
         crypto::Keys,
         error::Result,
-        guard,
+        guard, insights,
         otp::Otp,
         time::Millis,
     },
@@ -145,15 +145,21 @@ impl CallbackWorker {
         callbacks::events(old.as_ref(), &new, if observed > 0 { observed } else { now })
     }
 
-    /// A stream batch: its pumping-guard counts first (`count_guard`; if they cannot be
-    /// written the whole batch is reported and comes again), then every event's first call,
+    /// A stream batch: its pumping-guard and insight counts first (`count_guard`,
+    /// `count_insights`, together; if they cannot be written the whole batch is reported and
+    /// comes again, and may be counted twice), then every event's first call,
     /// concurrently; the first record whose event could not be handed on (account or queue
     /// unreachable) is reported, so the stream resumes from it (records before it are done;
     /// later ones may be told twice, with the same `webhook-id`, and counted twice).
     pub async fn stream(&self, event: dynamodb::Event) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
-        if let Err(e) = count_guard(&self.store, &event.records).await {
-            tracing::warn!(error = %e, "pumping-guard counts not written; the batch comes again");
+        let counted = futures::future::try_join(
+            count_guard(&self.store, &event.records),
+            count_insights(&self.store, &event.records),
+        )
+        .await;
+        if let Err(e) = counted {
+            tracing::warn!(error = %e, "pumping-guard or insight counts not written; the batch comes again");
             if let Some(first) = event.records.first() {
                 let mut failure = DynamoDbBatchItemFailure::default();
                 failure.item_identifier = first.change.sequence_number.clone();
@@ -285,6 +291,32 @@ pub async fn count_guard(store: &DynamoStore, records: &[dynamodb::EventRecord])
 pub async fn count_guard_of(store: &DynamoStore, batch: Value) -> std::result::Result<usize, BoxError> {
     let event: dynamodb::Event = serde_json::from_value(batch)?;
     Ok(count_guard(store, &event.records).await?)
+}
+
+/// This process's turn of the insight shards (as `NEXT_SHARD` the guard's).
+static NEXT_INSIGHT_SHARD: LazyLock<AtomicU32> = LazyLock::new(|| AtomicU32::new(rand::random()));
+
+/// Insights' counts of one stream batch (`insights::changes` of each OTP change: inserts are
+/// sends, OTPs turned `success` verifies, messages at their first final status delivery
+/// outcomes), summed per account and hour, into one shard (the next in this process's turn):
+/// one `ADD` per account and hour item and per account and day item, so a batch of 100
+/// records costs a few writes, not one per record. How many items it wrote.
+pub async fn count_insights(store: &DynamoStore, records: &[dynamodb::EventRecord]) -> Result<usize> {
+    let changes = otp_changes(records);
+    let cells = insights::merge(changes.iter().flat_map(|(old, new)| insights::changes(old.as_ref(), new)));
+    if cells.is_empty() {
+        return Ok(0);
+    }
+    let turn = NEXT_INSIGHT_SHARD.fetch_add(1, Ordering::Relaxed);
+    let shard = (turn % u32::from(INSIGHT_SHARDS)) as u8;
+    store.add_insight_cells(shard, &cells, 1).await
+}
+
+/// `count_insights` of a stream batch as Lambda hands it on (JSON): for tests and the heat
+/// model, which read the table's stream themselves.
+pub async fn count_insights_of(store: &DynamoStore, batch: Value) -> std::result::Result<usize, BoxError> {
+    let event: dynamodb::Event = serde_json::from_value(batch)?;
+    Ok(count_insights(store, &event.records).await?)
 }
 
 /// Settle what is due at the sweep's start: every shard of the due index, read on while it has

@@ -16,7 +16,8 @@
 //! - no single item may be in more than 20 transactions a second;
 //! - a key only one pair ever touches (its `DEST#`, `MSG#`, ...) grows with nobody's rate.
 //!
-//! The pumping guard's counters are written by the stream worker (`count_guard`), fed the
+//! The pumping guard's and insights' counters are written by the stream worker (`count_guard`,
+//! `count_insights`), fed the
 //! stream records each step's OTP writes make (one a write, the images from the shadow below:
 //! a moto table with a stream copies itself at every transaction, minutes for the burst) in
 //! batches of `STREAM_BATCH` records, each batch its own writer; its window is read through the store's per-process cache, whose clock advances by
@@ -51,7 +52,8 @@ use twofa::{
         aws::{
             aws_config,
             dynamodb::{
-                create_table, due_shard_of, usage_item, usage_shard, DynamoStore, DUE_SHARDS, USAGE_ITEMS, USAGE_SHARDS,
+                create_table, due_shard_of, usage_item, usage_shard, DynamoStore, DUE_SHARDS, INSIGHT_SHARDS,
+                USAGE_ITEMS, USAGE_SHARDS,
             },
         },
         clock::AdjustableClock,
@@ -541,6 +543,7 @@ fn family(pk: &str, sids: &[String]) -> String {
         "USAGE" | "ACCOUNT" | "LIMIT" | "WF" => &["account"],
         "DEST" => &["account", "to"],
         "GUARD" => &["account", "country", "bucket", "shard"],
+        "INSIGHT" => &["account", "shard"],
         "MSG" => &["provider id"],
         "IDEM" => &["account", "key"],
         "CTR" => &["account", "limit", "bucket", "value"],
@@ -659,6 +662,16 @@ fn sharded_families() -> Vec<Sharded> {
                 USAGE_ITEMS as usize,
                 spread_of(USAGE_ITEMS as usize, 1000, |sid| usize::from(usage_item(sid))),
             )),
+            deployment: false,
+        },
+        Sharded {
+            family: "INSIGHT#{account}#{shard}",
+            prefix: "INSIGHT",
+            shards: INSIGHT_SHARDS as usize,
+            // Each process takes the shards in turn, batch after batch (from a random start):
+            // its batches spread exactly, and many processes evenly.
+            spread: 1.0,
+            shared_items: None,
             deployment: false,
         },
         Sharded {
@@ -968,7 +981,8 @@ async fn run() {
                 let batch = json!({ "Records": heat.stream.drain(..take).collect::<Vec<_>>() });
                 batches += 1;
                 b.act(None, Some(STREAM_FLOWS + batches));
-                twofa::workers::callbacks::count_guard_of(b.store.as_ref(), batch).await.expect("guard counted");
+                twofa::workers::callbacks::count_guard_of(b.store.as_ref(), batch.clone()).await.expect("guard counted");
+                twofa::workers::callbacks::count_insights_of(b.store.as_ref(), batch).await.expect("insights counted");
                 heat.account(b.drain()).await;
             }
         }};
@@ -1007,7 +1021,10 @@ async fn run() {
     // of each phase is not. Charge each counter write as a full batch's share, so the ceiling
     // does not depend on the burst's size (20 pairs: 3 part-filled batches, 2x the writes).
     let fill = stream_records as f64 / (batches * STREAM_BATCH).max(1) as f64;
-    for c in heat.charges.iter_mut().filter(|c| c.pk.starts_with("GUARD#") && c.wcu > 0.0) {
+    // Insight counters too: one ADD per account and hour (and day) item a batch.
+    for c in
+        heat.charges.iter_mut().filter(|c| (c.pk.starts_with("GUARD#") || c.pk.starts_with("INSIGHT#")) && c.wcu > 0.0)
+    {
         if c.tag.flow.is_some_and(|f| f > STREAM_FLOWS) {
             c.wcu *= fill;
         }
@@ -1032,7 +1049,8 @@ async fn run() {
     );
     println!("Units computed from the items (rules in infra/bench/src/bin/heat_model.rs); each row is its family's hottest key.");
     println!(
-        "Guard counters: counted off the stream, {} batches of up to {STREAM_BATCH} records, one ADD per counter each; \
+        "Guard and insight counters: counted off the stream, {} batches of up to {STREAM_BATCH} records, one ADD per \
+         counter (guard) or per account and hour or day item (insights) each; \
          their writes charged as full batches' (this burst's were {:.0} % full); windows read by one of {PROCESSES} \
          processes sharing {MODEL_PAIRS_PER_S} pairs/s, kept {GUARD_CACHE_MS} ms.",
         batches,

@@ -2,6 +2,7 @@
 //! is atomic exactly as a DynamoDB transaction is. Same conditions, same answers.
 
 mod account_admin;
+mod insights;
 mod receipts;
 mod records;
 mod workflows;
@@ -24,6 +25,7 @@ use crate::{
         error::{Error, Result},
         guard::{self, GuardCount, GuardKey},
         idempotency::IdempotencyRecord,
+        insights as counts,
         limits::{Counter, CounterKey, CounterOp, LimitDef},
         otp::{ChannelEvent, Check, Destination, FailureStreak, Otp, OtpStatus, MAX_ATTEMPTS},
         policy::AccountPolicy,
@@ -70,6 +72,8 @@ pub(crate) struct State {
     pub since_sweep: u32,
     /// When (store time) that sweep was.
     pub last_sweep_ms: Millis,
+    /// Insights' counter cells (`insights::Cells`).
+    pub insights: insights::Cells,
 }
 
 /// OTPs the embedded store keeps by default: the newest; older ones (and their destination
@@ -106,6 +110,7 @@ impl State {
         let window = crate::domain::guard::WINDOW_BUCKETS * crate::domain::guard::BUCKET_MS;
         self.guard.retain(|k, _| k.bucket_end_ms() + window > now);
         self.failures.retain(|_, f| f.count_at(now) > 0);
+        self.sweep_insights(now);
     }
 }
 
@@ -378,6 +383,9 @@ impl OtpStore for MemoryStore {
         if let Some(r) = &plan.idempotency {
             s.idempotency.insert(idem_key(acct, &r.key), r.clone());
         }
+        for cell in counts::changes(None, otp) {
+            s.count(cell);
+        }
         s.destinations.insert(dest, plan.destination.clone());
         s.store_otp(id, dest, otp, self.max_otps);
         if self.heard(&s.accounts, otp) {
@@ -400,6 +408,7 @@ impl OtpStore for MemoryStore {
             return Err(Error::NotFound);
         }
         s.otps.remove(&s.ids.otp(acct, &otp.sid));
+        s.uncount_send(&counts::send_cell(otp));
         let dkey = s.ids.destination(acct, &otp.service, &otp.delivery.to);
         if s.destinations.get(&dkey).is_some_and(|d| d.current == otp.sid) {
             match &plan.supersede {
@@ -456,9 +465,14 @@ impl OtpStore for MemoryStore {
         let otp = otp_mut(&mut s.otps, &s.ids, &of.account_sid, &of.sid).ok_or(Error::Contended)?;
         let old = self.heard(&s.accounts, otp).then(|| Otp::clone(otp));
         let slot = otp.events.get_mut(index).ok_or(Error::Contended)?;
+        let before = slot.status;
         slot.clone_from(event);
+        let counted = counts::outcome_cell(otp, event.channel, Some(before), event.status);
         if old.is_some() {
             self.tell(old, otp);
+        }
+        if let Some(cell) = counted {
+            s.count(cell);
         }
         Ok(())
     }
@@ -511,12 +525,16 @@ impl OtpStore for MemoryStore {
         let clears = otp.clears_failures || otp.attempts > 0;
         // A guarded OTP's verify counts where the stream worker counts it on DynamoDB: its
         // country and account-wide, in the bucket of now (exact here, and at once).
+        let verified = matches!(written, VerifyWrite::Verified).then(|| counts::verified_cell(otp));
         let guard = match (&written, otp.country.as_deref()) {
             (VerifyWrite::Verified, Some(cc)) if otp.guarded => guard::counted_in(account_sid, cc, now, otp_sid),
             _ => vec![],
         };
         if old.is_some() {
             self.tell(old, otp);
+        }
+        if let Some(cell) = verified {
+            s.count(cell);
         }
         match &written {
             VerifyWrite::Verified => {
@@ -561,8 +579,12 @@ impl OtpStore for MemoryStore {
         if let Some(w) = otp.workflow.as_mut() {
             w.sent = step + 1;
         }
+        let counted = counts::outcome_cell(otp, event.channel, None, event.status);
         if old.is_some() {
             self.tell(old, otp);
+        }
+        if let Some(cell) = counted {
+            s.count(cell);
         }
         for key in usage {
             *s.usage.entry(key.clone()).or_default() += 1;

@@ -7,6 +7,7 @@ use super::MemoryStore;
 use crate::{
     domain::{
         error::Result,
+        insights,
         otp::ChannelStatus,
         receipts::{Receipt, ReceiptOutcome},
     },
@@ -49,6 +50,7 @@ impl ReceiptStore for MemoryStore {
             return Ok(ReceiptOutcome::Unchanged);
         }
         let old = self.heard(&s.accounts, otp).then(|| (**otp).clone());
+        let counted = insights::outcome_cell(otp, otp.events[i].channel, Some(ChannelStatus::Sent), r.status);
         let event = &mut otp.events[i];
         event.status = r.status;
         if r.error_code.is_some() {
@@ -60,10 +62,9 @@ impl ReceiptStore for MemoryStore {
         if old.is_some() {
             self.tell(old, otp);
         }
+        if let Some(cell) = counted {
+            s.count(cell);
+        }
         Ok(ReceiptOutcome::Applied)
     }
 }
-
-// PLACEHOLDER (issue 28, in progress): counts nothing until insights land.
-#[async_trait]
-impl crate::ports::InsightsStore for MemoryStore {}

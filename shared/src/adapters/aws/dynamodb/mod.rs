@@ -9,6 +9,7 @@ mod calls;
 mod errors;
 mod expiry;
 mod guard;
+mod insights;
 mod items;
 mod limits;
 mod named;
@@ -34,6 +35,7 @@ use rand::Rng;
 
 pub use accounts::ACCOUNT_CACHE_TTL;
 pub use calls::CallCounts;
+pub use insights::INSIGHT_SHARDS;
 pub use items::{due_shard_of, usage_item, usage_shard, DUE_SHARDS, USAGE_ITEMS, USAGE_SHARDS};
 pub use stream::{otp_from_image, otp_item, says_guarded};
 pub use table::{create_table, create_table_with_stream, GSI1, GSI2};
@@ -294,6 +296,19 @@ impl DynamoStore {
         a: AttributeValue,
         b: Option<AttributeValue>,
     ) -> Result<Vec<Item>> {
+        self.query_all_with(op, pk, sk_condition, a, b, true).await
+    }
+
+    /// `query_all`, strongly consistent or not.
+    async fn query_all_with(
+        &self,
+        op: &'static str,
+        pk: String,
+        sk_condition: &str,
+        a: AttributeValue,
+        b: Option<AttributeValue>,
+        consistent: bool,
+    ) -> Result<Vec<Item>> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -306,7 +321,7 @@ impl DynamoStore {
                 .expression_attribute_names("#sk", attr::SK)
                 .expression_attribute_values(":pk", s(pk.clone()))
                 .expression_attribute_values(":a", a.clone())
-                .consistent_read(true)
+                .consistent_read(consistent)
                 .set_exclusive_start_key(start.take());
             if let Some(b) = &b {
                 query = query.expression_attribute_values(":b", b.clone());

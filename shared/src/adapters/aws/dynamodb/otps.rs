@@ -523,40 +523,10 @@ impl OtpStore for DynamoStore {
     }
 
     async fn undo_send(&self, plan: &SendPlan) -> Result<()> {
-        // Like the memory store, each part is undone only if it is still what the send wrote;
-        // a transaction fails whole, so parts whose condition fails are dropped and the rest
-        // is tried again.
-        let mut parts = self.undo_items(plan)?;
-        for round in 0..MAX_UNDO_ROUNDS {
-            if parts.is_empty() {
-                return Ok(());
-            }
-            let items: Vec<TransactWriteItem> = parts.iter().map(|alternatives| alternatives[0].clone()).collect();
-            match self.transact("TransactWriteItems(undo_send)", items).await {
-                Ok(()) => return Ok(()),
-                Err(TransactError::Canceled(reasons)) if reasons.first() == Some(&Reason::ConditionFailed) => {
-                    return Err(Error::NotFound)
-                }
-                Err(TransactError::Canceled(reasons)) => match canceled(&reasons) {
-                    Error::Contended => {
-                        let failed = reasons.iter().filter(|r| **r == Reason::ConditionFailed).count();
-                        for (alternatives, reason) in parts.iter_mut().zip(&reasons) {
-                            if *reason == Reason::ConditionFailed {
-                                alternatives.remove(0);
-                            }
-                        }
-                        parts.retain(|alternatives| !alternatives.is_empty());
-                        if failed == 0 {
-                            // Only conflicts with concurrent transactions: same items again.
-                            backoff(round + 1).await;
-                        }
-                    }
-                    e => return Err(e),
-                },
-                Err(TransactError::Other(e)) => return Err(e),
-            }
-        }
-        Err(Error::Unavailable)
+        self.undo_send_items(plan).await?;
+        // The stream counted (or will count) its send in insights: take it back.
+        self.take_back_send(&plan.otp).await;
+        Ok(())
     }
 
     async fn update_event(&self, otp: &Otp, index: usize, event: &ChannelEvent, lookup: Lookup) -> Result<()> {
@@ -758,5 +728,45 @@ impl OtpStore for DynamoStore {
             None => CancelWrite::Canceled,
             Some(old) => CancelWrite::Refused(old),
         })
+    }
+}
+
+impl DynamoStore {
+    /// A send's items taken back, each part only if it is still what the send wrote.
+    async fn undo_send_items(&self, plan: &SendPlan) -> Result<()> {
+        // Like the memory store, each part is undone only if it is still what the send wrote;
+        // a transaction fails whole, so parts whose condition fails are dropped and the rest
+        // is tried again.
+        let mut parts = self.undo_items(plan)?;
+        for round in 0..MAX_UNDO_ROUNDS {
+            if parts.is_empty() {
+                return Ok(());
+            }
+            let items: Vec<TransactWriteItem> = parts.iter().map(|alternatives| alternatives[0].clone()).collect();
+            match self.transact("TransactWriteItems(undo_send)", items).await {
+                Ok(()) => return Ok(()),
+                Err(TransactError::Canceled(reasons)) if reasons.first() == Some(&Reason::ConditionFailed) => {
+                    return Err(Error::NotFound)
+                }
+                Err(TransactError::Canceled(reasons)) => match canceled(&reasons) {
+                    Error::Contended => {
+                        let failed = reasons.iter().filter(|r| **r == Reason::ConditionFailed).count();
+                        for (alternatives, reason) in parts.iter_mut().zip(&reasons) {
+                            if *reason == Reason::ConditionFailed {
+                                alternatives.remove(0);
+                            }
+                        }
+                        parts.retain(|alternatives| !alternatives.is_empty());
+                        if failed == 0 {
+                            // Only conflicts with concurrent transactions: same items again.
+                            backoff(round + 1).await;
+                        }
+                    }
+                    e => return Err(e),
+                },
+                Err(TransactError::Other(e)) => return Err(e),
+            }
+        }
+        Err(Error::Unavailable)
     }
 }

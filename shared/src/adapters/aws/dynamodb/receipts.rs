@@ -119,7 +119,3 @@ fn names_dispatch(item: Option<&HashMap<String, AttributeValue>>, i: usize, prov
     let event = item.and_then(|item| item.get(attr::EVENTS)?.as_l().ok()?.get(i)?.as_m().ok());
     event.and_then(|e| e.get("target_sid")?.as_s().ok()).is_some_and(|id| id == provider_id)
 }
-
-// PLACEHOLDER (issue 28, in progress): counts nothing until insights land.
-#[async_trait]
-impl crate::ports::InsightsStore for DynamoStore {}

@@ -187,6 +187,16 @@ impl Key {
         format!("USAGE#{}#{shard:02x}", esc(account_sid))
     }
 
+    /// One of the `INSIGHT_SHARDS` partitions of an account's insight counters.
+    pub fn insight_partition(account_sid: &str, shard: u8) -> String {
+        format!("INSIGHT#{}#{shard:02x}", esc(account_sid))
+    }
+
+    /// An insight counter item: an hour's (`H#…`) or a day's (`D#…`) of one shard.
+    pub fn insight(account_sid: &str, shard: u8, sk: &str) -> Self {
+        Key::new(Self::insight_partition(account_sid, shard), sk)
+    }
+
     /// One pumping-guard counter (account, country, ten-minute bucket, shard).
     pub fn guard(k: &GuardKey) -> Self {
         Key::new(format!("GUARD#{}#{}#{}#{}", esc(&k.account_sid), esc(&k.country), k.bucket, k.shard), "G")
@@ -300,7 +310,7 @@ pub(crate) fn gsi2sk_due_before(now: Millis) -> String {
 pub(crate) const ACCOUNTS_GSI1PK: &str = "ACCOUNTS";
 
 /// Epoch seconds, as DynamoDB TTL wants them.
-fn epoch_secs(ms: Millis) -> i64 {
+pub(crate) fn epoch_secs(ms: Millis) -> i64 {
     ms.div_euclid(1000)
 }
 
