@@ -289,7 +289,14 @@ pub trait RecordStore: Send + Sync {
 #[async_trait]
 pub trait InsightsStore: Send + Sync {
     /// Counts one send refused with `code` (one of `insights::REFUSAL_CODES`).
-    async fn count_refusal(&self, _account_sid: &str, _at: Millis, _channel: Channel, _country: &str, _code: u16) -> Result<()> {
+    async fn count_refusal(
+        &self,
+        _account_sid: &str,
+        _at: Millis,
+        _channel: Channel,
+        _country: &str,
+        _code: u16,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -422,7 +429,10 @@ impl Scheduler for NoScheduler {
 }
 
 /// The whole store.
-pub trait Store: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore {}
+pub trait Store:
+    AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore
+{
+}
 impl<T: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore> Store for T {}
 
 /// A message to deliver. `Debug` leaves the text out: it carries the code. It borrows what the

@@ -206,7 +206,10 @@ mod tests {
         assert_eq!(r.series[2].1, Counts::default());
         assert_eq!(r.totals.sends, 7);
         assert_eq!(r.totals.conversion_rate(), Some(5.0 / 7.0));
-        assert_eq!(r.channels.iter().map(|(c, n)| (*c, n.sends)).collect::<Vec<_>>(), [(Channel::Sms, 6), (Channel::Call, 1)]);
+        assert_eq!(
+            r.channels.iter().map(|(c, n)| (*c, n.sends)).collect::<Vec<_>>(),
+            [(Channel::Sms, 6), (Channel::Call, 1)]
+        );
         assert_eq!(r.countries.iter().map(|(c, n)| (c.as_str(), n.sends)).collect::<Vec<_>>(), [("US", 5), ("GB", 2)]);
     }
 
