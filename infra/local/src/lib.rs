@@ -173,8 +173,11 @@ impl Dev {
             .route("/dev/workflows", get(workflows_view))
             .route_layer(axum::middleware::from_fn(loopback_host_only))
             .with_state(self.clone());
+        // The console's pages, the very router its Lambda serves (without its own fallback: the
+        // API's answers anything else).
+        let console = http::console::routes().with_state(self.deps.clone());
         // The client IP is the socket's peer (`auth::Caller` reads the connection's address).
-        dev.merge(api)
+        dev.merge(console).merge(api)
     }
 }
 

@@ -2,6 +2,7 @@
 //! server, plus what they share (input, auth, errors, response format).
 
 pub mod auth;
+pub mod console;
 pub mod definitions;
 pub mod error;
 pub mod format;

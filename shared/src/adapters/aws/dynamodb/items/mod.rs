@@ -6,6 +6,7 @@
 //! docs/data-model.md describes every item and access pattern.
 
 mod account;
+mod console;
 mod destination;
 mod guard;
 mod idempotency;
@@ -17,7 +18,7 @@ use std::{borrow::Cow, collections::HashMap};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{de::DeserializeOwned, Serialize};
 
-pub(crate) use self::{account::*, destination::*, guard::*, idempotency::*, limits::*, otp::*};
+pub(crate) use self::{account::*, console::*, destination::*, guard::*, idempotency::*, limits::*, otp::*};
 use crate::domain::{
     error::{Error, Result},
     guard::GuardKey,
@@ -195,6 +196,16 @@ impl Key {
     /// An insight counter item: an hour's (`H#…`) or a day's (`D#…`) of one shard.
     pub fn insight(account_sid: &str, shard: u8, sk: &str) -> Self {
         Key::new(Self::insight_partition(account_sid, shard), sk)
+    }
+
+    /// A console session, under its `SessionId::key` (a hash of the id: hex, no `#`).
+    pub fn console_session(key: &str) -> Self {
+        Key::new(format!("{CONSOLE_SESSION_PREFIX}{}", esc(key)), "S")
+    }
+
+    /// A console sign-in counter (`console::attempt_keys`: address or account, and window).
+    pub fn sign_in_counter(key: &str) -> Self {
+        Key::new(format!("{SIGN_IN_PREFIX}{}", esc(key)), "N")
     }
 
     /// One pumping-guard counter (account, country, ten-minute bucket, shard).
