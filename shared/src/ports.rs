@@ -428,12 +428,25 @@ impl Scheduler for NoScheduler {
     }
 }
 
-/// The whole store.
+/// The whole store. `AccountAdminStore` is in it for the console's account page (allowed
+/// IPs); what a function may write is its role's business (the API functions' roles may not
+/// write accounts).
 pub trait Store:
-    AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore
+    AccountStore + AccountAdminStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore
 {
 }
-impl<T: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore> Store for T {}
+impl<
+        T: AccountStore
+            + AccountAdminStore
+            + OtpStore
+            + LimitStore
+            + WorkflowStore
+            + RecordStore
+            + ReceiptStore
+            + InsightsStore,
+    > Store for T
+{
+}
 
 /// A message to deliver. `Debug` leaves the text out: it carries the code. It borrows what the
 /// OTP and its delivery already hold (a dispatcher copies only what it keeps).
