@@ -201,7 +201,7 @@ async fn a_limit_created_edited_and_deleted_in_the_console_is_the_apis_limit() {
     let page =
         console.change(&format!("/console/limits/{sid}"), &[("description", "five an hour"), ("buckets", again)]).await;
     assert_eq!(page.textarea("buckets"), again);
-    // Then the API has the change, and a send under it is limited by it
+    // Then the API has the change
     let limits = api_list(&api, "limits").await;
     assert_eq!(limits["per_phone"]["buckets"], again);
     assert_eq!(limits["per_phone"]["description"], "five an hour");

@@ -52,6 +52,19 @@ pub fn router() -> Router<Deps> {
         .route("/console/account/allowed-ips", post(account::save_allowed_ips))
 }
 
+/// `?page=N` of a paged table: from 0; anything else is the first page (a link cut short
+/// should not answer an error page).
+#[derive(Debug, Default, serde::Deserialize)]
+struct PageParam {
+    page: Option<String>,
+}
+
+impl PageParam {
+    fn number(&self) -> u64 {
+        self.page.as_deref().and_then(|p| p.trim().parse().ok()).unwrap_or(0)
+    }
+}
+
 /// The HTTP status the API answers `e` with.
 fn status_of(e: &Error) -> StatusCode {
     status_and_code(e).0

@@ -13,10 +13,9 @@ use axum::{
     response::Response,
 };
 use maud::html;
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::{alert, console_error, date, pager, status_of};
+use super::{alert, console_error, date, pager, status_of, PageParam};
 use crate::{
     domain::{
         account::Account,
@@ -86,16 +85,10 @@ struct Made {
     providers: Vec<ProviderSecret>,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct AccountParams {
-    page: Option<u64>,
-}
-
 /// `GET /console/account`.
-pub async fn page(State(deps): State<Deps>, signed: SignedIn, Query(q): Query<AccountParams>) -> Response {
+pub async fn page(State(deps): State<Deps>, signed: SignedIn, Query(q): Query<PageParam>) -> Response {
     let account = signed.account.clone();
-    answer(&deps, &signed, &account, q.page.unwrap_or(0), StatusCode::OK, None, &Typed::default(), Made::default())
-        .await
+    answer(&deps, &signed, &account, q.number(), StatusCode::OK, None, &Typed::default(), Made::default()).await
 }
 
 /// The account page for `account`: `alert` and `typed` after a refused change, `made` after

@@ -12,10 +12,9 @@ use axum::{
     response::Response,
 };
 use maud::{html, Markup};
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::{alert, console_error, date, not_found, pager, status_of};
+use super::{alert, console_error, date, not_found, pager, status_of, PageParam};
 use crate::{
     domain::{
         account::Account,
@@ -190,19 +189,10 @@ impl Managed for WorkflowDef {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ListParams {
-    page: Option<u64>,
-}
-
 /// `GET {PATH}?page=N`: the account's definitions by name, a page at a time, and the create
 /// form.
-pub async fn list_page<T: Managed>(
-    State(deps): State<Deps>,
-    signed: SignedIn,
-    Query(q): Query<ListParams>,
-) -> Response {
-    list_answer::<T>(&deps, &signed, q.page.unwrap_or(0), StatusCode::OK, None, &Fields::default()).await
+pub async fn list_page<T: Managed>(State(deps): State<Deps>, signed: SignedIn, Query(q): Query<PageParam>) -> Response {
+    list_answer::<T>(&deps, &signed, q.number(), StatusCode::OK, None, &Fields::default()).await
 }
 
 /// The list page, with `alert` and the create form holding `form` when a create was refused.
