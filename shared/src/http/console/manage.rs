@@ -127,3 +127,43 @@ fn not_found(signed: &SignedIn, title: &str, message: &str) -> Response {
         html! { p { a href="/console" { "Back to the console" } } },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param(e: Error) -> String {
+        match e {
+            Error::InvalidParameter { param, .. } => param.into_owned(),
+            e => panic!("not a parameter error: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn an_api_parameter_is_named_as_the_console_form_names_it() {
+        let renames = [("channels", "steps"), ("cidr", "allowedIps")];
+        assert_eq!(param(console_error(Error::invalid("channels", "x"), &renames)), "steps");
+        assert_eq!(param(console_error(Error::invalid("channels[2].interval", "x"), &renames)), "steps[2].interval");
+        assert_eq!(param(console_error(Error::invalid("cidr", "x"), &renames)), "allowedIps");
+        assert_eq!(param(console_error(Error::invalid("channelsX", "x"), &renames)), "channelsX", "a prefix only");
+        assert_eq!(console_error(Error::Forbidden, &renames), Error::Forbidden);
+    }
+
+    #[test]
+    fn a_taken_name_is_an_alert_naming_the_name_field() {
+        assert!(alert(&Error::LimitNameExists).contains("name"));
+        assert!(alert(&Error::WorkflowNameExists).contains("name"));
+        assert_eq!(alert(&Error::invalid("buckets", "malformed JSON")), "Invalid parameter: buckets (malformed JSON)");
+    }
+
+    #[test]
+    fn the_pager_links_only_to_pages_that_exist() {
+        assert!(pager("/console/limits", 0, 100, 100).into_string().is_empty(), "one page: no pager");
+        let first = pager("/console/limits", 0, 100, 101).into_string();
+        assert!(first.contains(r#"rel="next" href="/console/limits?page=1""#) && !first.contains("prev"));
+        let last = pager("/console/limits", 1, 100, 101).into_string();
+        assert!(last.contains(r#"rel="prev" href="/console/limits?page=0""#) && !last.contains("next"));
+        assert_eq!(PageParam { page: Some("x".into()) }.number(), 0);
+        assert_eq!(PageParam { page: Some("3".into()) }.number(), 3);
+    }
+}

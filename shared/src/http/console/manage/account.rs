@@ -536,3 +536,27 @@ pub async fn save_allowed_ips(State(deps): State<Deps>, RequestIp(ip): RequestIp
     let typed = Typed { allowed_ips: Some(raw), ..Default::default() };
     finish(&deps, &posted.signed, result, "Saved allowed IPs.", typed, &[("cidr", "allowedIps")]).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_country_field_is_every_country_when_empty_none_when_none_else_the_codes() {
+        assert_eq!(country_list(" ", "smsCountries").unwrap(), None);
+        assert_eq!(country_list("None", "smsCountries").unwrap(), Some(vec![]));
+        assert_eq!(
+            country_list("us, ca\nGB", "smsCountries").unwrap(),
+            Some(vec!["US".into(), "CA".into(), "GB".into()])
+        );
+        assert!(matches!(country_list("US, USA", "callCountries").unwrap_err(),
+            Error::InvalidParameter { param, .. } if param == "callCountries"));
+    }
+
+    #[test]
+    fn the_policy_form_holds_what_a_policy_update_takes() {
+        let text = editable_policy(&AccountPolicy::default());
+        let update: PolicyUpdate = serde_json::from_str(&text).expect("the form's JSON is an update as it stands");
+        assert!(update.test_numbers.is_none() && !update.rotate_webhook_secret);
+    }
+}
