@@ -9,6 +9,7 @@ use crate::domain::{
     account::Account,
     callbacks::{CallFailure, DeadLetter, PendingCall, UrlRules, WebhookRequest},
     cidr::Cidr,
+    console::ConsoleSession,
     content::Content,
     crypto::Keys,
     error::Result,
@@ -314,6 +315,25 @@ pub trait InsightsStore: Send + Sync {
     }
 }
 
+/// The console's sessions and sign-in counters (`domain::console`): small items of their own,
+/// kept until they expire.
+#[async_trait]
+pub trait ConsoleStore: Send + Sync {
+    /// Store a new session; `Error::Contended` when its key is taken (never, for a random id).
+    async fn put_console_session(&self, session: &ConsoleSession) -> Result<()>;
+    /// The session stored under `key`, live or not (the domain checks `live_at`).
+    async fn get_console_session(&self, key: &str) -> Result<Option<ConsoleSession>>;
+    /// Move the session's last use to `seen_ms` (it ends at `expires_ms` unless used again),
+    /// only while it is stored: false when it is gone (signed out).
+    async fn touch_console_session(&self, key: &str, seen_ms: Millis, expires_ms: Millis) -> Result<bool>;
+    /// Forget the session (signing out); nothing when there is none.
+    async fn delete_console_session(&self, key: &str) -> Result<()>;
+    /// Count one sign-in attempt on counter `key`, only while it has counted fewer than `max`
+    /// (a conditional write: of concurrent attempts exactly `max` are counted): false, and
+    /// nothing counted, when it is full. The counter reads as none from `expires_ms` on.
+    async fn count_attempt(&self, key: &str, max: u32, now: Millis, expires_ms: Millis) -> Result<bool>;
+}
+
 /// `RecordStore::count_otps`' answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counted {
@@ -432,19 +452,27 @@ impl Scheduler for NoScheduler {
 /// IPs); what a function may write is its role's business (the API functions' roles may not
 /// write accounts).
 pub trait Store:
-    AccountStore + AccountAdminStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore
+    AccountStore
+    + AccountAdminStore
+    + OtpStore
+    + LimitStore
+    + WorkflowStore
+    + RecordStore
+    + ReceiptStore
+    + InsightsStore
+    + ConsoleStore
 {
 }
-impl<
-        T: AccountStore
-            + AccountAdminStore
-            + OtpStore
-            + LimitStore
-            + WorkflowStore
-            + RecordStore
-            + ReceiptStore
-            + InsightsStore,
-    > Store for T
+impl<T> Store for T where
+    T: AccountStore
+        + AccountAdminStore
+        + OtpStore
+        + LimitStore
+        + WorkflowStore
+        + RecordStore
+        + ReceiptStore
+        + InsightsStore
+        + ConsoleStore
 {
 }
 

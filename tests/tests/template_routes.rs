@@ -36,6 +36,7 @@ fn routers() -> Vec<(&'static str, axum::Router)> {
         ("twofa-limits", twofa::http::limits::router(deps())),
         ("twofa-workflows", twofa::http::workflows::router(deps())),
         ("twofa-records", twofa::http::records::router(deps())),
+        ("twofa-console", twofa::http::console::router(deps())),
     ]
 }
 
@@ -162,7 +163,9 @@ fn every_router_route_reaches_its_function_and_every_event_is_used() {
                 e.function, e.name, e.method
             ));
         }
-        if !e.path.starts_with("/2fa/") {
+        // The API under /2fa; the console's pages under /console, its function's alone.
+        let console = e.binary == "twofa-console" && (e.path == "/console" || e.path.starts_with("/console/"));
+        if !e.path.starts_with("/2fa/") && !console {
             problems.push(format!("{}.{}: path {} outside /2fa", e.function, e.name, e.path));
         }
     }
@@ -452,7 +455,22 @@ fn no_function_can_write_an_account_or_send_email_but_as_the_deployments_identit
                     .as_sequence()
                     .is_some_and(|k| k.iter().any(|k| k.as_str() == Some("ACCOUNT#*")))
         });
-        assert!(scoped || denied, "a statement may write accounts: {statement:?}");
+        // Or (the console's account page) it updates only the settings of an account in
+        // place: no put or delete, and an attribute list without the token hash, the
+        // suspension or the account's place in the tree
+        let attributes = &statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"];
+        let settings_only =
+            actions(statement).iter().all(|a| ["dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"].contains(a))
+                && attributes.as_sequence().is_some_and(|list| {
+                    !list.is_empty()
+                        && list.iter().all(|a| {
+                            a.as_str().is_some_and(|a| {
+                                !["token_hash", "suspended", "ancestors", "created_ms", "*"].contains(&a)
+                                    && !a.starts_with("gsi")
+                            })
+                        })
+                });
+        assert!(scoped || denied || settings_only, "a statement may write accounts: {statement:?}");
     }
     // And email goes out only with ses:SendEmail, only as the SesIdentity parameter's identity
     let ses: Vec<&Value> =

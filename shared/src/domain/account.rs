@@ -88,6 +88,14 @@ pub async fn authenticate(
     let Some(account) = account.filter(|_| matches) else {
         return Err(Error::Unauthenticated);
     };
+    admit(store, &account, ip).await?;
+    Ok(account)
+}
+
+/// What holds for an authenticated account on every request (the API's and the console's):
+/// not suspended, nor any of its ancestors, and `ip` within its allow-list if it has one;
+/// `Error::Forbidden` otherwise.
+pub async fn admit(store: &dyn AccountStore, account: &Account, ip: Option<IpAddr>) -> Result<()> {
     if account.suspended {
         return Err(Error::Forbidden);
     }
@@ -97,8 +105,7 @@ pub async fn authenticate(
     // Suspending an account suspends everything under it: a sub-account is refused while any
     // of its ancestors is suspended (read now, so one created later under a suspended parent is
     // refused too, and resuming the parent lets it in again). A top-level account has none.
-    none_suspended(store, &account.ancestors).await?;
-    Ok(account)
+    none_suspended(store, &account.ancestors).await
 }
 
 /// `Error::Forbidden` when any of `sids` is suspended, or missing (a tree that lost an account

@@ -100,6 +100,8 @@ pub enum Purpose {
     Token,
     /// The `whsec_` secret of a provider of an account's own (`domain::providers`).
     ProviderSecret,
+    /// The console's session cookie and the flash it leaves (`domain::console`).
+    Console,
 }
 
 impl Purpose {
@@ -111,6 +113,7 @@ impl Purpose {
             Purpose::PageToken => "page-token",
             Purpose::Token => "token",
             Purpose::ProviderSecret => "provider-secret",
+            Purpose::Console => "console",
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod account_admin;
 pub mod autofill;
 pub mod callbacks;
 pub mod cidr;
+pub mod console;
 pub mod content;
 pub mod crypto;
 pub mod definitions;

@@ -26,15 +26,20 @@ impl FromRequestParts<Deps> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, deps: &Deps) -> Result<Self, Self::Rejection> {
         let (sid, token) = basic_credentials(parts).ok_or(Error::Unauthenticated)?;
-        // A host in front (API Gateway) says who the client is; served directly (the dev
-        // server), the socket's peer is.
-        let ip =
-            parts.extensions.get::<ClientIp>().map(|c| c.0).or_else(|| {
-                parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
-            });
+        let ip = client_ip(parts);
         let account = account::authenticate(deps.store.as_ref(), &deps.keys, &sid, &token, ip).await?;
         Ok(Caller(account))
     }
+}
+
+/// The client's address: a host in front (API Gateway) says who the client is; served
+/// directly (the dev server), the socket's peer is.
+pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ClientIp>()
+        .map(|c| c.0)
+        .or_else(|| parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip()))
 }
 
 fn basic_credentials(parts: &Parts) -> Option<(String, String)> {

@@ -2,6 +2,7 @@
 //! is atomic exactly as a DynamoDB transaction is. Same conditions, same answers.
 
 mod account_admin;
+mod console;
 mod receipts;
 mod records;
 mod workflows;
@@ -66,6 +67,9 @@ pub(crate) struct State {
     /// OTP ids in commit order, each with its destination pointer's id, for the cap on how
     /// many are kept: evicting one then reads none of the OTP's key strings (cold by then).
     pub order: VecDeque<(u128, u128)>,
+    /// The console's sessions by key, and its sign-in counters by key (count, expiry).
+    pub console_sessions: Map<String, crate::domain::console::ConsoleSession>,
+    pub sign_in_counters: Map<String, (u32, Millis)>,
     /// Commits since the last sweep of expired counters, pointers, keys and guard buckets.
     pub since_sweep: u32,
     /// When (store time) that sweep was.

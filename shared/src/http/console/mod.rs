@@ -10,8 +10,11 @@
 // A page is what a refused request answers (an axum `Response`, as a handler returns it).
 #![allow(clippy::result_large_err)]
 
+mod charts;
 pub mod manage;
+mod overview;
 mod session;
+mod sessions;
 
 use std::sync::Arc;
 
@@ -45,20 +48,27 @@ const CSS: &str = include_str!("console.css");
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                        frame-ancestors 'none'; base-uri 'none'";
 
-/// The console's routes (full paths) with its security headers, for a server that mounts
-/// several routers (the dev server): no fallback of its own.
-pub fn routes() -> Router<Deps> {
+/// Every console page and its stylesheet.
+fn pages() -> Router<Deps> {
     Router::new()
         .route(BASE, get(root))
         .route(CSS_PATH, get(stylesheet))
+        .route("/console/overview", get(overview::page))
+        .route("/console/sessions", get(sessions::list))
+        .route("/console/sessions/{sid}", get(sessions::timeline))
         .merge(session::routes())
         .merge(manage::router())
-        .layer(middleware::from_fn(security_headers))
+}
+
+/// The console's routes (full paths) with its security headers, for a server that mounts
+/// several routers (the dev server): no fallback of its own.
+pub fn routes() -> Router<Deps> {
+    pages().layer(middleware::from_fn(security_headers))
 }
 
 /// The console alone (its Lambda): `routes()` with an HTML 404 for anything else.
 pub fn router(deps: Deps) -> Router {
-    routes().fallback(not_found).layer(middleware::from_fn(security_headers)).with_state(deps)
+    pages().fallback(not_found).layer(middleware::from_fn(security_headers)).with_state(deps)
 }
 
 async fn root(signed: Option<SignedIn>) -> Response {
@@ -86,7 +96,12 @@ async fn not_found() -> Response {
 /// The headers of every console answer: the CSP, no sniffing, no referrer, no caching (but
 /// the stylesheet's own), no framing.
 async fn security_headers(req: Request, next: Next) -> Response {
+    let had_flash = session::cookie_value(req.headers(), FLASH_COOKIE).is_some();
     let mut res = next.run(req).await;
+    // A page has shown the flash: it is not shown again.
+    if had_flash && res.status() != StatusCode::SEE_OTHER && !sets_cookie(&res, FLASH_COOKIE) {
+        session::set_cookie(&mut res, &session::cleared(FLASH_COOKIE));
+    }
     let h = res.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -94,6 +109,13 @@ async fn security_headers(req: Request, next: Next) -> Response {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     res
+}
+
+fn sets_cookie(res: &Response, name: &str) -> bool {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.strip_prefix(name).is_some_and(|rest| rest.starts_with('='))))
 }
 
 /// An HTML answer.

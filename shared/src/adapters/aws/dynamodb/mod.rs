@@ -6,6 +6,7 @@
 mod account_admin;
 mod accounts;
 mod calls;
+mod console;
 mod errors;
 mod expiry;
 mod guard;

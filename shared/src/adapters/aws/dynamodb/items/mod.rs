@@ -6,6 +6,7 @@
 //! docs/data-model.md describes every item and access pattern.
 
 mod account;
+mod console;
 mod destination;
 mod guard;
 mod idempotency;
@@ -17,7 +18,7 @@ use std::{borrow::Cow, collections::HashMap};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{de::DeserializeOwned, Serialize};
 
-pub(crate) use self::{account::*, destination::*, guard::*, idempotency::*, limits::*, otp::*};
+pub(crate) use self::{account::*, console::*, destination::*, guard::*, idempotency::*, limits::*, otp::*};
 use crate::domain::{
     error::{Error, Result},
     guard::GuardKey,
@@ -185,6 +186,16 @@ impl Key {
     /// One of the `USAGE_SHARDS` partitions of an account's usage counters.
     pub fn usage_shard(account_sid: &str, shard: u8) -> String {
         format!("USAGE#{}#{shard:02x}", esc(account_sid))
+    }
+
+    /// A console session, under its `SessionId::key` (a hash of the id: hex, no `#`).
+    pub fn console_session(key: &str) -> Self {
+        Key::new(format!("{CONSOLE_SESSION_PREFIX}{}", esc(key)), "S")
+    }
+
+    /// A console sign-in counter (`console::attempt_keys`: address or account, and window).
+    pub fn sign_in_counter(key: &str) -> Self {
+        Key::new(format!("{SIGN_IN_PREFIX}{}", esc(key)), "N")
     }
 
     /// One pumping-guard counter (account, country, ten-minute bucket, shard).
