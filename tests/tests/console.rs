@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{Api, Resp};
 use reqwest::{header, redirect::Policy, StatusCode};
 use twofa::{
@@ -607,4 +609,103 @@ async fn a_parent_sees_its_sub_accounts_sessions_and_a_sub_account_not_its_paren
     assert_eq!(c.get(&format!("/console/sessions/{parents}"), Some(&sub_cookie)).await.status, StatusCode::NOT_FOUND);
     let own = c.get("/console/sessions", Some(&sub_cookie)).await;
     assert_eq!(attr_values(&own.text, "data-sid"), [subs]);
+}
+
+// ---- the Lambda path --------------------------------------------------------------------------
+
+/// An API Gateway HTTP API (v2) event for the console's function.
+fn v2_event(method: &str, path: &str, body: Option<&str>, cookies: &[&str], ip: &str) -> String {
+    let mut event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": "ANY /console/{proxy+}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": { "content-type": "application/x-www-form-urlencoded", "host": "api.example.com" },
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "api.example.com", "domainPrefix": "api",
+            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": ip, "userAgent": "browser" },
+            "requestId": "id", "routeKey": "ANY /console/{proxy+}", "stage": "$default",
+            "time": "23/Nov/2026:14:00:00 +0000", "timeEpoch": 1795442400000u64
+        },
+        "isBase64Encoded": false
+    });
+    if let Some(b) = body {
+        event["body"] = b.into();
+    }
+    if !cookies.is_empty() {
+        event["cookies"] = cookies.iter().map(|c| serde_json::Value::from(*c)).collect();
+    }
+    event.to_string()
+}
+
+#[tokio::test]
+async fn the_console_function_signs_in_from_a_v2_event_and_its_cookie_opens_a_page_as_lambda_passes_cookies() {
+    use tower::ServiceExt;
+    use twofa::{
+        adapters::{clock::AdjustableClock, memory::MemoryStore, outbox::Outbox},
+        domain::{account::Account, crypto::Keys},
+        ports::{Deps, NoScheduler},
+    };
+    // Given the console's router as its Lambda serves it, and an account allowing one address
+    let keys = Keys::random();
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(AdjustableClock::default());
+    let sid = "AC0123456789abcdef0123456789abcdef";
+    let mut account = Account::new(sid.into(), "secret-token", &keys, None, 0);
+    account.allowed_ips = vec!["203.0.113.9".parse().unwrap()];
+    store.put_account(&account).await.unwrap();
+    let outbox = Arc::new(Outbox::new(clock.clone()));
+    let deps = Deps { store, dispatcher: outbox, clock, keys: Arc::new(keys), scheduler: Arc::new(NoScheduler) };
+    let router = twofa::http::console::router(deps);
+    let call = |event: String| {
+        let router = router.clone();
+        async move {
+            let req = lambda_http::request::from_str(&event).expect("a v2 event");
+            router.oneshot(twofa::http::lambda::with_client_ip(req)).await.unwrap()
+        }
+    };
+    // When the sign-in form is posted from the allowed address
+    let form = format!("accountSid={sid}&authToken=secret-token");
+    let resp = call(v2_event("POST", "/console/sign-in", Some(&form), &[], "203.0.113.9")).await;
+    // Then a session cookie is set
+    assert_eq!(resp.status(), 303);
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("twofa_console="))
+        .expect("a session cookie");
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    // And the cookie, as API Gateway hands it over (the event's `cookies`), opens the overview
+    let resp = call(v2_event("GET", "/console/overview", None, &[&pair], "203.0.113.9")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-security-policy"], CSP);
+    // And from another address it is refused, as the API refuses it
+    let resp = call(v2_event("GET", "/console/overview", None, &[&pair], "198.51.100.1")).await;
+    assert_eq!(resp.status(), 403);
+    // And an unknown console path is the console's own 404 page
+    let resp = call(v2_event("GET", "/console/nothing", None, &[&pair], "203.0.113.9")).await;
+    assert_eq!(resp.status(), 404);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+}
+
+#[tokio::test]
+async fn a_full_sessions_page_of_100_rows_stays_under_150_kb_and_101_is_refused() {
+    // Given 100 sends
+    let c = Console::start().await;
+    for i in 0..100 {
+        c.api.sent(&format!("+1415555{i:04}")).await;
+    }
+    let cookie = c.signed_in().await;
+    // When the largest page is asked for
+    let r = c.get("/console/sessions?pageSize=100", Some(&cookie)).await;
+    // Then it holds every row within the page weight
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(attr_values(&r.text, "data-sid").len(), 100);
+    assert!(r.text.len() <= 150 * 1024, "{} bytes", r.text.len());
+    // And a larger page is refused, naming pageSize
+    let r = c.get("/console/sessions?pageSize=101", Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(text_of(&r.text, "role=\"alert\"").contains("pageSize"));
 }

@@ -1,4 +1,4 @@
-//! No code, token or key ever reaches a log line, at any level.
+//! No code, token, key or console session ever reaches a log line, at any level.
 
 mod common;
 
@@ -61,6 +61,22 @@ async fn codes_and_tokens_never_appear_in_logs() {
     assert_eq!(r.status, 200);
     api.dev.outbox.set_mode(twofa::adapters::outbox::OutboxMode::Down);
     api.send_to("+14155550102", json!({})).await;
+    // The console: a wrong sign-in, a right one, a page, and sign-out
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let sign_in = |token: String| {
+        let form = [("accountSid", api.sid.clone()), ("authToken", token)];
+        browser.post(format!("{}/console/sign-in", api.base)).form(&form).send()
+    };
+    sign_in("not-the-token".into()).await.unwrap();
+    let r = sign_in(api.token.clone()).await.unwrap();
+    let session = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = browser.get(format!("{}/console/sessions/{sid}", api.base)).header("cookie", &session).send().await;
+    let page = page.unwrap().text().await.unwrap();
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = page[at..].split('"').next().unwrap().to_owned();
+    let out = browser.post(format!("{}/console/sign-out", api.base)).header("cookie", &session);
+    out.form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    let session_value = session.split_once('=').unwrap().1.to_owned();
 
     // Then the logs say what happened...
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -68,9 +84,16 @@ async fn codes_and_tokens_never_appear_in_logs() {
     assert!(logs.contains("otp verified") && logs.contains("invalid code"), "{logs}");
     assert!(logs.contains("idempotent repeat"), "{logs}");
     // ...and hold no code, no token and no idempotency key
-    for secret in
-        [code.as_str(), wrong(&code).as_str(), second_code.as_str(), api.token.as_str(), idempotency_key, test_code]
-    {
+    for secret in [
+        code.as_str(),
+        wrong(&code).as_str(),
+        second_code.as_str(),
+        api.token.as_str(),
+        idempotency_key,
+        test_code,
+        session_value.as_str(),
+        csrf.as_str(),
+    ] {
         assert!(!logs.contains(secret), "a secret or key leaked into the logs");
     }
 }

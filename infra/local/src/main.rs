@@ -73,6 +73,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("         -d '{{\"service\":\"2FA\",\"from\":\"Twofa\",\"to\":\"+14155550100\",\"body\":\"Your code is {{code}}\"}}'");
     println!("  then: curl -s 'http://127.0.0.1:{port}/dev/outbox?to=%2B14155550100'");
+    println!("  console: http://127.0.0.1:{port}/console  (sign in with the sid and token above)");
     serve(listener, dev.app()).await?;
     Ok(())
 }
