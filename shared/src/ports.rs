@@ -444,13 +444,31 @@ impl Scheduler for NoScheduler {
     }
 }
 
-/// The whole store.
+/// The whole store. `AccountAdminStore` is in it for the console's account page (allowed
+/// IPs); what a function may write is its role's business (the API functions' roles may not
+/// write accounts).
 pub trait Store:
-    AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore + ConsoleStore
+    AccountStore
+    + AccountAdminStore
+    + OtpStore
+    + LimitStore
+    + WorkflowStore
+    + RecordStore
+    + ReceiptStore
+    + InsightsStore
+    + ConsoleStore
 {
 }
 impl<T> Store for T where
-    T: AccountStore + OtpStore + LimitStore + WorkflowStore + RecordStore + ReceiptStore + InsightsStore + ConsoleStore
+    T: AccountStore
+        + AccountAdminStore
+        + OtpStore
+        + LimitStore
+        + WorkflowStore
+        + RecordStore
+        + ReceiptStore
+        + InsightsStore
+        + ConsoleStore
 {
 }
 

@@ -156,16 +156,25 @@ pub async fn reseal(store: &dyn AdminStore, keys: &Keys, retiring: u8) -> Result
     Ok(done)
 }
 
-/// Only callers from these networks may use the account's credentials; none: any caller.
-pub async fn allow_ips(store: &dyn AdminStore, sid: &str, blocks: &[String]) -> Result<Vec<Cidr>> {
+/// An allow-list as given (addresses or CIDR blocks), checked: at most `MAX_ALLOWED_IPS`,
+/// each a network, repeats dropped; 400 naming `cidr` otherwise.
+pub fn parse_allowed_ips(blocks: &[String]) -> Result<Vec<Cidr>> {
     if blocks.len() > MAX_ALLOWED_IPS {
         return Err(Error::invalid("cidr", format!("at most {MAX_ALLOWED_IPS} blocks")));
     }
-    let mut list = blocks
-        .iter()
-        .map(|b| b.parse::<Cidr>().map_err(|e| Error::invalid("cidr", e.to_string())))
-        .collect::<Result<Vec<_>>>()?;
-    list.dedup();
+    let mut list: Vec<Cidr> = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        let cidr = b.parse::<Cidr>().map_err(|e| Error::invalid("cidr", e.to_string()))?;
+        if !list.contains(&cidr) {
+            list.push(cidr);
+        }
+    }
+    Ok(list)
+}
+
+/// Only callers from these networks may use the account's credentials; none: any caller.
+pub async fn allow_ips(store: &dyn AdminStore, sid: &str, blocks: &[String]) -> Result<Vec<Cidr>> {
+    let list = parse_allowed_ips(blocks)?;
     let account = existing(store, sid).await?;
     store.set_allowed_ips(&account, &list).await?;
     Ok(list)

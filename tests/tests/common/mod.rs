@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod browser;
 pub mod provider;
 pub mod receiver;
 pub mod stream;
