@@ -58,8 +58,18 @@ install_chromium() {
 
 cmd_install() {
     install_chromium
-    # shellcheck disable=SC2086
-    pip_install_pinned "${VENV}" "${SPEC}" pytest
+    # venv.sh's pip_install_pinned, for several packages: the stamp names the whole SPEC.
+    if [[ -x "${VENV}/bin/pytest" && -f "${VENV}/.stamp" && "$(cat "${VENV}/.stamp")" == "${SPEC}" ]]; then
+        log "${SPEC} already installed in .venv-browser"
+    else
+        make_venv "${VENV}"
+        log "installing ${SPEC}"
+        local specs
+        read -ra specs <<<"${SPEC}"
+        "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check "${specs[@]}" >&2
+        [[ -x "${VENV}/bin/pytest" ]] || die "pytest missing after install"
+        echo "${SPEC}" >"${VENV}/.stamp"
+    fi
     "${VENV}/bin/python" -c 'import playwright, axe_playwright_python' \
         || die "playwright or axe-playwright-python missing in .venv-browser"
     log "chromium: $("${CHROMIUM}" --version 2>/dev/null || echo "${CHROMIUM}")"
