@@ -94,7 +94,7 @@ def new_number(country: str = "US") -> str:
     """A number that can exist and that no other test sends to (the default limit allows one
     send a minute per destination)."""
     digits = "".join(random.choice("0123456789") for _ in range(6))
-    return {"US": f"+14155{digits}", "GB": f"+447700{digits}", "FR": f"+33612{digits}"}[country]
+    return {"US": f"+14155{digits}", "GB": f"+447400{digits}", "FR": f"+33612{digits}"}[country]
 
 
 @dataclass
@@ -210,6 +210,9 @@ class Guard:
         self.faults.append(f"console {msg.type}: {text} ({url})")
 
     def _request_failed(self, req):
+        # A load the page's own next navigation cancelled (the icon of a page left at once).
+        if req.failure == "net::ERR_ABORTED":
+            return
         self.faults.append(f"request failed: {req.method} {req.url}: {req.failure}")
 
     def _response(self, resp):
