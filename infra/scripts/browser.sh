@@ -88,8 +88,8 @@ run_pytest() {
     local summary passed failed
     summary="$(grep -E '[0-9]+ (passed|failed|errors?|skipped|deselected).* in [0-9.]+s' "${log_file}" | tail -1 || true)"
     passed="$(grep -oE '[0-9]+ passed' <<<"${summary}" | grep -oE '[0-9]+' || echo 0)"
-    failed="$(grep -oE '[0-9]+ (failed|errors?)' <<<"${summary}" | awk '{n += $1} END {print n + 0}')"
-    echo "${label}: ${passed} passed, ${failed} failed"
+    failed="$({ grep -oE '[0-9]+ (failed|errors?)' <<<"${summary}" || true; } | awk '{n += $1} END {print n + 0}')"
+    echo "${label}: ${passed} passed, ${failed} failed" | tee -a "${log_file}"
     ((rc == 0 && passed > 0))
 }
 
