@@ -9,6 +9,7 @@ photographed into .run/console-NAME.png.
 
 from __future__ import annotations
 
+import datetime
 import random
 import re
 import string
@@ -232,6 +233,21 @@ def test_otps_sent_through_the_api_are_counted_on_the_overview_as_the_insights_a
     # Then the figures are the API's for 7 days
     assert_figures_are(page, acct.insights(range="7d")["totals"])
     check_page(page, axe, "overview-7d", "Overview")
+
+    # When the operator asks for a custom range, today to tomorrow (UTC), in its form
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    start, end = today.isoformat(), (today + datetime.timedelta(days=1)).isoformat()
+    form = page.locator("form").filter(has=page.locator('[name="from"]'))
+    form.locator('[name="from"]').fill(start)
+    form.locator('[name="to"]').fill(end)
+    with page.expect_navigation():
+        form.locator('button, input[type="submit"]').first.click()
+
+    # Then the page shows that range, and the API's figures for it
+    assert "range=custom" in page.url and f"from={start}" in page.url and f"to={end}" in page.url, page.url
+    custom = acct.insights(**{"from": start, "to": end})["totals"]
+    assert custom["sends"] == 3, custom
+    assert_figures_are(page, custom)
 
 
 def assert_figures_are(page: Page, totals: dict):
