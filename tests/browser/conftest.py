@@ -294,7 +294,9 @@ def shot(page: Page, name: str):
 
 
 def sign_in(page: Page, account: Account):
-    """Signs in through the form, by mouse and keyboard as a user would; lands on the overview."""
+    """Signs in through the form, by mouse and keyboard as a user would; lands on the overview.
+    (The suite signs in about a dozen times from 127.0.0.1; the console takes 30 sign-ins per
+    address in 15 minutes, and each run has a dev server of its own.)"""
     page.goto("/console/sign-in")
     page.get_by_label("Account SID").fill(account.sid)
     page.get_by_label("Auth token").fill(account.token)
