@@ -269,7 +269,7 @@ def assert_figures_are(page: Page, totals: dict):
 # --- sessions and a timeline ---------------------------------------------------------------
 
 
-def test_an_otp_is_found_in_sessions_by_its_number_and_its_timeline_shows_the_send_the_check_and_the_verify(
+def test_an_otp_is_found_in_sessions_by_page_and_by_number_and_its_timeline_shows_the_send_the_check_and_the_verify(
     page, axe, dev_only
 ):
     # Given an account with two OTPs, one of them checked with a wrong code, then verified
@@ -291,6 +291,23 @@ def test_an_otp_is_found_in_sessions_by_its_number_and_its_timeline_shows_the_se
     check_page(page, axe, "sessions", "Sessions")
     table = page.locator("table#sessions")
     expect(table.get_by_role("link", name=rid, exact=True)).to_be_visible()
+    expect(table.get_by_role("link", name=other_rid, exact=True)).to_be_visible()
+
+    # When they ask for one OTP a page
+    size = page.locator('form [name="pageSize"]')
+    size.fill("1")
+    with page.expect_navigation():
+        size.press("Enter")
+
+    # Then the newest is listed alone, the other one page further (rel="next"), and back
+    expect(table.get_by_role("link", name=other_rid, exact=True)).to_be_visible()
+    expect(table.get_by_role("link", name=rid, exact=True)).to_have_count(0)
+    with page.expect_navigation():
+        page.locator('a[rel="next"]').click()
+    expect(table.get_by_role("link", name=rid, exact=True)).to_be_visible()
+    expect(table.get_by_role("link", name=other_rid, exact=True)).to_have_count(0)
+    with page.expect_navigation():
+        page.locator('a[rel="prev"]').click()
     expect(table.get_by_role("link", name=other_rid, exact=True)).to_be_visible()
 
     # When they filter by the first OTP's number
@@ -440,7 +457,7 @@ def test_a_workflow_created_and_edited_in_the_console_is_the_one_the_api_answers
 # --- the account's policy ------------------------------------------------------------------
 
 
-def test_sms_countries_saved_on_the_account_page_are_enforced_by_the_api(page, axe, dev_only):
+def test_sms_countries_saved_on_the_account_page_are_enforced_by_the_api_and_a_rotated_secret_shows_once(page, axe, dev_only):
     # Given an account that may send SMS anywhere
     acct = make_account()
     assert acct.send(new_number("US")).status == 200
@@ -459,6 +476,17 @@ def test_sms_countries_saved_on_the_account_page_are_enforced_by_the_api(page, a
     us = acct.send(new_number("US"))
     assert (us.status, us.code) == (403, 476), us
     assert acct.send(new_number("GB")).status == 200
+
+    # When they rotate the webhook secret
+    with page.expect_navigation():
+        page.get_by_role("button", name="Rotate secret").click()
+
+    # Then the new secret is shown once, and not again on the next visit
+    secret = page.locator('[data-field="secret"]')
+    expect(secret).to_have_count(1)
+    assert secret.inner_text().strip().startswith("whsec_"), secret.inner_text()
+    page.goto("/console/account")
+    expect(page.locator('[data-field="secret"]')).to_have_count(0)
 
 
 # --- what holds on every page --------------------------------------------------------------
