@@ -36,7 +36,11 @@ def unique(prefix: str) -> str:
 
 
 def path_of(page: Page) -> str:
-    return re.sub(r"^https?://[^/]+", "", page.url).split("?")[0]
+    return path_of_url(page.url)
+
+
+def path_of_url(url: str) -> str:
+    return re.sub(r"^https?://[^/]+", "", url).split("?")[0]
 
 
 def figure(page: Page, metric: str) -> str:
@@ -363,7 +367,9 @@ def test_another_accounts_otp_answers_404_in_the_console_as_an_unknown_one(page,
 # --- limits and workflows ------------------------------------------------------------------
 
 
-def test_a_limit_created_in_the_console_holds_api_sends_and_once_deleted_is_unknown_to_the_api(page, axe, dev_only):
+def test_a_limit_whose_bad_json_is_refused_with_an_alert_then_created_holds_api_sends_and_once_deleted_is_unknown(
+    page, guard, axe, dev_only
+):
     # Given an operator on the Limits page
     acct = make_account()
     sign_in(page, acct)
@@ -371,6 +377,20 @@ def test_a_limit_created_in_the_console_holds_api_sends_and_once_deleted_is_unkn
         nav(page).get_by_role("link", name="Limits", exact=True).click()
     check_page(page, axe, "limits", "Limits")
     name = unique("per_key_")
+
+    # When they first give buckets that are not JSON
+    guard.expect(400, "/console/limits")
+    page.locator('form [name="name"]').fill(name)
+    page.locator('form [name="buckets"]').fill("one a minute")
+    with page.expect_response(lambda r: r.request.method == "POST" and path_of_url(r.url) == "/console/limits") as posted:
+        page.get_by_role("button", name="Create limit", exact=True).click()
+    page.wait_for_load_state("load")
+
+    # Then the form comes back (400) with an alert naming the field, what was typed kept
+    assert posted.value.status == 400, posted.value.status
+    expect(page.get_by_role("alert")).to_contain_text("buckets")
+    expect(page.locator('form [name="name"]')).to_have_value(name)
+    expect(page.locator(f'table#limits [data-name="{name}"]')).to_have_count(0)
 
     # When they create a limit of one send per key value a minute
     page.locator('form [name="name"]').fill(name)
