@@ -82,7 +82,7 @@ run_pytest() {
     local label=$1 rc=0
     local log_file="${RUN_DIR}/${label}.log"
     shift
-    TWOFA_CHROMIUM="${CHROMIUM}" timeout "${MAX_SECONDS}" "${VENV}/bin/python" -m pytest "${TESTS}" \
+    PYTHONDONTWRITEBYTECODE=1 TWOFA_CHROMIUM="${CHROMIUM}" timeout "${MAX_SECONDS}" "${VENV}/bin/python" -m pytest "${TESTS}" \
         -p no:cacheprovider -q -rfE "$@" 2>&1 | tee "${log_file}" || rc=$?
     ((rc != 124)) || log "the browser tests ran past ${MAX_SECONDS} s"
     local summary passed failed
