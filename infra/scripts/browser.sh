@@ -14,9 +14,9 @@
 #
 # Playwright downloads no browser here (none can be fetched): the tests launch Debian's chromium
 # by its path (TWOFA_CHROMIUM, default /usr/lib/chromium/chromium). Screenshots of every page go
-# to .run/console-*.png (.run/console-sam-*.png from `sam`); pytest's output to
-# .run/browser.log (.run/browser-sam.log). TWOFA_DEV_BIN=path runs that dev server binary instead of building one.
-# Extra arguments go to pytest (`infra/scripts/browser.sh run -k sign_in -x`).
+# to .run/console-*.png (.run/console-sam-*.png from `sam`); pytest's output to .run/browser.log
+# (.run/browser-sam.log). TWOFA_DEV_BIN=path runs that dev server binary instead of building
+# one. Extra arguments go to pytest (`infra/scripts/browser.sh run -k sign_in -x`).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
