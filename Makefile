@@ -8,6 +8,9 @@
 #   make local-aws the whole API on sam local start-api (Lambda containers, AWS from moto); local-aws-down stops it
 #   make test-sam  black-box API tests and a short make load against make local-aws, then stops
 #                  all it started (needs Docker)
+#   make test-browser  the console in headless Chromium (Playwright, axe-core) against a dev
+#                  server of its own (infra/scripts/browser.sh; installs Debian's chromium
+#                  when missing, as root or with sudo)
 #   make load URL=… SID=… TOKEN=… NUMBERS=…  send+verify pairs with Locust against any deployment
 #                  (USERS RAMP DURATION CODE WRONG_PERCENT PROCESSES REPORT; infra/scripts/load.sh)
 #   make deploy    sam build + sam deploy (--guided the first time, writing samconfig.toml)
@@ -19,7 +22,8 @@
 #
 # aws-sam-cli, cargo-lambda and cfn-lint are installed pinned (infra/sam/requirements.txt) into
 # .venv-sam by infra/scripts/sam.sh; moto into .venv by infra/scripts/moto.sh; Locust into
-# .venv-load by infra/scripts/load.sh.
+# .venv-load by infra/scripts/load.sh; Playwright, pytest and axe-playwright-python into
+# .venv-browser by infra/scripts/browser.sh.
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -29,7 +33,7 @@ SAM := infra/scripts/sam.sh
 ARCH ?=
 
 .PHONY: all run test bench fuzz build check-build lambda lint fmt moto-up moto-down moto-env \
-	local-aws local-aws-down test-sam deploy validate load
+	local-aws local-aws-down test-sam test-browser deploy validate load
 
 all: check-build
 
@@ -62,6 +66,9 @@ local-aws-down:
 
 test-sam:
 	ARCH=$(ARCH) bash infra/scripts/test-sam.sh
+
+test-browser:
+	bash infra/scripts/browser.sh run
 
 # Command-line variables reach the script's environment (make exports them).
 load:

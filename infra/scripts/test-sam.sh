@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # make test-sam: the black-box API tests (tests/tests/sam_local.rs) against the whole API on
-# `sam local start-api` (make local-aws), then a short make load against it (load.sh local-aws:
-# an account made with twofa-admin, its test numbers, Locust for LOAD_SAM_DURATION, 20 s), then
-# everything this script started is stopped: sam by its pid, the Lambda containers by our
-# network, moto by its pid, the network by its name. Fails when Docker is missing, when the
-# stack does not come up, when any test fails, when no test ran (a skipped test is not a
-# pass), and when the load run's checks fail. Beside the stack, issue 26's sweep test runs at
+# `sam local start-api` (make local-aws), then the console in a browser (browser.sh sam: the
+# browser test marked `deployed`, sign in, overview, sign out, as the stack's account), then a
+# short make load against it (load.sh local-aws: an account made with twofa-admin, its test
+# numbers, Locust for LOAD_SAM_DURATION, 20 s), then everything this script started is stopped:
+# sam by its pid, the Lambda containers by our network, moto by its pid, the network by its
+# name. Fails when Docker is missing, when the stack does not come up, when any test fails (the
+# browser's included), when no test ran (a skipped test is not a pass), and when the load run's
+# checks fail. Beside the stack, issue 26's sweep test runs at
 # its full size (5,000 due OTPs) on a moto of its own.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -75,6 +77,17 @@ rc=0
 cargo test --workspace --features twofa/aws --test sam_local -- --ignored --test-threads=1 2>&1 | tee "$LOG" || rc=$?
 RUN=$((SECONDS - start))
 
+# The console's pages through the stack's console function, in headless Chromium (the pinned
+# .venv-browser and Debian's chromium, installed by browser.sh when missing): run even when a
+# test above failed, since it checks something else. Counted with the tests above.
+start=$SECONDS
+browser_rc=0
+rm -f .run/browser-sam.log
+bash infra/scripts/browser.sh sam || browser_rc=$?
+BROWSER=$((SECONDS - start))
+read -r browser_passed browser_failed < <(awk '/^browser-sam: [0-9]+ passed, [0-9]+ failed/ {p = $2; f = $4} END {print p + 0, f + 0}' .run/browser-sam.log 2>/dev/null || echo "0 0")
+((browser_rc == 0)) || ((browser_failed > 0)) || browser_failed=1
+
 # make load's tool against the same stack, bounded (Locust's whole run under LOAD_TIMEOUT): run
 # even when a test failed, since it checks something else.
 start=$SECONDS
@@ -91,19 +104,24 @@ grep -E 'settled|stored|test result' "$SWEEP_LOG" || tail -n 20 "$SWEEP_LOG"
 
 passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' "$LOG" "$SWEEP_LOG")
 failed=$(awk '/^test result:/ {f += $6} END {print f + 0}' "$LOG" "$SWEEP_LOG")
+passed=$((passed + browser_passed))
+failed=$((failed + browser_failed))
 if ! grep -q '^test result: ok. 1 passed' "$SWEEP_LOG"; then
     sweep_rc=1
 fi
 echo
-echo "==> test-sam timings: test build ${TESTS_BUILD}s, make local-aws ${UP}s (sam build, image, moto, seed, sam start), tests ${RUN}s, load ${LOAD}s, full-size sweep ${SWEEP}s (beside the rest), total $((SECONDS - T0))s"
+echo "==> test-sam timings: test build ${TESTS_BUILD}s, make local-aws ${UP}s (sam build, image, moto, seed, sam start), tests ${RUN}s, browser ${BROWSER}s, load ${LOAD}s, full-size sweep ${SWEEP}s (beside the rest), total $((SECONDS - T0))s"
 if ((load_rc != 0)); then
     echo "==> the load run against make local-aws FAILED (exit ${load_rc}; report .run/load-sam-report.json)"
 fi
 if ((sweep_rc != 0)); then
     echo "==> the full-size sweep FAILED (log ${SWEEP_LOG})"
 fi
-if ((rc != 0 || failed != 0 || passed == 0 || load_rc != 0 || sweep_rc != 0)); then
-    echo "==> test-sam FAILED (exit ${rc}, ${passed} passed, ${failed} failed, load exit ${load_rc}, sweep exit ${sweep_rc}); last lines of the sam log:"
+if ((browser_rc != 0)); then
+    echo "==> the browser test against make local-aws FAILED (exit ${browser_rc}; .run/browser-sam.log, screenshots .run/console-sam-*.png)"
+fi
+if ((rc != 0 || failed != 0 || passed == 0 || load_rc != 0 || sweep_rc != 0 || browser_rc != 0)); then
+    echo "==> test-sam FAILED (exit ${rc}, ${passed} passed, ${failed} failed, load exit ${load_rc}, sweep exit ${sweep_rc}, browser exit ${browser_rc}); last lines of the sam log:"
     tail -n 30 .run/sam-local.log || true
     echo "sam: ${passed} passed, ${failed} failed"
     exit 1
