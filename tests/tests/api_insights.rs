@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use common::{provider::Provider, wrong, Api, Resp};
 use serde_json::{json, Value};
@@ -334,4 +334,52 @@ async fn concurrent_sends_and_verifies_are_counted_exactly() {
     // Then every one is counted, once
     let t = insights(&api, "").await["totals"].clone();
     assert_eq!((t["sends"].as_u64(), t["verified"].as_u64(), &t["conversionRate"]), (Some(100), Some(50), &json!(0.5)));
+}
+
+#[tokio::test]
+async fn a_refusal_is_answered_with_its_code_when_its_count_cannot_be_written() {
+    use twofa::{
+        adapters::{clock::AdjustableClock, memory::MemoryStore, outbox::Outbox},
+        domain::{
+            account::Account,
+            ids,
+            otp::Delivery,
+            policy::{update_policy, PolicyUpdate},
+            send::{send, SendRequest},
+        },
+        ports::{AccountStore, Deps, NoScheduler},
+        Error,
+    };
+    // Given an account that may send SMS to GB only
+    let clock = Arc::new(AdjustableClock::default());
+    let store = Arc::new(MemoryStore::new());
+    let deps = Deps {
+        store: store.clone(),
+        dispatcher: Arc::new(Outbox::new(clock.clone())),
+        clock,
+        keys: Arc::new(Keys::random()),
+        scheduler: Arc::new(NoScheduler),
+    };
+    let account = Account::new(ids::new_sid(ids::ACCOUNT), "token", &deps.keys, None, 0);
+    store.put_account(&account).await.unwrap();
+    let update: PolicyUpdate = serde_json::from_value(json!({ "allowedCountries": { "sms": ["GB"] } })).unwrap();
+    update_policy(store.as_ref(), &deps.keys, &account.sid, update).await.unwrap();
+    let account = store.get_account(&account.sid).await.unwrap().unwrap();
+    // And a store that has stopped answering (the refusal's count is the first write it meets)
+    store.set_down(true);
+    // When it sends to the US
+    let req = SendRequest {
+        service: "2FA".into(),
+        delivery: Delivery::sms("Twofa", "+14155550100", "Code {code}"),
+        length: 6,
+        timeout_secs: 300,
+        guard_time: None,
+        limits: vec![],
+        idempotency_key: None,
+        workflow: None,
+        email: None,
+        email_from: None,
+    };
+    // Then the answer is the refusal (476), not the store's failure
+    assert_eq!(send(&deps, &account, req).await, Err(Error::CountryNotAllowed("US".into())));
 }

@@ -415,10 +415,20 @@ pub async fn count_refusal(deps: &Deps, account_sid: &str, channel: Channel, cou
     };
     let country = country_of(country);
     let now = deps.clock.now_ms();
-    if let Err(e) = deps.store.count_refusal(account_sid, now, channel, &country, code).await {
-        tracing::warn!(account = %account_sid, code, error = %e, "refusal not counted in insights");
+    let counted = tokio::time::timeout(
+        REFUSAL_COUNT_TIMEOUT,
+        deps.store.count_refusal(account_sid, now, channel, &country, code),
+    );
+    match counted.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(account = %account_sid, code, error = %e, "refusal not counted in insights"),
+        Err(_) => tracing::warn!(account = %account_sid, code, "refusal not counted in insights: the store was slow"),
     }
 }
+
+/// The longest a refusal waits for its count (one write, normally a few ms): a store that is
+/// slow or down costs the refusal at most this, never its answer.
+pub const REFUSAL_COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {
