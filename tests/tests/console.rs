@@ -361,7 +361,7 @@ async fn every_page_has_the_csp_and_the_security_headers_and_references_only_its
         let h = |name: &str| r.headers.get(name).map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(h("content-security-policy").as_deref(), Some(CSP), "{path}");
         assert_eq!(h("x-content-type-options").as_deref(), Some("nosniff"), "{path}");
-        assert_eq!(h("referrer-policy").as_deref(), Some("no-referrer"), "{path}");
+        assert_eq!(h("referrer-policy").as_deref(), Some("same-origin"), "{path}");
         assert_eq!(h("cache-control").as_deref(), Some("no-store"), "{path}");
         if r.status == StatusCode::OK {
             // And a page weighs at most 150 KB, has no script or inline style, and names no

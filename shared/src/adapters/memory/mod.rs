@@ -2,8 +2,8 @@
 //! is atomic exactly as a DynamoDB transaction is. Same conditions, same answers.
 
 mod account_admin;
-mod insights;
 mod console;
+mod insights;
 mod receipts;
 mod records;
 mod workflows;

@@ -53,6 +53,7 @@ fn pages() -> Router<Deps> {
     Router::new()
         .route(BASE, get(root))
         .route(CSS_PATH, get(stylesheet))
+        .route("/console/assets/icon.svg", get(icon))
         .route("/console/overview", get(overview::page))
         .route("/console/sessions", get(sessions::list))
         .route("/console/sessions/{sid}", get(sessions::timeline))
@@ -76,6 +77,10 @@ async fn root(signed: Option<SignedIn>) -> Response {
         Some(_) => Redirect::to("/console/overview").into_response(),
         None => Redirect::to("/console/sign-in").into_response(),
     }
+}
+
+async fn icon() -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"))], "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\"><rect width=\"16\" height=\"16\" fill=\"#1f4e79\"/></svg>").into_response()
 }
 
 async fn stylesheet() -> Response {
@@ -105,7 +110,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
     let h = res.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     res
@@ -136,6 +141,7 @@ pub fn layout(title: &str, signed: Option<&SignedIn>, alert: Option<&str>, body:
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · twofa console" }
                 link rel="stylesheet" href=(CSS_PATH);
+                link rel="icon" href="/console/assets/icon.svg";
             }
             body {
                 @if let Some(s) = signed {
