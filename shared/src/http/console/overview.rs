@@ -12,7 +12,7 @@ use super::{charts, SignedIn};
 use crate::{
     domain::{
         error::{Error, Result},
-        insights::{self, Counts, Granularity, InsightsQuery, InsightsReport, DAY_MS, HOUR_MS, MAX_RANGE_MS},
+        insights::{self, Counts, Granularity, InsightsParams, InsightsQuery, InsightsReport},
         time::{self, Millis},
     },
     ports::Deps,
@@ -29,46 +29,25 @@ pub(super) struct RangeParams {
 /// The preset ranges, as the links name them.
 const PRESETS: [(&str, &str); 3] = [("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("30d", "Last 30 days")];
 
-/// The report of `account_sid` for `query`: its insight cells summed.
-///
-/// The one place the console asks for insights (switch to the insights use case here).
-async fn insights_report(deps: &Deps, account_sid: &str, query: &InsightsQuery) -> Result<InsightsReport> {
-    let cells = deps.store.insight_cells(account_sid, query.from_ms, query.to_ms, query.granularity).await?;
-    Ok(insights::report(query, &cells))
+/// The range `p` asks for at `now`, read as the insights API reads it (`insights::query_of`):
+/// `24h` the 24 whole hours ending with the current one, `7d` / `30d` whole UTC days ending
+/// today, `custom` from `from`'s midnight to `to`'s (UTC), hourly up to 72 h.
+/// A form field as given, None when empty.
+fn field(v: Option<&str>) -> Option<&str> {
+    v.map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// The range `p` asks for at `now`, as the insights API reads `range` / `from` / `to`: `24h`
-/// the 24 whole hours ending with the current one, `7d` / `30d` whole UTC days ending today,
-/// `custom` from `from`'s midnight to `to`'s (UTC), hourly up to 72 h.
 pub(super) fn range_query(p: &RangeParams, now: Millis) -> Result<(String, InsightsQuery)> {
     let range = p.range.as_deref().unwrap_or("24h");
-    let hour_end = now.div_euclid(HOUR_MS) * HOUR_MS + HOUR_MS;
-    let day_end = now.div_euclid(DAY_MS) * DAY_MS + DAY_MS;
-    let query =
-        |from_ms, to_ms, granularity| InsightsQuery { from_ms, to_ms, granularity, channel: None, country: None };
-    let q = match range {
-        "24h" => query(hour_end - 24 * HOUR_MS, hour_end, Granularity::Hour),
-        "7d" => query(day_end - 7 * DAY_MS, day_end, Granularity::Day),
-        "30d" => query(day_end - 30 * DAY_MS, day_end, Granularity::Day),
+    let params = match range {
         "custom" => {
-            let date = |name: &'static str, v: Option<&str>| -> Result<Millis> {
-                let v = v.map(str::trim).filter(|v| !v.is_empty()).ok_or_else(|| Error::missing(name))?;
-                let day = time::parse_day(v).ok_or_else(|| Error::invalid(name, "must be a date YYYY-MM-DD"))?;
-                Ok(day.and_hms_opt(0, 0, 0).ok_or(Error::Internal)?.and_utc().timestamp_millis())
-            };
-            let (from, to) = (date("from", p.from.as_deref())?, date("to", p.to.as_deref())?);
-            if to <= from {
-                return Err(Error::invalid("to", "must be after from"));
-            }
-            if to - from > MAX_RANGE_MS {
-                return Err(Error::invalid("to", "at most 93 days after from"));
-            }
-            let granularity = if to - from <= 72 * HOUR_MS { Granularity::Hour } else { Granularity::Day };
-            query(from, to, granularity)
+            let from = field(p.from.as_deref()).ok_or_else(|| Error::missing("from"))?;
+            let to = field(p.to.as_deref()).ok_or_else(|| Error::missing("to"))?;
+            InsightsParams { from: Some(from), to: Some(to), ..InsightsParams::default() }
         }
-        _ => return Err(Error::invalid("range", "must be 24h, 7d, 30d or custom")),
+        _ => InsightsParams { range: Some(range), ..InsightsParams::default() },
     };
-    Ok((range.to_owned(), q))
+    Ok((range.to_owned(), insights::query_of(&params, now)?))
 }
 
 pub(super) async fn page(State(deps): State<Deps>, signed: SignedIn, Query(p): Query<RangeParams>) -> Response {
@@ -80,7 +59,7 @@ pub(super) async fn page(State(deps): State<Deps>, signed: SignedIn, Query(p): Q
             return signed.page_with(StatusCode::BAD_REQUEST, "Overview", Some(&alert), ranges(None, &p));
         }
     };
-    let report = match insights_report(&deps, &signed.account.sid, &query).await {
+    let report = match insights::insights(&deps, &signed.account.sid, &query).await {
         Ok(r) => r,
         Err(e) => return signed.error(e),
     };
@@ -207,6 +186,7 @@ fn count_cells(c: &Counts) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::insights::{DAY_MS, HOUR_MS};
 
     fn params(range: &str, from: Option<&str>, to: Option<&str>) -> RangeParams {
         RangeParams { range: Some(range.into()), from: from.map(Into::into), to: to.map(Into::into) }
