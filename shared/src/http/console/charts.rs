@@ -44,7 +44,10 @@ pub fn time_series(aria_label: &str, starts: &[Millis], label: impl Fn(Millis) -
             text x=(LEFT - 6.0) y=(TOP + 4.0) text-anchor="end" { (max) }
             text x=(LEFT - 6.0) y=(TOP + plot_h) text-anchor="end" { "0" }
             @for i in &ticks {
-                text x=(format!("{:.1}", x(*i))) y=(H - 8.0) text-anchor="middle" { (label(starts[*i])) }
+                // The last label ends at its tick, so it is not cut at the chart's edge.
+                text x=(format!("{:.1}", x(*i))) y=(H - 8.0) text-anchor=(if *i + 1 == n && n > 1 { "end" } else { "middle" }) {
+                    (label(starts[*i]))
+                }
             }
             @for l in lines {
                 @if l.values.len() == 1 {
