@@ -6,7 +6,7 @@
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::{builders::UpdateItemFluentBuilder, UpdateItemError};
 
 use super::{
     backoff, errors,
@@ -161,20 +161,27 @@ impl DynamoStore {
             return Ok(());
         }
         let request = request.update_expression(format!("ADD {} SET #ttl = :ttl", adds.join(", ")));
-        for round in 0..MAX_ADD_ROUNDS {
-            match request.clone().send().await {
-                Ok(_) => return Ok(()),
-                Err(e) => match e.as_service_error() {
-                    Some(UpdateItemError::TransactionConflictException(_)) if round + 1 < MAX_ADD_ROUNDS => {
-                        backoff(round + 1).await
-                    }
-                    Some(UpdateItemError::TransactionConflictException(_)) => return Err(Error::Contended),
-                    _ => return Err(errors::sdk("UpdateItem(guard_count)", &e)),
-                },
-            }
-        }
-        Err(Error::Contended)
+        send_add(request, "UpdateItem(guard_count)").await
     }
+}
+
+/// Sends a counter's `ADD` (no condition: only a transaction on the same item can refuse it),
+/// tried again after a `TransactionConflict` up to `MAX_ADD_ROUNDS` times, then `Contended`.
+/// The pumping guard's counters and the insight counters both count this way.
+pub(super) async fn send_add(request: UpdateItemFluentBuilder, op: &'static str) -> Result<()> {
+    for round in 0..MAX_ADD_ROUNDS {
+        match request.clone().send().await {
+            Ok(_) => return Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::TransactionConflictException(_)) if round + 1 < MAX_ADD_ROUNDS => {
+                    backoff(round + 1).await
+                }
+                Some(UpdateItemError::TransactionConflictException(_)) => return Err(Error::Contended),
+                _ => return Err(errors::sdk(op, &e)),
+            },
+        }
+    }
+    Err(Error::Contended)
 }
 
 #[cfg(test)]

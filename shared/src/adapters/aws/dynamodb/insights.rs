@@ -14,11 +14,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_dynamodb::{operation::update_item::UpdateItemError, types::AttributeValue};
+use aws_sdk_dynamodb::types::AttributeValue;
 use futures::{stream, StreamExt, TryStreamExt};
 
 use super::{
-    backoff, errors,
     items::{attr, epoch_secs, Key},
     n, s, DynamoStore, Item,
 };
@@ -37,8 +36,6 @@ pub const INSIGHT_SHARDS: u8 = 16;
 const KEEP_MS: Millis = insights::MAX_RANGE_MS + DAY_MS;
 /// Attributes one `UpdateItem` adds at most (its expression stays well under 4 KB).
 const ADDS_PER_UPDATE: usize = 100;
-/// Tries of one `ADD` that meets a transaction on the item.
-const MAX_ADD_ROUNDS: u32 = 5;
 /// Queries in flight at once for one read.
 const PARALLEL_READS: usize = INSIGHT_SHARDS as usize;
 
@@ -163,19 +160,7 @@ impl DynamoStore {
                 .expression_attribute_values(format!(":a{i}"), n(by));
         }
         let request = request.update_expression(format!("ADD {} SET #ttl = :ttl", clauses.join(", ")));
-        for round in 0..MAX_ADD_ROUNDS {
-            match request.clone().send().await {
-                Ok(_) => return Ok(()),
-                Err(e) => match e.as_service_error() {
-                    Some(UpdateItemError::TransactionConflictException(_)) if round + 1 < MAX_ADD_ROUNDS => {
-                        backoff(round + 1).await
-                    }
-                    Some(UpdateItemError::TransactionConflictException(_)) => return Err(Error::Contended),
-                    _ => return Err(errors::sdk("UpdateItem(insight)", &e)),
-                },
-            }
-        }
-        Err(Error::Contended)
+        super::guard::send_add(request, "UpdateItem(insight)").await
     }
 
     /// An undone send's count taken back (it was counted off the stream, or will be: `ADD` is
