@@ -43,13 +43,21 @@ impl Clock for SystemClock {
 
 #[async_trait]
 pub trait AccountStore: Send + Sync {
+    /// The account, possibly as this process read it a moment ago (DynamoDB keeps accounts
+    /// `ACCOUNT_CACHE_TTL` per process).
     async fn get_account(&self, sid: &str) -> Result<Option<Account>>;
+    /// The account as stored now, past any cache (on DynamoDB a strongly consistent read):
+    /// what a change starts from again after `set_policy` refused a stale one.
+    async fn get_account_fresh(&self, sid: &str) -> Result<Option<Account>>;
     /// Create-only (a sid already taken is `Error::Contended`).
     async fn put_account(&self, account: &Account) -> Result<()>;
     /// Every account below `ancestor_sid`, direct or deeper (those whose `ancestors` hold it),
     /// not the account itself; in no particular order.
     async fn list_sub_accounts(&self, ancestor_sid: &str) -> Result<Vec<Account>>;
-    /// Replace the policy of `account` (and of its copies under its ancestors), nothing else;
+    /// Replace the policy of `account` (and of its copies under its ancestors), nothing else,
+    /// only if the stored policy is still the one read (its version is still
+    /// `account.policy_version`), and count a new version. `Error::Contended` when the policy
+    /// changed since (read it again with `get_account_fresh` and redo the change);
     /// `Error::NotFound` when the account does not exist.
     async fn set_policy(&self, account: &Account, policy: &AccountPolicy) -> Result<()>;
 }

@@ -175,6 +175,9 @@ on_both_stores!(
     failed_verifies_across_otps_pause_a_destination_until_a_success_the_operator_or_a_day,
     non_geographic_numbers_are_guarded_as_a_bucket_of_their_own,
     sends_spread_over_countries_meet_the_account_wide_window,
+    concurrent_updates_of_different_parts_all_stay,
+    an_update_from_a_stale_read_does_not_undo_a_newer_one,
+    an_account_stored_without_a_policy_version_still_updates,
 );
 
 // --- callbacks -------------------------------------------------------------------------------
@@ -604,4 +607,165 @@ async fn sends_spread_over_countries_meet_the_account_wide_window(f: Fixture) {
     f.verify_sent(&account, &sent[0].0, sent[0].1).await;
     f.verify_sent(&account, &sent[2].0, sent[2].1).await;
     f.send_sms(&account, "+33612345678").await.expect("resumed at 50 % account-wide");
+}
+
+// --- concurrent changes ----------------------------------------------------------------------
+
+/// An update as `POST /dev/accounts` takes it.
+fn policy_update(json: serde_json::Value) -> PolicyUpdate {
+    serde_json::from_value(json).expect("policy JSON")
+}
+
+/// Whether the webhook secret shown (`whsec_…`) is the one `account` has stored sealed.
+fn shown_is_stored(f: &Fixture, account: &Account, shown: &str) -> bool {
+    use twofa::domain::callbacks::{open_key, secret_key};
+    let sealed = account.policy.webhook_secret.as_ref().expect("a sealed secret");
+    open_key(&f.deps.keys, &account.sid, &sealed.0).ok() == secret_key(shown).ok()
+}
+
+async fn concurrent_updates_of_different_parts_all_stay(f: Fixture) {
+    use twofa::domain::{callbacks::UrlRules, policy::update_policy_with};
+    // Given a sub-account (its policy has a copy under its parent)
+    let parent = f.account(None).await;
+    let sub = f.account(Some(&parent)).await;
+    // When eight updates, each of a different part of its policy, are made at once
+    let updates = [
+        serde_json::json!({ "allowedCountries": { "sms": ["US"] } }),
+        serde_json::json!({ "allowedCountries": { "call": ["GB"] } }),
+        serde_json::json!({ "allowedCountries": { "whatsapp": ["FR"] } }),
+        serde_json::json!({ "pumpingGuard": { "minSends": 7 } }),
+        serde_json::json!({ "testNumbers": [{ "to": "+14155550100", "code": "246810" }] }),
+        serde_json::json!({ "senders": ["Twofa"] }),
+        serde_json::json!({ "maxFailedVerifies": 9 }),
+        serde_json::json!({ "rotateWebhookSecret": true }),
+    ];
+    let start = Arc::new(tokio::sync::Barrier::new(updates.len()));
+    let tasks = updates.into_iter().map(|json| {
+        let (store, keys, sid, start) = (f.deps.store.clone(), f.deps.keys.clone(), sub.sid.clone(), start.clone());
+        tokio::spawn(async move {
+            start.wait().await;
+            update_policy_with(store.as_ref(), &keys, &sid, policy_update(json), UrlRules::Public).await
+        })
+    });
+    let changes: Vec<_> = futures::future::join_all(tasks).await.into_iter().map(|t| t.expect("task")).collect();
+    // Then each is stored, none undone by another
+    let changes: Vec<_> = changes.into_iter().map(|c| c.expect("every update succeeds")).collect();
+    let read = f.deps.store.get_account_fresh(&sub.sid).await.unwrap().unwrap();
+    let p = &read.policy;
+    assert_eq!(p.sms_countries, Some(vec!["US".to_owned()]));
+    assert_eq!(p.call_countries, Some(vec!["GB".to_owned()]));
+    assert_eq!(p.whatsapp_countries, Some(vec!["FR".to_owned()]));
+    assert_eq!(p.guard.min_sends, 7);
+    assert_eq!(
+        p.test_destination("+14155550100").and_then(|t| t.code(&f.deps.keys, &sub.sid)).unwrap().reveal(),
+        "246810"
+    );
+    assert_eq!(p.senders, Some(vec!["Twofa".to_owned()]));
+    assert_eq!(p.max_failed_verifies, 9);
+    // And the webhook secret shown is the one stored
+    let shown = changes.iter().find_map(|c| c.webhook_secret.as_ref()).expect("the rotated secret shown");
+    assert!(shown_is_stored(&f, &read, &shown.0));
+    // And the copy under the parent says the same
+    let copies = f.deps.store.list_sub_accounts(&parent.sid).await.unwrap();
+    assert_eq!(copies.iter().find(|a| a.sid == sub.sid).expect("the copy").policy, read.policy);
+    // And the version is nowhere in what is shown
+    assert!(!p.view().to_string().contains("ersion"));
+}
+
+/// An account store whose `get_account` answers the accounts as they were when it was made (a
+/// process that cached them), over `inner` for everything else.
+struct StaleReads {
+    inner: Arc<dyn Store>,
+    cached: Vec<Account>,
+}
+
+#[async_trait::async_trait]
+impl twofa::ports::AccountStore for StaleReads {
+    async fn get_account(&self, sid: &str) -> twofa::Result<Option<Account>> {
+        match self.cached.iter().find(|a| a.sid == sid) {
+            Some(a) => Ok(Some(a.clone())),
+            None => self.inner.get_account(sid).await,
+        }
+    }
+    async fn get_account_fresh(&self, sid: &str) -> twofa::Result<Option<Account>> {
+        self.inner.get_account_fresh(sid).await
+    }
+    async fn put_account(&self, account: &Account) -> twofa::Result<()> {
+        self.inner.put_account(account).await
+    }
+    async fn list_sub_accounts(&self, ancestor_sid: &str) -> twofa::Result<Vec<Account>> {
+        self.inner.list_sub_accounts(ancestor_sid).await
+    }
+    async fn set_policy(&self, account: &Account, policy: &twofa::domain::policy::AccountPolicy) -> twofa::Result<()> {
+        self.inner.set_policy(account, policy).await
+    }
+}
+
+async fn an_update_from_a_stale_read_does_not_undo_a_newer_one(f: Fixture) {
+    use twofa::domain::{callbacks::UrlRules, policy::update_policy_with};
+    // Given an account, read by a process that keeps what it read
+    let account = f.account(None).await;
+    let stale = StaleReads { inner: f.deps.store.clone(), cached: vec![account.clone()] };
+    // And a newer policy stored since (SMS to the US only)
+    f.set(&account, serde_json::json!({ "allowedCountries": { "sms": ["US"] } })).await;
+    // When the stale read is written back as it stands
+    let r = f.deps.store.set_policy(&account, &account.policy).await;
+    // Then it is refused as contended, and the newer policy stays
+    assert_eq!(r, Err(Error::Contended));
+    let read = f.deps.store.get_account_fresh(&account.sid).await.unwrap().unwrap();
+    assert_eq!(read.policy.sms_countries, Some(vec!["US".to_owned()]));
+    // When that process rotates the webhook secret and sets the guard from its stale read
+    let update = policy_update(serde_json::json!({ "rotateWebhookSecret": true, "pumpingGuard": { "minSends": 3 } }));
+    let change = update_policy_with(&stale, &f.deps.keys, &account.sid, update, UrlRules::Public).await.unwrap();
+    // Then its change is applied over the newer policy, which stays
+    let read = f.deps.store.get_account_fresh(&account.sid).await.unwrap().unwrap();
+    assert_eq!(read.policy.sms_countries, Some(vec!["US".to_owned()]));
+    assert_eq!(read.policy.guard.min_sends, 3);
+    assert_eq!(change.policy, read.policy, "the policy answered is the one stored");
+    // And the secret shown is the one stored (made by the try that was written)
+    assert!(shown_is_stored(&f, &read, &change.webhook_secret.expect("a secret shown").0));
+    // And on DynamoDB, another process whose 30-second cache holds the account does the same
+    if let Some(dynamo) = &f.dynamo {
+        let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
+        let other = DynamoStore::new(client, dynamo.table());
+        use twofa::ports::AccountStore;
+        other.get_account(&account.sid).await.unwrap().expect("cached by the other process");
+        f.set(&account, serde_json::json!({ "allowedCountries": { "call": ["GB"] } })).await;
+        let update = policy_update(serde_json::json!({ "maxFailedVerifies": 5 }));
+        update_policy_with(&other, &f.deps.keys, &account.sid, update, UrlRules::Public).await.unwrap();
+        let read = f.deps.store.get_account_fresh(&account.sid).await.unwrap().unwrap();
+        assert_eq!(read.policy.call_countries, Some(vec!["GB".to_owned()]));
+        assert_eq!(read.policy.max_failed_verifies, 5);
+        assert_eq!(read.policy.sms_countries, Some(vec!["US".to_owned()]));
+    }
+}
+
+async fn an_account_stored_without_a_policy_version_still_updates(f: Fixture) {
+    // Given an account stored as before policy versions (on DynamoDB: no `policy_version`)
+    let account = f.account(None).await;
+    assert_eq!(account.policy_version, 0);
+    if let Some(dynamo) = &f.dynamo {
+        let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
+        let key = [("pk", format!("ACCOUNT#{}", account.sid)), ("sk", "A".to_owned())];
+        let item = client
+            .get_item()
+            .table_name(dynamo.table())
+            .set_key(Some(
+                key.into_iter().map(|(k, v)| (k.to_owned(), aws_sdk_dynamodb::types::AttributeValue::S(v))).collect(),
+            ))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .expect("the account item");
+        assert!(item.contains_key("token_hash") && !item.contains_key("policy_version"));
+    }
+    // When its policy is changed twice
+    f.set(&account, serde_json::json!({ "allowedCountries": { "sms": ["JP"] } })).await;
+    let read = f.set(&account, serde_json::json!({ "pumpingGuard": { "enabled": false } })).await;
+    // Then both changes are stored, each a new version
+    assert_eq!(read.policy.sms_countries, Some(vec!["JP".to_owned()]));
+    assert!(!read.policy.guard.enabled);
+    assert_eq!(read.policy_version, 2);
 }

@@ -302,6 +302,8 @@ async fn create_account(State(dev): State<Dev>, body: Option<Json<Value>>) -> Re
                 _ => return fail(StatusCode::NOT_FOUND, "unknown accountSid".into()),
             },
             Err(twofa::Error::NotFound) => return fail(StatusCode::NOT_FOUND, "unknown accountSid".into()),
+            // Other changes kept winning: try again, nothing wrong with the input.
+            Err(e @ twofa::Error::Contended) => return fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             Err(e) => return fail(StatusCode::BAD_REQUEST, e.to_string()),
         },
         None => {

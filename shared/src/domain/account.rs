@@ -29,6 +29,10 @@ pub struct Account {
     pub created_ms: Millis,
     /// Geo permissions, pumping guard settings, test destinations.
     pub policy: AccountPolicy,
+    /// How many times `policy` was replaced (0: never, and accounts stored before versions).
+    /// `AccountStore::set_policy` writes only over the version it was given, so a change
+    /// made from a stale read is refused rather than undoing another one. Never shown.
+    pub policy_version: u64,
 }
 
 impl Account {
@@ -50,6 +54,7 @@ impl Account {
             created_ms: now,
             // A sub-account may send from its parent's senders, no more, until told otherwise.
             policy: AccountPolicy { senders: parent.and_then(|p| p.policy.senders.clone()), ..Default::default() },
+            policy_version: 0,
         }
     }
 

@@ -9,7 +9,7 @@ use super::{
     crypto::{Keys, Purpose},
     error::{Error, Result},
     ids,
-    policy::{SealedSecret, WebhookSecret},
+    policy::{backoff, AccountPolicy, SealedSecret, WebhookSecret, POLICY_TRIES},
     send::is_email,
     time::Millis,
 };
@@ -80,6 +80,10 @@ async fn existing(store: &dyn AdminStore, sid: &str) -> Result<Account> {
     store.get_account(sid).await?.ok_or(Error::NotFound)
 }
 
+async fn existing_fresh(store: &dyn AdminStore, sid: &str) -> Result<Account> {
+    store.get_account_fresh(sid).await?.ok_or(Error::NotFound)
+}
+
 /// Suspend (every request with its credentials answers 403) or resume an account.
 pub async fn set_suspended(store: &dyn AdminStore, sid: &str, suspended: bool) -> Result<Account> {
     let mut account = existing(store, sid).await?;
@@ -117,7 +121,7 @@ pub async fn reseal(store: &dyn AdminStore, keys: &Keys, retiring: u8) -> Result
         return Err(Error::invalid("key", "the key to retire is still the one written with"));
     }
     let mut done = Resealed::default();
-    for account in store.list_accounts().await? {
+    for mut account in store.list_accounts().await? {
         let sid = account.sid.clone();
         if Keys::kid_of_hash(&account.token_hash) == Some(0) && account.token_hash.len() == 32 {
             if retiring == 0 {
@@ -128,32 +132,56 @@ pub async fn reseal(store: &dyn AdminStore, keys: &Keys, retiring: u8) -> Result
             store.replace_token_hash(&account, &hash).await?;
             done.values += 1;
         }
-        let mut policy = account.policy.clone();
-        let mut changed = 0;
-        if let Some(sealed) = &policy.webhook_secret {
-            if let Ok(Some(again)) = callbacks::reseal_secret(keys, &sid, &sealed.0, retiring) {
-                policy.webhook_secret = Some(SealedSecret(again));
-                changed += 1;
+        // The policy is written only over the version read: when it changed meanwhile (or the
+        // list was behind), it is read again as stored and resealed again.
+        let mut attempt = 0;
+        loop {
+            let (policy, changed) = resealed_policy(keys, &account, retiring);
+            if changed == 0 {
+                break;
             }
-        }
-        for t in &mut policy.test_destinations {
-            if let Ok(Some(again)) = t.resealed(keys, &sid, retiring) {
-                *t = again;
-                changed += 1;
+            match store.set_policy(&account, &policy).await {
+                Ok(()) => {
+                    done.values += changed;
+                    break;
+                }
+                Err(Error::Contended) if attempt + 1 < POLICY_TRIES => {
+                    backoff(attempt).await;
+                    attempt += 1;
+                    account = existing_fresh(store, &sid).await?;
+                }
+                Err(e) => return Err(e),
             }
-        }
-        for p in &mut policy.providers {
-            if let Ok(Some(again)) = p.resealed(keys, &sid, retiring) {
-                *p = again;
-                changed += 1;
-            }
-        }
-        if changed > 0 {
-            store.set_policy(&account, &policy).await?;
-            done.values += changed;
         }
     }
     Ok(done)
+}
+
+/// `account`'s policy with its values under `retiring` sealed again under the current key,
+/// and how many there were.
+fn resealed_policy(keys: &Keys, account: &Account, retiring: u8) -> (AccountPolicy, usize) {
+    let sid = &account.sid;
+    let mut policy = account.policy.clone();
+    let mut changed = 0;
+    if let Some(sealed) = &policy.webhook_secret {
+        if let Ok(Some(again)) = callbacks::reseal_secret(keys, sid, &sealed.0, retiring) {
+            policy.webhook_secret = Some(SealedSecret(again));
+            changed += 1;
+        }
+    }
+    for t in &mut policy.test_destinations {
+        if let Ok(Some(again)) = t.resealed(keys, sid, retiring) {
+            *t = again;
+            changed += 1;
+        }
+    }
+    for p in &mut policy.providers {
+        if let Ok(Some(again)) = p.resealed(keys, sid, retiring) {
+            *p = again;
+            changed += 1;
+        }
+    }
+    (policy, changed)
 }
 
 /// An allow-list as given (addresses or CIDR blocks), checked: at most `MAX_ALLOWED_IPS`,

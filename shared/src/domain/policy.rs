@@ -326,7 +326,7 @@ impl AccountPolicy {
 
 /// A change of policy as the dev server and the admin command take it (JSON): every field is
 /// optional and replaces only its part; `null` in `allowedCountries.sms`/`.call` means "all".
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyUpdate {
     #[serde(default)]
@@ -382,7 +382,7 @@ impl std::fmt::Debug for WebhookSecret {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CountriesUpdate {
     /// Absent: unchanged; `null`: every country; a list: only those.
@@ -394,7 +394,7 @@ pub struct CountriesUpdate {
     pub whatsapp: Option<Option<Vec<String>>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GuardUpdate {
     pub enabled: Option<bool>,
@@ -403,7 +403,7 @@ pub struct GuardUpdate {
     pub account_min_sends: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestNumberInput {
     pub to: String,
@@ -537,10 +537,17 @@ fn countries(list: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// How many times `update_policy_with` applies an update to the policy as read before it
+/// gives up (`Error::Contended`, 503) when other changes keep winning.
+pub const POLICY_TRIES: u32 = 8;
+
 /// Apply `update` to the policy of account `sid` (callback URLs taken by `rules`) and store
 /// it; answers the new policy and the webhook secret it made, if any. `Error::NotFound` when
 /// there is no such account. The whole policy is written at once (what the update left alone
-/// is written back as read).
+/// is written back as read), only over the version read: when another change was stored
+/// meanwhile (or the read came from a stale cache), the account is read again as stored and
+/// the update applied to that, up to `POLICY_TRIES` times, so concurrent changes of different
+/// parts all stay. Each try makes its own secrets: those answered are the ones stored.
 pub async fn update_policy_with(
     store: &dyn AccountStore,
     keys: &Keys,
@@ -548,9 +555,32 @@ pub async fn update_policy_with(
     update: PolicyUpdate,
     rules: UrlRules,
 ) -> Result<PolicyChange> {
-    let account: Account = store.get_account(sid).await?.ok_or(Error::NotFound)?;
+    let mut account: Account = store.get_account(sid).await?.ok_or(Error::NotFound)?;
+    let mut attempt = 0;
+    loop {
+        let change = applied(store, keys, &account, update.clone(), rules).await?;
+        match store.set_policy(&account, &change.policy).await {
+            Ok(()) => return Ok(change),
+            Err(Error::Contended) if attempt + 1 < POLICY_TRIES => {
+                backoff(attempt).await;
+                attempt += 1;
+                account = store.get_account_fresh(sid).await?.ok_or(Error::NotFound)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `update` applied to `account`'s policy, checked (nothing stored).
+async fn applied(
+    store: &dyn AccountStore,
+    keys: &Keys,
+    account: &Account,
+    update: PolicyUpdate,
+    rules: UrlRules,
+) -> Result<PolicyChange> {
     let granted = update.senders.is_some();
-    let change = update.apply_with(keys, sid, account.policy.clone(), rules)?;
+    let change = update.apply_with(keys, &account.sid, account.policy.clone(), rules)?;
     // A sub-account is granted at most its parent's senders.
     if let (true, Some(parent)) = (granted, account.ancestors.last()) {
         let parent = store.get_account(parent).await?.ok_or(Error::NotFound)?;
@@ -559,8 +589,14 @@ pub async fn update_policy_with(
             return Err(Error::invalid("senders", format!("{r} is not a sender of the parent account")));
         }
     }
-    store.set_policy(&account, &change.policy).await?;
     Ok(change)
+}
+
+/// A short random pause before try `attempt + 1`, so racing changes spread out.
+pub(crate) async fn backoff(attempt: u32) {
+    let cap_ms = (5u64 << attempt.min(5)).min(100);
+    let ms = rand::Rng::gen_range(&mut rand::thread_rng(), 1..=cap_ms);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
 /// `update_policy_with` as a deployment takes callback URLs, answering the policy.

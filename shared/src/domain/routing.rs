@@ -53,7 +53,7 @@ pub fn valid_name(name: &str) -> bool {
 
 /// The table as a policy update gives it: `{"sms": {"US": ["end-user-messaging", "sns"],
 /// "*": ["sns"]}}`. Rules come out ordered by channel, then country (`*` last).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(transparent)]
 pub struct RoutesInput(pub std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>>);
 

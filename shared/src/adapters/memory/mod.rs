@@ -294,6 +294,10 @@ impl AccountStore for MemoryStore {
         Ok(self.lock()?.accounts.get(sid).cloned())
     }
 
+    async fn get_account_fresh(&self, sid: &str) -> Result<Option<Account>> {
+        self.get_account(sid).await
+    }
+
     async fn put_account(&self, account: &Account) -> Result<()> {
         let mut s = self.lock()?;
         if s.accounts.contains_key(&account.sid) {
@@ -311,7 +315,11 @@ impl AccountStore for MemoryStore {
     async fn set_policy(&self, account: &Account, policy: &AccountPolicy) -> Result<()> {
         let mut s = self.lock()?;
         let stored = s.accounts.get_mut(&account.sid).ok_or(Error::NotFound)?;
+        if stored.policy_version != account.policy_version {
+            return Err(Error::Contended);
+        }
         stored.policy = policy.clone();
+        stored.policy_version += 1;
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use crate::{
         cidr::Cidr,
         error::{Error, Result},
     },
-    ports::AccountAdminStore,
+    ports::{AccountAdminStore, AccountStore},
 };
 
 impl DynamoStore {
@@ -127,12 +127,5 @@ impl AccountAdminStore for DynamoStore {
             Error::NotFound,
         )
         .await
-    }
-}
-
-impl DynamoStore {
-    /// The account as stored now (strongly consistent, past the cache).
-    async fn get_account_fresh(&self, sid: &str) -> Result<Option<Account>> {
-        self.get("GetItem(account)", &Key::account(sid), true).await?.map(from_item::<AccountItem, _>).transpose()
     }
 }

@@ -6,7 +6,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::{operation::put_item::PutItemError, types::AttributeValue};
 
 use super::{
     errors::{self, Reason},
@@ -144,6 +144,20 @@ impl AccountStore for DynamoStore {
         Ok(account)
     }
 
+    async fn get_account_fresh(&self, sid: &str) -> Result<Option<Account>> {
+        let account: Option<Account> = self
+            .get("GetItem(account)", &Key::account(sid), true)
+            .await?
+            .map(from_item::<AccountItem, _>)
+            .transpose()?;
+        // What is stored now is what this process caches from now on.
+        match &account {
+            Some(a) => self.accounts.put(a),
+            None => self.accounts.forget(sid),
+        }
+        Ok(account)
+    }
+
     async fn put_account(&self, account: &Account) -> Result<()> {
         let result = self.create_account(account).await;
         // Whatever the answer (a timeout may have written it; `Contended`: it exists), this
@@ -173,27 +187,52 @@ impl AccountStore for DynamoStore {
                 None => remove.push(format!("#{name}")),
             }
         }
-        let mut update = String::new();
-        if !set.is_empty() {
-            update = format!("SET {}", set.join(", "));
-        }
+        // A new version of the policy, written only over the one read (absent: 0, accounts
+        // stored before versions), so a change from a stale read cannot undo another one.
+        let read = account.policy_version;
+        set.push("#policy_version = :next_version".to_owned());
+        expr = expr.name("policy_version").value(":next_version", number(read.saturating_add(1)));
+        let mut update = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
             update = format!("{update} REMOVE {}", remove.join(", "));
         }
-        // The account and its copies under its ancestors, together.
-        let keys = std::iter::once(Key::account(&account.sid))
-            .chain(account.ancestors.iter().map(|a| Key::sub_account(a, &account.sid)));
-        let tx = keys
-            .map(|k| self.update(&k, update.trim(), Some("attribute_exists(pk)"), expr.clone()))
-            .collect::<Result<Vec<_>>>()?;
+        let own_condition = if read == 0 {
+            "attribute_exists(pk) AND (attribute_not_exists(#policy_version) OR #policy_version = :read_version)"
+        } else {
+            "#policy_version = :read_version"
+        };
+        let own = self.update(
+            &Key::account(&account.sid),
+            &update,
+            Some(own_condition),
+            expr.clone().value(":read_version", number(read)),
+        )?;
+        // The account and its copies under its ancestors, together (the copies carry the
+        // version too, as they carry the rest of the account).
+        let copies = account.ancestors.iter().map(|a| {
+            self.update(&Key::sub_account(a, &account.sid), &update, Some("attribute_exists(pk)"), expr.clone())
+        });
+        let tx = std::iter::once(Ok(own)).chain(copies).collect::<Result<Vec<_>>>()?;
         let result = self.transact("TransactWriteItems(set_policy)", tx).await;
         self.accounts.forget(&account.sid);
         match result {
             Ok(()) => Ok(()),
+            // The account's own condition: gone, or its policy changed since it was read.
+            Err(TransactError::Canceled(reasons)) if reasons.first() == Some(&Reason::ConditionFailed) => {
+                match self.get_account_fresh(&account.sid).await? {
+                    None => Err(Error::NotFound),
+                    Some(_) => Err(Error::Contended),
+                }
+            }
+            // A copy missing under an ancestor: the tree is not whole.
             Err(TransactError::Canceled(reasons)) if reasons.contains(&Reason::ConditionFailed) => Err(Error::NotFound),
             Err(e) => Err(e.into()),
         }
     }
+}
+
+fn number(n: u64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
 }
 
 impl DynamoStore {

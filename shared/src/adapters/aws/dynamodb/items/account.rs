@@ -32,6 +32,9 @@ pub(crate) struct AccountItem {
     pub created_ms: Millis,
     #[serde(flatten)]
     pub policy: PolicyItem,
+    /// `Account::policy_version`; absent: 0 (never replaced, or stored before versions).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub policy_version: u64,
     /// `ACCOUNTS_GSI1PK` / `gsi1sk(created_ms, sid)` on the account's own item; absent on copies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gsi1pk: Option<String>,
@@ -90,6 +93,10 @@ pub(crate) struct RouteRuleItem {
     pub channel: String,
     pub country: String,
     pub routes: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl PolicyItem {
@@ -230,6 +237,7 @@ impl AccountItem {
             allowed_ips: a.allowed_ips.iter().map(ToString::to_string).collect(),
             created_ms: a.created_ms,
             policy: PolicyItem::from(&a.policy),
+            policy_version: a.policy_version,
         }
     }
 }
@@ -248,6 +256,7 @@ impl TryFrom<AccountItem> for Account {
             allowed_ips,
             created_ms: i.created_ms,
             policy: i.policy.into(),
+            policy_version: i.policy_version,
         })
     }
 }
