@@ -13,6 +13,7 @@ use crate::domain::{
     content::Content,
     crypto::Keys,
     error::Result,
+    factor::Factor,
     guard::{GuardCount, GuardKey},
     idempotency::IdempotencyRecord,
     insights::{Cell, Granularity},
@@ -319,6 +320,39 @@ pub trait InsightsStore: Send + Sync {
     ) -> Result<Vec<Cell>>;
 }
 
+/// Factors (`domain::factors`): one item each under its account and entity, every change a
+/// conditional write.
+#[async_trait]
+pub trait FactorStore: Send + Sync {
+    /// Store a new factor; `Error::Contended` when its sid is taken (never, for a random one).
+    async fn put_factor(&self, factor: &Factor) -> Result<()>;
+    async fn get_factor(&self, account_sid: &str, entity: &str, sid: &str) -> Result<Option<Factor>>;
+    /// The entity's factors, oldest first.
+    async fn list_factors(&self, account_sid: &str, entity: &str) -> Result<Vec<Factor>>;
+    /// Remove it: the factor as it was, or None when there was none.
+    async fn delete_factor(&self, account_sid: &str, entity: &str, sid: &str) -> Result<Option<Factor>>;
+    /// Accept a right code of time step `step`, in one conditional write: only while the
+    /// factor exists, no code of this step or a later one was accepted, and it is verified
+    /// (`confirm`: unverified, which it then becomes, at `now`). False, and nothing written,
+    /// otherwise: of concurrent uses of one step exactly one is true.
+    async fn use_factor_step(
+        &self,
+        account_sid: &str,
+        entity: &str,
+        sid: &str,
+        step: i64,
+        confirm: bool,
+        now: Millis,
+    ) -> Result<bool>;
+    /// Count a wrong first code, only while it is unverified with fewer than `max` counted
+    /// (of concurrent wrong codes at most `max` count): false, and nothing counted, otherwise.
+    async fn fail_factor_confirm(&self, account_sid: &str, entity: &str, sid: &str, max: u32) -> Result<bool>;
+    /// Put `sealed` (the secret sealed under the current key) in place of `was`, only while the
+    /// factor still holds `was`: false otherwise (another writer moved it first, or it is gone).
+    async fn reseal_factor(&self, account_sid: &str, entity: &str, sid: &str, was: &[u8], sealed: &[u8])
+        -> Result<bool>;
+}
+
 /// The console's sessions and sign-in counters (`domain::console`): small items of their own,
 /// kept until they expire.
 #[async_trait]
@@ -465,6 +499,7 @@ pub trait Store:
     + ReceiptStore
     + InsightsStore
     + ConsoleStore
+    + FactorStore
 {
 }
 impl<T> Store for T where
@@ -477,6 +512,7 @@ impl<T> Store for T where
         + ReceiptStore
         + InsightsStore
         + ConsoleStore
+        + FactorStore
 {
 }
 
@@ -694,6 +730,22 @@ pub trait Dispatcher: Send + Sync {
     }
 
     async fn dispatch(&self, msg: &OutboundMessage<'_>) -> std::result::Result<DispatchReceipt, DispatchError>;
+}
+
+/// The dispatcher of a function that sends nothing (the console): no channel is delivered,
+/// and a dispatch answers `Unavailable` (503, nothing sent). Callback URLs follow a
+/// deployment's rules, so the console takes exactly what the API takes.
+pub struct SendsNothing;
+
+#[async_trait]
+impl Dispatcher for SendsNothing {
+    fn delivers(&self, _channel: Channel) -> bool {
+        false
+    }
+
+    async fn dispatch(&self, _msg: &OutboundMessage<'_>) -> std::result::Result<DispatchReceipt, DispatchError> {
+        Err(DispatchError::Unavailable)
+    }
 }
 
 /// The voices calls can use: Polly's `DescribeVoices` on AWS.

@@ -17,10 +17,17 @@ pub enum Channel {
     Email,
     /// WhatsApp, as an authentication template (`adapters::aws::whatsapp`).
     Whatsapp,
+    /// A challenge of an authenticator app's factor (`domain::factors`): nothing is sent.
+    Totp,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [Channel::Sms, Channel::Call, Channel::Email, Channel::Whatsapp];
+    pub const ALL: [Channel; 5] = [Channel::Sms, Channel::Call, Channel::Email, Channel::Whatsapp, Channel::Totp];
+
+    /// Whether a code goes out on this channel; a factor's challenge sends nothing.
+    pub fn sends(self) -> bool {
+        !matches!(self, Channel::Totp)
+    }
 
     /// `voice` is accepted for `call`, as the workflow seeds use it.
     pub fn parse(s: &str) -> Option<Self> {
@@ -29,6 +36,7 @@ impl Channel {
             "call" | "voice" => Some(Channel::Call),
             "email" => Some(Channel::Email),
             "whatsapp" => Some(Channel::Whatsapp),
+            "totp" => Some(Channel::Totp),
             _ => None,
         }
     }
@@ -39,6 +47,7 @@ impl Channel {
             Channel::Call => "call",
             Channel::Email => "email",
             Channel::Whatsapp => "whatsapp",
+            Channel::Totp => "totp",
         }
     }
 }

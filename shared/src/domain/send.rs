@@ -339,6 +339,33 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
     Ok(otp.sid.clone())
 }
 
+/// Admit and store `otp`, which nothing delivers (a factor's challenge, `domain::factors`):
+/// the send's limits, failed-verify budget, idempotency and usage, and nothing sent. Its sid
+/// (an idempotent repeat's: the first one's).
+pub(crate) async fn commit_undelivered(
+    deps: &Deps,
+    account: &Account,
+    req: &SendRequest,
+    otp: Otp,
+    now: Millis,
+) -> Result<String> {
+    if let Some((name, _)) = req.limits.iter().find(|(name, _)| !crate::domain::limits::is_valid_limit_name(name)) {
+        return Err(Error::UnknownLimitName(name.chars().take(crate::domain::limits::MAX_NAME_LEN).collect()));
+    }
+    if let Some(key) = &req.idempotency_key {
+        idempotency::validate_key(key)?;
+    }
+    let channel = otp.delivery.channel;
+    match admit(deps, req, otp, now, None, false, account.policy.max_failed_verifies).await {
+        Ok(Admitted::Plan(plan)) => Ok(plan.otp.sid),
+        Ok(Admitted::Replay(sid)) => Ok(sid),
+        Err(e) => {
+            insights::count_refusal(deps, &account.sid, channel, None, &e).await;
+            Err(e)
+        }
+    }
+}
+
 /// `event` as a dispatch left it: sent (with the provider's id) or refused, by its route.
 /// Answers which lookup of the provider id receipts need. A route that was down or silent is
 /// a failed event too (a workflow step's; a send undoes itself first).

@@ -9,6 +9,7 @@ mod calls;
 mod console;
 mod errors;
 mod expiry;
+mod factors;
 mod guard;
 mod insights;
 mod items;
