@@ -349,8 +349,14 @@ pub trait FactorStore: Send + Sync {
     async fn fail_factor_confirm(&self, account_sid: &str, entity: &str, sid: &str, max: u32) -> Result<bool>;
     /// Put `sealed` (the secret sealed under the current key) in place of `was`, only while the
     /// factor still holds `was`: false otherwise (another writer moved it first, or it is gone).
-    async fn reseal_factor(&self, account_sid: &str, entity: &str, sid: &str, was: &[u8], sealed: &[u8])
-        -> Result<bool>;
+    async fn reseal_factor(
+        &self,
+        account_sid: &str,
+        entity: &str,
+        sid: &str,
+        was: &[u8],
+        sealed: &[u8],
+    ) -> Result<bool>;
 }
 
 /// The console's sessions and sign-in counters (`domain::console`): small items of their own,

@@ -46,9 +46,9 @@ fn router_paths() -> BTreeSet<String> {
         http::records::routes(),
         http::factors::routes(),
     ]
-        .iter()
-        .flat_map(|r| r.paths().to_vec())
-        .collect()
+    .iter()
+    .flat_map(|r| r.paths().to_vec())
+    .collect()
 }
 
 /// A spec path as the router that serves it names it: `…/{sid}.json` is served by `…/{sid}`

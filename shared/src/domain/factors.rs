@@ -156,7 +156,13 @@ pub struct ChallengeRequest {
 
 /// Open a challenge of a verified factor: an OTP on the factor's channel, admitted like a send
 /// (limits, the failed-verify budget, idempotency, usage) but sending nothing. Its sid.
-pub async fn challenge(deps: &Deps, account: &Account, entity_id: &str, sid: &str, req: ChallengeRequest) -> Result<String> {
+pub async fn challenge(
+    deps: &Deps,
+    account: &Account,
+    entity_id: &str,
+    sid: &str,
+    req: ChallengeRequest,
+) -> Result<String> {
     let factor = get(deps, account, entity_id, sid).await?;
     if factor.status != FactorStatus::Verified {
         return Err(Error::invalid("factorSid", "must be confirmed with a first code before it is challenged"));
@@ -226,10 +232,17 @@ pub async fn challenge(deps: &Deps, account: &Account, entity_id: &str, sid: &st
 /// accepted code when the factor took the code (its step used now, so never twice), else the
 /// code's own, which never match (the write counts them as a wrong code, or refuses them
 /// when the challenge is over). Nothing is taken from the factor for a challenge that is over.
-pub async fn challenge_hashes(deps: &Deps, account: &Account, otp_sid: &str, code: &str, now: Millis) -> Result<Vec<Vec<u8>>> {
+pub async fn challenge_hashes(
+    deps: &Deps,
+    account: &Account,
+    otp_sid: &str,
+    code: &str,
+    now: Millis,
+) -> Result<Vec<Vec<u8>>> {
     let wrong = || deps.keys.code_hashes(otp_sid, code);
     let Some(otp) = deps.store.get_otp(&account.sid, otp_sid).await? else { return Ok(wrong()) };
-    if otp.delivery.channel != Channel::Totp || otp.status_at(now) != OtpStatus::Pending || otp.attempts >= MAX_ATTEMPTS {
+    if otp.delivery.channel != Channel::Totp || otp.status_at(now) != OtpStatus::Pending || otp.attempts >= MAX_ATTEMPTS
+    {
         return Ok(wrong());
     }
     let (entity_id, factor_sid) = (&otp.delivery.to, &otp.delivery.from);

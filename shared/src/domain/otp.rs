@@ -29,8 +29,14 @@ impl Channel {
         !matches!(self, Channel::Totp)
     }
 
-    /// `voice` is accepted for `call`, as the workflow seeds use it.
+    /// A channel a code is sent on (what a send, a workflow step or a route names); `voice`
+    /// is accepted for `call`, as the workflow seeds use it.
     pub fn parse(s: &str) -> Option<Self> {
+        Self::parse_any(s).filter(|c| c.sends())
+    }
+
+    /// Any channel, a factor's too (what search, usage and insights filter on).
+    pub fn parse_any(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "sms" => Some(Channel::Sms),
             "call" | "voice" => Some(Channel::Call),
@@ -583,5 +589,7 @@ pub(crate) mod tests {
         assert_eq!(Channel::parse("CALL"), Some(Channel::Call));
         assert_eq!(Channel::parse("fax"), None);
         assert_eq!(Channel::parse("WhatsApp"), Some(Channel::Whatsapp));
+        assert_eq!(Channel::parse("totp"), None, "nothing sends on a factor's channel");
+        assert_eq!(Channel::parse_any("TOTP"), Some(Channel::Totp));
     }
 }

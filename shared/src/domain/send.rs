@@ -464,7 +464,11 @@ async fn admit(
     // applied after all (an answer lost and retried), and it is this send's to dispatch.
     let mut contended: Option<SendPlan> = None;
     let names: Vec<String> = req.limits.iter().map(|(n, _)| n.clone()).collect();
-    let default = (req.limits.is_empty() && !test).then(|| default_admission(&account, &to));
+    // The default limit (one code a minute per destination) is against pumping and bombing:
+    // a factor's challenge sends nothing, and its guesses are bounded by the failed-verify
+    // budget instead.
+    let sends = spare.as_ref().is_some_and(|o| o.delivery.channel.sends());
+    let default = (req.limits.is_empty() && !test && sends).then(|| default_admission(&account, &to));
     let default_keys: Vec<_> = default.iter().flat_map(|a| a.counters.iter().map(|(k, _)| k.clone())).collect();
     let guard_keys = guarded.map(|(cc, _)| guard::windows(&account, cc, now)).unwrap_or_default();
     for attempt in 0..MAX_COMMIT_ATTEMPTS {

@@ -418,7 +418,7 @@ fn corrupt<T>(what: &'static str) -> impl FnOnce() -> Result<T> {
 }
 
 fn channel(s: &str) -> Result<Channel> {
-    Channel::parse(s).map_or_else(corrupt("channel"), Ok)
+    Channel::parse_any(s).map_or_else(corrupt("channel"), Ok)
 }
 
 #[cfg(test)]
