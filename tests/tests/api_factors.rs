@@ -89,7 +89,13 @@ async fn confirmed(api: &Api, extra: Value) -> App {
 }
 
 async fn challenge(api: &Api, sid: &str) -> String {
-    let r = api.post(&format!("{}/{sid}/challenges", factors_path(ENTITY)), &json!({})).await;
+    challenge_in(api, sid, "2FA").await
+}
+
+/// A challenge in `service`: a newer challenge of the entity in the same service cancels an
+/// older one, as a newer send to a number does.
+async fn challenge_in(api: &Api, sid: &str, service: &str) -> String {
+    let r = api.post(&format!("{}/{sid}/challenges", factors_path(ENTITY)), &json!({ "service": service })).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!((r.code(), r.json()["message"].as_str()), (200, Some("OK")));
     r.request_id()
@@ -274,8 +280,8 @@ async fn of_two_concurrent_right_codes_exactly_one_verifies() {
     let api = Api::start().await;
     let app = confirmed(&api, json!({})).await;
     for _round in 0..5 {
-        // Given two challenges of one factor and the app's code
-        let (a, b) = (challenge(&api, &app.sid).await, challenge(&api, &app.sid).await);
+        // Given two open challenges of one factor (two services) and the app's code
+        let (a, b) = (challenge_in(&api, &app.sid, "web").await, challenge_in(&api, &app.sid, "app").await);
         let code = app.code(&api);
         // When both challenges, each twice, are verified with it at once
         let answers = join_all([&a, &b, &a, &b].map(|sid| api.verify(sid, &code))).await;
@@ -392,4 +398,17 @@ async fn every_factor_route_answers_json_and_xml_by_suffix() {
         .post(&format!("{}/{}/confirm.xml", factors_path(ENTITY), app.sid), &json!({ "code": app.code(&api) }))
         .await;
     assert!(r.text.contains("<status>verified</status>"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_newer_challenge_in_the_same_service_cancels_the_pending_one() {
+    // Given a confirmed factor and a pending challenge
+    let api = Api::start().await;
+    let app = confirmed(&api, json!({})).await;
+    let older = challenge(&api, &app.sid).await;
+    // When a newer challenge of the entity is made in the same service
+    let newer = challenge(&api, &app.sid).await;
+    // Then the older one is canceled, as an older OTP to a number is, and the newer verifies
+    assert_api_error(&api.verify(&older, &app.code(&api)).await, 409, 473);
+    assert_eq!(api.verify(&newer, &app.code(&api)).await.status, 200);
 }
