@@ -80,8 +80,8 @@ pub trait AccountAdminStore: Send + Sync {
 
 /// The store the admin command works on.
 /// (and clears a destination's failed verifies: `OtpStore::clear_failures`).
-pub trait AdminStore: AccountStore + AccountAdminStore + OtpStore {}
-impl<T: AccountStore + AccountAdminStore + OtpStore> AdminStore for T {}
+pub trait AdminStore: AccountStore + AccountAdminStore + OtpStore + FactorStore {}
+impl<T: AccountStore + AccountAdminStore + OtpStore + FactorStore> AdminStore for T {}
 
 /// What a send reads before it decides anything, in one round trip.
 #[derive(Debug, Clone, Default)]
@@ -357,6 +357,18 @@ pub trait FactorStore: Send + Sync {
         was: &[u8],
         sealed: &[u8],
     ) -> Result<bool>;
+    /// Every factor of the deployment, a page at a time from `after` (the previous page's
+    /// `next`), for the operator's reseal before a key is retired. On DynamoDB a Scan of the
+    /// whole table: run once per key rotation, never on a request's path.
+    async fn factors_page(&self, after: Option<&str>) -> Result<FactorsPage>;
+}
+
+/// One page of `FactorStore::factors_page`.
+#[derive(Debug, Default)]
+pub struct FactorsPage {
+    pub factors: Vec<Factor>,
+    /// Where the next page starts; None: this was the last.
+    pub next: Option<String>,
 }
 
 /// The console's sessions and sign-in counters (`domain::console`): small items of their own,

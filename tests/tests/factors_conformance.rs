@@ -18,6 +18,7 @@ use twofa::{
     },
     domain::{
         account::Account,
+        account_admin,
         crypto::{Keys, MasterKey},
         factor::{Factor, FactorKind, FactorStatus, TotpParams},
         factors::{self, ChallengeRequest, NewTotp},
@@ -26,7 +27,7 @@ use twofa::{
         totp,
         verify::{self, VerifyTarget},
     },
-    ports::{Deps, NoScheduler, Store},
+    ports::{AdminStore, Deps, NoScheduler, Store},
     Error,
 };
 
@@ -79,6 +80,7 @@ conformance!(
     a_reseal_replaces_only_the_secret_it_was_given,
     of_concurrent_right_codes_on_two_challenges_exactly_one_verifies,
     a_factor_sealed_under_an_older_key_verifies_and_moves_to_the_current_one,
+    the_operators_reseal_moves_every_factor_off_the_retiring_key,
 );
 
 fn factor(account: &str, entity: &str, status: FactorStatus, created_ms: Millis) -> Factor {
@@ -100,7 +102,8 @@ fn factor(account: &str, entity: &str, status: FactorStatus, created_ms: Millis)
 
 async fn factors_are_listed_per_entity_and_account_and_deleted_once(store: Arc<dyn Store>) {
     // Given two factors of one entity, one of another entity, one of another account
-    let (a, b) = (factor("AC1", "alice", FactorStatus::Unverified, T0), factor("AC1", "alice", FactorStatus::Verified, T0 + 1));
+    let (a, b) =
+        (factor("AC1", "alice", FactorStatus::Unverified, T0), factor("AC1", "alice", FactorStatus::Verified, T0 + 1));
     let (other_entity, other_account) =
         (factor("AC1", "alice2", FactorStatus::Verified, T0), factor("AC2", "alice", FactorStatus::Verified, T0));
     for f in [&b, &a, &other_entity, &other_account] {
@@ -151,7 +154,10 @@ async fn a_first_code_confirms_only_an_unverified_factor(store: Arc<dyn Store>) 
     let stored = store.get_factor("AC1", "carol", &f.sid).await.unwrap().unwrap();
     assert_eq!((stored.status, stored.last_step), (FactorStatus::Verified, Some(10)));
     assert!(!store.use_factor_step("AC1", "carol", &f.sid, 11, true, T0 + 2).await.unwrap());
-    assert!(!store.fail_factor_confirm("AC1", "carol", &f.sid, 5).await.unwrap(), "a verified factor counts no failure");
+    assert!(
+        !store.fail_factor_confirm("AC1", "carol", &f.sid, 5).await.unwrap(),
+        "a verified factor counts no failure"
+    );
 }
 
 async fn concurrent_wrong_first_codes_count_exactly_up_to_the_max(store: Arc<dyn Store>) {
@@ -234,8 +240,13 @@ fn base32_decode(s: &str) -> Vec<u8> {
 /// A challenge of `f` in `service` (a newer challenge of the entity in the same service cancels
 /// an older one, as a newer send to a number does).
 async fn challenge(deps: &Deps, account: &Account, f: &Factor, service: &str) -> String {
-    let req =
-        ChallengeRequest { service: service.into(), timeout_secs: 300, limits: vec![], idempotency_key: None, callback: None };
+    let req = ChallengeRequest {
+        service: service.into(),
+        timeout_secs: 300,
+        limits: vec![],
+        idempotency_key: None,
+        callback: None,
+    };
     factors::challenge(deps, account, &f.entity, &f.sid, req).await.unwrap()
 }
 
@@ -286,4 +297,33 @@ async fn a_factor_sealed_under_an_older_key_verifies_and_moves_to_the_current_on
     let sid = challenge(&deps, &account, &f, "2FA").await;
     let code = now_code(&deps, &f, &seed);
     assert_eq!(verify::verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), &code).await, Ok(sid));
+}
+
+async fn the_operators_reseal_moves_every_factor_off_the_retiring_key<S: Store + AdminStore + 'static>(store: Arc<S>) {
+    // Given factors of two accounts made while key 1 was the only key, never used since
+    let (deps, clock) = deps(store.clone(), ring(&[1]));
+    let (one, two) = (new_account(&deps).await, new_account(&deps).await);
+    let mut made = vec![];
+    for (account, entity) in [(&one, "hana"), (&one, "ivan"), (&two, "hana")] {
+        made.push((account.clone(), confirmed(&deps, &clock, account, entity).await));
+    }
+    // When key 2 arrives and the operator reseals what key 1 sealed, before retiring it
+    deps.keys.replace(ring(&[1, 2]), 0);
+    let done = account_admin::reseal(store.as_ref(), &deps.keys, 1).await.unwrap();
+    // Then every factor's secret is under key 2 (besides the accounts' own values)
+    assert!(done.values >= made.len(), "{done:?}");
+    for (account, (f, _)) in &made {
+        let stored = store.get_factor(&account.sid, &f.entity, &f.sid).await.unwrap().unwrap();
+        assert_eq!(stored.sealed_secret[1], 2, "{} resealed", f.sid);
+    }
+    // And with key 1 retired each one still verifies its app's codes
+    deps.keys.replace(ring(&[2]), 0);
+    for (account, (f, seed)) in &made {
+        let sid = challenge(&deps, account, f, "2FA").await;
+        let code = now_code(&deps, f, seed);
+        assert_eq!(verify::verify(&deps, account, VerifyTarget::RequestId(sid.clone()), &code).await, Ok(sid));
+    }
+    // And a second reseal finds nothing left under key 1
+    let again = account_admin::reseal(store.as_ref(), &deps.keys, 1).await.unwrap();
+    assert_eq!(again.values, 0, "{again:?}");
 }

@@ -10,7 +10,7 @@ use crate::{
         factor::{Factor, FactorStatus},
         time::Millis,
     },
-    ports::FactorStore,
+    ports::{FactorStore, FactorsPage},
 };
 
 fn key(account_sid: &str, entity: &str, sid: &str) -> (String, String, String) {
@@ -98,4 +98,26 @@ impl FactorStore for MemoryStore {
             _ => Ok(false),
         }
     }
+
+    async fn factors_page(&self, after: Option<&str>) -> Result<FactorsPage> {
+        let s = self.lock()?;
+        let start = match after {
+            Some(cursor) => {
+                let mut parts = cursor.splitn(3, '\n').map(str::to_owned);
+                let key = (parts.next(), parts.next(), parts.next());
+                let (Some(a), Some(e), Some(f)) = key else { return Err(Error::invalid("after", "not a cursor")) };
+                std::ops::Bound::Excluded((a, e, f))
+            }
+            None => std::ops::Bound::Unbounded,
+        };
+        let factors: Vec<Factor> =
+            s.factors.range((start, std::ops::Bound::Unbounded)).take(PAGE).map(|(_, f)| f.clone()).collect();
+        let next = (factors.len() == PAGE)
+            .then(|| factors.last().map(|f| format!("{}\n{}\n{}", f.account_sid, f.entity, f.sid)))
+            .flatten();
+        Ok(FactorsPage { factors, next })
+    }
 }
+
+/// Factors a page of `factors_page` holds at most.
+const PAGE: usize = 500;

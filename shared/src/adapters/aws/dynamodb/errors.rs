@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::{
     error::{ProvideErrorMetadata, SdkError},
     operation::{
         batch_get_item::BatchGetItemError, delete_item::DeleteItemError, get_item::GetItemError,
-        put_item::PutItemError, query::QueryError, transact_write_items::TransactWriteItemsError,
+        put_item::PutItemError, query::QueryError, scan::ScanError, transact_write_items::TransactWriteItemsError,
         update_item::UpdateItemError,
     },
     types::CancellationReason,
@@ -42,6 +42,7 @@ transient!(
     GetItemError,
     BatchGetItemError,
     QueryError,
+    ScanError,
     PutItemError,
     UpdateItemError,
     DeleteItemError,

@@ -1,6 +1,8 @@
 //! Factors on DynamoDB (docs/data-model.md, "Factors"): one item per factor in its account and
 //! entity's partition; every change one conditional write on that item.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::{
@@ -11,7 +13,7 @@ use aws_sdk_dynamodb::{
 
 use super::{
     errors,
-    items::{factor_partition, from_item, to_item, FactorItem, Key},
+    items::{attr, factor_partition, from_item, to_item, FactorItem, Key, FACTOR_PREFIX},
     n, s, DynamoStore,
 };
 use crate::{
@@ -21,7 +23,7 @@ use crate::{
         ids,
         time::Millis,
     },
-    ports::FactorStore,
+    ports::{FactorStore, FactorsPage},
 };
 
 /// A conditional update's outcome: applied, or its condition did not hold.
@@ -163,5 +165,37 @@ impl FactorStore for DynamoStore {
             .await
             .map(|_| ());
         applied(out, "UpdateItem(factor reseal)")
+    }
+
+    async fn factors_page(&self, after: Option<&str>) -> Result<FactorsPage> {
+        let start = match after {
+            Some(cursor) => {
+                let (pk, sk) = cursor.split_once('\n').ok_or_else(|| Error::invalid("after", "not a cursor"))?;
+                Some(HashMap::from([(attr::PK.to_owned(), s(pk)), (attr::SK.to_owned(), s(sk))]))
+            }
+            None => None,
+        };
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(#pk, :prefix)")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_values(":prefix", s(FACTOR_PREFIX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| errors::sdk("Scan(factors)", &e))?;
+        let factors = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item::<FactorItem, Factor>)
+            .collect::<Result<Vec<_>>>()?;
+        let next = out.last_evaluated_key.filter(|k| !k.is_empty()).and_then(|k| {
+            let text = |name: &str| k.get(name).and_then(|v| v.as_s().ok()).cloned();
+            Some(format!("{}\n{}", text(attr::PK)?, text(attr::SK)?))
+        });
+        Ok(FactorsPage { factors, next })
     }
 }
