@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{wrong, Api, Resp};
+use common::{base32_decode, wrong, Api, Resp};
 use futures::future::join_all;
 use serde_json::{json, Value};
 use twofa::{
@@ -16,27 +16,6 @@ use twofa::{
 };
 
 const ENTITY: &str = "user-42";
-
-/// RFC 4648 base32 decoded, as an authenticator app reads a typed-in secret (written here
-/// apart from the server's encoder, so a wrong encoding fails).
-fn base32_decode(s: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("not base32: {s}"),
-        };
-        buffer = (buffer << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            out.push((buffer >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    out
-}
 
 /// A factor as created: its sid and what an app needs to make its codes.
 struct App {

@@ -4,7 +4,11 @@
 //! a crowd: a time step's code is taken once, wrong first codes count up to their max, two
 //! right codes at once verify once, and a factor follows the keys as they rotate.
 
+mod common;
+
 use std::sync::Arc;
+
+use common::base32_decode;
 
 use futures::future::join_all;
 use twofa::{
@@ -221,20 +225,6 @@ async fn confirmed(deps: &Deps, clock: &AdjustableClock, account: &Account, enti
     let factor = factors::confirm(deps, account, entity, &created.factor.sid, &code).await.unwrap();
     clock.advance_secs(30);
     (factor, seed)
-}
-
-fn base32_decode(s: &str) -> Vec<u8> {
-    let (mut out, mut buffer, mut bits) = (Vec::new(), 0u32, 0u32);
-    for c in s.bytes() {
-        let v = if c.is_ascii_uppercase() { c - b'A' } else { c - b'2' + 26 };
-        buffer = (buffer << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            out.push((buffer >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    out
 }
 
 /// A challenge of `f` in `service` (a newer challenge of the entity in the same service cancels

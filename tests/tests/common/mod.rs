@@ -195,3 +195,23 @@ impl Api {
 pub fn wrong(code: &str) -> String {
     code.chars().map(|c| if c == '9' { '0' } else { char::from(c as u8 + 1) }).collect()
 }
+
+/// RFC 4648 base32 decoded, as an authenticator app reads a typed-in secret (written apart
+/// from the server's encoder, so a wrong encoding fails).
+pub fn base32_decode(s: &str) -> Vec<u8> {
+    let (mut out, mut buffer, mut bits) = (Vec::new(), 0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32: {s}"),
+        };
+        buffer = (buffer << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            out.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
+}
