@@ -85,6 +85,7 @@ conformance!(
     of_concurrent_right_codes_on_two_challenges_exactly_one_verifies,
     a_factor_sealed_under_an_older_key_verifies_and_moves_to_the_current_one,
     the_operators_reseal_moves_every_factor_off_the_retiring_key,
+    of_concurrent_right_first_codes_exactly_one_confirms,
 );
 
 fn factor(account: &str, entity: &str, status: FactorStatus, created_ms: Millis) -> Factor {
@@ -316,4 +317,28 @@ async fn the_operators_reseal_moves_every_factor_off_the_retiring_key<S: Store +
     // And a second reseal finds nothing left under key 1
     let again = account_admin::reseal(store.as_ref(), &deps.keys, 1).await.unwrap();
     assert_eq!(again.values, 0, "{again:?}");
+}
+
+async fn of_concurrent_right_first_codes_exactly_one_confirms(store: Arc<dyn Store>) {
+    // Given a new factor and its app's first code
+    let (deps, _clock) = deps(store, Keys::random());
+    let account = new_account(&deps).await;
+    let new = NewTotp { entity: "jack".into(), friendly_name: None, issuer: None, params: TotpParams::default() };
+    let created = factors::create(&deps, &account, new).await.unwrap();
+    let f = created.factor;
+    let code = now_code(&deps, &f, &base32_decode(&created.secret));
+    // When eight confirms race with it
+    let answers = join_all((0..8).map(|_| {
+        let (deps, account, sid, code) = (deps.clone(), account.clone(), f.sid.clone(), code.clone());
+        tokio::spawn(async move { factors::confirm(&deps, &account, "jack", &sid, &code).await })
+    }))
+    .await;
+    // Then exactly one confirmed it, and the others were told it is verified already
+    let answers: Vec<_> = answers.into_iter().map(|a| a.unwrap()).collect();
+    assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), 1, "{answers:?}");
+    for refused in answers.iter().filter_map(|a| a.as_ref().err()) {
+        assert!(matches!(refused, Error::InvalidParameter { param, .. } if param == "factorSid"), "{refused:?}");
+    }
+    // And no wrong code was counted against it
+    assert_eq!(deps.store.get_factor(&account.sid, "jack", &f.sid).await.unwrap().unwrap().confirm_failures, 0);
 }

@@ -138,9 +138,13 @@ pub async fn confirm(deps: &Deps, account: &Account, entity_id: &str, sid: &str,
         // code is a replay.
     }
     if deps.store.fail_factor_confirm(&account.sid, &factor.entity, sid, MAX_CONFIRM_FAILURES).await? {
-        Err(Error::InvalidCode)
-    } else {
-        Err(Error::MaxAttempts)
+        return Err(Error::InvalidCode);
+    }
+    // Not counted: at its max, or confirmed (or deleted) by a concurrent request meanwhile.
+    match deps.store.get_factor(&account.sid, &factor.entity, sid).await? {
+        Some(f) if f.status == FactorStatus::Verified => Err(Error::invalid("factorSid", "is verified already")),
+        Some(_) => Err(Error::MaxAttempts),
+        None => Err(Error::FactorNotFound),
     }
 }
 
