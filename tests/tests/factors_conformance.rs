@@ -9,17 +9,9 @@ mod common;
 use std::sync::Arc;
 
 use common::base32_decode;
-
 use futures::future::join_all;
 use twofa::{
-    adapters::{
-        aws::{
-            aws_config,
-            dynamodb::{create_table, DynamoStore},
-        },
-        clock::AdjustableClock,
-        outbox::Outbox,
-    },
+    adapters::{clock::AdjustableClock, outbox::Outbox},
     domain::{
         account::Account,
         account_admin,
@@ -37,46 +29,7 @@ use twofa::{
 
 const T0: Millis = 1_700_000_000_000;
 
-async fn dynamo_store() -> DynamoStore {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| !u.is_empty()),
-        "AWS_ENDPOINT_URL is not set: the DynamoDB half needs moto (`make test`, or infra/scripts/moto.sh)"
-    );
-    let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
-    let table = format!("factors-{}", ids::new_sid(""));
-    create_table(&client, &table).await.expect("create the table in moto");
-    DynamoStore::new(client, table)
-}
-
-async fn drop_table(store: &DynamoStore) {
-    let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
-    client.delete_table().table_name(store.table()).send().await.expect("delete the table");
-}
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(std::sync::Arc::new(twofa::adapters::memory::MemoryStore::new())).await
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let store = std::sync::Arc::new(super::dynamo_store().await);
-                    super::$name(store.clone()).await;
-                    super::drop_table(&store).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+on_both_stores!(
     factors_are_listed_per_entity_and_account_and_deleted_once,
     of_concurrent_uses_of_one_step_exactly_one_is_taken_and_never_an_earlier_one,
     a_first_code_confirms_only_an_unverified_factor,

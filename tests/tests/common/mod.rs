@@ -2,6 +2,32 @@
 #![allow(dead_code)]
 
 pub mod aws;
+
+/// Each named test `async fn NAME(store: Arc<…>)` run twice: on the embedded store (`memory::NAME`)
+/// and on DynamoDB over a fresh moto table (`dynamodb::NAME`, the table dropped after).
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(twofa::adapters::memory::MemoryStore::new())).await
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let store = std::sync::Arc::new($crate::common::aws::fresh_store(stringify!($name)).await);
+                    super::$name(store.clone()).await;
+                    $crate::common::aws::drop_store(&store).await;
+                }
+            )*
+        }
+    };
+}
 pub mod browser;
 pub mod provider;
 pub mod receiver;

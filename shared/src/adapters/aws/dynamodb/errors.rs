@@ -162,3 +162,19 @@ mod tests {
         assert_eq!(sdk("Query", &validation("Invalid KeyConditionExpression: Syntax error")), Error::Internal);
     }
 }
+
+/// A conditional `UpdateItem`'s outcome: applied (true), or its condition did not hold
+/// (false); a transaction in flight on the item is `Contended`.
+pub(crate) fn conditional<T>(
+    out: std::result::Result<T, SdkError<UpdateItemError>>,
+    op: &'static str,
+) -> Result<bool, Error> {
+    match out {
+        Ok(_) => Ok(true),
+        Err(e) => match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+            Some(UpdateItemError::TransactionConflictException(_)) => Err(Error::Contended),
+            _ => Err(sdk(op, &e)),
+        },
+    }
+}

@@ -4,9 +4,8 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::{
-    operation::{delete_item::DeleteItemError, put_item::PutItemError, update_item::UpdateItemError},
+    operation::delete_item::DeleteItemError,
     primitives::Blob,
     types::{AttributeValue, ReturnValue},
 };
@@ -26,37 +25,11 @@ use crate::{
     ports::{FactorStore, FactorsPage},
 };
 
-/// A conditional update's outcome: applied, or its condition did not hold.
-fn applied(out: std::result::Result<(), SdkError<UpdateItemError>>, op: &'static str) -> Result<bool> {
-    match out {
-        Ok(()) => Ok(true),
-        Err(e) => match e.as_service_error() {
-            Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
-            Some(UpdateItemError::TransactionConflictException(_)) => Err(Error::Contended),
-            _ => Err(errors::sdk(op, &e)),
-        },
-    }
-}
-
 #[async_trait]
 impl FactorStore for DynamoStore {
     async fn put_factor(&self, factor: &Factor) -> Result<()> {
         let item = to_item(&FactorItem::new(factor))?;
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(_)) => Err(Error::Contended),
-                _ => Err(errors::sdk("PutItem(factor)", &e)),
-            },
-        }
+        self.put_new("PutItem(factor)", item).await
     }
 
     async fn get_factor(&self, account_sid: &str, entity: &str, sid: &str) -> Result<Option<Factor>> {
@@ -119,7 +92,7 @@ impl FactorStore for DynamoStore {
             .send()
             .await
             .map(|_| ());
-        applied(out, "UpdateItem(factor step)")
+        errors::conditional(out, "UpdateItem(factor step)")
     }
 
     async fn fail_factor_confirm(&self, account_sid: &str, entity: &str, sid: &str, max: u32) -> Result<bool> {
@@ -140,7 +113,7 @@ impl FactorStore for DynamoStore {
             .send()
             .await
             .map(|_| ());
-        applied(out, "UpdateItem(factor confirm)")
+        errors::conditional(out, "UpdateItem(factor confirm)")
     }
 
     async fn reseal_factor(
@@ -164,7 +137,7 @@ impl FactorStore for DynamoStore {
             .send()
             .await
             .map(|_| ());
-        applied(out, "UpdateItem(factor reseal)")
+        errors::conditional(out, "UpdateItem(factor reseal)")
     }
 
     async fn factors_page(&self, after: Option<&str>) -> Result<FactorsPage> {
