@@ -132,6 +132,22 @@ pub(crate) fn canceled(reasons: &[Reason]) -> Error {
     }
 }
 
+/// A conditional `UpdateItem`'s outcome: applied (true), or its condition did not hold
+/// (false); a transaction in flight on the item is `Contended`.
+pub(crate) fn conditional<T>(
+    out: std::result::Result<T, SdkError<UpdateItemError>>,
+    op: &'static str,
+) -> Result<bool, Error> {
+    match out {
+        Ok(_) => Ok(true),
+        Err(e) => match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+            Some(UpdateItemError::TransactionConflictException(_)) => Err(Error::Contended),
+            _ => Err(sdk(op, &e)),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use aws_smithy_runtime_api::http::{Response, StatusCode};
@@ -160,21 +176,5 @@ mod tests {
         }
         // And a malformed expression (our bug) stays Internal
         assert_eq!(sdk("Query", &validation("Invalid KeyConditionExpression: Syntax error")), Error::Internal);
-    }
-}
-
-/// A conditional `UpdateItem`'s outcome: applied (true), or its condition did not hold
-/// (false); a transaction in flight on the item is `Contended`.
-pub(crate) fn conditional<T>(
-    out: std::result::Result<T, SdkError<UpdateItemError>>,
-    op: &'static str,
-) -> Result<bool, Error> {
-    match out {
-        Ok(_) => Ok(true),
-        Err(e) => match e.as_service_error() {
-            Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
-            Some(UpdateItemError::TransactionConflictException(_)) => Err(Error::Contended),
-            _ => Err(sdk(op, &e)),
-        },
     }
 }
