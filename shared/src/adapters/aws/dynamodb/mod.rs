@@ -152,7 +152,8 @@ impl DynamoStore {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    /// `PutItem` of an item whose key must be new: `Error::Contended` when it is taken.
+    /// `PutItem` of an item whose key must be new: `Error::Contended` when it is taken (or a
+    /// transaction holds it).
     async fn put_new(&self, op: &'static str, item: Item) -> Result<()> {
         use aws_sdk_dynamodb::operation::put_item::PutItemError;
         let out = self
@@ -166,7 +167,9 @@ impl DynamoStore {
         match out {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(_)) => Err(Error::Contended),
+                Some(
+                    PutItemError::ConditionalCheckFailedException(_) | PutItemError::TransactionConflictException(_),
+                ) => Err(Error::Contended),
                 _ => Err(errors::sdk(op, &e)),
             },
         }
