@@ -696,6 +696,22 @@ pub trait Dispatcher: Send + Sync {
     async fn dispatch(&self, msg: &OutboundMessage<'_>) -> std::result::Result<DispatchReceipt, DispatchError>;
 }
 
+/// The dispatcher of a function that sends nothing (the console): no channel is delivered,
+/// and a dispatch answers `Unavailable` (503, nothing sent). Callback URLs follow a
+/// deployment's rules, so the console takes exactly what the API takes.
+pub struct SendsNothing;
+
+#[async_trait]
+impl Dispatcher for SendsNothing {
+    fn delivers(&self, _channel: Channel) -> bool {
+        false
+    }
+
+    async fn dispatch(&self, _msg: &OutboundMessage<'_>) -> std::result::Result<DispatchReceipt, DispatchError> {
+        Err(DispatchError::Unavailable)
+    }
+}
+
 /// The voices calls can use: Polly's `DescribeVoices` on AWS.
 #[async_trait]
 pub trait VoiceCatalog: Send + Sync {

@@ -25,7 +25,7 @@ use crate::{
     domain::crypto::{Keys, KEY_REFRESH_MS, KEY_RETIRE_GRACE_MS},
     domain::otp::Channel,
     http::auth::ClientIp,
-    ports::{Deps, Dispatcher, NoScheduler, Scheduler, SystemClock},
+    ports::{Deps, Dispatcher, NoScheduler, Scheduler, SendsNothing, SystemClock},
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -225,14 +225,35 @@ impl Parts {
     }
 }
 
+/// What a function delivers with: its dispatcher and workflow scheduler, built from the SDK
+/// configuration and the environment's `Config`.
+pub type Delivery = fn(&aws_config::SdkConfig, &Config) -> (Arc<dyn Dispatcher>, Arc<dyn Scheduler>);
+
+/// Every route and the configured scheduler: the API's functions.
+pub fn delivering(sdk: &aws_config::SdkConfig, config: &Config) -> (Arc<dyn Dispatcher>, Arc<dyn Scheduler>) {
+    (dispatcher(sdk, config), scheduler(sdk, config))
+}
+
+/// No route and no scheduler: a function that reads and manages but never sends (the
+/// console). Its binary links none of the delivery clients (SNS, SES, SMS Voice v2, Social,
+/// Polly, Step Functions), which keeps its zip and cold start small (README "Performance").
+pub fn sending_nothing(_: &aws_config::SdkConfig, _: &Config) -> (Arc<dyn Dispatcher>, Arc<dyn Scheduler>) {
+    (Arc::new(SendsNothing), Arc::new(NoScheduler))
+}
+
 /// The configuration from the environment and every adapter built from it but the keys, with
 /// the SDK configuration the master secret is read with.
 pub async fn parts_from_env() -> Result<(Parts, aws_config::SdkConfig), BoxError> {
+    parts_from_env_with(delivering).await
+}
+
+/// `parts_from_env` with the function's own `Delivery`.
+pub async fn parts_from_env_with(delivery: Delivery) -> Result<(Parts, aws_config::SdkConfig), BoxError> {
     let config = Config::from_env()?;
     let sdk = aws_config().await;
+    let (dispatcher, scheduler) = delivery(&sdk, &config);
     // Every delivery attempt also writes a dispatch metric line (adapters::emf).
-    let dispatcher = MeteredDispatcher::new(dispatcher(&sdk, &config), stdout_sink(), metrics_namespace());
-    let scheduler = scheduler(&sdk, &config);
+    let dispatcher = MeteredDispatcher::new(dispatcher, stdout_sink(), metrics_namespace());
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table).with_otp_shards(config.otp_shards);
     Ok((Parts { store: Arc::new(store), dispatcher: Arc::new(dispatcher), scheduler }, sdk))
 }
@@ -377,8 +398,13 @@ pub fn with_client_ip(mut req: lambda_http::Request) -> lambda_http::Request {
 /// Tracing, adapters, then serve `router` for the life of the process (from the first
 /// invocation on, once the master secret has arrived: `AfterSecret`).
 pub async fn run(router: fn(Deps) -> Router) -> Result<(), BoxError> {
+    run_with(router, delivering).await
+}
+
+/// `run` with the function's own `Delivery` (`sending_nothing` for the console).
+pub async fn run_with(router: fn(Deps) -> Router, delivery: Delivery) -> Result<(), BoxError> {
     init_tracing();
-    let (parts, sdk) = parts_from_env().await?;
+    let (parts, sdk) = parts_from_env_with(delivery).await?;
     let app = Arc::new(AfterSecret::start(&sdk, move |keys| {
         crate::http::metrics::with_metrics(router(parts.clone().with_keys(keys)), stdout_sink(), metrics_namespace())
     }));
