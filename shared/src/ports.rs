@@ -80,8 +80,8 @@ pub trait AccountAdminStore: Send + Sync {
 
 /// The store the admin command works on.
 /// (and clears a destination's failed verifies: `OtpStore::clear_failures`).
-pub trait AdminStore: AccountStore + AccountAdminStore + OtpStore + FactorStore {}
-impl<T: AccountStore + AccountAdminStore + OtpStore + FactorStore> AdminStore for T {}
+pub trait AdminStore: AccountStore + AccountAdminStore + OtpStore + FactorStore + FactorScan {}
+impl<T: AccountStore + AccountAdminStore + OtpStore + FactorStore + FactorScan> AdminStore for T {}
 
 /// What a send reads before it decides anything, in one round trip.
 #[derive(Debug, Clone, Default)]
@@ -357,6 +357,12 @@ pub trait FactorStore: Send + Sync {
         was: &[u8],
         sealed: &[u8],
     ) -> Result<bool>;
+}
+
+/// What the operator's reseal needs of factors beyond `FactorStore`. Apart from it (and from
+/// `Store`), so no function serving requests links the Scan it is on DynamoDB.
+#[async_trait]
+pub trait FactorScan: Send + Sync {
     /// Every factor of the deployment, a page at a time from `after` (the previous page's
     /// `next`), for the operator's reseal before a key is retired. On DynamoDB a Scan of the
     /// whole table: run once per key rotation, never on a request's path.

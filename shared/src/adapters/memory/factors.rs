@@ -10,7 +10,7 @@ use crate::{
         factor::{Factor, FactorStatus},
         time::Millis,
     },
-    ports::{FactorStore, FactorsPage},
+    ports::{FactorScan, FactorStore, FactorsPage},
 };
 
 fn key(account_sid: &str, entity: &str, sid: &str) -> (String, String, String) {
@@ -98,7 +98,10 @@ impl FactorStore for MemoryStore {
             _ => Ok(false),
         }
     }
+}
 
+#[async_trait]
+impl FactorScan for MemoryStore {
     async fn factors_page(&self, after: Option<&str>) -> Result<FactorsPage> {
         let s = self.lock()?;
         let start = match after {

@@ -22,7 +22,7 @@ use crate::{
         ids,
         time::Millis,
     },
-    ports::{FactorStore, FactorsPage},
+    ports::{FactorScan, FactorStore, FactorsPage},
 };
 
 #[async_trait]
@@ -139,7 +139,10 @@ impl FactorStore for DynamoStore {
             .map(|_| ());
         errors::conditional(out, "UpdateItem(factor reseal)")
     }
+}
 
+#[async_trait]
+impl FactorScan for DynamoStore {
     async fn factors_page(&self, after: Option<&str>) -> Result<FactorsPage> {
         let start = match after {
             Some(cursor) => {
