@@ -18,6 +18,7 @@ use crate::{
     domain::{
         error::{Error, Result},
         factor::{Factor, FactorStatus},
+        ids,
         time::Millis,
     },
     ports::FactorStore,
@@ -62,7 +63,9 @@ impl FactorStore for DynamoStore {
     }
 
     async fn list_factors(&self, account_sid: &str, entity: &str) -> Result<Vec<Factor>> {
-        let items = self.query_prefix("Query(factors)", factor_partition(account_sid, entity), "").await?;
+        // Every sort key of the partition is a factor sid. (A key condition cannot compare with
+        // an empty string: DynamoDB refuses `begins_with(sk, "")` as a ValidationException.)
+        let items = self.query_prefix("Query(factors)", factor_partition(account_sid, entity), ids::FACTOR).await?;
         let mut all = items.into_iter().map(from_item::<FactorItem, Factor>).collect::<Result<Vec<_>>>()?;
         all.sort_by(|a, b| (a.created_ms, &a.sid).cmp(&(b.created_ms, &b.sid)));
         Ok(all)
