@@ -38,7 +38,8 @@ impl FactorStore for DynamoStore {
     }
 
     async fn list_factors(&self, account_sid: &str, entity: &str) -> Result<Vec<Factor>> {
-        // Every sort key of the partition is a factor sid (a key condition takes no empty prefix).
+        // Every sort key of the partition is a factor sid. (A key condition cannot compare with
+        // an empty string: DynamoDB refuses `begins_with(sk, "")` as a ValidationException.)
         let items = self.query_prefix("Query(factors)", factor_partition(account_sid, entity), ids::FACTOR).await?;
         let mut all = items.into_iter().map(from_item::<FactorItem, Factor>).collect::<Result<Vec<_>>>()?;
         all.sort_by(|a, b| (a.created_ms, &a.sid).cmp(&(b.created_ms, &b.sid)));
@@ -51,12 +52,15 @@ impl FactorStore for DynamoStore {
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(Key::factor(account_sid, entity, sid).to_item()))
+            .condition_expression("attribute_exists(pk)")
             .return_values(ReturnValue::AllOld)
             .send()
             .await;
         match out {
             Ok(out) => out.attributes.map(from_item::<FactorItem, Factor>).transpose(),
             Err(e) => match e.as_service_error() {
+                // Nothing to delete: gone already (a concurrent delete won).
+                Some(DeleteItemError::ConditionalCheckFailedException(_)) => Ok(None),
                 Some(DeleteItemError::TransactionConflictException(_)) => Err(Error::Contended),
                 _ => Err(errors::sdk("DeleteItem(factor)", &e)),
             },
