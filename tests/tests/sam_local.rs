@@ -385,12 +385,26 @@ async fn a_workflow_falls_back_from_sms_to_email_through_step_functions_and_the_
     };
     assert_eq!(mail["subject"], "Your code");
     assert!(mail["body"].as_str().unwrap_or_default().contains(&code), "{mail}");
-    let steps = sam.step_invocations(&sid).await;
+    // (the email can reach moto before the router has noted the step's invocation, and
+    // before the step has recorded its event: both are awaited, to the same deadline)
+    let steps = loop {
+        let steps = sam.step_invocations(&sid).await;
+        if !steps.is_empty() || std::time::Instant::now() >= deadline {
+            break steps;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!(steps[0].0, "WorkflowStepFunction");
     assert_eq!(steps[0].1["more"], false, "{steps:?}");
     // And the record shows both dispatches, and the code still verifies
-    let sdr = sam.get(&format!("/2fa/search/{sid}")).await.json();
+    let sdr = loop {
+        let sdr = sam.get(&format!("/2fa/search/{sid}")).await.json();
+        if sdr["events"].as_array().is_some_and(|e| e.len() >= 2) || std::time::Instant::now() >= deadline {
+            break sdr;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
     let channels: Vec<_> = sdr["events"].as_array().unwrap().iter().map(|e| e["channel"].clone()).collect();
     assert_eq!(channels, [json!("sms"), json!("email")], "{sdr}");
     let r = sam.post("/2fa/verify", &json!({ "requestId": sid, "code": code })).await;

@@ -24,12 +24,8 @@ use twofa::{
         time,
     },
     http::lambda::{load_keys, Config},
-    ports::{AdminStore, Clock, FactorStore, SystemClock},
+    ports::{AdminStore, Clock, SystemClock},
 };
-
-/// What the commands run on: the accounts' ports and the factors'.
-pub trait OperatorStore: AdminStore + FactorStore {}
-impl<T: AdminStore + FactorStore> OperatorStore for T {}
 
 pub const USAGE: &str = "\
 usage: twofa-admin account <command>
@@ -368,12 +364,7 @@ pub async fn run_keys(
 }
 
 /// Run `command` on `store`; what to print.
-pub async fn run(
-    command: Command,
-    store: &dyn OperatorStore,
-    keys: &Keys,
-    clock: &dyn Clock,
-) -> Result<String, String> {
+pub async fn run(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &dyn Clock) -> Result<String, String> {
     let sid_of = |c: &Command| match c {
         Command::Show { sid }
         | Command::Suspend { sid, .. }
@@ -401,7 +392,7 @@ pub async fn run(
     })
 }
 
-async fn execute(command: Command, store: &dyn OperatorStore, keys: &Keys, clock: &dyn Clock) -> twofa::Result<String> {
+async fn execute(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &dyn Clock) -> twofa::Result<String> {
     Ok(match command {
         Command::Help => USAGE.to_owned(),
         Command::KeysStatus | Command::KeysRotate { .. } | Command::KeysRetirePrevious => {

@@ -5,6 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use twofa::ports::AdminStore;
 use twofa::{
     adapters::{
         aws::{
@@ -25,19 +26,19 @@ use twofa::{
     ports::{Clock, Deps, NoScheduler, Store},
     Error,
 };
-use twofa_admin::{run, Command, OperatorStore};
+use twofa_admin::{run, Command};
 
 /// One deployment: the API's view of the store (to make factors as it does) and the
 /// operator's (the commands'), on the same data.
 struct Deployment {
     deps: Deps,
-    operator: Arc<dyn OperatorStore>,
+    operator: Arc<dyn AdminStore>,
     keys: Arc<Keys>,
     clock: Arc<AdjustableClock>,
     account: Account,
 }
 
-async fn deployment<S: Store + OperatorStore + 'static>(store: Arc<S>) -> Deployment {
+async fn deployment<S: Store + AdminStore + 'static>(store: Arc<S>) -> Deployment {
     let clock = Arc::new(AdjustableClock::default());
     let keys = Arc::new(Keys::random());
     let account = Account::new(ids::new_sid(ids::ACCOUNT), "t", &keys, None, clock.now_ms());
