@@ -56,7 +56,7 @@ check-build:
 	$(CARGO) build --workspace --features twofa/aws
 
 lambda:
-	$(CARGO) build --release -p twofa-otp -p twofa-limits -p twofa-records -p twofa-workflows -p twofa-workflow-step -p twofa-callbacks -p twofa-receipts -p twofa-console
+	$(CARGO) build --release -p twofa-otp -p twofa-limits -p twofa-records -p twofa-workflows -p twofa-workflow-step -p twofa-callbacks -p twofa-receipts -p twofa-console -p twofa-factors
 
 local-aws:
 	ARCH=$(ARCH) bash $(SAM) up

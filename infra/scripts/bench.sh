@@ -53,7 +53,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf 
 echo "==> release builds (profile.release of Cargo.toml)"
 start=$SECONDS
 # Every function of template.yaml (the Makefile's `lambda` list).
-FUNCTIONS=(twofa-otp twofa-limits twofa-records twofa-workflows twofa-workflow-step twofa-callbacks twofa-receipts twofa-console)
+FUNCTIONS=(twofa-otp twofa-limits twofa-records twofa-workflows twofa-workflow-step twofa-callbacks twofa-receipts twofa-console twofa-factors)
 # shellcheck disable=SC2046
 cargo build --release -q $(printf -- '-p %s ' "${FUNCTIONS[@]}")
 echo "    functions built in $((SECONDS - start)) s (incremental: only what changed)"

@@ -13,6 +13,7 @@ use crate::domain::{
     content::Content,
     crypto::Keys,
     error::Result,
+    factor::Factor,
     guard::{GuardCount, GuardKey},
     idempotency::IdempotencyRecord,
     insights::{Cell, Granularity},
@@ -79,8 +80,8 @@ pub trait AccountAdminStore: Send + Sync {
 
 /// The store the admin command works on.
 /// (and clears a destination's failed verifies: `OtpStore::clear_failures`).
-pub trait AdminStore: AccountStore + AccountAdminStore + OtpStore {}
-impl<T: AccountStore + AccountAdminStore + OtpStore> AdminStore for T {}
+pub trait AdminStore: AccountStore + AccountAdminStore + OtpStore + FactorStore + FactorScan {}
+impl<T: AccountStore + AccountAdminStore + OtpStore + FactorStore + FactorScan> AdminStore for T {}
 
 /// What a send reads before it decides anything, in one round trip.
 #[derive(Debug, Clone, Default)]
@@ -319,6 +320,63 @@ pub trait InsightsStore: Send + Sync {
     ) -> Result<Vec<Cell>>;
 }
 
+/// Factors (`domain::factors`): one item each under its account and entity, every change a
+/// conditional write.
+#[async_trait]
+pub trait FactorStore: Send + Sync {
+    /// Store a new factor; `Error::Contended` when its sid is taken (never, for a random one).
+    async fn put_factor(&self, factor: &Factor) -> Result<()>;
+    async fn get_factor(&self, account_sid: &str, entity: &str, sid: &str) -> Result<Option<Factor>>;
+    /// The entity's factors, oldest first.
+    async fn list_factors(&self, account_sid: &str, entity: &str) -> Result<Vec<Factor>>;
+    /// Remove it: the factor as it was, or None when there was none.
+    async fn delete_factor(&self, account_sid: &str, entity: &str, sid: &str) -> Result<Option<Factor>>;
+    /// Accept a right code of time step `step`, in one conditional write: only while the
+    /// factor exists, no code of this step or a later one was accepted, and it is verified
+    /// (`confirm`: unverified, which it then becomes, at `now`). False, and nothing written,
+    /// otherwise: of concurrent uses of one step exactly one is true.
+    async fn use_factor_step(
+        &self,
+        account_sid: &str,
+        entity: &str,
+        sid: &str,
+        step: i64,
+        confirm: bool,
+        now: Millis,
+    ) -> Result<bool>;
+    /// Count a wrong first code, only while it is unverified with fewer than `max` counted
+    /// (of concurrent wrong codes at most `max` count): false, and nothing counted, otherwise.
+    async fn fail_factor_confirm(&self, account_sid: &str, entity: &str, sid: &str, max: u32) -> Result<bool>;
+    /// Put `sealed` (the secret sealed under the current key) in place of `was`, only while the
+    /// factor still holds `was`: false otherwise (another writer moved it first, or it is gone).
+    async fn reseal_factor(
+        &self,
+        account_sid: &str,
+        entity: &str,
+        sid: &str,
+        was: &[u8],
+        sealed: &[u8],
+    ) -> Result<bool>;
+}
+
+/// What the operator's reseal needs of factors beyond `FactorStore`. Apart from it (and from
+/// `Store`), so no function serving requests links the Scan it is on DynamoDB.
+#[async_trait]
+pub trait FactorScan: Send + Sync {
+    /// Every factor of the deployment, a page at a time from `after` (the previous page's
+    /// `next`), for the operator's reseal before a key is retired. On DynamoDB a Scan of the
+    /// whole table: run once per key rotation, never on a request's path.
+    async fn factors_page(&self, after: Option<&str>) -> Result<FactorsPage>;
+}
+
+/// One page of `FactorStore::factors_page`.
+#[derive(Debug, Default)]
+pub struct FactorsPage {
+    pub factors: Vec<Factor>,
+    /// Where the next page starts; None: this was the last.
+    pub next: Option<String>,
+}
+
 /// The console's sessions and sign-in counters (`domain::console`): small items of their own,
 /// kept until they expire.
 #[async_trait]
@@ -465,6 +523,7 @@ pub trait Store:
     + ReceiptStore
     + InsightsStore
     + ConsoleStore
+    + FactorStore
 {
 }
 impl<T> Store for T where
@@ -477,6 +536,7 @@ impl<T> Store for T where
         + ReceiptStore
         + InsightsStore
         + ConsoleStore
+        + FactorStore
 {
 }
 

@@ -454,6 +454,37 @@ async fn the_overviews_figures_and_rows_equal_the_insights_report_of_its_range()
 }
 
 #[tokio::test]
+async fn a_verification_by_an_authenticator_app_shows_beside_sms_in_the_overview_and_sessions() {
+    // Given an SMS verified and a challenge of a confirmed authenticator-app factor verified
+    let c = Console::start().await;
+    let sms = c.api.sent("+14155550100").await;
+    let code = c.api.code_of(&sms).await;
+    assert_eq!(c.api.verify(&sms, &code).await.status, 200);
+    let created = c.api.post("/2fa/entities/alice/factors", &serde_json::json!({})).await.json()["data"].clone();
+    let (factor, seed) =
+        (created["sid"].as_str().unwrap().to_owned(), common::base32_decode(created["secret"].as_str().unwrap()));
+    let app_code = || {
+        let p = twofa::domain::factor::TotpParams::default();
+        twofa::domain::totp::code(&seed, &p, twofa::domain::totp::step_at(&p, c.api.dev.clock.now_ms()))
+    };
+    let path = format!("/2fa/entities/alice/factors/{factor}");
+    assert_eq!(c.api.post(&format!("{path}/confirm"), &serde_json::json!({ "code": app_code() })).await.status, 200);
+    c.api.advance(30).await;
+    let challenge = c.api.post(&format!("{path}/challenges"), &serde_json::json!({})).await.request_id();
+    assert_eq!(c.api.verify(&challenge, &app_code()).await.status, 200);
+    let cookie = c.signed_in().await;
+    // When the overview is shown
+    let r = c.get("/console/overview?range=24h", Some(&cookie)).await;
+    // Then half the verifications sent nothing, and totp has its row beside sms
+    assert_eq!(text_of(&r.text, "data-metric=\"sentNothingShare\""), "50.0%");
+    assert_eq!(attr_values(&r.text, "data-channel"), ["sms", "totp"]);
+    // And the sessions filtered by channel totp list the challenge alone
+    let r = c.get("/console/sessions?channel=totp", Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains(&challenge) && !r.text.contains(&sms), "{}", r.text);
+}
+
+#[tokio::test]
 async fn the_overview_has_range_links_and_names_a_bad_custom_range() {
     let c = Console::start().await;
     let cookie = c.signed_in().await;
@@ -477,6 +508,8 @@ async fn the_sessions_page_pages_through_every_otp_once_by_its_next_and_prev_lin
     let mut sent = vec![];
     for i in 0..5 {
         sent.push(c.api.sent(&format!("+1415555010{i}")).await);
+        // A second apart: two sends in one millisecond have no order by time.
+        c.api.advance(1).await;
     }
     let cookie = c.signed_in().await;
     // When the sessions are listed two by two, following rel="next"

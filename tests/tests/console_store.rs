@@ -3,14 +3,12 @@
 //! moto at `AWS_ENDPOINT_URL`, a table per test): sessions, sign-out, and the sign-in counter
 //! that admits exactly its max however many attempts race.
 
+mod common;
+
 use std::sync::Arc;
 
 use futures::future::join_all;
 use twofa::{
-    adapters::aws::{
-        aws_config,
-        dynamodb::{create_table, DynamoStore},
-    },
     domain::{
         account::Account,
         console::{self, ConsoleSession, ResumeError, SignInError, IDLE_MS, SIGN_INS_PER_ACCOUNT, TOUCH_AFTER_MS},
@@ -24,46 +22,7 @@ use twofa::{
 
 const T0: Millis = 1_700_000_000_000;
 
-async fn dynamo_store() -> DynamoStore {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| !u.is_empty()),
-        "AWS_ENDPOINT_URL is not set: the DynamoDB half needs moto (`make test`, or infra/scripts/moto.sh)"
-    );
-    let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
-    let table = format!("console-{}", ids::new_sid(""));
-    create_table(&client, &table).await.expect("create the table in moto");
-    DynamoStore::new(client, table)
-}
-
-async fn drop_table(store: &DynamoStore) {
-    let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
-    client.delete_table().table_name(store.table()).send().await.expect("delete the table");
-}
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(std::sync::Arc::new(twofa::adapters::memory::MemoryStore::new())).await
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let store = std::sync::Arc::new(super::dynamo_store().await);
-                    super::$name(store.clone()).await;
-                    super::drop_table(&store).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+on_both_stores!(
     a_session_reads_back_is_touched_and_is_gone_once_deleted,
     a_second_session_under_the_same_key_is_contended,
     a_counter_counts_up_to_its_max_then_refuses,

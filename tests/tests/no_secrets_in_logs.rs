@@ -9,6 +9,7 @@ use std::{
 
 use common::{wrong, Api};
 use serde_json::json;
+use twofa::ports::Clock;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -77,12 +78,31 @@ async fn codes_and_tokens_never_appear_in_logs() {
     let out = browser.post(format!("{}/console/sign-out", api.base)).header("cookie", &session);
     out.form(&[("csrf", csrf.as_str())]).send().await.unwrap();
     let session_value = session.split_once('=').unwrap().1.to_owned();
+    // An authenticator-app factor: created (its secret shown once), confirmed, challenged,
+    // a wrong code and the right one
+    let created = api.post("/2fa/entities/user-7/factors", &json!({})).await.json()["data"].clone();
+    let (factor, secret) =
+        (created["sid"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned());
+    let seed = common::base32_decode(&secret);
+    let app_code = || {
+        let p = twofa::domain::factor::TotpParams::default();
+        twofa::domain::totp::code(&seed, &p, twofa::domain::totp::step_at(&p, api.dev.clock.now_ms()))
+    };
+    let path = format!("/2fa/entities/user-7/factors/{factor}");
+    let first_code = app_code();
+    assert_eq!(api.post(&format!("{path}/confirm"), &json!({ "code": first_code })).await.status, 200);
+    api.advance(30).await;
+    let challenge = api.post(&format!("{path}/challenges"), &json!({})).await.request_id();
+    let factor_code = app_code();
+    api.verify(&challenge, &wrong(&factor_code)).await;
+    assert_eq!(api.verify(&challenge, &factor_code).await.status, 200);
 
     // Then the logs say what happened...
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains(&sid), "the OTP sid is logged: {logs}");
     assert!(logs.contains("otp verified") && logs.contains("invalid code"), "{logs}");
     assert!(logs.contains("idempotent repeat"), "{logs}");
+    assert!(logs.contains("factor confirmed") && logs.contains(&challenge), "{logs}");
     // ...and hold no code, no token and no idempotency key
     for secret in [
         code.as_str(),
@@ -93,6 +113,10 @@ async fn codes_and_tokens_never_appear_in_logs() {
         test_code,
         session_value.as_str(),
         csrf.as_str(),
+        secret.as_str(),
+        first_code.as_str(),
+        factor_code.as_str(),
+        wrong(&factor_code).as_str(),
     ] {
         assert!(!logs.contains(secret), "a secret or key leaked into the logs");
     }

@@ -39,10 +39,16 @@ fn spec_operations(spec: &Value) -> BTreeMap<String, BTreeSet<String>> {
 
 /// Every path the routers route.
 fn router_paths() -> BTreeSet<String> {
-    [http::otp::routes(), http::limits::routes(), http::workflows::routes(), http::records::routes()]
-        .iter()
-        .flat_map(|r| r.paths().to_vec())
-        .collect()
+    [
+        http::otp::routes(),
+        http::limits::routes(),
+        http::workflows::routes(),
+        http::records::routes(),
+        http::factors::routes(),
+    ]
+    .iter()
+    .flat_map(|r| r.paths().to_vec())
+    .collect()
 }
 
 /// A spec path as the router that serves it names it: `…/{sid}.json` is served by `…/{sid}`

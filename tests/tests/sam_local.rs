@@ -385,12 +385,26 @@ async fn a_workflow_falls_back_from_sms_to_email_through_step_functions_and_the_
     };
     assert_eq!(mail["subject"], "Your code");
     assert!(mail["body"].as_str().unwrap_or_default().contains(&code), "{mail}");
-    let steps = sam.step_invocations(&sid).await;
+    // (the email can reach moto before the router has noted the step's invocation, and
+    // before the step has recorded its event: both are awaited, to the same deadline)
+    let steps = loop {
+        let steps = sam.step_invocations(&sid).await;
+        if !steps.is_empty() || std::time::Instant::now() >= deadline {
+            break steps;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!(steps[0].0, "WorkflowStepFunction");
     assert_eq!(steps[0].1["more"], false, "{steps:?}");
     // And the record shows both dispatches, and the code still verifies
-    let sdr = sam.get(&format!("/2fa/search/{sid}")).await.json();
+    let sdr = loop {
+        let sdr = sam.get(&format!("/2fa/search/{sid}")).await.json();
+        if sdr["events"].as_array().is_some_and(|e| e.len() >= 2) || std::time::Instant::now() >= deadline {
+            break sdr;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
     let channels: Vec<_> = sdr["events"].as_array().unwrap().iter().map(|e| e["channel"].clone()).collect();
     assert_eq!(channels, [json!("sms"), json!("email")], "{sdr}");
     let r = sam.post("/2fa/verify", &json!({ "requestId": sid, "code": code })).await;
@@ -658,4 +672,70 @@ async fn a_call_is_placed_through_the_stand_in_and_the_code_it_reads_verifies() 
     assert_eq!(code.len(), 6, "{ssml}");
     let events = sam.verified_events(&sid, &code).await;
     assert_eq!(events, [("call".to_owned(), "sent".to_owned(), "end-user-messaging".to_owned())]);
+}
+
+/// RFC 4648 base32 decoded, as an authenticator app reads a typed-in secret.
+fn base32_decode(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32: {s}"),
+        };
+        buffer = (buffer << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            out.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make test-sam"]
+async fn a_factor_is_confirmed_challenged_verified_once_and_deleted_through_its_function() {
+    use twofa::{
+        domain::{factor::TotpParams, totp},
+        ports::{Clock, SystemClock},
+    };
+    // The app's code `steps` time steps from now (the next step's is within the window, so
+    // nothing waits for a step to end).
+    let app_code = |seed: &[u8], steps: i64| {
+        let params = TotpParams::default();
+        totp::code(seed, &params, totp::step_at(&params, SystemClock.now_ms()) + steps)
+    };
+    let sam = Sam::new();
+    let path = format!("/2fa/entities/sam-{}/factors", random_digits(8));
+    // When a factor is created through API Gateway to the factors function
+    let r = sam.post(&path, &json!({ "friendlyName": "Phone" })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let data = r.json()["data"].clone();
+    let factor = data["sid"].as_str().unwrap().to_owned();
+    let seed = base32_decode(data["secret"].as_str().unwrap());
+    assert_eq!(data["status"], "unverified", "{data}");
+    // And it is confirmed with the app's code, on the .json route
+    let r = sam.post(&format!("{path}/{factor}/confirm.json"), &json!({ "code": app_code(&seed, 0) })).await;
+    assert_eq!((r.status.as_u16(), r.json()["data"]["status"].as_str()), (200, Some("verified")), "{}", r.text);
+    // And it is challenged, and the challenge verified by the otp function with the app's code
+    let challenge = sam.post(&format!("{path}/{factor}/challenges"), &json!({})).await.request_id();
+    let code = app_code(&seed, 1);
+    let r = sam.post("/2fa/verify", &json!({ "requestId": challenge, "code": code })).await;
+    // Then it is verified, once
+    assert_eq!((r.status.as_u16(), r.json()), (200, json!({ "code": 200, "message": "OK", "requestID": challenge })));
+    let r = sam.post("/2fa/verify", &json!({ "requestId": challenge, "code": code })).await;
+    assert_eq!((r.status.as_u16(), r.code()), (409, 471), "{}", r.text);
+    // And the same code is refused on a new challenge: a code counts once
+    let second = sam.post(&format!("{path}/{factor}/challenges.json"), &json!({})).await.request_id();
+    let r = sam.post("/2fa/verify", &json!({ "requestId": second, "code": code })).await;
+    assert_eq!((r.status.as_u16(), r.code()), (401, 474), "{}", r.text);
+    // And once deleted, the factor answers 404 (its .xml form too) and is listed no more
+    let r = sam.call(Method::DELETE, &format!("{path}/{factor}"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = sam.get(&format!("{path}/{factor}.xml")).await;
+    assert_eq!((r.status.as_u16(), r.content_type.as_str()), (404, "application/xml"), "{}", r.text);
+    let r = sam.get(&path).await;
+    assert_eq!((r.status.as_u16(), &r.json()["data"]["factors"]), (200, &json!([])), "{}", r.text);
 }

@@ -21,6 +21,7 @@ use twofa::{
     domain::{
         account::Account,
         crypto::Keys,
+        factor::{Factor, FactorKind, FactorStatus, TotpAlgorithm, TotpParams},
         idempotency::{IdempotencyRecord, WINDOW_MS},
         ids,
         limits::{Bucket, Counter, CounterKey, CounterOp, LimitDef, DEFAULT_LIMIT},
@@ -343,6 +344,12 @@ conformance!(
     workflow_name_clash_in_one_account_is_495,
     concurrent_runs_of_one_workflow_step_send_it_once,
     a_workflow_step_of_a_verified_otp_is_not_sent,
+    a_factor_reads_back_with_every_field_and_is_listed_under_its_entity_only,
+    a_factor_takes_each_time_step_once_and_never_an_earlier_one,
+    concurrent_uses_of_one_time_step_take_it_exactly_once,
+    wrong_first_codes_count_up_to_the_bound_only_while_unverified,
+    a_factor_secret_is_resealed_only_over_the_one_read,
+    a_deleted_factor_is_answered_once_then_gone,
 );
 
 // --- OTPs and sends --------------------------------------------------------------------------
@@ -1735,4 +1742,143 @@ async fn a_workflow_step_of_a_verified_otp_is_not_sent(f: Fixture) {
     assert!(!next.more);
     assert_eq!(outbox.messages(Some(&to)).len(), 1);
     assert_eq!(f.store.get_otp(&account.sid, &sid).await.unwrap().unwrap().events.len(), 1);
+}
+
+// --- factors ---------------------------------------------------------------------------------
+
+fn factor(account_sid: &str, entity: &str, created_ms: Millis) -> Factor {
+    Factor {
+        sid: ids::new_sid(ids::FACTOR),
+        account_sid: account_sid.to_owned(),
+        entity: entity.to_owned(),
+        kind: FactorKind::Totp,
+        friendly_name: None,
+        status: FactorStatus::Unverified,
+        totp: TotpParams::default(),
+        sealed_secret: vec![7; 48],
+        last_step: None,
+        confirm_failures: 0,
+        created_ms,
+        updated_ms: created_ms,
+    }
+}
+
+async fn a_factor_reads_back_with_every_field_and_is_listed_under_its_entity_only(f: Fixture) {
+    // Given two factors of one entity (the second with every optional field set), one of
+    // another entity and one of another account's entity of the same id
+    let acct = account_sid();
+    let first = factor(&acct, "alice@example.com", T0);
+    let second = Factor {
+        friendly_name: Some("Work phone".into()),
+        status: FactorStatus::Verified,
+        totp: TotpParams { algorithm: TotpAlgorithm::Sha256, digits: 8, period_secs: 30 },
+        last_step: Some(56_666_666),
+        confirm_failures: 2,
+        updated_ms: T0 + 5,
+        ..factor(&acct, "alice@example.com", T0 + 1)
+    };
+    let other_entity = factor(&acct, "alice", T0);
+    let other_account = factor(&account_sid(), "alice@example.com", T0);
+    for x in [&second, &first, &other_entity, &other_account] {
+        f.store.put_factor(x).await.expect("put");
+    }
+    // Then each reads back exactly, and the entity lists its own, oldest first
+    let got = f.store.get_factor(&acct, "alice@example.com", &second.sid).await.unwrap();
+    assert_eq!(got, Some(second.clone()));
+    let listed = f.store.list_factors(&acct, "alice@example.com").await.unwrap();
+    assert_eq!(listed, vec![first.clone(), second.clone()]);
+    assert_eq!(f.store.list_factors(&acct, "bob").await.unwrap(), vec![]);
+    // And it is not found under another entity or account
+    assert_eq!(f.store.get_factor(&acct, "alice", &first.sid).await.unwrap(), None);
+    assert_eq!(f.store.get_factor(&account_sid(), "alice@example.com", &first.sid).await.unwrap(), None);
+    // And a second put of its sid is contended and changes nothing
+    let again = Factor { friendly_name: Some("Overwrite".into()), ..first.clone() };
+    assert_eq!(f.store.put_factor(&again).await, Err(Error::Contended));
+    assert_eq!(f.store.get_factor(&acct, "alice@example.com", &first.sid).await.unwrap(), Some(first));
+}
+
+async fn a_factor_takes_each_time_step_once_and_never_an_earlier_one(f: Fixture) {
+    // Given an unverified factor
+    let acct = account_sid();
+    let x = factor(&acct, "alice", T0);
+    f.store.put_factor(&x).await.unwrap();
+    let take = |step: i64, confirm: bool| f.store.use_factor_step(&acct, "alice", &x.sid, step, confirm, T0 + 9);
+    // When a challenge's code comes before it is confirmed: refused
+    assert!(!take(100, false).await.unwrap());
+    // When its first code confirms it: taken, and it is verified at that step
+    assert!(take(100, true).await.unwrap());
+    let got = f.store.get_factor(&acct, "alice", &x.sid).await.unwrap().unwrap();
+    assert_eq!((got.status, got.last_step, got.updated_ms), (FactorStatus::Verified, Some(100), T0 + 9));
+    // Then it cannot be confirmed again, and the same or an earlier step is refused
+    assert!(!take(101, true).await.unwrap());
+    assert!(!take(100, false).await.unwrap());
+    assert!(!take(99, false).await.unwrap());
+    // And a later step is taken once
+    assert!(take(101, false).await.unwrap());
+    assert!(!take(101, false).await.unwrap());
+    // And a factor that is not there takes nothing
+    assert!(!f.store.use_factor_step(&acct, "alice", &ids::new_sid(ids::FACTOR), 200, false, T0).await.unwrap());
+}
+
+async fn concurrent_uses_of_one_time_step_take_it_exactly_once(f: Fixture) {
+    // Given a verified factor
+    let acct = account_sid();
+    let x = Factor { status: FactorStatus::Verified, last_step: Some(10), ..factor(&acct, "alice", T0) };
+    f.store.put_factor(&x).await.unwrap();
+    // When twenty verifies present a code of one step at once
+    let uses = (0..20).map(|_| f.store.use_factor_step(&acct, "alice", &x.sid, 11, false, T0));
+    let taken = join_all(uses).await;
+    // Then exactly one took it
+    assert_eq!(taken.iter().filter(|r| matches!(r, Ok(true))).count(), 1, "{taken:?}");
+    assert!(taken.iter().all(Result::is_ok), "{taken:?}");
+}
+
+async fn wrong_first_codes_count_up_to_the_bound_only_while_unverified(f: Fixture) {
+    // Given an unverified factor
+    let acct = account_sid();
+    let x = factor(&acct, "alice", T0);
+    f.store.put_factor(&x).await.unwrap();
+    // When wrong first codes come, concurrently, more than the bound of 5
+    let fails = join_all((0..8).map(|_| f.store.fail_factor_confirm(&acct, "alice", &x.sid, 5))).await;
+    // Then exactly 5 counted
+    assert_eq!(fails.iter().filter(|r| matches!(r, Ok(true))).count(), 5, "{fails:?}");
+    let got = f.store.get_factor(&acct, "alice", &x.sid).await.unwrap().unwrap();
+    assert_eq!(got.confirm_failures, 5);
+    // And a verified factor counts none
+    let y = Factor { status: FactorStatus::Verified, ..factor(&acct, "alice", T0) };
+    f.store.put_factor(&y).await.unwrap();
+    assert!(!f.store.fail_factor_confirm(&acct, "alice", &y.sid, 5).await.unwrap());
+    assert_eq!(f.store.get_factor(&acct, "alice", &y.sid).await.unwrap().unwrap().confirm_failures, 0);
+}
+
+async fn a_factor_secret_is_resealed_only_over_the_one_read(f: Fixture) {
+    // Given a factor whose secret was read sealed as `was`
+    let acct = account_sid();
+    let x = factor(&acct, "alice", T0);
+    f.store.put_factor(&x).await.unwrap();
+    let (was, first, second) = (x.sealed_secret.clone(), vec![8; 48], vec![9; 48]);
+    // When one writer reseals it over `was`, then another from the same stale read
+    let one = f.store.reseal_factor(&acct, "alice", &x.sid, &was, &first).await.unwrap();
+    let two = f.store.reseal_factor(&acct, "alice", &x.sid, &was, &second).await.unwrap();
+    // Then only the first is written
+    assert!(one && !two);
+    let got = f.store.get_factor(&acct, "alice", &x.sid).await.unwrap().unwrap();
+    assert_eq!(got, Factor { sealed_secret: first.clone(), ..x.clone() });
+    // And a factor that is gone is not written back
+    f.store.delete_factor(&acct, "alice", &x.sid).await.unwrap();
+    assert!(!f.store.reseal_factor(&acct, "alice", &x.sid, &first, &second).await.unwrap());
+    assert_eq!(f.store.get_factor(&acct, "alice", &x.sid).await.unwrap(), None);
+}
+
+async fn a_deleted_factor_is_answered_once_then_gone(f: Fixture) {
+    // Given a factor
+    let acct = account_sid();
+    let x = factor(&acct, "alice", T0);
+    f.store.put_factor(&x).await.unwrap();
+    // When it is deleted twice
+    let first = f.store.delete_factor(&acct, "alice", &x.sid).await.unwrap();
+    let second = f.store.delete_factor(&acct, "alice", &x.sid).await.unwrap();
+    // Then the first answers it as it was, the second nothing, and it is listed no more
+    assert_eq!((first, second), (Some(x), None));
+    assert_eq!(f.store.list_factors(&acct, "alice").await.unwrap(), vec![]);
 }

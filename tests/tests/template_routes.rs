@@ -37,6 +37,7 @@ fn routers() -> Vec<(&'static str, axum::Router)> {
         ("twofa-workflows", twofa::http::workflows::router(deps())),
         ("twofa-records", twofa::http::records::router(deps())),
         ("twofa-console", twofa::http::console::router(deps())),
+        ("twofa-factors", twofa::http::factors::router(deps())),
     ]
 }
 
@@ -632,4 +633,47 @@ fn every_sms_sending_function_has_the_sns_route_always_and_end_user_messaging_wi
     assert!(assertion.contains("Not") && assertion.contains("SmsOriginationIdentity"), "{assertion}");
     // And the default stays sns, which needs nothing more
     assert_eq!(template["Parameters"]["SmsRoute"]["Default"].as_str(), Some("sns"));
+}
+
+#[test]
+fn the_factors_function_sends_nothing_and_writes_only_factors_and_what_a_challenge_commits() {
+    // Given the template's factors function and the OTP function
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
+    let template: Value = serde_yaml::from_str(&text).expect("template.yaml parses");
+    let function = &template["Resources"]["FactorsFunction"]["Properties"];
+    let list = function["Policies"][0]["Statement"].as_sequence().expect("the factors function's statements");
+    // When its statements are read
+    for statement in list {
+        assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{statement:?}");
+        // Then it may touch only the table and read the master secret: no SNS, SES, SMS Voice,
+        // Social messaging, Polly or Step Functions (a challenge sends nothing)
+        for action in actions(statement) {
+            assert!(
+                action.starts_with("dynamodb:") || action == "secretsmanager:GetSecretValue",
+                "{action}: the factors function sends nothing"
+            );
+        }
+    }
+    assert!(function["Environment"]["Variables"]["TWOFA_WORKFLOW_STATE_MACHINE_ARN"].is_null());
+    // And its writes go to its factors and to the items a send's admission commits, never
+    // elsewhere (accounts, limits, workflows, the console's)
+    let writes = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:TransactWriteItems"];
+    let writing: Vec<&Value> = list.iter().filter(|s| actions(s).iter().any(|a| writes.contains(a))).collect();
+    assert_eq!(writing.len(), 1, "{writing:?}");
+    let keys: Vec<&str> = writing[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        .as_sequence()
+        .expect("writes scoped by leading key")
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["FACTOR#*", "OTP#*", "DEST#*", "CTR#*", "IDEM#*", "USAGE#*", "INSIGHT#*"]);
+    // And the OTP function, which closes a challenge (verify uses the factor's time step),
+    // may read and update a factor: its table statement is not held to other keys
+    let otp = template["Resources"]["OtpFunction"]["Properties"]["Policies"][0]["Statement"]
+        .as_sequence()
+        .expect("the OTP function's statements");
+    let table = otp.iter().find(|s| s["Sid"].as_str() == Some("Table")).expect("its Table statement");
+    assert!(["dynamodb:GetItem", "dynamodb:UpdateItem"].iter().all(|a| actions(table).contains(a)), "{table:?}");
+    assert!(table["Condition"].is_null(), "{table:?}");
 }

@@ -1,6 +1,7 @@
 //! `twofa-admin`: accounts on the configured table. Arguments are parsed here (`parse`), the
-//! work is the domain's (`domain::account_admin`, `domain::policy`) on the store's ports, so
-//! the same commands run on the embedded store in tests and on DynamoDB for real.
+//! work is the domain's (`domain::account_admin`, `domain::policy`) on the store's ports
+//! (`FactorStore` for an entity's factors), so the same commands run on the embedded store in
+//! tests and on DynamoDB for real.
 
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ use twofa::{
         callbacks::UrlRules,
         crypto::{Keys, KEY_ACTIVATION_DELAY_MS, KEY_REFRESH_MS},
         error::Error,
+        factor::Factor,
+        factors, ids,
         policy::{self, PolicyUpdate},
         time,
     },
@@ -45,6 +48,11 @@ usage: twofa-admin account <command>
                                           (a sub-account: at most its parent's)
   clear-failures SID DESTINATION          forget a number's (or address's) failed verifies, so
                                           its sends no longer answer 478
+  factors SID ENTITY [--json]             an entity's authenticator-app factors: sid, status,
+                                          algorithm, digits, period, name, dates (never the
+                                          secret)
+  remove-factor SID ENTITY FACTOR         delete one of them (a lost phone): its codes and its
+                                          open challenges stop verifying
   policy SID --json '{…}'                 geo permissions, pumping guard, test numbers, senders,
                                           failed-verify budget, routing table (allowedCountries,
                                           pumpingGuard, testNumbers, senders, maxFailedVerifies,
@@ -83,6 +91,8 @@ pub enum Command {
     AllowIps { sid: String, blocks: Vec<String> },
     Senders { sid: String, rules: Vec<String> },
     ClearFailures { sid: String, to: String },
+    Factors { sid: String, entity: String, json: bool },
+    RemoveFactor { sid: String, entity: String, factor: String },
     Policy { sid: String, json: String },
     KeysStatus,
     KeysRotate { activate_in_secs: u32 },
@@ -168,6 +178,20 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             let sid = a.sid()?;
             let to = a.positional.get(1).cloned().ok_or("clear-failures needs SID and DESTINATION")?;
             Command::ClearFailures { sid, to }
+        }
+        "factors" => {
+            a.only(&[], &["json"], 2)?;
+            let sid = a.sid()?;
+            let entity = a.positional.get(1).cloned().ok_or("factors needs SID and ENTITY")?;
+            Command::Factors { sid, entity, json: a.flag("json") }
+        }
+        "remove-factor" => {
+            a.only(&[], &[], 3)?;
+            let sid = a.sid()?;
+            let (Some(entity), Some(factor)) = (a.positional.get(1), a.positional.get(2)) else {
+                return Err("remove-factor needs SID, ENTITY and FACTOR".into());
+            };
+            Command::RemoveFactor { sid, entity: entity.clone(), factor: factor.clone() }
         }
         "policy" => {
             a.only(&["json"], &[], 1)?;
@@ -349,13 +373,20 @@ pub async fn run(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &
         | Command::AllowIps { sid, .. }
         | Command::Senders { sid, .. }
         | Command::ClearFailures { sid, .. }
+        | Command::Factors { sid, .. }
+        | Command::RemoveFactor { sid, .. }
         | Command::Policy { sid, .. } => Some(sid.clone()),
         Command::Create { parent, .. } => parent.clone(),
         _ => None,
     };
     let sid = sid_of(&command);
+    let factor = match &command {
+        Command::RemoveFactor { entity, factor, .. } => Some(format!("no factor {factor} of entity {entity}")),
+        _ => None,
+    };
     execute(command, store, keys, clock).await.map_err(|e| match (e, sid) {
         (Error::NotFound, Some(sid)) => format!("no account {sid}"),
+        (Error::FactorNotFound, _) if factor.is_some() => factor.unwrap_or_default(),
         (Error::Contended, _) => "the account changed meanwhile; run the command again".to_owned(),
         (e, _) => e.to_string(),
     })
@@ -423,6 +454,28 @@ async fn execute(command: Command, store: &dyn AdminStore, keys: &Keys, clock: &
                 format!("{sid} {to}: no failed verifies to clear\n")
             }
         }
+        Command::Factors { sid, entity, json } => {
+            store.get_account(&sid).await?.ok_or(Error::NotFound)?;
+            let entity = factors::entity(&entity)?;
+            let all = store.list_factors(&sid, entity).await?;
+            if json {
+                let all: Vec<Value> = all.iter().map(factor_view).collect();
+                format!("{}\n", serde_json::to_string_pretty(&all).unwrap_or_default())
+            } else if all.is_empty() {
+                format!("{sid} {entity}: no factors\n")
+            } else {
+                factor_table(&all)
+            }
+        }
+        Command::RemoveFactor { sid, entity, factor } => {
+            store.get_account(&sid).await?.ok_or(Error::NotFound)?;
+            let entity = factors::entity(&entity)?;
+            if !ids::is_sid(ids::FACTOR, &factor) {
+                return Err(Error::FactorNotFound);
+            }
+            let gone = store.delete_factor(&sid, entity, &factor).await?.ok_or(Error::FactorNotFound)?;
+            format!("{sid} {entity} {}: removed ({})\n", gone.sid, gone.status.as_str())
+        }
         Command::SetCallback { sid, url, method, rotate_secret } => {
             let update = PolicyUpdate {
                 callback_url: Some(url),
@@ -486,6 +539,60 @@ fn view(a: &Account) -> Value {
     })
 }
 
+/// A factor as `factors --json` prints it: what the API shows of it, never its secret.
+fn factor_view(f: &Factor) -> Value {
+    json!({
+        "sid": f.sid,
+        "entity": f.entity,
+        "type": f.kind.as_str(),
+        "friendlyName": f.friendly_name,
+        "status": f.status.as_str(),
+        "algorithm": f.totp.algorithm.as_str(),
+        "digits": f.totp.digits,
+        "period": f.totp.period_secs,
+        "accountSid": f.account_sid,
+        "dateCreated": time::iso(f.created_ms),
+        "dateUpdated": time::iso(f.updated_ms),
+        "lastCodeAt": last_code_at(f),
+    })
+}
+
+/// When the time step of the last code the factor took began (confirm or a challenge's
+/// verify): whether the entity still uses it.
+fn last_code_at(f: &Factor) -> Option<String> {
+    f.last_step.map(|step| time::iso(step * i64::from(f.totp.period_secs) * 1000))
+}
+
+fn factor_table(all: &[Factor]) -> String {
+    let header = ["FACTOR", "TYPE", "STATUS", "ALGORITHM", "DIGITS", "PERIOD", "NAME", "CREATED", "LAST CODE"];
+    let rows = all.iter().map(|f| {
+        [
+            f.sid.clone(),
+            f.kind.as_str().to_owned(),
+            f.status.as_str().to_owned(),
+            f.totp.algorithm.as_str().to_owned(),
+            f.totp.digits.to_string(),
+            format!("{}s", f.totp.period_secs),
+            f.friendly_name.clone().unwrap_or_else(|| "-".into()),
+            time::iso(f.created_ms),
+            last_code_at(f).unwrap_or_else(|| "-".into()),
+        ]
+    });
+    columns(std::iter::once(header.map(str::to_owned)).chain(rows).collect())
+}
+
+/// Rows as aligned columns, two spaces apart.
+fn columns<const N: usize>(rows: Vec<[String; N]>) -> String {
+    let widths: Vec<usize> = (0..N).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 fn table(accounts: &[Account]) -> String {
     let mut rows = vec![[
         "SID".to_owned(),
@@ -510,14 +617,7 @@ fn table(accounts: &[Account]) -> String {
             time::iso(a.created_ms),
         ]);
     }
-    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    columns(rows)
 }
 
 #[cfg(test)]
@@ -585,6 +685,18 @@ mod tests {
             parse(&policy).unwrap(),
             Command::Policy { sid: "AC1".into(), json: r#"{"testNumbers":[]}"#.into() }
         );
+        assert_eq!(
+            parse(&args("account factors AC1 alice@example.com")).unwrap(),
+            Command::Factors { sid: "AC1".into(), entity: "alice@example.com".into(), json: false }
+        );
+        assert_eq!(
+            parse(&args("account factors AC1 alice --json")).unwrap(),
+            Command::Factors { sid: "AC1".into(), entity: "alice".into(), json: true }
+        );
+        assert_eq!(
+            parse(&args("account remove-factor AC1 alice YF1")).unwrap(),
+            Command::RemoveFactor { sid: "AC1".into(), entity: "alice".into(), factor: "YF1".into() }
+        );
         assert_eq!(parse(&args("--help")).unwrap(), Command::Help);
     }
 
@@ -600,5 +712,8 @@ mod tests {
         assert_eq!(err("account policy AC1 --json"), "--json needs a value");
         assert_eq!(err("account frobnicate"), "unknown account command \"frobnicate\"");
         assert_eq!(err("account create --email a --email b"), "--email given twice");
+        assert_eq!(err("account factors AC1"), "factors needs SID and ENTITY");
+        assert_eq!(err("account remove-factor AC1 alice"), "remove-factor needs SID, ENTITY and FACTOR");
+        assert_eq!(err("account remove-factor AC1 alice YF1 YF2"), "remove-factor: unexpected argument \"YF2\"");
     }
 }

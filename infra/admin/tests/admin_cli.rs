@@ -26,11 +26,12 @@ fn moto_url() -> String {
         .expect("AWS_ENDPOINT_URL must point at moto: run `make test` (or `make moto-up` and eval `make moto-env`)")
 }
 
-/// A fresh table and master key, and the API serving it.
+/// A fresh table and master key, and the API serving it (the OTP routes and the factors').
 struct Deployment {
     table: String,
     master_hex: String,
     app: axum::Router,
+    factors: axum::Router,
 }
 
 async fn given_a_deployment() -> Deployment {
@@ -53,7 +54,12 @@ async fn given_a_deployment() -> Deployment {
         keys: Arc::new(keys),
         scheduler: Arc::new(NoScheduler),
     };
-    Deployment { table, master_hex, app: twofa::http::otp::router(deps) }
+    Deployment {
+        table,
+        master_hex,
+        app: twofa::http::otp::router(deps.clone()),
+        factors: twofa::http::factors::router(deps),
+    }
 }
 
 /// What one run of the command gave.
@@ -112,6 +118,24 @@ impl Deployment {
             .unwrap();
         req.extensions_mut().insert(ClientIp(ip.parse::<IpAddr>().unwrap()));
         let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// `method path` on the factors routes as the account `sid`.
+    async fn factors_call(&self, method: &str, sid: &str, token: &str, path: &str, body: Value) -> (u16, Value) {
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{sid}:{token}"));
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Authorization", format!("Basic {auth}"))
+            .header("Content-Type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        req.extensions_mut().insert(ClientIp("198.51.100.7".parse::<IpAddr>().unwrap()));
+        let resp = self.factors.clone().oneshot(req).await.unwrap();
         let status = resp.status().as_u16();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
         (status, serde_json::from_slice(&bytes).unwrap())
@@ -529,4 +553,49 @@ async fn keys_rotate_shows_both_keys_and_refuses_a_second_rotation_or_an_early_r
     let run = d.admin(&["keys", "status"]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("keys commands need TWOFA_SECRET_ARN"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn an_entitys_factors_are_listed_without_their_secret_and_a_removed_one_answers_404() {
+    // Given an account made by the command, whose entity "alice" has two factors made through
+    // the API (a lost phone and a new one)
+    let d = given_a_deployment().await;
+    let (sid, token) = d.account();
+    let path = "/2fa/entities/alice/factors";
+    let (status, lost) = d.factors_call("POST", &sid, &token, path, json!({ "friendlyName": "Lost phone" })).await;
+    assert_eq!(status, 200, "{lost}");
+    let (_, kept) = d.factors_call("POST", &sid, &token, path, json!({ "friendlyName": "New phone" })).await;
+    let (lost, kept) = (&lost["data"], &kept["data"]);
+    let lost_sid = lost["sid"].as_str().unwrap();
+    // When the operator lists alice's factors
+    let listed = d.admin_ok(&["account", "factors", &sid, "alice"]);
+    // Then both are there, by name, and neither secret is printed
+    assert!(listed.stdout.contains("Lost phone") && listed.stdout.contains("New phone"), "{}", listed.stdout);
+    for f in [lost, kept] {
+        assert!(listed.stdout.contains(f["sid"].as_str().unwrap()), "{}", listed.stdout);
+        assert!(!listed.stdout.contains(f["secret"].as_str().unwrap()), "a secret printed: {}", listed.stdout);
+    }
+    // When the operator removes the lost one
+    let removed = d.admin_ok(&["account", "remove-factor", &sid, "alice", lost_sid]);
+    // Then it says so, the API answers 404 for it and lists only the other
+    assert_eq!(removed.stdout.trim(), format!("{sid} alice {lost_sid}: removed (unverified)"));
+    let (status, body) = d.factors_call("GET", &sid, &token, &format!("{path}/{lost_sid}"), json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    let (_, list) = d.factors_call("GET", &sid, &token, path, json!({})).await;
+    let sids: Vec<&str> =
+        list["data"]["factors"].as_array().unwrap().iter().map(|f| f["sid"].as_str().unwrap()).collect();
+    assert_eq!(sids, [kept["sid"].as_str().unwrap()]);
+    // And removing it again fails, exit 1, naming the factor; a bad entity id is a usage of
+    // the command it names
+    let again = d.admin(&["account", "remove-factor", &sid, "alice", lost_sid]);
+    assert_eq!(
+        (again.code, again.stderr.trim()),
+        (1, format!("twofa-admin: no factor {lost_sid} of entity alice").as_str())
+    );
+    let bad = d.admin(&["account", "factors", &sid, "a/b"]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("entity"), "{}", bad.stderr);
+    let usage = d.admin(&["account", "remove-factor", &sid, "alice"]);
+    assert_eq!(usage.code, 2);
+    assert!(usage.stderr.contains("remove-factor needs SID, ENTITY and FACTOR"), "{}", usage.stderr);
 }

@@ -162,6 +162,7 @@ impl Dev {
             .merge(http::limits::routes())
             .merge(http::workflows::routes())
             .merge(http::records::routes())
+            .merge(http::factors::routes())
             .finish(self.deps.clone());
         let dev = Router::new()
             .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))

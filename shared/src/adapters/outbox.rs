@@ -165,6 +165,8 @@ impl Outbox {
             Channel::Call => "CA",
             Channel::Email => "EM",
             Channel::Whatsapp => "WA",
+            // Nothing dispatches a factor's challenge; a prefix all the same.
+            Channel::Totp => "TO",
         };
         let now = self.clock.now_ms();
         let id = new_sid(prefix);

@@ -8,7 +8,7 @@ use super::{
     cidr::Cidr,
     crypto::{Keys, Purpose},
     error::{Error, Result},
-    ids,
+    factors, ids,
     policy::{backoff, AccountPolicy, SealedSecret, WebhookSecret, POLICY_TRIES},
     send::is_email,
     time::Millis,
@@ -154,7 +154,33 @@ pub async fn reseal(store: &dyn AdminStore, keys: &Keys, retiring: u8) -> Result
             }
         }
     }
+    done.values += reseal_factors(store, keys, retiring).await?;
     Ok(done)
+}
+
+/// Every factor's secret under `retiring` sealed again under the current key: how many. A
+/// factor changed meanwhile (a verify resealed it first, or it is gone) is read again.
+async fn reseal_factors(store: &dyn AdminStore, keys: &Keys, retiring: u8) -> Result<usize> {
+    let (mut resealed, mut after) = (0, None);
+    loop {
+        let page = store.factors_page(after.as_deref()).await?;
+        for factor in page.factors {
+            let mut current = Some(factor);
+            for _ in 0..POLICY_TRIES {
+                let Some(f) = current.take() else { break };
+                let Some(sealed) = factors::resealed_secret(keys, &f, retiring)? else { break };
+                if store.reseal_factor(&f.account_sid, &f.entity, &f.sid, &f.sealed_secret, &sealed).await? {
+                    resealed += 1;
+                    break;
+                }
+                current = store.get_factor(&f.account_sid, &f.entity, &f.sid).await?;
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(resealed),
+        }
+    }
 }
 
 /// `account`'s policy with its values under `retiring` sealed again under the current key,

@@ -35,6 +35,8 @@ pub fn compose(d: &Delivery, code: &Code, voice: Option<&Voice>) -> Result<Conte
         // is what it shows in English, for the dev outbox and the logs of what went out; the
         // template takes the code alone (`OutboundMessage::code`).
         Channel::Whatsapp => content.text = format!("{} is your verification code.", code.reveal()),
+        // A factor's challenge says nothing to anyone (`domain::factors`).
+        Channel::Totp => content.text.clear(),
     }
     Ok(content)
 }

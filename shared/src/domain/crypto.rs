@@ -58,6 +58,8 @@ pub fn generate_code(len: u8) -> Code {
 
 /// Marks an OTP sid that carries a country (`Keys::otp_sid`).
 const SID_COUNTRY_TAG: u8 = 0xC7;
+/// Marks (three times over) the sid of a factor's challenge (`Keys::factor_challenge_sid`).
+const SID_FACTOR_TAG: u8 = 0xF7;
 use super::phone::NON_GEOGRAPHIC;
 
 /// The first byte of a value sealed with a key id (`Keys::seal`). A value without it (sealed
@@ -102,6 +104,8 @@ pub enum Purpose {
     ProviderSecret,
     /// The console's session cookie and the flash it leaves (`domain::console`).
     Console,
+    /// A factor's secret, such as a TOTP seed (context: the account and factor sid).
+    Factor,
 }
 
 impl Purpose {
@@ -114,6 +118,7 @@ impl Purpose {
             Purpose::Token => "token",
             Purpose::ProviderSecret => "provider-secret",
             Purpose::Console => "console",
+            Purpose::Factor => "factor",
         }
     }
 }
@@ -594,6 +599,35 @@ impl Keys {
             bytes[8] = cc[1] ^ mask[2];
         }
         super::ids::otp_sid_of(bytes)
+    }
+
+    /// A fresh OTP sid for a factor's challenge (`domain::factors`): `otp_sid`'s shape, its
+    /// masked bytes a tag of their own, so verify knows from the sid alone that the code is to
+    /// be checked against a factor and not against a stored hash.
+    pub fn factor_challenge_sid(&self, created_ms: Millis, shards: usize) -> String {
+        let mut bytes = super::ids::otp_sid_bytes(created_ms, shards);
+        let ring = self.ring();
+        let mask = ring.writer(wall_now()).sid_mask(&bytes);
+        bytes[6] = SID_FACTOR_TAG ^ mask[0];
+        bytes[7] = SID_FACTOR_TAG ^ mask[1];
+        bytes[8] = SID_FACTOR_TAG ^ mask[2];
+        super::ids::otp_sid_of(bytes)
+    }
+
+    /// Whether `factor_challenge_sid` made `sid`, under any key of the ring (a sid of a send
+    /// reads as one by chance 1 in 2^24 per key, and then verifies nothing: it names no factor).
+    pub fn is_factor_challenge(&self, sid: &str) -> bool {
+        let Some(hex_part) = sid.strip_prefix(super::ids::OTP) else { return false };
+        let mut bytes = [0u8; 16];
+        if hex::decode_to_slice(hex_part, &mut bytes).is_err() {
+            return false;
+        }
+        let ring = self.ring();
+        let tagged = ring.live().any(|key| {
+            let mask = key.sid_mask(&bytes);
+            [bytes[6] ^ mask[0], bytes[7] ^ mask[1], bytes[8] ^ mask[2]] == [SID_FACTOR_TAG; 3]
+        });
+        tagged
     }
 
     /// The country `otp_sid` put in `sid`, if it carries one, under any key of the ring. A sid

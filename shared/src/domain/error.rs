@@ -58,6 +58,9 @@ pub enum Error {
     WorkflowNameExists,
     #[error("Invalid Workflow Id")]
     WorkflowNotFound,
+    /// No such factor for this entity (ours: `domain::factors`).
+    #[error("Invalid Factor Id")]
+    FactorNotFound,
     /// A bug or an impossible state; nothing about it reaches the client.
     #[error("Internal error")]
     Internal,

@@ -20,6 +20,7 @@ pub const CHECK: &str = "OTC";
 pub const EVENT: &str = "OTE";
 pub const LIMIT: &str = "LM";
 pub const WORKFLOW: &str = "WF";
+pub const FACTOR: &str = "YF";
 pub const ACCOUNT: &str = "AC";
 
 pub fn new_sid(prefix: &str) -> String {

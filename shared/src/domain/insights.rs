@@ -155,6 +155,15 @@ pub struct InsightsReport {
     pub channels: Vec<(Channel, Counts)>,
     /// Every country with a count, most sends first, then by code.
     pub countries: Vec<(String, Counts)>,
+    /// Of `totals.verified`, those of channels that send nothing (factors' challenges).
+    pub verified_sending_nothing: u64,
+}
+
+impl InsightsReport {
+    /// The share of verifications that sent nothing (none verified: None).
+    pub fn sent_nothing_share(&self) -> Option<f64> {
+        (self.totals.verified > 0).then(|| self.verified_sending_nothing as f64 / self.totals.verified as f64)
+    }
 }
 
 /// Sums cells into a report. Cells outside the query (range, channel, country) are left out.
@@ -164,6 +173,7 @@ pub fn report(query: &InsightsQuery, cells: &[Cell]) -> InsightsReport {
     let mut series: Vec<(Millis, Counts)> =
         (0..periods).map(|i| (query.from_ms + i * step, Counts::default())).collect();
     let mut totals = Counts::default();
+    let mut verified_sending_nothing = 0;
     let mut channels: BTreeMap<usize, Counts> = BTreeMap::new();
     let mut countries: BTreeMap<&str, Counts> = BTreeMap::new();
     for cell in cells {
@@ -178,6 +188,9 @@ pub fn report(query: &InsightsQuery, cells: &[Cell]) -> InsightsReport {
             counts.add(&cell.counts);
         }
         totals.add(&cell.counts);
+        if !cell.channel.sends() {
+            verified_sending_nothing += cell.counts.verified;
+        }
         let c = Channel::ALL.iter().position(|c| *c == cell.channel).unwrap_or(0);
         channels.entry(c).or_default().add(&cell.counts);
         countries.entry(cell.country.as_str()).or_default().add(&cell.counts);
@@ -185,7 +198,7 @@ pub fn report(query: &InsightsQuery, cells: &[Cell]) -> InsightsReport {
     let channels = channels.into_iter().map(|(i, counts)| (Channel::ALL[i], counts)).collect();
     let mut countries: Vec<(String, Counts)> = countries.into_iter().map(|(c, n)| (c.to_string(), n)).collect();
     countries.sort_by(|a, b| b.1.sends.cmp(&a.1.sends).then_with(|| a.0.cmp(&b.0)));
-    InsightsReport { query: query.clone(), totals, series, channels, countries }
+    InsightsReport { query: query.clone(), totals, series, channels, countries, verified_sending_nothing }
 }
 
 /// The first millisecond of the UTC hour of `ms`.
@@ -340,7 +353,8 @@ pub fn query_of(p: &InsightsParams<'_>, now: Millis) -> Result<InsightsQuery> {
     let channel = p
         .channel
         .map(|c| {
-            Channel::parse(c.trim()).ok_or_else(|| Error::invalid("channel", "must be sms, call, email or whatsapp"))
+            Channel::parse_any(c.trim())
+                .ok_or_else(|| Error::invalid("channel", "must be sms, call, email, whatsapp or totp"))
         })
         .transpose()?;
     let country = p

@@ -17,18 +17,32 @@ pub enum Channel {
     Email,
     /// WhatsApp, as an authentication template (`adapters::aws::whatsapp`).
     Whatsapp,
+    /// A challenge of an authenticator app's factor (`domain::factors`): nothing is sent.
+    Totp,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [Channel::Sms, Channel::Call, Channel::Email, Channel::Whatsapp];
+    pub const ALL: [Channel; 5] = [Channel::Sms, Channel::Call, Channel::Email, Channel::Whatsapp, Channel::Totp];
 
-    /// `voice` is accepted for `call`, as the workflow seeds use it.
+    /// Whether a code goes out on this channel; a factor's challenge sends nothing.
+    pub fn sends(self) -> bool {
+        !matches!(self, Channel::Totp)
+    }
+
+    /// A channel a code is sent on (what a send, a workflow step or a route names); `voice`
+    /// is accepted for `call`, as the workflow seeds use it.
     pub fn parse(s: &str) -> Option<Self> {
+        Self::parse_any(s).filter(|c| c.sends())
+    }
+
+    /// Any channel, a factor's too (what search, usage and insights filter on).
+    pub fn parse_any(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "sms" => Some(Channel::Sms),
             "call" | "voice" => Some(Channel::Call),
             "email" => Some(Channel::Email),
             "whatsapp" => Some(Channel::Whatsapp),
+            "totp" => Some(Channel::Totp),
             _ => None,
         }
     }
@@ -39,6 +53,7 @@ impl Channel {
             Channel::Call => "call",
             Channel::Email => "email",
             Channel::Whatsapp => "whatsapp",
+            Channel::Totp => "totp",
         }
     }
 }
@@ -574,5 +589,7 @@ pub(crate) mod tests {
         assert_eq!(Channel::parse("CALL"), Some(Channel::Call));
         assert_eq!(Channel::parse("fax"), None);
         assert_eq!(Channel::parse("WhatsApp"), Some(Channel::Whatsapp));
+        assert_eq!(Channel::parse("totp"), None, "nothing sends on a factor's channel");
+        assert_eq!(Channel::parse_any("TOTP"), Some(Channel::Totp));
     }
 }

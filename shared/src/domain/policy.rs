@@ -143,6 +143,8 @@ pub mod senders {
                         Some(domain) => from.rsplit_once('@').is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain)),
                         None => r.contains('@') && r.eq_ignore_ascii_case(from),
                     },
+                    // A factor names no sender.
+                    Channel::Totp => false,
                     Channel::Sms | Channel::Call | Channel::Whatsapp => {
                         if r.starts_with('+') {
                             phone::parse(from, "from").is_ok_and(|p| p.e164 == *r)
@@ -282,7 +284,7 @@ impl AccountPolicy {
             Channel::Sms => &self.sms_countries,
             Channel::Call => &self.call_countries,
             Channel::Whatsapp => &self.whatsapp_countries,
-            Channel::Email => return true,
+            Channel::Email | Channel::Totp => return true,
         };
         list.as_ref().is_none_or(|l| l.iter().any(|c| c == country))
     }

@@ -339,6 +339,33 @@ pub async fn send(deps: &Deps, account: &Account, mut req: SendRequest) -> Resul
     Ok(otp.sid.clone())
 }
 
+/// Admit and store `otp`, which nothing delivers (a factor's challenge, `domain::factors`):
+/// the send's limits, failed-verify budget, idempotency and usage, and nothing sent. Its sid
+/// (an idempotent repeat's: the first one's).
+pub(crate) async fn commit_undelivered(
+    deps: &Deps,
+    account: &Account,
+    req: &SendRequest,
+    otp: Otp,
+    now: Millis,
+) -> Result<String> {
+    if let Some((name, _)) = req.limits.iter().find(|(name, _)| !crate::domain::limits::is_valid_limit_name(name)) {
+        return Err(Error::UnknownLimitName(name.chars().take(crate::domain::limits::MAX_NAME_LEN).collect()));
+    }
+    if let Some(key) = &req.idempotency_key {
+        idempotency::validate_key(key)?;
+    }
+    let channel = otp.delivery.channel;
+    match admit(deps, req, otp, now, None, false, account.policy.max_failed_verifies).await {
+        Ok(Admitted::Plan(plan)) => Ok(plan.otp.sid),
+        Ok(Admitted::Replay(sid)) => Ok(sid),
+        Err(e) => {
+            insights::count_refusal(deps, &account.sid, channel, None, &e).await;
+            Err(e)
+        }
+    }
+}
+
 /// `event` as a dispatch left it: sent (with the provider's id) or refused, by its route.
 /// Answers which lookup of the provider id receipts need. A route that was down or silent is
 /// a failed event too (a workflow step's; a send undoes itself first).
@@ -437,7 +464,11 @@ async fn admit(
     // applied after all (an answer lost and retried), and it is this send's to dispatch.
     let mut contended: Option<SendPlan> = None;
     let names: Vec<String> = req.limits.iter().map(|(n, _)| n.clone()).collect();
-    let default = (req.limits.is_empty() && !test).then(|| default_admission(&account, &to));
+    // The default limit (one code a minute per destination) is against pumping and bombing:
+    // a factor's challenge sends nothing, and its guesses are bounded by the failed-verify
+    // budget instead.
+    let sends = spare.as_ref().is_some_and(|o| o.delivery.channel.sends());
+    let default = (req.limits.is_empty() && !test && sends).then(|| default_admission(&account, &to));
     let default_keys: Vec<_> = default.iter().flat_map(|a| a.counters.iter().map(|(k, _)| k.clone())).collect();
     let guard_keys = guarded.map(|(cc, _)| guard::windows(&account, cc, now)).unwrap_or_default();
     for attempt in 0..MAX_COMMIT_ATTEMPTS {

@@ -28,7 +28,7 @@ impl UsageCategory {
         } else if s.eq_ignore_ascii_case("test") {
             Some(UsageCategory::Test)
         } else {
-            Channel::parse(s).map(UsageCategory::Channel)
+            Channel::parse_any(s).map(UsageCategory::Channel)
         }
     }
 }

@@ -4,6 +4,7 @@ use super::{
     account::Account,
     crypto::Purpose,
     error::{Error, Result},
+    factors,
     ids::{self, new_sid},
     otp::{Check, OtpStatus, MAX_ATTEMPTS},
     phone,
@@ -122,8 +123,13 @@ async fn attempt(deps: &Deps, account: &Account, sid: &str, code: &str, now: Mil
         valid: true,
         sealed_code: deps.keys.seal(Purpose::Code, code.as_bytes(), sid),
     };
-    // The code as each key of the ring would have stored it: the OTP names none before it is read.
-    let hashes = deps.keys.code_hashes(sid, code);
+    // The code as each key of the ring would have stored it: the OTP names none before it is
+    // read. A factor's challenge stores no code: its factor checks it (`factors`).
+    let hashes = if deps.keys.is_factor_challenge(sid) {
+        factors::challenge_hashes(deps, account, sid, code, now).await?
+    } else {
+        deps.keys.code_hashes(sid, code)
+    };
     // The pumping guard counts the verify where the OTP says (`Otp::guarded`): the embedded
     // store in this write, DynamoDB off the table's stream. Nothing to name here.
     for round in 0..MAX_VERIFY_ROUNDS {

@@ -35,6 +35,7 @@ pub fn status_and_code(e: &Error) -> (StatusCode, u16) {
         LimitNotFound => (409, 493),
         UnknownLimitName(_) | WorkflowNameExists => (409, 495),
         WorkflowNotFound => (409, 499),
+        FactorNotFound => (404, 480),
         Internal => (500, 500),
         Unavailable | Contended => (503, 503),
     };

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod console;
 pub mod definitions;
 pub mod error;
+pub mod factors;
 pub mod format;
 #[cfg(feature = "aws")]
 pub mod lambda;

@@ -83,6 +83,18 @@ async fn cancel_otp(
     Ok(otp_ok("canceled", &sid))
 }
 
+/// `callbackUrl` and `callbackMethod`: where this OTP's events are told. `rules`: which
+/// callback URLs this deployment takes.
+pub(crate) fn parse_callback(p: &Params, rules: UrlRules) -> Result<Option<callbacks::CallbackTarget>> {
+    match (p.opt("callbackUrl")?, p.opt("callbackMethod")?) {
+        (Some(url), method) => {
+            Ok(Some(callbacks::target(&url, method.as_deref(), rules, "callbackUrl", "callbackMethod")?))
+        }
+        (None, Some(_)) => Err(Error::invalid("callbackMethod", "needs callbackUrl")),
+        (None, None) => Ok(None),
+    }
+}
+
 /// `rules`: which callback URLs this deployment takes.
 fn parse_send(p: &Params, rules: UrlRules) -> Result<SendRequest> {
     let channel = match p.opt("channel")? {
@@ -121,13 +133,7 @@ fn parse_send(p: &Params, rules: UrlRules) -> Result<SendRequest> {
     let limits = parse_limits(p)?;
     let web_otp_domain = p.opt("webOtpDomain")?.map(|d| autofill::web_otp_domain(&d)).transpose()?;
     let app_hash = p.opt("appHash")?.map(|h| autofill::app_hash(&h)).transpose()?;
-    let callback = match (p.opt("callbackUrl")?, p.opt("callbackMethod")?) {
-        (Some(url), method) => {
-            Some(callbacks::target(&url, method.as_deref(), rules, "callbackUrl", "callbackMethod")?)
-        }
-        (None, Some(_)) => return Err(Error::invalid("callbackMethod", "needs callbackUrl")),
-        (None, None) => None,
-    };
+    let callback = parse_callback(p, rules)?;
     Ok(SendRequest {
         service,
         delivery: Delivery {
@@ -156,7 +162,7 @@ fn parse_send(p: &Params, rules: UrlRules) -> Result<SendRequest> {
 
 /// The `Idempotency-Key` header, given once at most. Its form (1–255 visible ASCII) is checked
 /// with the rest of the request: bytes that are not ASCII come through as non-ASCII text.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
     let mut values = headers.get_all(idempotency::HEADER).iter();
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
@@ -179,7 +185,7 @@ fn parse_language(l: &str) -> Result<String> {
 }
 
 /// `limits`: an ordered map `limitName → key value`, as an object or a string holding one.
-fn parse_limits(p: &Params) -> Result<Vec<(String, String)>> {
+pub(crate) fn parse_limits(p: &Params) -> Result<Vec<(String, String)>> {
     let Some(value) = p.json("limits")? else { return Ok(vec![]) };
     let Value::Object(map) = value else {
         return Err(Error::invalid("limits", "must be an object of limit name to key value"));

@@ -69,7 +69,9 @@ async fn search(State(deps): State<Deps>, Caller(caller): Caller, p: Params) -> 
     let channel_text = p.opt("channel")?;
     let channel = channel_text
         .as_deref()
-        .map(|c| Channel::parse(c).ok_or_else(|| Error::invalid("channel", "must be sms, call, email or whatsapp")))
+        .map(|c| {
+            Channel::parse_any(c).ok_or_else(|| Error::invalid("channel", "must be sms, call, email, whatsapp or totp"))
+        })
         .transpose()?;
     let start_text = p.opt("startTime")?;
     let start_ms = start_text.as_deref().map(|s| date_param("startTime", s, records::parse_start)).transpose()?;
@@ -324,6 +326,9 @@ fn usage_value(r: &UsageRecord, account_sid: &str, path: &str, named_channel: bo
                 UsageCategory::Channel(Channel::Call) => ("Total calls made for OTP", "Calls"),
                 UsageCategory::Channel(Channel::Email) => ("Total emails sent for OTP", "Emails"),
                 UsageCategory::Channel(Channel::Whatsapp) => ("Total WhatsApp messages sent for OTP", "Messages"),
+                UsageCategory::Channel(Channel::Totp) => {
+                    ("Total authenticator app challenges: nothing sent", "Challenges")
+                }
                 _ => ("Total OTPs sent to test destinations: nothing delivered, not billed", "OTP"),
             };
             let c = r.category;
@@ -384,6 +389,9 @@ pub fn insights_value(r: &InsightsReport, account_sid: &str) -> Value {
         "channel": r.query.channel.map(Channel::as_str),
         "country": r.query.country,
         "totals": counts_value(&r.totals),
+        // Ours since factors: how many verifications sent nothing, and their share.
+        "verifiedSendingNothing": r.verified_sending_nothing,
+        "sentNothingShare": r.sent_nothing_share().map(|r| (r * 10_000.0).round() / 10_000.0),
         "series": r.series.iter().map(|(at, c)| with("start", time::iso(*at).into(), c)).collect::<Vec<_>>(),
         "channels": r.channels.iter().map(|(ch, c)| with("channel", ch.as_str().into(), c)).collect::<Vec<_>>(),
         "countries": r.countries.iter().map(|(cc, c)| with("country", cc.as_str().into(), c)).collect::<Vec<_>>(),

@@ -84,3 +84,23 @@ pub async fn deployment() -> Deployment {
     store.put_account(&account).await.expect("account");
     Deployment { sdk, ddb, store, keys, account, token }
 }
+
+/// A store over a fresh table of its own in moto (`{prefix}-{random}`): the DynamoDB half of a
+/// test written once for both stores (`on_both_stores!`).
+pub async fn fresh_store(prefix: &str) -> twofa::adapters::aws::dynamodb::DynamoStore {
+    use twofa::adapters::aws::{aws_config, dynamodb};
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| !u.is_empty()),
+        "AWS_ENDPOINT_URL is not set: the DynamoDB half needs moto (`make test`, or infra/scripts/moto.sh)"
+    );
+    let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
+    let table = format!("{prefix}-{}", twofa::domain::ids::new_sid(""));
+    dynamodb::create_table(&client, &table).await.expect("create the table in moto");
+    dynamodb::DynamoStore::new(client, table)
+}
+
+/// Delete `store`'s table.
+pub async fn drop_store(store: &twofa::adapters::aws::dynamodb::DynamoStore) {
+    let client = aws_sdk_dynamodb::Client::new(&twofa::adapters::aws::aws_config().await);
+    client.delete_table().table_name(store.table()).send().await.expect("delete the table");
+}

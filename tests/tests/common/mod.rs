@@ -2,6 +2,32 @@
 #![allow(dead_code)]
 
 pub mod aws;
+
+/// Each named test `async fn NAME(store: Arc<…>)` run twice: on the embedded store (`memory::NAME`)
+/// and on DynamoDB over a fresh moto table (`dynamodb::NAME`, the table dropped after).
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(twofa::adapters::memory::MemoryStore::new())).await
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let store = std::sync::Arc::new($crate::common::aws::fresh_store(stringify!($name)).await);
+                    super::$name(store.clone()).await;
+                    $crate::common::aws::drop_store(&store).await;
+                }
+            )*
+        }
+    };
+}
 pub mod browser;
 pub mod provider;
 pub mod receiver;
@@ -194,4 +220,24 @@ impl Api {
 /// A code guaranteed different from `code` (same length).
 pub fn wrong(code: &str) -> String {
     code.chars().map(|c| if c == '9' { '0' } else { char::from(c as u8 + 1) }).collect()
+}
+
+/// RFC 4648 base32 decoded, as an authenticator app reads a typed-in secret (written apart
+/// from the server's encoder, so a wrong encoding fails).
+pub fn base32_decode(s: &str) -> Vec<u8> {
+    let (mut out, mut buffer, mut bits) = (Vec::new(), 0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32: {s}"),
+        };
+        buffer = (buffer << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            out.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
 }

@@ -3,6 +3,7 @@
 
 mod account_admin;
 mod console;
+mod factors;
 mod insights;
 mod receipts;
 mod records;
@@ -78,6 +79,8 @@ pub(crate) struct State {
     pub last_sweep_ms: Millis,
     /// Insights' counter cells (`insights::Cells`).
     pub insights: insights::Cells,
+    /// Factors by (account, entity, sid): an entity's in one ordered run, as on DynamoDB.
+    pub factors: std::collections::BTreeMap<(String, String, String), crate::domain::factor::Factor>,
 }
 
 /// OTPs the embedded store keeps by default: the newest; older ones (and their destination

@@ -125,6 +125,8 @@ fn body(range: &str, p: &RangeParams, r: &InsightsReport) -> Markup {
             (figure("Verified", "verified", html! { (t.verified) }))
             (figure("Conversion rate", "conversionRate", charts::rate(t.conversion_rate())))
             (figure("Delivery rate", "deliveryRate", charts::rate(t.delivery_rate())))
+            // Verified by an authenticator app's factor: nothing sent, nothing paid.
+            (figure("Verified sending nothing", "sentNothingShare", charts::rate(r.sent_nothing_share())))
         }
         h2 { "Sends and verified" }
         p.legend { span.sends { "■ sends" } " " span.verified { "■ verified" } }

@@ -71,7 +71,10 @@ fn parse(p: &SearchParams) -> Result<Search> {
         None => None,
         Some(c) => {
             pairs.push(("channel", c.to_owned()));
-            Some(Channel::parse(c).ok_or_else(|| Error::invalid("channel", "must be sms, call, email or whatsapp"))?)
+            Some(
+                Channel::parse_any(c)
+                    .ok_or_else(|| Error::invalid("channel", "must be sms, call, email, whatsapp or totp"))?,
+            )
         }
     };
     let status = match given(&p.status) {

@@ -6,10 +6,10 @@ use std::{
 };
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::{operation::put_item::PutItemError, types::AttributeValue};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{
-    errors::{self, Reason},
+    errors::Reason,
     items::{from_item, to_item, AccountItem, Key, PolicyItem, SUB_ACCOUNT_PREFIX},
     DynamoStore, Expr, TransactError,
 };
@@ -240,24 +240,7 @@ impl DynamoStore {
     async fn create_account(&self, account: &Account) -> Result<()> {
         let item = to_item(&AccountItem::new(Key::account(&account.sid), account))?;
         if account.ancestors.is_empty() {
-            let result = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await;
-            return match result {
-                Ok(_) => Ok(()),
-                Err(e) => match e.as_service_error() {
-                    Some(
-                        PutItemError::ConditionalCheckFailedException(_)
-                        | PutItemError::TransactionConflictException(_),
-                    ) => Err(Error::Contended),
-                    _ => Err(errors::sdk("PutItem(account)", &e)),
-                },
-            };
+            return self.put_new("PutItem(account)", item).await;
         }
         // A sub-account also leaves a copy in each ancestor's partition, all in one
         // transaction, so `list_sub_accounts` is one Query.

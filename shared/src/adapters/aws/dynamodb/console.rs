@@ -2,7 +2,6 @@
 //! one small item each, every write conditional, TTL deleting what has ended.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::{put_item::PutItemError, update_item::UpdateItemError};
 
 use super::{
     errors,
@@ -10,11 +9,7 @@ use super::{
     n, DynamoStore,
 };
 use crate::{
-    domain::{
-        console::ConsoleSession,
-        error::{Error, Result},
-        time::Millis,
-    },
+    domain::{console::ConsoleSession, error::Result, time::Millis},
     ports::ConsoleStore,
 };
 
@@ -24,21 +19,7 @@ const SEEN_MS: &str = "seen_ms";
 impl ConsoleStore for DynamoStore {
     async fn put_console_session(&self, session: &ConsoleSession) -> Result<()> {
         let item = to_item(&ConsoleSessionItem::new(session))?;
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(_)) => Err(Error::Contended),
-                _ => Err(errors::sdk("PutItem(console_session)", &e)),
-            },
-        }
+        self.put_new("PutItem(console_session)", item).await
     }
 
     async fn get_console_session(&self, key: &str) -> Result<Option<ConsoleSession>> {
@@ -60,14 +41,7 @@ impl ConsoleStore for DynamoStore {
             .expression_attribute_values(":ttl", n(console_ttl(expires_ms)))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
-                Some(UpdateItemError::TransactionConflictException(_)) => Err(Error::Contended),
-                _ => Err(errors::sdk("UpdateItem(console_session)", &e)),
-            },
-        }
+        errors::conditional(out, "UpdateItem(console_session)")
     }
 
     async fn delete_console_session(&self, key: &str) -> Result<()> {
@@ -97,13 +71,6 @@ impl ConsoleStore for DynamoStore {
             .expression_attribute_values(":ttl", n(console_ttl(expires_ms)))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
-                Some(UpdateItemError::TransactionConflictException(_)) => Err(Error::Contended),
-                _ => Err(errors::sdk("UpdateItem(sign_in_counter)", &e)),
-            },
-        }
+        errors::conditional(out, "UpdateItem(sign_in_counter)")
     }
 }

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::{
     error::{ProvideErrorMetadata, SdkError},
     operation::{
         batch_get_item::BatchGetItemError, delete_item::DeleteItemError, get_item::GetItemError,
-        put_item::PutItemError, query::QueryError, transact_write_items::TransactWriteItemsError,
+        put_item::PutItemError, query::QueryError, scan::ScanError, transact_write_items::TransactWriteItemsError,
         update_item::UpdateItemError,
     },
     types::CancellationReason,
@@ -42,6 +42,7 @@ transient!(
     GetItemError,
     BatchGetItemError,
     QueryError,
+    ScanError,
     PutItemError,
     UpdateItemError,
     DeleteItemError,
@@ -128,6 +129,22 @@ pub(crate) fn canceled(reasons: &[Reason]) -> Error {
         Error::Unavailable
     } else {
         Error::Contended
+    }
+}
+
+/// A conditional `UpdateItem`'s outcome: applied (true), or its condition did not hold
+/// (false); a transaction in flight on the item is `Contended`.
+pub(crate) fn conditional<T>(
+    out: std::result::Result<T, SdkError<UpdateItemError>>,
+    op: &'static str,
+) -> Result<bool, Error> {
+    match out {
+        Ok(_) => Ok(true),
+        Err(e) => match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+            Some(UpdateItemError::TransactionConflictException(_)) => Err(Error::Contended),
+            _ => Err(sdk(op, &e)),
+        },
     }
 }
 

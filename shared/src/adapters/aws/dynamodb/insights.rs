@@ -45,6 +45,7 @@ fn channel_letter(c: Channel) -> char {
         Channel::Call => 'c',
         Channel::Email => 'e',
         Channel::Whatsapp => 'w',
+        Channel::Totp => 't',
     }
 }
 

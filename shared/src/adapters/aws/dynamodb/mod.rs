@@ -9,6 +9,7 @@ mod calls;
 mod console;
 mod errors;
 mod expiry;
+mod factors;
 mod guard;
 mod insights;
 mod items;
@@ -149,6 +150,29 @@ impl DynamoStore {
             }
         };
         Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// `PutItem` of an item whose key must be new: `Error::Contended` when it is taken (or a
+    /// transaction holds it).
+    async fn put_new(&self, op: &'static str, item: Item) -> Result<()> {
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(
+                    PutItemError::ConditionalCheckFailedException(_) | PutItemError::TransactionConflictException(_),
+                ) => Err(Error::Contended),
+                _ => Err(errors::sdk(op, &e)),
+            },
+        }
     }
 
     async fn get(&self, op: &'static str, key: &Key, consistent: bool) -> Result<Option<Item>> {

@@ -8,6 +8,7 @@
 mod account;
 mod console;
 mod destination;
+mod factor;
 mod guard;
 mod idempotency;
 mod limits;
@@ -18,7 +19,7 @@ use std::{borrow::Cow, collections::HashMap};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{de::DeserializeOwned, Serialize};
 
-pub(crate) use self::{account::*, console::*, destination::*, guard::*, idempotency::*, limits::*, otp::*};
+pub(crate) use self::{account::*, console::*, destination::*, factor::*, guard::*, idempotency::*, limits::*, otp::*};
 use crate::domain::{
     error::{Error, Result},
     guard::GuardKey,
@@ -417,7 +418,7 @@ fn corrupt<T>(what: &'static str) -> impl FnOnce() -> Result<T> {
 }
 
 fn channel(s: &str) -> Result<Channel> {
-    Channel::parse(s).map_or_else(corrupt("channel"), Ok)
+    Channel::parse_any(s).map_or_else(corrupt("channel"), Ok)
 }
 
 #[cfg(test)]

@@ -1,0 +1,297 @@
+//! Factors (issue 29) on both stores: the port's conditional writes (`ports::FactorStore`) and
+//! the use cases over them (`domain::factors`, verify), written once and run on the embedded
+//! store and on DynamoDB (moto at `AWS_ENDPOINT_URL`, a table per test). What must hold under
+//! a crowd: a time step's code is taken once, wrong first codes count up to their max, two
+//! right codes at once verify once, and a factor follows the keys as they rotate.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::base32_decode;
+use futures::future::join_all;
+use twofa::{
+    adapters::{clock::AdjustableClock, outbox::Outbox},
+    domain::{
+        account::Account,
+        account_admin,
+        crypto::{Keys, MasterKey},
+        factor::{Factor, FactorKind, FactorStatus, TotpParams},
+        factors::{self, ChallengeRequest, NewTotp},
+        ids,
+        time::Millis,
+        totp,
+        verify::{self, VerifyTarget},
+    },
+    ports::{AdminStore, Deps, NoScheduler, Store},
+    Error,
+};
+
+const T0: Millis = 1_700_000_000_000;
+
+on_both_stores!(
+    factors_are_listed_per_entity_and_account_and_deleted_once,
+    of_concurrent_uses_of_one_step_exactly_one_is_taken_and_never_an_earlier_one,
+    a_first_code_confirms_only_an_unverified_factor,
+    concurrent_wrong_first_codes_count_exactly_up_to_the_max,
+    a_reseal_replaces_only_the_secret_it_was_given,
+    of_concurrent_right_codes_on_two_challenges_exactly_one_verifies,
+    a_factor_sealed_under_an_older_key_verifies_and_moves_to_the_current_one,
+    the_operators_reseal_moves_every_factor_off_the_retiring_key,
+    of_concurrent_right_first_codes_exactly_one_confirms,
+);
+
+fn factor(account: &str, entity: &str, status: FactorStatus, created_ms: Millis) -> Factor {
+    Factor {
+        sid: ids::new_sid(ids::FACTOR),
+        account_sid: account.to_owned(),
+        entity: entity.to_owned(),
+        kind: FactorKind::Totp,
+        friendly_name: Some("phone".into()),
+        status,
+        totp: TotpParams::default(),
+        sealed_secret: vec![7; 48],
+        last_step: None,
+        confirm_failures: 0,
+        created_ms,
+        updated_ms: created_ms,
+    }
+}
+
+async fn factors_are_listed_per_entity_and_account_and_deleted_once(store: Arc<dyn Store>) {
+    // Given two factors of one entity, one of another entity, one of another account
+    let (a, b) =
+        (factor("AC1", "alice", FactorStatus::Unverified, T0), factor("AC1", "alice", FactorStatus::Verified, T0 + 1));
+    let (other_entity, other_account) =
+        (factor("AC1", "alice2", FactorStatus::Verified, T0), factor("AC2", "alice", FactorStatus::Verified, T0));
+    for f in [&b, &a, &other_entity, &other_account] {
+        store.put_factor(f).await.unwrap();
+    }
+    // Then the entity's list has its two, oldest first, exactly as stored
+    assert_eq!(store.list_factors("AC1", "alice").await.unwrap(), vec![a.clone(), b.clone()]);
+    assert_eq!(store.get_factor("AC2", "alice", &a.sid).await.unwrap(), None, "another account's key");
+    assert_eq!(store.put_factor(&a).await, Err(Error::Contended), "a taken sid");
+    // When one is deleted
+    assert_eq!(store.delete_factor("AC1", "alice", &a.sid).await.unwrap(), Some(a.clone()));
+    // Then it is gone, and deleting it again finds nothing
+    assert_eq!(store.delete_factor("AC1", "alice", &a.sid).await.unwrap(), None);
+    assert_eq!(store.list_factors("AC1", "alice").await.unwrap(), vec![b]);
+}
+
+async fn of_concurrent_uses_of_one_step_exactly_one_is_taken_and_never_an_earlier_one(store: Arc<dyn Store>) {
+    // Given a verified factor
+    let f = factor("AC1", "bob", FactorStatus::Verified, T0);
+    store.put_factor(&f).await.unwrap();
+    // When 16 uses of step 100 race
+    let taken = join_all((0..16).map(|_| {
+        let (store, sid) = (store.clone(), f.sid.clone());
+        tokio::spawn(async move { store.use_factor_step("AC1", "bob", &sid, 100, false, T0 + 5).await })
+    }))
+    .await;
+    // Then exactly one took it
+    assert_eq!(taken.into_iter().filter(|t| *t.as_ref().unwrap().as_ref().unwrap()).count(), 1);
+    // And neither it nor an earlier step is taken again; a later one is
+    assert!(!store.use_factor_step("AC1", "bob", &f.sid, 100, false, T0).await.unwrap());
+    assert!(!store.use_factor_step("AC1", "bob", &f.sid, 99, false, T0).await.unwrap());
+    assert!(store.use_factor_step("AC1", "bob", &f.sid, 101, false, T0 + 6).await.unwrap());
+    let stored = store.get_factor("AC1", "bob", &f.sid).await.unwrap().unwrap();
+    assert_eq!((stored.last_step, stored.updated_ms), (Some(101), T0 + 6));
+    // And a factor that is gone takes nothing
+    assert!(!store.use_factor_step("AC1", "bob", "YFnone", 500, false, T0).await.unwrap());
+}
+
+async fn a_first_code_confirms_only_an_unverified_factor(store: Arc<dyn Store>) {
+    // Given an unverified factor
+    let f = factor("AC1", "carol", FactorStatus::Unverified, T0);
+    store.put_factor(&f).await.unwrap();
+    // When a challenge's use of a step comes first: refused, it is not verified yet
+    assert!(!store.use_factor_step("AC1", "carol", &f.sid, 10, false, T0).await.unwrap());
+    // When a first code confirms it
+    assert!(store.use_factor_step("AC1", "carol", &f.sid, 10, true, T0 + 1).await.unwrap());
+    // Then it is verified with that step used, and cannot be confirmed again
+    let stored = store.get_factor("AC1", "carol", &f.sid).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.last_step), (FactorStatus::Verified, Some(10)));
+    assert!(!store.use_factor_step("AC1", "carol", &f.sid, 11, true, T0 + 2).await.unwrap());
+    assert!(
+        !store.fail_factor_confirm("AC1", "carol", &f.sid, 5).await.unwrap(),
+        "a verified factor counts no failure"
+    );
+}
+
+async fn concurrent_wrong_first_codes_count_exactly_up_to_the_max(store: Arc<dyn Store>) {
+    // Given an unverified factor
+    let f = factor("AC1", "dave", FactorStatus::Unverified, T0);
+    store.put_factor(&f).await.unwrap();
+    // When 12 wrong first codes race against a max of 5
+    let counted = join_all((0..12).map(|_| {
+        let (store, sid) = (store.clone(), f.sid.clone());
+        tokio::spawn(async move { store.fail_factor_confirm("AC1", "dave", &sid, 5).await })
+    }))
+    .await;
+    // Then exactly 5 counted, and the factor holds 5
+    assert_eq!(counted.into_iter().filter(|c| *c.as_ref().unwrap().as_ref().unwrap()).count(), 5);
+    assert_eq!(store.get_factor("AC1", "dave", &f.sid).await.unwrap().unwrap().confirm_failures, 5);
+}
+
+async fn a_reseal_replaces_only_the_secret_it_was_given(store: Arc<dyn Store>) {
+    let f = factor("AC1", "erin", FactorStatus::Verified, T0);
+    store.put_factor(&f).await.unwrap();
+    // When a reseal names a secret the factor does not hold: nothing changes
+    assert!(!store.reseal_factor("AC1", "erin", &f.sid, &[1; 48], &[2; 48]).await.unwrap());
+    // When it names the one it holds: replaced
+    assert!(store.reseal_factor("AC1", "erin", &f.sid, &f.sealed_secret, &[3; 48]).await.unwrap());
+    assert_eq!(store.get_factor("AC1", "erin", &f.sid).await.unwrap().unwrap().sealed_secret, vec![3; 48]);
+    // And a second reseal from the same read loses
+    assert!(!store.reseal_factor("AC1", "erin", &f.sid, &f.sealed_secret, &[4; 48]).await.unwrap());
+}
+
+// ---- the use cases over each store -----------------------------------------------------------
+
+fn ring(kids: &[u8]) -> Keys {
+    let masters = kids.iter().map(|&k| MasterKey::new(k, i64::from(k), vec![k + 1; 32]).unwrap()).collect();
+    Keys::from_ring(masters).unwrap()
+}
+
+fn deps(store: Arc<dyn Store>, keys: Keys) -> (Deps, Arc<AdjustableClock>) {
+    let clock = Arc::new(AdjustableClock::default());
+    let deps = Deps {
+        store,
+        dispatcher: Arc::new(Outbox::new(clock.clone())),
+        clock: clock.clone(),
+        keys: Arc::new(keys),
+        scheduler: Arc::new(NoScheduler),
+    };
+    (deps, clock)
+}
+
+async fn new_account(deps: &Deps) -> Account {
+    let account = Account::new(ids::new_sid(ids::ACCOUNT), "token", &deps.keys, None, T0);
+    deps.store.put_account(&account).await.expect("account");
+    account
+}
+
+/// A confirmed factor of `entity` and its seed, the clock then moved to the next time step.
+async fn confirmed(deps: &Deps, clock: &AdjustableClock, account: &Account, entity: &str) -> (Factor, Vec<u8>) {
+    let new = NewTotp { entity: entity.into(), friendly_name: None, issuer: None, params: TotpParams::default() };
+    let created = factors::create(deps, account, new).await.unwrap();
+    let seed = base32_decode(&created.secret);
+    let code = totp::code(&seed, &created.factor.totp, totp::step_at(&created.factor.totp, deps.clock.now_ms()));
+    let factor = factors::confirm(deps, account, entity, &created.factor.sid, &code).await.unwrap();
+    clock.advance_secs(30);
+    (factor, seed)
+}
+
+/// A challenge of `f` in `service` (a newer challenge of the entity in the same service cancels
+/// an older one, as a newer send to a number does).
+async fn challenge(deps: &Deps, account: &Account, f: &Factor, service: &str) -> String {
+    let req = ChallengeRequest {
+        service: service.into(),
+        timeout_secs: 300,
+        limits: vec![],
+        idempotency_key: None,
+        callback: None,
+    };
+    factors::challenge(deps, account, &f.entity, &f.sid, req).await.unwrap()
+}
+
+fn now_code(deps: &Deps, f: &Factor, seed: &[u8]) -> String {
+    totp::code(seed, &f.totp, totp::step_at(&f.totp, deps.clock.now_ms()))
+}
+
+async fn of_concurrent_right_codes_on_two_challenges_exactly_one_verifies(store: Arc<dyn Store>) {
+    let (deps, clock) = deps(store, Keys::random());
+    let account = new_account(&deps).await;
+    let (f, seed) = confirmed(&deps, &clock, &account, "frank").await;
+    // Given two open challenges of one factor and the app's code
+    let (a, b) = (challenge(&deps, &account, &f, "web").await, challenge(&deps, &account, &f, "app").await);
+    let code = now_code(&deps, &f, &seed);
+    // When each is verified twice with it, all at once
+    let answers = join_all([&a, &b, &a, &b].map(|sid| {
+        let (deps, account, sid, code) = (deps.clone(), account.clone(), sid.clone(), code.clone());
+        tokio::spawn(async move { verify::verify(&deps, &account, VerifyTarget::RequestId(sid), &code).await })
+    }))
+    .await;
+    // Then exactly one verified; the code counts once
+    let verified: Vec<_> = answers.into_iter().map(|r| r.unwrap()).filter(Result::is_ok).collect();
+    assert_eq!(verified.len(), 1, "{verified:?}");
+    // And the other challenge takes the next step's code
+    clock.advance_secs(30);
+    let other = if verified[0].as_deref() == Ok(a.as_str()) { b } else { a };
+    let next = now_code(&deps, &f, &seed);
+    assert_eq!(verify::verify(&deps, &account, VerifyTarget::RequestId(other.clone()), &next).await, Ok(other));
+}
+
+async fn a_factor_sealed_under_an_older_key_verifies_and_moves_to_the_current_one(store: Arc<dyn Store>) {
+    // Given a factor created and confirmed while key 1 was the only key
+    let (deps, clock) = deps(store.clone(), ring(&[1]));
+    let account = new_account(&deps).await;
+    let (f, seed) = confirmed(&deps, &clock, &account, "grace").await;
+    assert_eq!(f.sealed_secret[1], 1, "sealed under key 1");
+    // When key 2 arrives and a challenge is verified
+    deps.keys.replace(ring(&[1, 2]), 0);
+    let sid = challenge(&deps, &account, &f, "2FA").await;
+    let code = now_code(&deps, &f, &seed);
+    assert_eq!(verify::verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), &code).await, Ok(sid));
+    // Then its secret is sealed under key 2
+    let stored = store.get_factor(&account.sid, "grace", &f.sid).await.unwrap().unwrap();
+    assert_eq!(stored.sealed_secret[1], 2, "resealed under the current key");
+    // And once key 1 is gone it still verifies
+    deps.keys.replace(ring(&[2]), 0);
+    clock.advance_secs(30);
+    let sid = challenge(&deps, &account, &f, "2FA").await;
+    let code = now_code(&deps, &f, &seed);
+    assert_eq!(verify::verify(&deps, &account, VerifyTarget::RequestId(sid.clone()), &code).await, Ok(sid));
+}
+
+async fn the_operators_reseal_moves_every_factor_off_the_retiring_key<S: Store + AdminStore + 'static>(store: Arc<S>) {
+    // Given factors of two accounts made while key 1 was the only key, never used since
+    let (deps, clock) = deps(store.clone(), ring(&[1]));
+    let (one, two) = (new_account(&deps).await, new_account(&deps).await);
+    let mut made = vec![];
+    for (account, entity) in [(&one, "hana"), (&one, "ivan"), (&two, "hana")] {
+        made.push((account.clone(), confirmed(&deps, &clock, account, entity).await));
+    }
+    // When key 2 arrives and the operator reseals what key 1 sealed, before retiring it
+    deps.keys.replace(ring(&[1, 2]), 0);
+    let done = account_admin::reseal(store.as_ref(), &deps.keys, 1).await.unwrap();
+    // Then every factor's secret is under key 2 (besides the accounts' own values)
+    assert!(done.values >= made.len(), "{done:?}");
+    for (account, (f, _)) in &made {
+        let stored = store.get_factor(&account.sid, &f.entity, &f.sid).await.unwrap().unwrap();
+        assert_eq!(stored.sealed_secret[1], 2, "{} resealed", f.sid);
+    }
+    // And with key 1 retired each one still verifies its app's codes
+    deps.keys.replace(ring(&[2]), 0);
+    for (account, (f, seed)) in &made {
+        let sid = challenge(&deps, account, f, "2FA").await;
+        let code = now_code(&deps, f, seed);
+        assert_eq!(verify::verify(&deps, account, VerifyTarget::RequestId(sid.clone()), &code).await, Ok(sid));
+    }
+    // And a second reseal finds nothing left under key 1
+    let again = account_admin::reseal(store.as_ref(), &deps.keys, 1).await.unwrap();
+    assert_eq!(again.values, 0, "{again:?}");
+}
+
+async fn of_concurrent_right_first_codes_exactly_one_confirms(store: Arc<dyn Store>) {
+    // Given a new factor and its app's first code
+    let (deps, _clock) = deps(store, Keys::random());
+    let account = new_account(&deps).await;
+    let new = NewTotp { entity: "jack".into(), friendly_name: None, issuer: None, params: TotpParams::default() };
+    let created = factors::create(&deps, &account, new).await.unwrap();
+    let f = created.factor;
+    let code = now_code(&deps, &f, &base32_decode(&created.secret));
+    // When eight confirms race with it
+    let answers = join_all((0..8).map(|_| {
+        let (deps, account, sid, code) = (deps.clone(), account.clone(), f.sid.clone(), code.clone());
+        tokio::spawn(async move { factors::confirm(&deps, &account, "jack", &sid, &code).await })
+    }))
+    .await;
+    // Then exactly one confirmed it, and the others were told it is verified already
+    let answers: Vec<_> = answers.into_iter().map(|a| a.unwrap()).collect();
+    assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), 1, "{answers:?}");
+    for refused in answers.iter().filter_map(|a| a.as_ref().err()) {
+        assert!(matches!(refused, Error::InvalidParameter { param, .. } if param == "factorSid"), "{refused:?}");
+    }
+    // And no wrong code was counted against it
+    assert_eq!(deps.store.get_factor(&account.sid, "jack", &f.sid).await.unwrap().unwrap().confirm_failures, 0);
+}
