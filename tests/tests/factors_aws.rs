@@ -3,6 +3,8 @@
 //! authenticator app computes them from the secret the API shows once, on the real clock: an
 //! app's code of the next time step is within the window, so no test waits for a step to end.
 
+mod common;
+
 use std::sync::Arc;
 
 use axum::{body::Body, http::Request};
@@ -100,26 +102,6 @@ impl AwsApi {
     }
 }
 
-/// RFC 4648 base32 decoded, as an authenticator app reads a typed-in secret.
-fn base32_decode(s: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("not base32: {s}"),
-        };
-        buffer = (buffer << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            out.push((buffer >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    out
-}
-
 /// The app's code `steps` time steps from now.
 fn app_code(seed: &[u8], params: &TotpParams, steps: i64) -> String {
     totp::code(seed, params, totp::step_at(params, SystemClock.now_ms()) + steps)
@@ -138,7 +120,7 @@ async fn a_factor_is_created_confirmed_challenged_verified_once_and_deleted_over
     let secret = data["secret"].as_str().unwrap().to_owned();
     assert_eq!((data["status"].as_str(), data["algorithm"].as_str()), (Some("unverified"), Some("SHA1")));
     let params = TotpParams { algorithm: TotpAlgorithm::Sha1, digits: 6, period_secs: 30 };
-    let seed = base32_decode(&secret);
+    let seed = common::base32_decode(&secret);
     // Then the table keeps its secret sealed: neither the base32 secret nor the seed is stored
     let dump = api.table_dump().await;
     assert!(dump.contains(&format!("FACTOR#{}#alice", api.sid)) && dump.contains(&factor), "{dump}");

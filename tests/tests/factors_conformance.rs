@@ -1,8 +1,7 @@
-//! Factors (issue 29) on both stores: the port's conditional writes (`ports::FactorStore`) and
-//! the use cases over them (`domain::factors`, verify), written once and run on the embedded
-//! store and on DynamoDB (moto at `AWS_ENDPOINT_URL`, a table per test). What must hold under
-//! a crowd: a time step's code is taken once, wrong first codes count up to their max, two
-//! right codes at once verify once, and a factor follows the keys as they rotate.
+//! Factors' use cases (`domain::factors`, verify) on both stores, written once and run on the
+//! embedded store and on DynamoDB (moto at `AWS_ENDPOINT_URL`, a table per test): two right
+//! codes at once verify once, a first code confirms once, and a factor follows the keys as they
+//! rotate. The port's own conditional writes are in store_conformance.rs.
 
 mod common;
 
@@ -30,120 +29,11 @@ use twofa::{
 const T0: Millis = 1_700_000_000_000;
 
 on_both_stores!(
-    factors_are_listed_per_entity_and_account_and_deleted_once,
-    of_concurrent_uses_of_one_step_exactly_one_is_taken_and_never_an_earlier_one,
-    a_first_code_confirms_only_an_unverified_factor,
-    concurrent_wrong_first_codes_count_exactly_up_to_the_max,
-    a_reseal_replaces_only_the_secret_it_was_given,
     of_concurrent_right_codes_on_two_challenges_exactly_one_verifies,
     a_factor_sealed_under_an_older_key_verifies_and_moves_to_the_current_one,
     the_operators_reseal_moves_every_factor_off_the_retiring_key,
     of_concurrent_right_first_codes_exactly_one_confirms,
 );
-
-fn factor(account: &str, entity: &str, status: FactorStatus, created_ms: Millis) -> Factor {
-    Factor {
-        sid: ids::new_sid(ids::FACTOR),
-        account_sid: account.to_owned(),
-        entity: entity.to_owned(),
-        kind: FactorKind::Totp,
-        friendly_name: Some("phone".into()),
-        status,
-        totp: TotpParams::default(),
-        sealed_secret: vec![7; 48],
-        last_step: None,
-        confirm_failures: 0,
-        created_ms,
-        updated_ms: created_ms,
-    }
-}
-
-async fn factors_are_listed_per_entity_and_account_and_deleted_once(store: Arc<dyn Store>) {
-    // Given two factors of one entity, one of another entity, one of another account
-    let (a, b) =
-        (factor("AC1", "alice", FactorStatus::Unverified, T0), factor("AC1", "alice", FactorStatus::Verified, T0 + 1));
-    let (other_entity, other_account) =
-        (factor("AC1", "alice2", FactorStatus::Verified, T0), factor("AC2", "alice", FactorStatus::Verified, T0));
-    for f in [&b, &a, &other_entity, &other_account] {
-        store.put_factor(f).await.unwrap();
-    }
-    // Then the entity's list has its two, oldest first, exactly as stored
-    assert_eq!(store.list_factors("AC1", "alice").await.unwrap(), vec![a.clone(), b.clone()]);
-    assert_eq!(store.get_factor("AC2", "alice", &a.sid).await.unwrap(), None, "another account's key");
-    assert_eq!(store.put_factor(&a).await, Err(Error::Contended), "a taken sid");
-    // When one is deleted
-    assert_eq!(store.delete_factor("AC1", "alice", &a.sid).await.unwrap(), Some(a.clone()));
-    // Then it is gone, and deleting it again finds nothing
-    assert_eq!(store.delete_factor("AC1", "alice", &a.sid).await.unwrap(), None);
-    assert_eq!(store.list_factors("AC1", "alice").await.unwrap(), vec![b]);
-}
-
-async fn of_concurrent_uses_of_one_step_exactly_one_is_taken_and_never_an_earlier_one(store: Arc<dyn Store>) {
-    // Given a verified factor
-    let f = factor("AC1", "bob", FactorStatus::Verified, T0);
-    store.put_factor(&f).await.unwrap();
-    // When 16 uses of step 100 race
-    let taken = join_all((0..16).map(|_| {
-        let (store, sid) = (store.clone(), f.sid.clone());
-        tokio::spawn(async move { store.use_factor_step("AC1", "bob", &sid, 100, false, T0 + 5).await })
-    }))
-    .await;
-    // Then exactly one took it
-    assert_eq!(taken.into_iter().filter(|t| *t.as_ref().unwrap().as_ref().unwrap()).count(), 1);
-    // And neither it nor an earlier step is taken again; a later one is
-    assert!(!store.use_factor_step("AC1", "bob", &f.sid, 100, false, T0).await.unwrap());
-    assert!(!store.use_factor_step("AC1", "bob", &f.sid, 99, false, T0).await.unwrap());
-    assert!(store.use_factor_step("AC1", "bob", &f.sid, 101, false, T0 + 6).await.unwrap());
-    let stored = store.get_factor("AC1", "bob", &f.sid).await.unwrap().unwrap();
-    assert_eq!((stored.last_step, stored.updated_ms), (Some(101), T0 + 6));
-    // And a factor that is gone takes nothing
-    assert!(!store.use_factor_step("AC1", "bob", "YFnone", 500, false, T0).await.unwrap());
-}
-
-async fn a_first_code_confirms_only_an_unverified_factor(store: Arc<dyn Store>) {
-    // Given an unverified factor
-    let f = factor("AC1", "carol", FactorStatus::Unverified, T0);
-    store.put_factor(&f).await.unwrap();
-    // When a challenge's use of a step comes first: refused, it is not verified yet
-    assert!(!store.use_factor_step("AC1", "carol", &f.sid, 10, false, T0).await.unwrap());
-    // When a first code confirms it
-    assert!(store.use_factor_step("AC1", "carol", &f.sid, 10, true, T0 + 1).await.unwrap());
-    // Then it is verified with that step used, and cannot be confirmed again
-    let stored = store.get_factor("AC1", "carol", &f.sid).await.unwrap().unwrap();
-    assert_eq!((stored.status, stored.last_step), (FactorStatus::Verified, Some(10)));
-    assert!(!store.use_factor_step("AC1", "carol", &f.sid, 11, true, T0 + 2).await.unwrap());
-    assert!(
-        !store.fail_factor_confirm("AC1", "carol", &f.sid, 5).await.unwrap(),
-        "a verified factor counts no failure"
-    );
-}
-
-async fn concurrent_wrong_first_codes_count_exactly_up_to_the_max(store: Arc<dyn Store>) {
-    // Given an unverified factor
-    let f = factor("AC1", "dave", FactorStatus::Unverified, T0);
-    store.put_factor(&f).await.unwrap();
-    // When 12 wrong first codes race against a max of 5
-    let counted = join_all((0..12).map(|_| {
-        let (store, sid) = (store.clone(), f.sid.clone());
-        tokio::spawn(async move { store.fail_factor_confirm("AC1", "dave", &sid, 5).await })
-    }))
-    .await;
-    // Then exactly 5 counted, and the factor holds 5
-    assert_eq!(counted.into_iter().filter(|c| *c.as_ref().unwrap().as_ref().unwrap()).count(), 5);
-    assert_eq!(store.get_factor("AC1", "dave", &f.sid).await.unwrap().unwrap().confirm_failures, 5);
-}
-
-async fn a_reseal_replaces_only_the_secret_it_was_given(store: Arc<dyn Store>) {
-    let f = factor("AC1", "erin", FactorStatus::Verified, T0);
-    store.put_factor(&f).await.unwrap();
-    // When a reseal names a secret the factor does not hold: nothing changes
-    assert!(!store.reseal_factor("AC1", "erin", &f.sid, &[1; 48], &[2; 48]).await.unwrap());
-    // When it names the one it holds: replaced
-    assert!(store.reseal_factor("AC1", "erin", &f.sid, &f.sealed_secret, &[3; 48]).await.unwrap());
-    assert_eq!(store.get_factor("AC1", "erin", &f.sid).await.unwrap().unwrap().sealed_secret, vec![3; 48]);
-    // And a second reseal from the same read loses
-    assert!(!store.reseal_factor("AC1", "erin", &f.sid, &f.sealed_secret, &[4; 48]).await.unwrap());
-}
 
 // ---- the use cases over each store -----------------------------------------------------------
 

@@ -11,6 +11,8 @@
 //! `--ignored` and stops everything. Ignored in `make test` (no Docker there); run by hand
 //! without the stack's environment they fail, they never pass empty.
 
+mod common;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -674,26 +676,6 @@ async fn a_call_is_placed_through_the_stand_in_and_the_code_it_reads_verifies() 
     assert_eq!(events, [("call".to_owned(), "sent".to_owned(), "end-user-messaging".to_owned())]);
 }
 
-/// RFC 4648 base32 decoded, as an authenticator app reads a typed-in secret.
-fn base32_decode(s: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("not base32: {s}"),
-        };
-        buffer = (buffer << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            out.push((buffer >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    out
-}
-
 #[tokio::test]
 #[ignore = "needs the local stack: make test-sam"]
 async fn a_factor_is_confirmed_challenged_verified_once_and_deleted_through_its_function() {
@@ -714,7 +696,7 @@ async fn a_factor_is_confirmed_challenged_verified_once_and_deleted_through_its_
     assert_eq!(r.status, 200, "{}", r.text);
     let data = r.json()["data"].clone();
     let factor = data["sid"].as_str().unwrap().to_owned();
-    let seed = base32_decode(data["secret"].as_str().unwrap());
+    let seed = common::base32_decode(data["secret"].as_str().unwrap());
     assert_eq!(data["status"], "unverified", "{data}");
     // And it is confirmed with the app's code, on the .json route
     let r = sam.post(&format!("{path}/{factor}/confirm.json"), &json!({ "code": app_code(&seed, 0) })).await;
