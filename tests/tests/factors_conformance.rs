@@ -15,7 +15,7 @@ use twofa::{
         account::Account,
         account_admin,
         crypto::{Keys, MasterKey},
-        factor::{Factor, FactorKind, FactorStatus, TotpParams},
+        factor::{Factor, TotpParams},
         factors::{self, ChallengeRequest, NewTotp},
         ids,
         time::Millis,
