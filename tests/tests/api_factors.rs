@@ -380,6 +380,24 @@ async fn every_factor_route_answers_json_and_xml_by_suffix() {
 }
 
 #[tokio::test]
+async fn verify_by_number_finds_the_newest_challenge_of_an_entity_as_it_was_written() {
+    // Given a confirmed factor of an entity with capitals, and a challenge of it
+    let api = Api::start().await;
+    let entity = "User-42.Ops";
+    let (app, _) = create(&api, entity, json!({})).await;
+    assert_eq!(confirm(&api, entity, &app.sid, &app.code(&api)).await.status, 200);
+    api.advance(30).await;
+    let r = api.post(&format!("{}/{}/challenges", factors_path(entity), app.sid), &json!({ "service": "Login" })).await;
+    let sid = r.request_id();
+    // When it is verified by service and number, the entity as the number
+    let by_number = json!({ "service": "Login", "number": entity, "code": app.code(&api) });
+    let r = api.post("/2fa/verify", &by_number).await;
+    // Then the challenge is verified
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.request_id(), sid);
+}
+
+#[tokio::test]
 async fn a_newer_challenge_in_the_same_service_cancels_the_pending_one() {
     // Given a confirmed factor and a pending challenge
     let api = Api::start().await;

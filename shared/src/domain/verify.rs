@@ -65,10 +65,12 @@ pub async fn verify(deps: &Deps, account: &Account, target: VerifyTarget, code: 
         VerifyTarget::RequestId(sid) => vec![sid],
         VerifyTarget::Number { service, number } => {
             // Stored in E.164: `919960639901` names the OTP sent to it as much as `+919960639901`;
-            // an email address in lower case, as the send stored it.
+            // an email address in lower case, as the send stored it; anything else (a factor's
+            // entity) as given.
             let number = match phone::parse(&number, "number") {
                 Ok(p) => p.e164,
-                Err(_) => number.to_ascii_lowercase(),
+                Err(_) if super::send::is_email(&number) => number.to_ascii_lowercase(),
+                Err(_) => number,
             };
             let Some(d) = deps.store.get_destination(&account.sid, &service, &number).await? else {
                 return Err(Error::OtpNotFound.into());
