@@ -13,7 +13,7 @@ use crate::domain::{
     content::Content,
     crypto::Keys,
     error::Result,
-    factor::Factor,
+    factor::{Factor, PasskeyCredential},
     guard::{GuardCount, GuardKey},
     idempotency::IdempotencyRecord,
     insights::{Cell, Granularity},
@@ -347,6 +347,29 @@ pub trait FactorStore: Send + Sync {
     /// Count a wrong first code, only while it is unverified with fewer than `max` counted
     /// (of concurrent wrong codes at most `max` count): false, and nothing counted, otherwise.
     async fn fail_factor_confirm(&self, account_sid: &str, entity: &str, sid: &str, max: u32) -> Result<bool>;
+    /// Complete a passkey's registration: store `credential`, end the ceremony and make the
+    /// factor verified, in one conditional write, only while it is unverified and waits on
+    /// `ceremony`. False, and nothing written, otherwise: of concurrent completions one is true.
+    async fn confirm_passkey(
+        &self,
+        account_sid: &str,
+        entity: &str,
+        sid: &str,
+        ceremony: &[u8],
+        credential: &PasskeyCredential,
+        now: Millis,
+    ) -> Result<bool>;
+    /// Store a passkey credential's dynamic state (its signature counter) `new` over `was`, only
+    /// while the factor is verified and still holds `was`: false, and nothing written, otherwise.
+    async fn use_passkey(
+        &self,
+        account_sid: &str,
+        entity: &str,
+        sid: &str,
+        was: &[u8],
+        new: &[u8],
+        now: Millis,
+    ) -> Result<bool>;
     /// Put `sealed` (the secret sealed under the current key) in place of `was`, only while the
     /// factor still holds `was`: false otherwise (another writer moved it first, or it is gone).
     async fn reseal_factor(

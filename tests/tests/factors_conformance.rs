@@ -16,7 +16,7 @@ use twofa::{
         account_admin,
         crypto::{Keys, MasterKey},
         factor::{Factor, TotpParams},
-        factors::{self, ChallengeRequest, NewTotp},
+        factors::{self, ChallengeRequest, NewTotp, Proof},
         ids,
         time::Millis,
         totp,
@@ -66,7 +66,8 @@ async fn confirmed(deps: &Deps, clock: &AdjustableClock, account: &Account, enti
     let created = factors::create(deps, account, new).await.unwrap();
     let seed = base32_decode(&created.secret);
     let code = totp::code(&seed, &created.factor.totp, totp::step_at(&created.factor.totp, deps.clock.now_ms()));
-    let factor = factors::confirm(deps, account, entity, &created.factor.sid, &code).await.unwrap();
+    let factor =
+        factors::confirm(deps, account, entity, &created.factor.sid, Some(Proof::Code(code.clone()))).await.unwrap();
     clock.advance_secs(30);
     (factor, seed)
 }
@@ -81,7 +82,7 @@ async fn challenge(deps: &Deps, account: &Account, f: &Factor, service: &str) ->
         idempotency_key: None,
         callback: None,
     };
-    factors::challenge(deps, account, &f.entity, &f.sid, req).await.unwrap()
+    factors::challenge(deps, account, &f.entity, &f.sid, req).await.unwrap().sid
 }
 
 fn now_code(deps: &Deps, f: &Factor, seed: &[u8]) -> String {
@@ -173,7 +174,9 @@ async fn of_concurrent_right_first_codes_exactly_one_confirms(store: Arc<dyn Sto
     // When eight confirms race with it
     let answers = join_all((0..8).map(|_| {
         let (deps, account, sid, code) = (deps.clone(), account.clone(), f.sid.clone(), code.clone());
-        tokio::spawn(async move { factors::confirm(&deps, &account, "jack", &sid, &code).await })
+        tokio::spawn(
+            async move { factors::confirm(&deps, &account, "jack", &sid, Some(Proof::Code(code.clone()))).await },
+        )
     }))
     .await;
     // Then exactly one confirmed it, and the others were told it is verified already

@@ -1760,6 +1760,7 @@ fn factor(account_sid: &str, entity: &str, created_ms: Millis) -> Factor {
         confirm_failures: 0,
         created_ms,
         updated_ms: created_ms,
+        passkey: None,
     }
 }
 

@@ -18,7 +18,7 @@ use twofa::{
         callbacks::UrlRules,
         crypto::{Keys, KEY_ACTIVATION_DELAY_MS, KEY_REFRESH_MS},
         error::Error,
-        factor::Factor,
+        factor::{Factor, FactorKind},
         factors, ids,
         policy::{self, PolicyUpdate},
         time,
@@ -539,22 +539,12 @@ fn view(a: &Account) -> Value {
     })
 }
 
-/// A factor as `factors --json` prints it: what the API shows of it, never its secret.
+/// A factor as `factors --json` prints it: what the API shows of it (never its secret), and
+/// when it was last used.
 fn factor_view(f: &Factor) -> Value {
-    json!({
-        "sid": f.sid,
-        "entity": f.entity,
-        "type": f.kind.as_str(),
-        "friendlyName": f.friendly_name,
-        "status": f.status.as_str(),
-        "algorithm": f.totp.algorithm.as_str(),
-        "digits": f.totp.digits,
-        "period": f.totp.period_secs,
-        "accountSid": f.account_sid,
-        "dateCreated": time::iso(f.created_ms),
-        "dateUpdated": time::iso(f.updated_ms),
-        "lastCodeAt": last_code_at(f),
-    })
+    let mut v = f.view();
+    v["lastCodeAt"] = json!(last_code_at(f));
+    v
 }
 
 /// When the time step of the last code the factor took began (confirm or a challenge's
@@ -566,13 +556,15 @@ fn last_code_at(f: &Factor) -> Option<String> {
 fn factor_table(all: &[Factor]) -> String {
     let header = ["FACTOR", "TYPE", "STATUS", "ALGORITHM", "DIGITS", "PERIOD", "NAME", "CREATED", "LAST CODE"];
     let rows = all.iter().map(|f| {
+        // A passkey has no code parameters.
+        let totp = |v: String| if f.kind == FactorKind::Totp { v } else { "-".to_owned() };
         [
             f.sid.clone(),
             f.kind.as_str().to_owned(),
             f.status.as_str().to_owned(),
-            f.totp.algorithm.as_str().to_owned(),
-            f.totp.digits.to_string(),
-            format!("{}s", f.totp.period_secs),
+            totp(f.totp.algorithm.as_str().to_owned()),
+            totp(f.totp.digits.to_string()),
+            totp(format!("{}s", f.totp.period_secs)),
             f.friendly_name.clone().unwrap_or_else(|| "-".into()),
             time::iso(f.created_ms),
             last_code_at(f).unwrap_or_else(|| "-".into()),

@@ -20,7 +20,7 @@ use twofa::{
         account::Account,
         crypto::Keys,
         factor::{TotpAlgorithm, TotpParams},
-        factors::{self, NewTotp},
+        factors::{self, NewTotp, Proof},
         ids, totp,
     },
     ports::{Clock, Deps, NoScheduler, Store},
@@ -137,7 +137,7 @@ async fn an_entitys_factors_are_listed_with_their_settings_and_never_their_secre
         &TotpParams::default(),
         totp::step_at(&TotpParams::default(), d.clock.now_ms()),
     );
-    factors::confirm(&d.deps, &d.account, "alice", &first, &code).await.expect("confirm");
+    factors::confirm(&d.deps, &d.account, "alice", &first, Some(Proof::Code(code.clone()))).await.expect("confirm");
     // When the operator lists the entity's factors, as a table and as JSON
     let table = d.admin(d.factors("alice", false)).await.unwrap();
     let json = d.admin(d.factors("alice", true)).await.unwrap();

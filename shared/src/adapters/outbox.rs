@@ -167,6 +167,7 @@ impl Outbox {
             Channel::Whatsapp => "WA",
             // Nothing dispatches a factor's challenge; a prefix all the same.
             Channel::Totp => "TO",
+            Channel::Passkey => "PK",
         };
         let now = self.clock.now_ms();
         let id = new_sid(prefix);

@@ -36,7 +36,7 @@ pub fn compose(d: &Delivery, code: &Code, voice: Option<&Voice>) -> Result<Conte
         // template takes the code alone (`OutboundMessage::code`).
         Channel::Whatsapp => content.text = format!("{} is your verification code.", code.reveal()),
         // A factor's challenge says nothing to anyone (`domain::factors`).
-        Channel::Totp => content.text.clear(),
+        Channel::Totp | Channel::Passkey => content.text.clear(),
     }
     Ok(content)
 }

@@ -1,6 +1,7 @@
 //! A factor: something of a user's (an "entity", the customer's own user id) that proves them
-//! without anything being sent. Authenticator apps (TOTP, RFC 6238) for now. Behaviour is in
-//! `domain::factors` and the algorithm in `domain::totp`; these are the types they act on.
+//! without anything being sent: authenticator apps (TOTP, RFC 6238) and passkeys (WebAuthn).
+//! Behaviour is in `domain::factors`, the algorithms in `domain::totp` and `domain::passkey`;
+//! these are the types they act on.
 
 use super::time::Millis;
 
@@ -17,16 +18,22 @@ pub const MAX_FRIENDLY_NAME_LEN: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FactorKind {
     Totp,
+    Passkey,
 }
 
 impl FactorKind {
     pub fn parse(s: &str) -> Option<Self> {
-        s.eq_ignore_ascii_case("totp").then_some(FactorKind::Totp)
+        match s.to_ascii_lowercase().as_str() {
+            "totp" => Some(FactorKind::Totp),
+            "passkey" => Some(FactorKind::Passkey),
+            _ => None,
+        }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             FactorKind::Totp => "totp",
+            FactorKind::Passkey => "passkey",
         }
     }
 }
@@ -114,8 +121,8 @@ pub struct Factor {
     pub friendly_name: Option<String>,
     pub status: FactorStatus,
     pub totp: TotpParams,
-    /// The seed, sealed under the keyring (`Purpose::Factor`, context `factor_aad`); it is
-    /// shown once, at creation, and never again.
+    /// A TOTP factor's seed, sealed under the keyring (`Purpose::Factor`, context
+    /// `factor_aad`); it is shown once, at creation, and never again. Empty for a passkey.
     pub sealed_secret: Vec<u8>,
     /// The last time step whose code was accepted: a code counts at most once, and never one
     /// of an earlier step (RFC 6238 §5.2). None: no code accepted yet.
@@ -124,6 +131,59 @@ pub struct Factor {
     pub confirm_failures: u32,
     pub created_ms: Millis,
     pub updated_ms: Millis,
+    /// A passkey factor's WebAuthn state; None for TOTP.
+    pub passkey: Option<Passkey>,
+}
+
+/// A passkey factor's WebAuthn state. Nothing in it is secret (a public key, a counter, a
+/// ceremony's challenge); what matters is that it changes only by conditional writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passkey {
+    /// The WebAuthn user handle its credential is registered under: random (16 bytes), not the
+    /// entity, which may be personal data.
+    pub user_handle: Vec<u8>,
+    /// The registration ceremony `confirm` completes (the WebAuthn library's server state,
+    /// encoded); None once the factor is verified.
+    pub ceremony: Option<Vec<u8>>,
+    /// The registered credential; None until `confirm`.
+    pub credential: Option<PasskeyCredential>,
+}
+
+/// A registered WebAuthn credential, each part as the WebAuthn library encodes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyCredential {
+    pub id: Vec<u8>,
+    /// The transports the browser said it can be reached by (a hint for the next ceremony).
+    pub transports: u8,
+    /// The public key and its algorithm, as registered: never changes.
+    pub static_state: Vec<u8>,
+    /// The signature counter, user verification and backup flags: changes with each use,
+    /// written only over the value read (`FactorStore::use_passkey`).
+    pub dynamic_state: Vec<u8>,
+}
+
+impl Factor {
+    /// The factor as the API and the admin command show it: never its secret, nor a passkey's
+    /// keys.
+    pub fn view(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "sid": self.sid,
+            "entity": self.entity,
+            "type": self.kind.as_str(),
+            "friendlyName": self.friendly_name,
+            "status": self.status.as_str(),
+            "accountSid": self.account_sid,
+            "uri": format!("/2fa/entities/{}/factors/{}", self.entity, self.sid),
+            "dateCreated": super::time::iso(self.created_ms),
+            "dateUpdated": super::time::iso(self.updated_ms),
+        });
+        if self.kind == FactorKind::Totp {
+            v["algorithm"] = self.totp.algorithm.as_str().into();
+            v["digits"] = self.totp.digits.into();
+            v["period"] = self.totp.period_secs.into();
+        }
+        v
+    }
 }
 
 /// What a factor's secret is sealed to: its account and sid, so a sealed seed moved to another

@@ -19,6 +19,7 @@ pub mod insights;
 pub mod limit_admin;
 pub mod limits;
 pub mod otp;
+pub mod passkey;
 pub mod phone;
 pub mod policy;
 #[cfg(test)]

@@ -19,14 +19,17 @@ pub enum Channel {
     Whatsapp,
     /// A challenge of an authenticator app's factor (`domain::factors`): nothing is sent.
     Totp,
+    /// A challenge of a passkey factor (`domain::factors`, WebAuthn): nothing is sent.
+    Passkey,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 5] = [Channel::Sms, Channel::Call, Channel::Email, Channel::Whatsapp, Channel::Totp];
+    pub const ALL: [Channel; 6] =
+        [Channel::Sms, Channel::Call, Channel::Email, Channel::Whatsapp, Channel::Totp, Channel::Passkey];
 
     /// Whether a code goes out on this channel; a factor's challenge sends nothing.
     pub fn sends(self) -> bool {
-        !matches!(self, Channel::Totp)
+        !matches!(self, Channel::Totp | Channel::Passkey)
     }
 
     /// A channel a code is sent on (what a send, a workflow step or a route names); `voice`
@@ -43,6 +46,7 @@ impl Channel {
             "email" => Some(Channel::Email),
             "whatsapp" => Some(Channel::Whatsapp),
             "totp" => Some(Channel::Totp),
+            "passkey" => Some(Channel::Passkey),
             _ => None,
         }
     }
@@ -54,6 +58,7 @@ impl Channel {
             Channel::Email => "email",
             Channel::Whatsapp => "whatsapp",
             Channel::Totp => "totp",
+            Channel::Passkey => "passkey",
         }
     }
 }

@@ -50,6 +50,8 @@ pub struct AccountPolicy {
     pub routes: Vec<RouteRule>,
     /// Providers of the account's own (`providers`), routes its table may name.
     pub providers: Vec<AccountProvider>,
+    /// The relying party its passkey factors are registered with; None: no passkeys.
+    pub passkeys: Option<PasskeySettings>,
 }
 
 /// The default and highest budget of failed verifies per destination (NIST SP 800-63B's
@@ -70,6 +72,7 @@ impl Default for AccountPolicy {
             max_failed_verifies: MAX_FAILED_VERIFIES,
             routes: Vec::new(),
             providers: Vec::new(),
+            passkeys: None,
         }
     }
 }
@@ -144,7 +147,7 @@ pub mod senders {
                         None => r.contains('@') && r.eq_ignore_ascii_case(from),
                     },
                     // A factor names no sender.
-                    Channel::Totp => false,
+                    Channel::Totp | Channel::Passkey => false,
                     Channel::Sms | Channel::Call | Channel::Whatsapp => {
                         if r.starts_with('+') {
                             phone::parse(from, "from").is_ok_and(|p| p.e164 == *r)
@@ -213,6 +216,84 @@ impl Default for GuardSettings {
             account_min_sends: Self::DEFAULT_ACCOUNT_MIN_SENDS,
         }
     }
+}
+
+/// The WebAuthn relying party of an account's passkeys: the domain they are bound to and the
+/// web origins a ceremony may come from (its host is the domain or under it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeySettings {
+    /// What authenticators show as its name too (the WebAuthn library names the party by it).
+    pub rp_id: String,
+    pub origins: Vec<String>,
+}
+
+/// Most origins one relying party may list.
+pub const MAX_PASSKEY_ORIGINS: usize = 10;
+
+impl PasskeySettings {
+    /// Checked settings, or a 400 naming `passkeys`.
+    pub fn new(rp_id: &str, origins: &[String]) -> Result<Self> {
+        let bad = |reason: String| Error::invalid("passkeys", reason);
+        let rp_id = rp_id.trim().to_ascii_lowercase();
+        if !is_rp_domain(&rp_id) {
+            return Err(bad("rpId must be a domain name (localhost, example.com), not an address".into()));
+        }
+        if origins.is_empty() || origins.len() > MAX_PASSKEY_ORIGINS {
+            return Err(bad(format!("origins must list 1 to {MAX_PASSKEY_ORIGINS} origins")));
+        }
+        let mut out: Vec<String> = Vec::with_capacity(origins.len());
+        for raw in origins {
+            let origin = web_origin(raw, &rp_id).ok_or_else(|| {
+                bad(format!(
+                    "each origin must be https://host[:port] (http only for localhost) whose host is {rp_id} or under it"
+                ))
+            })?;
+            if !out.contains(&origin) {
+                out.push(origin);
+            }
+        }
+        Ok(PasskeySettings { rp_id, origins: out })
+    }
+
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({ "rpId": self.rp_id, "origins": self.origins })
+    }
+}
+
+/// A domain name a relying party can be: letters, digits and hyphens in dot-separated labels,
+/// not an IP address (WebAuthn takes none).
+fn is_rp_domain(d: &str) -> bool {
+    d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+        && !d.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `raw` as a browser serializes an origin (`scheme://host[:port]`, no default port), when it
+/// is one a passkey of `rp_id` may be used from.
+fn web_origin(raw: &str, rp_id: &str) -> Option<String> {
+    let raw = raw.trim().trim_end_matches('/').to_ascii_lowercase();
+    let (scheme, rest) = raw.split_once("://")?;
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p.parse::<u16>().ok().filter(|p| *p > 0)?)),
+        None => (rest, None),
+    };
+    let local = host == "localhost" || host.ends_with(".localhost");
+    let secure = scheme == "https" || (scheme == "http" && local);
+    let under = host == rp_id || host.ends_with(&format!(".{rp_id}"));
+    if !secure || !under || !is_rp_domain(host) {
+        return None;
+    }
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    Some(match port {
+        Some(p) if p != default_port => format!("{scheme}://{host}:{p}"),
+        _ => format!("{scheme}://{host}"),
+    })
 }
 
 /// A destination that receives nothing: a send to it costs nothing and its OTP verifies with a
@@ -284,7 +365,7 @@ impl AccountPolicy {
             Channel::Sms => &self.sms_countries,
             Channel::Call => &self.call_countries,
             Channel::Whatsapp => &self.whatsapp_countries,
-            Channel::Email | Channel::Totp => return true,
+            Channel::Email | Channel::Totp | Channel::Passkey => return true,
         };
         list.as_ref().is_none_or(|l| l.iter().any(|c| c == country))
     }
@@ -317,6 +398,7 @@ impl AccountPolicy {
             "maxFailedVerifies": self.max_failed_verifies,
             "routes": routing::view(&self.routes),
             "providers": providers::view(&self.providers),
+            "passkeys": self.passkeys.as_ref().map(PasskeySettings::view),
         })
     }
 
@@ -363,6 +445,17 @@ pub struct PolicyUpdate {
     /// The name of one of the account's providers: a new secret replaces its old one.
     #[serde(default)]
     pub rotate_provider_secret: Option<String>,
+    /// The relying party of the account's passkeys (`null`: none, so no passkey factor can be
+    /// created; those made before stay but verify nothing).
+    #[serde(default, with = "double_option")]
+    pub passkeys: Option<Option<PasskeysInput>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasskeysInput {
+    pub rp_id: String,
+    pub origins: Vec<String>,
 }
 
 /// A policy after an update, and the webhook secret the update made, if it made one: shown
@@ -503,6 +596,9 @@ impl PolicyUpdate {
             rules,
         )?;
         policy.providers = list;
+        if let Some(passkeys) = self.passkeys {
+            policy.passkeys = passkeys.map(|p| PasskeySettings::new(&p.rp_id, &p.origins)).transpose()?;
+        }
         if let Some(table) = self.routes {
             policy.routes = table.map(RoutesInput::rules).transpose()?.unwrap_or_default();
         }

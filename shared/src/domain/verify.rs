@@ -118,13 +118,28 @@ enum Attempt {
     Unknown,
 }
 
+/// Verify OTP `sid` by the hashes a factor made of what was presented (`factors`), answered
+/// as `verify` answers one `requestId`; `presented` is what its check records.
+pub async fn verify_hashed(
+    deps: &Deps,
+    account: &Account,
+    sid: &str,
+    presented: &str,
+    hashes: &[Vec<u8>],
+) -> Result<String, Rejection> {
+    let now = deps.clock.now_ms();
+    match attempt_with(deps, account, sid, presented, hashes, now).await? {
+        Attempt::Verified => {
+            stop_workflow(deps, &account.sid, sid);
+            Ok(sid.to_owned())
+        }
+        Attempt::Wrong => Err(Rejection::on(Error::InvalidCode, sid)),
+        Attempt::Refused(r) => Err(r),
+        Attempt::Unknown => Err(Error::OtpNotFound.into()),
+    }
+}
+
 async fn attempt(deps: &Deps, account: &Account, sid: &str, code: &str, now: Millis) -> Result<Attempt> {
-    let check = Check {
-        sid: new_sid(ids::CHECK),
-        at_ms: now,
-        valid: true,
-        sealed_code: deps.keys.seal(Purpose::Code, code.as_bytes(), sid),
-    };
     // The code as each key of the ring would have stored it: the OTP names none before it is
     // read. A factor's challenge stores no code: its factor checks it (`factors`).
     let hashes = if deps.keys.is_factor_challenge(sid) {
@@ -132,10 +147,29 @@ async fn attempt(deps: &Deps, account: &Account, sid: &str, code: &str, now: Mil
     } else {
         deps.keys.code_hashes(sid, code)
     };
+    attempt_with(deps, account, sid, code, &hashes, now).await
+}
+
+/// Compare `hashes` with OTP `sid`'s in its conditional verify write (`presented` sealed in
+/// the check it records).
+async fn attempt_with(
+    deps: &Deps,
+    account: &Account,
+    sid: &str,
+    presented: &str,
+    hashes: &[Vec<u8>],
+    now: Millis,
+) -> Result<Attempt> {
+    let check = Check {
+        sid: new_sid(ids::CHECK),
+        at_ms: now,
+        valid: true,
+        sealed_code: deps.keys.seal(Purpose::Code, presented.as_bytes(), sid),
+    };
     // The pumping guard counts the verify where the OTP says (`Otp::guarded`): the embedded
     // store in this write, DynamoDB off the table's stream. Nothing to name here.
     for round in 0..MAX_VERIFY_ROUNDS {
-        let written = deps.store.verify_code(&account.sid, sid, &hashes, &check, now).await;
+        let written = deps.store.verify_code(&account.sid, sid, hashes, &check, now).await;
         match written {
             Ok(VerifyWrite::Verified) => {
                 tracing::info!(otp = %sid, "otp verified");

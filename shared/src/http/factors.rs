@@ -1,16 +1,17 @@
-//! The factors endpoint group (ours): an entity's authenticator-app factors and their
-//! challenges (`domain::factors`, docs/api.md "Factors").
+//! The factors endpoint group (ours): an entity's authenticator-app and passkey factors and
+//! their challenges (`domain::factors`, docs/api.md "Factors").
 //!
 //! `POST|GET /2fa/entities/{entity}/factors`, `GET|DELETE /2fa/entities/{entity}/factors/{sid}`,
-//! `POST …/{sid}/confirm` and `POST …/{sid}/challenges`, each with `.json`/`.xml` twins. A
-//! challenge answers like a send (`requestID`); `/2fa/verify` closes it.
+//! `POST …/{sid}/confirm`, `POST …/{sid}/challenges` and `POST …/{sid}/verify`, each with
+//! `.json`/`.xml` twins. A challenge answers like a send (`requestID`, and a passkey's the
+//! options its assertion is made with); `/2fa/verify` closes a TOTP one, `…/verify` a passkey's.
 
 use axum::{
     extract::{Path, State},
     http::HeaderMap,
     response::IntoResponse,
     routing::{get, post},
-    Router,
+    Json, Router,
 };
 use serde_json::{json, Value};
 
@@ -18,9 +19,8 @@ use crate::{
     domain::{
         error::{Error, Result},
         factor::{Factor, FactorKind, TotpAlgorithm, TotpParams, MAX_FRIENDLY_NAME_LEN},
-        factors::{self, ChallengeRequest, Created, NewTotp},
+        factors::{self, ChallengeRequest, Created, NewPasskey, NewTotp, Proof},
         otp::{DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS, MIN_TIMEOUT_SECS},
-        time,
     },
     http::{
         acting_for,
@@ -48,6 +48,7 @@ pub fn routes() -> Routes {
         .route("/2fa/entities/{entity}/factors/{sid}", get(fetch_factor).delete(delete_factor))
         .with_suffixes("/2fa/entities/{entity}/factors/{sid}/confirm", post(confirm_factor))
         .with_suffixes("/2fa/entities/{entity}/factors/{sid}/challenges", post(challenge_factor))
+        .with_suffixes("/2fa/entities/{entity}/factors/{sid}/verify", post(verify_passkey))
 }
 
 async fn create_factor(
@@ -56,8 +57,21 @@ async fn create_factor(
     Path(entity): Path<String>,
     p: Params,
 ) -> Answer {
-    if let Some(kind) = p.opt("type")? {
-        FactorKind::parse(&kind).ok_or_else(|| Error::invalid("type", "must be totp"))?;
+    let kind = match p.opt("type")? {
+        None => FactorKind::Totp,
+        Some(kind) => FactorKind::parse(&kind).ok_or_else(|| Error::invalid("type", "must be totp or passkey"))?,
+    };
+    if kind == FactorKind::Passkey {
+        let new = NewPasskey {
+            entity,
+            friendly_name: p.bounded("friendlyName", MAX_FRIENDLY_NAME_LEN, false)?,
+            user_name: p.bounded("userName", 64, false)?,
+        };
+        let account = acting_for(&deps, &caller, p.opt("accountSid")?.as_deref()).await?;
+        let (factor, options) = factors::create_passkey(&deps, &account, new).await?;
+        let mut v = factor_value(&factor);
+        v["options"] = options;
+        return Ok(ok(v));
     }
     let algorithm = match p.opt("algorithm")? {
         None => TotpAlgorithm::Sha1,
@@ -121,9 +135,14 @@ async fn confirm_factor(
     Path((entity, sid)): Path<(String, String)>,
     p: Params,
 ) -> Answer {
-    let code = p.required("code")?;
+    // The factor's kind says which it needs: the app's code, or the browser's credential.
+    let proof = match (p.opt("code")?, credential(&p)?) {
+        (Some(code), _) => Some(Proof::Code(code)),
+        (None, Some(credential)) => Some(Proof::Credential(credential)),
+        (None, None) => None,
+    };
     let account = acting_for(&deps, &caller, p.opt("accountSid")?.as_deref()).await?;
-    let factor = factors::confirm(&deps, &account, &entity, &sid, &code).await?;
+    let factor = factors::confirm(&deps, &account, &entity, &sid, proof).await?;
     Ok(ok(factor_value(&factor)))
 }
 
@@ -144,26 +163,40 @@ async fn challenge_factor(
         callback: parse_callback(&p, deps.dispatcher.callback_url_rules())?,
     };
     let account = acting_for(&deps, &caller, p.opt("accountSid")?.as_deref()).await?;
-    let otp_sid = factors::challenge(&deps, &account, &entity, &sid, req).await?;
+    let challenge = factors::challenge(&deps, &account, &entity, &sid, req).await?;
+    Ok(match challenge.options {
+        None => otp_ok("OK", &challenge.sid),
+        Some(options) => Json(json!({ "code": 200, "message": "OK", "requestID": challenge.sid, "options": options }))
+            .into_response(),
+    })
+}
+
+/// Close a passkey's challenge with the browser's assertion: answered as `/2fa/verify`.
+async fn verify_passkey(
+    State(deps): State<Deps>,
+    Caller(caller): Caller,
+    Path((entity, sid)): Path<(String, String)>,
+    p: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    let request_id = p.required("requestId")?;
+    let credential = credential(&p)?.ok_or_else(|| Error::missing("credential"))?;
+    let account = acting_for(&deps, &caller, p.opt("accountSid")?.as_deref()).await?;
+    let otp_sid = factors::verify_passkey(&deps, &account, &entity, &sid, &request_id, &credential).await?;
     Ok(otp_ok("OK", &otp_sid))
+}
+
+/// `credential`: the browser's `credential.toJSON()`, as JSON text or (in a JSON body) the
+/// object itself.
+fn credential(p: &Params) -> Result<Option<String>> {
+    Ok(match p.get("credential") {
+        Some(v @ serde_json::Value::Object(_)) => Some(v.to_string()),
+        _ => p.bounded("credential", 16 * 1024, false)?,
+    })
 }
 
 /// A factor as every answer shows it: never its secret.
 fn factor_value(f: &Factor) -> Value {
-    json!({
-        "sid": f.sid,
-        "entity": f.entity,
-        "type": f.kind.as_str(),
-        "friendlyName": f.friendly_name,
-        "status": f.status.as_str(),
-        "algorithm": f.totp.algorithm.as_str(),
-        "digits": f.totp.digits,
-        "period": f.totp.period_secs,
-        "accountSid": f.account_sid,
-        "uri": format!("/2fa/entities/{}/factors/{}", f.entity, f.sid),
-        "dateCreated": time::iso(f.created_ms),
-        "dateUpdated": time::iso(f.updated_ms),
-    })
+    f.view()
 }
 
 /// A factor just created: with its secret, the `otpauth://` URI and its QR code, this once.

@@ -329,6 +329,7 @@ fn usage_value(r: &UsageRecord, account_sid: &str, path: &str, named_channel: bo
                 UsageCategory::Channel(Channel::Totp) => {
                     ("Total authenticator app challenges: nothing sent", "Challenges")
                 }
+                UsageCategory::Channel(Channel::Passkey) => ("Total passkey challenges: nothing sent", "Challenges"),
                 _ => ("Total OTPs sent to test destinations: nothing delivered, not billed", "OTP"),
             };
             let c = r.category;

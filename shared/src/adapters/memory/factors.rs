@@ -7,7 +7,7 @@ use super::MemoryStore;
 use crate::{
     domain::{
         error::{Error, Result},
-        factor::{Factor, FactorStatus},
+        factor::{Factor, FactorStatus, PasskeyCredential},
         time::Millis,
     },
     ports::{FactorScan, FactorStore, FactorsPage},
@@ -78,6 +78,49 @@ impl FactorStore for MemoryStore {
             return Ok(false);
         }
         f.confirm_failures += 1;
+        Ok(true)
+    }
+
+    async fn confirm_passkey(
+        &self,
+        account_sid: &str,
+        entity: &str,
+        sid: &str,
+        ceremony: &[u8],
+        credential: &PasskeyCredential,
+        now: Millis,
+    ) -> Result<bool> {
+        let mut s = self.lock()?;
+        let Some(f) = s.factors.get_mut(&key(account_sid, entity, sid)) else { return Ok(false) };
+        let Some(pk) = f.passkey.as_mut() else { return Ok(false) };
+        if f.status != FactorStatus::Unverified || pk.ceremony.as_deref() != Some(ceremony) {
+            return Ok(false);
+        }
+        pk.ceremony = None;
+        pk.credential = Some(credential.clone());
+        f.status = FactorStatus::Verified;
+        f.updated_ms = now;
+        Ok(true)
+    }
+
+    async fn use_passkey(
+        &self,
+        account_sid: &str,
+        entity: &str,
+        sid: &str,
+        was: &[u8],
+        new: &[u8],
+        now: Millis,
+    ) -> Result<bool> {
+        let mut s = self.lock()?;
+        let Some(f) = s.factors.get_mut(&key(account_sid, entity, sid)) else { return Ok(false) };
+        let verified = f.status == FactorStatus::Verified;
+        let Some(c) = f.passkey.as_mut().and_then(|p| p.credential.as_mut()) else { return Ok(false) };
+        if !verified || c.dynamic_state != was {
+            return Ok(false);
+        }
+        c.dynamic_state = new.to_vec();
+        f.updated_ms = now;
         Ok(true)
     }
 

@@ -18,7 +18,7 @@ use super::{
 use crate::{
     domain::{
         error::{Error, Result},
-        factor::{Factor, FactorStatus},
+        factor::{Factor, FactorStatus, PasskeyCredential},
         ids,
         time::Millis,
     },
@@ -118,6 +118,76 @@ impl FactorStore for DynamoStore {
             .await
             .map(|_| ());
         errors::conditional(out, "UpdateItem(factor confirm)")
+    }
+
+    async fn confirm_passkey(
+        &self,
+        account_sid: &str,
+        entity: &str,
+        sid: &str,
+        ceremony: &[u8],
+        credential: &PasskeyCredential,
+        now: Millis,
+    ) -> Result<bool> {
+        let b = |v: &[u8]| AttributeValue::B(Blob::new(v));
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Key::factor(account_sid, entity, sid).to_item()))
+            .update_expression(
+                "SET #status = :verified, #id = :id, #transports = :transports, #static = :static, \
+                 #dynamic = :dynamic, #updated = :now REMOVE #ceremony",
+            )
+            .condition_expression("attribute_exists(pk) AND #status = :unverified AND #ceremony = :ceremony")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#ceremony", "ceremony")
+            .expression_attribute_names("#id", "credential_id")
+            .expression_attribute_names("#transports", "transports")
+            .expression_attribute_names("#static", "static_state")
+            .expression_attribute_names("#dynamic", "dynamic_state")
+            .expression_attribute_names("#updated", "updated_ms")
+            .expression_attribute_values(":verified", s(FactorStatus::Verified.as_str()))
+            .expression_attribute_values(":unverified", s(FactorStatus::Unverified.as_str()))
+            .expression_attribute_values(":ceremony", b(ceremony))
+            .expression_attribute_values(":id", b(&credential.id))
+            .expression_attribute_values(":transports", n(credential.transports))
+            .expression_attribute_values(":static", b(&credential.static_state))
+            .expression_attribute_values(":dynamic", b(&credential.dynamic_state))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await
+            .map(|_| ());
+        errors::conditional(out, "UpdateItem(passkey confirm)")
+    }
+
+    async fn use_passkey(
+        &self,
+        account_sid: &str,
+        entity: &str,
+        sid: &str,
+        was: &[u8],
+        new: &[u8],
+        now: Millis,
+    ) -> Result<bool> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Key::factor(account_sid, entity, sid).to_item()))
+            .update_expression("SET #dynamic = :new, #updated = :now")
+            .condition_expression("attribute_exists(pk) AND #status = :verified AND #dynamic = :was")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#dynamic", "dynamic_state")
+            .expression_attribute_names("#updated", "updated_ms")
+            .expression_attribute_values(":verified", s(FactorStatus::Verified.as_str()))
+            .expression_attribute_values(":was", AttributeValue::B(Blob::new(was)))
+            .expression_attribute_values(":new", AttributeValue::B(Blob::new(new)))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await
+            .map(|_| ());
+        errors::conditional(out, "UpdateItem(passkey use)")
     }
 
     async fn reseal_factor(

@@ -46,6 +46,7 @@ fn channel_letter(c: Channel) -> char {
         Channel::Email => 'e',
         Channel::Whatsapp => 'w',
         Channel::Totp => 't',
+        Channel::Passkey => 'p',
     }
 }
 

@@ -8,7 +8,7 @@ use crate::domain::{
     callbacks::{CallbackMethod, CallbackTarget},
     error::{Error, Result},
     otp::Channel,
-    policy::{AccountPolicy, GuardSettings, SealedSecret, TestDestination, MAX_FAILED_VERIFIES},
+    policy::{AccountPolicy, GuardSettings, PasskeySettings, SealedSecret, TestDestination, MAX_FAILED_VERIFIES},
     providers::AccountProvider,
     routing::RouteRule,
     time::Millis,
@@ -77,6 +77,15 @@ pub(crate) struct PolicyItem {
     /// Absent: no provider of the account's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub providers: Vec<ProviderItem>,
+    /// Absent: no passkeys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passkeys: Option<PasskeysItem>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PasskeysItem {
+    pub rp_id: String,
+    pub origins: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -101,7 +110,7 @@ fn is_zero(n: &u64) -> bool {
 
 impl PolicyItem {
     /// Every attribute a policy may have (what `set_policy` sets or removes).
-    pub const ATTRIBUTES: [&'static str; 12] = [
+    pub const ATTRIBUTES: [&'static str; 13] = [
         "sms_countries",
         "call_countries",
         "whatsapp_countries",
@@ -114,6 +123,7 @@ impl PolicyItem {
         "max_failed_verifies",
         "routes",
         "providers",
+        "passkeys",
     ];
 }
 
@@ -175,6 +185,7 @@ impl From<&AccountPolicy> for PolicyItem {
                 .iter()
                 .map(|p| ProviderItem { name: p.name.clone(), url: p.url.clone(), secret: p.secret.0.clone() })
                 .collect(),
+            passkeys: p.passkeys.as_ref().map(|p| PasskeysItem { rp_id: p.rp_id.clone(), origins: p.origins.clone() }),
         }
     }
 }
@@ -216,6 +227,7 @@ impl From<PolicyItem> for AccountPolicy {
                 .into_iter()
                 .map(|p| AccountProvider { name: p.name, url: p.url, secret: SealedSecret(p.secret) })
                 .collect(),
+            passkeys: i.passkeys.map(|p| PasskeySettings { rp_id: p.rp_id, origins: p.origins }),
         }
     }
 }

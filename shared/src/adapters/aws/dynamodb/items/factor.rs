@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{bytes, corrupt, esc, Key};
+use super::{bytes, corrupt, esc, opt_bytes, Key};
 use crate::domain::{
     error::{Error, Result},
-    factor::{Factor, FactorKind, FactorStatus, TotpAlgorithm, TotpParams},
+    factor::{Factor, FactorKind, FactorStatus, Passkey, PasskeyCredential, TotpAlgorithm, TotpParams},
     time::Millis,
 };
 
@@ -34,10 +34,12 @@ pub(crate) struct FactorItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub friendly_name: Option<String>,
     pub status: String,
+    /// A passkey's are TOTP's defaults, unused.
     pub algorithm: String,
     pub digits: u8,
     pub period: u32,
-    #[serde(with = "bytes")]
+    /// A TOTP seed, sealed; absent for a passkey.
+    #[serde(default, with = "bytes", skip_serializing_if = "Vec::is_empty")]
     pub secret: Vec<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_step: Option<i64>,
@@ -45,6 +47,21 @@ pub(crate) struct FactorItem {
     pub confirm_failures: u32,
     pub created_ms: Millis,
     pub updated_ms: Millis,
+    /// A passkey's (`Passkey`): present on passkey factors only.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
+    pub user_handle: Option<Vec<u8>>,
+    /// The registration ceremony waiting for `confirm`.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
+    pub ceremony: Option<Vec<u8>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
+    pub credential_id: Option<Vec<u8>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transports: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
+    pub static_state: Option<Vec<u8>>,
+    /// Written only over the value read (`use_passkey`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
+    pub dynamic_state: Option<Vec<u8>>,
 }
 
 impl FactorItem {
@@ -66,8 +83,18 @@ impl FactorItem {
             confirm_failures: f.confirm_failures,
             created_ms: f.created_ms,
             updated_ms: f.updated_ms,
+            user_handle: f.passkey.as_ref().map(|p| p.user_handle.clone()),
+            ceremony: f.passkey.as_ref().and_then(|p| p.ceremony.clone()),
+            credential_id: credential(f).map(|c| c.id.clone()),
+            transports: credential(f).map(|c| c.transports),
+            static_state: credential(f).map(|c| c.static_state.clone()),
+            dynamic_state: credential(f).map(|c| c.dynamic_state.clone()),
         }
     }
+}
+
+fn credential(f: &Factor) -> Option<&PasskeyCredential> {
+    f.passkey.as_ref()?.credential.as_ref()
 }
 
 impl TryFrom<FactorItem> for Factor {
@@ -90,6 +117,23 @@ impl TryFrom<FactorItem> for Factor {
             confirm_failures: i.confirm_failures,
             created_ms: i.created_ms,
             updated_ms: i.updated_ms,
+            passkey: match i.user_handle {
+                None => None,
+                Some(user_handle) => Some(Passkey {
+                    user_handle,
+                    ceremony: i.ceremony,
+                    credential: match (i.credential_id, i.static_state, i.dynamic_state) {
+                        (Some(id), Some(static_state), Some(dynamic_state)) => Some(PasskeyCredential {
+                            id,
+                            transports: i.transports.unwrap_or(0),
+                            static_state,
+                            dynamic_state,
+                        }),
+                        (None, None, None) => None,
+                        _ => return corrupt("credential")(),
+                    },
+                }),
+            },
         })
     }
 }
