@@ -28,6 +28,7 @@ macro_rules! on_both_stores {
         }
     };
 }
+pub mod authenticator;
 pub mod browser;
 pub mod provider;
 pub mod receiver;
