@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::base32_decode;
+use common::{authenticator::Authenticator, base32_decode};
 use futures::future::join_all;
 use twofa::{
     adapters::{clock::AdjustableClock, outbox::Outbox},
@@ -16,8 +16,9 @@ use twofa::{
         account_admin,
         crypto::{Keys, MasterKey},
         factor::{Factor, TotpParams},
-        factors::{self, ChallengeRequest, NewTotp, Proof},
+        factors::{self, ChallengeRequest, NewPasskey, NewTotp, Proof},
         ids,
+        policy::{update_policy, PolicyUpdate},
         time::Millis,
         totp,
         verify::{self, VerifyTarget},
@@ -33,6 +34,9 @@ on_both_stores!(
     a_factor_sealed_under_an_older_key_verifies_and_moves_to_the_current_one,
     the_operators_reseal_moves_every_factor_off_the_retiring_key,
     of_concurrent_right_first_codes_exactly_one_confirms,
+    of_concurrent_registrations_of_one_passkey_exactly_one_confirms,
+    of_concurrent_assertions_of_one_passkey_challenge_exactly_one_verifies,
+    a_cloned_passkey_with_a_stale_counter_is_refused_and_the_original_signs_on,
 );
 
 // ---- the use cases over each store -----------------------------------------------------------
@@ -142,6 +146,10 @@ async fn the_operators_reseal_moves_every_factor_off_the_retiring_key<S: Store +
     for (account, entity) in [(&one, "hana"), (&one, "ivan"), (&two, "hana")] {
         made.push((account.clone(), confirmed(&deps, &clock, account, entity).await));
     }
+    // And a passkey, which keeps nothing sealed
+    let three = passkey_account(&deps).await;
+    let mut key = Authenticator::new();
+    let passkey = registered_passkey(&deps, &three, "hana", &mut key).await;
     // When key 2 arrives and the operator reseals what key 1 sealed, before retiring it
     deps.keys.replace(ring(&[1, 2]), 0);
     let done = account_admin::reseal(store.as_ref(), &deps.keys, 1).await.unwrap();
@@ -158,6 +166,10 @@ async fn the_operators_reseal_moves_every_factor_off_the_retiring_key<S: Store +
         let code = now_code(&deps, f, seed);
         assert_eq!(verify::verify(&deps, account, VerifyTarget::RequestId(sid.clone()), &code).await, Ok(sid));
     }
+    // And the passkey, passed over, still signs in
+    let (sid, options) = passkey_challenge(&deps, &three, &passkey).await;
+    let a = key.assert(&options, ORIGIN);
+    assert_eq!(factors::verify_passkey(&deps, &three, "hana", &passkey.sid, &sid, &a).await, Ok(sid));
     // And a second reseal finds nothing left under key 1
     let again = account_admin::reseal(store.as_ref(), &deps.keys, 1).await.unwrap();
     assert_eq!(again.values, 0, "{again:?}");
@@ -187,4 +199,110 @@ async fn of_concurrent_right_first_codes_exactly_one_confirms(store: Arc<dyn Sto
     }
     // And no wrong code was counted against it
     assert_eq!(deps.store.get_factor(&account.sid, "jack", &f.sid).await.unwrap().unwrap().confirm_failures, 0);
+}
+
+// ---- passkeys ----------------------------------------------------------------------------------
+
+const ORIGIN: &str = "https://app.example.com";
+
+/// An account whose relying party is example.com, used from `ORIGIN`.
+async fn passkey_account(deps: &Deps) -> Account {
+    let account = new_account(deps).await;
+    let update: PolicyUpdate =
+        serde_json::from_value(serde_json::json!({ "passkeys": { "rpId": "example.com", "origins": [ORIGIN] } }))
+            .unwrap();
+    update_policy(deps.store.as_ref(), &deps.keys, &account.sid, update).await.unwrap();
+    deps.store.get_account(&account.sid).await.unwrap().unwrap()
+}
+
+/// A passkey factor of `entity` registered by `key`.
+async fn registered_passkey(deps: &Deps, account: &Account, entity: &str, key: &mut Authenticator) -> Factor {
+    let new = NewPasskey { entity: entity.into(), friendly_name: None, user_name: None };
+    let (f, options) = factors::create_passkey(deps, account, new).await.unwrap();
+    let credential = key.register(&options, ORIGIN);
+    factors::confirm(deps, account, entity, &f.sid, Some(Proof::Credential(credential))).await.unwrap()
+}
+
+/// A passkey challenge: its sid and request options.
+async fn passkey_challenge(deps: &Deps, account: &Account, f: &Factor) -> (String, serde_json::Value) {
+    let req = ChallengeRequest {
+        service: "2FA".into(),
+        timeout_secs: 300,
+        limits: vec![],
+        idempotency_key: None,
+        callback: None,
+    };
+    let c = factors::challenge(deps, account, &f.entity, &f.sid, req).await.unwrap();
+    (c.sid, c.options.expect("a passkey challenge has options"))
+}
+
+async fn of_concurrent_registrations_of_one_passkey_exactly_one_confirms(store: Arc<dyn Store>) {
+    // Given a new passkey factor and the authenticator's answer to its options
+    let (deps, _clock) = deps(store, Keys::random());
+    let account = passkey_account(&deps).await;
+    let new = NewPasskey { entity: "kate".into(), friendly_name: None, user_name: None };
+    let (f, options) = factors::create_passkey(&deps, &account, new).await.unwrap();
+    let credential = Authenticator::new().register(&options, ORIGIN);
+    // When eight confirms race with it
+    let answers = join_all((0..8).map(|_| {
+        let (deps, account, sid, c) = (deps.clone(), account.clone(), f.sid.clone(), credential.clone());
+        tokio::spawn(async move { factors::confirm(&deps, &account, "kate", &sid, Some(Proof::Credential(c))).await })
+    }))
+    .await;
+    // Then exactly one confirmed it, the others were told it is verified already
+    let answers: Vec<_> = answers.into_iter().map(|a| a.unwrap()).collect();
+    assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), 1, "{answers:?}");
+    for refused in answers.iter().filter_map(|a| a.as_ref().err()) {
+        assert!(matches!(refused, Error::InvalidParameter { param, .. } if param == "factorSid"), "{refused:?}");
+    }
+    // And the stored factor holds the credential, its ceremony over
+    let stored = deps.store.get_factor(&account.sid, "kate", &f.sid).await.unwrap().unwrap();
+    let pk = stored.passkey.expect("a passkey");
+    assert!(pk.ceremony.is_none() && pk.credential.is_some(), "{pk:?}");
+    assert_eq!(stored.confirm_failures, 0);
+}
+
+async fn of_concurrent_assertions_of_one_passkey_challenge_exactly_one_verifies(store: Arc<dyn Store>) {
+    // Given a registered passkey, a challenge, and the authenticator's assertion for it
+    let (deps, _clock) = deps(store, Keys::random());
+    let account = passkey_account(&deps).await;
+    let mut key = Authenticator::new();
+    let f = registered_passkey(&deps, &account, "liam", &mut key).await;
+    let (sid, options) = passkey_challenge(&deps, &account, &f).await;
+    let assertion = key.assert(&options, ORIGIN);
+    // When it is presented eight times at once
+    let answers = join_all((0..8).map(|_| {
+        let (deps, account, fsid, sid, a) =
+            (deps.clone(), account.clone(), f.sid.clone(), sid.clone(), assertion.clone());
+        tokio::spawn(async move { factors::verify_passkey(&deps, &account, "liam", &fsid, &sid, &a).await })
+    }))
+    .await;
+    // Then exactly one verified the challenge
+    let answers: Vec<_> = answers.into_iter().map(|a| a.unwrap()).collect();
+    assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), 1, "{answers:?}");
+    assert_eq!(
+        deps.store.get_otp(&account.sid, &sid).await.unwrap().unwrap().status_at(deps.clock.now_ms()).as_str(),
+        "success"
+    );
+}
+
+async fn a_cloned_passkey_with_a_stale_counter_is_refused_and_the_original_signs_on(store: Arc<dyn Store>) {
+    // Given a registered passkey, a copy of its key, and the original signing in once
+    let (deps, _clock) = deps(store, Keys::random());
+    let account = passkey_account(&deps).await;
+    let mut key = Authenticator::new();
+    let f = registered_passkey(&deps, &account, "mia", &mut key).await;
+    let mut clone = key.clone_stale();
+    let (first, options) = passkey_challenge(&deps, &account, &f).await;
+    let a = key.assert(&options, ORIGIN);
+    assert!(factors::verify_passkey(&deps, &account, "mia", &f.sid, &first, &a).await.is_ok());
+    // When the copy signs the next challenge
+    let (second, options) = passkey_challenge(&deps, &account, &f).await;
+    let a = clone.assert(&options, ORIGIN);
+    let refused = factors::verify_passkey(&deps, &account, "mia", &f.sid, &second, &a).await;
+    // Then it is refused as a wrong code
+    assert_eq!(refused.map_err(|r| r.error), Err(Error::InvalidCode));
+    // And the original, its counter still ahead, signs that challenge in
+    let a = key.assert(&options, ORIGIN);
+    assert_eq!(factors::verify_passkey(&deps, &account, "mia", &f.sid, &second, &a).await, Ok(second));
 }

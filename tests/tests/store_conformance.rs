@@ -21,7 +21,7 @@ use twofa::{
     domain::{
         account::Account,
         crypto::Keys,
-        factor::{Factor, FactorKind, FactorStatus, TotpAlgorithm, TotpParams},
+        factor::{Factor, FactorKind, FactorStatus, Passkey, PasskeyCredential, TotpAlgorithm, TotpParams},
         idempotency::{IdempotencyRecord, WINDOW_MS},
         ids,
         limits::{Bucket, Counter, CounterKey, CounterOp, LimitDef, DEFAULT_LIMIT},
@@ -350,6 +350,8 @@ conformance!(
     wrong_first_codes_count_up_to_the_bound_only_while_unverified,
     a_factor_secret_is_resealed_only_over_the_one_read,
     a_deleted_factor_is_answered_once_then_gone,
+    a_passkey_reads_back_and_confirms_once_over_its_ceremony,
+    concurrent_uses_of_one_passkey_state_move_it_exactly_once,
 );
 
 // --- OTPs and sends --------------------------------------------------------------------------
@@ -1882,4 +1884,58 @@ async fn a_deleted_factor_is_answered_once_then_gone(f: Fixture) {
     // Then the first answers it as it was, the second nothing, and it is listed no more
     assert_eq!((first, second), (Some(x), None));
     assert_eq!(f.store.list_factors(&acct, "alice").await.unwrap(), vec![]);
+}
+
+fn passkey_factor(account_sid: &str, entity: &str) -> Factor {
+    Factor {
+        kind: FactorKind::Passkey,
+        sealed_secret: vec![],
+        passkey: Some(Passkey { user_handle: vec![5; 16], ceremony: Some(vec![1, 2, 3]), credential: None }),
+        ..factor(account_sid, entity, T0)
+    }
+}
+
+fn passkey_credential(dynamic: u8) -> PasskeyCredential {
+    PasskeyCredential { id: vec![9; 16], transports: 4, static_state: vec![8; 70], dynamic_state: vec![dynamic; 7] }
+}
+
+async fn a_passkey_reads_back_and_confirms_once_over_its_ceremony(f: Fixture) {
+    // Given an unverified passkey factor waiting on its registration ceremony
+    let acct = account_sid();
+    let x = passkey_factor(&acct, "alice");
+    f.store.put_factor(&x).await.unwrap();
+    // Then it reads back as written
+    assert_eq!(f.store.get_factor(&acct, "alice", &x.sid).await.unwrap().as_ref(), Some(&x));
+    // When a confirmation answers another ceremony: refused, nothing written
+    let c = passkey_credential(0);
+    assert!(!f.store.confirm_passkey(&acct, "alice", &x.sid, &[7, 7], &c, T0 + 5).await.unwrap());
+    // When confirmations of its ceremony race: exactly one stores the credential
+    let tries = join_all((0..8).map(|_| f.store.confirm_passkey(&acct, "alice", &x.sid, &[1, 2, 3], &c, T0 + 5))).await;
+    assert_eq!(tries.iter().filter(|r| matches!(r, Ok(true))).count(), 1, "{tries:?}");
+    // Then it is verified, holds the credential, and the ceremony is over
+    let got = f.store.get_factor(&acct, "alice", &x.sid).await.unwrap().unwrap();
+    assert_eq!((got.status, got.updated_ms), (FactorStatus::Verified, T0 + 5));
+    let pk = got.passkey.unwrap();
+    assert_eq!((pk.ceremony, pk.credential, pk.user_handle), (None, Some(c), vec![5; 16]));
+}
+
+async fn concurrent_uses_of_one_passkey_state_move_it_exactly_once(f: Fixture) {
+    // Given a verified passkey whose credential's state is 1
+    let acct = account_sid();
+    let mut x = passkey_factor(&acct, "alice");
+    x.status = FactorStatus::Verified;
+    x.passkey = Some(Passkey { user_handle: vec![5; 16], ceremony: None, credential: Some(passkey_credential(1)) });
+    f.store.put_factor(&x).await.unwrap();
+    // When twenty verifies move it from 1 to 2 at once
+    let uses = join_all((0..20).map(|_| f.store.use_passkey(&acct, "alice", &x.sid, &[1; 7], &[2; 7], T0 + 3))).await;
+    // Then exactly one moved it
+    assert_eq!(uses.iter().filter(|r| matches!(r, Ok(true))).count(), 1, "{uses:?}");
+    let got = f.store.get_factor(&acct, "alice", &x.sid).await.unwrap().unwrap();
+    assert_eq!(got.passkey.unwrap().credential.unwrap().dynamic_state, vec![2; 7]);
+    // And a move from a state it no longer holds, or of an unverified or missing factor, writes nothing
+    assert!(!f.store.use_passkey(&acct, "alice", &x.sid, &[1; 7], &[3; 7], T0).await.unwrap());
+    let y = passkey_factor(&acct, "alice");
+    f.store.put_factor(&y).await.unwrap();
+    assert!(!f.store.use_passkey(&acct, "alice", &y.sid, &[1; 7], &[3; 7], T0).await.unwrap());
+    assert!(!f.store.use_passkey(&acct, "alice", &ids::new_sid(ids::FACTOR), &[1; 7], &[3; 7], T0).await.unwrap());
 }

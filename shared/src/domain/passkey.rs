@@ -15,8 +15,10 @@ use webauthn_rp::{
     bin::{Decode, Encode},
     request::{
         auth::{AllowedCredential, AllowedCredentials, AuthenticationVerificationOptions},
-        register::{PublicKeyCredentialUserEntity, RegistrationVerificationOptions, UserHandle16, Username},
-        AsciiDomain, Credentials, PublicKeyCredentialDescriptor, RpId, UserVerificationRequirement,
+        register::{
+            CredProtect, PublicKeyCredentialUserEntity, RegistrationVerificationOptions, UserHandle16, Username,
+        },
+        AsciiDomain, Credentials, ExtensionInfo, PublicKeyCredentialDescriptor, RpId, UserVerificationRequirement,
     },
     response::{
         register::{CompressedPubKey, DynamicState, StaticState},
@@ -92,11 +94,15 @@ pub fn start_registration(
     let name = Username::try_from(user_name).map_err(|_| Error::invalid("userName", "is not a name WebAuthn takes"))?;
     let exclude = existing.iter().map(|c| descriptor(c)).collect::<Result<Vec<_>>>()?;
     let user = PublicKeyCredentialUserEntity { name, id: &handle, display_name: None };
-    let (server, client) =
-        PublicKeyCredentialCreationOptions::passkey(&rp, user, exclude).start_ceremony().map_err(|e| {
-            tracing::error!(error = %e, "passkey registration options refused by the WebAuthn library");
-            Error::Internal
-        })?;
+    let mut creation = PublicKeyCredentialCreationOptions::passkey(&rp, user, exclude);
+    // Ask authenticators to use the credential only with user verification, without refusing
+    // those that cannot say so (CTAP 2.0 keys have no credProtect): every ceremony here
+    // requires user verification anyway.
+    creation.extensions.cred_protect = CredProtect::UserVerificationRequired(ExtensionInfo::AllowDontEnforceValue);
+    let (server, client) = creation.start_ceremony().map_err(|e| {
+        tracing::error!(error = %e, "passkey registration options refused by the WebAuthn library");
+        Error::Internal
+    })?;
     let options = serde_json::to_value(&client).map_err(|_| Error::Internal)?;
     let state = server.encode().map_err(|_| Error::Internal)?;
     Ok(Started { state, options })
