@@ -28,9 +28,14 @@ DEMO = "/demo/passkeys"
 # The status line's outcome once a ceremony has ended.
 ENDED = re.compile(r"^(registered|verified|refused|error)$")
 # A user-verifying platform authenticator that keeps discoverable credentials and answers at
-# once (no touch to wait for).
+# once (no touch to wait for). The server's creation options enforce credProtect
+# (`enforceCredentialProtectionPolicy`), which Chromium's virtual authenticator supports only
+# as CTAP 2.1 with credBlob (it turns both on together); without it the browser declines to
+# register (NotAllowedError) before the server sees anything.
 AUTHENTICATOR = {
     "protocol": "ctap2",
+    "ctap2Version": "ctap2_1",
+    "hasCredBlob": True,
     "transport": "internal",
     "hasResidentKey": True,
     "hasUserVerification": True,
@@ -46,7 +51,7 @@ def unique(prefix: str) -> str:
 
 
 def passkey_account(origins=(ORIGIN,)):
-    return make_account(passkeys={"rpId": "localhost", "rpName": "twofa demo", "origins": list(origins)})
+    return make_account(passkeys={"rpId": "localhost", "origins": list(origins)})
 
 
 def free_port() -> int:
@@ -176,7 +181,14 @@ def test_given_a_credential_copied_before_its_last_use_when_the_copy_signs_in_th
     assert outcome == "refused", text
     assert '"code":474' in text.replace(" ", ""), text
     assert (401, verify_path) in guard.seen_expected, "the refusal came from the verify call"
-    # And the factor itself stays as it was: the original would still sign in
+
+    # And the same key with its counter past the stored one signs in: the counter alone was why
+    current = credentials(webauthn, clone)[0]["signCount"]
+    webauthn.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": clone})
+    fresh = add_authenticator(webauthn)
+    webauthn.send("WebAuthn.addCredential", {"authenticatorId": fresh, "credential": {**copy, "signCount": current + 1}})
+    outcome, text = sign_in(page)
+    assert outcome == "verified", text
     got = http("GET", f"/2fa/entities/{entity}/factors/{factor['sid']}", auth=account.auth)
     assert got.status == 200 and got.body["data"]["status"] == "verified", got
 
