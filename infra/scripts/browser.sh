@@ -7,7 +7,9 @@
 #   infra/scripts/browser.sh run       make test-browser: build the dev server (the workspace's
 #                                      debug build, a no-op after make test's), start it on a
 #                                      free port, run every browser test, stop it (by the pid
-#                                      recorded here); ends with `browser: N passed, N failed`
+#                                      recorded here); ends with `browser: N passed, N failed`.
+#                                      The passkeys tests open it as http://localhost:PORT
+#                                      (WebAuthn wants a domain; it binds 127.0.0.1)
 #   infra/scripts/browser.sh sam       make test-sam's step: the one test marked `deployed` (sign
 #                                      in, overview, sign out) against the running make local-aws
 #                                      (.run/local-aws.env: its URL, account sid and token)

@@ -182,13 +182,16 @@ class Guard:
         self.expected: list[tuple[int, str]] = []
         self.seen_expected: set[tuple[int, str]] = set()
 
-    def expect(self, status: int, path: str):
+    def expect(self, status: int, path: str | re.Pattern):
+        """An answer with this status at this path (or any path the pattern matches whole: a
+        sid the page makes) is expected."""
         self.expected.append((status, path))
 
     def _expected(self, status: int, url: str) -> bool:
         path = urllib.parse.urlsplit(url).path
         for exp in self.expected:
-            if exp[0] == status and path == exp[1]:
+            matches = exp[1].fullmatch(path) if isinstance(exp[1], re.Pattern) else path == exp[1]
+            if exp[0] == status and matches:
                 self.seen_expected.add(exp)
                 return True
         return False

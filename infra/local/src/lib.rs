@@ -1,9 +1,11 @@
 //! The embedded dev server: every endpoint group's router (the very ones the Lambdas serve),
 //! an in-process store, an outbox instead of delivery, an adjustable clock, and dev-only
-//! `/health`, `/dev/outbox`, `/dev/clock`, `/dev/accounts`, `/dev/callbacks`; callbacks made
-//! by a background task (`callbacks`). No AWS; no network but the callback URLs you give.
+//! `/health`, `/dev/outbox`, `/dev/clock`, `/dev/accounts`, `/dev/callbacks`; the passkeys demo
+//! page (`demo`, `/demo/passkeys`); callbacks made by a background task (`callbacks`). No AWS;
+//! no network but the callback URLs you give.
 
 pub mod callbacks;
+pub mod demo;
 pub mod scheduler;
 
 use std::{
@@ -178,7 +180,8 @@ impl Dev {
         // API's answers anything else).
         let console = http::console::routes().with_state(self.deps.clone());
         // The client IP is the socket's peer (`auth::Caller` reads the connection's address).
-        dev.merge(console).merge(api)
+        // The passkeys demo page is the dev server's alone (static: no loopback-only guard).
+        dev.merge(demo::routes()).merge(console).merge(api)
     }
 }
 
