@@ -721,3 +721,36 @@ async fn a_factor_is_confirmed_challenged_verified_once_and_deleted_through_its_
     let r = sam.get(&path).await;
     assert_eq!((r.status.as_u16(), &r.json()["data"]["factors"]), (200, &json!([])), "{}", r.text);
 }
+
+#[tokio::test]
+#[ignore = "needs the local stack: make test-sam"]
+async fn a_passkey_registers_and_signs_in_through_the_factors_function_and_a_stale_clone_is_refused() {
+    use common::authenticator::Authenticator;
+    const ORIGIN: &str = "https://app.example.com";
+    // Given an account whose relying party is example.com (set by twofa-admin, as an operator does)
+    let sam = Sam::new().new_account(&json!({ "passkeys": { "rpId": "example.com", "origins": [ORIGIN] } }));
+    let path = format!("/2fa/entities/sam-{}/factors", random_digits(8));
+    let mut key = Authenticator::new();
+    // When a passkey factor is created and confirmed with the authenticator's answer
+    let r = sam.post(&path, &json!({ "type": "passkey" })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let data = r.json()["data"].clone();
+    let factor = data["sid"].as_str().unwrap().to_owned();
+    let credential = key.register(&data["options"], ORIGIN);
+    let r = sam.post(&format!("{path}/{factor}/confirm"), &json!({ "credential": credential })).await;
+    assert_eq!((r.status.as_u16(), r.json()["data"]["status"].as_str()), (200, Some("verified")), "{}", r.text);
+    // And a copy of its key is taken, and it signs in once
+    let mut clone = key.clone_stale();
+    let r = sam.post(&format!("{path}/{factor}/challenges"), &json!({})).await;
+    let (challenge, options) = (r.request_id(), r.json()["options"].clone());
+    let body = json!({ "requestId": challenge, "credential": key.assert(&options, ORIGIN) });
+    let r = sam.post(&format!("{path}/{factor}/verify"), &body).await;
+    // Then it is verified
+    assert_eq!((r.status.as_u16(), r.json()), (200, json!({ "code": 200, "message": "OK", "requestID": challenge })));
+    // And the copy, its counter stale, is refused on the next challenge
+    let r = sam.post(&format!("{path}/{factor}/challenges.json"), &json!({})).await;
+    let (second, options) = (r.request_id(), r.json()["options"].clone());
+    let body = json!({ "requestId": second, "credential": clone.assert(&options, ORIGIN) });
+    let r = sam.post(&format!("{path}/{factor}/verify"), &body).await;
+    assert_eq!((r.status.as_u16(), r.code()), (401, 474), "{}", r.text);
+}

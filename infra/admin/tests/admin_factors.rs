@@ -20,8 +20,10 @@ use twofa::{
         account::Account,
         crypto::Keys,
         factor::{TotpAlgorithm, TotpParams},
-        factors::{self, NewTotp, Proof},
-        ids, totp,
+        factors::{self, NewPasskey, NewTotp, Proof},
+        ids,
+        policy::{update_policy, PolicyUpdate},
+        totp,
     },
     ports::{Clock, Deps, NoScheduler, Store},
     Error,
@@ -101,6 +103,7 @@ both!(
     a_removed_factor_is_gone_from_the_list_and_from_the_api,
     removing_a_factor_that_is_not_there_says_so,
     an_entity_that_cannot_be_one_or_an_unknown_account_is_refused,
+    a_passkey_is_listed_beside_an_apps_factor_and_removed,
 );
 
 impl Deployment {
@@ -212,4 +215,34 @@ async fn an_entity_that_cannot_be_one_or_an_unknown_account_is_refused(d: Deploy
     assert!(bad.starts_with("Invalid parameter: entity"), "{bad}");
     assert!(bad_remove.starts_with("Invalid parameter: entity"), "{bad_remove}");
     assert_eq!((unknown.as_str(), unknown_remove.as_str()), ("no account ACnope", "no account ACnope"));
+}
+
+async fn a_passkey_is_listed_beside_an_apps_factor_and_removed(d: Deployment) {
+    // Given an account with a relying party, and an entity with an app's factor and a passkey
+    let update: PolicyUpdate = serde_json::from_value(
+        serde_json::json!({ "passkeys": { "rpId": "example.com", "origins": ["https://example.com"] } }),
+    )
+    .unwrap();
+    update_policy(d.deps.store.as_ref(), &d.keys, &d.account.sid, update).await.expect("policy");
+    let account = d.deps.store.get_account(&d.account.sid).await.unwrap().unwrap();
+    let (app, _) = d.factor("erin", None, TotpParams::default()).await;
+    d.clock.advance_secs(1);
+    let new = NewPasskey { entity: "erin".into(), friendly_name: Some("Laptop".into()), user_name: None };
+    let (passkey, _) = factors::create_passkey(&d.deps, &account, new).await.expect("passkey");
+    // When the operator lists the entity's factors
+    let table = d.admin(d.factors("erin", false)).await.unwrap();
+    let json = d.admin(d.factors("erin", true)).await.unwrap();
+    // Then the passkey has its row, without the code settings an app's factor has
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[1].starts_with(&app) && lines[1].contains("totp"), "{table}");
+    assert!(lines[2].starts_with(&passkey.sid) && lines[2].contains("passkey"), "{table}");
+    assert!(lines[2].contains("Laptop") && !lines[2].contains("SHA1"), "{table}");
+    let all: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!((all[1]["type"].as_str(), all[1]["status"].as_str()), (Some("passkey"), Some("unverified")), "{json}");
+    assert!(all[1].get("algorithm").is_none(), "{json}");
+    // And once removed it is gone
+    let removed = d.admin(d.remove("erin", &passkey.sid)).await.unwrap();
+    assert!(removed.contains(&passkey.sid) && removed.contains("removed"), "{removed}");
+    assert_eq!(d.admin(d.factors("erin", true)).await.unwrap().matches("\"sid\"").count(), 1);
 }
