@@ -354,7 +354,7 @@ pub fn query_of(p: &InsightsParams<'_>, now: Millis) -> Result<InsightsQuery> {
         .channel
         .map(|c| {
             Channel::parse_any(c.trim())
-                .ok_or_else(|| Error::invalid("channel", "must be sms, call, email, whatsapp or totp"))
+                .ok_or_else(|| Error::invalid("channel", "must be sms, call, email, whatsapp, totp or passkey"))
         })
         .transpose()?;
     let country = p

@@ -73,7 +73,7 @@ fn parse(p: &SearchParams) -> Result<Search> {
             pairs.push(("channel", c.to_owned()));
             Some(
                 Channel::parse_any(c)
-                    .ok_or_else(|| Error::invalid("channel", "must be sms, call, email, whatsapp or totp"))?,
+                    .ok_or_else(|| Error::invalid("channel", "must be sms, call, email, whatsapp, totp or passkey"))?,
             )
         }
     };
