@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{base32_decode, wrong, Api, Resp};
+use common::{assert_400_naming, assert_api_error, base32_decode, wrong, Api, Resp};
 use futures::future::join_all;
 use serde_json::{json, Value};
 use twofa::{
@@ -78,15 +78,6 @@ async fn challenge_in(api: &Api, sid: &str, service: &str) -> String {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!((r.code(), r.json()["message"].as_str()), (200, Some("OK")));
     r.request_id()
-}
-
-fn assert_api_error(r: &Resp, status: u16, code: i64) {
-    assert_eq!((r.status.as_u16(), r.code()), (status, code), "{}", r.text);
-}
-
-fn assert_400_naming(r: &Resp, param: &str) {
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert!(r.json()["message"].as_str().unwrap().contains(param), "{param} not named: {}", r.text);
 }
 
 #[tokio::test]

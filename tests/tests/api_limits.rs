@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Api, Resp};
+use common::{assert_400_naming, Api, Resp};
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -93,13 +93,6 @@ const LIMIT_FIELDS: [&str; 11] = [
 fn is_iso(s: &str) -> bool {
     let b = s.as_bytes();
     s.len() == 28 && s.ends_with("+0000") && b[10] == b'T' && b[19] == b'.' && b[4] == b'-' && b[13] == b':'
-}
-
-fn assert_400_naming(r: &Resp, field: &str) {
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(r.code(), 400);
-    let message = r.json()["message"].as_str().unwrap().to_owned();
-    assert!(message.starts_with(&format!("Invalid parameter: {field} (")), "expected {field} named: {message}");
 }
 
 // ---- seed flows, byte for byte ------------------------------------------------------------

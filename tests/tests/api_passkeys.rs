@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{authenticator::Authenticator, Api, Resp};
+use common::{assert_400_naming, assert_api_error, authenticator::Authenticator, Api, Resp};
 use futures::future::join_all;
 use serde_json::{json, Value};
 use twofa::domain::policy::{update_policy, PolicyUpdate};
@@ -63,15 +63,6 @@ async fn challenge(api: &Api, sid: &str) -> (String, Value) {
 async fn verify(api: &Api, sid: &str, request_id: &str, credential: &str) -> Resp {
     let body = json!({ "requestId": request_id, "credential": credential });
     api.post(&format!("{}/{sid}/verify", factors_path(ENTITY)), &body).await
-}
-
-fn assert_api_error(r: &Resp, status: u16, code: i64) {
-    assert_eq!((r.status.as_u16(), r.code()), (status, code), "{}", r.text);
-}
-
-fn assert_400_naming(r: &Resp, param: &str) {
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert!(r.json()["message"].as_str().unwrap().contains(param), "{param} not named: {}", r.text);
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Api, Resp};
+use common::{assert_400_naming, Api, Resp};
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -50,12 +50,6 @@ fn channels_sent(api: &Api, to: &str) -> Vec<String> {
 
 fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
-}
-
-fn assert_400_naming(r: &Resp, field: &str) {
-    assert_eq!(r.status, 400, "{}", r.text);
-    let message = r.json()["message"].as_str().unwrap().to_owned();
-    assert!(message.starts_with(&format!("Invalid parameter: {field} (")), "expected {field} named: {message}");
 }
 
 // ---- the API, seed flows -------------------------------------------------------------------

@@ -70,7 +70,8 @@ async fn search(State(deps): State<Deps>, Caller(caller): Caller, p: Params) -> 
     let channel = channel_text
         .as_deref()
         .map(|c| {
-            Channel::parse_any(c).ok_or_else(|| Error::invalid("channel", "must be sms, call, email, whatsapp, totp or passkey"))
+            Channel::parse_any(c)
+                .ok_or_else(|| Error::invalid("channel", "must be sms, call, email, whatsapp, totp or passkey"))
         })
         .transpose()?;
     let start_text = p.opt("startTime")?;

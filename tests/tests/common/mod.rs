@@ -242,3 +242,15 @@ pub fn base32_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// An API error answer: its HTTP status and the envelope's code.
+pub fn assert_api_error(r: &Resp, status: u16, code: i64) {
+    assert_eq!((r.status.as_u16(), r.code()), (status, code), "{}", r.text);
+}
+
+/// A 400 whose message names `param` as the one that is wrong.
+pub fn assert_400_naming(r: &Resp, param: &str) {
+    assert_eq!(r.status, 400, "{}", r.text);
+    let message = r.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.starts_with(&format!("Invalid parameter: {param} (")), "expected {param} named: {message}");
+}
