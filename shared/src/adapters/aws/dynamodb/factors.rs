@@ -77,47 +77,32 @@ impl FactorStore for DynamoStore {
         now: Millis,
     ) -> Result<bool> {
         let wanted = if confirm { FactorStatus::Unverified } else { FactorStatus::Verified };
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Key::factor(account_sid, entity, sid).to_item()))
-            .update_expression("SET #status = :verified, #last = :step, #updated = :now")
-            .condition_expression(
-                "attribute_exists(pk) AND #status = :wanted AND (attribute_not_exists(#last) OR #last < :step)",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#last", "last_step")
-            .expression_attribute_names("#updated", "updated_ms")
-            .expression_attribute_values(":verified", s(FactorStatus::Verified.as_str()))
-            .expression_attribute_values(":wanted", s(wanted.as_str()))
-            .expression_attribute_values(":step", n(step))
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await
-            .map(|_| ());
-        errors::conditional(out, "UpdateItem(factor step)")
+        self.update_factor(
+            "UpdateItem(factor step)",
+            Key::factor(account_sid, entity, sid),
+            "SET #status = :verified, #last = :step, #updated = :now",
+            "attribute_exists(pk) AND #status = :wanted AND (attribute_not_exists(#last) OR #last < :step)",
+            &[("#status", "status"), ("#last", "last_step"), ("#updated", "updated_ms")],
+            vec![
+                (":verified", s(FactorStatus::Verified.as_str())),
+                (":wanted", s(wanted.as_str())),
+                (":step", n(step)),
+                (":now", n(now)),
+            ],
+        )
+        .await
     }
 
     async fn fail_factor_confirm(&self, account_sid: &str, entity: &str, sid: &str, max: u32) -> Result<bool> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Key::factor(account_sid, entity, sid).to_item()))
-            .update_expression("ADD #failures :one")
-            .condition_expression(
-                "attribute_exists(pk) AND #status = :unverified AND (attribute_not_exists(#failures) OR #failures < :max)",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#failures", "confirm_failures")
-            .expression_attribute_values(":unverified", s(FactorStatus::Unverified.as_str()))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":max", n(max))
-            .send()
-            .await
-            .map(|_| ());
-        errors::conditional(out, "UpdateItem(factor confirm)")
+        self.update_factor(
+            "UpdateItem(factor confirm)",
+            Key::factor(account_sid, entity, sid),
+            "ADD #failures :one",
+            "attribute_exists(pk) AND #status = :unverified AND (attribute_not_exists(#failures) OR #failures < :max)",
+            &[("#status", "status"), ("#failures", "confirm_failures")],
+            vec![(":unverified", s(FactorStatus::Unverified.as_str())), (":one", n(1)), (":max", n(max))],
+        )
+        .await
     }
 
     async fn confirm_passkey(
@@ -130,35 +115,33 @@ impl FactorStore for DynamoStore {
         now: Millis,
     ) -> Result<bool> {
         let b = |v: &[u8]| AttributeValue::B(Blob::new(v));
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Key::factor(account_sid, entity, sid).to_item()))
-            .update_expression(
-                "SET #status = :verified, #id = :id, #transports = :transports, #static = :static, \
+        self.update_factor(
+            "UpdateItem(passkey confirm)",
+            Key::factor(account_sid, entity, sid),
+            "SET #status = :verified, #id = :id, #transports = :transports, #static = :static, \
                  #dynamic = :dynamic, #updated = :now REMOVE #ceremony",
-            )
-            .condition_expression("attribute_exists(pk) AND #status = :unverified AND #ceremony = :ceremony")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#ceremony", "ceremony")
-            .expression_attribute_names("#id", "credential_id")
-            .expression_attribute_names("#transports", "transports")
-            .expression_attribute_names("#static", "static_state")
-            .expression_attribute_names("#dynamic", "dynamic_state")
-            .expression_attribute_names("#updated", "updated_ms")
-            .expression_attribute_values(":verified", s(FactorStatus::Verified.as_str()))
-            .expression_attribute_values(":unverified", s(FactorStatus::Unverified.as_str()))
-            .expression_attribute_values(":ceremony", b(ceremony))
-            .expression_attribute_values(":id", b(&credential.id))
-            .expression_attribute_values(":transports", n(credential.transports))
-            .expression_attribute_values(":static", b(&credential.static_state))
-            .expression_attribute_values(":dynamic", b(&credential.dynamic_state))
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await
-            .map(|_| ());
-        errors::conditional(out, "UpdateItem(passkey confirm)")
+            "attribute_exists(pk) AND #status = :unverified AND #ceremony = :ceremony",
+            &[
+                ("#status", "status"),
+                ("#ceremony", "ceremony"),
+                ("#id", "credential_id"),
+                ("#transports", "transports"),
+                ("#static", "static_state"),
+                ("#dynamic", "dynamic_state"),
+                ("#updated", "updated_ms"),
+            ],
+            vec![
+                (":verified", s(FactorStatus::Verified.as_str())),
+                (":unverified", s(FactorStatus::Unverified.as_str())),
+                (":ceremony", b(ceremony)),
+                (":id", b(&credential.id)),
+                (":transports", n(credential.transports)),
+                (":static", b(&credential.static_state)),
+                (":dynamic", b(&credential.dynamic_state)),
+                (":now", n(now)),
+            ],
+        )
+        .await
     }
 
     async fn use_passkey(
@@ -170,24 +153,20 @@ impl FactorStore for DynamoStore {
         new: &[u8],
         now: Millis,
     ) -> Result<bool> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Key::factor(account_sid, entity, sid).to_item()))
-            .update_expression("SET #dynamic = :new, #updated = :now")
-            .condition_expression("attribute_exists(pk) AND #status = :verified AND #dynamic = :was")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#dynamic", "dynamic_state")
-            .expression_attribute_names("#updated", "updated_ms")
-            .expression_attribute_values(":verified", s(FactorStatus::Verified.as_str()))
-            .expression_attribute_values(":was", AttributeValue::B(Blob::new(was)))
-            .expression_attribute_values(":new", AttributeValue::B(Blob::new(new)))
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await
-            .map(|_| ());
-        errors::conditional(out, "UpdateItem(passkey use)")
+        self.update_factor(
+            "UpdateItem(passkey use)",
+            Key::factor(account_sid, entity, sid),
+            "SET #dynamic = :new, #updated = :now",
+            "attribute_exists(pk) AND #status = :verified AND #dynamic = :was",
+            &[("#status", "status"), ("#dynamic", "dynamic_state"), ("#updated", "updated_ms")],
+            vec![
+                (":verified", s(FactorStatus::Verified.as_str())),
+                (":was", AttributeValue::B(Blob::new(was))),
+                (":new", AttributeValue::B(Blob::new(new))),
+                (":now", n(now)),
+            ],
+        )
+        .await
     }
 
     async fn reseal_factor(
@@ -198,20 +177,44 @@ impl FactorStore for DynamoStore {
         was: &[u8],
         sealed: &[u8],
     ) -> Result<bool> {
-        let out = self
+        self.update_factor(
+            "UpdateItem(factor reseal)",
+            Key::factor(account_sid, entity, sid),
+            "SET #secret = :sealed",
+            "#secret = :was",
+            &[("#secret", "secret")],
+            vec![(":was", AttributeValue::B(Blob::new(was))), (":sealed", AttributeValue::B(Blob::new(sealed)))],
+        )
+        .await
+    }
+}
+
+impl DynamoStore {
+    /// One conditional `UpdateItem` of a factor: true when written, false when its condition
+    /// did not hold.
+    async fn update_factor(
+        &self,
+        what: &'static str,
+        key: Key,
+        update: &str,
+        condition: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool> {
+        let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Key::factor(account_sid, entity, sid).to_item()))
-            .update_expression("SET #secret = :sealed")
-            .condition_expression("#secret = :was")
-            .expression_attribute_names("#secret", "secret")
-            .expression_attribute_values(":was", AttributeValue::B(Blob::new(was)))
-            .expression_attribute_values(":sealed", AttributeValue::B(Blob::new(sealed)))
-            .send()
-            .await
-            .map(|_| ());
-        errors::conditional(out, "UpdateItem(factor reseal)")
+            .set_key(Some(key.to_item()))
+            .update_expression(update)
+            .condition_expression(condition);
+        for (placeholder, name) in names {
+            req = req.expression_attribute_names(*placeholder, *name);
+        }
+        for (placeholder, value) in values {
+            req = req.expression_attribute_values(placeholder, value);
+        }
+        errors::conditional(req.send().await.map(|_| ()), what)
     }
 }
 
