@@ -3,7 +3,7 @@
 //! (WebAuthn Level 3 JSON) deserializers and verify; what a server must refuse is refused. The
 //! server side is played here as the server will play it: ceremony states and credentials go
 //! to storage as bytes (the crate's `bin` Encode/Decode) and come back between the steps.
-//! /work/notes/webauthn-rp-usage.md carries these calls for the server.
+//! The server makes the same calls in `shared/src/domain/passkey.rs`.
 
 mod common;
 
