@@ -35,7 +35,7 @@ phase() {
 STARTED_MOTO=0
 STARTED_WORKFLOW=0
 WORKFLOW=infra/scripts/workflow_e2e.sh
-declare -A INSTALL_PID=()
+declare -A INSTALL_PID=() INSTALL_RC=()
 cleanup() {
     # An install still running (the script ended early) is stopped too.
     local pid
@@ -51,8 +51,44 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# --- moto and the Python tools, installed while the builds compile -----------------------
+# Each is a pinned pip install into a virtualenv of its own (idempotent: a stamp says when it is
+# done), mostly download and unpack: run beside the CPU-bound builds instead of between them.
+# A phase that needs one waits for it first; a failed install fails that phase.
+mkdir -p .run
+background_install() { # background_install NAME CMD...
+    local name=$1
+    shift
+    "$@" >".run/install-${name}.log" 2>&1 &
+    INSTALL_PID[$name]=$!
+}
+installed() { # installed NAME: waits for its install (once); prints its log if it failed
+    if [[ -z "${INSTALL_RC[$1]+set}" ]]; then
+        local rc=0
+        wait "${INSTALL_PID[$1]}" || rc=$?
+        INSTALL_RC[$1]=${rc}
+        if ((rc != 0)); then
+            echo "==> installing $1 failed (exit ${rc}):"
+            cat ".run/install-$1.log"
+        fi
+    fi
+    return "${INSTALL_RC[$1]}"
+}
+# moto and cargo-lambda share .venv: one install after the other.
+background_install moto bash -c "bash ${MOTO} install && bash ${WORKFLOW} install"
+background_install sam bash infra/scripts/sam.sh install
+background_install schemathesis bash infra/scripts/schemathesis.sh install
+background_install load bash infra/scripts/load.sh install
+
+# --- checks ----------------------------------------------------------------------------
+phase "rustfmt" cargo fmt --all -- --check
+# One debug build of everything, with the features the tests unify: the tests, the step Lambda
+# the workflow harness runs, the seeder and admin command make test-sam runs all reuse it.
+phase "build" cargo build --workspace --all-targets --features twofa/aws
+phase "clippy" cargo clippy --workspace --all-targets --features twofa/aws -- -D warnings
+# --- moto (installed beside the builds above; started once they are done) ----------------
 start=$SECONDS
-bash "${MOTO}" install
+installed moto
 if bash "${MOTO}" status >/dev/null 2>&1; then
     echo "==> moto: reusing the running moto"
     bash "${MOTO}" start
@@ -71,40 +107,9 @@ export TWOFA_AWS_ATTEMPT_TIMEOUT_MS="${TWOFA_AWS_ATTEMPT_TIMEOUT_MS:-30000}"
 export TWOFA_AWS_OPERATION_TIMEOUT_MS="${TWOFA_AWS_OPERATION_TIMEOUT_MS:-90000}"
 # (a search opens up to 64 connections at once, which moto accepts one by one)
 export TWOFA_AWS_CONNECT_TIMEOUT_MS="${TWOFA_AWS_CONNECT_TIMEOUT_MS:-10000}"
-SUMMARY+=("ok      $((SECONDS - start))s  moto install + start")
+SUMMARY+=("ok      $((SECONDS - start))s  moto start (and what is left of its install)")
 echo "==> moto: ready at ${AWS_ENDPOINT_URL} ($((SECONDS - start))s)"
 
-# --- the Python tools, installed while clippy compiles ----------------------------------
-# Each is a pinned pip install into a virtualenv of its own (idempotent: a stamp says when it is
-# done), mostly download and unpack: run beside the CPU-bound builds instead of between them.
-# A phase that needs one waits for it first; a failed install fails that phase.
-mkdir -p .run
-background_install() { # background_install NAME CMD...
-    local name=$1
-    shift
-    "$@" >".run/install-${name}.log" 2>&1 &
-    INSTALL_PID[$name]=$!
-}
-installed() { # installed NAME: waits for its install; prints its log if it failed
-    local rc=0
-    wait "${INSTALL_PID[$1]}" || rc=$?
-    if ((rc != 0)); then
-        echo "==> installing $1 failed (exit ${rc}):"
-        cat ".run/install-$1.log"
-    fi
-    return "${rc}"
-}
-background_install sam bash infra/scripts/sam.sh install
-background_install schemathesis bash infra/scripts/schemathesis.sh install
-background_install cargo-lambda bash infra/scripts/workflow_e2e.sh install
-background_install load bash infra/scripts/load.sh install
-
-# --- checks ----------------------------------------------------------------------------
-phase "rustfmt" cargo fmt --all -- --check
-# One debug build of everything, with the features the tests unify: the tests, the step Lambda
-# the workflow harness runs, the seeder and admin command make test-sam runs all reuse it.
-phase "build" cargo build --workspace --all-targets --features twofa/aws
-phase "clippy" cargo clippy --workspace --all-targets --features twofa/aws -- -D warnings
 # cfn-lint and sam validate --lint, from the pinned .venv-sam (no Docker, no AWS account).
 validate() { installed sam && bash infra/scripts/sam.sh validate; }
 phase "template lint" validate
@@ -112,7 +117,7 @@ phase "template lint" validate
 # build phase's binary) behind cargo lambda watch's Runtime API and the router moto's Step
 # Functions Task invokes. If it does not come up, those tests fail on its missing env.
 start_workflow() {
-    installed cargo-lambda || return 1
+    installed moto || return 1
     STARTED_WORKFLOW=1
     bash "${WORKFLOW}" start && eval "$(bash "${WORKFLOW}" env)"
 }
@@ -121,7 +126,8 @@ phase "workflow harness (cargo lambda watch + router)" start_workflow
 TEST_LOG=.run/cargo-test.log
 run_tests() {
     mkdir -p .run
-    cargo test --workspace --features twofa/aws "$@" 2>&1 | tee "${TEST_LOG}"
+    # Every test binary runs even when one fails, so a run shows every failure at once.
+    cargo test --workspace --no-fail-fast --features twofa/aws "$@" 2>&1 | tee "${TEST_LOG}"
 }
 phase "tests" run_tests "$@"
 # The heat model (make bench's, issue 26) on a small burst, holding every key to the issue's

@@ -35,6 +35,10 @@ use twofa::{
 /// The longest a send may take to answer while a dependency hangs: a commit that times out
 /// (one operation timeout after a snapshot that made it), or a publish that uses up its tries
 /// and its undo that times out too; plus the scheduling slack of a loaded 2-core machine.
+/// Each test starts two moto servers and times answers against `budget()`: one at a time, so
+/// neither's servers take the other's cores while it measures.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn budget() -> Duration {
     (OPERATION_TIMEOUT * 2).max(DISPATCH_OPERATION_TIMEOUT + OPERATION_TIMEOUT) + Duration::from_millis(900)
 }
@@ -276,6 +280,7 @@ async fn nothing_half_written(w: &World, sent_ok: usize, after: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_paused_mid_flight_answers_503_in_budget_leaves_nothing_and_recovers() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     // Given the OTP API on DynamoDB and SNS (two moto servers), with OTPs already sent
     let ddb = Moto::start();
     let sns = Moto::start();
@@ -345,6 +350,7 @@ async fn dynamodb_paused_mid_flight_answers_503_in_budget_leaves_nothing_and_rec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sns_failing_after_the_commit_answers_503_in_budget_and_undoes_the_send() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     // Given the OTP API on DynamoDB and SNS (two moto servers)
     let ddb = Moto::start();
     let mut sns = Moto::start();
