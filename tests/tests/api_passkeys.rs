@@ -283,3 +283,25 @@ async fn passkey_routes_answer_xml_by_suffix() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.text.contains("<code>200</code>"), "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_challenge_replayed_with_its_idempotency_key_answers_the_same_request_and_options() {
+    // Given a registered passkey
+    let api = start().await;
+    let mut key = Authenticator::new();
+    let sid = registered(&api, &mut key).await;
+    let path = format!("{}/{sid}/challenges", factors_path(ENTITY));
+    let challenge = || async {
+        let req = api.http.post(format!("{}{path}", api.base)).basic_auth(&api.sid, Some(&api.token));
+        Api::finish(req.header("Idempotency-Key", "login-1"), Some("{}"), "application/json").await
+    };
+    // When the same challenge is asked for twice with one Idempotency-Key
+    let (first, again) = (challenge().await, challenge().await);
+    // Then both answer the same requestID and options
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.json(), again.json());
+    // And an assertion of those options verifies it
+    let (request_id, options) = (first.request_id(), first.json()["options"].clone());
+    let r = verify(&api, &sid, &request_id, &key.assert(&options, ORIGIN)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}

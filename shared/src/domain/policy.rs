@@ -715,6 +715,37 @@ mod tests {
         serde_json::from_str(json).unwrap()
     }
 
+    fn passkeys(rp_id: &str, origins: &[&str]) -> Result<PasskeySettings> {
+        PasskeySettings::new(rp_id, &origins.iter().map(|o| (*o).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn a_relying_party_is_a_domain_used_from_secure_origins_under_it() {
+        // Origins are kept as browsers write them: lower case, no default port, no slash
+        let p = passkeys("Example.COM", &["https://App.example.com:443/", "https://example.com:8443"]).unwrap();
+        assert_eq!(p.rp_id, "example.com");
+        assert_eq!(p.origins, ["https://app.example.com", "https://example.com:8443"]);
+        // http only for localhost
+        assert_eq!(passkeys("localhost", &["http://localhost:3000"]).unwrap().origins, ["http://localhost:3000"]);
+        for (rp, origins) in [
+            ("127.0.0.1", &["https://127.0.0.1"][..]),
+            ("example.com", &["http://app.example.com"][..]),
+            ("example.com", &["https://example.org"][..]),
+            ("example.com", &["https://badexample.com"][..]),
+            ("example.com", &["example.com"][..]),
+            ("example.com", &[][..]),
+            ("exa mple.com", &["https://example.com"][..]),
+        ] {
+            let refused = passkeys(rp, origins);
+            assert!(
+                matches!(&refused, Err(Error::InvalidParameter { param, .. }) if param == "passkeys"),
+                "{rp} {origins:?}: {refused:?}"
+            );
+        }
+        let eleven: Vec<String> = (0..11).map(|i| format!("https://a{i}.example.com")).collect();
+        assert!(PasskeySettings::new("example.com", &eleven).is_err());
+    }
+
     #[test]
     fn by_default_every_country_is_allowed_on_every_channel() {
         let p = AccountPolicy::default();
